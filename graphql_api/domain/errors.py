@@ -1,0 +1,68 @@
+"""Expected failures of the use cases.
+
+Every error a client can cause is one of these; the GraphQL layer turns them into typed error
+objects (mutations) or coded GraphQL errors (queries). Anything else is a bug and is masked.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every expected failure. ``code`` is stable and machine-readable."""
+
+    code = "DOMAIN_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFoundError(DomainError):
+    code = "NOT_FOUND"
+
+    def __init__(self, resource: str, resource_id: str, field: str | None = None) -> None:
+        super().__init__(f"{resource} {resource_id!r} does not exist")
+        self.resource = resource
+        self.resource_id = resource_id
+        self.field = field
+
+
+class InvalidTransitionError(DomainError):
+    code = "INVALID_TRANSITION"
+
+    def __init__(
+        self,
+        resource: str,
+        resource_id: str,
+        current: str,
+        requested: str | None,
+        message: str | None = None,
+    ) -> None:
+        super().__init__(
+            message
+            or f"{resource} {resource_id!r} is {current} and cannot go to {requested}"
+        )
+        self.resource = resource
+        self.resource_id = resource_id
+        self.current_status = current
+        self.requested_status = requested
+
+
+class ConflictError(DomainError):
+    code = "CONFLICT"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ValidationError(DomainError):
+    """Bad input. ``field`` names the input field (camelCase path as the client sent it)."""
+
+    code = "VALIDATION_ERROR"
+
+    def __init__(self, field: str, message: str, rule: str = "invalid") -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.rule = rule
+        self.detail = message

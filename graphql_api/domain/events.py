@@ -1,0 +1,53 @@
+"""The change log: one event per change of a training job or a model version.
+
+Services append an event for every change they make; the log answers ``history`` queries and
+feeds live subscriptions. ``seq`` is assigned by storage and increases with every append.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class EntityKind(StrEnum):
+    TRAINING_JOB = "TrainingJob"
+    MODEL_VERSION = "ModelVersion"
+
+
+class ChangeKind(StrEnum):
+    """What happened. Job kinds first, then registry kinds."""
+
+    CREATED = "CREATED"
+    STARTED = "STARTED"
+    METRICS_REPORTED = "METRICS_REPORTED"
+    LOGS_URL_SET = "LOGS_URL_SET"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    REGISTERED = "REGISTERED"
+    PROMOTED = "PROMOTED"
+    DEPLOYED = "DEPLOYED"
+    ARCHIVED = "ARCHIVED"
+    METRICS_UPDATED = "METRICS_UPDATED"
+
+
+class ChangeEvent(BaseModel):
+    """One recorded change. ``snapshot`` is the record as it was right after the change."""
+
+    model_config = ConfigDict(frozen=True, protected_namespaces=())
+
+    seq: int
+    entity: EntityKind
+    entity_id: str
+    kind: ChangeKind
+    previous_status: str | None
+    status: str
+    occurred_at: datetime
+    model_id: str
+    model_name: str | None = None
+    actor: str | None = None
+    snapshot: dict[str, Any]

@@ -1,0 +1,112 @@
+"""What a list query asks for: filters, orderings and page requests, independent of storage."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+import orjson
+
+from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
+from graphql_api.domain.errors import ValidationError
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class DateRange:
+    """Inclusive bounds; either may be open."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersionFilter:
+    model_ids: tuple[str, ...] | None = None
+    model_names: tuple[str, ...] | None = None
+    statuses: tuple[ModelStatus, ...] | None = None
+    model_types: tuple[ModelType, ...] | None = None
+    created: DateRange | None = None
+    deployed: DateRange | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingJobFilter:
+    job_ids: tuple[str, ...] | None = None
+    model_ids: tuple[str, ...] | None = None
+    dataset_ids: tuple[str, ...] | None = None
+    statuses: tuple[TrainingStatus, ...] | None = None
+    created: DateRange | None = None
+    started: DateRange | None = None
+    completed: DateRange | None = None
+
+
+class ModelVersionOrder(StrEnum):
+    CREATED_DATE_DESC = "CREATED_DATE_DESC"
+    CREATED_DATE_ASC = "CREATED_DATE_ASC"
+    VERSION_DESC = "VERSION_DESC"
+    VERSION_ASC = "VERSION_ASC"
+
+
+class TrainingJobOrder(StrEnum):
+    CREATED_DATE_DESC = "CREATED_DATE_DESC"
+    CREATED_DATE_ASC = "CREATED_DATE_ASC"
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """``first`` items after the position ``after`` (an opaque cursor from an earlier page)."""
+
+    first: int = DEFAULT_PAGE_SIZE
+    after: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.first < 0:
+            raise ValidationError("first", "must not be negative", rule="min")
+        if self.first > MAX_PAGE_SIZE:
+            raise ValidationError(
+                "first", f"must be at most {MAX_PAGE_SIZE} (got {self.first})", rule="max"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    cursors: list[str]
+    has_next_page: bool
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.cursors[-1] if self.cursors else None
+
+    @property
+    def start_cursor(self) -> str | None:
+        return self.cursors[0] if self.cursors else None
+
+
+def encode_cursor(order: str, values: list[object]) -> str:
+    """An opaque cursor: the ordering it belongs to and the sort values of its item."""
+    raw = orjson.dumps([order, *values])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, order: str, arity: int) -> list[object]:
+    """Inverse of ``encode_cursor``; refuses a cursor of another ordering or a forged one."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, binascii.Error, orjson.JSONDecodeError):
+        raise ValidationError("after", "is not a cursor returned by this API", rule="cursor")
+    if not isinstance(data, list) or len(data) != arity + 1 or data[0] != order:
+        raise ValidationError(
+            "after", f"is a cursor for another ordering, not {order}", rule="cursor"
+        ) from None
+    return list(data[1:])

@@ -1,0 +1,61 @@
+"""How errors reach clients: expected ones with a code, unexpected ones masked and logged.
+
+Domain errors raised by queries (a bad filter, an oversized ``first``) become GraphQL errors
+whose ``extensions`` carry ``code`` and ``field``. GraphQL's own errors (syntax, validation)
+pass through. Anything else is a bug: the client sees "Unexpected error." with a request id,
+and the log has the traceback under the same id.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from graphql.error import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from graphql_api.domain.errors import DomainError, NotFoundError, ValidationError
+
+log = logging.getLogger("mltrain.errors")
+
+
+class ClientErrors(MaskErrors):
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return [self._for_client(error) for error in errors]
+
+    def _for_client(self, error: GraphQLError) -> GraphQLError:
+        original = error.original_error
+        if original is None or isinstance(original, GraphQLError):
+            return error
+        if isinstance(original, DomainError):
+            extensions: dict[str, object] = {"code": original.code}
+            if isinstance(original, (ValidationError, NotFoundError)) and original.field:
+                extensions["field"] = original.field
+            if isinstance(original, ValidationError):
+                extensions["rule"] = original.rule
+            return GraphQLError(
+                original.message,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions=extensions,
+            )
+        request_id = self._request_id()
+        log.error(
+            "unexpected error in %s (request %s)",
+            ".".join(str(p) for p in error.path or []) or "operation",
+            request_id,
+            exc_info=original,
+        )
+        return GraphQLError(
+            self.error_message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+        )
+
+    def _request_id(self) -> str:
+        context = self.execution_context.context
+        return str(getattr(context, "request_id", "unknown"))

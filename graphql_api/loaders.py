@@ -1,0 +1,57 @@
+"""Per-request DataLoaders: every relation field is batched into one query per level.
+
+A loader lives for one request (one GraphQL operation), so its cache never serves another
+request's stale data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from strawberry.dataloader import DataLoader
+
+from graphql_api.domain.models import ModelVersion, TrainingJob
+from graphql_api.domain.queries import Page, TrainingJobFilter, TrainingJobOrder
+from graphql_api.services.container import Services
+
+JobPageArgs = tuple[TrainingJobFilter, TrainingJobOrder, int]
+
+
+class Loaders:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self.model_version: DataLoader[str, ModelVersion | None] = DataLoader(
+            load_fn=self._load_model_versions
+        )
+        self._job_pages: dict[JobPageArgs, DataLoader[str, Page[TrainingJob]]] = {}
+        self._job_counts: dict[TrainingJobFilter, DataLoader[str, int]] = {}
+
+    def jobs_of_model(self, args: JobPageArgs) -> DataLoader[str, Page[TrainingJob]]:
+        """Pages of jobs per model id; one loader (so one query) per distinct argument set."""
+        loader = self._job_pages.get(args)
+        if loader is None:
+            where, order, first = args
+
+            async def load(model_ids: Sequence[str]) -> list[Page[TrainingJob]]:
+                pages = await self._services.training.list_per_model(
+                    model_ids, where, order, first
+                )
+                return [pages[m] for m in model_ids]
+
+            loader = self._job_pages[args] = DataLoader(load_fn=load)
+        return loader
+
+    def job_count_of_model(self, where: TrainingJobFilter) -> DataLoader[str, int]:
+        loader = self._job_counts.get(where)
+        if loader is None:
+
+            async def load(model_ids: Sequence[str]) -> list[int]:
+                counts = await self._services.training.count_per_model(model_ids, where)
+                return [counts[m] for m in model_ids]
+
+            loader = self._job_counts[where] = DataLoader(load_fn=load)
+        return loader
+
+    async def _load_model_versions(self, model_ids: Sequence[str]) -> list[ModelVersion | None]:
+        found = await self._services.registry.get_many(list(model_ids))
+        return [found.get(m) for m in model_ids]

@@ -1,0 +1,27 @@
+"""The services of one running instance, built once over one storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from graphql_api.services.inference import InferenceService
+from graphql_api.services.registry import ModelRegistryService
+from graphql_api.services.training import MLTrainingService
+from graphql_api.storage.base import Storage
+
+
+@dataclass(frozen=True)
+class Services:
+    storage: Storage
+    registry: ModelRegistryService
+    training: MLTrainingService
+    inference: InferenceService
+
+    @classmethod
+    def over(cls, storage: Storage) -> Services:
+        return cls(
+            storage=storage,
+            registry=ModelRegistryService(storage),
+            training=MLTrainingService(storage),
+            inference=InferenceService(storage),
+        )

@@ -1,0 +1,195 @@
+"""MLTrainingService: creating training jobs and driving them through their lifecycle."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from graphql_api.domain import validation
+from graphql_api.domain.enums import TrainingStatus
+from graphql_api.domain.errors import InvalidTransitionError, NotFoundError, ValidationError
+from graphql_api.domain.events import ChangeEvent, ChangeKind
+from graphql_api.domain.lifecycle import METRICS_REPORTING_STATUSES, training_sources
+from graphql_api.domain.models import TrainingJob
+from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, TrainingJobOrder
+from graphql_api.domain.values import utc_now
+from graphql_api.services.changes import ChangeRecorder
+from graphql_api.storage.base import Storage
+
+RESOURCE = "TrainingJob"
+MAX_LOGS_URL_LENGTH = 2048
+MAX_HISTORY = 1000
+
+_KIND_OF_TARGET = {
+    TrainingStatus.RUNNING: ChangeKind.STARTED,
+    TrainingStatus.COMPLETED: ChangeKind.COMPLETED,
+    TrainingStatus.FAILED: ChangeKind.FAILED,
+    TrainingStatus.CANCELLED: ChangeKind.CANCELLED,
+}
+
+
+class MLTrainingService:
+    def __init__(self, storage: Storage) -> None:
+        self._jobs = storage.training_jobs
+        self._versions = storage.model_versions
+        self._events = storage.events
+        self._record = ChangeRecorder(storage.events)
+
+    # Reads -----------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> TrainingJob | None:
+        return await self._jobs.get(job_id)
+
+    async def list(
+        self, where: TrainingJobFilter, order: TrainingJobOrder, page: PageRequest
+    ) -> Page[TrainingJob]:
+        return await self._jobs.find(where, order, page)
+
+    async def count(self, where: TrainingJobFilter) -> int:
+        return await self._jobs.count(where)
+
+    async def list_per_model(
+        self,
+        model_ids: Sequence[str],
+        where: TrainingJobFilter,
+        order: TrainingJobOrder,
+        first: int,
+    ) -> dict[str, Page[TrainingJob]]:
+        PageRequest(first=first)  # the same bounds as any page
+        return await self._jobs.find_per_model(model_ids, where, order, first)
+
+    async def count_per_model(
+        self, model_ids: Sequence[str], where: TrainingJobFilter
+    ) -> dict[str, int]:
+        return await self._jobs.count_per_model(model_ids, where)
+
+    async def history(self, job_id: str, limit: int = MAX_HISTORY) -> list[ChangeEvent]:
+        """The job's recorded changes, oldest first."""
+        return await self._events.for_entity(job_id, limit)
+
+    # Changes ---------------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        model_id: str,
+        dataset_id: str,
+        hyperparameters: Mapping[str, Any] | None = None,
+        job_id: str | None = None,
+        logs_url: str | None = None,
+        actor: str | None = None,
+    ) -> TrainingJob:
+        """A PENDING job for an existing model version."""
+        job = validation.build(
+            TrainingJob,
+            job_id=job_id if job_id is not None else str(uuid.uuid4()),
+            model_id=model_id,
+            dataset_id=dataset_id,
+            hyperparameters=hyperparameters if hyperparameters is not None else {},
+            logs_url=logs_url,
+            created_date=utc_now(),
+        )
+        if await self._versions.get(model_id) is None:
+            raise NotFoundError("ModelVersion", model_id, field="modelId")
+        await self._jobs.insert(job)
+        await self._record.job(job, ChangeKind.CREATED, None, actor)
+        return job
+
+    async def start(self, job_id: str, *, actor: str | None = None) -> TrainingJob:
+        return await self._move(job_id, TrainingStatus.RUNNING, {"started_date": utc_now()}, actor)
+
+    async def complete(
+        self,
+        job_id: str,
+        metrics: Mapping[str, float] | None = None,
+        *,
+        actor: str | None = None,
+    ) -> TrainingJob:
+        """RUNNING -> COMPLETED, merging the final ``metrics`` into those reported so far."""
+        final = validation.metrics(metrics if metrics is not None else {})
+        return await self._move(
+            job_id, TrainingStatus.COMPLETED, {"completed_date": utc_now()}, actor, final
+        )
+
+    async def fail(self, job_id: str, reason: str, *, actor: str | None = None) -> TrainingJob:
+        reason = reason.strip()
+        if not reason:
+            raise ValidationError("reason", "must not be empty", rule="min_length")
+        if len(reason) > 4096:
+            raise ValidationError("reason", "must be at most 4096 characters", rule="max_length")
+        return await self._move(
+            job_id,
+            TrainingStatus.FAILED,
+            {"completed_date": utc_now(), "failure_reason": reason},
+            actor,
+        )
+
+    async def cancel(self, job_id: str, *, actor: str | None = None) -> TrainingJob:
+        return await self._move(
+            job_id, TrainingStatus.CANCELLED, {"completed_date": utc_now()}, actor
+        )
+
+    async def report_metrics(
+        self, job_id: str, metrics: Mapping[str, float], *, actor: str | None = None
+    ) -> TrainingJob:
+        """Merge progress metrics into a RUNNING job (later values of a key replace earlier)."""
+        checked = validation.metrics(metrics)
+        if not checked:
+            raise ValidationError("metrics", "must name at least one metric", rule="min_length")
+        job = await self._jobs.update(job_id, METRICS_REPORTING_STATUSES, {}, checked)
+        if job is None:
+            current = await self._require(job_id)
+            raise InvalidTransitionError(
+                RESOURCE,
+                job_id,
+                current.status.value,
+                None,
+                f"{RESOURCE} {job_id!r} is {current.status.value}: metrics can only be "
+                "reported while it is RUNNING",
+            )
+        await self._record.job(job, ChangeKind.METRICS_REPORTED, job.status, actor)
+        return job
+
+    async def set_logs_url(
+        self, job_id: str, logs_url: str, *, actor: str | None = None
+    ) -> TrainingJob:
+        """Where the logs are; allowed in every status (logs are often uploaded at the end)."""
+        logs_url = logs_url.strip()
+        if not logs_url:
+            raise ValidationError("logsUrl", "must not be empty", rule="min_length")
+        if len(logs_url) > MAX_LOGS_URL_LENGTH:
+            raise ValidationError(
+                "logsUrl", f"must be at most {MAX_LOGS_URL_LENGTH} characters", rule="max_length"
+            )
+        job = await self._jobs.update(job_id, set(TrainingStatus), {"logs_url": logs_url})
+        if job is None:
+            raise NotFoundError(RESOURCE, job_id, field="jobId")
+        await self._record.job(job, ChangeKind.LOGS_URL_SET, job.status, actor)
+        return job
+
+    # Helpers ---------------------------------------------------------------------------
+
+    async def _move(
+        self,
+        job_id: str,
+        target: TrainingStatus,
+        changes: dict[str, Any],
+        actor: str | None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> TrainingJob:
+        # One atomic conditional update per allowed source status, so the event knows exactly
+        # which status the job left, and two callers can never both make the move.
+        for source in sorted(training_sources(target)):
+            job = await self._jobs.update(job_id, {source}, {**changes, "status": target}, metrics)
+            if job is not None:
+                await self._record.job(job, _KIND_OF_TARGET[target], source, actor)
+                return job
+        current = await self._require(job_id)
+        raise InvalidTransitionError(RESOURCE, job_id, current.status.value, target.value)
+
+    async def _require(self, job_id: str) -> TrainingJob:
+        job = await self._jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(RESOURCE, job_id, field="jobId")
+        return job

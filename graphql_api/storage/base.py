@@ -1,0 +1,132 @@
+"""The storage contract the services depend on.
+
+Every method is one logical operation; the ones that change a record are atomic conditional
+updates on its current status, so concurrent callers cannot both make the same transition.
+An implementation raises ``graphql_api.domain.errors.ConflictError`` (with the field) when a
+write would break a uniqueness rule, and returns ``None`` when a conditional update finds no
+record in an allowed status; it never raises any other domain error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from graphql_api.domain.enums import ModelStatus, TrainingStatus
+from graphql_api.domain.events import ChangeEvent
+from graphql_api.domain.models import ModelVersion, TrainingJob
+from graphql_api.domain.queries import (
+    ModelVersionFilter,
+    ModelVersionOrder,
+    Page,
+    PageRequest,
+    TrainingJobFilter,
+    TrainingJobOrder,
+)
+
+
+class ModelVersionStore(Protocol):
+    async def insert(self, version: ModelVersion) -> None:
+        """Store a new version; ConflictError on a taken ``model_id`` or (name, version)."""
+
+    async def get(self, model_id: str) -> ModelVersion | None: ...
+
+    async def get_many(self, model_ids: Sequence[str]) -> dict[str, ModelVersion]:
+        """One round trip for any number of ids; missing ids are absent from the result."""
+
+    async def find(
+        self, where: ModelVersionFilter, order: ModelVersionOrder, page: PageRequest
+    ) -> Page[ModelVersion]: ...
+
+    async def count(self, where: ModelVersionFilter) -> int: ...
+
+    async def production(self, model_name: str) -> ModelVersion | None: ...
+
+    async def latest(self, model_name: str) -> ModelVersion | None:
+        """The name's version of highest SemVer precedence, whatever its status."""
+
+    async def transition(
+        self,
+        model_id: str,
+        sources: Collection[ModelStatus],
+        target: ModelStatus,
+        changes: Mapping[str, Any] | None = None,
+    ) -> ModelVersion | None:
+        """Move to ``target`` if the status is one of ``sources``; return the result.
+
+        Reaching PRODUCTION claims the model name's single production slot: ConflictError
+        (field ``status``) while another version of the name holds it.
+        """
+
+    async def merge_metrics(
+        self, model_id: str, metrics: Mapping[str, float], allowed: Collection[ModelStatus]
+    ) -> ModelVersion | None: ...
+
+
+class TrainingJobStore(Protocol):
+    async def insert(self, job: TrainingJob) -> None: ...
+
+    async def get(self, job_id: str) -> TrainingJob | None: ...
+
+    async def get_many(self, job_ids: Sequence[str]) -> dict[str, TrainingJob]: ...
+
+    async def find(
+        self, where: TrainingJobFilter, order: TrainingJobOrder, page: PageRequest
+    ) -> Page[TrainingJob]: ...
+
+    async def count(self, where: TrainingJobFilter) -> int: ...
+
+    async def find_per_model(
+        self,
+        model_ids: Sequence[str],
+        where: TrainingJobFilter,
+        order: TrainingJobOrder,
+        first: int,
+    ) -> dict[str, Page[TrainingJob]]:
+        """The first page of each model's jobs, for all ``model_ids`` in one round trip."""
+
+    async def count_per_model(
+        self, model_ids: Sequence[str], where: TrainingJobFilter
+    ) -> dict[str, int]: ...
+
+    async def update(
+        self,
+        job_id: str,
+        allowed: Collection[TrainingStatus],
+        changes: Mapping[str, Any],
+        merge_metrics: Mapping[str, float] | None = None,
+    ) -> TrainingJob | None:
+        """Apply ``changes`` (and merge metrics) if the status is one of ``allowed``."""
+
+
+class EventStore(Protocol):
+    async def append(self, event: ChangeEvent) -> ChangeEvent:
+        """Store ``event`` with the next sequence number (its ``seq`` is ignored)."""
+
+    async def for_entity(self, entity_id: str, limit: int) -> list[ChangeEvent]: ...
+
+    async def since(self, seq: int, limit: int) -> list[ChangeEvent]:
+        """Events with a sequence number above ``seq``, in sequence order."""
+
+    async def last_seq(self) -> int: ...
+
+
+@dataclass
+class StoreStats:
+    """Database round trips made so far; tests pin the cost of queries with it."""
+
+    round_trips: int = 0
+
+
+class Storage(Protocol):
+    model_versions: ModelVersionStore
+    training_jobs: TrainingJobStore
+    events: EventStore
+    stats: StoreStats
+
+    async def ensure_indexes(self) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,111 @@
+"""Records to MongoDB documents and back.
+
+Documents use ``_id`` for the record's key and carry two derived fields that only storage needs:
+``version_sort_key`` (SemVer precedence as a sortable string) and ``production_slot``, which is
+``production:<model name>`` while a version is in production and the version's own id otherwise.
+A unique index on it lets at most one version per model name be in production, on any server
+that has plain unique indexes (no transactions or partial indexes needed).
+
+Reads trust what this module wrote: they rebuild models without re-running validation (the hot
+path of every list query) and only restore what BSON loses: the UTC zone of datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
+from graphql_api.domain.events import ChangeEvent, ChangeKind, EntityKind
+from graphql_api.domain.models import ModelVersion, TrainingJob
+from graphql_api.domain.semver import version_sort_key
+
+
+def production_slot(model_id: str, model_name: str, status: ModelStatus) -> str:
+    if status is ModelStatus.PRODUCTION:
+        return f"production:{model_name}"
+    return model_id
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # MongoDB stores UTC; drivers hand it back naive or with a zone object of their own.
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+def model_version_to_doc(version: ModelVersion) -> dict[str, Any]:
+    return {
+        "_id": version.model_id,
+        "model_name": version.model_name,
+        "version": version.version,
+        "version_sort_key": version_sort_key(version.version),
+        "model_type": version.model_type.value,
+        "status": version.status.value,
+        "metrics": dict(version.metrics),
+        "created_date": version.created_date,
+        "deployed_date": version.deployed_date,
+        "production_slot": production_slot(version.model_id, version.model_name, version.status),
+    }
+
+
+def model_version_from_doc(doc: dict[str, Any]) -> ModelVersion:
+    return ModelVersion.model_construct(
+        model_id=doc["_id"],
+        model_name=doc["model_name"],
+        version=doc["version"],
+        model_type=ModelType(doc["model_type"]),
+        status=ModelStatus(doc["status"]),
+        metrics=doc.get("metrics") or {},
+        created_date=_utc(doc["created_date"]),
+        deployed_date=_utc(doc.get("deployed_date")),
+    )
+
+
+def training_job_to_doc(job: TrainingJob) -> dict[str, Any]:
+    doc = job.model_dump(mode="python")
+    doc["_id"] = doc.pop("job_id")
+    doc["status"] = job.status.value
+    return doc
+
+
+def training_job_from_doc(doc: dict[str, Any]) -> TrainingJob:
+    return TrainingJob.model_construct(
+        job_id=doc["_id"],
+        model_id=doc["model_id"],
+        status=TrainingStatus(doc["status"]),
+        hyperparameters=doc.get("hyperparameters") or {},
+        dataset_id=doc["dataset_id"],
+        started_date=_utc(doc.get("started_date")),
+        completed_date=_utc(doc.get("completed_date")),
+        metrics=doc.get("metrics") or {},
+        logs_url=doc.get("logs_url"),
+        created_date=_utc(doc["created_date"]),
+        failure_reason=doc.get("failure_reason"),
+    )
+
+
+def event_to_doc(event: ChangeEvent) -> dict[str, Any]:
+    doc = event.model_dump(mode="python")
+    doc["_id"] = doc.pop("seq")
+    doc["entity"] = event.entity.value
+    doc["kind"] = event.kind.value
+    return doc
+
+
+def event_from_doc(doc: dict[str, Any]) -> ChangeEvent:
+    snapshot = dict(doc["snapshot"])
+    for key, value in snapshot.items():
+        if isinstance(value, datetime):
+            snapshot[key] = _utc(value)
+    return ChangeEvent.model_construct(
+        seq=doc["_id"],
+        entity=EntityKind(doc["entity"]),
+        entity_id=doc["entity_id"],
+        kind=ChangeKind(doc["kind"]),
+        previous_status=doc.get("previous_status"),
+        status=doc["status"],
+        occurred_at=_utc(doc["occurred_at"]),
+        model_id=doc["model_id"],
+        model_name=doc.get("model_name"),
+        actor=doc.get("actor"),
+        snapshot=snapshot,
+    )

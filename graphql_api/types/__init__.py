@@ -1,0 +1,1 @@
+"""Strawberry types generated from the domain models, and the mappers between them."""

@@ -1,0 +1,24 @@
+"""A recorded change of a job or a model version, as GraphQL sees it."""
+
+from __future__ import annotations
+
+import strawberry
+
+from graphql_api.domain import events
+from graphql_api.types.enums import ChangeKind
+
+
+@strawberry.experimental.pydantic.type(
+    model=events.ChangeEvent,
+    name="ChangeEvent",
+    description="One recorded change: what happened, when, and the status before and after.",
+)
+class ChangeEventType:
+    seq: int = strawberry.field(description="Position in the change log; increases.")
+    kind: ChangeKind = strawberry.field(description="What happened.")
+    previous_status: str | None = strawberry.field(
+        description="Status before the change (null for a creation)."
+    )
+    status: str = strawberry.field(description="Status after the change.")
+    occurred_at: strawberry.auto = strawberry.field(description="When it happened (UTC).")
+    actor: str | None = strawberry.field(description="Who made the change, when known.")

@@ -1,0 +1,69 @@
+"""Typed errors returned by mutations: every one implements ``Error { code message }``."""
+
+from __future__ import annotations
+
+import strawberry
+
+from graphql_api.domain import errors as domain
+
+
+@strawberry.interface(description="An expected failure; nothing was changed.")
+class Error:
+    code: str = strawberry.field(description="Stable, machine-readable error code.")
+    message: str = strawberry.field(description="What went wrong, for people.")
+
+
+@strawberry.type(description="The record named by the input does not exist.")
+class NotFoundError(Error):
+    resource: str = strawberry.field(description="The kind of record: ModelVersion or TrainingJob.")
+    id: strawberry.ID = strawberry.field(description="The id that was not found.")
+    field: str | None = strawberry.field(description="The input field that named it.")
+
+
+@strawberry.type(description="The record's current status does not allow the change.")
+class InvalidTransitionError(Error):
+    current_status: str = strawberry.field(description="The status the record is in.")
+    requested_status: str | None = strawberry.field(
+        description="The status that was asked for; null when the change is not a status "
+        "change (e.g. reporting metrics) or there is no next stage."
+    )
+
+
+@strawberry.type(description="The change conflicts with another record or a concurrent change.")
+class ConflictError(Error):
+    field: str | None = strawberry.field(description="The input field in conflict.")
+
+
+@strawberry.type(description="An input value breaks a rule.")
+class ValidationError(Error):
+    field: str = strawberry.field(description="The input field, as a path (e.g. metrics.f1).")
+    rule: str = strawberry.field(description="The rule that failed (e.g. max, semver, enum).")
+
+
+MutationError = NotFoundError | InvalidTransitionError | ConflictError | ValidationError
+
+
+def to_graphql(error: domain.DomainError) -> MutationError:
+    match error:
+        case domain.NotFoundError():
+            return NotFoundError(
+                code=error.code,
+                message=error.message,
+                resource=error.resource,
+                id=strawberry.ID(error.resource_id),
+                field=error.field,
+            )
+        case domain.InvalidTransitionError():
+            return InvalidTransitionError(
+                code=error.code,
+                message=error.message,
+                current_status=error.current_status,
+                requested_status=error.requested_status,
+            )
+        case domain.ConflictError():
+            return ConflictError(code=error.code, message=error.message, field=error.field)
+        case domain.ValidationError():
+            return ValidationError(
+                code=error.code, message=error.message, field=error.field, rule=error.rule
+            )
+    raise TypeError(f"no GraphQL error type for {type(error).__name__}")

@@ -1,0 +1,94 @@
+"""Filter inputs of the list queries, and their mapping to the domain's filters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from graphql_api.domain import queries
+from graphql_api.domain.errors import ValidationError
+from graphql_api.types.enums import ModelStatus, ModelType, TrainingStatus
+
+MAX_FILTER_VALUES = 100
+
+
+@strawberry.input(description="An inclusive time range; either end may be left open.")
+class DateRangeInput:
+    since: datetime | None = strawberry.field(default=None, description="Inclusive lower bound.")
+    until: datetime | None = strawberry.field(default=None, description="Inclusive upper bound.")
+
+
+@strawberry.input(description="Model versions matching every given condition (AND); a list "
+                  "matches any of its values (OR).")
+class ModelVersionFilter:
+    model_ids: list[strawberry.ID] | None = None
+    model_names: list[str] | None = None
+    statuses: list[ModelStatus] | None = None
+    model_types: list[ModelType] | None = None
+    created_date: DateRangeInput | None = None
+    deployed_date: DateRangeInput | None = None
+
+
+@strawberry.input(description="Training jobs matching every given condition (AND); a list "
+                  "matches any of its values (OR).")
+class TrainingJobFilter:
+    job_ids: list[strawberry.ID] | None = None
+    model_ids: list[strawberry.ID] | None = None
+    dataset_ids: list[str] | None = None
+    statuses: list[TrainingStatus] | None = None
+    created_date: DateRangeInput | None = None
+    started_date: DateRangeInput | None = None
+    completed_date: DateRangeInput | None = None
+
+
+def _values(field: str, values: list[str] | list[strawberry.ID] | None) -> tuple[str, ...] | None:
+    if values is None:
+        return None
+    if len(values) > MAX_FILTER_VALUES:
+        raise ValidationError(
+            f"filter.{field}", f"at most {MAX_FILTER_VALUES} values", rule="max_items"
+        )
+    return tuple(str(v) for v in values)
+
+
+def _range(field: str, value: DateRangeInput | None) -> queries.DateRange | None:
+    if value is None:
+        return None
+    for end, moment in (("since", value.since), ("until", value.until)):
+        if moment is not None and moment.utcoffset() is None:
+            raise ValidationError(
+                f"filter.{field}.{end}",
+                "must include a timezone (e.g. 2026-01-31T12:00:00Z)",
+                rule="timezone",
+            )
+    if value.since and value.until and value.since > value.until:
+        raise ValidationError(f"filter.{field}", "since must not be after until", rule="range")
+    return queries.DateRange(value.since, value.until)
+
+
+def model_version_filter(value: ModelVersionFilter | None) -> queries.ModelVersionFilter:
+    if value is None:
+        return queries.ModelVersionFilter()
+    return queries.ModelVersionFilter(
+        model_ids=_values("modelIds", value.model_ids),
+        model_names=_values("modelNames", value.model_names),
+        statuses=tuple(value.statuses) if value.statuses is not None else None,
+        model_types=tuple(value.model_types) if value.model_types is not None else None,
+        created=_range("createdDate", value.created_date),
+        deployed=_range("deployedDate", value.deployed_date),
+    )
+
+
+def training_job_filter(value: TrainingJobFilter | None) -> queries.TrainingJobFilter:
+    if value is None:
+        return queries.TrainingJobFilter()
+    return queries.TrainingJobFilter(
+        job_ids=_values("jobIds", value.job_ids),
+        model_ids=_values("modelIds", value.model_ids),
+        dataset_ids=_values("datasetIds", value.dataset_ids),
+        statuses=tuple(value.statuses) if value.statuses is not None else None,
+        created=_range("createdDate", value.created_date),
+        started=_range("startedDate", value.started_date),
+        completed=_range("completedDate", value.completed_date),
+    )

@@ -1,0 +1,71 @@
+"""Inputs and result unions of the mutations."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+from strawberry.scalars import JSON
+
+from graphql_api.types.enums import ModelType
+from graphql_api.types.errors import (
+    ConflictError,
+    InvalidTransitionError,
+    NotFoundError,
+    ValidationError,
+)
+from graphql_api.types.model_version import ModelVersionType
+from graphql_api.types.training_job import TrainingJobType
+
+
+@strawberry.input(description="A new model version; it starts in development.")
+class RegisterModelVersionInput:
+    model_name: str = strawberry.field(description="Model name (1-200 characters).")
+    version: str = strawberry.field(
+        description="SemVer 2.0.0 version, new for this model name (e.g. 1.4.0, 2.0.0-rc.1)."
+    )
+    model_type: ModelType = strawberry.field(description="prediction, classification or "
+                                             "regression.")
+    metrics: JSON | None = strawberry.field(
+        default=None,
+        description="Initial metrics: an object of finite numbers; keys must not start "
+        "with '$' or contain '.'.",
+    )
+    model_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="Choose the id (letters, digits, '.', '_', ':', '-'; up to 128); "
+        "generated when omitted. Reusing an id is a ConflictError, so retries are safe.",
+    )
+
+
+@strawberry.input(description="A new training job; it starts PENDING.")
+class CreateTrainingJobInput:
+    model_id: strawberry.ID = strawberry.field(description="An existing model version.")
+    dataset_id: str = strawberry.field(description="The training dataset.")
+    hyperparameters: JSON | None = strawberry.field(
+        default=None,
+        description="Any JSON object (nested up to 8 levels, 1,000 values); keys must not "
+        "start with '$' or contain '.'.",
+    )
+    job_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="Choose the id; generated when omitted. Reusing an id is a ConflictError.",
+    )
+    logs_url: str | None = strawberry.field(default=None, description="Training logs location.")
+
+
+ModelVersionResult = Annotated[
+    ModelVersionType | NotFoundError | InvalidTransitionError | ConflictError | ValidationError,
+    strawberry.union(
+        "ModelVersionResult",
+        description="The model version after the change, or why nothing changed.",
+    ),
+]
+
+TrainingJobResult = Annotated[
+    TrainingJobType | NotFoundError | InvalidTransitionError | ConflictError | ValidationError,
+    strawberry.union(
+        "TrainingJobResult", description="The training job after the change, or why nothing "
+        "changed."
+    ),
+]

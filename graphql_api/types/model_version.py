@@ -1,0 +1,54 @@
+"""The GraphQL ModelVersion type, generated from the domain model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+from strawberry.scalars import JSON
+
+from graphql_api.context import Info
+from graphql_api.domain import models
+from graphql_api.domain.queries import PageRequest, TrainingJobOrder
+from graphql_api.types.filters import TrainingJobFilter, training_job_filter
+from graphql_api.types.pagination import Connection
+
+if TYPE_CHECKING:
+    from graphql_api.types.training_job import TrainingJobType
+
+TrainingJobRef = Annotated["TrainingJobType", strawberry.lazy("graphql_api.types.training_job")]
+
+
+@strawberry.experimental.pydantic.type(
+    model=models.ModelVersion, name="ModelVersion", description="A versioned ML model record."
+)
+class ModelVersionType:
+    model_id: strawberry.ID = strawberry.field(description="Model identifier (primary key).")
+    model_name: strawberry.auto
+    version: strawberry.auto
+    model_type: strawberry.auto
+    status: strawberry.auto
+    metrics: JSON = strawberry.field(
+        description="Performance metrics: an object of metric name to number."
+    )
+    created_date: strawberry.auto
+    deployed_date: strawberry.auto
+
+    @strawberry.field(description="Training jobs of this version, newest first by default.")
+    async def training_jobs(
+        self,
+        info: Info,
+        filter: TrainingJobFilter | None = None,
+        order_by: TrainingJobOrder = TrainingJobOrder.CREATED_DATE_DESC,
+        first: int = 10,
+    ) -> Connection[TrainingJobRef]:
+        page = PageRequest(first=first)
+        where = training_job_filter(filter)
+        loaders = info.context.loaders
+        model_id = str(self.model_id)
+        jobs = await loaders.jobs_of_model((where, order_by, page.first)).load(model_id)
+
+        async def count() -> int:
+            return await loaders.job_count_of_model(where).load(model_id)
+
+        return Connection.of(jobs, count)  # type: ignore[arg-type]

@@ -1,0 +1,78 @@
+"""Root query fields."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+
+from graphql_api.context import Info
+from graphql_api.domain.queries import PageRequest
+from graphql_api.types.enums import ModelVersionOrder, TrainingJobOrder
+from graphql_api.types.filters import (
+    ModelVersionFilter,
+    TrainingJobFilter,
+    model_version_filter,
+    training_job_filter,
+)
+from graphql_api.types.model_version import ModelVersionType
+from graphql_api.types.pagination import Connection
+from graphql_api.types.training_job import TrainingJobType
+
+FIRST_HELP = "Page size: at most 100 (default 20)."
+AFTER_HELP = "Return items after this cursor (a previous page's pageInfo.endCursor)."
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="One model version by id, or null if there is none.")
+    async def model_version(self, info: Info, model_id: strawberry.ID) -> ModelVersionType | None:
+        return await info.context.loaders.model_version.load(str(model_id))  # type: ignore[return-value]
+
+    @strawberry.field(description="One training job by id, or null if there is none.")
+    async def training_job(self, info: Info, job_id: strawberry.ID) -> TrainingJobType | None:
+        return await info.context.services.training.get(str(job_id))  # type: ignore[return-value]
+
+    @strawberry.field(description="Model versions, filtered, ordered and keyset-paginated.")
+    async def model_versions(
+        self,
+        info: Info,
+        filter: ModelVersionFilter | None = None,
+        order_by: ModelVersionOrder = ModelVersionOrder.CREATED_DATE_DESC,
+        first: Annotated[int, strawberry.argument(description=FIRST_HELP)] = 20,
+        after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
+    ) -> Connection[ModelVersionType]:
+        registry = info.context.services.registry
+        where = model_version_filter(filter)
+        page = await registry.list(where, order_by, PageRequest(first=first, after=after))
+        return Connection.of(page, lambda: registry.count(where))  # type: ignore[arg-type]
+
+    @strawberry.field(description="Training jobs, filtered, ordered and keyset-paginated.")
+    async def training_jobs(
+        self,
+        info: Info,
+        filter: TrainingJobFilter | None = None,
+        order_by: TrainingJobOrder = TrainingJobOrder.CREATED_DATE_DESC,
+        first: Annotated[int, strawberry.argument(description=FIRST_HELP)] = 20,
+        after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
+    ) -> Connection[TrainingJobType]:
+        training = info.context.services.training
+        where = training_job_filter(filter)
+        page = await training.list(where, order_by, PageRequest(first=first, after=after))
+        return Connection.of(page, lambda: training.count(where))  # type: ignore[arg-type]
+
+    @strawberry.field(
+        description="The version of the model in production (at most one), or null. What an "
+        "inference service asks."
+    )
+    async def production_model_version(
+        self, info: Info, model_name: str
+    ) -> ModelVersionType | None:
+        return await info.context.services.inference.production_version(model_name)  # type: ignore[return-value]
+
+    @strawberry.field(
+        description="The model's version of highest SemVer precedence (not string order), "
+        "whatever its status, or null."
+    )
+    async def latest_model_version(self, info: Info, model_name: str) -> ModelVersionType | None:
+        return await info.context.services.inference.latest_version(model_name)  # type: ignore[return-value]

@@ -1,0 +1,85 @@
+"""Mutations of training jobs: one per lifecycle transition, plus progress reports."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.scalars import JSON
+
+from graphql_api.context import Info
+from graphql_api.types.inputs import CreateTrainingJobInput, TrainingJobResult
+from resolvers.results import result_of
+
+
+@strawberry.type
+class TrainingMutation:
+    @strawberry.mutation(
+        description="Create a PENDING job for an existing model version. Errors: "
+        "NotFoundError (modelId), ValidationError, ConflictError (jobId taken)."
+    )
+    async def create_training_job(
+        self, info: Info, input: CreateTrainingJobInput
+    ) -> TrainingJobResult:
+        return await result_of(
+            info.context.services.training.create(
+                model_id=str(input.model_id),
+                dataset_id=input.dataset_id,
+                hyperparameters=input.hyperparameters,  # type: ignore[arg-type]
+                job_id=None if input.job_id is None else str(input.job_id),
+                logs_url=input.logs_url,
+                actor=info.context.actor,
+            )
+        )
+
+    @strawberry.mutation(description="PENDING -> RUNNING; sets startedDate.")
+    async def start_training_job(self, info: Info, job_id: strawberry.ID) -> TrainingJobResult:
+        return await result_of(
+            info.context.services.training.start(str(job_id), actor=info.context.actor)
+        )
+
+    @strawberry.mutation(
+        description="RUNNING -> COMPLETED; merges the final metrics, sets completedDate."
+    )
+    async def complete_training_job(
+        self, info: Info, job_id: strawberry.ID, metrics: JSON | None = None
+    ) -> TrainingJobResult:
+        return await result_of(
+            info.context.services.training.complete(
+                str(job_id), metrics, actor=info.context.actor  # type: ignore[arg-type]
+            )
+        )
+
+    @strawberry.mutation(description="RUNNING -> FAILED with a reason; sets completedDate.")
+    async def fail_training_job(
+        self, info: Info, job_id: strawberry.ID, reason: str
+    ) -> TrainingJobResult:
+        return await result_of(
+            info.context.services.training.fail(str(job_id), reason, actor=info.context.actor)
+        )
+
+    @strawberry.mutation(description="PENDING or RUNNING -> CANCELLED; sets completedDate.")
+    async def cancel_training_job(self, info: Info, job_id: strawberry.ID) -> TrainingJobResult:
+        return await result_of(
+            info.context.services.training.cancel(str(job_id), actor=info.context.actor)
+        )
+
+    @strawberry.mutation(
+        description="Merge progress metrics into a RUNNING job (a key replaces its old value)."
+    )
+    async def report_training_metrics(
+        self, info: Info, job_id: strawberry.ID, metrics: JSON
+    ) -> TrainingJobResult:
+        return await result_of(
+            info.context.services.training.report_metrics(
+                str(job_id), metrics, actor=info.context.actor  # type: ignore[arg-type]
+            )
+        )
+
+    @strawberry.mutation(description="Set where the job's logs are; allowed in every status.")
+    async def set_training_job_logs_url(
+        self, info: Info, job_id: strawberry.ID, logs_url: str
+    ) -> TrainingJobResult:
+        return await result_of(
+            info.context.services.training.set_logs_url(
+                str(job_id), logs_url, actor=info.context.actor
+            )
+        )

@@ -1,0 +1,83 @@
+"""Fixtures: the app over each storage backend, and a GraphQL client speaking HTTP to it.
+
+Every API test runs against the in-memory mock. When ``MLTRAIN_TEST_MONGODB_URI`` is set (CI
+sets it to a real MongoDB-wire server), each also runs against that server, in a database of
+its own that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from graphql_api.app import create_app
+from graphql_api.services.container import Services
+from graphql_api.settings import Settings
+from graphql_api.storage.mongo import MongoStorage
+
+REAL_URI = os.environ.get("MLTRAIN_TEST_MONGODB_URI")
+BACKENDS = ["mock", *(["real"] if REAL_URI else [])]
+
+
+@pytest.fixture(params=BACKENDS)
+async def storage(request: pytest.FixtureRequest) -> AsyncIterator[MongoStorage]:
+    name = f"mltrain_test_{uuid.uuid4().hex[:12]}"
+    store = MongoStorage.connect(REAL_URI if request.param == "real" else None, name)
+    await store.ensure_indexes()
+    try:
+        yield store
+    finally:
+        if request.param == "real":
+            await store._db.client.drop_database(name)
+        await store.close()
+
+
+@pytest.fixture
+def services(storage: MongoStorage) -> Services:
+    return Services.over(storage)
+
+
+class GraphQLClient:
+    """Posts operations to /graphql the way a browser or a worker does."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def execute(self, query: str, **variables: Any) -> dict[str, Any]:
+        """The full response body; fails the test on a non-200 status."""
+        response = await self.http.post("/graphql", json={"query": query, "variables": variables})
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def data(self, query: str, **variables: Any) -> dict[str, Any]:
+        """The ``data`` of an operation that must not error."""
+        body = await self.execute(query, **variables)
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+
+@pytest.fixture
+async def app(storage: MongoStorage) -> AsyncIterator[Any]:
+    application = create_app(Settings(graphiql=True), storage=storage)
+    async with LifespanManager(application) as manager:
+        yield manager.app
+
+
+@pytest.fixture
+async def http(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+def gql(http: httpx.AsyncClient) -> GraphQLClient:
+    return GraphQLClient(http)

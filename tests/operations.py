@@ -1,0 +1,64 @@
+"""GraphQL documents the tests send, written as a client would write them."""
+
+MODEL_FIELDS = """
+  modelId modelName version modelType status metrics createdDate deployedDate
+"""
+JOB_FIELDS = """
+  jobId modelId status hyperparameters datasetId startedDate completedDate metrics logsUrl
+  createdDate failureReason
+"""
+ERROR_FIELDS = """
+  __typename
+  ... on Error { code message }
+  ... on NotFoundError { resource id field }
+  ... on InvalidTransitionError { currentStatus requestedStatus }
+  ... on ConflictError { field }
+  ... on ValidationError { field rule }
+"""
+
+REGISTER = f"""
+mutation($input: RegisterModelVersionInput!) {{
+  registerModelVersion(input: $input) {{ ... on ModelVersion {{ {MODEL_FIELDS} }} {ERROR_FIELDS} }}
+}}"""
+
+PROMOTE = f"""
+mutation($id: ID!, $to: ModelStatus) {{
+  promoteModelVersion(modelId: $id, to: $to) {{
+    ... on ModelVersion {{ {MODEL_FIELDS} }} {ERROR_FIELDS}
+  }}
+}}"""
+
+ARCHIVE = f"""
+mutation($id: ID!) {{
+  archiveModelVersion(modelId: $id) {{ ... on ModelVersion {{ {MODEL_FIELDS} }} {ERROR_FIELDS} }}
+}}"""
+
+UPDATE_MODEL_METRICS = f"""
+mutation($id: ID!, $metrics: JSON!) {{
+  updateModelVersionMetrics(modelId: $id, metrics: $metrics) {{
+    ... on ModelVersion {{ {MODEL_FIELDS} }} {ERROR_FIELDS}
+  }}
+}}"""
+
+CREATE_JOB = f"""
+mutation($input: CreateTrainingJobInput!) {{
+  createTrainingJob(input: $input) {{ ... on TrainingJob {{ {JOB_FIELDS} }} {ERROR_FIELDS} }}
+}}"""
+
+
+def job_mutation(name: str, args: str = "", params: str = "") -> str:
+    return f"""
+mutation($id: ID!{params}) {{
+  {name}(jobId: $id{args}) {{ ... on TrainingJob {{ {JOB_FIELDS} }} {ERROR_FIELDS} }}
+}}"""
+
+
+START = job_mutation("startTrainingJob")
+CANCEL = job_mutation("cancelTrainingJob")
+COMPLETE = job_mutation("completeTrainingJob", ", metrics: $metrics", ", $metrics: JSON")
+FAIL = job_mutation("failTrainingJob", ", reason: $reason", ", $reason: String!")
+REPORT = job_mutation("reportTrainingMetrics", ", metrics: $metrics", ", $metrics: JSON!")
+SET_LOGS = job_mutation("setTrainingJobLogsUrl", ", logsUrl: $url", ", $url: String!")
+
+MODEL = f"query($id: ID!) {{ modelVersion(modelId: $id) {{ {MODEL_FIELDS} }} }}"
+JOB = f"query($id: ID!) {{ trainingJob(jobId: $id) {{ {JOB_FIELDS} }} }}"
