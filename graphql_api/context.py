@@ -23,8 +23,7 @@ class Context:
 
     @classmethod
     def for_request(cls, services: Services, request: Any = None, response: Any = None) -> Context:
-        return cls(services=services, loaders=Loaders(services), request=request,
-                   response=response)
+        return cls(services=services, loaders=Loaders(services), request=request, response=response)
 
 
 Info = StrawberryInfo[Context, Any]

@@ -39,12 +39,15 @@ async def seed_demo(services: Services) -> str:
     """Seed once: a database that already has model versions is left alone."""
     if await services.registry.count(ModelVersionFilter()) > 0:
         return "database not empty, nothing seeded"
-    registry, training = services.registry, services.training
+    registry = services.registry
     versions = jobs = 0
     for name, model_type, releases in _MODELS:
         for version, status, metrics in releases:
             record = await registry.register(
-                model_name=name, version=version, model_type=model_type, metrics=metrics,
+                model_name=name,
+                version=version,
+                model_type=model_type,
+                metrics=metrics,
                 actor="demo",
             )
             versions += 1
@@ -58,28 +61,36 @@ async def seed_demo(services: Services) -> str:
 
 async def _seed_jobs(services: Services, model_id: str, name: str) -> int:
     training = services.training
-    params = {"learning_rate": 0.001, "batch_size": 64, "optimizer": {"name": "adamw",
-              "weight_decay": 0.01}, "layers": [256, 128]}
-    done = await training.create(model_id=model_id, dataset_id=f"{name}-2026-10",
-                                 hyperparameters=params, actor="demo")
+    params = {
+        "learning_rate": 0.001,
+        "batch_size": 64,
+        "optimizer": {"name": "adamw", "weight_decay": 0.01},
+        "layers": [256, 128],
+    }
+    done = await training.create(
+        model_id=model_id, dataset_id=f"{name}-2026-10", hyperparameters=params, actor="demo"
+    )
     await training.start(done.job_id, actor="demo")
     await training.report_metrics(done.job_id, {"loss": 0.41, "epoch": 5.0}, actor="demo")
     await training.set_logs_url(done.job_id, f"s3://ml-logs/{name}/{done.job_id}.log")
     await training.complete(done.job_id, {"loss": 0.32, "accuracy": 0.88}, actor="demo")
 
-    failed = await training.create(model_id=model_id, dataset_id=f"{name}-2026-11",
-                                   hyperparameters={**params, "learning_rate": 0.1})
+    failed = await training.create(
+        model_id=model_id,
+        dataset_id=f"{name}-2026-11",
+        hyperparameters={**params, "learning_rate": 0.1},
+    )
     await training.start(failed.job_id, actor="demo")
     await training.fail(failed.job_id, "loss diverged (NaN) at epoch 2", actor="demo")
 
-    running = await training.create(model_id=model_id, dataset_id=f"{name}-2026-11",
-                                    hyperparameters=params)
+    running = await training.create(
+        model_id=model_id, dataset_id=f"{name}-2026-11", hyperparameters=params
+    )
     await training.start(running.job_id, actor="demo")
     await training.report_metrics(running.job_id, {"loss": 0.55, "epoch": 2.0}, actor="demo")
 
     cancelled = await training.create(model_id=model_id, dataset_id=f"{name}-2026-11")
     await training.cancel(cancelled.job_id, actor="demo")
 
-    await training.create(model_id=model_id, dataset_id=f"{name}-2026-12",
-                          hyperparameters=params)
+    await training.create(model_id=model_id, dataset_id=f"{name}-2026-12", hyperparameters=params)
     return 5

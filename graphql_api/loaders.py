@@ -33,9 +33,7 @@ class Loaders:
             where, order, first = args
 
             async def load(model_ids: Sequence[str]) -> list[Page[TrainingJob]]:
-                pages = await self._services.training.list_per_model(
-                    model_ids, where, order, first
-                )
+                pages = await self._services.training.list_per_model(model_ids, where, order, first)
                 return [pages[m] for m in model_ids]
 
             loader = self._job_pages[args] = DataLoader(load_fn=load)

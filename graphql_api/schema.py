@@ -41,9 +41,9 @@ def build_schema(**options: Any) -> strawberry.Schema:
         mutation=Mutation,
         types=[NotFoundError, InvalidTransitionError, ConflictError, ValidationError],
         extensions=[
-            ClientErrors(),
-            ParserCache(maxsize=256),
-            ValidationCache(maxsize=256),
+            ClientErrors,
+            lambda: ParserCache(maxsize=256),
+            lambda: ValidationCache(maxsize=256),
         ],
         **options,
     )

@@ -23,7 +23,7 @@ FIRST_HELP = "Page size: at most 100 (default 20)."
 AFTER_HELP = "Return items after this cursor (a previous page's pageInfo.endCursor)."
 
 
-@strawberry.type
+@strawberry.type(description="Reads for dashboards, the registry viewer and inference services.")
 class Query:
     @strawberry.field(description="One model version by id, or null if there is none.")
     async def model_version(self, info: Info, model_id: strawberry.ID) -> ModelVersionType | None:
@@ -44,7 +44,7 @@ class Query:
     ) -> Connection[ModelVersionType]:
         registry = info.context.services.registry
         where = model_version_filter(filter)
-        page = await registry.list(where, order_by, PageRequest(first=first, after=after))
+        page = await registry.find(where, order_by, PageRequest(first=first, after=after))
         return Connection.of(page, lambda: registry.count(where))  # type: ignore[arg-type]
 
     @strawberry.field(description="Training jobs, filtered, ordered and keyset-paginated.")
@@ -58,7 +58,7 @@ class Query:
     ) -> Connection[TrainingJobType]:
         training = info.context.services.training
         where = training_job_filter(filter)
-        page = await training.list(where, order_by, PageRequest(first=first, after=after))
+        page = await training.find(where, order_by, PageRequest(first=first, after=after))
         return Connection.of(page, lambda: training.count(where))  # type: ignore[arg-type]
 
     @strawberry.field(

@@ -61,7 +61,9 @@ class RegistryMutation:
         description="Archive a version from development, testing or production (final). "
         "Errors: NotFoundError, InvalidTransitionError."
     )
-    async def archive_model_version(self, info: Info, model_id: strawberry.ID) -> ModelVersionResult:
+    async def archive_model_version(
+        self, info: Info, model_id: strawberry.ID
+    ) -> ModelVersionResult:
         return await result_of(
             info.context.services.registry.archive(str(model_id), actor=info.context.actor)
         )
@@ -76,6 +78,8 @@ class RegistryMutation:
     ) -> ModelVersionResult:
         return await result_of(
             info.context.services.registry.update_metrics(
-                str(model_id), metrics, actor=info.context.actor  # type: ignore[arg-type]
+                str(model_id),
+                metrics,
+                actor=info.context.actor,  # type: ignore[arg-type]
             )
         )

@@ -44,7 +44,9 @@ class TrainingMutation:
     ) -> TrainingJobResult:
         return await result_of(
             info.context.services.training.complete(
-                str(job_id), metrics, actor=info.context.actor  # type: ignore[arg-type]
+                str(job_id),
+                metrics,
+                actor=info.context.actor,  # type: ignore[arg-type]
             )
         )
 
@@ -70,7 +72,9 @@ class TrainingMutation:
     ) -> TrainingJobResult:
         return await result_of(
             info.context.services.training.report_metrics(
-                str(job_id), metrics, actor=info.context.actor  # type: ignore[arg-type]
+                str(job_id),
+                metrics,
+                actor=info.context.actor,  # type: ignore[arg-type]
             )
         )
 

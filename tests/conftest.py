@@ -67,8 +67,8 @@ class GraphQLClient:
 @pytest.fixture
 async def app(storage: MongoStorage) -> AsyncIterator[Any]:
     application = create_app(Settings(graphiql=True), storage=storage)
-    async with LifespanManager(application) as manager:
-        yield manager.app
+    async with LifespanManager(application):
+        yield application
 
 
 @pytest.fixture

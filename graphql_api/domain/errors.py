@@ -39,8 +39,7 @@ class InvalidTransitionError(DomainError):
         message: str | None = None,
     ) -> None:
         super().__init__(
-            message
-            or f"{resource} {resource_id!r} is {current} and cannot go to {requested}"
+            message or f"{resource} {resource_id!r} is {current} and cannot go to {requested}"
         )
         self.resource = resource
         self.resource_id = resource_id

@@ -6,6 +6,7 @@ feeds live subscriptions. ``seq`` is assigned by storage and increases with ever
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -51,3 +52,21 @@ class ChangeEvent(BaseModel):
     model_name: str | None = None
     actor: str | None = None
     snapshot: dict[str, Any]
+    #: Unique per change, set by the recorder: a retried append that had in fact landed is
+    #: recognised by it instead of being stored twice under two sequence numbers.
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SealedSeq:
+    """A sequence number that was taken but never written (its writer died in between).
+
+    A reader of the log seals such a hole after a grace period so that no late writer can fill
+    it behind the reader's back; the writer then takes a new number instead.
+    """
+
+    seq: int
+
+
+#: What the log holds at one sequence number.
+LogEntry = ChangeEvent | SealedSeq

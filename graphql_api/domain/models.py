@@ -34,9 +34,7 @@ class ModelVersion(BaseModel):
         description="Semantic version (SemVer 2.0.0), unique per model name; ordered by "
         "SemVer precedence, not string order."
     )
-    model_type: ModelType = Field(
-        description="Type: prediction, classification or regression."
-    )
+    model_type: ModelType = Field(description="Type: prediction, classification or regression.")
     status: ModelStatus = Field(
         default=ModelStatus.DEVELOPMENT,
         description="Lifecycle: development -> testing -> production; archived when retired.",
@@ -96,4 +94,3 @@ class TrainingJob(BaseModel):
         max_length=4096,
         description="(addition) Why the job failed, as reported with failTrainingJob.",
     )
-

@@ -104,7 +104,9 @@ def decode_cursor(cursor: str, order: str, arity: int) -> list[object]:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, binascii.Error, orjson.JSONDecodeError):
-        raise ValidationError("after", "is not a cursor returned by this API", rule="cursor")
+        raise ValidationError(
+            "after", "is not a cursor returned by this API", rule="cursor"
+        ) from None
     if not isinstance(data, list) or len(data) != arity + 1 or data[0] != order:
         raise ValidationError(
             "after", f"is a cursor for another ordering, not {order}", rule="cursor"

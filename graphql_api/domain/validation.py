@@ -28,8 +28,10 @@ def camel(name: str) -> str:
 def from_pydantic(error: pydantic.ValidationError, prefix: str = "") -> ValidationError:
     """The first problem, named by its field path and rule (Pydantic's error type)."""
     first = error.errors(include_url=False)[0]
-    path = [camel(str(p)) if isinstance(p, str) and i == 0 else str(p)
-            for i, p in enumerate(first["loc"])]
+    path = [
+        camel(str(p)) if isinstance(p, str) and i == 0 else str(p)
+        for i, p in enumerate(first["loc"])
+    ]
     field = ".".join(filter(None, [prefix, *path])) or prefix or "input"
     message = first["msg"].removeprefix("Value error, ")
     return ValidationError(field, message, rule=first["type"])

@@ -1,11 +1,28 @@
-"""Recording changes in the event log, shared by the registry and training services."""
+"""Recording changes in the event log, shared by the registry and training services.
+
+A service makes its change first and records the event right after (there are no transactions
+to make the two one write: FerretDB v1 has none). So that a passing database hiccup cannot leave
+a change without its event, the append is retried with backoff; the event's ``event_id`` makes
+the retries idempotent. What remains is a crash of the process (or a database outage longer
+than the retries) between the two writes: see docs/subscriptions.md.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
 
 from graphql_api.domain.events import ChangeEvent, ChangeKind, EntityKind
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.values import utc_now
 from graphql_api.storage.base import EventStore
+
+log = logging.getLogger("mltrain.changes")
+
+#: Attempts at appending one event, and the first pause between them (doubling): about 1.5 s.
+APPEND_ATTEMPTS = 5
+FIRST_RETRY_DELAY = 0.1
 
 
 class ChangeRecorder:
@@ -58,4 +75,28 @@ class ChangeRecorder:
         )
 
     async def _append(self, event: ChangeEvent) -> ChangeEvent:
-        return await self._events.append(event)
+        event = event.model_copy(update={"event_id": uuid.uuid4().hex})
+        delay = FIRST_RETRY_DELAY
+        for attempt in range(1, APPEND_ATTEMPTS + 1):
+            try:
+                return await self._events.append(event)
+            except Exception:
+                if attempt == APPEND_ATTEMPTS:
+                    # The change is made and its event is not: say so with everything needed
+                    # to append it by hand.
+                    log.error(
+                        "change recorded WITHOUT its event after %d attempts: %s",
+                        attempt,
+                        event.model_dump_json(),
+                    )
+                    raise
+                log.warning(
+                    "appending the event of %s %s failed (attempt %d); retrying",
+                    event.entity.value,
+                    event.entity_id,
+                    attempt,
+                    exc_info=True,
+                )
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import contextlib
 from collections.abc import Mapping, Sequence
 
 from graphql_api.domain import validation
@@ -14,6 +14,7 @@ from graphql_api.domain.errors import (
     ValidationError,
 )
 from graphql_api.domain.events import ChangeKind
+from graphql_api.domain.ids import new_id
 from graphql_api.domain.lifecycle import (
     MODEL_METRICS_EDITABLE,
     PROMOTION_PATH,
@@ -41,7 +42,7 @@ class ModelRegistryService:
     async def get_many(self, model_ids: Sequence[str]) -> dict[str, ModelVersion]:
         return await self._versions.get_many(model_ids)
 
-    async def list(
+    async def find(
         self, where: ModelVersionFilter, order: ModelVersionOrder, page: PageRequest
     ) -> Page[ModelVersion]:
         return await self._versions.find(where, order, page)
@@ -64,7 +65,7 @@ class ModelRegistryService:
         """A new version in ``development``; ``(model_name, version)`` must be new."""
         record = validation.build(
             ModelVersion,
-            model_id=model_id if model_id is not None else str(uuid.uuid4()),
+            model_id=model_id if model_id is not None else new_id(),
             model_name=model_name,
             version=version,
             model_type=model_type,
@@ -94,7 +95,9 @@ class ModelRegistryService:
                 model_id,
                 current.status.value,
                 requested.value if requested else None,
-                None if requested else f"{RESOURCE} {model_id!r} is {current.status.value}: "
+                None
+                if requested
+                else f"{RESOURCE} {model_id!r} is {current.status.value}: "
                 "there is no stage to promote it to",
             )
         if target is ModelStatus.PRODUCTION:
@@ -139,12 +142,11 @@ class ModelRegistryService:
         return deployed
 
     async def _restore(self, retired: ModelVersion) -> None:
-        try:
+        # A ConflictError means another deployment took the slot meanwhile: not empty either.
+        with contextlib.suppress(ConflictError):
             await self._versions.transition(
                 retired.model_id, {ModelStatus.ARCHIVED}, ModelStatus.PRODUCTION
             )
-        except ConflictError:
-            pass  # Another deployment took the slot meanwhile: production is not empty.
 
     async def archive(self, model_id: str, *, actor: str | None = None) -> ModelVersion:
         current = await self._require(model_id)
@@ -172,9 +174,7 @@ class ModelRegistryService:
                 None,
                 f"{RESOURCE} {model_id!r} is {current.status.value}: its metrics are frozen",
             )
-        await self._record.model_version(
-            updated, ChangeKind.METRICS_UPDATED, updated.status, actor
-        )
+        await self._record.model_version(updated, ChangeKind.METRICS_UPDATED, updated.status, actor)
         return updated
 
     # Helpers ---------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,6 +9,7 @@ from graphql_api.domain import validation
 from graphql_api.domain.enums import TrainingStatus
 from graphql_api.domain.errors import InvalidTransitionError, NotFoundError, ValidationError
 from graphql_api.domain.events import ChangeEvent, ChangeKind
+from graphql_api.domain.ids import new_id
 from graphql_api.domain.lifecycle import METRICS_REPORTING_STATUSES, training_sources
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, TrainingJobOrder
@@ -41,7 +41,7 @@ class MLTrainingService:
     async def get(self, job_id: str) -> TrainingJob | None:
         return await self._jobs.get(job_id)
 
-    async def list(
+    async def find(
         self, where: TrainingJobFilter, order: TrainingJobOrder, page: PageRequest
     ) -> Page[TrainingJob]:
         return await self._jobs.find(where, order, page)
@@ -83,7 +83,7 @@ class MLTrainingService:
         """A PENDING job for an existing model version."""
         job = validation.build(
             TrainingJob,
-            job_id=job_id if job_id is not None else str(uuid.uuid4()),
+            job_id=job_id if job_id is not None else new_id(),
             model_id=model_id,
             dataset_id=dataset_id,
             hyperparameters=hyperparameters if hyperparameters is not None else {},

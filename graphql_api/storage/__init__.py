@@ -1,1 +1,1 @@
-"""Persistence behind one interface (``base``); ``mongo`` is the only module that uses the driver."""
+"""Persistence behind one interface (``base``); ``mongo`` alone talks to the driver."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from graphql_api.domain.enums import ModelStatus, TrainingStatus
-from graphql_api.domain.events import ChangeEvent
+from graphql_api.domain.events import ChangeEvent, LogEntry
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.queries import (
     ModelVersionFilter,
@@ -101,15 +101,34 @@ class TrainingJobStore(Protocol):
 
 
 class EventStore(Protocol):
+    """The change log. Sequence numbers are unique and increase with every append, but
+    concurrent appends may become visible out of order (seq 11 before seq 10), and a writer
+    that dies between taking a number and writing leaves a hole: readers that must not skip an
+    event read with ``entries_after`` and ``seal`` holes (see ``graphql_api.live.tailer``)."""
+
     async def append(self, event: ChangeEvent) -> ChangeEvent:
-        """Store ``event`` with the next sequence number (its ``seq`` is ignored)."""
+        """Store ``event`` with the next sequence number (its ``seq`` is ignored).
+
+        Idempotent by ``event.event_id``: appending an event whose id is already stored (a
+        retry of an append that landed) returns the stored event.
+        """
 
     async def for_entity(self, entity_id: str, limit: int) -> list[ChangeEvent]: ...
 
     async def since(self, seq: int, limit: int) -> list[ChangeEvent]:
-        """Events with a sequence number above ``seq``, in sequence order."""
+        """Events with a sequence number above ``seq``, in sequence order (holes skipped)."""
 
-    async def last_seq(self) -> int: ...
+    async def entries_after(self, seq: int, limit: int) -> list[LogEntry]:
+        """Events and sealed holes above ``seq``, in sequence order."""
+
+    async def seal(self, seq: int) -> ChangeEvent | None:
+        """Close the hole at ``seq`` for good, unless an event holds it: then return that."""
+
+    async def head(self) -> int:
+        """The highest sequence number stored (0 for an empty log)."""
+
+    async def last_seq(self) -> int:
+        """The highest sequence number handed out so far (>= ``head``)."""
 
 
 @dataclass
@@ -120,10 +139,17 @@ class StoreStats:
 
 
 class Storage(Protocol):
-    model_versions: ModelVersionStore
-    training_jobs: TrainingJobStore
-    events: EventStore
-    stats: StoreStats
+    @property
+    def model_versions(self) -> ModelVersionStore: ...
+
+    @property
+    def training_jobs(self) -> TrainingJobStore: ...
+
+    @property
+    def events(self) -> EventStore: ...
+
+    @property
+    def stats(self) -> StoreStats: ...
 
     async def ensure_indexes(self) -> None: ...
 

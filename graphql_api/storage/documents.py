@@ -1,6 +1,7 @@
 """Records to MongoDB documents and back.
 
-Documents use ``_id`` for the record's key and carry two derived fields that only storage needs:
+Documents use ``_id`` for the record's key and a revision ``rev`` that every update bumps
+(see ``mongo.UpdateGuard``); they carry two derived fields that only storage needs:
 ``version_sort_key`` (SemVer precedence as a sortable string) and ``production_slot``, which is
 ``production:<model name>`` while a version is in production and the version's own id otherwise.
 A unique index on it lets at most one version per model name be in production, on any server
@@ -27,9 +28,13 @@ def production_slot(model_id: str, model_name: str, status: ModelStatus) -> str:
     return model_id
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def _utc(value: datetime) -> datetime:
     # MongoDB stores UTC; drivers hand it back naive or with a zone object of their own.
-    return None if value is None else value.replace(tzinfo=UTC)
+    return value.replace(tzinfo=UTC)
+
+
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else _utc(value)
 
 
 def model_version_to_doc(version: ModelVersion) -> dict[str, Any]:
@@ -44,6 +49,7 @@ def model_version_to_doc(version: ModelVersion) -> dict[str, Any]:
         "created_date": version.created_date,
         "deployed_date": version.deployed_date,
         "production_slot": production_slot(version.model_id, version.model_name, version.status),
+        "rev": 0,
     }
 
 
@@ -56,7 +62,7 @@ def model_version_from_doc(doc: dict[str, Any]) -> ModelVersion:
         status=ModelStatus(doc["status"]),
         metrics=doc.get("metrics") or {},
         created_date=_utc(doc["created_date"]),
-        deployed_date=_utc(doc.get("deployed_date")),
+        deployed_date=_utc_or_none(doc.get("deployed_date")),
     )
 
 
@@ -64,6 +70,7 @@ def training_job_to_doc(job: TrainingJob) -> dict[str, Any]:
     doc = job.model_dump(mode="python")
     doc["_id"] = doc.pop("job_id")
     doc["status"] = job.status.value
+    doc["rev"] = 0
     return doc
 
 
@@ -74,8 +81,8 @@ def training_job_from_doc(doc: dict[str, Any]) -> TrainingJob:
         status=TrainingStatus(doc["status"]),
         hyperparameters=doc.get("hyperparameters") or {},
         dataset_id=doc["dataset_id"],
-        started_date=_utc(doc.get("started_date")),
-        completed_date=_utc(doc.get("completed_date")),
+        started_date=_utc_or_none(doc.get("started_date")),
+        completed_date=_utc_or_none(doc.get("completed_date")),
         metrics=doc.get("metrics") or {},
         logs_url=doc.get("logs_url"),
         created_date=_utc(doc["created_date"]),

@@ -12,18 +12,20 @@ indexes.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from graphql_api.domain.enums import ModelStatus, TrainingStatus
 from graphql_api.domain.errors import ConflictError
-from graphql_api.domain.events import ChangeEvent
+from graphql_api.domain.events import ChangeEvent, LogEntry, SealedSeq
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.queries import (
-    DateRange,
     ModelVersionFilter,
     ModelVersionOrder,
     Page,
@@ -33,6 +35,7 @@ from graphql_api.domain.queries import (
 )
 from graphql_api.storage import documents
 from graphql_api.storage.base import StoreStats
+from graphql_api.storage.filters import model_version_query, training_job_query
 from graphql_api.storage.keyset import SortField, SortSpec
 
 _MV_SORTS: dict[ModelVersionOrder, SortSpec] = {
@@ -82,58 +85,51 @@ def connect(uri: str | None, database: str) -> Any:
     return client[database]
 
 
-def _in(values: Sequence[Any] | None) -> dict[str, Any] | None:
-    return None if values is None else {"$in": [str(v) for v in values]}
+log = logging.getLogger("mltrain.storage")
+
+#: A claim older than this belongs to a writer that died between claiming and updating.
+STALE_CLAIM_AFTER = timedelta(seconds=10)
+MAX_UPDATE_ATTEMPTS = 50
+#: Sequence numbers an append may find taken before it gives up (see MongoEventStore).
+MAX_APPEND_ATTEMPTS = 100
 
 
-def _range(bounds: DateRange | None) -> dict[str, Any] | None:
-    if bounds is None or (bounds.since is None and bounds.until is None):
-        return None
-    query: dict[str, Any] = {}
-    if bounds.since is not None:
-        query["$gte"] = bounds.since
-    if bounds.until is not None:
-        query["$lte"] = bounds.until
-    return query
-
-
-def _query(conditions: Mapping[str, dict[str, Any] | None]) -> dict[str, Any]:
-    return {name: cond for name, cond in conditions.items() if cond is not None}
-
-
-def model_version_query(where: ModelVersionFilter) -> dict[str, Any]:
-    return _query(
-        {
-            "_id": _in(where.model_ids),
-            "model_name": _in(where.model_names),
-            "status": _in(where.statuses),
-            "model_type": _in(where.model_types),
-            "created_date": _range(where.created),
-            "deployed_date": _range(where.deployed),
-        }
+def is_duplicate_key(error: Exception) -> bool:
+    """A unique index refused a write. MongoDB says so with code 11000; FerretDB on SQLite
+    reports a unique violation by an update as code 1 with SQLite's own words."""
+    if isinstance(error, DuplicateKeyError):
+        return True
+    return isinstance(error, OperationFailure) and (
+        error.code == 11000 or "UNIQUE constraint failed" in str(error)
     )
 
 
-def training_job_query(where: TrainingJobFilter) -> dict[str, Any]:
-    return _query(
-        {
-            "_id": _in(where.job_ids),
-            "model_id": _in(where.model_ids),
-            "dataset_id": _in(where.dataset_ids),
-            "status": _in(where.statuses),
-            "created_date": _range(where.created),
-            "started_date": _range(where.started),
-            "completed_date": _range(where.completed),
-        }
-    )
+class UpdateGuard:
+    """How conditional updates are made atomic.
+
+    MongoDB applies a ``find_one_and_update`` to one document atomically, so its filter on the
+    current status is all the guard needed. FerretDB v1 does not: concurrent conditional
+    updates from several connections can all match (measured: 1 to 7 winners of 20; see
+    docs/ferretdb-probe.md). What it does enforce atomically is a unique index, so on such a
+    server a writer first claims the document's revision by inserting ``<collection>:<id>:<rev>``
+    into ``update_claims``; only the claim holder updates (filtered on that revision, which it
+    bumps), then it drops the claim. A claim left by a writer that died is cleared after
+    ``STALE_CLAIM_AFTER``.
+    """
+
+    def __init__(self, claims: Any, stats: StoreStats) -> None:
+        self.claims = claims
+        self.stats = stats
+        self.enabled = False
 
 
 class _Collection:
-    """Shared plumbing: round-trip counting and keyset pages."""
+    """Shared plumbing: round-trip counting, keyset pages and guarded conditional updates."""
 
-    def __init__(self, collection: Any, stats: StoreStats) -> None:
+    def __init__(self, collection: Any, stats: StoreStats, guard: UpdateGuard) -> None:
         self._c = collection
         self._stats = stats
+        self._guard = guard
 
     def _trip(self) -> None:
         self._stats.round_trips += 1
@@ -142,15 +138,12 @@ class _Collection:
         self, query: dict[str, Any], spec: SortSpec, page: PageRequest
     ) -> tuple[list[dict[str, Any]], list[str], bool]:
         if page.after:
-            query = {"$and": [query, spec.after_filter(page.after)]} if query else (
-                spec.after_filter(page.after)
-            )
+            after = spec.after_filter(page.after)
+            query = {"$and": [query, after]} if query else after
         if page.first == 0:
             return [], [], await self._exists(query)
         self._trip()
-        docs = await self._c.find(query).sort(spec.mongo_sort).limit(page.first + 1).to_list(
-            None
-        )
+        docs = await self._c.find(query).sort(spec.mongo_sort).limit(page.first + 1).to_list(None)
         has_next = len(docs) > page.first
         docs = docs[: page.first]
         return docs, [spec.cursor_for(d) for d in docs], has_next
@@ -163,13 +156,81 @@ class _Collection:
         self._trip()
         return int(await self._c.count_documents(query))
 
+    async def _create_indexes(self, indexes: list[IndexModel]) -> None:
+        # One at a time: FerretDB v1's createIndexes fails when several already exist.
+        for index in indexes:
+            await self._c.create_index(
+                index.document["key"].items(),
+                **{k: v for k, v in index.document.items() if k != "key"},
+            )
+
+    async def _update_if(
+        self, record_id: str, allowed: Collection[str], changes: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """``$set`` ``changes`` if the status is in ``allowed``; the document after, or None.
+
+        Raises ``DuplicateKeyError``/``OperationFailure`` from a unique index unchanged (the
+        caller knows which rule that is).
+        """
+        if not self._guard.enabled:
+            self._trip()
+            doc: dict[str, Any] | None = await self._c.find_one_and_update(
+                {"_id": record_id, "status": {"$in": list(allowed)}},
+                {"$set": changes, "$inc": {"rev": 1}},
+                return_document=ReturnDocument.AFTER,
+            )
+            return doc
+        for attempt in range(MAX_UPDATE_ATTEMPTS):
+            self._trip()
+            current = await self._c.find_one({"_id": record_id})
+            if current is None or current["status"] not in allowed:
+                return None
+            rev = int(current.get("rev", 0))
+            claim = f"{self._c.name}:{record_id}:{rev}"
+            if not await self._claim(claim):
+                await asyncio.sleep(min(0.001 * 2**attempt, 0.05))
+                continue
+            try:
+                self._trip()
+                doc = await self._c.find_one_and_update(
+                    {"_id": record_id, "rev": rev},
+                    {"$set": {**changes, "rev": rev + 1}},
+                    return_document=ReturnDocument.AFTER,
+                )
+            finally:
+                self._trip()
+                await self._guard.claims.delete_one({"_id": claim})
+            if doc is not None:
+                return doc
+        raise ConflictError(
+            f"{record_id!r} is being changed by too many writers at once; retry", field="id"
+        )
+
+    async def _claim(self, claim: str) -> bool:
+        now = datetime.now(UTC)
+        try:
+            self._trip()
+            await self._guard.claims.insert_one({"_id": claim, "at": now})
+            return True
+        except DuplicateKeyError:
+            pass
+        self._trip()
+        held = await self._guard.claims.find_one({"_id": claim})
+        if held is not None and held["at"].replace(tzinfo=UTC) < now - STALE_CLAIM_AFTER:
+            log.warning("clearing stale update claim %s from %s", claim, held["at"])
+            self._trip()
+            await self._guard.claims.delete_one({"_id": claim, "at": held["at"]})
+        return False
+
 
 class MongoModelVersionStore(_Collection):
     async def insert(self, version: ModelVersion) -> None:
         self._trip()
         try:
             await self._c.insert_one(documents.model_version_to_doc(version))
-        except DuplicateKeyError:
+        except (DuplicateKeyError, OperationFailure) as error:
+            if not is_duplicate_key(error):
+                raise
             # Which unique index refused it: servers word the error differently, so ask.
             if await self.get(version.model_id) is not None:
                 raise ConflictError(
@@ -240,48 +301,51 @@ class MongoModelVersionStore(_Collection):
             "status": target.value,
             "production_slot": documents.production_slot(model_id, name, target),
         }
-        self._trip()
         try:
-            doc = await self._c.find_one_and_update(
-                {"_id": model_id, "status": {"$in": [s.value for s in sources]}},
-                {"$set": update},
-                return_document=ReturnDocument.AFTER,
-            )
-        except DuplicateKeyError:
+            doc = await self._update_if(model_id, [s.value for s in sources], update)
+        except (DuplicateKeyError, OperationFailure) as error:
+            if not is_duplicate_key(error):
+                raise
             # The only unique key a status change touches is the production slot.
             raise ConflictError(
-                f"another version of {name!r} is in production",
-                field="status",
+                f"another version of {name!r} is in production", field="status"
             ) from None
         return None if doc is None else documents.model_version_from_doc(doc)
 
     async def merge_metrics(
         self, model_id: str, metrics: Mapping[str, float], allowed: Collection[ModelStatus]
     ) -> ModelVersion | None:
-        self._trip()
-        doc = await self._c.find_one_and_update(
-            {"_id": model_id, "status": {"$in": [s.value for s in allowed]}},
-            # Keys are validated (no '.' or '$'), so each names exactly one metric.
-            {"$set": {f"metrics.{k}": v for k, v in metrics.items()}},
-            return_document=ReturnDocument.AFTER,
+        # Keys are validated (no '.' or '$'), so each names exactly one metric.
+        doc = await self._update_if(
+            model_id,
+            [s.value for s in allowed],
+            {f"metrics.{k}": v for k, v in metrics.items()},
         )
         return None if doc is None else documents.model_version_from_doc(doc)
 
     async def ensure_indexes(self) -> None:
-        await self._c.create_indexes(
+        await self._create_indexes(
             [
-                IndexModel([("model_name", ASCENDING), ("version", ASCENDING)], unique=True,
-                           name="model_name_version_unique"),
-                IndexModel([("production_slot", ASCENDING)], unique=True,
-                           name="production_slot_unique"),
-                IndexModel([("model_name", ASCENDING), ("version_sort_key", DESCENDING)],
-                           name="model_name_semver"),
-                IndexModel([("created_date", DESCENDING), ("_id", DESCENDING)],
-                           name="created_date"),
-                IndexModel([("status", ASCENDING), ("created_date", DESCENDING)],
-                           name="status_created_date"),
-                IndexModel([("version_sort_key", DESCENDING), ("_id", DESCENDING)],
-                           name="semver"),
+                IndexModel(
+                    [("model_name", ASCENDING), ("version", ASCENDING)],
+                    unique=True,
+                    name="model_name_version_unique",
+                ),
+                IndexModel(
+                    [("production_slot", ASCENDING)], unique=True, name="production_slot_unique"
+                ),
+                IndexModel(
+                    [("model_name", ASCENDING), ("version_sort_key", DESCENDING)],
+                    name="model_name_semver",
+                ),
+                IndexModel(
+                    [("created_date", DESCENDING), ("_id", DESCENDING)], name="created_date"
+                ),
+                IndexModel(
+                    [("status", ASCENDING), ("created_date", DESCENDING)],
+                    name="status_created_date",
+                ),
+                IndexModel([("version_sort_key", DESCENDING), ("_id", DESCENDING)], name="semver"),
             ]
         )
 
@@ -291,7 +355,9 @@ class MongoTrainingJobStore(_Collection):
         self._trip()
         try:
             await self._c.insert_one(documents.training_job_to_doc(job))
-        except DuplicateKeyError:
+        except (DuplicateKeyError, OperationFailure) as error:
+            if not is_duplicate_key(error):
+                raise
             raise ConflictError(
                 f"a training job with jobId {job.job_id!r} already exists", field="jobId"
             ) from None
@@ -371,48 +437,95 @@ class MongoTrainingJobStore(_Collection):
         }
         for key, value in (merge_metrics or {}).items():
             update[f"metrics.{key}"] = value
-        self._trip()
-        doc = await self._c.find_one_and_update(
-            {"_id": job_id, "status": {"$in": [s.value for s in allowed]}},
-            {"$set": update},
-            return_document=ReturnDocument.AFTER,
-        )
+        doc = await self._update_if(job_id, [s.value for s in allowed], update)
         return None if doc is None else documents.training_job_from_doc(doc)
 
     async def ensure_indexes(self) -> None:
-        await self._c.create_indexes(
+        await self._create_indexes(
             [
-                IndexModel([("created_date", DESCENDING), ("_id", DESCENDING)],
-                           name="created_date"),
-                IndexModel([("status", ASCENDING), ("created_date", DESCENDING)],
-                           name="status_created_date"),
-                IndexModel([("model_id", ASCENDING), ("created_date", DESCENDING)],
-                           name="model_id_created_date"),
-                IndexModel([("dataset_id", ASCENDING), ("created_date", DESCENDING)],
-                           name="dataset_id_created_date"),
+                IndexModel(
+                    [("created_date", DESCENDING), ("_id", DESCENDING)], name="created_date"
+                ),
+                IndexModel(
+                    [("status", ASCENDING), ("created_date", DESCENDING)],
+                    name="status_created_date",
+                ),
+                IndexModel(
+                    [("model_id", ASCENDING), ("created_date", DESCENDING)],
+                    name="model_id_created_date",
+                ),
+                IndexModel(
+                    [("dataset_id", ASCENDING), ("created_date", DESCENDING)],
+                    name="dataset_id_created_date",
+                ),
             ]
         )
 
 
 class MongoEventStore(_Collection):
-    """Events keyed by a sequence number taken from a counter document (atomic ``$inc``)."""
+    """The change log: ``_id`` is the sequence number, taken from a counter document (``$inc``).
 
-    def __init__(self, collection: Any, counters: Any, stats: StoreStats) -> None:
-        super().__init__(collection, stats)
+    Taking a number and writing the event are two writes, so concurrent appends can become
+    visible out of order, and a writer that dies in between leaves a hole; the live feed's
+    reader copes with both (``graphql_api.live.tailer``). The unique ``_id`` is what keeps the
+    log sound where ``$inc`` is not atomic across connections (FerretDB v1 can hand one number
+    to two writers): the loser of the duplicate key takes another number. A hole sealed by a
+    reader is the document ``{_id: seq, sealed: true}``; event queries skip it.
+    """
+
+    def __init__(
+        self, collection: Any, counters: Any, stats: StoreStats, guard: UpdateGuard
+    ) -> None:
+        super().__init__(collection, stats, guard)
         self._counters = counters
 
     async def append(self, event: ChangeEvent) -> ChangeEvent:
+        for collisions in range(MAX_APPEND_ATTEMPTS):
+            if collisions >= 2:
+                # Repeated collisions: the counter lags the log (a lost ``$inc`` on a server
+                # without atomic updates). Move it past the highest stored number.
+                await self._counter_at_least(await self.head())
+            stored = event.model_copy(update={"seq": await self._next_seq()})
+            doc = documents.event_to_doc(stored)
+            if stored.event_id is None:
+                # Only real ids enter the sparse unique index (a stored null would be a key).
+                doc.pop("event_id", None)
+            try:
+                self._trip()
+                await self._c.insert_one(doc)
+                return stored
+            except (DuplicateKeyError, OperationFailure) as error:
+                if not is_duplicate_key(error):
+                    raise
+            if event.event_id is not None:
+                # Either the number was taken, or this very event is already stored (a retry
+                # of an append whose reply was lost): then that is the answer.
+                self._trip()
+                landed = await self._c.find_one({"event_id": event.event_id})
+                if landed is not None:
+                    return documents.event_from_doc(landed)
+        raise RuntimeError(f"no free sequence number after {MAX_APPEND_ATTEMPTS} attempts")
+
+    async def _next_seq(self) -> int:
+        for _ in range(3):
+            self._trip()
+            try:
+                counter = await self._counters.find_one_and_update(
+                    {"_id": "events"},
+                    {"$inc": {"seq": 1}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+                return int(counter["seq"])
+            except (DuplicateKeyError, OperationFailure) as error:
+                # Two first-ever upserts raced; the counter exists now, so the retry updates.
+                if not is_duplicate_key(error):
+                    raise
+        raise RuntimeError("could not take a sequence number from the events counter")
+
+    async def _counter_at_least(self, seq: int) -> None:
         self._trip()
-        counter = await self._counters.find_one_and_update(
-            {"_id": "events"},
-            {"$inc": {"seq": 1}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        stored = event.model_copy(update={"seq": int(counter["seq"])})
-        self._trip()
-        await self._c.insert_one(documents.event_to_doc(stored))
-        return stored
+        await self._counters.update_one({"_id": "events"}, {"$max": {"seq": seq}}, upsert=True)
 
     async def for_entity(self, entity_id: str, limit: int) -> list[ChangeEvent]:
         self._trip()
@@ -427,12 +540,45 @@ class MongoEventStore(_Collection):
     async def since(self, seq: int, limit: int) -> list[ChangeEvent]:
         self._trip()
         docs = (
-            await self._c.find({"_id": {"$gt": seq}})
+            await self._c.find({"_id": {"$gt": seq}, "sealed": {"$exists": False}})
             .sort([("_id", ASCENDING)])
             .limit(limit)
             .to_list(None)
         )
         return [documents.event_from_doc(d) for d in docs]
+
+    async def entries_after(self, seq: int, limit: int) -> list[LogEntry]:
+        self._trip()
+        docs = (
+            await self._c.find({"_id": {"$gt": seq}})
+            .sort([("_id", ASCENDING)])
+            .limit(limit)
+            .to_list(None)
+        )
+        return [_log_entry(d) for d in docs]
+
+    async def seal(self, seq: int) -> ChangeEvent | None:
+        try:
+            self._trip()
+            await self._c.insert_one({"_id": seq, "sealed": True, "sealed_at": datetime.now(UTC)})
+            return None
+        except (DuplicateKeyError, OperationFailure) as error:
+            if not is_duplicate_key(error):
+                raise
+        self._trip()
+        doc = await self._c.find_one({"_id": seq})
+        entry = None if doc is None else _log_entry(doc)
+        return entry if isinstance(entry, ChangeEvent) else None
+
+    async def head(self) -> int:
+        self._trip()
+        docs = (
+            await self._c.find({}, projection={"_id": 1})
+            .sort([("_id", DESCENDING)])
+            .limit(1)
+            .to_list(None)
+        )
+        return int(docs[0]["_id"]) if docs else 0
 
     async def last_seq(self) -> int:
         self._trip()
@@ -440,26 +586,52 @@ class MongoEventStore(_Collection):
         return 0 if counter is None else int(counter["seq"])
 
     async def ensure_indexes(self) -> None:
-        await self._c.create_indexes(
-            [IndexModel([("entity_id", ASCENDING), ("_id", ASCENDING)], name="entity_seq")]
+        await self._create_indexes(
+            [
+                IndexModel([("entity_id", ASCENDING), ("_id", ASCENDING)], name="entity_seq"),
+                IndexModel(
+                    [("event_id", ASCENDING)], unique=True, sparse=True, name="event_id_unique"
+                ),
+            ]
         )
+
+
+def _log_entry(doc: dict[str, Any]) -> LogEntry:
+    return SealedSeq(int(doc["_id"])) if doc.get("sealed") else documents.event_from_doc(doc)
 
 
 class MongoStorage:
     """The storage contract over one MongoDB database."""
 
-    def __init__(self, database: Any) -> None:
+    def __init__(self, database: Any, guarded_updates: bool | None = None) -> None:
         self._db = database
         self.stats = StoreStats()
-        self.model_versions = MongoModelVersionStore(database["model_versions"], self.stats)
-        self.training_jobs = MongoTrainingJobStore(database["training_jobs"], self.stats)
-        self.events = MongoEventStore(database["events"], database["counters"], self.stats)
+        self.guard = UpdateGuard(database["update_claims"], self.stats)
+        self._guarded_updates = guarded_updates
+        self.model_versions = MongoModelVersionStore(
+            database["model_versions"], self.stats, self.guard
+        )
+        self.training_jobs = MongoTrainingJobStore(
+            database["training_jobs"], self.stats, self.guard
+        )
+        self.events = MongoEventStore(
+            database["events"], database["counters"], self.stats, self.guard
+        )
 
     @classmethod
-    def connect(cls, uri: str | None, database: str) -> MongoStorage:
-        return cls(connect(uri, database))
+    def connect(
+        cls, uri: str | None, database: str, guarded_updates: bool | None = None
+    ) -> MongoStorage:
+        return cls(connect(uri, database), guarded_updates)
 
     async def ensure_indexes(self) -> None:
+        """Start-up: learn what the server guarantees, then create the indexes (idempotent)."""
+        if self._guarded_updates is None:
+            info = await self._db.command("buildInfo")
+            # FerretDB names itself here; its conditional updates need the claim guard.
+            self.guard.enabled = "ferretdbVersion" in info
+        else:
+            self.guard.enabled = self._guarded_updates
         await self.model_versions.ensure_indexes()
         await self.training_jobs.ensure_indexes()
         await self.events.ensure_indexes()

@@ -36,7 +36,10 @@ class ConflictError(Error):
 
 @strawberry.type(description="An input value breaks a rule.")
 class ValidationError(Error):
-    field: str = strawberry.field(description="The input field, as a path (e.g. metrics.f1).")
+    field: str | None = strawberry.field(
+        description="The input field, as a path (e.g. metrics.f1). Nullable only so that "
+        "`field` has one type across all error types."
+    )
     rule: str = strawberry.field(description="The rule that failed (e.g. max, semver, enum).")
 
 

@@ -19,8 +19,10 @@ class DateRangeInput:
     until: datetime | None = strawberry.field(default=None, description="Inclusive upper bound.")
 
 
-@strawberry.input(description="Model versions matching every given condition (AND); a list "
-                  "matches any of its values (OR).")
+@strawberry.input(
+    description="Model versions matching every given condition (AND); a list "
+    "matches any of its values (OR)."
+)
 class ModelVersionFilter:
     model_ids: list[strawberry.ID] | None = None
     model_names: list[str] | None = None
@@ -30,8 +32,10 @@ class ModelVersionFilter:
     deployed_date: DateRangeInput | None = None
 
 
-@strawberry.input(description="Training jobs matching every given condition (AND); a list "
-                  "matches any of its values (OR).")
+@strawberry.input(
+    description="Training jobs matching every given condition (AND); a list "
+    "matches any of its values (OR)."
+)
 class TrainingJobFilter:
     job_ids: list[strawberry.ID] | None = None
     model_ids: list[strawberry.ID] | None = None

@@ -24,8 +24,9 @@ class RegisterModelVersionInput:
     version: str = strawberry.field(
         description="SemVer 2.0.0 version, new for this model name (e.g. 1.4.0, 2.0.0-rc.1)."
     )
-    model_type: ModelType = strawberry.field(description="prediction, classification or "
-                                             "regression.")
+    model_type: ModelType = strawberry.field(
+        description="prediction, classification or regression."
+    )
     metrics: JSON | None = strawberry.field(
         default=None,
         description="Initial metrics: an object of finite numbers; keys must not start "
@@ -65,7 +66,7 @@ ModelVersionResult = Annotated[
 TrainingJobResult = Annotated[
     TrainingJobType | NotFoundError | InvalidTransitionError | ConflictError | ValidationError,
     strawberry.union(
-        "TrainingJobResult", description="The training job after the change, or why nothing "
-        "changed."
+        "TrainingJobResult",
+        description="The training job after the change, or why nothing changed.",
     ),
 ]

@@ -1,4 +1,4 @@
-"""Relay-style connections: ``edges { cursor node }``, ``pageInfo`` and an on-demand ``totalCount``."""
+"""Relay-style connections: ``edges { cursor node }``, ``pageInfo``, an on-demand ``totalCount``."""
 
 from __future__ import annotations
 

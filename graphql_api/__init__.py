@@ -1,0 +1,1 @@
+"""mltrain: a GraphQL control plane for ML training."""
