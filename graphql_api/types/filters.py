@@ -24,12 +24,24 @@ class DateRangeInput:
     "matches any of its values (OR)."
 )
 class ModelVersionFilter:
-    model_ids: list[strawberry.ID] | None = None
-    model_names: list[str] | None = None
-    statuses: list[ModelStatus] | None = None
-    model_types: list[ModelType] | None = None
-    created_date: DateRangeInput | None = None
-    deployed_date: DateRangeInput | None = None
+    model_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Any of these model ids (at most 100)."
+    )
+    model_names: list[str] | None = strawberry.field(
+        default=None, description="Any of these model names (at most 100)."
+    )
+    statuses: list[ModelStatus] | None = strawberry.field(
+        default=None, description="Any of these lifecycle statuses."
+    )
+    model_types: list[ModelType] | None = strawberry.field(
+        default=None, description="Any of these model types."
+    )
+    created_date: DateRangeInput | None = strawberry.field(
+        default=None, description="Registered within this range."
+    )
+    deployed_date: DateRangeInput | None = strawberry.field(
+        default=None, description="Deployed to production within this range."
+    )
 
 
 @strawberry.input(
@@ -37,13 +49,27 @@ class ModelVersionFilter:
     "matches any of its values (OR)."
 )
 class TrainingJobFilter:
-    job_ids: list[strawberry.ID] | None = None
-    model_ids: list[strawberry.ID] | None = None
-    dataset_ids: list[str] | None = None
-    statuses: list[TrainingStatus] | None = None
-    created_date: DateRangeInput | None = None
-    started_date: DateRangeInput | None = None
-    completed_date: DateRangeInput | None = None
+    job_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Any of these job ids (at most 100)."
+    )
+    model_ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Jobs of any of these model versions (at most 100)."
+    )
+    dataset_ids: list[str] | None = strawberry.field(
+        default=None, description="Jobs on any of these datasets (at most 100)."
+    )
+    statuses: list[TrainingStatus] | None = strawberry.field(
+        default=None, description="Any of these statuses."
+    )
+    created_date: DateRangeInput | None = strawberry.field(
+        default=None, description="Created within this range."
+    )
+    started_date: DateRangeInput | None = strawberry.field(
+        default=None, description="Started within this range."
+    )
+    completed_date: DateRangeInput | None = strawberry.field(
+        default=None, description="Ended (completed, failed or cancelled) within this range."
+    )
 
 
 def _values(field: str, values: list[str] | list[strawberry.ID] | None) -> tuple[str, ...] | None:
