@@ -56,7 +56,6 @@ class MLTrainingService:
         order: TrainingJobOrder,
         first: int,
     ) -> dict[str, Page[TrainingJob]]:
-        PageRequest(first=first)  # the same bounds as any page
         return await self._jobs.find_per_model(model_ids, where, order, first)
 
     async def count_per_model(
