@@ -65,3 +65,24 @@ class ValidationError(DomainError):
         self.field = field
         self.rule = rule
         self.detail = message
+
+
+class UnauthenticatedError(DomainError):
+    """No valid API key came with the request (and the server is not in open mode)."""
+
+    code = "UNAUTHENTICATED"
+
+    def __init__(self) -> None:
+        super().__init__("a valid API key is required: send `Authorization: Bearer <key>`")
+
+
+class ForbiddenError(DomainError):
+    """The key is valid but its role may not do this; nothing was changed."""
+
+    code = "FORBIDDEN"
+
+    def __init__(self, operation: str, role: str, required_role: str) -> None:
+        super().__init__(f"role {role} may not call {operation}: it needs {required_role} or above")
+        self.operation = operation
+        self.role = role
+        self.required_role = required_role

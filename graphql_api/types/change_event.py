@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from graphql_api.domain import events
+from graphql_api.live import cursor as log_cursor
 from graphql_api.types.enums import ChangeKind
 
 
@@ -22,3 +23,10 @@ class ChangeEventType:
     status: str = strawberry.field(description="Status after the change.")
     occurred_at: strawberry.auto = strawberry.field(description="When it happened (UTC).")
     actor: str | None = strawberry.field(description="Who made the change, when known.")
+
+    @strawberry.field(
+        description="Opaque position in the change log: pass it as `after` to a subscription "
+        "to receive the changes made since this one."
+    )
+    def cursor(self) -> str:
+        return log_cursor.encode(self.seq)

@@ -43,7 +43,25 @@ class ValidationError(Error):
     rule: str = strawberry.field(description="The rule that failed (e.g. max, semver, enum).")
 
 
-MutationError = NotFoundError | InvalidTransitionError | ConflictError | ValidationError
+@strawberry.type(description="No valid API key came with the request; nothing was changed.")
+class UnauthenticatedError(Error):
+    pass
+
+
+@strawberry.type(description="The API key's role may not make this change; nothing was changed.")
+class ForbiddenError(Error):
+    role: str = strawberry.field(description="The role of the key that was used.")
+    required_role: str = strawberry.field(description="The least role that may make the change.")
+
+
+MutationError = (
+    NotFoundError
+    | InvalidTransitionError
+    | ConflictError
+    | ValidationError
+    | UnauthenticatedError
+    | ForbiddenError
+)
 
 
 def to_graphql(error: domain.DomainError) -> MutationError:
@@ -68,5 +86,14 @@ def to_graphql(error: domain.DomainError) -> MutationError:
         case domain.ValidationError():
             return ValidationError(
                 code=error.code, message=error.message, field=error.field, rule=error.rule
+            )
+        case domain.UnauthenticatedError():
+            return UnauthenticatedError(code=error.code, message=error.message)
+        case domain.ForbiddenError():
+            return ForbiddenError(
+                code=error.code,
+                message=error.message,
+                role=error.role,
+                required_role=error.required_role,
             )
     raise TypeError(f"no GraphQL error type for {type(error).__name__}")

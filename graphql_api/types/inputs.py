@@ -10,8 +10,10 @@ from strawberry.scalars import JSON
 from graphql_api.types.enums import ModelType
 from graphql_api.types.errors import (
     ConflictError,
+    ForbiddenError,
     InvalidTransitionError,
     NotFoundError,
+    UnauthenticatedError,
     ValidationError,
 )
 from graphql_api.types.model_version import ModelVersionType
@@ -56,7 +58,13 @@ class CreateTrainingJobInput:
 
 
 ModelVersionResult = Annotated[
-    ModelVersionType | NotFoundError | InvalidTransitionError | ConflictError | ValidationError,
+    ModelVersionType
+    | NotFoundError
+    | InvalidTransitionError
+    | ConflictError
+    | ValidationError
+    | UnauthenticatedError
+    | ForbiddenError,
     strawberry.union(
         "ModelVersionResult",
         description="The model version after the change, or why nothing changed.",
@@ -64,7 +72,13 @@ ModelVersionResult = Annotated[
 ]
 
 TrainingJobResult = Annotated[
-    TrainingJobType | NotFoundError | InvalidTransitionError | ConflictError | ValidationError,
+    TrainingJobType
+    | NotFoundError
+    | InvalidTransitionError
+    | ConflictError
+    | ValidationError
+    | UnauthenticatedError
+    | ForbiddenError,
     strawberry.union(
         "TrainingJobResult",
         description="The training job after the change, or why nothing changed.",

@@ -1,0 +1,107 @@
+"""WebSocket authentication: the key comes in the ``connection_init`` payload.
+
+Browsers cannot set headers on a WebSocket, so clients send
+``{"Authorization": "Bearer <key>"}`` (any case of the name; a bare key is accepted too) as the
+payload of ``connection_init``. A refused connection is closed with a code and a reason that
+says why: Strawberry's own rejection always says "Forbidden" (4403), so the reason is kept in
+the ASGI scope and the adapter uses it when Strawberry closes the socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.exceptions import ConnectionRejectionError
+
+from graphql_api.auth.keys import ApiKey, KeyRing, bearer_secret
+from graphql_api.limits.connections import ConnectionCounter
+
+REJECTION = "mltrain.ws_rejection"
+COUNTED_KEY = "mltrain.ws_key"
+UNAUTHORIZED = 4401
+TOO_MANY = 4429
+
+
+def _secret(params: object) -> str | None:
+    if not isinstance(params, dict):
+        return None
+    for name, value in params.items():
+        if isinstance(name, str) and name.lower() in {"authorization", "apikey", "api_key"}:
+            if not isinstance(value, str):
+                return None
+            return bearer_secret(value) or (value.strip() or None)
+    return None
+
+
+def reject(scope: MutableMapping[str, Any], code: int, reason: str) -> ConnectionRejectionError:
+    scope[REJECTION] = (code, reason)
+    return ConnectionRejectionError({"message": reason, "code": code})
+
+
+def authenticate_connection(
+    scope: MutableMapping[str, Any],
+    params: object,
+    keys: KeyRing,
+    connections: ConnectionCounter,
+) -> ApiKey | None:
+    """The connection's key (None in open mode); raises ConnectionRejectionError to refuse."""
+    if not keys.enabled:
+        return None
+    key = keys.verify(_secret(params))
+    if key is None:
+        raise reject(
+            scope,
+            UNAUTHORIZED,
+            "Unauthenticated: send a valid API key as connection_init payload "
+            '{"Authorization": "Bearer <key>"}',
+        )
+    if not connections.acquire(key.name):
+        raise reject(
+            scope,
+            TOO_MANY,
+            f"Too many connections for key {key.name}: the limit is "
+            f"{connections.max_per_key} (MLTRAIN_MAX_CONNECTIONS_PER_KEY)",
+        )
+    scope[COUNTED_KEY] = key.name
+    return key
+
+
+def release_connection(scope: MutableMapping[str, Any], connections: ConnectionCounter) -> None:
+    name = scope.pop(COUNTED_KEY, None)
+    if name is not None:
+        connections.release(name)
+
+
+STRAWBERRY_SUBSCRIPTION_LIMIT = "Subscription limit reached"
+
+
+def subscription_limit_error(maximum: int | None) -> dict[str, object]:
+    return {
+        "message": f"Too many subscriptions on this connection: the limit is {maximum} "
+        "(maxSubscriptionsPerConnection, MLTRAIN_MAX_SUBSCRIPTIONS_PER_CONNECTION).",
+        "extensions": {
+            "code": "LIMIT_EXCEEDED",
+            "limit": "maxSubscriptionsPerConnection",
+            "max": maximum,
+        },
+    }
+
+
+class ExplainingWebSocketAdapter(ASGIWebSocketAdapter):
+    """Says why, where Strawberry is terse: closes with the recorded rejection's code and
+    reason (not a generic "Forbidden"), and names the limit in the subscription-limit error."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        if message.get("type") == "error" and STRAWBERRY_SUBSCRIPTION_LIMIT in str(
+            message.get("payload")
+        ):
+            error = subscription_limit_error(self.view.max_subscriptions_per_connection)
+            payload = [error] if isinstance(message.get("payload"), list) else error
+            message = {**message, "payload": payload}
+        await super().send_json(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        code, reason = self.ws.scope.pop(REJECTION, (code, reason))
+        await super().close(code, reason.encode()[:123].decode(errors="ignore"))

@@ -1,0 +1,164 @@
+"""The change feed of one server process: tails the log and fans events out to subscribers.
+
+Events reach the feed two ways: a local service call's append wakes it at once (``notify``),
+and a poll of the log every ``poll_interval`` brings those appended by other processes. Both
+go through one ``LogTailer``, so subscribers see every event exactly once, in log order,
+whichever way it arrived.
+
+A subscription with ``after`` first reads the log from that cursor up to the feed's position,
+then joins the live fan-out at exactly that position (no await between the check and the
+join), so there is neither a gap nor a duplicate at the seam.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncGenerator, Callable
+
+from graphql_api.domain.errors import ValidationError
+from graphql_api.domain.events import ChangeEvent, EntityKind
+from graphql_api.live.selectors import Selector
+from graphql_api.live.subscriber import FeedStopped, Subscriber
+from graphql_api.live.tailer import LogTailer
+from graphql_api.storage.base import EventStore
+
+log = logging.getLogger("mltrain.live")
+
+
+class ChangeFeed:
+    def __init__(
+        self,
+        events: EventStore,
+        *,
+        poll_interval: float = 0.15,
+        gap_grace: float = 2.0,
+        batch: int = 500,
+        buffer: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._events = events
+        self._poll_interval = poll_interval
+        self._gap_grace = gap_grace
+        self._batch = batch
+        self.buffer = buffer
+        self._clock = clock
+        self._tailer: LogTailer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._stopped = False
+        self._subscribers: dict[EntityKind, set[Subscriber]] = {kind: set() for kind in EntityKind}
+
+    # Life cycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tailer = await LogTailer.resume(
+            self._events, gap_grace=self._gap_grace, batch=self._batch, clock=self._clock
+        )
+        self._task = asyncio.create_task(self._run(), name="mltrain-change-feed")
+
+    async def stop(self) -> None:
+        self._stopped = True
+        for subscribers in self._subscribers.values():
+            for subscriber in subscribers:
+                subscriber.stop()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @property
+    def position(self) -> int:
+        """Every event up to this sequence number has been fanned out."""
+        return 0 if self._tailer is None else self._tailer.position
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._subscribers.values())
+
+    def notify(self, event: ChangeEvent) -> None:
+        """A local append happened: hand it over without waiting for the next poll."""
+        if self._tailer is not None:
+            self._tailer.offer(event)
+            self._wake.set()
+
+    # Subscribing -----------------------------------------------------------------------
+
+    async def stream(
+        self,
+        selector: Selector,
+        after: int | None = None,
+    ) -> AsyncGenerator[ChangeEvent, None]:
+        """The selected events after ``after`` (default: from now on), then live ones.
+
+        Ends with ``FellBehind`` if the consumer lets its buffer overflow, or ``FeedStopped``
+        when the server stops; both name where to resume.
+        """
+        if self._tailer is None:
+            raise RuntimeError("the change feed is not running")
+        last = self.position if after is None else after
+        if last > self.position and last > await self._events.head():
+            # Every event's cursor is at most the head; this one names no event (yet).
+            raise ValidationError("after", "is ahead of the change log", rule="cursor")
+        while last < self.position:
+            target = self.position
+            page = [e for e in await self._events.since(last, self._batch) if e.seq <= target]
+            for event in page:
+                if selector.matches(event):
+                    yield event
+            # A short page means everything up to the target has been read (holes in it are
+            # sealed: the tailer moved past them).
+            last = page[-1].seq if len(page) == self._batch else target
+        if self._stopped:
+            raise FeedStopped(last)
+        # No await since the loop's check: the live fan-out continues from exactly ``last``.
+        subscriber = Subscriber(selector, last, self.buffer)
+        self._subscribers[selector.entity].add(subscriber)
+        try:
+            while True:
+                yield await subscriber.next()
+        finally:
+            self._subscribers[selector.entity].discard(subscriber)
+
+    # The loop --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._tailer is not None
+        tailer = self._tailer
+        next_poll = self._clock()
+        failing = False
+        while True:
+            self._fan_out(tailer.ready())
+            if self._clock() >= next_poll:
+                try:
+                    events, more = await tailer.poll()
+                    if failing:
+                        log.info("reading the change log works again")
+                    failing = False
+                except Exception:
+                    # The database is unreachable or failing: keep the subscribers and retry
+                    # every poll interval; say so once per outage, not every 150 ms.
+                    if not failing:
+                        log.exception("reading the change log failed; retrying")
+                    failing = True
+                    events, more = [], False
+                self._fan_out(events)
+                next_poll = self._clock() + self._poll_interval
+                if more:
+                    next_poll = self._clock()
+                    await asyncio.sleep(0)  # let subscribers drain before the next batch
+                    continue
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # coincides with a wake-up, and stop() would wait for this task forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(next_poll - self._clock(), 0)):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    def _fan_out(self, events: list[ChangeEvent]) -> None:
+        for event in events:
+            for subscriber in list(self._subscribers[event.entity]):
+                subscriber.offer(event)

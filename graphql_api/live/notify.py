@@ -1,0 +1,69 @@
+"""The in-process wake-up: a storage whose event appends are also handed to the live feed.
+
+Wrapping the storage (rather than teaching the services about the feed) keeps the services
+unaware of subscriptions: whatever appends an event through this storage wakes the feed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from graphql_api.domain.events import ChangeEvent, LogEntry
+from graphql_api.storage.base import (
+    EventStore,
+    ModelVersionStore,
+    Storage,
+    StoreStats,
+    TrainingJobStore,
+)
+
+
+class NotifyingEventStore:
+    """An ``EventStore`` that reports each successful append to ``on_append``."""
+
+    def __init__(self, inner: EventStore, on_append: Callable[[ChangeEvent], None]) -> None:
+        self._inner = inner
+        self._on_append = on_append
+
+    async def append(self, event: ChangeEvent) -> ChangeEvent:
+        stored = await self._inner.append(event)
+        self._on_append(stored)
+        return stored
+
+    async def for_entity(self, entity_id: str, limit: int) -> list[ChangeEvent]:
+        return await self._inner.for_entity(entity_id, limit)
+
+    async def since(self, seq: int, limit: int) -> list[ChangeEvent]:
+        return await self._inner.since(seq, limit)
+
+    async def entries_after(self, seq: int, limit: int) -> list[LogEntry]:
+        return await self._inner.entries_after(seq, limit)
+
+    async def seal(self, seq: int) -> ChangeEvent | None:
+        return await self._inner.seal(seq)
+
+    async def head(self) -> int:
+        return await self._inner.head()
+
+    async def last_seq(self) -> int:
+        return await self._inner.last_seq()
+
+
+class NotifyingStorage:
+    """``storage`` with its event store wrapped; everything else is the storage's own."""
+
+    def __init__(self, storage: Storage, on_append: Callable[[ChangeEvent], None]) -> None:
+        self.inner = storage
+        self.model_versions: ModelVersionStore = storage.model_versions
+        self.training_jobs: TrainingJobStore = storage.training_jobs
+        self.events: EventStore = NotifyingEventStore(storage.events, on_append)
+        self.stats: StoreStats = storage.stats
+
+    async def ensure_indexes(self) -> None:
+        await self.inner.ensure_indexes()
+
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    async def close(self) -> None:
+        await self.inner.close()

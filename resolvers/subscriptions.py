@@ -1,0 +1,116 @@
+"""Root subscription fields: changes of training jobs and model versions, pushed live.
+
+Thin: the arguments become a selector, the feed does the rest (graphql_api/live), and the end
+of a subscription (too slow, server stopping) becomes a GraphQL error that names the cursor to
+resume from. See docs/subscriptions.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Annotated
+
+import strawberry
+from graphql.error import GraphQLError
+
+from graphql_api.context import Info
+from graphql_api.domain.events import ChangeEvent
+from graphql_api.live import cursor
+from graphql_api.live.selectors import JobSelector, ModelVersionSelector, Selector
+from graphql_api.live.subscriber import FeedStopped, FellBehind
+from graphql_api.loaders import Loaders
+from graphql_api.types.enums import TrainingStatus
+from graphql_api.types.live_updates import ModelVersionUpdate, TrainingJobUpdate
+
+log = logging.getLogger("mltrain.live")
+
+AFTER_HELP = (
+    "Resume: first every matching change after this cursor (an event's `cursor`, or a "
+    "history entry's), in order, then live ones, with no gap and no duplicate. Without it, "
+    "only changes from now on."
+)
+
+
+@strawberry.type(description="Changes pushed over WebSocket (graphql-transport-ws or graphql-ws).")
+class Subscription:
+    @strawberry.subscription(
+        description="One event per change of a matching training job: creation, every status "
+        "transition, metrics reported, logs location set. All filters given must match."
+    )
+    async def training_job_updates(
+        self,
+        info: Info,
+        job_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description="Only this job.")
+        ] = None,
+        model_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="Only jobs training this model version."),
+        ] = None,
+        statuses: Annotated[
+            list[TrainingStatus] | None,
+            strawberry.argument(
+                description="Only changes after which the job is in one of these statuses."
+            ),
+        ] = None,
+        after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
+    ) -> AsyncGenerator[TrainingJobUpdate, None]:
+        selector = JobSelector.of(
+            None if job_id is None else str(job_id),
+            None if model_id is None else str(model_id),
+            None if statuses is None else [str(status) for status in statuses],
+        )
+        # aclosing: a closed subscription closes the feed's stream at once (unsubscribes).
+        async with aclosing(_events(info, selector, after)) as events:
+            async for event in events:
+                yield TrainingJobUpdate.shared(event)
+
+    @strawberry.subscription(
+        description="One event per change of a model version: registered, promoted, deployed "
+        "to production (the previous production version's ARCHIVED event comes first), "
+        "archived, metrics updated. What an inference service watches to swap versions."
+    )
+    async def model_version_updates(
+        self,
+        info: Info,
+        model_name: Annotated[
+            str | None, strawberry.argument(description="Only versions of this model.")
+        ] = None,
+        after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
+    ) -> AsyncGenerator[ModelVersionUpdate, None]:
+        async with aclosing(_events(info, ModelVersionSelector(model_name), after)) as events:
+            async for event in events:
+                yield ModelVersionUpdate.shared(event)
+
+
+async def _events(
+    info: Info, selector: Selector, after: str | None
+) -> AsyncGenerator[ChangeEvent, None]:
+    context = info.context
+    if context.feed is None:
+        raise RuntimeError("subscriptions need the server's change feed (create_app runs one)")
+    stream = context.feed.stream(selector, None if after is None else cursor.decode(after))
+    try:
+        async with aclosing(stream):
+            async for event in stream:
+                # A WebSocket's context lives as long as the connection: fresh loaders per
+                # event, so nested fields never show what an earlier event cached.
+                context.loaders = Loaders(context.services)
+                yield event
+    except FellBehind as ended:
+        resume = cursor.encode(ended.resume_seq)
+        log.warning("ended a subscription that fell behind by %d events", ended.capacity)
+        raise GraphQLError(
+            f"This subscription fell behind: more than {ended.capacity} events were waiting to "
+            f'be sent. Subscribe again with after: "{resume}" to receive them; nothing is lost.',
+            extensions={"code": "SUBSCRIBER_TOO_SLOW", "resumeAfter": resume},
+        ) from None
+    except FeedStopped as ended:
+        resume = cursor.encode(ended.resume_seq)
+        raise GraphQLError(
+            f'The server is shutting down. Subscribe again (to any instance) with after: "{resume}"'
+            "; nothing is lost.",
+            extensions={"code": "SERVER_SHUTTING_DOWN", "resumeAfter": resume},
+        ) from None

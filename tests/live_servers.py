@@ -1,0 +1,266 @@
+"""Real servers and real WebSocket clients for the subscription tests.
+
+``ServerLoop`` runs uvicorn servers on loopback ports in a background thread with an event loop
+of its own, so the tests' clients talk to them over real sockets, as any client would.
+``WSClient`` speaks either subscription protocol (graphql-transport-ws or the legacy
+graphql-ws) over a ``websockets`` connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import httpx
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+
+from graphql_api.app import create_app
+from graphql_api.live.feed import ChangeFeed
+from graphql_api.settings import Settings
+from graphql_api.storage.base import Storage
+
+T = TypeVar("T")
+
+TRANSPORT_WS = "graphql-transport-ws"
+LEGACY_WS = "graphql-ws"
+
+
+class Server:
+    """One running app: its URLs, and its feed (read it only through ``ServerLoop.call``)."""
+
+    def __init__(self, uvicorn_server: uvicorn.Server, app: Any, port: int) -> None:
+        self.uvicorn = uvicorn_server
+        self.app = app
+        self.port = port
+        self.http_url = f"http://127.0.0.1:{port}/graphql"
+        self.ws_url = f"ws://127.0.0.1:{port}/graphql"
+
+    @property
+    def feed(self) -> ChangeFeed:
+        feed: ChangeFeed = self.app.state.feed
+        return feed
+
+
+class ServerLoop:
+    """A background thread whose event loop runs servers (and their storage)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._servers: list[tuple[Server, asyncio.Future[None]]] = []
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the servers' loop and await its result from the test's loop."""
+        return await asyncio.wrap_future(self.submit(coro))
+
+    async def peek(self, read: Callable[[], T]) -> T:
+        """Evaluate ``read`` on the servers' loop (their objects are not thread-safe)."""
+
+        async def run() -> T:
+            return read()
+
+        return await self.call(run())
+
+    async def start(
+        self, settings: Settings, storage: Storage, send_buffer: int | None = None
+    ) -> Server:
+        """Serve an app on a free loopback port. ``send_buffer`` fixes the kernel send buffer
+        of its connections (they inherit it from the listening socket), which otherwise grows
+        to megabytes on loopback: a test of a stalled client needs the server to notice."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if send_buffer is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        app = create_app(settings, storage=storage)
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", ws_ping_interval=None)
+        server = Server(uvicorn.Server(config), app, port)
+
+        async def serve() -> None:
+            await server.uvicorn.serve(sockets=[sock])
+
+        running = asyncio.wrap_future(self.submit(serve()))
+        deadline = time.monotonic() + 10
+        while not server.uvicorn.started:
+            if running.done():
+                running.result()  # raises the start-up error
+            if time.monotonic() > deadline:
+                raise TimeoutError("the server did not start")
+            await asyncio.sleep(0.01)
+        self._servers.append((server, running))
+        return server
+
+    async def stop(self, server: Server) -> None:
+        for entry in list(self._servers):
+            if entry[0] is server:
+                self._servers.remove(entry)
+                server.uvicorn.should_exit = True
+                await entry[1]
+
+    async def stop_all(self) -> None:
+        for server, _ in list(self._servers):
+            await self.stop(server)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], within: float = 5.0, what: str = "condition"
+) -> None:
+    """Wait until ``check()`` holds (polling), failing after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+class GraphQLHTTP:
+    """Mutations and queries over real HTTP."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client = httpx.AsyncClient(timeout=10)
+
+    async def data(self, query: str, **variables: Any) -> dict[str, Any]:
+        response = await self.client.post(self.url, json={"query": query, "variables": variables})
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class SubscriptionEnded(Exception):
+    """The server ended the subscription with errors (carried in ``errors``)."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors[0]["message"] if errors else "ended")
+        self.errors = errors
+
+
+class WSClient:
+    """A GraphQL-over-WebSocket client for either protocol; one reader routes messages."""
+
+    def __init__(self, ws: ClientConnection, protocol: str) -> None:
+        self.ws = ws
+        self.protocol = protocol
+        self._ids = itertools.count(1)
+        self._queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self.pings = 0
+        self.keep_alives = 0
+        self._reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        protocol: str = TRANSPORT_WS,
+        *,
+        origin: str | None = None,
+        read: bool = True,
+        sock: socket.socket | None = None,
+        **options: Any,
+    ) -> WSClient:
+        ws = await connect(
+            url,
+            subprotocols=[protocol],  # type: ignore[list-item]
+            origin=origin,  # type: ignore[arg-type]
+            sock=sock,
+            open_timeout=5,
+            **options,
+        )
+        client = cls(ws, protocol)
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        while True:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            if message["type"] == "connection_ack":
+                break
+        if read:
+            client.start_reading()
+        return client
+
+    def start_reading(self) -> None:
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        with contextlib.suppress(Exception):
+            async for raw in self.ws:
+                message = json.loads(raw)
+                kind = message["type"]
+                if kind == "ping":
+                    self.pings += 1
+                    await self.ws.send(json.dumps({"type": "pong"}))
+                elif kind == "ka":
+                    self.keep_alives += 1
+                elif "id" in message:
+                    self._queue(message["id"]).put_nowait(message)
+
+    def _queue(self, op_id: str) -> asyncio.Queue[dict[str, Any]]:
+        return self._queues.setdefault(op_id, asyncio.Queue())
+
+    async def subscribe(self, query: str, **variables: Any) -> str:
+        op_id = str(next(self._ids))
+        self._queue(op_id)
+        start = "subscribe" if self.protocol == TRANSPORT_WS else "start"
+        payload = {"query": query, "variables": variables}
+        await self.ws.send(json.dumps({"id": op_id, "type": start, "payload": payload}))
+        return op_id
+
+    async def unsubscribe(self, op_id: str) -> None:
+        stop = "complete" if self.protocol == TRANSPORT_WS else "stop"
+        await self.ws.send(json.dumps({"id": op_id, "type": stop}))
+
+    async def next(self, op_id: str, within: float = 5.0) -> dict[str, Any]:
+        """The next result's ``data``; SubscriptionEnded if it came with errors instead."""
+        message = await asyncio.wait_for(self._queue(op_id).get(), within)
+        kind = message["type"]
+        if kind in ("next", "data"):
+            payload = message["payload"]
+            if payload.get("errors"):
+                raise SubscriptionEnded(payload["errors"])
+            data: dict[str, Any] = payload["data"]
+            return data
+        if kind == "error":
+            errors = message["payload"]
+            raise SubscriptionEnded(errors if isinstance(errors, list) else [errors])
+        raise SubscriptionEnded([{"message": f"subscription ended ({kind})"}])
+
+    async def take(self, op_id: str, count: int, within: float = 5.0) -> list[dict[str, Any]]:
+        return [await self.next(op_id, within) for _ in range(count)]
+
+    async def nothing_more(self, op_id: str, wait: float = 0.3) -> bool:
+        """True if no message arrives for ``op_id`` within ``wait`` seconds."""
+        try:
+            await asyncio.wait_for(self._queue(op_id).get(), wait)
+        except TimeoutError:
+            return True
+        return False
+
+    async def close(self) -> None:
+        await self.ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader

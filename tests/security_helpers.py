@@ -1,0 +1,82 @@
+"""An app with API keys configured, a key per role, and a snapshot of everything stored."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+from starlette.applications import Starlette
+
+from graphql_api.app import create_app
+from graphql_api.auth.keys import KeyRing, generate
+from graphql_api.auth.roles import Role
+from graphql_api.settings import Settings
+from graphql_api.storage.mongo import MongoStorage
+
+#: role -> (secret, key name); one key per role.
+SECRETS: dict[Role, str] = {}
+KEY_NAMES = {role: f"{role.value}-key" for role in Role}
+_keys = []
+for _role in Role:
+    _secret, _key = generate(KEY_NAMES[_role], _role)
+    SECRETS[_role] = _secret
+    _keys.append(_key)
+KEYS = KeyRing(_keys)
+
+
+def bearer(role: Role) -> dict[str, str]:
+    return {"Authorization": f"Bearer {SECRETS[role]}"}
+
+
+@asynccontextmanager
+async def secured_app(storage: MongoStorage, **settings: Any) -> AsyncIterator[Starlette]:
+    # One instance: local changes wake the feed at once, so it need not poll. A long poll
+    # interval also keeps clear of a shutdown race in the feed's loop on Python 3.11
+    # (wait_for(timeout=0) turning the stop's cancellation into a suppressed TimeoutError).
+    settings = {"feed_poll_interval": 60.0, **settings}
+    application = create_app(Settings(**settings), storage=storage, keys=KEYS)
+    async with LifespanManager(application):
+        yield application
+        # Let the feed take the last change's wake-up before shutdown cancels it: on Python
+        # 3.11 a cancel that lands while its wait_for's event is already set is swallowed,
+        # and ChangeFeed.stop() then waits forever (reported to the subscriptions work).
+        await asyncio.sleep(0.01)
+
+
+@asynccontextmanager
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+class RoleClient:
+    """Posts operations with one role's key (or none)."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def post(self, role: Role | None, query: str, **variables: Any) -> httpx.Response:
+        headers = bearer(role) if role is not None else {}
+        return await self.http.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=headers
+        )
+
+    async def data(self, role: Role, query: str, **variables: Any) -> dict[str, Any]:
+        response = await self.post(role, query, **variables)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert "errors" not in body, body["errors"]
+        data: dict[str, Any] = body["data"]
+        return data
+
+
+async def snapshot(storage: MongoStorage) -> dict[str, list[dict[str, Any]]]:
+    """Every document of every collection: equal snapshots mean nothing changed."""
+    db = storage._db
+    names = sorted(await db.list_collection_names())
+    return {name: await db[name].find({}).sort("_id", 1).to_list(None) for name in names}

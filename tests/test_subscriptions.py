@@ -1,0 +1,593 @@
+"""Live subscriptions end to end: a real uvicorn server, real WebSocket clients, both protocols.
+
+Changes are made with real HTTP mutations, the way a worker makes them; subscribers are
+``websockets`` clients speaking graphql-transport-ws or the legacy graphql-ws. With
+``MLTRAIN_TEST_MONGODB_URI`` set, every test also runs on that server, and the two-instance
+test runs two ``mltrain serve`` processes on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from graphql_api.settings import Settings
+from graphql_api.storage.mongo import MongoStorage
+from tests.conftest import BACKENDS, REAL_URI
+from tests.live_servers import (
+    LEGACY_WS,
+    TRANSPORT_WS,
+    GraphQLHTTP,
+    Server,
+    ServerLoop,
+    SubscriptionEnded,
+    WSClient,
+    eventually,
+)
+
+PROTOCOLS = [TRANSPORT_WS, LEGACY_WS]
+
+UPDATE_FIELDS = "cursor kind previousStatus status occurredAt"
+JOB_UPDATES = f"""
+subscription($jobId: ID, $modelId: ID, $statuses: [TrainingStatus!], $after: String) {{
+  trainingJobUpdates(jobId: $jobId, modelId: $modelId, statuses: $statuses, after: $after) {{
+    {UPDATE_FIELDS} job {{ jobId modelId status metrics logsUrl }}
+  }}
+}}"""
+BIG_JOB_UPDATES = f"""
+subscription($after: String) {{
+  trainingJobUpdates(after: $after) {{ {UPDATE_FIELDS} job {{ jobId hyperparameters }} }}
+}}"""
+MODEL_UPDATES = f"""
+subscription($modelName: String, $after: String) {{
+  modelVersionUpdates(modelName: $modelName, after: $after) {{
+    {UPDATE_FIELDS} modelVersion {{ modelId modelName version status }}
+  }}
+}}"""
+
+ERRORS = "... on Error { code message }"
+REGISTER = f"""mutation($input: RegisterModelVersionInput!) {{
+  registerModelVersion(input: $input) {{ ... on ModelVersion {{ modelId }} {ERRORS} }} }}"""
+PROMOTE = f"""mutation($id: ID!) {{
+  promoteModelVersion(modelId: $id) {{ ... on ModelVersion {{ status }} {ERRORS} }} }}"""
+CREATE_JOB = f"""mutation($input: CreateTrainingJobInput!) {{
+  createTrainingJob(input: $input) {{ ... on TrainingJob {{ jobId }} {ERRORS} }} }}"""
+START = f"""mutation($id: ID!) {{
+  startTrainingJob(jobId: $id) {{ ... on TrainingJob {{ status }} {ERRORS} }} }}"""
+REPORT = f"""mutation($id: ID!, $metrics: JSON!) {{
+  reportTrainingMetrics(jobId: $id, metrics: $metrics) {{
+    ... on TrainingJob {{ status }} {ERRORS}
+  }}
+}}"""
+SET_LOGS = f"""mutation($id: ID!, $url: String!) {{
+  setTrainingJobLogsUrl(jobId: $id, logsUrl: $url) {{ ... on TrainingJob {{ status }} {ERRORS} }}
+}}"""
+COMPLETE = f"""mutation($id: ID!) {{
+  completeTrainingJob(jobId: $id, metrics: {{loss: 0.1}}) {{
+    ... on TrainingJob {{ status }} {ERRORS}
+  }}
+}}"""
+CANCEL = f"""mutation($id: ID!) {{
+  cancelTrainingJob(jobId: $id) {{ ... on TrainingJob {{ status }} {ERRORS} }} }}"""
+HISTORY = "query($id: ID!) { trainingJob(jobId: $id) { history { cursor kind status } } }"
+
+
+# Servers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server_loop() -> Iterator[ServerLoop]:
+    loop = ServerLoop()
+    yield loop
+    loop.close()
+
+
+class Live:
+    """One test's database, the servers over it, and the clients opened on them."""
+
+    def __init__(self, loop: ServerLoop, backend: str) -> None:
+        self.loop = loop
+        self.backend = backend
+        self.database = f"mltrain_test_{uuid.uuid4().hex[:12]}"
+        self.storage: MongoStorage | None = None
+        self.servers: list[Server] = []
+        self._clients: list[WSClient] = []
+        self._http: list[GraphQLHTTP] = []
+
+    async def start(self, send_buffer: int | None = None, **settings: Any) -> Server:
+        """A server over this test's database. On the mock, servers share one client (the
+        mock's data lives in it); on a real server each has its own connection."""
+        uri = REAL_URI if self.backend == "real" else None
+        if self.storage is None or uri is not None:
+
+            async def connect() -> MongoStorage:
+                return MongoStorage.connect(uri, self.database)
+
+            storage = await self.loop.call(connect())
+            self.storage = self.storage or storage
+        else:
+            storage = self.storage
+        options = {"graphiql": False, "ws_keep_alive_interval": 30.0, **settings}
+        server = await self.loop.start(Settings(**options), storage, send_buffer)
+        self.servers.append(server)
+        return server
+
+    def http(self, server: Server) -> GraphQLHTTP:
+        client = GraphQLHTTP(server.http_url)
+        self._http.append(client)
+        return client
+
+    async def ws(self, server: Server, protocol: str = TRANSPORT_WS, **options: Any) -> WSClient:
+        client = await WSClient.open(server.ws_url, protocol, **options)
+        self._clients.append(client)
+        return client
+
+    async def close(self) -> None:
+        for client in self._clients:
+            await client.close()
+        for http in self._http:
+            await http.aclose()
+        await self.loop.stop_all()
+        if self.backend == "real" and self.storage is not None:
+            storage = self.storage
+
+            async def drop() -> None:
+                await storage._db.client.drop_database(self.database)
+                await storage.close()
+
+            await self.loop.call(drop())
+
+
+@pytest.fixture(params=BACKENDS)
+async def live(request: pytest.FixtureRequest, server_loop: ServerLoop) -> AsyncIterator[Live]:
+    harness = Live(server_loop, request.param)
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+# Changes, made as a client makes them -----------------------------------------------------
+
+
+async def mutate(http: GraphQLHTTP, operation: str, **variables: Any) -> dict[str, Any]:
+    data = await http.data(operation, **variables)
+    result: dict[str, Any] = next(iter(data.values()))
+    assert "code" not in result, result
+    return result
+
+
+async def register(http: GraphQLHTTP, name: str = "churn", version: str = "1.0.0") -> str:
+    payload = {"modelName": name, "version": version, "modelType": "CLASSIFICATION"}
+    return str((await mutate(http, REGISTER, input=payload))["modelId"])
+
+
+async def create_job(http: GraphQLHTTP, model_id: str, **fields: Any) -> str:
+    payload = {"modelId": model_id, "datasetId": "churn-2026-11", **fields}
+    return str((await mutate(http, CREATE_JOB, input=payload))["jobId"])
+
+
+async def report(http: GraphQLHTTP, job_id: str, step: int) -> None:
+    await mutate(http, REPORT, id=job_id, metrics={"step": step})
+
+
+def updates(results: list[dict[str, Any]], field: str = "trainingJobUpdates") -> list[Any]:
+    return [r[field] for r in results]
+
+
+# Live delivery -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_every_change_of_a_job_arrives_live_in_order(live: Live, protocol: str) -> None:
+    server = await live.start()
+    http = live.http(server)
+    client = await live.ws(server, protocol)
+    model_id = await register(http)
+    op = await client.subscribe(JOB_UPDATES)
+    await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 1))
+
+    job_id = await create_job(http, model_id)
+    await mutate(http, START, id=job_id)
+    await report(http, job_id, 1)
+    await mutate(http, SET_LOGS, id=job_id, url="s3://logs/run-1")
+    await mutate(http, COMPLETE, id=job_id)
+
+    got = updates(await client.take(op, 5))
+    assert [(u["kind"], u["previousStatus"], u["status"]) for u in got] == [
+        ("CREATED", None, "PENDING"),
+        ("STARTED", "PENDING", "RUNNING"),
+        ("METRICS_REPORTED", "RUNNING", "RUNNING"),
+        ("LOGS_URL_SET", "RUNNING", "RUNNING"),
+        ("COMPLETED", "RUNNING", "COMPLETED"),
+    ]
+    # Each event carries the job as it was right after that change.
+    assert got[0]["job"] == {
+        "jobId": job_id,
+        "modelId": model_id,
+        "status": "PENDING",
+        "metrics": {},
+        "logsUrl": None,
+    }
+    assert got[2]["job"]["metrics"] == {"step": 1}
+    assert got[3]["job"]["logsUrl"] == "s3://logs/run-1"
+    assert got[4]["job"]["metrics"] == {"step": 1, "loss": 0.1}
+    assert len({u["cursor"] for u in got}) == 5
+    assert all(u["occurredAt"] for u in got)
+
+
+async def test_model_version_updates_let_an_inference_service_swap_versions(live: Live) -> None:
+    server = await live.start()
+    http = live.http(server)
+    client = await live.ws(server)
+    op = await client.subscribe(MODEL_UPDATES, modelName="churn")
+    await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 1))
+
+    v1 = await register(http, "churn", "1.0.0")
+    await register(http, "fraud", "1.0.0")  # another model: not for this subscriber
+    await mutate(http, PROMOTE, id=v1)
+    await mutate(http, PROMOTE, id=v1)
+    v2 = await register(http, "churn", "1.1.0")
+    await mutate(http, PROMOTE, id=v2)
+    await mutate(http, PROMOTE, id=v2)
+
+    got = updates(await client.take(op, 7), "modelVersionUpdates")
+    assert [(u["kind"], u["modelVersion"]["version"], u["status"]) for u in got] == [
+        ("REGISTERED", "1.0.0", "DEVELOPMENT"),
+        ("PROMOTED", "1.0.0", "TESTING"),
+        ("DEPLOYED", "1.0.0", "PRODUCTION"),
+        ("REGISTERED", "1.1.0", "DEVELOPMENT"),
+        ("PROMOTED", "1.1.0", "TESTING"),
+        # The swap: the old production version retires, then the new one is deployed.
+        ("ARCHIVED", "1.0.0", "ARCHIVED"),
+        ("DEPLOYED", "1.1.0", "PRODUCTION"),
+    ]
+    assert got[5]["previousStatus"] == "PRODUCTION"
+    assert got[6]["modelVersion"]["modelId"] == v2
+
+
+# Resuming ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_client_that_comes_back_gets_what_it_missed_then_live_changes(
+    live: Live, protocol: str
+) -> None:
+    server = await live.start()
+    http = live.http(server)
+    model_id = await register(http)
+    job_id = await create_job(http, model_id)
+    await mutate(http, START, id=job_id)
+
+    client = await live.ws(server, protocol)
+    op = await client.subscribe(JOB_UPDATES, jobId=job_id)
+    await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 1))
+    await report(http, job_id, 1)
+    first = updates(await client.take(op, 1))[0]
+    await client.close()  # the connection drops
+    await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 0))
+
+    for step in (2, 3, 4):  # changes made while the client is away
+        await report(http, job_id, step)
+
+    client = await live.ws(server, protocol)
+    op = await client.subscribe(JOB_UPDATES, jobId=job_id, after=first["cursor"])
+    missed = updates(await client.take(op, 3))
+    assert [u["job"]["metrics"]["step"] for u in missed] == [2, 3, 4]
+    await mutate(http, COMPLETE, id=job_id)  # and then the live ones
+    (done,) = updates(await client.take(op, 1))
+    assert done["kind"] == "COMPLETED"
+    cursors = [first["cursor"], *(u["cursor"] for u in missed), done["cursor"]]
+    assert len(set(cursors)) == 5
+
+
+async def test_resuming_while_changes_keep_coming_has_no_gap_and_no_duplicate(live: Live) -> None:
+    server = await live.start()
+    http = live.http(server)
+    model_id = await register(http)
+    job_id = await create_job(http, model_id)
+    await mutate(http, START, id=job_id)
+    (start_cursor,) = [
+        h["cursor"] for h in (await http.data(HISTORY, id=job_id))["trainingJob"]["history"]
+    ][-1:]
+
+    some_landed = asyncio.Event()
+
+    async def keep_changing() -> None:
+        for step in range(40):
+            await report(http, job_id, step)
+            if step == 10:
+                some_landed.set()
+
+    writer = asyncio.create_task(keep_changing())
+    await some_landed.wait()  # subscribe mid-stream: catch-up, then live, while changes go on
+    client = await live.ws(server)
+    op = await client.subscribe(JOB_UPDATES, jobId=job_id, after=start_cursor)
+    got = updates(await client.take(op, 40, within=10))
+    await writer
+    # Catch-up and live joined at the seam without losing or repeating a change.
+    assert [u["job"]["metrics"]["step"] for u in got] == list(range(40))
+    history = (await http.data(HISTORY, id=job_id))["trainingJob"]["history"]
+    assert [u["cursor"] for u in got] == [h["cursor"] for h in history[2:]]
+
+
+async def test_a_history_cursor_starts_a_subscription_right_after_that_change(live: Live) -> None:
+    server = await live.start()
+    http = live.http(server)
+    model_id = await register(http)
+    job_id = await create_job(http, model_id)
+    await mutate(http, START, id=job_id)
+    history = (await http.data(HISTORY, id=job_id))["trainingJob"]["history"]
+    assert [h["kind"] for h in history] == ["CREATED", "STARTED"]
+
+    client = await live.ws(server)
+    op = await client.subscribe(JOB_UPDATES, jobId=job_id, after=history[0]["cursor"])
+    (started,) = updates(await client.take(op, 1))
+    assert (started["kind"], started["cursor"]) == ("STARTED", history[1]["cursor"])
+
+
+@pytest.mark.parametrize("cursor", ["not-a-cursor", "Y2hnOi0x", ""])
+async def test_a_malformed_cursor_is_refused_clearly(live: Live, cursor: str) -> None:
+    server = await live.start()
+    client = await live.ws(server)
+    op = await client.subscribe(JOB_UPDATES, after=cursor)
+    with pytest.raises(SubscriptionEnded) as ended:
+        await client.next(op)
+    (error,) = ended.value.errors
+    assert error["extensions"]["code"] == "VALIDATION_ERROR"
+    assert error["extensions"]["field"] == "after"
+    assert "cursor" in error["message"]
+
+
+async def test_a_cursor_ahead_of_the_log_is_refused(live: Live) -> None:
+    server = await live.start()
+    client = await live.ws(server)
+    far = "Y2hnOjk5OTk5OQ"  # chg:999999
+    op = await client.subscribe(JOB_UPDATES, after=far)
+    with pytest.raises(SubscriptionEnded) as ended:
+        await client.next(op)
+    assert "ahead of the change log" in ended.value.errors[0]["message"]
+
+
+# Filters -----------------------------------------------------------------------------------
+
+
+async def test_filters_deliver_only_matching_jobs(live: Live) -> None:
+    server = await live.start()
+    http = live.http(server)
+    churn = await register(http, "churn")
+    fraud = await register(http, "fraud")
+    watched = await create_job(http, churn)
+    client = await live.ws(server)
+    by_job = await client.subscribe(JOB_UPDATES, jobId=watched)
+    by_model = await client.subscribe(JOB_UPDATES, modelId=fraud)
+    ended = await client.subscribe(JOB_UPDATES, statuses=["COMPLETED", "CANCELLED"])
+    await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 3))
+
+    other = await create_job(http, churn)
+    fraud_job = await create_job(http, fraud)
+    await mutate(http, START, id=other)
+    await mutate(http, CANCEL, id=fraud_job)
+    await mutate(http, START, id=watched)
+    await mutate(http, COMPLETE, id=other)
+
+    # Events arrive in log order, so each subscriber's next event being the one expected
+    # proves that the changes in between were not sent to it.
+    (job_event,) = updates(await client.take(by_job, 1))
+    assert (job_event["job"]["jobId"], job_event["kind"]) == (watched, "STARTED")
+    model_events = updates(await client.take(by_model, 2))
+    assert [(u["job"]["jobId"], u["kind"]) for u in model_events] == [
+        (fraud_job, "CREATED"),
+        (fraud_job, "CANCELLED"),
+    ]
+    ended_events = updates(await client.take(ended, 2))
+    assert [(u["job"]["jobId"], u["status"]) for u in ended_events] == [
+        (fraud_job, "CANCELLED"),
+        (other, "COMPLETED"),
+    ]
+    await mutate(http, COMPLETE, id=watched)
+    assert updates(await client.take(by_job, 1))[0]["kind"] == "COMPLETED"
+    assert updates(await client.take(ended, 1))[0]["job"]["jobId"] == watched
+
+
+# Across instances --------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def serve_processes(live: Live) -> Iterator[list[str]]:
+    """Two ``mltrain serve`` processes on the real server's test database (real backend)."""
+    processes: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    if live.backend == "real":
+        for _ in range(2):
+            port = _free_port()
+            env = {
+                **os.environ,
+                "MLTRAIN_MONGODB_URI": str(REAL_URI),
+                "MLTRAIN_MONGODB_DATABASE": live.database,
+                "MLTRAIN_PORT": str(port),
+                "MLTRAIN_LOG_LEVEL": "warning",
+            }
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "graphql_api.cli", "serve"],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                )
+            )
+            urls.append(f"127.0.0.1:{port}")
+    try:
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=10)
+
+
+async def _wait_healthy(address: str) -> None:
+    async def healthy() -> bool:
+        try:
+            async with httpx.AsyncClient() as client:
+                return (await client.get(f"http://{address}/healthz")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await eventually(healthy, within=30, what=f"the server at {address}")
+
+
+async def test_a_change_on_one_instance_reaches_a_subscriber_on_another_within_a_second(
+    live: Live, serve_processes: list[str]
+) -> None:
+    if serve_processes:  # real database: two `mltrain serve` processes
+        for address in serve_processes:
+            await _wait_healthy(address)
+        writer_url, reader_ws = (
+            f"http://{serve_processes[0]}/graphql",
+            f"ws://{serve_processes[1]}/graphql",
+        )
+    else:  # the mock lives in one process: two servers there, each with its own feed
+        first, second = await live.start(), await live.start()
+        writer_url, reader_ws = first.http_url, second.ws_url
+    http = GraphQLHTTP(writer_url)
+    client = await WSClient.open(reader_ws)
+    try:
+        model_id = await register(http)
+        job_id = await create_job(http, model_id)
+        history = (await http.data(HISTORY, id=job_id))["trainingJob"]["history"]
+        # Resuming from the creation: the subscription cannot miss the start, however long
+        # the other process takes to set it up; once the start arrives, it is live.
+        op = await client.subscribe(JOB_UPDATES, jobId=job_id, after=history[0]["cursor"])
+        await mutate(http, START, id=job_id)
+        assert updates(await client.take(op, 1))[0]["kind"] == "STARTED"
+        latencies = []
+        for step in range(3):
+            await report(http, job_id, step)
+            changed = time.monotonic()
+            (got,) = updates(await client.take(op, 1, within=2))
+            latencies.append(time.monotonic() - changed)
+            assert got["job"]["metrics"] == {"step": step}
+        assert max(latencies) < 1.0, latencies
+    finally:
+        await client.close()
+        await http.aclose()
+
+
+# Slow and dead clients ---------------------------------------------------------------------
+
+
+async def test_a_client_that_stops_reading_is_ended_with_a_resume_cursor_and_loses_nothing(
+    live: Live,
+) -> None:
+    server = await live.start(subscriber_buffer=4, send_buffer=16384)
+    http = live.http(server)
+    model_id = await register(http)
+    # Big events (~32 KB each, sent uncompressed) fill the socket buffers after a few, so the
+    # server's sends stall.
+    blob = {f"p{i}": "x" * 4000 for i in range(8)}
+    job_id = await create_job(http, model_id, hyperparameters=blob)
+    await mutate(http, START, id=job_id)
+
+    # A small receive window, set before connecting, so that it is what the server sees.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    slow = await live.ws(
+        server, read=False, sock=sock, max_queue=1, max_size=None, compression=None
+    )
+    healthy = await live.ws(server)
+    slow_op = await slow.subscribe(BIG_JOB_UPDATES)
+    healthy_op = await healthy.subscribe(BIG_JOB_UPDATES)
+    await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 2))
+
+    steps = 30
+    for step in range(steps):
+        await report(http, job_id, step)
+    # The healthy subscriber keeps up with the very same stream and buffer size.
+    assert len(await healthy.take(healthy_op, steps, within=10)) == steps
+
+    # The slow one reads again: some events, then the end, naming where to resume.
+    slow.start_reading()
+    received: list[dict[str, Any]] = []
+    with pytest.raises(SubscriptionEnded) as ended:
+        while True:
+            received.append((await slow.next(slow_op))["trainingJobUpdates"])
+    (error,) = ended.value.errors
+    assert error["extensions"]["code"] == "SUBSCRIBER_TOO_SLOW"
+    assert "fell behind" in error["message"]
+    assert len(received) < steps
+    resume = error["extensions"]["resumeAfter"]
+    assert resume == received[-1]["cursor"]
+
+    resumed_op = await healthy.subscribe(BIG_JOB_UPDATES, after=resume)
+    rest = updates(await healthy.take(resumed_op, steps - len(received), within=10))
+    cursors = [u["cursor"] for u in received + rest]
+    assert len(set(cursors)) == steps  # every change exactly once across the two streams
+    history = (await http.data(HISTORY, id=job_id))["trainingJob"]["history"]
+    assert cursors == [h["cursor"] for h in history[2:]]
+
+
+async def test_closed_sockets_unsubscribe(live: Live) -> None:
+    server = await live.start()
+    clients = [await live.ws(server, protocol) for protocol in PROTOCOLS]
+    for client in clients:
+        await client.subscribe(JOB_UPDATES)
+        await client.subscribe(MODEL_UPDATES)
+    await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 4))
+    await clients[0].unsubscribe("1")
+    await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 3))
+    for client in clients:
+        await client.close()
+    await eventually(
+        lambda: live.loop.peek(lambda: server.feed.subscriber_count == 0),
+        what="the feed to drop the closed sockets' subscribers",
+    )
+
+
+# Protocol details ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_quiet_connections_get_keep_alives(live: Live, protocol: str) -> None:
+    server = await live.start(ws_keep_alive_interval=0.1)
+    client = await live.ws(server, protocol)
+    await client.subscribe(JOB_UPDATES)
+
+    async def kept_alive() -> bool:
+        return (client.pings if protocol == TRANSPORT_WS else client.keep_alives) >= 2
+
+    await eventually(kept_alive, within=3, what="keep-alive messages")
+
+
+async def test_browser_origins_must_be_allowed(live: Live) -> None:
+    server = await live.start(allowed_origins=["https://monitor.example.com"])
+    allowed = await live.ws(server, origin="https://monitor.example.com")
+    await allowed.subscribe(JOB_UPDATES)
+    no_origin = await live.ws(server)  # not a browser
+    await no_origin.subscribe(JOB_UPDATES)
+    await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 2))
+
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await WSClient.open(server.ws_url, origin="https://evil.example.com")
+    response = refused.value.response
+    assert response.status_code == 403
+    assert b"origin https://evil.example.com is not allowed" in response.body
+    assert b"MLTRAIN_ALLOWED_ORIGINS" in response.body
