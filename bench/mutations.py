@@ -1,0 +1,137 @@
+"""The mutation benchmark: lifecycle mutations per second on one core.
+
+    .venv/bin/python -m bench.mutations                 # mock and FerretDB, c=1 and c=16
+    .venv/bin/python -m bench.mutations --no-ferretdb -d 5
+
+Seeds 10,000 jobs plus PENDING jobs, starts the server pinned to one core (like the query
+bench) and drives the PENDING jobs with wrk on the other core: startTrainingJob, then
+reportTrainingMetrics, then completeTrainingJob (bench/mutations.lua). Each is one atomic
+conditional update plus one change event. A response counts as ok only when it is the job
+(not a typed error); the table shows ok/s and the server's CPU per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench.run import LOAD_CPU, PEERS_ROOT, PROJECT, start_ferretdb, stop_ferretdb
+
+SERVER_CPU = os.environ.get("SERVER_CPU", "1")
+PORT = 8250
+MOCK_SLICE, SLICE = 1_000, 10_000  # PENDING jobs per measured point: 3 mutations each
+
+
+def group_cpu(pgid: int) -> float:
+    """user+sys CPU seconds of the live processes of a process group."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[2]) == pgid:
+            total += sum(int(x) for x in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def start_server(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    cmd = ["taskset", "-c", SERVER_CPU, str(PROJECT / ".venv" / "bin" / "uvicorn"), "--app-dir",
+           str(PROJECT), "--factory", "bench.server:create_app", "--port", str(PORT),
+           "--workers", "1", "--no-access-log", "--log-level", "warning", "--loop", "uvloop",
+           "--http", "httptools"]
+    server = subprocess.Popen(cmd, env=dict(os.environ, MLTRAIN_GRAPHIQL="false", **env),
+                              start_new_session=True)
+    for _ in range(600):
+        try:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{PORT}/graphql", data=b'{"query": "{ __typename }"}',
+                headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(request, timeout=5).read()
+            return server
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError("server did not start")
+
+
+def run_wrk(offset: int, jobs: int, conc: int, duration: int) -> dict[str, Any]:
+    env = dict(os.environ, MUT_PREFIX="bench-pending-", MUT_OFFSET=str(offset),
+               MUT_JOBS=str(jobs))
+    out = subprocess.run(
+        ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conc}", f"-d{duration}s", "--timeout",
+         "10s", "-s", str(PROJECT / "bench" / "mutations.lua"), f"http://127.0.0.1:{PORT}/graphql"],
+        env=env, capture_output=True, text=True, check=True, timeout=duration + 60,
+    ).stdout
+    result: dict[str, Any] = json.loads(out.split("WRKJSON ", 1)[1].splitlines()[0])
+    result["sample"] = out.split("SAMPLE ", 1)[1].strip() if "SAMPLE " in out else ""
+    return result
+
+
+def measure(
+    label: str, env: dict[str, str], concs: list[int], duration: int, jobs: int
+) -> list[str]:
+    rows = []
+    server = start_server(env)
+    try:
+        offset = 0
+        for conc in concs:
+            # Each concurrency drives its own slice of the PENDING jobs.
+            cpu0 = group_cpu(server.pid)
+            r = run_wrk(offset, jobs, conc, duration)
+            cpu = group_cpu(server.pid) - cpu0
+            offset += jobs
+            seconds = r["duration_us"] / 1e6
+            ok, bad = r["ok"], r["bad"]
+            rows.append(f"{label:<32} c={conc:<3} {ok / seconds:8.1f} ok/s  "
+                        f"p50 {r['p50_us'] / 1000:7.2f} ms  p99 {r['p99_us'] / 1000:7.2f} ms  "
+                        f"ok {ok:>6} failed {bad:>5}  "
+                        f"CPU {1000 * cpu / max(ok + bad, 1):6.2f} ms/req")
+            if bad:
+                rows.append(f"    first failure: {r['sample']}")
+            print(rows[-1], flush=True)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=5)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="lifecycle mutations per second")
+    parser.add_argument("--no-ferretdb", action="store_true")
+    parser.add_argument("--no-mock", action="store_true")
+    parser.add_argument("-d", "--duration", type=int, default=15)
+    parser.add_argument("-c", "--conc", default="1,16")
+    args = parser.parse_args()
+    concs = [int(c) for c in args.conc.split(",")]
+    os.environ.setdefault("PEERS_ROOT", PEERS_ROOT)
+    rows = []
+    if not args.no_mock:
+        rows += measure("mutations (mock, 10k jobs)", {
+            "MLTRAIN_MONGODB_URI": "", "MLTRAIN_BENCH_SEED_JOBS": "10000",
+            "MLTRAIN_BENCH_SEED_PENDING": str(MOCK_SLICE * len(concs))}, concs, args.duration,
+            MOCK_SLICE)
+    if not args.no_ferretdb:
+        try:
+            uri = start_ferretdb(pending=SLICE * len(concs))
+            rows += measure("mutations (FerretDB, 10k jobs)", {
+                "MLTRAIN_MONGODB_URI": uri, "MLTRAIN_MONGODB_DATABASE": "mltrain_bench"},
+                concs, args.duration, SLICE)
+        finally:
+            stop_ferretdb()
+    print("\n" + "\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
