@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from strawberry.dataloader import DataLoader
 
+from graphql_api.domain.events import ChangeEvent
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.queries import Page, TrainingJobFilter, TrainingJobOrder
 from graphql_api.services.container import Services
@@ -23,6 +24,7 @@ class Loaders:
         self.model_version: DataLoader[str, ModelVersion | None] = DataLoader(
             load_fn=self._load_model_versions
         )
+        self.history: DataLoader[str, list[ChangeEvent]] = DataLoader(load_fn=self._load_histories)
         self._job_pages: dict[JobPageArgs, DataLoader[str, Page[TrainingJob]]] = {}
         self._job_counts: dict[TrainingJobFilter, DataLoader[str, int]] = {}
 
@@ -49,6 +51,10 @@ class Loaders:
 
             loader = self._job_counts[where] = DataLoader(load_fn=load)
         return loader
+
+    async def _load_histories(self, job_ids: Sequence[str]) -> list[list[ChangeEvent]]:
+        found = await self._services.training.histories(list(job_ids))
+        return [found[j] for j in job_ids]
 
     async def _load_model_versions(self, model_ids: Sequence[str]) -> list[ModelVersion | None]:
         found = await self._services.registry.get_many(list(model_ids))

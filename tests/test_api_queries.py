@@ -233,3 +233,23 @@ async def test_job_lookup_by_id(gql: GraphQLClient, services: Services) -> None:
         "trainingJob": {"jobId": job_ids[0], "modelVersion": {"version": "1.0.0"}},
         "missing": None,
     }
+
+
+async def test_histories_of_a_page_of_jobs_cost_one_more_round_trip(
+    gql: GraphQLClient, services: Services, storage: MongoStorage
+) -> None:
+    await seed(services, versions=10, jobs_per_version=5)
+    storage.stats.round_trips = 0
+    data = await gql.data(
+        "{ trainingJobs(first: 50) { edges { node { status history { kind status } } } } }"
+    )
+    assert storage.stats.round_trips == 2  # the page, then every job's history at once
+    expected_kinds = {
+        "PENDING": ["CREATED"],
+        "RUNNING": ["CREATED", "STARTED"],
+        "COMPLETED": ["CREATED", "STARTED", "COMPLETED"],
+    }
+    for edge in data["trainingJobs"]["edges"]:
+        node = edge["node"]
+        assert [h["kind"] for h in node["history"]] == expected_kinds[node["status"]]
+        assert node["history"][-1]["status"] == node["status"]

@@ -6,7 +6,7 @@ unaware of subscriptions: whatever appends an event through this storage wakes t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from graphql_api.domain.events import ChangeEvent, LogEntry
 from graphql_api.storage.base import (
@@ -32,6 +32,11 @@ class NotifyingEventStore:
 
     async def for_entity(self, entity_id: str, limit: int) -> list[ChangeEvent]:
         return await self._inner.for_entity(entity_id, limit)
+
+    async def for_entities(
+        self, entity_ids: Sequence[str], limit: int
+    ) -> dict[str, list[ChangeEvent]]:
+        return await self._inner.for_entities(entity_ids, limit)
 
     async def since(self, seq: int, limit: int) -> list[ChangeEvent]:
         return await self._inner.since(seq, limit)

@@ -67,6 +67,12 @@ class MLTrainingService:
         """The job's recorded changes, oldest first."""
         return await self._events.for_entity(job_id, limit)
 
+    async def histories(
+        self, job_ids: Sequence[str], limit: int = MAX_HISTORY
+    ) -> dict[str, list[ChangeEvent]]:
+        """``history`` of many jobs in one round trip."""
+        return await self._events.for_entities(job_ids, limit)
+
     # Changes ---------------------------------------------------------------------------
 
     async def create(

@@ -115,6 +115,11 @@ class EventStore(Protocol):
 
     async def for_entity(self, entity_id: str, limit: int) -> list[ChangeEvent]: ...
 
+    async def for_entities(
+        self, entity_ids: Sequence[str], limit: int
+    ) -> dict[str, list[ChangeEvent]]:
+        """Each entity's first ``limit`` events, oldest first, in one round trip."""
+
     async def since(self, seq: int, limit: int) -> list[ChangeEvent]:
         """Events with a sequence number above ``seq``, in sequence order (holes skipped)."""
 

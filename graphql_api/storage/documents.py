@@ -1,7 +1,7 @@
 """Records to MongoDB documents and back.
 
 Documents use ``_id`` for the record's key and a revision ``rev`` that every update bumps
-(see ``mongo.UpdateGuard``); they carry two derived fields that only storage needs:
+(see ``mongo.collection.UpdateGuard``); they carry two derived fields that only storage needs:
 ``version_sort_key`` (SemVer precedence as a sortable string) and ``production_slot``, which is
 ``production:<model name>`` while a version is in production and the version's own id otherwise.
 A unique index on it lets at most one version per model name be in production, on any server

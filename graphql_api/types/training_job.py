@@ -37,4 +37,4 @@ class TrainingJobType:
 
     @strawberry.field(description="The job's recorded changes, oldest first.")
     async def history(self, info: Info) -> list[ChangeEventType]:
-        return await info.context.services.training.history(str(self.job_id))  # type: ignore[return-value]
+        return await info.context.loaders.history.load(str(self.job_id))  # type: ignore[return-value]

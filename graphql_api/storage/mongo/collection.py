@@ -1,0 +1,155 @@
+"""What every collection store shares: round-trip counting, keyset pages, unique-key
+errors, and conditional updates that stay atomic on servers that do not make them so."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+from graphql_api.domain.errors import ConflictError
+from graphql_api.domain.queries import PageRequest
+from graphql_api.storage.base import StoreStats
+from graphql_api.storage.keyset import SortSpec
+
+log = logging.getLogger("mltrain.storage")
+
+#: A claim older than this belongs to a writer that died between claiming and updating.
+STALE_CLAIM_AFTER = timedelta(seconds=10)
+MAX_UPDATE_ATTEMPTS = 50
+#: Sequence numbers an append may find taken before it gives up (see MongoEventStore).
+MAX_APPEND_ATTEMPTS = 100
+
+
+def is_duplicate_key(error: Exception) -> bool:
+    """A unique index refused a write. MongoDB says so with code 11000; FerretDB on SQLite
+    reports a unique violation by an update as code 1 with SQLite's own words."""
+    if isinstance(error, DuplicateKeyError):
+        return True
+    return isinstance(error, OperationFailure) and (
+        error.code == 11000 or "UNIQUE constraint failed" in str(error)
+    )
+
+
+class UpdateGuard:
+    """How conditional updates are made atomic.
+
+    MongoDB applies a ``find_one_and_update`` to one document atomically, so its filter on the
+    current status is all the guard needed. FerretDB v1 does not: concurrent conditional
+    updates from several connections can all match (measured: 1 to 7 winners of 20; see
+    docs/ferretdb-probe.md). What it does enforce atomically is a unique index, so on such a
+    server a writer first claims the document's revision by inserting ``<collection>:<id>:<rev>``
+    into ``update_claims``; only the claim holder updates (filtered on that revision, which it
+    bumps), then it drops the claim. A claim left by a writer that died is cleared after
+    ``STALE_CLAIM_AFTER``.
+    """
+
+    def __init__(self, claims: Any, stats: StoreStats) -> None:
+        self.claims = claims
+        self.stats = stats
+        self.enabled = False
+
+
+class MongoCollection:
+    """Shared plumbing: round-trip counting, keyset pages and guarded conditional updates."""
+
+    def __init__(self, collection: Any, stats: StoreStats, guard: UpdateGuard) -> None:
+        self._c = collection
+        self._stats = stats
+        self._guard = guard
+
+    def _trip(self) -> None:
+        self._stats.round_trips += 1
+
+    async def _page(
+        self, query: dict[str, Any], spec: SortSpec, page: PageRequest
+    ) -> tuple[list[dict[str, Any]], list[str], bool]:
+        if page.after:
+            after = spec.after_filter(page.after)
+            query = {"$and": [query, after]} if query else after
+        if page.first == 0:
+            return [], [], await self._exists(query)
+        self._trip()
+        docs = await self._c.find(query).sort(spec.mongo_sort).limit(page.first + 1).to_list(None)
+        has_next = len(docs) > page.first
+        docs = docs[: page.first]
+        return docs, [spec.cursor_for(d) for d in docs], has_next
+
+    async def _exists(self, query: dict[str, Any]) -> bool:
+        self._trip()
+        return await self._c.find_one(query, projection={"_id": 1}) is not None
+
+    async def _count(self, query: dict[str, Any]) -> int:
+        self._trip()
+        return int(await self._c.count_documents(query))
+
+    async def _create_indexes(self, indexes: list[IndexModel]) -> None:
+        # One at a time: FerretDB v1's createIndexes fails when several already exist.
+        for index in indexes:
+            await self._c.create_index(
+                index.document["key"].items(),
+                **{k: v for k, v in index.document.items() if k != "key"},
+            )
+
+    async def _update_if(
+        self, record_id: str, allowed: Collection[str], changes: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """``$set`` ``changes`` if the status is in ``allowed``; the document after, or None.
+
+        Raises ``DuplicateKeyError``/``OperationFailure`` from a unique index unchanged (the
+        caller knows which rule that is).
+        """
+        if not self._guard.enabled:
+            self._trip()
+            doc: dict[str, Any] | None = await self._c.find_one_and_update(
+                {"_id": record_id, "status": {"$in": list(allowed)}},
+                {"$set": changes, "$inc": {"rev": 1}},
+                return_document=ReturnDocument.AFTER,
+            )
+            return doc
+        for attempt in range(MAX_UPDATE_ATTEMPTS):
+            self._trip()
+            current = await self._c.find_one({"_id": record_id})
+            if current is None or current["status"] not in allowed:
+                return None
+            rev = int(current.get("rev", 0))
+            claim = f"{self._c.name}:{record_id}:{rev}"
+            if not await self._claim(claim):
+                await asyncio.sleep(min(0.001 * 2**attempt, 0.05))
+                continue
+            try:
+                self._trip()
+                doc = await self._c.find_one_and_update(
+                    {"_id": record_id, "rev": rev},
+                    {"$set": {**changes, "rev": rev + 1}},
+                    return_document=ReturnDocument.AFTER,
+                )
+            finally:
+                self._trip()
+                await self._guard.claims.delete_one({"_id": claim})
+            if doc is not None:
+                return doc
+        raise ConflictError(
+            f"{record_id!r} is being changed by too many writers at once; retry", field="id"
+        )
+
+    async def _claim(self, claim: str) -> bool:
+        now = datetime.now(UTC)
+        try:
+            self._trip()
+            await self._guard.claims.insert_one({"_id": claim, "at": now})
+            return True
+        except DuplicateKeyError:
+            pass
+        self._trip()
+        held = await self._guard.claims.find_one({"_id": claim})
+        if held is not None and held["at"].replace(tzinfo=UTC) < now - STALE_CLAIM_AFTER:
+            log.warning("clearing stale update claim %s from %s", claim, held["at"])
+            self._trip()
+            await self._guard.claims.delete_one({"_id": claim, "at": held["at"]})
+        return False

@@ -1,0 +1,173 @@
+"""The change log in MongoDB."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+from graphql_api.domain.events import ChangeEvent, LogEntry, SealedSeq
+from graphql_api.storage import documents
+from graphql_api.storage.base import StoreStats
+from graphql_api.storage.mongo.collection import (
+    MAX_APPEND_ATTEMPTS,
+    MongoCollection,
+    UpdateGuard,
+    is_duplicate_key,
+)
+
+
+class MongoEventStore(MongoCollection):
+    """The change log: ``_id`` is the sequence number, taken from a counter document (``$inc``).
+
+    Taking a number and writing the event are two writes, so concurrent appends can become
+    visible out of order, and a writer that dies in between leaves a hole; the live feed's
+    reader copes with both (``graphql_api.live.tailer``). The unique ``_id`` is what keeps the
+    log sound where ``$inc`` is not atomic across connections (FerretDB v1 can hand one number
+    to two writers): the loser of the duplicate key takes another number. A hole sealed by a
+    reader is the document ``{_id: seq, sealed: true}``; event queries skip it.
+    """
+
+    def __init__(
+        self, collection: Any, counters: Any, stats: StoreStats, guard: UpdateGuard
+    ) -> None:
+        super().__init__(collection, stats, guard)
+        self._counters = counters
+
+    async def append(self, event: ChangeEvent) -> ChangeEvent:
+        for collisions in range(MAX_APPEND_ATTEMPTS):
+            if collisions >= 2:
+                # Repeated collisions: the counter lags the log (a lost ``$inc`` on a server
+                # without atomic updates). Move it past the highest stored number.
+                await self._counter_at_least(await self.head())
+            stored = event.model_copy(update={"seq": await self._next_seq()})
+            doc = documents.event_to_doc(stored)
+            if stored.event_id is None:
+                # Only real ids enter the sparse unique index (a stored null would be a key).
+                doc.pop("event_id", None)
+            try:
+                self._trip()
+                await self._c.insert_one(doc)
+                return stored
+            except (DuplicateKeyError, OperationFailure) as error:
+                if not is_duplicate_key(error):
+                    raise
+            if event.event_id is not None:
+                # Either the number was taken, or this very event is already stored (a retry
+                # of an append whose reply was lost): then that is the answer.
+                self._trip()
+                landed = await self._c.find_one({"event_id": event.event_id})
+                if landed is not None:
+                    return documents.event_from_doc(landed)
+        raise RuntimeError(f"no free sequence number after {MAX_APPEND_ATTEMPTS} attempts")
+
+    async def _next_seq(self) -> int:
+        for _ in range(3):
+            self._trip()
+            try:
+                counter = await self._counters.find_one_and_update(
+                    {"_id": "events"},
+                    {"$inc": {"seq": 1}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+                return int(counter["seq"])
+            except (DuplicateKeyError, OperationFailure) as error:
+                # Two first-ever upserts raced; the counter exists now, so the retry updates.
+                if not is_duplicate_key(error):
+                    raise
+        raise RuntimeError("could not take a sequence number from the events counter")
+
+    async def _counter_at_least(self, seq: int) -> None:
+        self._trip()
+        await self._counters.update_one({"_id": "events"}, {"$max": {"seq": seq}}, upsert=True)
+
+    async def for_entities(
+        self, entity_ids: Sequence[str], limit: int
+    ) -> dict[str, list[ChangeEvent]]:
+        found: dict[str, list[ChangeEvent]] = {entity_id: [] for entity_id in entity_ids}
+        if not entity_ids:
+            return found
+        self._trip()
+        cursor = self._c.find({"entity_id": {"$in": list(entity_ids)}}).sort([("_id", ASCENDING)])
+        async for doc in cursor:
+            events = found.setdefault(doc["entity_id"], [])
+            if len(events) < limit:
+                events.append(documents.event_from_doc(doc))
+        return found
+
+    async def for_entity(self, entity_id: str, limit: int) -> list[ChangeEvent]:
+        self._trip()
+        docs = (
+            await self._c.find({"entity_id": entity_id})
+            .sort([("_id", ASCENDING)])
+            .limit(limit)
+            .to_list(None)
+        )
+        return [documents.event_from_doc(d) for d in docs]
+
+    async def since(self, seq: int, limit: int) -> list[ChangeEvent]:
+        self._trip()
+        docs = (
+            await self._c.find({"_id": {"$gt": seq}, "sealed": {"$exists": False}})
+            .sort([("_id", ASCENDING)])
+            .limit(limit)
+            .to_list(None)
+        )
+        return [documents.event_from_doc(d) for d in docs]
+
+    async def entries_after(self, seq: int, limit: int) -> list[LogEntry]:
+        # Not counted in ``stats``: the live feed's background tailing is no request's cost,
+        # and would make the round trips a test pins for a request vary with timing.
+        docs = (
+            await self._c.find({"_id": {"$gt": seq}})
+            .sort([("_id", ASCENDING)])
+            .limit(limit)
+            .to_list(None)
+        )
+        return [_log_entry(d) for d in docs]
+
+    async def seal(self, seq: int) -> ChangeEvent | None:
+        try:
+            self._trip()
+            await self._c.insert_one({"_id": seq, "sealed": True, "sealed_at": datetime.now(UTC)})
+            return None
+        except (DuplicateKeyError, OperationFailure) as error:
+            if not is_duplicate_key(error):
+                raise
+        self._trip()
+        doc = await self._c.find_one({"_id": seq})
+        entry = None if doc is None else _log_entry(doc)
+        return entry if isinstance(entry, ChangeEvent) else None
+
+    async def head(self) -> int:
+        self._trip()
+        docs = (
+            await self._c.find({}, projection={"_id": 1})
+            .sort([("_id", DESCENDING)])
+            .limit(1)
+            .to_list(None)
+        )
+        return int(docs[0]["_id"]) if docs else 0
+
+    async def last_seq(self) -> int:
+        self._trip()
+        counter = await self._counters.find_one({"_id": "events"})
+        return 0 if counter is None else int(counter["seq"])
+
+    async def ensure_indexes(self) -> None:
+        await self._create_indexes(
+            [
+                IndexModel([("entity_id", ASCENDING), ("_id", ASCENDING)], name="entity_seq"),
+                IndexModel(
+                    [("event_id", ASCENDING)], unique=True, sparse=True, name="event_id_unique"
+                ),
+            ]
+        )
+
+
+def _log_entry(doc: dict[str, Any]) -> LogEntry:
+    return SealedSeq(int(doc["_id"])) if doc.get("sealed") else documents.event_from_doc(doc)
