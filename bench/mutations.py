@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.process import start_server, stop_server
 from bench.run import LOAD_CPU, PEERS_ROOT, PROJECT, start_ferretdb, stop_ferretdb
 
 SERVER_CPU = os.environ.get("SERVER_CPU", "1")
@@ -43,25 +41,6 @@ def group_cpu(pgid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    cmd = ["taskset", "-c", SERVER_CPU, str(PROJECT / ".venv" / "bin" / "uvicorn"), "--app-dir",
-           str(PROJECT), "--factory", "bench.server:create_app", "--port", str(PORT),
-           "--workers", "1", "--no-access-log", "--log-level", "warning", "--loop", "uvloop",
-           "--http", "httptools"]
-    server = subprocess.Popen(cmd, env=dict(os.environ, MLTRAIN_GRAPHIQL="false", **env),
-                              start_new_session=True)
-    for _ in range(600):
-        try:
-            request = urllib.request.Request(
-                f"http://127.0.0.1:{PORT}/graphql", data=b'{"query": "{ __typename }"}',
-                headers={"Content-Type": "application/json"})
-            urllib.request.urlopen(request, timeout=5).read()
-            return server
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError("server did not start")
-
-
 def run_wrk(offset: int, jobs: int, conc: int, duration: int) -> dict[str, Any]:
     env = dict(os.environ, MUT_PREFIX="bench-pending-", MUT_OFFSET=str(offset),
                MUT_JOBS=str(jobs))
@@ -79,7 +58,7 @@ def measure(
     label: str, env: dict[str, str], concs: list[int], duration: int, jobs: int
 ) -> list[str]:
     rows = []
-    server = start_server(env)
+    server = start_server(dict(os.environ, MLTRAIN_GRAPHIQL="false", **env), PORT, SERVER_CPU)
     try:
         offset = 0
         for conc in concs:
@@ -98,12 +77,7 @@ def measure(
                 rows.append(f"    first failure: {r['sample']}")
             print(rows[-1], flush=True)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=5)
+        stop_server(server)
     return rows
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from bench.process import start_server, stop_server
 from bench.queries import write_bodies
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -101,23 +101,13 @@ def main() -> None:
                MLTRAIN_MONGODB_URI=args.uri, MLTRAIN_MONGODB_DATABASE="mltrain_bench",
                MLTRAIN_BENCH_SEED_JOBS="0" if args.uri else args.jobs,
                MLTRAIN_BENCH_VARIANT=args.variant)
-    server = subprocess.Popen(
-        ["taskset", "-c", "1", str(VENV / "uvicorn"), "--app-dir", str(PROJECT), "--factory",
-         "bench.server:create_app", "--port", str(PORT), "--workers", "1", "--no-access-log",
-         "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"],
-        env=env, start_new_session=True,
-    )
+    server = start_server(env, PORT, "1")
     try:
         body = (bodies / args.body).read_bytes()
-        for _ in range(240):
-            try:
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{PORT}/graphql", data=body,
-                    headers={"Content-Type": "application/json"})
-                urllib.request.urlopen(request, timeout=30).read()
-                break
-            except OSError:
-                time.sleep(0.5)
+        request = urllib.request.Request(  # check the body's answer once before sampling
+            f"http://127.0.0.1:{PORT}/graphql", data=body,
+            headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=30).read()
         raw = results / f"profile-{Path(args.body).stem}-{time.strftime('%H%M%S')}.txt"
         spy = subprocess.Popen([str(VENV / "py-spy"), "record", "-p", str(server.pid), "-d",
                                 str(args.duration), "-r", "250", "--gil", "--format", "raw", "-o",
@@ -135,12 +125,7 @@ def main() -> None:
         summarize(raw, args.top)
         print(f"\nraw stacks: {raw}")
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=5)
+        stop_server(server)
 
 
 if __name__ == "__main__":

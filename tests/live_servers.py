@@ -2,6 +2,7 @@
 
 ``ServerLoop`` runs uvicorn servers on loopback ports in a background thread with an event loop
 of its own, so the tests' clients talk to them over real sockets, as any client would.
+``serving`` runs ``mltrain serve`` as a separate process, the way a user starts it.
 ``WSClient`` speaks either subscription protocol (graphql-transport-ws or the legacy
 graphql-ws) over a ``websockets`` connection.
 """
@@ -12,11 +13,16 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -264,3 +270,48 @@ class WSClient:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+
+
+# `mltrain serve` as a process ---------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+MLTRAIN = [sys.executable, "-m", "graphql_api.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, Path]]:
+    port = free_port()
+    log = ROOT / ".pytest_cache" / f"serve-{port}.log"
+    log.parent.mkdir(exist_ok=True)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIN_")}
+    environment.update(env or {})
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*MLTRAIN, "serve", "--port", str(port), *args],
+            cwd=ROOT,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        yield url, log
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

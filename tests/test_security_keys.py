@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,7 @@ import pytest
 from graphql_api.auth.exposure import is_loopback
 from graphql_api.auth.keys import KeyConfigError, KeyRing, bearer_secret, digest_of, generate
 from graphql_api.auth.roles import Role
-from tests.test_serve import ROOT, serving
-
-MLTRAIN = [sys.executable, "-m", "graphql_api.cli"]
+from tests.live_servers import MLTRAIN, ROOT, serving
 
 
 def test_a_generated_key_verifies_and_only_its_digest_is_kept() -> None:

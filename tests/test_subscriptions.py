@@ -9,16 +9,13 @@ test runs two ``mltrain serve`` processes on it.
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 import pytest
 import websockets
 
@@ -34,6 +31,7 @@ from tests.live_servers import (
     SubscriptionEnded,
     WSClient,
     eventually,
+    serving,
 )
 
 PROTOCOLS = [TRANSPORT_WS, LEGACY_WS]
@@ -404,66 +402,28 @@ async def test_filters_deliver_only_matching_jobs(live: Live) -> None:
 # Across instances --------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def serve_processes(live: Live) -> Iterator[list[str]]:
-    """Two ``mltrain serve`` processes on the real server's test database (real backend)."""
-    processes: list[subprocess.Popen[bytes]] = []
-    urls: list[str] = []
-    if live.backend == "real":
-        for _ in range(2):
-            port = _free_port()
+    """Two ``mltrain serve`` processes on the real server's test database (real backend);
+    their base URLs, once both answer."""
+    with contextlib.ExitStack() as stack:
+        urls = []
+        if live.backend == "real":
             env = {
-                **os.environ,
                 "MLTRAIN_MONGODB_URI": str(REAL_URI),
                 "MLTRAIN_MONGODB_DATABASE": live.database,
-                "MLTRAIN_PORT": str(port),
                 "MLTRAIN_LOG_LEVEL": "warning",
             }
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "graphql_api.cli", "serve"],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                )
-            )
-            urls.append(f"127.0.0.1:{port}")
-    try:
+            urls = [stack.enter_context(serving(env=env))[0] for _ in range(2)]
         yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=10)
-
-
-async def _wait_healthy(address: str) -> None:
-    async def healthy() -> bool:
-        try:
-            async with httpx.AsyncClient() as client:
-                return (await client.get(f"http://{address}/healthz")).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    await eventually(healthy, within=30, what=f"the server at {address}")
 
 
 async def test_a_change_on_one_instance_reaches_a_subscriber_on_another_within_a_second(
     live: Live, serve_processes: list[str]
 ) -> None:
     if serve_processes:  # real database: two `mltrain serve` processes
-        for address in serve_processes:
-            await _wait_healthy(address)
-        writer_url, reader_ws = (
-            f"http://{serve_processes[0]}/graphql",
-            f"ws://{serve_processes[1]}/graphql",
-        )
+        writer, reader = serve_processes
+        writer_url, reader_ws = f"{writer}/graphql", f"{reader.replace('http', 'ws', 1)}/graphql"
     else:  # the mock lives in one process: two servers there, each with its own feed
         first, second = await live.start(), await live.start()
         writer_url, reader_ws = first.http_url, second.ws_url

@@ -1,0 +1,49 @@
+"""The project's server as the benchmarks run it: pinned to one core, in its own process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+UVICORN = PROJECT / ".venv" / "bin" / "uvicorn"
+
+
+def start_server(
+    env: dict[str, str], port: int, cpu: str, timeout: float = 300
+) -> subprocess.Popen[bytes]:
+    """``bench.server:create_app`` under uvicorn (uvloop, httptools) on ``cpu``, once it answers.
+
+    The bench app seeds its database in the lifespan, before it serves, so an answer means the
+    data is there.
+    """
+    cmd = ["taskset", "-c", cpu, str(UVICORN), "--app-dir", str(PROJECT), "--factory",
+           "bench.server:create_app", "--port", str(port), "--workers", "1", "--no-access-log",
+           "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"]
+    server = subprocess.Popen(cmd, env=env, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/graphql", data=b'{"query": "{ __typename }"}',
+                headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(request, timeout=5).read()
+            return server
+        except OSError:
+            time.sleep(0.5)
+    stop_server(server)
+    raise RuntimeError(f"the server on port {port} did not answer within {timeout:.0f} s")
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    """Stop the server's whole process group: TERM, then KILL if it lingers."""
+    os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=5)
