@@ -8,7 +8,6 @@ types make every value storable and round-trippable before it reaches storage.
 from __future__ import annotations
 
 import math
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -97,7 +96,3 @@ Metrics = Annotated[dict[str, StrictFloat], AfterValidator(_metrics)]
 Hyperparameters = Annotated[dict[str, Any], AfterValidator(_hyperparameters)]
 Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
-
-
-def is_valid_id(value: str) -> bool:
-    return re.match(ID_PATTERN, value) is not None

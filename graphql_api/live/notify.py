@@ -50,9 +50,6 @@ class NotifyingEventStore:
     async def head(self) -> int:
         return await self._inner.head()
 
-    async def last_seq(self) -> int:
-        return await self._inner.last_seq()
-
 
 class NotifyingStorage:
     """``storage`` with its event store wrapped; everything else is the storage's own."""

@@ -132,9 +132,6 @@ class EventStore(Protocol):
     async def head(self) -> int:
         """The highest sequence number stored (0 for an empty log)."""
 
-    async def last_seq(self) -> int:
-        """The highest sequence number handed out so far (>= ``head``)."""
-
 
 @dataclass
 class StoreStats:

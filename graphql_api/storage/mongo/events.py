@@ -153,11 +153,6 @@ class MongoEventStore(MongoCollection):
         )
         return int(docs[0]["_id"]) if docs else 0
 
-    async def last_seq(self) -> int:
-        self._trip()
-        counter = await self._counters.find_one({"_id": "events"})
-        return 0 if counter is None else int(counter["seq"])
-
     async def ensure_indexes(self) -> None:
         await self._create_indexes(
             [
