@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import json
+import logging
 import os
 import pstats
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,24 +102,10 @@ async def _rounds(send_one: Sender, requests: int, rounds: int, profile: bool) -
     return min(samples)  # the least disturbed round: noise on a shared VM only adds
 
 
-async def _measure_floor(requests: int, rounds: int, profile: bool) -> float:
-    """The peers' cached-Strawberry floor app (50 in-memory jobs), through the same calls."""
-    sys.path.insert(0, str(PEERS_DIR))
-    import bodies  # type: ignore[import-not-found]
-    import floor_apps  # type: ignore[import-not-found]
-
-    app = floor_apps.gql_cached_app
-    send_one = await _app_sender(app, bodies.FLOOR_QUERY)
-    answer = json.loads(await send_one())
-    assert len(answer["data"]["jobs"]) == 50, answer
-    for _ in range(20):
-        await send_one()
-    return await _rounds(send_one, requests, rounds, profile)
-
-
-async def _measure(
-    jobs: int, operations: list[str], requests: int, rounds: int, profile: bool
-) -> dict[str, float]:
+@contextlib.asynccontextmanager
+async def _senders(jobs: int, operations: list[str]) -> AsyncIterator[dict[str, Sender]]:
+    """One sender per operation, each checked once and warmed up; ``floor`` is the peers'
+    cached-Strawberry floor app (50 in-memory jobs) called the same way."""
     from bench.queries import BODIES, check_dashboard, check_job
     from bench.seed import seed
     from graphql_api.app import create_app
@@ -125,59 +113,115 @@ async def _measure(
     from graphql_api.storage.mongo import MongoStorage
 
     bodies = {"dashboard": BODIES["mltrain_dashboard.json"], "job": BODIES["mltrain_job.json"]}
-    checks = {"dashboard": check_dashboard, "job": check_job}
+    checks: dict[str, Callable[[dict[str, Any]], None]] = {
+        "dashboard": check_dashboard,
+        "job": check_job,
+        "floor": lambda answer: None if len(answer["data"]["jobs"]) == 50 else _fail(answer),
+    }
     storage = MongoStorage.connect(None, "bench")
     app = create_app(Settings(), storage=storage)
-    results: dict[str, float] = {}
     async with app.router.lifespan_context(app):
         await seed(storage, jobs, 0)
         senders = {op: await _app_sender(app, bodies[op]) for op in operations if op in bodies}
+        if "floor" in operations:
+            sys.path.insert(0, str(PEERS_DIR))
+            import bodies as peer_bodies  # type: ignore[import-not-found]
+            import floor_apps  # type: ignore[import-not-found]
+
+            senders["floor"] = await _app_sender(floor_apps.gql_cached_app, peer_bodies.FLOOR_QUERY)
         for op, send_one in senders.items():
             checks[op](json.loads(await send_one()))
             for _ in range(20):  # warm the parser/validation caches and the interpreter
                 await send_one()
-        for op, send_one in senders.items():
-            results[op] = await _rounds(send_one, requests, rounds, profile)
+        yield senders
     await storage.close()
-    if "floor" in operations:
-        results["floor"] = await _measure_floor(requests, rounds, profile)
-    return results
+
+
+def _fail(answer: Any) -> None:
+    raise AssertionError(f"unexpected answer: {answer!r:.300}")
+
+
+async def _measure(args: argparse.Namespace) -> dict[str, float]:
+    async with _senders(args.jobs, args.operations) as senders:
+        return {
+            op: await _rounds(send_one, args.requests, args.rounds, args.profile)
+            for op, send_one in senders.items()
+        }
+
+
+async def _worker(args: argparse.Namespace) -> None:
+    """For --compare: answer "<operation> <requests>" lines on stdin with ms per request."""
+    import graphql_api
+
+    async with _senders(args.jobs, args.operations) as senders:
+        print("ready", Path(graphql_api.__file__).parent.parent, flush=True)
+        for line in sys.stdin:
+            op, requests = line.split()
+            print(await _rounds(senders[op], int(requests), 1, False), flush=True)
 
 
 def _compare(other: Path, args: argparse.Namespace) -> None:
-    trees = {"this": PROJECT, "other": other.resolve()}
-    samples: dict[str, dict[str, list[float]]] = {name: {} for name in trees}
-    for _ in range(args.alternations):
-        for name, tree in trees.items():
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.inprocess",
-                    "--json",
-                    "--jobs",
-                    str(args.jobs),
-                    "--requests",
-                    str(args.requests),
-                    "--rounds",
-                    "3",
-                    *args.operations,
-                ],
-                cwd=tree,
-                env={**os.environ, "PYTHONPATH": str(tree)},
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-            for op, ms in json.loads(out.splitlines()[-1]).items():
-                samples[name].setdefault(op, []).append(ms)
-    for op in args.operations:
-        this = statistics.median(samples["this"][op])
-        that = statistics.median(samples["other"][op])
-        print(
-            f"{op:10s} this tree {this:7.3f} ms/req   {other}: {that:7.3f} ms/req   "
-            f"({(this / that - 1) * 100:+.1f}%; medians of {args.alternations} alternations)"
+    """Both trees in worker processes, alive side by side; short rounds alternate between
+    them (in alternating order), so a burst of noise from the host lands on both. Reported:
+    the median of the paired per-round changes, and its spread."""
+    trees = [PROJECT, other.resolve()]
+    workers = []
+    for tree in trees:
+        worker = subprocess.Popen(
+            [
+                # This file drives both trees; what it measures is the tree's code.
+                sys.executable,
+                "-c",
+                f"import runpy; runpy.run_path({__file__!r}, run_name='__main__')",
+                "--worker",
+                "--jobs",
+                str(args.jobs),
+                *args.operations,
+            ],
+            cwd=tree,
+            env={**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
+        assert worker.stdin and worker.stdout
+        ready, code = worker.stdout.readline().split()
+        # The worker must run the tree's code, not the editable install's.
+        assert ready == "ready" and Path(code) == tree, (ready, code, tree)
+        workers.append(worker)
+
+    def round_of(worker: subprocess.Popen[str], op: str) -> float:
+        assert worker.stdin and worker.stdout
+        worker.stdin.write(f"{op} {args.requests}\n")
+        worker.stdin.flush()
+        return float(worker.stdout.readline())
+
+    try:
+        for op in args.operations:
+            this: list[float] = []
+            that: list[float] = []
+            for i in range(args.alternations):
+                if i % 2:
+                    that.append(round_of(workers[1], op))
+                    this.append(round_of(workers[0], op))
+                else:
+                    this.append(round_of(workers[0], op))
+                    that.append(round_of(workers[1], op))
+            changes = sorted((a / b - 1) * 100 for a, b in zip(this, that, strict=True))
+            quartiles = statistics.quantiles(changes, n=4)
+            print(
+                f"{op:10s} this tree {statistics.median(this):7.3f} ms/req   "
+                f"{other}: {statistics.median(that):7.3f} ms/req   "
+                f"change {statistics.median(changes):+.1f}% (median of {args.alternations} "
+                f"paired rounds of {args.requests}; middle half {quartiles[0]:+.1f}% "
+                f"to {quartiles[2]:+.1f}%)",
+                flush=True,
+            )
+    finally:
+        for worker in workers:
+            assert worker.stdin
+            worker.stdin.close()
+            worker.wait()
 
 
 def main() -> None:
@@ -194,8 +238,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="print cProfile top costs")
     parser.add_argument("--compare", type=Path, help="another project tree to interleave with")
-    parser.add_argument("--alternations", type=int, default=6)
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--alternations", type=int, default=40, help="paired rounds (--compare)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.operations = args.operations or list(OPERATIONS)
     if unknown := set(args.operations) - set(OPERATIONS):
@@ -203,8 +247,6 @@ def main() -> None:
     if args.compare:
         _compare(args.compare, args)
         return
-    import logging
-
     logging.disable(logging.WARNING)
     try:
         import uvloop
@@ -212,15 +254,14 @@ def main() -> None:
         run = asyncio.run
     else:
         run = uvloop.run
-    results = run(_measure(args.jobs, args.operations, args.requests, args.rounds, args.profile))
-    if args.json:
-        print(json.dumps(results))
-    else:
-        for op, ms in results.items():
-            print(
-                f"{op:10s} {ms:7.3f} ms of CPU per request "
-                f"(best of {args.rounds} rounds of {args.requests})"
-            )
+    if args.worker:
+        run(_worker(args))
+        return
+    for op, ms in run(_measure(args)).items():
+        print(
+            f"{op:10s} {ms:7.3f} ms of CPU per request "
+            f"(best of {args.rounds} rounds of {args.requests})"
+        )
 
 
 if __name__ == "__main__":
