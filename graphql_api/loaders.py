@@ -6,7 +6,9 @@ request's stale data.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Hashable, Sequence
+from typing import TypeVar
 
 from strawberry.dataloader import DataLoader
 
@@ -16,6 +18,19 @@ from graphql_api.domain.queries import Page, TrainingJobFilter, TrainingJobOrder
 from graphql_api.services.container import Services
 
 JobPageArgs = tuple[TrainingJobFilter, TrainingJobOrder, int]
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+
+def now_or_later(loader: DataLoader[K, T], key: K) -> T | Awaitable[T]:
+    """The loaded value at once if ``loader`` has it (a parent primed the batch), else the
+    pending load. Returned from a plain (not async) resolver, a primed relation costs GraphQL no
+    awaitable at all; an unprimed one is awaited as before, batched with its siblings."""
+    pending = loader.load(key)
+    if isinstance(pending, asyncio.Future) and pending.done():
+        value: T = pending.result()  # raises the load's error, as awaiting it would
+        return value
+    return pending
 
 
 class Loaders:

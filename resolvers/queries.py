@@ -18,6 +18,7 @@ from graphql_api.types.filters import (
 from graphql_api.types.model_version import ModelVersionType
 from graphql_api.types.pagination import Connection
 from graphql_api.types.training_job import TrainingJobType
+from resolvers.prefetch import prime_job_relations
 
 FIRST_HELP = "Page size: at most 100 (default 20)."
 AFTER_HELP = "Return items after this cursor (a previous page's pageInfo.endCursor)."
@@ -59,6 +60,7 @@ class Query:
         training = info.context.services.training
         where = training_job_filter(filter)
         page = await training.find(where, order_by, PageRequest(first=first, after=after))
+        await prime_job_relations(info, page.items, "edges", "node")
         return Connection.of(page, lambda: training.count(where))  # type: ignore[arg-type]
 
     @strawberry.field(

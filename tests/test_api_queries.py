@@ -253,3 +253,43 @@ async def test_histories_of_a_page_of_jobs_cost_one_more_round_trip(
         node = edge["node"]
         assert [h["kind"] for h in node["history"]] == expected_kinds[node["status"]]
         assert node["history"][-1]["status"] == node["status"]
+
+
+async def test_relations_selected_through_fragments_are_batched_the_same(
+    gql: GraphQLClient, services: Services, storage: MongoStorage
+) -> None:
+    # The page field loads the relations its selection asks for before the items resolve;
+    # a selection spelled with fragments and aliases must be seen the same way.
+    await seed(services, versions=10, jobs_per_version=5)
+    storage.stats.round_trips = 0
+    data = await gql.data(
+        """fragment Row on TrainingJob { jobId model: modelVersion { modelId } }
+        { trainingJobs(first: 50) { edges { ... on TrainingJobEdge { node { ...Row
+            ... on TrainingJob { history { kind } } } } } } }"""
+    )
+    assert storage.stats.round_trips == 3  # the page, the versions, the histories
+    nodes = [e["node"] for e in data["trainingJobs"]["edges"]]
+    assert len(nodes) == 50
+    for node in nodes:
+        job = await services.training.get(node["jobId"])
+        assert job is not None and node["model"] == {"modelId": job.model_id}
+        assert node["history"][0]["kind"] == "CREATED"
+
+
+async def test_relations_nested_below_another_list_are_still_batched(
+    gql: GraphQLClient, services: Services, storage: MongoStorage
+) -> None:
+    # Jobs reached through their versions are not primed: their relation loads stay pending
+    # until GraphQL gathers them, and are still one query for all of them.
+    await seed(services, versions=10, jobs_per_version=5)
+    storage.stats.round_trips = 0
+    data = await gql.data(
+        """{ modelVersions(first: 10) { edges { node { modelId
+            trainingJobs(first: 3) { edges { node { modelVersion { modelId } } } } } } } }"""
+    )
+    assert storage.stats.round_trips == 3  # versions, their jobs, the jobs' versions
+    for edge in data["modelVersions"]["edges"]:
+        version = edge["node"]
+        jobs = version["trainingJobs"]["edges"]
+        assert len(jobs) == 3
+        assert {j["node"]["modelVersion"]["modelId"] for j in jobs} == {version["modelId"]}

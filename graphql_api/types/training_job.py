@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import strawberry
 from strawberry.scalars import JSON
 
 from graphql_api.context import Info
 from graphql_api.domain import models
+from graphql_api.domain.events import ChangeEvent
+from graphql_api.domain.models import ModelVersion
+from graphql_api.loaders import now_or_later
 from graphql_api.types.change_event import ChangeEventType
 from graphql_api.types.model_version import ModelVersionType
 
@@ -31,10 +36,18 @@ class TrainingJobType:
     created_date: strawberry.auto
     failure_reason: strawberry.auto
 
-    @strawberry.field(description="The model version this job trains (batched per request).")
-    async def model_version(self, info: Info) -> ModelVersionType | None:
-        return await info.context.loaders.model_version.load(str(self.model_id))  # type: ignore[return-value]
+    # Not async: when a list field primed the loader, the value is returned at once
+    # (see resolvers/prefetch.py); otherwise the pending load is returned for GraphQL to await.
+    @strawberry.field(
+        description="The model version this job trains (batched per request).",
+        graphql_type=ModelVersionType | None,
+    )
+    def model_version(self, info: Info) -> ModelVersion | Awaitable[ModelVersion | None] | None:
+        return now_or_later(info.context.loaders.model_version, str(self.model_id))
 
-    @strawberry.field(description="The job's recorded changes, oldest first.")
-    async def history(self, info: Info) -> list[ChangeEventType]:
-        return await info.context.loaders.history.load(str(self.job_id))  # type: ignore[return-value]
+    @strawberry.field(
+        description="The job's recorded changes, oldest first.",
+        graphql_type=list[ChangeEventType],
+    )
+    def history(self, info: Info) -> list[ChangeEvent] | Awaitable[list[ChangeEvent]]:
+        return now_or_later(info.context.loaders.history, str(self.job_id))
