@@ -9,16 +9,35 @@ and the log has the traceback under the same id.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 
 from graphql_api.domain.errors import DomainError, NotFoundError, ValidationError
+from graphql_api.limits.rules import token_limit_error
 
 log = logging.getLogger("mltrain.errors")
 
 
 class ClientErrors(MaskErrors):
+    def __init__(self, max_tokens: int | None = None) -> None:
+        super().__init__()
+        self.max_tokens = max_tokens
+
+    def on_operation(self) -> Iterator[None]:
+        try:
+            yield from super().on_operation()
+        except GraphQLError as error:
+            # ParserCache parses inside its own hook, so a parse error (the token limit
+            # among them) leaves the operation as an exception instead of as its result.
+            restated = (
+                None if self.max_tokens is None else token_limit_error(error, self.max_tokens)
+            )
+            if restated is None:
+                raise
+            raise restated from None
+
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         return [self._for_client(error) for error in errors]
 

@@ -7,7 +7,9 @@ from typing import Any
 import strawberry
 from graphql.error import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
+    MaxTokensLimiter,
     ParserCache,
     ValidationCache,
 )
@@ -15,7 +17,6 @@ from strawberry.types import ExecutionContext
 
 from graphql_api.auth.guard import guard_root_fields
 from graphql_api.errors import ClientErrors
-from graphql_api.limits.operation import OperationLimits
 from graphql_api.limits.rules import QueryLimits, cost_rules
 from graphql_api.types.errors import (
     ConflictError,
@@ -57,8 +58,9 @@ def build_schema(
     # would miss it every time (measured: validation was a quarter of a dashboard query).
     rules = cost_rules(limits)
     extensions: list[Any] = [
-        ClientErrors,
-        lambda: OperationLimits(limits, rules),
+        lambda: ClientErrors(max_tokens=limits.max_tokens),
+        lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
+        lambda: AddValidationRules(rules),  # type: ignore[arg-type]
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
     ]

@@ -1,8 +1,8 @@
 """Query cost limits as GraphQL validation rules: depth, aliases and root fields.
 
 They run at validation, before any resolver, so an over-limit document costs only its parse
-(itself bounded by the token limit, which ``OperationLimits`` passes to the parser). Each
-error carries ``extensions: {code: LIMIT_EXCEEDED, limit, max}``.
+(itself bounded by the token limit, which Strawberry's ``MaxTokensLimiter`` passes to the
+parser). Each error carries ``extensions: {code: LIMIT_EXCEEDED, limit, max}``.
 """
 
 from __future__ import annotations
