@@ -46,3 +46,17 @@ async def test_health_and_graphiql(gql: GraphQLClient) -> None:
     assert health.json() == {"status": "ok"}
     page = await gql.http.get("/graphql", headers={"accept": "text/html"})
     assert page.status_code == 200 and "graphiql" in page.text.lower()
+
+
+async def test_answers_that_echo_unpaired_surrogates_are_still_json(gql: GraphQLClient) -> None:
+    # JSON allows "\ud800" escapes; the fast encoder refuses such strings, so the answer must
+    # fall back to escaping them instead of failing the request.
+    response = await gql.http.post(
+        "/graphql",
+        content=b'{"query": "mutation($id: ID!) { startTrainingJob(jobId: $id) '
+        b'{ ... on NotFoundError { id } } }", "variables": {"id": "x\\ud800"}}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    assert "\\ud800" in response.text
+    assert response.json()["data"] == {"startTrainingJob": {"id": "x\ud800"}}
