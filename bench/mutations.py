@@ -2,9 +2,10 @@
 
     .venv/bin/python -m bench.mutations                 # mock and FerretDB, c=1 and c=16
     .venv/bin/python -m bench.mutations --no-ferretdb -d 5
+    .venv/bin/python -m bench.mutations --jobs 0 --slice 300 -d 5   # small collections
 
-Seeds 10,000 jobs plus PENDING jobs, starts the server pinned to one core (like the query
-bench) and drives the PENDING jobs with wrk on the other core: startTrainingJob, then
+Seeds 10,000 jobs (``--jobs``) plus PENDING jobs, starts the server pinned to one core (like
+the query bench) and drives the PENDING jobs with wrk on the other core: startTrainingJob, then
 reportTrainingMetrics, then completeTrainingJob (bench/mutations.lua). Each is one atomic
 conditional update plus one change event. A response counts as ok only when it is the job
 (not a typed error); the table shows ok/s and the server's CPU per request.
@@ -87,21 +88,25 @@ def main() -> None:
     parser.add_argument("--no-mock", action="store_true")
     parser.add_argument("-d", "--duration", type=int, default=15)
     parser.add_argument("-c", "--conc", default="1,16")
+    parser.add_argument("--jobs", type=int, default=10_000, help="jobs besides the PENDING ones")
+    parser.add_argument("--slice", type=int, help="PENDING jobs per point (default 1k mock, 10k)")
     args = parser.parse_args()
+    mock_slice, slice_ = args.slice or MOCK_SLICE, args.slice or SLICE
+    size = f"{args.jobs // 1000}k jobs" if args.jobs >= 1000 else f"{args.jobs} jobs"
     concs = [int(c) for c in args.conc.split(",")]
     os.environ.setdefault("PEERS_ROOT", PEERS_ROOT)
     rows = []
     if not args.no_mock:
-        rows += measure("mutations (mock, 10k jobs)", {
-            "MLTRAIN_MONGODB_URI": "", "MLTRAIN_BENCH_SEED_JOBS": "10000",
-            "MLTRAIN_BENCH_SEED_PENDING": str(MOCK_SLICE * len(concs))}, concs, args.duration,
-            MOCK_SLICE)
+        rows += measure(f"mutations (mock, {size})", {
+            "MLTRAIN_MONGODB_URI": "", "MLTRAIN_BENCH_SEED_JOBS": str(args.jobs),
+            "MLTRAIN_BENCH_SEED_PENDING": str(mock_slice * len(concs))}, concs, args.duration,
+            mock_slice)
     if not args.no_ferretdb:
         try:
-            uri = start_ferretdb(pending=SLICE * len(concs))
-            rows += measure("mutations (FerretDB, 10k jobs)", {
+            uri = start_ferretdb(pending=slice_ * len(concs), jobs=args.jobs)
+            rows += measure(f"mutations (FerretDB, {size})", {
                 "MLTRAIN_MONGODB_URI": uri, "MLTRAIN_MONGODB_DATABASE": "mltrain_bench"},
-                concs, args.duration, SLICE)
+                concs, args.duration, slice_)
         finally:
             stop_ferretdb()
     print("\n" + "\n".join(rows))

@@ -24,15 +24,15 @@ LOAD_CPU = os.environ.get("LOAD_CPU", "0")
 FERRETDB_PORT = "27018"
 
 
-def start_ferretdb(pending: int = 0) -> str:
-    """A fresh FerretDB pinned to the load core, seeded with 10,000 jobs; returns its URI."""
+def start_ferretdb(pending: int = 0, jobs: int = 10_000) -> str:
+    """A fresh FerretDB pinned to the load core, seeded with ``jobs`` jobs; returns its URI."""
     out = subprocess.run(
         ["taskset", "-c", LOAD_CPU, str(PROJECT / "scripts" / "ferretdb.sh"), "restart",
          FERRETDB_PORT], check=True, capture_output=True, text=True,
     ).stdout
     uri = next(line.split("=", 1)[1] for line in out.splitlines()
                if line.startswith("MONGODB_URI="))
-    subprocess.run([sys.executable, "-m", "bench.seed", "--uri", uri, "--jobs", "10000",
+    subprocess.run([sys.executable, "-m", "bench.seed", "--uri", uri, "--jobs", str(jobs),
                     "--pending", str(pending)],
                    check=True, cwd=PROJECT)
     return uri
