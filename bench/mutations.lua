@@ -6,7 +6,7 @@
 local prefix = os.getenv("MUT_PREFIX") or "bench-pending-"
 local jobs = tonumber(os.getenv("MUT_JOBS") or "10000")
 local offset = tonumber(os.getenv("MUT_OFFSET") or "0")
-local BLOCK = 64
+local BLOCK = 256
 local ops = {
   'mutation($id: ID!) { startTrainingJob(jobId: $id) { __typename ... on TrainingJob { jobId status } } }',
   'mutation($id: ID!) { reportTrainingMetrics(jobId: $id, metrics: {loss: 0.5, epoch: 3}) { __typename ... on TrainingJob { jobId status } } }',
