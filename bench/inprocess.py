@@ -103,7 +103,9 @@ async def _rounds(send_one: Sender, requests: int, rounds: int, profile: bool) -
 
 
 @contextlib.asynccontextmanager
-async def _senders(jobs: int, operations: list[str]) -> AsyncIterator[dict[str, Sender]]:
+async def _senders(
+    jobs: int, operations: list[str], uri: str | None = None
+) -> AsyncIterator[dict[str, Sender]]:
     """One sender per operation, each checked once and warmed up; ``floor`` is the peers'
     cached-Strawberry floor app (50 in-memory jobs) called the same way."""
     from bench.queries import BODIES, check_dashboard, check_job
@@ -118,10 +120,11 @@ async def _senders(jobs: int, operations: list[str]) -> AsyncIterator[dict[str, 
         "job": check_job,
         "floor": lambda answer: None if len(answer["data"]["jobs"]) == 50 else _fail(answer),
     }
-    storage = MongoStorage.connect(None, "bench")
+    storage = MongoStorage.connect(uri, "mltrain_bench")
     app = create_app(Settings(), storage=storage)
     async with app.router.lifespan_context(app):
-        await seed(storage, jobs, 0)
+        if uri is None:  # the mock lives in this process; a server was seeded by bench.seed
+            await seed(storage, jobs, 0)
         senders = {op: await _app_sender(app, bodies[op]) for op in operations if op in bodies}
         if "floor" in operations:
             sys.path.insert(0, str(PEERS_DIR))
@@ -142,7 +145,7 @@ def _fail(answer: Any) -> None:
 
 
 async def _measure(args: argparse.Namespace) -> dict[str, float]:
-    async with _senders(args.jobs, args.operations) as senders:
+    async with _senders(args.jobs, args.operations, args.uri) as senders:
         return {
             op: await _rounds(send_one, args.requests, args.rounds, args.profile)
             for op, send_one in senders.items()
@@ -153,7 +156,7 @@ async def _worker(args: argparse.Namespace) -> None:
     """For --compare: answer "<operation> <requests>" lines on stdin with ms per request."""
     import graphql_api
 
-    async with _senders(args.jobs, args.operations) as senders:
+    async with _senders(args.jobs, args.operations, args.uri) as senders:
         print("ready", Path(graphql_api.__file__).parent.parent, flush=True)
         for line in sys.stdin:
             op, requests = line.split()
@@ -176,6 +179,7 @@ def _compare(other: Path, args: argparse.Namespace) -> None:
                 "--worker",
                 "--jobs",
                 str(args.jobs),
+                *(["--uri", args.uri] if args.uri else []),
                 *args.operations,
             ],
             cwd=tree,
@@ -234,6 +238,7 @@ def main() -> None:
         help="dashboard, job and/or floor (the peers' cached-Strawberry floor); default all",
     )
     parser.add_argument("--jobs", type=int, default=100, help="jobs seeded in the mock")
+    parser.add_argument("--uri", help="a server seeded with python -m bench.seed, not the mock")
     parser.add_argument("--requests", type=int, default=200, help="requests per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="print cProfile top costs")
