@@ -293,3 +293,26 @@ async def test_relations_nested_below_another_list_are_still_batched(
         jobs = version["trainingJobs"]["edges"]
         assert len(jobs) == 3
         assert {j["node"]["modelVersion"]["modelId"] for j in jobs} == {version["modelId"]}
+
+
+async def test_a_failed_relation_load_fails_only_that_field_of_each_job(
+    gql: GraphQLClient,
+    services: Services,
+    storage: MongoStorage,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The page primes the versions before its jobs resolve; when that load fails, the page is
+    # still answered and each job's modelVersion carries the (masked) error.
+    await seed(services, versions=2, jobs_per_version=3)
+
+    async def unavailable(model_ids: Any) -> Any:
+        raise RuntimeError("model_versions collection is unavailable")
+
+    monkeypatch.setattr(storage.model_versions, "get_many", unavailable)
+    body = await gql.execute(DASHBOARD)
+    nodes = [edge["node"] for edge in body["data"]["trainingJobs"]["edges"]]
+    assert nodes and all(node["modelVersion"] is None and node["jobId"] for node in nodes)
+    paths = sorted(tuple(error["path"]) for error in body["errors"])
+    expected = [("trainingJobs", "edges", i, "node", "modelVersion") for i in range(len(nodes))]
+    assert paths == expected
+    assert {error["extensions"]["code"] for error in body["errors"]} == {"INTERNAL_SERVER_ERROR"}
