@@ -7,6 +7,8 @@ import logging
 import pytest
 from starlette.applications import Starlette
 
+from graphql_api.domain.enums import ModelType
+from graphql_api.domain.queries import PageRequest, TrainingJobFilter, TrainingJobOrder
 from graphql_api.services.container import Services
 from tests.conftest import GraphQLClient
 
@@ -48,15 +50,42 @@ async def test_health_and_graphiql(gql: GraphQLClient) -> None:
     assert page.status_code == 200 and "graphiql" in page.text.lower()
 
 
-async def test_answers_that_echo_unpaired_surrogates_are_still_json(gql: GraphQLClient) -> None:
-    # JSON allows "\ud800" escapes; the fast encoder refuses such strings, so the answer must
-    # fall back to escaping them instead of failing the request.
+async def test_unpaired_surrogate_escapes_are_refused_before_anything_runs(
+    gql: GraphQLClient, services: Services
+) -> None:
+    # JSON's grammar allows "\ud800", but it is not text: MongoDB cannot store it (the real
+    # server failed the request as an unexpected error). It is refused as bad JSON, up front.
+    version = await services.registry.register(
+        model_name="churn", version="1.0.0", model_type=ModelType.CLASSIFICATION
+    )
     response = await gql.http.post(
         "/graphql",
-        content=b'{"query": "mutation($id: ID!) { startTrainingJob(jobId: $id) '
-        b'{ ... on NotFoundError { id } } }", "variables": {"id": "x\\ud800"}}',
+        content=b'{"query": "mutation($input: CreateTrainingJobInput!) { createTrainingJob('
+        b'input: $input) { __typename } }", "variables": {"input": {"modelId": "'
+        + version.model_id.encode()
+        + b'", "datasetId": "ds-\\ud800"}}}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert "unpaired surrogate" in response.text and "ds-" in response.text
+    jobs = await services.training.find(
+        TrainingJobFilter(), TrainingJobOrder.CREATED_DATE_DESC, PageRequest(first=10)
+    )
+    assert jobs.items == []
+
+
+async def test_escaped_surrogate_pairs_are_text_and_round_trip(
+    gql: GraphQLClient, services: Services
+) -> None:
+    version = await services.registry.register(
+        model_name="churn", version="1.0.0", model_type=ModelType.CLASSIFICATION
+    )
+    response = await gql.http.post(
+        "/graphql",
+        content=b'{"query": "mutation($input: CreateTrainingJobInput!) { createTrainingJob('
+        b'input: $input) { ... on TrainingJob { datasetId } } }", "variables": {"input": '
+        b'{"modelId": "' + version.model_id.encode() + b'", "datasetId": "ds-\\ud83d\\ude00"}}}',
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 200, response.text
-    assert "\\ud800" in response.text
-    assert response.json()["data"] == {"startTrainingJob": {"id": "x\ud800"}}
+    assert response.json()["data"] == {"createTrainingJob": {"datasetId": "ds-\U0001f600"}}
