@@ -203,3 +203,19 @@ async def test_a_browser_page_from_an_origin_not_allowed_cannot_connect(secured:
 
 def test_key_names_are_the_audit_actor() -> None:
     assert {key.name for key in KEYS.keys} == set(KEY_NAMES.values())
+
+
+async def test_a_message_with_an_unpaired_surrogate_escape_closes_the_connection(
+    secured: Secured,
+) -> None:
+    # The same rule as for HTTP bodies (tests/test_errors.py): such a string is not text.
+    server = await secured.start()
+    ws, ack = await open_ws(server, {"authorization": SECRETS[Role.VIEWER]})
+    assert ack == {"type": "connection_ack"}
+    query = json.dumps("subscription($id: ID) { trainingJobUpdates(jobId: $id) { kind } }")
+    await ws.send(
+        '{"type": "subscribe", "id": "1", "payload": {"query": ' + query + ', '
+        '"variables": {"id": "job-\\ud800"}}}'
+    )
+    code, reason = await closed_with(ws)
+    assert (code, reason) == (4400, "WebSocket message must be valid JSON")
