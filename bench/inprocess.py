@@ -2,15 +2,16 @@
 
     .venv/bin/python -m bench.inprocess                      # dashboard, trainingJob, floor
     .venv/bin/python -m bench.inprocess dashboard --profile  # cProfile: the top costs
-    .venv/bin/python -m bench.inprocess --compare DIR        # interleaved: this tree vs DIR's
+    .venv/bin/python -m bench.inprocess --compare DIR        # paired rounds: this tree vs DIR's
+    .venv/bin/python -m bench.inprocess job --uri mongodb://127.0.0.1:27219   # a seeded server
 
 The harness (``bench.run``) measures what a client sees through uvicorn; this measures what one
 request costs the process, with far less noise, so changes of a few percent show. Each round
 sends ``--requests`` requests of one operation through the whole app (Starlette, the API-key
-middleware, Strawberry, storage, the mock) and takes the process CPU time; the best round
-counts, since noise on a shared VM only ever adds. ``--compare`` runs
-this module from another copy of the project (for example ``git worktree add /tmp/before HEAD~1``)
-in alternating subprocesses, so both trees see the same machine load.
+middleware, Strawberry, storage, the mock or ``--uri``'s server) and takes the process CPU time;
+the best round counts, since noise on a shared VM only ever adds. ``--compare`` keeps this tree
+and another copy of the project (for example ``git worktree add /tmp/before HEAD~1``) alive in
+two worker processes and alternates short rounds between them (see ``_compare``).
 """
 
 from __future__ import annotations
