@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 
@@ -50,22 +52,32 @@ async def test_health_and_graphiql(gql: GraphQLClient) -> None:
     assert page.status_code == 200 and "graphiql" in page.text.lower()
 
 
+async def create_job_escaped(
+    gql: GraphQLClient, services: Services, dataset_id: str, selection: str
+) -> httpx.Response:
+    """createTrainingJob, its body written by ``json.dumps``, which escapes every non-ASCII
+    character: an unpaired surrogate reaches the server as ``\\udXXX`` (httpx's own JSON
+    encoding would refuse to send it)."""
+    version = await services.registry.register(
+        model_name="churn", version="1.0.0", model_type=ModelType.CLASSIFICATION
+    )
+    query = (
+        "mutation($input: CreateTrainingJobInput!) "
+        f"{{ createTrainingJob(input: $input) {{ {selection} }} }}"
+    )
+    variables = {"input": {"modelId": version.model_id, "datasetId": dataset_id}}
+    body = json.dumps({"query": query, "variables": variables})
+    return await gql.http.post(
+        "/graphql", content=body.encode(), headers={"content-type": "application/json"}
+    )
+
+
 async def test_unpaired_surrogate_escapes_are_refused_before_anything_runs(
     gql: GraphQLClient, services: Services
 ) -> None:
     # JSON's grammar allows "\ud800", but it is not text: MongoDB cannot store it (the real
     # server failed the request as an unexpected error). It is refused as bad JSON, up front.
-    version = await services.registry.register(
-        model_name="churn", version="1.0.0", model_type=ModelType.CLASSIFICATION
-    )
-    response = await gql.http.post(
-        "/graphql",
-        content=b'{"query": "mutation($input: CreateTrainingJobInput!) { createTrainingJob('
-        b'input: $input) { __typename } }", "variables": {"input": {"modelId": "'
-        + version.model_id.encode()
-        + b'", "datasetId": "ds-\\ud800"}}}',
-        headers={"content-type": "application/json"},
-    )
+    response = await create_job_escaped(gql, services, "ds-\ud800", "__typename")
     assert response.status_code == 400
     assert "unpaired surrogate" in response.text and "ds-" in response.text
     jobs = await services.training.find(
@@ -77,15 +89,8 @@ async def test_unpaired_surrogate_escapes_are_refused_before_anything_runs(
 async def test_escaped_surrogate_pairs_are_text_and_round_trip(
     gql: GraphQLClient, services: Services
 ) -> None:
-    version = await services.registry.register(
-        model_name="churn", version="1.0.0", model_type=ModelType.CLASSIFICATION
-    )
-    response = await gql.http.post(
-        "/graphql",
-        content=b'{"query": "mutation($input: CreateTrainingJobInput!) { createTrainingJob('
-        b'input: $input) { ... on TrainingJob { datasetId } } }", "variables": {"input": '
-        b'{"modelId": "' + version.model_id.encode() + b'", "datasetId": "ds-\\ud83d\\ude00"}}}',
-        headers={"content-type": "application/json"},
+    response = await create_job_escaped(
+        gql, services, "ds-\U0001f600", "... on TrainingJob { datasetId }"
     )
     assert response.status_code == 200, response.text
     assert response.json()["data"] == {"createTrainingJob": {"datasetId": "ds-\U0001f600"}}
