@@ -34,14 +34,15 @@ def _children(selections: Iterable[Selection], name: str) -> list[Selection]:
     return found
 
 
-def selects(info: Info, *path: str) -> bool:
-    """Whether the current field's selection reaches ``path`` (GraphQL names, through fragments
-    and aliases). ``@skip``/``@include`` are not evaluated: a skipped relation is loaded anyway,
-    which costs a query and changes no answer."""
+def selected_at(info: Info, *path: str) -> list[Selection]:
+    """What the current field's selection asks for at ``path`` (GraphQL names, through
+    fragments and aliases). ``@skip``/``@include`` are not evaluated: a skipped relation is
+    loaded anyway, which costs a query and changes no answer."""
+    # info.selected_fields converts the whole selection from the AST on every access.
     level: list[Selection] = [s for field in info.selected_fields for s in field.selections]
-    for name in path[:-1]:
+    for name in path:
         level = _children(level, name)
-    return _has_field(level, path[-1])
+    return level
 
 
 def _has_field(selections: Iterable[Selection], name: str) -> bool:
@@ -56,10 +57,11 @@ async def prime_job_relations(info: Info, jobs: Sequence[TrainingJob], *path: st
     if not jobs:
         return
     loaders = info.context.loaders
+    item = selected_at(info, *path)
     loads: list[Awaitable[Any]] = []
-    if selects(info, *path, "modelVersion"):
+    if _has_field(item, "modelVersion"):
         loads.append(loaders.model_version.load_many([job.model_id for job in jobs]))
-    if selects(info, *path, "history"):
+    if _has_field(item, "history"):
         loads.append(loaders.history.load_many([job.job_id for job in jobs]))
     # A failed load is not raised here: the loader keeps the failed result, so each item's field
     # reports it, as it would have without priming.
