@@ -133,7 +133,7 @@ async def test_promotion_walks_development_testing_production(gql: GraphQLClient
     )
     beyond = await promote(gql, created["modelId"])
     assert beyond["__typename"] == "InvalidTransitionError"
-    assert beyond["currentStatus"] == "production" and beyond["requestedStatus"] is None
+    assert beyond["currentStatus"] == "PRODUCTION" and beyond["requestedStatus"] is None
     assert "no stage to promote it to" in beyond["message"]
 
 
@@ -143,10 +143,10 @@ async def test_explicit_target_makes_promotion_safe_to_retry(gql: GraphQLClient)
     assert first["status"] == "TESTING"
     retried = await promote(gql, created["modelId"], to="TESTING")
     assert retried["__typename"] == "InvalidTransitionError"
-    assert (retried["currentStatus"], retried["requestedStatus"]) == ("testing", "testing")
+    assert (retried["currentStatus"], retried["requestedStatus"]) == ("TESTING", "TESTING")
     skip = await register(gql, version="2.0.0")
     refused = await promote(gql, skip["modelId"], to="PRODUCTION")
-    assert (refused["currentStatus"], refused["requestedStatus"]) == ("development", "production")
+    assert (refused["currentStatus"], refused["requestedStatus"]) == ("DEVELOPMENT", "PRODUCTION")
     assert (await gql.data(MODEL, id=skip["modelId"]))["modelVersion"]["status"] == "DEVELOPMENT"
 
 
@@ -191,7 +191,7 @@ async def test_archive_from_each_live_status_and_never_twice(gql: GraphQLClient)
         assert archived["status"] == "ARCHIVED"
     again = (await gql.data(ARCHIVE, id=ids[0]))["archiveModelVersion"]
     assert again["__typename"] == "InvalidTransitionError"
-    assert (again["currentStatus"], again["requestedStatus"]) == ("archived", "archived")
+    assert (again["currentStatus"], again["requestedStatus"]) == ("ARCHIVED", "ARCHIVED")
     promoted = await promote(gql, ids[0])
     assert promoted["__typename"] == "InvalidTransitionError"
     assert (await gql.data('{ productionModelVersion(modelName: "churn") { modelId } }')) == {

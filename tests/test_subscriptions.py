@@ -247,12 +247,12 @@ async def test_model_version_updates_let_an_inference_service_swap_versions(live
         ("DEPLOYED", "1.0.0", "PRODUCTION"),
         ("REGISTERED", "1.1.0", "DEVELOPMENT"),
         ("PROMOTED", "1.1.0", "TESTING"),
-        # The swap: the old production version retires, then the new one is deployed.
-        ("ARCHIVED", "1.0.0", "ARCHIVED"),
+        # The swap with no gap: the new version is deployed, then the old one retires.
         ("DEPLOYED", "1.1.0", "PRODUCTION"),
+        ("ARCHIVED", "1.0.0", "ARCHIVED"),
     ]
-    assert got[5]["previousStatus"] == "PRODUCTION"
-    assert got[6]["modelVersion"]["modelId"] == v2
+    assert got[6]["previousStatus"] == "PRODUCTION"
+    assert got[5]["modelVersion"]["modelId"] == v2
 
 
 # Resuming ----------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ objects (mutations) or coded GraphQL errors (queries). Anything else is a bug an
 
 from __future__ import annotations
 
+from enum import Enum
+
 
 class DomainError(Exception):
     """Base of every expected failure. ``code`` is stable and machine-readable."""
@@ -27,6 +29,12 @@ class NotFoundError(DomainError):
         self.field = field
 
 
+def status_name(status: Enum | str) -> str:
+    """A status as clients spell it: the GraphQL enum name (``TESTING``, ``RUNNING``), whatever
+    the stored value (model statuses are stored lowercase, as the seed schema has them)."""
+    return status.name if isinstance(status, Enum) else status
+
+
 class InvalidTransitionError(DomainError):
     code = "INVALID_TRANSITION"
 
@@ -34,17 +42,20 @@ class InvalidTransitionError(DomainError):
         self,
         resource: str,
         resource_id: str,
-        current: str,
-        requested: str | None,
+        current: Enum | str,
+        requested: Enum | str | None,
         message: str | None = None,
     ) -> None:
+        current_name = status_name(current)
+        requested_name = None if requested is None else status_name(requested)
         super().__init__(
-            message or f"{resource} {resource_id!r} is {current} and cannot go to {requested}"
+            message
+            or f"{resource} {resource_id!r} is {current_name} and cannot go to {requested_name}"
         )
         self.resource = resource
         self.resource_id = resource_id
-        self.current_status = current
-        self.requested_status = requested
+        self.current_status = current_name
+        self.requested_status = requested_name
 
 
 class ConflictError(DomainError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from datetime import datetime
 
 from graphql_api.domain.events import ChangeEvent, ChangeKind, EntityKind
 from graphql_api.domain.models import ModelVersion, TrainingJob
@@ -57,7 +58,12 @@ class ChangeRecorder:
         kind: ChangeKind,
         previous_status: str | None,
         actor: str | None,
+        *,
+        event_id: str | None = None,
+        occurred_at: datetime | None = None,
     ) -> ChangeEvent:
+        """``event_id`` and ``occurred_at``: of a change recorded with the record before its
+        event (the registry's pending changes), so that whoever appends it appends the same."""
         return await self._append(
             ChangeEvent(
                 seq=0,
@@ -66,7 +72,8 @@ class ChangeRecorder:
                 kind=kind,
                 previous_status=previous_status,
                 status=version.status.value,
-                occurred_at=utc_now(),
+                occurred_at=occurred_at or utc_now(),
+                event_id=event_id,
                 model_id=version.model_id,
                 model_name=version.model_name,
                 actor=actor,
@@ -75,7 +82,7 @@ class ChangeRecorder:
         )
 
     async def _append(self, event: ChangeEvent) -> ChangeEvent:
-        event = event.model_copy(update={"event_id": uuid.uuid4().hex})
+        event = event.model_copy(update={"event_id": event.event_id or uuid.uuid4().hex})
         delay = FIRST_RETRY_DELAY
         for attempt in range(1, APPEND_ATTEMPTS + 1):
             try:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
+import uuid
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from graphql_api.domain import validation
 from graphql_api.domain.enums import ModelStatus, ModelType
@@ -12,21 +13,26 @@ from graphql_api.domain.errors import (
     InvalidTransitionError,
     NotFoundError,
     ValidationError,
+    status_name,
 )
 from graphql_api.domain.events import ChangeKind
 from graphql_api.domain.ids import new_id
-from graphql_api.domain.lifecycle import (
-    MODEL_METRICS_EDITABLE,
-    PROMOTION_PATH,
-    model_sources,
-)
+from graphql_api.domain.lifecycle import MODEL_METRICS_EDITABLE, PROMOTION_PATH
 from graphql_api.domain.models import ModelVersion
 from graphql_api.domain.queries import ModelVersionFilter, ModelVersionOrder, Page, PageRequest
 from graphql_api.domain.values import utc_now
 from graphql_api.services.changes import ChangeRecorder
-from graphql_api.storage.base import Storage
+from graphql_api.storage.base import PendingChange, ProductionPointer, Storage
 
 RESOURCE = "ModelVersion"
+#: Re-reads of a version that changed while it was being deployed (its metrics, a touch).
+MAX_DEPLOY_ATTEMPTS = 20
+#: Undone deployments one call follows before it gives up (each needs a concurrent archive).
+MAX_FOLLOW_STEPS = 3
+#: Pending changes of others one status change publishes before it gives up.
+MAX_SETTLE_ATTEMPTS = 10
+#: Statuses a version may be in while it holds (or gets back) the production pointer.
+_DEPLOYABLE = frozenset({ModelStatus.TESTING, ModelStatus.PRODUCTION})
 
 
 class ModelRegistryService:
@@ -72,8 +78,9 @@ class ModelRegistryService:
             metrics=metrics if metrics is not None else {},
             created_date=utc_now(),
         )
-        await self._versions.insert(record)
-        await self._record.model_version(record, ChangeKind.REGISTERED, None, actor)
+        pending = _pending(ChangeKind.REGISTERED, None, actor)
+        await self._versions.insert(record, pending)
+        await self._publish(record, pending)
         return record
 
     async def promote(
@@ -82,79 +89,196 @@ class ModelRegistryService:
         """One step along development -> testing -> production.
 
         ``to`` makes the request explicit, so a retried or double-clicked promotion cannot move
-        a version two steps. Reaching production retires the name's current production version
-        to ``archived``; a unique index on the production slot keeps at most one version per
-        name in production even when promotions race (the loser gets a ConflictError).
+        a version two steps; a repeated ``to: PRODUCTION`` of the version that is in production
+        is answered with it, without a second change. Reaching production moves the name's
+        production pointer (see ``_deploy``).
         """
         current = await self._require(model_id)
+        if to is ModelStatus.PRODUCTION and current.status is ModelStatus.PRODUCTION:
+            return await self._deploy(current, actor)
         target = PROMOTION_PATH.get(current.status)
         if target is None or (to is not None and to is not target):
-            requested = to or target
-            raise InvalidTransitionError(
-                RESOURCE,
-                model_id,
-                current.status.value,
-                requested.value if requested else None,
-                None
-                if requested
-                else f"{RESOURCE} {model_id!r} is {current.status.value}: "
-                "there is no stage to promote it to",
-            )
+            raise _cannot_promote(current, to or target)
         if target is ModelStatus.PRODUCTION:
             return await self._deploy(current, actor)
-        promoted = await self._versions.transition(model_id, {current.status}, target)
+        promoted = await self._change(
+            model_id, current.status, target, ChangeKind.PROMOTED, actor
+        )
         if promoted is None:
             raise await self._refused(model_id, target)
-        await self._record.model_version(promoted, ChangeKind.PROMOTED, current.status, actor)
         return promoted
 
+    # Deployment: the production pointer -----------------------------------------------
+    #
+    # Which version of a name is in production is the name's production pointer, moved by one
+    # compare-and-set (``move_production``). Whoever moves it then makes the statuses follow,
+    # recording an event for each status change it makes itself:
+    #   1. the new holder: testing -> production (DEPLOYED). The update is made only while the
+    #      pointer still names it, filtered on the revision read before checking the pointer;
+    #   2. the displaced holder, if it was still on its way to production, is touched (its
+    #      revision bumped), so that its own deployer's update matches nothing and gives up;
+    #   3. every version of the name still in production that reached it before this move is
+    #      archived (ARCHIVED).
+    # Each step is a conditional update, so concurrent helpers (a duplicate promotion of the
+    # same version runs the same steps) make each change once, and a step that is repeated
+    # after a crash does nothing twice. Readers (``InferenceService``) go by the pointer, and
+    # serve the displaced version until the new one has reached production: no gap.
+
     async def _deploy(self, candidate: ModelVersion, actor: str | None) -> ModelVersion:
-        holder = await self._versions.production(candidate.model_name)
-        retired = None
-        if holder is not None:
-            retired = await self._versions.transition(
-                holder.model_id, {ModelStatus.PRODUCTION}, ModelStatus.ARCHIVED
-            )
-        try:
-            deployed = await self._versions.transition(
-                candidate.model_id,
-                {ModelStatus.TESTING},
-                ModelStatus.PRODUCTION,
-                {"deployed_date": utc_now()},
-            )
-        except ConflictError:
-            raise ConflictError(
-                f"another version of {candidate.model_name!r} was deployed to production "
-                "concurrently; read the current production version and retry if still wanted",
-                field="modelId",
-            ) from None
-        if deployed is None:
-            # The candidate left ``testing`` meanwhile: put the retired version back, so a
-            # refused promotion leaves production as it found it.
-            if retired is not None:
-                await self._restore(retired)
-            raise await self._refused(candidate.model_id, ModelStatus.PRODUCTION)
-        if retired is not None:
-            await self._record.model_version(
-                retired, ChangeKind.ARCHIVED, ModelStatus.PRODUCTION, actor
-            )
-        await self._record.model_version(deployed, ChangeKind.DEPLOYED, ModelStatus.TESTING, actor)
+        name = candidate.model_name
+        pointer = await self._versions.production_pointer(name)
+        if pointer.model_id != candidate.model_id:
+            fresh = await self._require(candidate.model_id)
+            if fresh.status is ModelStatus.PRODUCTION:
+                # In production only until the sweep of the deployment that displaced it.
+                raise _superseded(name, pointer, candidate.model_id)
+            if fresh.status is not ModelStatus.TESTING:
+                raise _cannot_promote(fresh, ModelStatus.PRODUCTION)
+            moved = await self._versions.move_production(pointer, candidate.model_id)
+            if moved is None:
+                pointer = await self._versions.production_pointer(name)
+                if pointer.model_id != candidate.model_id:
+                    raise _superseded(name, pointer, candidate.model_id)
+            else:
+                pointer = moved
+        deployed = await self._follow(pointer, actor)
+        if deployed is None or deployed.model_id != candidate.model_id:
+            fresh = await self._require(candidate.model_id)
+            if fresh.status not in _DEPLOYABLE:
+                raise _cannot_promote(fresh, ModelStatus.PRODUCTION)
+            raise _superseded(name, await self._versions.production_pointer(name), fresh.model_id)
         return deployed
 
-    async def _restore(self, retired: ModelVersion) -> None:
-        # A ConflictError means another deployment took the slot meanwhile: not empty either.
-        with contextlib.suppress(ConflictError):
-            await self._versions.transition(
-                retired.model_id, {ModelStatus.ARCHIVED}, ModelStatus.PRODUCTION
+    async def _follow(self, pointer: ProductionPointer, actor: str | None) -> ModelVersion | None:
+        """Make the statuses of the name's versions follow ``pointer``; the version in
+        production afterwards (None if the pointer is empty)."""
+        for _ in range(MAX_FOLLOW_STEPS):
+            holder = None
+            if pointer.model_id is not None:
+                outcome = await self._put_in_production(pointer, actor)
+                if isinstance(outcome, ProductionPointer):
+                    pointer = outcome  # The deployment was undone: follow that instead.
+                    continue
+                holder = outcome
+            previous = pointer.previous_model_id
+            if previous is not None and previous != pointer.model_id:
+                await self._versions.touch(previous, {ModelStatus.TESTING})
+            await self._retire_displaced(pointer, actor)
+            return holder
+        raise ConflictError(
+            f"production of {pointer.model_name!r} is being changed by too many requests at "
+            "once; read productionModelVersion and retry",
+            field="modelId",
+        )
+
+    async def _put_in_production(
+        self, pointer: ProductionPointer, actor: str | None
+    ) -> ModelVersion | ProductionPointer:
+        """Deploy the pointer's holder; the pointer that replaced it if it had to be undone."""
+        holder_id = pointer.model_id
+        assert holder_id is not None
+        for _ in range(MAX_DEPLOY_ATTEMPTS):
+            read = await self._versions.get_revisioned(holder_id)
+            if read is None:
+                raise NotFoundError(RESOURCE, holder_id, field="modelId")
+            version = read.version
+            if version.status is ModelStatus.PRODUCTION:
+                return version
+            if version.status is not ModelStatus.TESTING:
+                # Archived while on its way to production: give production back.
+                return await self._undo(pointer, version)
+            now = await self._versions.read_production_pointer(pointer.model_name)
+            if now is None or now.model_id != holder_id or now.since != pointer.since:
+                raise _superseded(pointer.model_name, now, holder_id)
+            deployed = await self._change(
+                holder_id,
+                ModelStatus.TESTING,
+                ModelStatus.PRODUCTION,
+                ChangeKind.DEPLOYED,
+                actor,
+                {"deployed_date": utc_now()},
+                at_revision=read.revision,
+                production_revision=pointer.since,
+            )
+            if deployed is not None:
+                return deployed
+            # The version changed since it was read (its metrics, a touch): read it again.
+        raise ConflictError(
+            f"{RESOURCE} {holder_id!r} is being changed by too many requests at once; retry",
+            field="modelId",
+        )
+
+    async def _undo(self, pointer: ProductionPointer, left: ModelVersion) -> ProductionPointer:
+        """The holder was archived before it reached production (an archive that read the
+        pointer before this move): point production back at the version it displaced, or at
+        nothing if that one is gone too."""
+        previous = pointer.previous_model_id
+        back_to = None
+        if previous is not None:
+            found = await self._versions.get(previous)
+            if found is not None and found.status in _DEPLOYABLE:
+                back_to = previous
+        undone = await self._versions.move_production(pointer, back_to)
+        if undone is None:
+            # Someone moved on from it already; their deployment retires what it displaced.
+            now = await self._versions.read_production_pointer(pointer.model_name)
+            raise _superseded(pointer.model_name, now, left.model_id)
+        return undone
+
+    async def _retire_displaced(self, pointer: ProductionPointer, actor: str | None) -> None:
+        displaced = await self._versions.displaced_in_production(
+            pointer.model_name, pointer.model_id, pointer.since
+        )
+        for version in displaced:
+            # None: a concurrent helper retired it (and recorded it).
+            await self._change(
+                version.model_id,
+                ModelStatus.PRODUCTION,
+                ModelStatus.ARCHIVED,
+                ChangeKind.ARCHIVED,
+                actor,
+                before_production_revision=pointer.since,
             )
 
     async def archive(self, model_id: str, *, actor: str | None = None) -> ModelVersion:
         current = await self._require(model_id)
-        sources = model_sources(ModelStatus.ARCHIVED)
-        archived = await self._versions.transition(model_id, sources, ModelStatus.ARCHIVED)
+        pointer = await self._versions.production_pointer(current.model_name)
+        moved = None
+        steps: list[tuple[ModelStatus, int | None]]
+        if pointer.model_id == model_id:
+            # The production version: empty the pointer first, so no deployment undoes this.
+            moved = await self._versions.move_production(pointer, None)
+            if moved is None:
+                now = await self._versions.production_pointer(current.model_name)
+                raise _superseded(current.model_name, now, model_id)
+            steps = [(ModelStatus.PRODUCTION, None), (ModelStatus.TESTING, None)]
+        else:
+            # Any other version; one in production only if it reached production before the
+            # pointer was read (a version displaced and not yet retired), never the one a
+            # concurrent deployment has just put there.
+            steps = [
+                (ModelStatus.DEVELOPMENT, None),
+                (ModelStatus.TESTING, None),
+                (ModelStatus.PRODUCTION, pointer.since),
+            ]
+        for source, reached_before in steps:
+            archived = await self._change(
+                model_id,
+                source,
+                ModelStatus.ARCHIVED,
+                ChangeKind.ARCHIVED,
+                actor,
+                before_production_revision=reached_before,
+            )
+            if archived is not None:
+                break
+        if moved is not None:
+            await self._follow(moved, actor)
         if archived is None:
-            raise await self._refused(model_id, ModelStatus.ARCHIVED)
-        await self._record.model_version(archived, ChangeKind.ARCHIVED, current.status, actor)
+            fresh = await self._require(model_id)
+            if moved is not None and fresh.status is ModelStatus.ARCHIVED:
+                return fresh  # Retired by a concurrent helper of this very change.
+            raise _cannot_archive(fresh)
         return archived
 
     async def update_metrics(
@@ -179,6 +303,55 @@ class ModelRegistryService:
 
     # Helpers ---------------------------------------------------------------------------
 
+    async def _change(
+        self,
+        model_id: str,
+        source: ModelStatus,
+        target: ModelStatus,
+        kind: ChangeKind,
+        actor: str | None,
+        changes: Mapping[str, Any] | None = None,
+        **conditions: int | None,
+    ) -> ModelVersion | None:
+        """One status change and its event, in the order of the version's changes: the change
+        is stored with its event pending (``PendingChange``); a change still pending from
+        someone else is published first. None if the status (or a condition) did not match."""
+        for _ in range(MAX_SETTLE_ATTEMPTS):
+            pending = _pending(kind, source, actor)
+            changed = await self._versions.transition(
+                model_id, {source}, target, changes, pending=pending, **conditions
+            )
+            if changed is not None:
+                await self._publish(changed, pending)
+                return changed
+            if not await self._settle(model_id):
+                return None
+        raise ConflictError(
+            f"{RESOURCE} {model_id!r} is being changed by too many requests at once; retry",
+            field="modelId",
+        )
+
+    async def _settle(self, model_id: str) -> bool:
+        """Publish the version's pending change, if it has one (whoever made it may still be
+        about to: the append is idempotent by event id)."""
+        found = await self._versions.pending_change(model_id)
+        if found is None:
+            return False
+        version, pending = found
+        await self._publish(version, pending)
+        return True
+
+    async def _publish(self, version: ModelVersion, pending: PendingChange) -> None:
+        await self._record.model_version(
+            version,
+            pending.kind,
+            pending.previous_status,
+            pending.actor,
+            event_id=pending.event_id,
+            occurred_at=pending.occurred_at,
+        )
+        await self._versions.clear_pending(version.model_id, pending.event_id)
+
     async def _require(self, model_id: str) -> ModelVersion:
         version = await self._versions.get(model_id)
         if version is None:
@@ -188,4 +361,57 @@ class ModelRegistryService:
     async def _refused(self, model_id: str, target: ModelStatus) -> InvalidTransitionError:
         """The error for a conditional update that matched nothing (the status moved on)."""
         current = await self._require(model_id)
-        return InvalidTransitionError(RESOURCE, model_id, current.status.value, target.value)
+        return InvalidTransitionError(RESOURCE, model_id, current.status, target)
+
+
+def _pending(kind: ChangeKind, source: ModelStatus | None, actor: str | None) -> PendingChange:
+    return PendingChange(
+        event_id=uuid.uuid4().hex,
+        kind=kind,
+        previous_status=None if source is None else source.value,
+        occurred_at=utc_now(),
+        actor=actor,
+    )
+
+
+def _cannot_promote(
+    version: ModelVersion, requested: ModelStatus | None
+) -> InvalidTransitionError:
+    status = version.status
+    next_stage = PROMOTION_PATH.get(status)
+    if requested is None or next_stage is None:
+        reason = (
+            f"{status_name(status)} is final"
+            if status is ModelStatus.ARCHIVED
+            else "there is no stage to promote it to"
+        )
+    else:
+        reason = (
+            f"promotion moves one stage at a time, and its next stage is {status_name(next_stage)}"
+        )
+    described = f"{RESOURCE} {version.model_id!r} is {status_name(status)}"
+    if requested is not None:
+        described += f" and cannot go to {status_name(requested)}"
+    return InvalidTransitionError(
+        RESOURCE, version.model_id, status, requested, f"{described}: {reason}"
+    )
+
+
+def _cannot_archive(version: ModelVersion) -> InvalidTransitionError:
+    return InvalidTransitionError(
+        RESOURCE,
+        version.model_id,
+        version.status,
+        ModelStatus.ARCHIVED,
+        f"{RESOURCE} {version.model_id!r} is already {status_name(version.status)}",
+    )
+
+
+def _superseded(name: str, pointer: ProductionPointer | None, model_id: str) -> ConflictError:
+    holder = None if pointer is None else pointer.model_id
+    now = "no version is" if holder is None else f"version {holder!r} is"
+    return ConflictError(
+        f"a concurrent change of {name!r} won: {now} in production now, not {model_id!r}; "
+        "read productionModelVersion and retry if the change is still wanted",
+        field="modelId",
+    )

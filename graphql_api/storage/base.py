@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from graphql_api.domain.enums import ModelStatus, TrainingStatus
-from graphql_api.domain.events import ChangeEvent, LogEntry
+from graphql_api.domain.events import ChangeEvent, ChangeKind, LogEntry
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.queries import (
     ModelVersionFilter,
@@ -26,8 +27,57 @@ from graphql_api.domain.queries import (
 )
 
 
+@dataclass(frozen=True)
+class ProductionPointer:
+    """The registry document of one model name: which version is in production.
+
+    It is the single truth about production. It moves only by ``move_production``, one atomic
+    compare-and-set on ``revision``, so concurrent deployments cannot interleave into a
+    rollback; version statuses follow it (see ``ModelRegistryService``).
+    """
+
+    model_name: str
+    #: The version in production, or None.
+    model_id: str | None
+    #: Bumped by every move; the compare-and-set compares it.
+    revision: int
+    #: The revision at which ``model_id`` became the holder (0 for a pointer created from the
+    #: statuses of a database written before pointers existed).
+    since: int
+    #: The holder this move displaced, if any.
+    previous_model_id: str | None
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    """The event of a status change, written into the version's document by the very update
+    that makes the change, and cleared once the event is in the log.
+
+    While one is there the version's status cannot change again (``transition`` matches
+    nothing), so whoever wants to change it next first appends this event (idempotent by
+    ``event_id``) and clears it: each version's events are in the log in the order its status
+    changed, and a change whose writer died before appending its event gets it from the next
+    writer. A one-entry outbox per record; the general outbox is another issue's.
+    """
+
+    event_id: str
+    kind: ChangeKind
+    previous_status: str | None
+    occurred_at: datetime
+    actor: str | None
+
+
+@dataclass(frozen=True)
+class Revisioned:
+    """A model version with its storage revision, for an update that must not follow a change
+    made by someone else after it was read (``transition(..., at_revision=...)``)."""
+
+    version: ModelVersion
+    revision: int
+
+
 class ModelVersionStore(Protocol):
-    async def insert(self, version: ModelVersion) -> None:
+    async def insert(self, version: ModelVersion, pending: PendingChange | None = None) -> None:
         """Store a new version; ConflictError on a taken ``model_id`` or (name, version)."""
 
     async def get(self, model_id: str) -> ModelVersion | None: ...
@@ -41,7 +91,40 @@ class ModelVersionStore(Protocol):
 
     async def count(self, where: ModelVersionFilter) -> int: ...
 
-    async def production(self, model_name: str) -> ModelVersion | None: ...
+    async def production_pointer(self, model_name: str) -> ProductionPointer:
+        """The name's production pointer. A name without one (never deployed, or stored before
+        pointers existed) gets one created from the current statuses: the version in
+        production, if any (idempotent under concurrent callers: one insert wins)."""
+
+    async def read_production_pointer(self, model_name: str) -> ProductionPointer | None:
+        """The pointer as stored, without creating it (readers)."""
+
+    async def move_production(
+        self, pointer: ProductionPointer, model_id: str | None
+    ) -> ProductionPointer | None:
+        """Compare-and-set: point the name's production at ``model_id`` if the pointer is
+        still at ``pointer.revision``; the new pointer, or None when someone moved it first."""
+
+    async def legacy_production(self, model_name: str) -> ModelVersion | None:
+        """A version with status production, for a name that has no pointer yet."""
+
+    async def get_revisioned(self, model_id: str) -> Revisioned | None: ...
+
+    async def pending_change(self, model_id: str) -> tuple[ModelVersion, PendingChange] | None:
+        """The version and its change whose event is not yet known to be in the log."""
+
+    async def clear_pending(self, model_id: str, event_id: str) -> None:
+        """Forget the pending change ``event_id`` (its event is in the log); idempotent."""
+
+    async def touch(self, model_id: str, sources: Collection[ModelStatus]) -> bool:
+        """Bump the revision if the status is one of ``sources`` (no visible change): an
+        update made with ``at_revision`` from an earlier read then matches nothing."""
+
+    async def displaced_in_production(
+        self, model_name: str, keep: str | None, before: int
+    ) -> list[ModelVersion]:
+        """Versions of the name with status production, other than ``keep``, that reached
+        production at a pointer revision below ``before`` (or before pointers existed)."""
 
     async def latest(self, model_name: str) -> ModelVersion | None:
         """The name's version of highest SemVer precedence, whatever its status."""
@@ -52,11 +135,19 @@ class ModelVersionStore(Protocol):
         sources: Collection[ModelStatus],
         target: ModelStatus,
         changes: Mapping[str, Any] | None = None,
+        *,
+        at_revision: int | None = None,
+        production_revision: int | None = None,
+        before_production_revision: int | None = None,
+        pending: PendingChange | None = None,
     ) -> ModelVersion | None:
-        """Move to ``target`` if the status is one of ``sources``; return the result.
+        """Move to ``target`` if the status is one of ``sources`` and no change is pending
+        (see ``PendingChange``), recording ``pending`` as this change's; return the result.
 
-        Reaching PRODUCTION claims the model name's single production slot: ConflictError
-        (field ``status``) while another version of the name holds it.
+        ``at_revision``: only if the record is still at that revision. ``production_revision``
+        records the pointer revision at which a version reaches production;
+        ``before_production_revision``: only if it reached production below that revision.
+        The status alone does not make a version the production one: the pointer does.
         """
 
     async def merge_metrics(

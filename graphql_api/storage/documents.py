@@ -1,11 +1,10 @@
 """Records to MongoDB documents and back.
 
 Documents use ``_id`` for the record's key and a revision ``rev`` that every update bumps
-(see ``mongo.collection.UpdateGuard``); they carry two derived fields that only storage needs:
-``version_sort_key`` (SemVer precedence as a sortable string) and ``production_slot``, which is
-``production:<model name>`` while a version is in production and the version's own id otherwise.
-A unique index on it lets at most one version per model name be in production, on any server
-that has plain unique indexes (no transactions or partial indexes needed).
+(see ``mongo.collection.UpdateGuard``); they carry derived fields that only storage needs:
+``version_sort_key`` (SemVer precedence as a sortable string) and, once a version reached
+production, ``production_revision`` (see ``mongo.model_versions``). Documents written before the
+production pointer existed also carry ``production_slot``, which nothing reads any more.
 
 Reads trust what this module wrote: they rebuild models without re-running validation (the hot
 path of every list query) and only restore what BSON loses: the UTC zone of datetimes.
@@ -20,12 +19,6 @@ from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
 from graphql_api.domain.events import ChangeEvent, ChangeKind, EntityKind
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.semver import version_sort_key
-
-
-def production_slot(model_id: str, model_name: str, status: ModelStatus) -> str:
-    if status is ModelStatus.PRODUCTION:
-        return f"production:{model_name}"
-    return model_id
 
 
 def _utc(value: datetime) -> datetime:
@@ -48,7 +41,6 @@ def model_version_to_doc(version: ModelVersion) -> dict[str, Any]:
         "metrics": dict(version.metrics),
         "created_date": version.created_date,
         "deployed_date": version.deployed_date,
-        "production_slot": production_slot(version.model_id, version.model_name, version.status),
         "rev": 0,
     }
 

@@ -1,28 +1,57 @@
-"""Model versions in MongoDB."""
+"""Model versions in MongoDB, and each model name's production pointer.
+
+The pointer is one document per model name in ``model_registry``:
+``{_id: <model name>, model_id, revision, since, previous_model_id}``. It moves by one
+``find_one_and_update`` filtered on ``revision`` (a compare-and-set on a single document: the
+only atomicity every supported server has; there are no transactions on FerretDB v2), or by
+the ``insert_one`` that creates it (a unique ``_id``). A version that reaches production records
+the pointer revision in ``production_revision`` (storage only), which lets a late sweep of
+displaced versions tell them apart from the current one.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from graphql_api.domain.enums import ModelStatus
 from graphql_api.domain.errors import ConflictError
+from graphql_api.domain.events import ChangeKind
 from graphql_api.domain.models import ModelVersion
 from graphql_api.domain.queries import ModelVersionFilter, ModelVersionOrder, Page, PageRequest
+from graphql_api.domain.values import utc_now
 from graphql_api.storage import documents
+from graphql_api.storage.base import PendingChange, ProductionPointer, Revisioned, StoreStats
 from graphql_api.storage.filters import model_version_query
-from graphql_api.storage.mongo.collection import MongoCollection, is_duplicate_key
+from graphql_api.storage.mongo.collection import (
+    MAX_UPDATE_ATTEMPTS,
+    MongoCollection,
+    UpdateGuard,
+    is_duplicate_key,
+    retry_transient,
+)
 from graphql_api.storage.mongo.sorts import MODEL_VERSION_SORTS
 
 
 class MongoModelVersionStore(MongoCollection):
-    async def insert(self, version: ModelVersion) -> None:
+    def __init__(
+        self, collection: Any, registry: Any, stats: StoreStats, guard: UpdateGuard
+    ) -> None:
+        super().__init__(collection, stats, guard)
+        self._registry = registry
+
+    async def insert(self, version: ModelVersion, pending: PendingChange | None = None) -> None:
         self._trip()
         try:
-            await self._c.insert_one(documents.model_version_to_doc(version))
+            doc = documents.model_version_to_doc(version)
+            if pending is not None:
+                doc["pending_event"] = _pending_doc(pending)
+            await retry_transient(lambda: self._c.insert_one(doc), "registering the version")
         except (DuplicateKeyError, OperationFailure) as error:
             if not is_duplicate_key(error):
                 raise
@@ -60,12 +89,135 @@ class MongoModelVersionStore(MongoCollection):
     async def count(self, where: ModelVersionFilter) -> int:
         return await self._count(model_version_query(where))
 
-    async def production(self, model_name: str) -> ModelVersion | None:
+    # The production pointer -------------------------------------------------------------
+
+    async def read_production_pointer(self, model_name: str) -> ProductionPointer | None:
         self._trip()
-        doc = await self._c.find_one(
-            {"production_slot": documents.production_slot("", model_name, ModelStatus.PRODUCTION)}
+        doc = await self._registry.find_one({"_id": model_name})
+        return None if doc is None else _pointer(doc)
+
+    async def production_pointer(self, model_name: str) -> ProductionPointer:
+        found = await self.read_production_pointer(model_name)
+        if found is not None:
+            return found
+        # Written before pointers existed (or never deployed): the status is the truth, and
+        # the old unique production slot kept it to at most one version.
+        holder = await self.legacy_production(model_name)
+        doc = {
+            "_id": model_name,
+            "model_id": None if holder is None else holder.model_id,
+            "revision": 0,
+            "since": 0,
+            "previous_model_id": None,
+        }
+        try:
+            self._trip()
+            await retry_transient(lambda: self._registry.insert_one(doc), "creating the pointer")
+            return _pointer(doc)
+        except (DuplicateKeyError, OperationFailure) as error:
+            if not is_duplicate_key(error):
+                raise
+        # A concurrent caller created it first: theirs stands.
+        created = await self.read_production_pointer(model_name)
+        if created is None:
+            raise RuntimeError(f"the production pointer of {model_name!r} vanished")
+        return created
+
+    async def move_production(
+        self, pointer: ProductionPointer, model_id: str | None
+    ) -> ProductionPointer | None:
+        revision = pointer.revision + 1
+        changes = {
+            "model_id": model_id,
+            "revision": revision,
+            "since": revision,
+            "previous_model_id": pointer.model_id,
+            "moved_at": utc_now(),
+        }
+        guard = self._guard
+        claim = f"{self._registry.name}:{pointer.model_name}:{pointer.revision}"
+        if guard.enabled and not await self._claim(claim):
+            # Another writer is moving the pointer from this very revision right now.
+            return None
+        try:
+            self._trip()
+            doc = await retry_transient(
+                lambda: self._registry.find_one_and_update(
+                    {"_id": pointer.model_name, "revision": pointer.revision},
+                    {"$set": changes},
+                    return_document=ReturnDocument.AFTER,
+                ),
+                "moving the production pointer",
+            )
+        finally:
+            if guard.enabled:
+                self._trip()
+                await guard.claims.delete_one({"_id": claim})
+        return None if doc is None else _pointer(doc)
+
+    async def legacy_production(self, model_name: str) -> ModelVersion | None:
+        self._trip()
+        docs = (
+            await self._c.find({"model_name": model_name, "status": ModelStatus.PRODUCTION.value})
+            .sort([("deployed_date", DESCENDING), ("_id", DESCENDING)])
+            .limit(1)
+            .to_list(None)
         )
-        return None if doc is None else documents.model_version_from_doc(doc)
+        return documents.model_version_from_doc(docs[0]) if docs else None
+
+    async def displaced_in_production(
+        self, model_name: str, keep: str | None, before: int
+    ) -> list[ModelVersion]:
+        self._trip()
+        docs = await self._c.find(
+            {
+                "model_name": model_name,
+                "status": ModelStatus.PRODUCTION.value,
+                "_id": {"$ne": keep},
+                **_reached_production_before(before),
+            }
+        ).to_list(None)
+        return [documents.model_version_from_doc(d) for d in docs]
+
+    async def get_revisioned(self, model_id: str) -> Revisioned | None:
+        self._trip()
+        doc = await self._c.find_one({"_id": model_id})
+        if doc is None:
+            return None
+        return Revisioned(documents.model_version_from_doc(doc), int(doc.get("rev", 0)))
+
+    async def pending_change(self, model_id: str) -> tuple[ModelVersion, PendingChange] | None:
+        self._trip()
+        doc = await self._c.find_one({"_id": model_id, "pending_event": {"$type": "object"}})
+        if doc is None:
+            return None
+        pending = doc["pending_event"]
+        return documents.model_version_from_doc(doc), PendingChange(
+            event_id=pending["event_id"],
+            kind=ChangeKind(pending["kind"]),
+            previous_status=pending.get("previous_status"),
+            occurred_at=pending["occurred_at"].replace(tzinfo=UTC),
+            actor=pending.get("actor"),
+        )
+
+    async def clear_pending(self, model_id: str, event_id: str) -> None:
+        # Not a change of the record: the revision stays, so no reader's update is refused.
+        self._trip()
+        await retry_transient(
+            lambda: self._c.update_one(
+                {"_id": model_id, "pending_event.event_id": event_id},
+                {"$set": {"pending_event": None}},
+            ),
+            "clearing the recorded change",
+        )
+
+    async def touch(self, model_id: str, sources: Collection[ModelStatus]) -> bool:
+        doc = await self._conditional(
+            {"_id": model_id, "status": {"$in": [s.value for s in sources]}}, {}
+        )
+        return doc is not None
+
+    # Versions --------------------------------------------------------------------------
 
     async def latest(self, model_name: str) -> ModelVersion | None:
         self._trip()
@@ -83,29 +235,77 @@ class MongoModelVersionStore(MongoCollection):
         sources: Collection[ModelStatus],
         target: ModelStatus,
         changes: Mapping[str, Any] | None = None,
+        *,
+        at_revision: int | None = None,
+        production_revision: int | None = None,
+        before_production_revision: int | None = None,
+        pending: PendingChange | None = None,
     ) -> ModelVersion | None:
-        name = ""
-        if target is ModelStatus.PRODUCTION:
-            # The production slot is keyed by the model name, which the caller may not know.
-            current = await self.get(model_id)
-            if current is None or current.status not in sources:
-                return None
-            name = current.model_name
-        update = {
-            **(changes or {}),
-            "status": target.value,
-            "production_slot": documents.production_slot(model_id, name, target),
+        update: dict[str, Any] = {**(changes or {}), "status": target.value}
+        if production_revision is not None:
+            update["production_revision"] = production_revision
+        if pending is not None:
+            update["pending_event"] = _pending_doc(pending)
+        query: dict[str, Any] = {
+            "_id": model_id,
+            "status": {"$in": [s.value for s in sources]},
+            # Matches a missing field too (documents written before pending changes existed).
+            "pending_event": None,
         }
-        try:
-            doc = await self._update_if(model_id, [s.value for s in sources], update)
-        except (DuplicateKeyError, OperationFailure) as error:
-            if not is_duplicate_key(error):
-                raise
-            # The only unique key a status change touches is the production slot.
-            raise ConflictError(
-                f"another version of {name!r} is in production", field="status"
-            ) from None
+        if at_revision is not None:
+            query["rev"] = at_revision
+        if before_production_revision is not None:
+            query.update(_reached_production_before(before_production_revision))
+        doc = await self._conditional(query, update)
         return None if doc is None else documents.model_version_from_doc(doc)
+
+    async def _conditional(
+        self, query: dict[str, Any], changes: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """``$set`` ``changes`` (and bump ``rev``) if the document matches ``query``.
+
+        Where the claim guard is on (conditional updates not atomic across connections), the
+        writer first claims the revision it read and updates filtered on it, as
+        ``MongoCollection._update_if`` does, so both kinds of update exclude each other.
+        """
+        if not self._guard.enabled:
+            update: dict[str, Any] = {"$inc": {"rev": 1}}
+            if changes:
+                update["$set"] = changes
+            self._trip()
+            doc: dict[str, Any] | None = await retry_transient(
+                lambda: self._c.find_one_and_update(
+                    query, update, return_document=ReturnDocument.AFTER
+                ),
+                "changing the version",
+            )
+            return doc
+        for attempt in range(MAX_UPDATE_ATTEMPTS):
+            self._trip()
+            current = await self._c.find_one(query)
+            if current is None:
+                return None
+            rev = int(current.get("rev", 0))
+            claim = f"{self._c.name}:{current['_id']}:{rev}"
+            if not await self._claim(claim):
+                await asyncio.sleep(min(0.001 * 2**attempt, 0.05))
+                continue
+            try:
+                self._trip()
+                doc = await self._c.find_one_and_update(
+                    {**query, "rev": rev},
+                    {"$set": {**changes, "rev": rev + 1}},
+                    return_document=ReturnDocument.AFTER,
+                )
+            finally:
+                self._trip()
+                await self._guard.claims.delete_one({"_id": claim})
+            if doc is not None:
+                return doc
+        raise ConflictError(
+            f"{query['_id']!r} is being changed by too many writers at once; retry", field="id"
+        )
+        return doc
 
     async def merge_metrics(
         self, model_id: str, metrics: Mapping[str, float], allowed: Collection[ModelStatus]
@@ -119,15 +319,18 @@ class MongoModelVersionStore(MongoCollection):
         return None if doc is None else documents.model_version_from_doc(doc)
 
     async def ensure_indexes(self) -> None:
+        # The production pointer replaced the unique production slot (it refused the moment
+        # of a hand-over when both versions are in production; see ModelRegistryService).
+        self._trip()
+        existing = await self._c.index_information()
+        if "production_slot_unique" in existing:
+            await self._c.drop_index("production_slot_unique")
         await self._create_indexes(
             [
                 IndexModel(
                     [("model_name", ASCENDING), ("version", ASCENDING)],
                     unique=True,
                     name="model_name_version_unique",
-                ),
-                IndexModel(
-                    [("production_slot", ASCENDING)], unique=True, name="production_slot_unique"
                 ),
                 IndexModel(
                     [("model_name", ASCENDING), ("version_sort_key", DESCENDING)],
@@ -143,3 +346,33 @@ class MongoModelVersionStore(MongoCollection):
                 IndexModel([("version_sort_key", DESCENDING), ("_id", DESCENDING)], name="semver"),
             ]
         )
+
+
+def _reached_production_before(revision: int) -> dict[str, Any]:
+    # A version deployed before pointers existed has no production_revision: it counts as 0.
+    return {
+        "$or": [
+            {"production_revision": {"$lt": revision}},
+            {"production_revision": {"$exists": False}},
+        ]
+    }
+
+
+def _pending_doc(pending: PendingChange) -> dict[str, Any]:
+    return {
+        "event_id": pending.event_id,
+        "kind": pending.kind.value,
+        "previous_status": pending.previous_status,
+        "occurred_at": pending.occurred_at,
+        "actor": pending.actor,
+    }
+
+
+def _pointer(doc: Mapping[str, Any]) -> ProductionPointer:
+    return ProductionPointer(
+        model_name=doc["_id"],
+        model_id=doc.get("model_id"),
+        revision=int(doc["revision"]),
+        since=int(doc.get("since", 0)),
+        previous_model_id=doc.get("previous_model_id"),
+    )

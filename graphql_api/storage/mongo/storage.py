@@ -21,7 +21,7 @@ class MongoStorage:
         self.guard = UpdateGuard(database["update_claims"], self.stats)
         self._guarded_updates = guarded_updates
         self.model_versions = MongoModelVersionStore(
-            database["model_versions"], self.stats, self.guard
+            database["model_versions"], database["model_registry"], self.stats, self.guard
         )
         self.training_jobs = MongoTrainingJobStore(
             database["training_jobs"], self.stats, self.guard
