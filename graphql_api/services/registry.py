@@ -101,9 +101,7 @@ class ModelRegistryService:
             raise _cannot_promote(current, to or target)
         if target is ModelStatus.PRODUCTION:
             return await self._deploy(current, actor)
-        promoted = await self._change(
-            model_id, current.status, target, ChangeKind.PROMOTED, actor
-        )
+        promoted = await self._change(model_id, current.status, target, ChangeKind.PROMOTED, actor)
         if promoted is None:
             raise await self._refused(model_id, target)
         return promoted
@@ -374,9 +372,7 @@ def _pending(kind: ChangeKind, source: ModelStatus | None, actor: str | None) ->
     )
 
 
-def _cannot_promote(
-    version: ModelVersion, requested: ModelStatus | None
-) -> InvalidTransitionError:
+def _cannot_promote(version: ModelVersion, requested: ModelStatus | None) -> InvalidTransitionError:
     status = version.status
     next_stage = PROMOTION_PATH.get(status)
     if requested is None or next_stage is None:
