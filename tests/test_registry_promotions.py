@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import os
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -43,6 +44,9 @@ from tests.conftest import REAL_URI, GraphQLClient
 from tests.operations import ARCHIVE, PROMOTE, REGISTER
 
 MODES = ["mock", "mock-guarded", *(["real"] if REAL_URI else [])]
+#: Each run explores other interleavings; a failure names its seed, and
+#: MLTRAIN_TEST_SEED=<seed> replays it.
+BASE_SEED = int(os.environ.get("MLTRAIN_TEST_SEED") or random.randrange(1_000_000))
 #: Trials per backend. The real server is slower per trial; both stay well above 10.
 TRIALS = {"mock": 40, "mock-guarded": 30, "real": 12}
 
@@ -195,7 +199,7 @@ async def poll_production(
 
 async def one_trial(racing: Racing, trial: int) -> None:
     gql, storage = racing.gql, racing.storage
-    rng = random.Random(f"{racing.mode}-{trial}")
+    rng = random.Random(f"{BASE_SEED}-{racing.mode}-{trial}")
     name = f"m{trial}"
     labels = [f"{n}.0.0" for n in range(1, rng.randrange(3, 5))]
     ids = {label: await register(gql, name, label) for label in labels}
@@ -210,7 +214,7 @@ async def one_trial(racing: Racing, trial: int) -> None:
             initial = None
     calls = plan(rng, labels)
 
-    racing.jitter.reseed(trial)
+    racing.jitter.reseed(BASE_SEED + trial)
     done = asyncio.Event()
     seen: list[dict[str, Any] | None] = []
     reader = asyncio.create_task(poll_production(gql, name, done, seen))
@@ -223,7 +227,7 @@ async def one_trial(racing: Racing, trial: int) -> None:
     done.set()
     await reader
 
-    context = f"trial {trial} ({racing.mode}): " + ", ".join(
+    context = f"seed {BASE_SEED}, trial {trial} ({racing.mode}): " + ", ".join(
         f"{c.kind} {c.version} -> {c.answer.get('status') or c.answer.get('code')}" for c in calls
     )
     by_id = {model_id: label for label, model_id in ids.items()}
@@ -306,7 +310,7 @@ async def test_twenty_duplicate_deployments_answer_production_with_one_event(
     another version in production; all 20 answer PRODUCTION (a duplicate is a retry), one
     DEPLOYED and one ARCHIVED event, and the old version is never put back."""
     for trial in range(5 if racing.mode == "real" else 10):
-        racing.jitter.reseed(1000 + trial)
+        racing.jitter.reseed(BASE_SEED + 1000 + trial)
         name = f"dup{trial}"
         old = await register(racing.gql, name, "1.0.0")
         new = await register(racing.gql, name, "2.0.0")

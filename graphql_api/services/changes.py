@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import uuid
 from datetime import datetime
 
@@ -104,6 +105,7 @@ class ChangeRecorder:
                     attempt,
                     exc_info=True,
                 )
-                await asyncio.sleep(delay)
+                # Jittered: writers that collided (a deadlock) should not meet again.
+                await asyncio.sleep(delay * (0.5 + random.random()))
                 delay *= 2
         raise AssertionError("unreachable")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from graphql_api.domain.enums import ModelStatus
 from graphql_api.domain.models import ModelVersion
 from graphql_api.storage.base import Storage
 
@@ -15,22 +14,18 @@ class InferenceService:
         """The one version of ``model_name`` in production, if any: the production pointer's.
 
         During a hand-over the pointer already names the new version while its status is still
-        being moved to production: until then the version it displaced is still serving, and is
-        the answer. So a reader polling through a deployment sees the old version, then the new
-        one, never none and never a version that is not in production.
+        being moved to production: until then the version it displaces is still serving (it is
+        retired only after), and is the answer. So a reader polling through a deployment sees
+        the old version, then the new one: never none, never a version not in production.
         """
         pointer = await self._versions.read_production_pointer(model_name)
-        if pointer is None:
-            # Never deployed, or stored before pointers existed (the first deployment or
-            # archive creates the pointer).
-            return await self._versions.legacy_production(model_name)
-        wanted = [i for i in (pointer.model_id, pointer.previous_model_id) if i is not None]
-        found = await self._versions.get_many(wanted)
-        for model_id in wanted:
-            version = found.get(model_id)
-            if version is not None and version.status is ModelStatus.PRODUCTION:
-                return version
-        return None
+        if pointer is not None and pointer.model_id is not None:
+            holder = await self._versions.get_revisioned(pointer.model_id)
+            if holder is not None and holder.production_revision == pointer.since:
+                return holder.version
+        # A hand-over under way (the versions it displaces are retired only once the holder is
+        # in production), a name stored before pointers existed, or none.
+        return await self._versions.newest_in_production(model_name)
 
     async def latest_version(self, model_name: str) -> ModelVersion | None:
         """The version of highest SemVer precedence (any status; build metadata ignored)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,13 +26,20 @@ from graphql_api.domain.values import utc_now
 from graphql_api.services.changes import ChangeRecorder
 from graphql_api.storage.base import PendingChange, ProductionPointer, Storage
 
+log = logging.getLogger("mltrain.registry")
+
 RESOURCE = "ModelVersion"
 #: Re-reads of a version that changed while it was being deployed (its metrics, a touch).
 MAX_DEPLOY_ATTEMPTS = 20
 #: Undone deployments one call follows before it gives up (each needs a concurrent archive).
 MAX_FOLLOW_STEPS = 3
-#: Pending changes of others one status change publishes before it gives up.
+#: Pending changes of others one status change waits for before it gives up.
 MAX_SETTLE_ATTEMPTS = 10
+#: How long a pending change's own writer is given to append its event before another
+#: writer does it instead (it normally takes a few milliseconds), and the polling pauses.
+SETTLE_GRACE = 0.5
+FIRST_SETTLE_DELAY = 0.002
+MAX_SETTLE_DELAY = 0.05
 #: Statuses a version may be in while it holds (or gets back) the production pointer.
 _DEPLOYABLE = frozenset({ModelStatus.TESTING, ModelStatus.PRODUCTION})
 
@@ -124,15 +133,19 @@ class ModelRegistryService:
 
     async def _deploy(self, candidate: ModelVersion, actor: str | None) -> ModelVersion:
         name = candidate.model_name
+        # The version first, then the pointer: a version found in production is then either
+        # the pointer's or one it has moved on from, never one it is just moving to.
+        fresh = await self._require(candidate.model_id)
         pointer = await self._versions.production_pointer(name)
         if pointer.model_id != candidate.model_id:
-            fresh = await self._require(candidate.model_id)
             if fresh.status is ModelStatus.PRODUCTION:
                 # In production only until the sweep of the deployment that displaced it.
                 raise _superseded(name, pointer, candidate.model_id)
             if fresh.status is not ModelStatus.TESTING:
                 raise _cannot_promote(fresh, ModelStatus.PRODUCTION)
-            moved = await self._versions.move_production(pointer, candidate.model_id)
+            moved = await self._versions.move_production(
+                pointer, candidate.model_id, first_holding=True
+            )
             if moved is None:
                 pointer = await self._versions.production_pointer(name)
                 if pointer.model_id != candidate.model_id:
@@ -159,8 +172,13 @@ class ModelRegistryService:
                     continue
                 holder = outcome
             previous = pointer.previous_model_id
-            if previous is not None and previous != pointer.model_id:
-                await self._versions.touch(previous, {ModelStatus.TESTING})
+            # Displaced before it reached production: it may be deployed again later.
+            if (
+                previous is not None
+                and previous != pointer.model_id
+                and await self._versions.touch(previous, {ModelStatus.TESTING})
+            ):
+                await self._versions.release_holding(pointer.model_name, previous)
             await self._retire_displaced(pointer, actor)
             return holder
         raise ConflictError(
@@ -180,14 +198,33 @@ class ModelRegistryService:
             if read is None:
                 raise NotFoundError(RESOURCE, holder_id, field="modelId")
             version = read.version
-            if version.status is ModelStatus.PRODUCTION:
+            if read.production_revision == pointer.since:
+                # Deployed by a concurrent caller (a duplicate promotion): its DEPLOYED event
+                # goes to the log before this call answers or retires anything.
+                await self._settle(holder_id)
                 return version
-            if version.status is not ModelStatus.TESTING:
-                # Archived while on its way to production: give production back.
+            if version.status not in _DEPLOYABLE:
+                # Archived on its way to production (an archive that read the pointer before
+                # this move): not a version to move to. Give production back.
                 return await self._undo(pointer, version)
             now = await self._versions.read_production_pointer(pointer.model_name)
             if now is None or now.model_id != holder_id or now.since != pointer.since:
                 raise _superseded(pointer.model_name, now, holder_id)
+            if version.status is ModelStatus.PRODUCTION:
+                # Given back by an undone move: still in production (no status change, no
+                # event), it takes the new holding's revision, so that nothing that read the
+                # pointer before the undo retires it as displaced.
+                kept = await self._versions.transition(
+                    holder_id,
+                    {ModelStatus.PRODUCTION},
+                    ModelStatus.PRODUCTION,
+                    at_revision=read.revision,
+                    production_revision=pointer.since,
+                )
+                if kept is not None:
+                    return kept
+                await self._settle(holder_id)
+                continue
             deployed = await self._change(
                 holder_id,
                 ModelStatus.TESTING,
@@ -207,8 +244,8 @@ class ModelRegistryService:
         )
 
     async def _undo(self, pointer: ProductionPointer, left: ModelVersion) -> ProductionPointer:
-        """The holder was archived before it reached production (an archive that read the
-        pointer before this move): point production back at the version it displaced, or at
+        """The holder cannot be deployed (see ``_put_in_production``): point production back
+        at the version it displaced (a new holding of it: see ``_put_in_production``), or at
         nothing if that one is gone too."""
         previous = pointer.previous_model_id
         back_to = None
@@ -330,13 +367,29 @@ class ModelRegistryService:
         )
 
     async def _settle(self, model_id: str) -> bool:
-        """Publish the version's pending change, if it has one (whoever made it may still be
-        about to: the append is idempotent by event id)."""
+        """Make sure the version's pending change, if it has one, is in the log; whether there
+        was one. Its writer appends it right after its update, so that is waited for first, a
+        bounded time (many callers appending one event at once only collide: on DocumentDB,
+        concurrent inserts of one unique key deadlock); after that the writer is taken to be
+        gone, and the event is appended here (idempotent by event id)."""
         found = await self._versions.pending_change(model_id)
         if found is None:
             return False
-        version, pending = found
-        await self._publish(version, pending)
+        delay, waited = FIRST_SETTLE_DELAY, 0.0
+        while found is not None and waited < SETTLE_GRACE:
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, MAX_SETTLE_DELAY)
+            found = await self._versions.pending_change(model_id)
+        if found is not None:
+            version, pending = found
+            log.warning(
+                "publishing the %s event of %s %s left pending by another writer",
+                pending.kind.value,
+                RESOURCE,
+                model_id,
+            )
+            await self._publish(version, pending)
         return True
 
     async def _publish(self, version: ModelVersion, pending: PendingChange) -> None:

@@ -74,6 +74,8 @@ class Revisioned:
 
     version: ModelVersion
     revision: int
+    #: The pointer ``since`` at which it reached production (0 if before pointers existed).
+    production_revision: int | None = None
 
 
 class ModelVersionStore(Protocol):
@@ -100,13 +102,25 @@ class ModelVersionStore(Protocol):
         """The pointer as stored, without creating it (readers)."""
 
     async def move_production(
-        self, pointer: ProductionPointer, model_id: str | None
+        self,
+        pointer: ProductionPointer,
+        model_id: str | None,
+        *,
+        first_holding: bool = False,
     ) -> ProductionPointer | None:
         """Compare-and-set: point the name's production at ``model_id`` if the pointer is
-        still at ``pointer.revision``; the new pointer, or None when someone moved it first."""
+        still at ``pointer.revision``; the new pointer, or None when someone moved it first.
+        ``first_holding``: only if ``model_id`` never
+        held the pointer (a promotion decided on a read of the version from before it was
+        deployed and displaced must not move production back to it)."""
 
-    async def legacy_production(self, model_name: str) -> ModelVersion | None:
-        """A version with status production, for a name that has no pointer yet."""
+    async def release_holding(self, model_name: str, model_id: str) -> None:
+        """Forget that ``model_id`` held the pointer (it never reached production then)."""
+
+    async def newest_in_production(self, model_name: str) -> ModelVersion | None:
+        """The version of the name with status production that reached it last: the one
+        still serving while a deployment is under way, and the production version of a name
+        stored before pointers existed."""
 
     async def get_revisioned(self, model_id: str) -> Revisioned | None: ...
 

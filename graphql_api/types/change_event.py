@@ -6,21 +6,23 @@ import strawberry
 
 from graphql_api.domain import events
 from graphql_api.live import cursor as log_cursor
-from graphql_api.types.enums import ChangeKind
+from graphql_api.types.enums import ChangeKind, TrainingStatus
 
 
 @strawberry.experimental.pydantic.type(
     model=events.ChangeEvent,
     name="ChangeEvent",
-    description="One recorded change: what happened, when, and the status before and after.",
+    description="One recorded change of a training job: what happened, when, and the status "
+    "before and after.",
 )
 class ChangeEventType:
     seq: int = strawberry.field(description="Position in the change log; increases.")
     kind: ChangeKind = strawberry.field(description="What happened.")
-    previous_status: str | None = strawberry.field(
+    # Enums, spelled as everywhere else in the schema (the log stores the status values).
+    previous_status: TrainingStatus | None = strawberry.field(
         description="Status before the change (null for a creation)."
     )
-    status: str = strawberry.field(description="Status after the change.")
+    status: TrainingStatus = strawberry.field(description="Status after the change.")
     occurred_at: strawberry.auto = strawberry.field(description="When it happened (UTC).")
     actor: str | None = strawberry.field(description="Who made the change, when known.")
 

@@ -1,7 +1,7 @@
 """Model versions in MongoDB, and each model name's production pointer.
 
-The pointer is one document per model name in ``model_registry``:
-``{_id: <model name>, model_id, revision, since, previous_model_id}``. It moves by one
+The pointer is one document per model name in ``model_registry``: ``{_id: <model name>,
+model_id, revision, since, previous_model_id, held}``. It moves by one
 ``find_one_and_update`` filtered on ``revision`` (a compare-and-set on a single document: the
 only atomicity every supported server has; there are no transactions on FerretDB v2), or by
 the ``insert_one`` that creates it (a unique ``_id``). A version that reaches production records
@@ -102,13 +102,15 @@ class MongoModelVersionStore(MongoCollection):
             return found
         # Written before pointers existed (or never deployed): the status is the truth, and
         # the old unique production slot kept it to at most one version.
-        holder = await self.legacy_production(model_name)
+        holder = await self.newest_in_production(model_name)
         doc = {
             "_id": model_name,
             "model_id": None if holder is None else holder.model_id,
             "revision": 0,
             "since": 0,
             "previous_model_id": None,
+            # Versions that held the pointer (and reached production); see move_production.
+            "held": [] if holder is None else [holder.model_id],
         }
         try:
             self._trip()
@@ -124,7 +126,11 @@ class MongoModelVersionStore(MongoCollection):
         return created
 
     async def move_production(
-        self, pointer: ProductionPointer, model_id: str | None
+        self,
+        pointer: ProductionPointer,
+        model_id: str | None,
+        *,
+        first_holding: bool = False,
     ) -> ProductionPointer | None:
         revision = pointer.revision + 1
         changes = {
@@ -134,6 +140,12 @@ class MongoModelVersionStore(MongoCollection):
             "previous_model_id": pointer.model_id,
             "moved_at": utc_now(),
         }
+        query: dict[str, Any] = {"_id": pointer.model_name, "revision": pointer.revision}
+        update: dict[str, Any] = {"$set": changes}
+        if model_id is not None:
+            update["$addToSet"] = {"held": model_id}
+            if first_holding:
+                query["held"] = {"$ne": model_id}
         guard = self._guard
         claim = f"{self._registry.name}:{pointer.model_name}:{pointer.revision}"
         if guard.enabled and not await self._claim(claim):
@@ -143,9 +155,7 @@ class MongoModelVersionStore(MongoCollection):
             self._trip()
             doc = await retry_transient(
                 lambda: self._registry.find_one_and_update(
-                    {"_id": pointer.model_name, "revision": pointer.revision},
-                    {"$set": changes},
-                    return_document=ReturnDocument.AFTER,
+                    query, update, return_document=ReturnDocument.AFTER
                 ),
                 "moving the production pointer",
             )
@@ -155,7 +165,14 @@ class MongoModelVersionStore(MongoCollection):
                 await guard.claims.delete_one({"_id": claim})
         return None if doc is None else _pointer(doc)
 
-    async def legacy_production(self, model_name: str) -> ModelVersion | None:
+    async def release_holding(self, model_name: str, model_id: str) -> None:
+        self._trip()
+        await retry_transient(
+            lambda: self._registry.update_one({"_id": model_name}, {"$pull": {"held": model_id}}),
+            "releasing a holding of the production pointer",
+        )
+
+    async def newest_in_production(self, model_name: str) -> ModelVersion | None:
         self._trip()
         docs = (
             await self._c.find({"model_name": model_name, "status": ModelStatus.PRODUCTION.value})
@@ -184,7 +201,17 @@ class MongoModelVersionStore(MongoCollection):
         doc = await self._c.find_one({"_id": model_id})
         if doc is None:
             return None
-        return Revisioned(documents.model_version_from_doc(doc), int(doc.get("rev", 0)))
+        version = documents.model_version_from_doc(doc)
+        reached = doc.get("production_revision")
+        return Revisioned(
+            version,
+            int(doc.get("rev", 0)),
+            None
+            if version.status is not ModelStatus.PRODUCTION
+            else 0
+            if reached is None
+            else int(reached),
+        )
 
     async def pending_change(self, model_id: str) -> tuple[ModelVersion, PendingChange] | None:
         self._trip()
