@@ -65,7 +65,8 @@ class Query:
 
     @strawberry.field(
         description="The version of the model in production (at most one), or null. What an "
-        "inference service asks."
+        "inference service asks. During a deployment it answers the version being replaced "
+        "until the new one is in production: never null in between."
     )
     async def production_model_version(
         self, info: Info, model_name: str

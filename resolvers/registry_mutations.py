@@ -37,7 +37,8 @@ class RegistryMutation:
     @strawberry.mutation(
         description="Move a version one stage: development -> testing -> production. Reaching "
         "production sets deployedDate and archives the model name's previous production "
-        "version. Pass `to` to refuse anything but that step (safe to retry). Errors: "
+        "version. Pass `to` to refuse anything but that step (safe to retry: `to: PRODUCTION` "
+        "of the version already in production answers it, changing nothing). Errors: "
         "NotFoundError, InvalidTransitionError, ConflictError (a concurrent deployment won)."
     )
     async def promote_model_version(
