@@ -3,8 +3,13 @@
 Every method is one logical operation; the ones that change a record are atomic conditional
 updates on its current status, so concurrent callers cannot both make the same transition.
 An implementation raises ``graphql_api.domain.errors.ConflictError`` (with the field) when a
-write would break a uniqueness rule, and returns ``None`` when a conditional update finds no
-record in an allowed status; it never raises any other domain error.
+write would break a uniqueness rule, or (with no field) when the server kept refusing a write
+only because of concurrent writers (a deadlock) after a bounded number of retries, and returns
+``None`` when a conditional update finds no record in an allowed status; it never raises any
+other domain error.
+
+Which version of a model name is in production is the name's ``ProductionPointer``, not a
+status: see ``graphql_api.services.registry`` for how statuses follow it.
 """
 
 from __future__ import annotations
