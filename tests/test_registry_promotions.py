@@ -333,3 +333,28 @@ async def test_twenty_duplicate_deployments_answer_production_with_one_event(
         assert swap == [("DEPLOYED", old), ("DEPLOYED", new), ("ARCHIVED", old)]
         production = await racing.gql.data(PRODUCTION_QUERY, name=name)
         assert production["productionModelVersion"] == {"modelId": new, "status": "PRODUCTION"}
+
+
+async def test_a_reader_polling_through_thirty_deployments_never_sees_none(
+    racing: Racing,
+) -> None:
+    """The hand-over has no gap: each deployment runs while a reader polls (the storage
+    pauses around every registry call, so the reader's requests land between its writes)."""
+    gql = racing.gql
+    racing.jitter.reseed(BASE_SEED)
+    ids = [await register(gql, "gapless", f"1.{n}.0") for n in range(31)]
+    for model_id in ids:
+        await gql.data(PROMOTE, id=model_id, to="TESTING")
+    await gql.data(PROMOTE, id=ids[0], to="PRODUCTION")
+    seen: list[dict[str, Any] | None] = []
+    for model_id in ids[1:]:
+        deploying = asyncio.create_task(gql.data(PROMOTE, id=model_id, to="PRODUCTION"))
+        while not deploying.done():
+            seen.append(
+                (await gql.data(PRODUCTION_QUERY, name="gapless"))["productionModelVersion"]
+            )
+        assert (await deploying)["promoteModelVersion"]["status"] == "PRODUCTION"
+    assert len(seen) >= 30, f"seed {BASE_SEED}"
+    assert all(a is not None and a["status"] == "PRODUCTION" for a in seen), f"seed {BASE_SEED}"
+    order = [ids.index(answer["modelId"]) for answer in seen if answer is not None]
+    assert order == sorted(order), f"seed {BASE_SEED}"  # never back to an older version
