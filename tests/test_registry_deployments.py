@@ -183,7 +183,7 @@ async def test_a_change_whose_event_was_not_written_gets_it_before_the_next_chan
         },
     )
     await storage._db["model_registry"].insert_one(
-        {"_id": "churn", "model_id": model_id, "revision": 1, "since": 1, "previous_model_id": None}
+        {"_id": "churn", "model_id": model_id, "revision": 1, "previous_model_id": None}
     )
     archived = (await gql.data(ARCHIVE, id=model_id))["archiveModelVersion"]
     assert archived["status"] == "ARCHIVED"

@@ -21,7 +21,7 @@ class InferenceService:
         pointer = await self._versions.read_production_pointer(model_name)
         if pointer is not None and pointer.model_id is not None:
             holder = await self._versions.get_revisioned(pointer.model_id)
-            if holder is not None and holder.production_revision == pointer.since:
+            if holder is not None and holder.production_revision == pointer.revision:
                 return holder.version
         # A hand-over under way (the versions it displaces are retired only once the holder is
         # in production), a name stored before pointers existed, or none.

@@ -198,7 +198,7 @@ class ModelRegistryService:
             if read is None:
                 raise NotFoundError(RESOURCE, holder_id, field="modelId")
             version = read.version
-            if read.production_revision == pointer.since:
+            if read.production_revision == pointer.revision:
                 # Deployed by a concurrent caller (a duplicate promotion): its DEPLOYED event
                 # goes to the log before this call answers or retires anything.
                 await self._settle(holder_id)
@@ -208,7 +208,7 @@ class ModelRegistryService:
                 # this move): not a version to move to. Give production back.
                 return await self._undo(pointer, version)
             now = await self._versions.read_production_pointer(pointer.model_name)
-            if now is None or now.model_id != holder_id or now.since != pointer.since:
+            if now is None or now.model_id != holder_id or now.revision != pointer.revision:
                 raise _superseded(pointer.model_name, now, holder_id)
             if version.status is ModelStatus.PRODUCTION:
                 # Given back by an undone move: still in production (no status change, no
@@ -219,7 +219,7 @@ class ModelRegistryService:
                     {ModelStatus.PRODUCTION},
                     ModelStatus.PRODUCTION,
                     at_revision=read.revision,
-                    production_revision=pointer.since,
+                    production_revision=pointer.revision,
                 )
                 if kept is not None:
                     return kept
@@ -233,7 +233,7 @@ class ModelRegistryService:
                 actor,
                 {"deployed_date": utc_now()},
                 at_revision=read.revision,
-                production_revision=pointer.since,
+                production_revision=pointer.revision,
             )
             if deployed is not None:
                 return deployed
@@ -262,7 +262,7 @@ class ModelRegistryService:
 
     async def _retire_displaced(self, pointer: ProductionPointer, actor: str | None) -> None:
         displaced = await self._versions.displaced_in_production(
-            pointer.model_name, pointer.model_id, pointer.since
+            pointer.model_name, pointer.model_id, pointer.revision
         )
         for version in displaced:
             # None: a concurrent helper retired it (and recorded it).
@@ -272,7 +272,7 @@ class ModelRegistryService:
                 ModelStatus.ARCHIVED,
                 ChangeKind.ARCHIVED,
                 actor,
-                before_production_revision=pointer.since,
+                before_production_revision=pointer.revision,
             )
 
     async def archive(self, model_id: str, *, actor: str | None = None) -> ModelVersion:
@@ -294,7 +294,7 @@ class ModelRegistryService:
             steps = [
                 (ModelStatus.DEVELOPMENT, None),
                 (ModelStatus.TESTING, None),
-                (ModelStatus.PRODUCTION, pointer.since),
+                (ModelStatus.PRODUCTION, pointer.revision),
             ]
         for source, reached_before in steps:
             archived = await self._change(

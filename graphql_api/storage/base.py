@@ -44,11 +44,10 @@ class ProductionPointer:
     model_name: str
     #: The version in production, or None.
     model_id: str | None
-    #: Bumped by every move; the compare-and-set compares it.
-    revision: int
-    #: The revision at which ``model_id`` became the holder (0 for a pointer created from the
+    #: Bumped by every move; the compare-and-set compares it. Every move starts a new holding,
+    #: so it also tells one holding of a version from another (0: a pointer created from the
     #: statuses of a database written before pointers existed).
-    since: int
+    revision: int
     #: The holder this move displaced, if any.
     previous_model_id: str | None
 
@@ -79,7 +78,7 @@ class Revisioned:
 
     version: ModelVersion
     revision: int
-    #: The pointer ``since`` at which it reached production (0 if before pointers existed).
+    #: The pointer revision at which it reached production (0 if before pointers existed).
     production_revision: int | None = None
 
 

@@ -1,7 +1,7 @@
 """Model versions in MongoDB, and each model name's production pointer.
 
 The pointer is one document per model name in ``model_registry``: ``{_id: <model name>,
-model_id, revision, since, previous_model_id, held}``. It moves by one
+model_id, revision, previous_model_id, held}``. It moves by one
 ``find_one_and_update`` filtered on ``revision`` (a compare-and-set on a single document: the
 only atomicity every supported server has; there are no transactions on FerretDB v2), or by
 the ``insert_one`` that creates it (a unique ``_id``). A version that reaches production records
@@ -107,7 +107,6 @@ class MongoModelVersionStore(MongoCollection):
             "_id": model_name,
             "model_id": None if holder is None else holder.model_id,
             "revision": 0,
-            "since": 0,
             "previous_model_id": None,
             # Versions that held the pointer (and reached production); see move_production.
             "held": [] if holder is None else [holder.model_id],
@@ -136,7 +135,6 @@ class MongoModelVersionStore(MongoCollection):
         changes = {
             "model_id": model_id,
             "revision": revision,
-            "since": revision,
             "previous_model_id": pointer.model_id,
             "moved_at": utc_now(),
         }
@@ -400,6 +398,5 @@ def _pointer(doc: Mapping[str, Any]) -> ProductionPointer:
         model_name=doc["_id"],
         model_id=doc.get("model_id"),
         revision=int(doc["revision"]),
-        since=int(doc.get("since", 0)),
         previous_model_id=doc.get("previous_model_id"),
     )
