@@ -146,8 +146,7 @@ class MongoModelVersionStore(MongoCollection):
                 query["held"] = {"$ne": model_id}
         guard = self._guard
         claim = f"{self._registry.name}:{pointer.model_name}:{pointer.revision}"
-        if guard.enabled and not await self._claim(claim):
-            # Another writer is moving the pointer from this very revision right now.
+        if guard.enabled and not await self._claim_pointer(pointer, claim):
             return None
         try:
             self._trip()
@@ -162,6 +161,23 @@ class MongoModelVersionStore(MongoCollection):
                 self._trip()
                 await guard.claims.delete_one({"_id": claim})
         return None if doc is None else _pointer(doc)
+
+    async def _claim_pointer(self, pointer: ProductionPointer, claim: str) -> bool:
+        """Under the claim guard: claim the move from ``pointer.revision``. Another writer's
+        claim is waited out (bounded): False only once the pointer has moved on, as the
+        contract's None means, or it stays ours to try."""
+        for attempt in range(MAX_UPDATE_ATTEMPTS):
+            if await self._claim(claim):
+                return True
+            await asyncio.sleep(min(0.001 * 2**attempt, 0.05))
+            now = await self.read_production_pointer(pointer.model_name)
+            if now is None or now.revision != pointer.revision:
+                return False
+        raise ConflictError(
+            f"the production pointer of {pointer.model_name!r} is being moved by too many "
+            "writers at once; retry",
+            field="modelId",
+        )
 
     async def release_holding(self, model_name: str, model_id: str) -> None:
         self._trip()
