@@ -118,12 +118,16 @@ class ModelRegistryService:
     # Deployment: the production pointer -----------------------------------------------
     #
     # Which version of a name is in production is the name's production pointer, moved by one
-    # compare-and-set (``move_production``). Whoever moves it then makes the statuses follow,
-    # recording an event for each status change it makes itself:
+    # compare-and-set (``move_production``); a promotion moves it only to a version that never
+    # held it, so one decided on a stale read cannot move production back. Whoever moves it
+    # then makes the statuses follow, recording an event for each status change it makes:
     #   1. the new holder: testing -> production (DEPLOYED). The update is made only while the
-    #      pointer still names it, filtered on the revision read before checking the pointer;
+    #      pointer still names it, filtered on the revision read before checking the pointer.
+    #      A holder archived on its way (an archive that read the pointer before the move)
+    #      makes the follower undo the move (``_undo``);
     #   2. the displaced holder, if it was still on its way to production, is touched (its
-    #      revision bumped), so that its own deployer's update matches nothing and gives up;
+    #      revision bumped), so that its own deployer's update matches nothing and gives up,
+    #      and may be promoted again later;
     #   3. every version of the name still in production that reached it before this move is
     #      archived (ARCHIVED).
     # Each step is a conditional update, so concurrent helpers (a duplicate promotion of the
