@@ -261,3 +261,15 @@ def test_every_listed_index_exists_in_the_code() -> None:
     for shape in SHAPES:
         index = shape.index.split(" ")[0].rstrip(",")
         assert index == "_id_" or f'name="{index}"' in source, shape
+
+
+def test_the_docs_carry_the_current_table() -> None:
+    from pathlib import Path
+
+    from graphql_api.storage.mongo.query_shapes import markdown_table
+
+    docs = (Path(__file__).parent.parent / "docs" / "real-server.md").read_text()
+    assert markdown_table() in docs, (
+        "docs/real-server.md is out of date: paste the output of "
+        "`python -m graphql_api.storage.mongo.query_shapes`"
+    )

@@ -318,3 +318,36 @@ def declared(key: ShapeKey, shapes: Iterable[QueryShape] = SHAPES) -> QueryShape
     """The most specific listed shape that covers ``key``."""
     covering = [s for s in shapes if s.covers(key)]
     return max(covering, key=lambda s: len(s.filter)) if covering else None
+
+
+def markdown_table(shapes: Iterable[QueryShape] = SHAPES) -> str:
+    """The table in docs/real-server.md: ``python -m graphql_api.storage.mongo.query_shapes``.
+    Shapes that differ only in their ordering share a row."""
+    rows: dict[tuple[Any, ...], list[str]] = {}
+    for s in shapes:
+        key = (
+            s.collection,
+            s.command,
+            ", ".join(sorted(s.filter)) or "-",
+            s.used_by,
+            s.index,
+            s.bounded,
+            s.note,
+        )
+        rows.setdefault(key, []).append(" ".join(s.sort).replace(":", " ") or "-")
+    lines = [
+        "| collection | command | filter on | sort | used by | index "
+        "| reads the whole collection |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for (collection, command, fields, used_by, index, bounded, note), sorts in rows.items():
+        whole = f"**yes**: {note}" if not bounded else (f"no ({note})" if note else "no")
+        lines.append(
+            f"| {collection} | {command} | {fields} | {'; '.join(sorts)} | {used_by} "
+            f"| `{index}` | {whole} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
