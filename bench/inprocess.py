@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.inprocess                      # dashboard, trainingJob, floor
     .venv/bin/python -m bench.inprocess dashboard --profile  # cProfile: the top costs
     .venv/bin/python -m bench.inprocess --compare DIR        # paired rounds: this tree vs DIR's
-    .venv/bin/python -m bench.inprocess job --uri mongodb://127.0.0.1:27219   # a seeded server
+    .venv/bin/python -m bench.inprocess job --uri mongodb://127.0.0.1:27306   # a seeded server
+    .venv/bin/python -m bench.inprocess floor --peers-dir /path/to/bench-peers  # the floor app
 
 The harness (``bench.run``) measures what a client sees through uvicorn; this measures what one
 request costs the process, with far less noise, so changes of a few percent show. Each round
@@ -105,7 +106,7 @@ async def _rounds(send_one: Sender, requests: int, rounds: int, profile: bool) -
 
 @contextlib.asynccontextmanager
 async def _senders(
-    jobs: int, operations: list[str], uri: str | None = None
+    jobs: int, operations: list[str], uri: str | None = None, peers_dir: Path = PEERS_DIR
 ) -> AsyncIterator[dict[str, Sender]]:
     """One sender per operation, each checked once and warmed up; ``floor`` is the peers'
     cached-Strawberry floor app (50 in-memory jobs) called the same way."""
@@ -128,7 +129,7 @@ async def _senders(
             await seed(storage, jobs, 0)
         senders = {op: await _app_sender(app, bodies[op]) for op in operations if op in bodies}
         if "floor" in operations:
-            sys.path.insert(0, str(PEERS_DIR))
+            sys.path.insert(0, str(peers_dir))
             import bodies as peer_bodies  # type: ignore[import-not-found]
             import floor_apps  # type: ignore[import-not-found]
 
@@ -146,7 +147,7 @@ def _check_floor(answer: dict[str, Any]) -> None:
 
 
 async def _measure(args: argparse.Namespace) -> dict[str, float]:
-    async with _senders(args.jobs, args.operations, args.uri) as senders:
+    async with _senders(args.jobs, args.operations, args.uri, args.peers_dir) as senders:
         return {
             op: await _rounds(send_one, args.requests, args.rounds, args.profile)
             for op, send_one in senders.items()
@@ -157,7 +158,7 @@ async def _worker(args: argparse.Namespace) -> None:
     """For --compare: answer "<operation> <requests>" lines on stdin with ms per request."""
     import graphql_api
 
-    async with _senders(args.jobs, args.operations, args.uri) as senders:
+    async with _senders(args.jobs, args.operations, args.uri, args.peers_dir) as senders:
         print("ready", Path(graphql_api.__file__).parent.parent, flush=True)
         for line in sys.stdin:
             op, requests = line.split()
@@ -181,6 +182,8 @@ def _compare(other: Path, args: argparse.Namespace) -> None:
                 "--jobs",
                 str(args.jobs),
                 *(["--uri", args.uri] if args.uri else []),
+                "--peers-dir",
+                str(args.peers_dir),
                 *args.operations,
             ],
             cwd=tree,
@@ -246,6 +249,8 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, help="another project tree to interleave with")
     parser.add_argument("--alternations", type=int, default=40, help="paired rounds (--compare)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--peers-dir", type=Path, default=PEERS_DIR,
+                        help=f"the peers' folder, for the floor app (default {PEERS_DIR})")
     args = parser.parse_args()
     args.operations = args.operations or list(OPERATIONS)
     if unknown := set(args.operations) - set(OPERATIONS):

@@ -1,7 +1,10 @@
 """The mutation benchmark: lifecycle mutations per second on one core.
 
-    .venv/bin/python -m bench.mutations                 # mock and FerretDB, c=1 and c=16
-    .venv/bin/python -m bench.mutations --no-ferretdb -d 5
+    .venv/bin/python -m bench.mutations                 # mock and DocumentDB, c=1 and c=16
+    .venv/bin/python -m bench.mutations --no-real -d 5  # mock only
+    .venv/bin/python -m bench.mutations --server ferretdb           # FerretDB v1
+    .venv/bin/python -m bench.mutations --no-mock --uri mongodb://127.0.0.1:27306 --slice 1000
+        # a server seeded already: python -m bench.seed --uri ... --pending <slice x points>
     .venv/bin/python -m bench.mutations --jobs 0 --slice 300 -d 5   # small collections
 
 Seeds 10,000 jobs (``--jobs``) plus PENDING jobs, starts the server pinned to one core (like
@@ -21,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.process import start_server, stop_server
-from bench.run import LOAD_CPU, PEERS_ROOT, PROJECT, start_ferretdb, stop_ferretdb
+from bench.run import (
+    LOAD_CPU,
+    PEERS_ROOT,
+    PROJECT,
+    SERVERS,
+    add_server_options,
+    start_real,
+    stop_real,
+)
 
 SERVER_CPU = os.environ.get("SERVER_CPU", "1")
 PORT = 8250
@@ -84,7 +95,7 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="lifecycle mutations per second")
-    parser.add_argument("--no-ferretdb", action="store_true")
+    add_server_options(parser)
     parser.add_argument("--no-mock", action="store_true")
     parser.add_argument("-d", "--duration", type=int, default=15)
     parser.add_argument("-c", "--conc", default="1,16")
@@ -101,14 +112,17 @@ def main() -> None:
             "MLTRAIN_MONGODB_URI": "", "MLTRAIN_BENCH_SEED_JOBS": str(args.jobs),
             "MLTRAIN_BENCH_SEED_PENDING": str(mock_slice * len(concs))}, concs, args.duration,
             mock_slice)
-    if not args.no_ferretdb:
+    if not args.no_real:
+        started = not args.uri
+        label = "server at --uri" if args.uri else f"{SERVERS[args.server]}, {size}"
         try:
-            uri = start_ferretdb(pending=slice_ * len(concs), jobs=args.jobs)
-            rows += measure(f"mutations (FerretDB, {size})", {
+            uri = args.uri or start_real(args.server, pending=slice_ * len(concs), jobs=args.jobs)
+            rows += measure(f"mutations ({label})", {
                 "MLTRAIN_MONGODB_URI": uri, "MLTRAIN_MONGODB_DATABASE": "mltrain_bench"},
                 concs, args.duration, slice_)
         finally:
-            stop_ferretdb()
+            if started:
+                stop_real(args.server)
     print("\n" + "\n".join(rows))
 
 

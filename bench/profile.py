@@ -1,7 +1,8 @@
 """Profile the server under load with py-spy and name the top costs.
 
     .venv/bin/python -m bench.profile --body mltrain_dashboard.json            # mock, 10k jobs
-    .venv/bin/python -m bench.profile --uri mongodb://127.0.0.1:27018 ...      # seeded server
+    .venv/bin/python -m bench.profile --uri mongodb://127.0.0.1:27306 ...      # seeded server
+    .venv/bin/python -m bench.profile --peers-dir /path/to/bench-peers ...     # wrk_report.lua
 
 Starts the bench server pinned to one core (as bench/targets.py does), drives it with wrk on
 the other core, records on-CPU samples of the server with ``py-spy record --format raw`` and
@@ -91,6 +92,8 @@ def main() -> None:
     parser.add_argument("-c", "--connections", default="4")
     parser.add_argument("-d", "--duration", type=int, default=20)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--peers-dir", type=Path, default=PEERS_DIR,
+                        help=f"the peers' folder, for wrk_report.lua (default {PEERS_DIR})")
     args = parser.parse_args()
 
     bodies = ROOT / "bodies"
@@ -116,8 +119,8 @@ def main() -> None:
                        WRK_LABEL="profile")
         out = subprocess.run(
             ["taskset", "-c", "0", "wrk", "-t1", f"-c{args.connections}",
-             f"-d{args.duration}s", "--timeout", "10s", "-s", str(PEERS_DIR / "wrk_report.lua"),
-             f"http://127.0.0.1:{PORT}/graphql"],
+             f"-d{args.duration}s", "--timeout", "10s",
+             "-s", str(args.peers_dir / "wrk_report.lua"), f"http://127.0.0.1:{PORT}/graphql"],
             env=wrk_env, capture_output=True, text=True, check=True,
         )
         print(next(line for line in out.stdout.splitlines() if line.startswith("WRKJSON")))

@@ -26,7 +26,9 @@ def create_app() -> Starlette:
     pending = int(os.environ.get("MLTRAIN_BENCH_SEED_PENDING", "0"))
     if not jobs and not pending:
         return create_project_app(settings)
-    storage = MongoStorage.connect(settings.mongodb_uri, settings.mongodb_database)
+    storage = MongoStorage.connect(
+        settings.mongodb_uri, settings.mongodb_database, settings.guarded_updates
+    )
     app = create_project_app(settings, storage=storage)
     project_lifespan = app.router.lifespan_context
 

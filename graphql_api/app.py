@@ -122,7 +122,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = storage or MongoStorage.connect(settings.mongodb_uri, settings.mongodb_database)
+        store = storage or MongoStorage.connect(
+            settings.mongodb_uri, settings.mongodb_database, settings.guarded_updates
+        )
         if settings.in_memory and storage is None:
             log.warning(IN_MEMORY_WARNING)
         await store.ensure_indexes()

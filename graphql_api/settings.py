@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,6 +20,11 @@ class Settings(BaseSettings):
         "(mongomock-motor) whose data is lost when the server stops.",
     )
     mongodb_database: str = Field(default="mltrain", description="Database name.")
+    update_guard: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Conditional updates through the claim guard (docs/real-server.md): `auto` "
+        "turns it on only for servers measured to need it (FerretDB v1); `on`/`off` force it.",
+    )
     host: str = Field(default="127.0.0.1", description="Address `mltrain serve` binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `mltrain serve` binds.")
     graphiql: bool = Field(default=True, description="Serve GraphiQL at GET /graphql.")
@@ -99,6 +104,11 @@ class Settings(BaseSettings):
     @property
     def in_memory(self) -> bool:
         return not self.mongodb_uri
+
+    @property
+    def guarded_updates(self) -> bool | None:
+        """``update_guard`` as the storage takes it: None = decide by the server."""
+        return {"auto": None, "on": True, "off": False}[self.update_guard]
 
 
 @lru_cache(maxsize=1)

@@ -19,6 +19,9 @@ from graphql_api.storage.mongo.collection import (
     is_duplicate_key,
 )
 
+#: How far below the counter ``head`` looks first (appends in flight leave holes there).
+HEAD_WINDOW = 64
+
 
 class MongoEventStore(MongoCollection):
     """The change log: ``_id`` is the sequence number, taken from a counter document (``$inc``).
@@ -144,14 +147,25 @@ class MongoEventStore(MongoCollection):
         return entry if isinstance(entry, ChangeEvent) else None
 
     async def head(self) -> int:
+        # Not a sort of the whole log: DocumentDB does not walk an index in order, so that read
+        # every event (query_shapes.py). Stored numbers come from the counter (a few may pass
+        # it where ``$inc`` is not atomic, hence no upper bound), so the highest one lies in a
+        # window just below it; the window widens until it holds one.
         self._trip()
-        docs = (
-            await self._c.find({}, projection={"_id": 1})
-            .sort([("_id", DESCENDING)])
-            .limit(1)
-            .to_list(None)
-        )
-        return int(docs[0]["_id"]) if docs else 0
+        counter = await self._counters.find_one({"_id": "events"})
+        top, window = (int(counter["seq"]) if counter else 0), HEAD_WINDOW
+        while True:
+            floor = top - window
+            self._trip()
+            docs = (
+                await self._c.find({"_id": {"$gt": floor}} if floor > 0 else {}, {"_id": 1})
+                .sort([("_id", DESCENDING)])
+                .limit(1)
+                .to_list(None)
+            )
+            if docs or floor <= 0:
+                return int(docs[0]["_id"]) if docs else 0
+            window *= 16
 
     async def ensure_indexes(self) -> None:
         await self._create_indexes(

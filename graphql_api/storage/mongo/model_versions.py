@@ -385,6 +385,10 @@ class MongoModelVersionStore(MongoCollection):
                     name="status_created_date",
                 ),
                 IndexModel([("version_sort_key", DESCENDING), ("_id", DESCENDING)], name="semver"),
+                # The model type and deployed date filters (found by the explain test,
+                # query_shapes.py: without these they read the whole collection).
+                IndexModel([("model_type", ASCENDING)], name="model_type"),
+                IndexModel([("deployed_date", DESCENDING)], name="deployed_date"),
             ]
         )
 

@@ -1,0 +1,353 @@
+"""Every query shape the storage issues, next to the index that serves it.
+
+A *shape* is what an index choice depends on: the collection, the command, the fields the filter
+constrains (values and operators aside; ``$and``/``$or`` branches flattened) and the sort. The
+API lets a client combine list filters freely, so a list shape here names the fields it needs
+at least: a combination is served by the index of any of its listed parts (each part alone is
+the widest read). The table in docs/real-server.md is this list.
+
+``tests/test_realdb_query_shapes.py`` drives every storage method on the real server, records the
+commands the driver sends, fails on a shape missing here, and runs ``explain`` for each: on
+DocumentDB a plan that scans a whole collection (a ``Seq Scan``, or an index scan whose only
+condition is the collection's shard key) fails, unless the shape is listed ``bounded=False``
+with the reason. The in-memory mock has no indexes and no ``explain``: the test skips it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: Commands that read or write documents (the rest, e.g. ``createIndexes``, ``buildInfo``,
+#: ``ping``, ``getMore``, ``endSessions``, are not query shapes).
+QUERY_COMMANDS = ("find", "aggregate", "count", "findAndModify", "insert", "update", "delete")
+
+
+@dataclass(frozen=True)
+class ShapeKey:
+    collection: str
+    command: str
+    filter: frozenset[str]
+    sort: tuple[str, ...]  # "created_date:-1", "_id:-1", ...
+
+    def __str__(self) -> str:
+        fields = ", ".join(sorted(self.filter)) or "-"
+        return f"{self.collection}.{self.command} filter({fields}) sort({', '.join(self.sort)})"
+
+
+@dataclass(frozen=True)
+class QueryShape:
+    collection: str
+    command: str
+    filter: frozenset[str]
+    sort: tuple[str, ...]
+    used_by: str
+    index: str
+    #: False: on DocumentDB this shape reads the whole collection (``note`` says why and what
+    #: would change it). The explain test holds the list to exactly these.
+    bounded: bool = True
+    note: str = ""
+
+    def covers(self, key: ShapeKey) -> bool:
+        return (self.collection, self.command, self.sort) == (
+            key.collection,
+            key.command,
+            key.sort,
+        ) and self.filter <= key.filter
+
+
+def _shape(
+    collection: str,
+    command: str,
+    fields: Iterable[str],
+    sort: Iterable[str],
+    used_by: str,
+    index: str,
+    bounded: bool = True,
+    note: str = "",
+) -> QueryShape:
+    return QueryShape(
+        collection, command, frozenset(fields), tuple(sort), used_by, index, bounded, note
+    )
+
+
+DESC = ("created_date:-1", "_id:-1")
+ASC = ("created_date:1", "_id:1")
+VERSION_DESC = ("version_sort_key:-1", "_id:-1")
+VERSION_ASC = ("version_sort_key:1", "_id:1")
+CURSOR = ("created_date", "_id")  # the keyset filter of a page after a cursor
+ITEM_4 = (
+    "DocumentDB sorts every matching row (no ordered index scan): an unfiltered page reads the "
+    "whole collection (issue 12 item 4: bounded sorts)."
+)
+
+JOB_FILTERS = {  # filter field -> the index that serves it
+    "_id": "_id_",
+    "model_id": "model_id_created_date",
+    "dataset_id": "dataset_id_created_date",
+    "status": "status_created_date",
+    "created_date": "created_date",
+    "started_date": "started_date",
+    "completed_date": "completed_date",
+}
+VERSION_FILTERS = {
+    "_id": "_id_",
+    "model_name": "model_name_version_unique",
+    "status": "status_created_date",
+    "model_type": "model_type",
+    "created_date": "created_date",
+    "deployed_date": "deployed_date",
+}
+
+SHAPES: tuple[QueryShape, ...] = (
+    # ---- training jobs
+    _shape("training_jobs", "find", ["_id"], [], "trainingJob(jobId), loaders", "_id_"),
+    _shape("training_jobs", "findAndModify", ["_id", "status"], [], "every job mutation", "_id_"),
+    _shape("training_jobs", "findAndModify", ["_id", "rev"], [], "job mutation (guard)", "_id_"),
+    _shape("training_jobs", "insert", [], [], "createTrainingJob", "_id_ (unique)"),
+    *(
+        _shape(
+            "training_jobs",
+            "find",
+            [],
+            order,
+            "trainingJobs, no filter",
+            "created_date",
+            bounded=False,
+            note=ITEM_4,
+        )
+        for order in (DESC, ASC)
+    ),
+    *(
+        _shape(
+            "training_jobs",
+            "find",
+            CURSOR,
+            order,
+            "trainingJobs after a cursor",
+            "created_date",
+            note="reads every row past the cursor (issue 12 item 4)",
+        )
+        for order in (DESC, ASC)
+    ),
+    *(
+        _shape("training_jobs", "find", [field], order, f"trainingJobs(filter: {field})", index)
+        for field, index in JOB_FILTERS.items()
+        for order in (DESC, ASC)
+    ),
+    _shape(
+        "training_jobs",
+        "aggregate",
+        [],
+        [],
+        "trainingJobs { totalCount }, no filter",
+        "_id_",
+        bounded=False,
+        note="a count of everything reads everything",
+    ),
+    *(
+        _shape("training_jobs", "aggregate", [field], [], f"totalCount (filter: {field})", index)
+        for field, index in JOB_FILTERS.items()
+    ),
+    _shape(
+        "training_jobs",
+        "find",
+        ["model_id"],
+        DESC,
+        "modelVersions { trainingJobs }",
+        "model_id_created_date",
+        note="reads every matching job of the page's models",
+    ),
+    # ---- model versions
+    _shape("model_versions", "find", ["_id"], [], "modelVersion(modelId), loaders", "_id_"),
+    _shape(
+        "model_versions",
+        "find",
+        ["production_slot"],
+        [],
+        "productionModelVersion",
+        "production_slot_unique",
+    ),
+    _shape(
+        "model_versions",
+        "find",
+        ["model_name"],
+        VERSION_DESC,
+        "latestModelVersion",
+        "model_name_semver",
+    ),
+    _shape("model_versions", "findAndModify", ["_id", "status"], [], "registry mutations", "_id_"),
+    _shape(
+        "model_versions", "findAndModify", ["_id", "rev"], [], "registry mutation (guard)", "_id_"
+    ),
+    _shape("model_versions", "insert", [], [], "registerModelVersion", "_id_, unique indexes"),
+    *(
+        _shape(
+            "model_versions",
+            "find",
+            [],
+            order,
+            "modelVersions, no filter",
+            "created_date",
+            bounded=False,
+            note=ITEM_4,
+        )
+        for order in (DESC, ASC, VERSION_DESC, VERSION_ASC)
+    ),
+    *(
+        _shape(
+            "model_versions",
+            "find",
+            CURSOR,
+            order,
+            "modelVersions after a cursor",
+            "created_date",
+            note="reads every row past the cursor",
+        )
+        for order in (DESC, ASC)
+    ),
+    *(
+        _shape(
+            "model_versions",
+            "find",
+            ["version_sort_key", "_id"],
+            order,
+            "modelVersions after a cursor",
+            "semver",
+            note="reads every row past the cursor",
+        )
+        for order in (VERSION_DESC, VERSION_ASC)
+    ),
+    *(
+        _shape("model_versions", "find", [field], order, f"modelVersions(filter: {field})", index)
+        for field, index in VERSION_FILTERS.items()
+        for order in (DESC, ASC, VERSION_DESC, VERSION_ASC)
+    ),
+    _shape(
+        "model_versions",
+        "aggregate",
+        [],
+        [],
+        "modelVersions { totalCount }, no filter",
+        "_id_",
+        bounded=False,
+        note="a count of everything reads everything",
+    ),
+    *(
+        _shape("model_versions", "aggregate", [field], [], f"totalCount (filter: {field})", index)
+        for field, index in VERSION_FILTERS.items()
+    ),
+    # ---- change log (events: _id is the sequence number) and its counter
+    _shape("events", "insert", [], [], "every change (append), seal", "_id_ (unique)"),
+    _shape(
+        "events", "find", ["event_id"], [], "append retried after a lost reply", "event_id_unique"
+    ),
+    _shape("events", "find", ["_id"], [], "seal (was the hole filled?)", "_id_"),
+    _shape("events", "find", ["_id"], ["_id:1"], "live feed poll, subscription catch-up", "_id_"),
+    _shape(
+        "events", "find", ["_id"], ["_id:-1"], "head of the log (window below the counter)", "_id_"
+    ),
+    _shape(
+        "events",
+        "find",
+        [],
+        ["_id:-1"],
+        "head of an empty or tiny log",
+        "_id_",
+        bounded=False,
+        note="only when the counter says the log is shorter than the window",
+    ),
+    _shape("events", "find", ["entity_id"], ["_id:1"], "trainingJob { history }", "entity_seq"),
+    _shape("events", "aggregate", ["entity_id"], [], "history { totalCount }", "entity_seq"),
+    _shape("counters", "findAndModify", ["_id"], [], "next sequence number", "_id_"),
+    _shape("counters", "find", ["_id"], [], "head of the log (counter)", "_id_"),
+    _shape("counters", "update", ["_id"], [], "counter catch-up after collisions", "_id_"),
+    # ---- update claims (the guard, FerretDB v1 only)
+    _shape("update_claims", "insert", [], [], "claim a revision (guard)", "_id_ (unique)"),
+    _shape("update_claims", "find", ["_id"], [], "who holds a claim (guard)", "_id_"),
+    _shape("update_claims", "delete", ["_id"], [], "release a claim (guard)", "_id_"),
+    _shape("update_claims", "delete", ["_id", "at"], [], "clear a stale claim (guard)", "_id_"),
+)
+
+
+def filter_fields(query: Mapping[str, Any]) -> frozenset[str]:
+    """The fields a filter constrains, through ``$and``/``$or``/``$nor``."""
+    fields: set[str] = set()
+    for key, value in query.items():
+        if key in ("$and", "$or", "$nor"):
+            for branch in value:
+                fields |= filter_fields(branch)
+        elif not key.startswith("$"):
+            fields.add(key)
+    return frozenset(fields)
+
+
+def _sort(sort: Mapping[str, Any] | None) -> tuple[str, ...]:
+    return tuple(f"{field}:{int(direction)}" for field, direction in (sort or {}).items())
+
+
+def shape_of(command: Mapping[str, Any]) -> ShapeKey | None:
+    """The shape of a command as the driver sends it; None for commands that are no query."""
+    name = next(iter(command), "")
+    if name not in QUERY_COMMANDS:
+        return None
+    collection = str(command[name])
+    if name == "find":
+        return ShapeKey(
+            collection, name, filter_fields(command.get("filter", {})), _sort(command.get("sort"))
+        )
+    if name == "findAndModify":
+        return ShapeKey(
+            collection, name, filter_fields(command.get("query", {})), _sort(command.get("sort"))
+        )
+    if name == "aggregate":
+        stages = command.get("pipeline", [])
+        match = stages[0].get("$match", {}) if stages else {}
+        return ShapeKey(collection, name, filter_fields(match), ())
+    if name == "count":
+        return ShapeKey(collection, name, filter_fields(command.get("query", {})), ())
+    if name in ("update", "delete"):
+        statements = command.get("updates" if name == "update" else "deletes", [])
+        fields = frozenset().union(*(filter_fields(s.get("q", {})) for s in statements))
+        return ShapeKey(collection, name, fields, ())
+    return ShapeKey(collection, name, frozenset(), ())  # insert
+
+
+def declared(key: ShapeKey, shapes: Iterable[QueryShape] = SHAPES) -> QueryShape | None:
+    """The most specific listed shape that covers ``key``."""
+    covering = [s for s in shapes if s.covers(key)]
+    return max(covering, key=lambda s: len(s.filter)) if covering else None
+
+
+def markdown_table(shapes: Iterable[QueryShape] = SHAPES) -> str:
+    """The table in docs/real-server.md: ``python -m graphql_api.storage.mongo.query_shapes``.
+    Shapes that differ only in their ordering share a row."""
+    rows: dict[tuple[Any, ...], list[str]] = {}
+    for s in shapes:
+        key = (
+            s.collection,
+            s.command,
+            ", ".join(sorted(s.filter)) or "-",
+            s.used_by,
+            s.index,
+            s.bounded,
+            s.note,
+        )
+        rows.setdefault(key, []).append(" ".join(s.sort).replace(":", " ") or "-")
+    lines = [
+        "| collection | command | filter on | sort | used by | index "
+        "| reads the whole collection |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for (collection, command, fields, used_by, index, bounded, note), sorts in rows.items():
+        whole = f"**yes**: {note}" if not bounded else (f"no ({note})" if note else "no")
+        lines.append(
+            f"| {collection} | {command} | {fields} | {'; '.join(sorts)} | {used_by} "
+            f"| `{index}` | {whole} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -1,0 +1,63 @@
+"""Which MongoDB-wire server we talk to, and what that means for conditional updates.
+
+Detected once at start-up from ``buildInfo``, explicitly per server, because the servers differ
+in what they guarantee (docs/real-server.md):
+
+* **MongoDB** (and the in-memory mock): a ``find_one_and_update`` is atomic per document.
+* **FerretDB v1** (SQLite backend) reports ``ferretdbVersion``. Its conditional updates are *not*
+  atomic across connections: 20 concurrent ``find_one_and_update({_id, status: PENDING}, ...)``
+  had 1 to 7 winners (docs/ferretdb-probe.md). It needs the claim guard (``UpdateGuard``).
+* **FerretDB v2** (PostgreSQL + DocumentDB) reports ``ferretdb: {version: ...}``. Its conditional
+  updates are atomic: 20-way races on one document, 10 trials, had exactly one winner every
+  time, through the API with the guard off (tests/test_realdb_update_guard.py repeats it on
+  every CI run). No guard.
+
+``MLTRAIN_UPDATE_GUARD`` (``auto`` | ``on`` | ``off``) overrides the decision, e.g. ``on`` for a
+server not listed here whose conditional updates are not known to be atomic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class ServerKind(StrEnum):
+    MONGODB = "MongoDB"
+    FERRETDB_V1 = "FerretDB v1"
+    FERRETDB_V2 = "FerretDB v2"
+
+
+#: Servers whose conditional updates were measured not atomic across connections.
+NEEDS_UPDATE_GUARD = frozenset({ServerKind.FERRETDB_V1})
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    kind: ServerKind
+    version: str
+
+    @property
+    def needs_update_guard(self) -> bool:
+        return self.kind in NEEDS_UPDATE_GUARD
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.version}"
+
+
+def identify(build_info: Mapping[str, Any]) -> ServerInfo:
+    """The server behind a ``buildInfo`` reply."""
+    if "ferretdbVersion" in build_info:  # only FerretDB v1 has this top-level field
+        return ServerInfo(ServerKind.FERRETDB_V1, str(build_info["ferretdbVersion"]))
+    ferretdb = build_info.get("ferretdb")
+    if isinstance(ferretdb, Mapping):  # FerretDB v2: {"ferretdb": {"version": "v2.7.0", ...}}
+        return ServerInfo(ServerKind.FERRETDB_V2, str(ferretdb.get("version", "unknown")))
+    return ServerInfo(ServerKind.MONGODB, str(build_info.get("version", "unknown")))
+
+
+def update_guard_wanted(server: ServerInfo, forced: bool | None) -> bool:
+    """Whether conditional updates go through the claim guard: ``forced`` (the setting) wins,
+    else only where the server needs it."""
+    return server.needs_update_guard if forced is None else forced

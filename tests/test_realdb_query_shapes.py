@@ -1,0 +1,313 @@
+"""Index discipline: every query the storage sends is a listed shape, and none reads a whole
+collection on the real server except the ones listed as doing so (with the reason).
+
+Runs on the real server only (``MLTRAIN_TEST_MONGODB_URI``): the mock has no indexes and no
+``explain``. The driver's command monitoring records what every storage method sends; each
+recorded read is then explained. On DocumentDB ``explain`` returns PostgreSQL's plan: a
+``Seq Scan``, or an index scan whose only condition is the collection's shard key, reads every
+document of the collection.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from motor.motor_asyncio import AsyncIOMotorClient
+from pymongo import monitoring
+
+from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
+from graphql_api.domain.queries import (
+    DateRange,
+    ModelVersionFilter,
+    ModelVersionOrder,
+    PageRequest,
+    TrainingJobFilter,
+    TrainingJobOrder,
+)
+from graphql_api.services.container import Services
+from graphql_api.storage import documents
+from graphql_api.storage.mongo import MongoStorage
+from graphql_api.storage.mongo.query_shapes import SHAPES, ShapeKey, declared, shape_of
+from graphql_api.storage.mongo.server import ServerKind
+from tests.conftest import REAL_URI
+
+#: Documents per collection: enough that PostgreSQL's planner prefers an index where one serves
+#: (a handful of rows is cheaper to scan, which would hide a missing index).
+JOBS = 3000
+#: The bulk events' sequence numbers start here (after the few the services append).
+BULK_EVENTS_FROM = 1000
+SHARD_KEY_ONLY = re.compile(r"^\(*shard_key_value = '\d+'::bigint\)*$")
+
+
+class Recorder(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.commands: list[dict[str, Any]] = []
+        self.on = False
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.on:
+            self.commands.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+async def recorded() -> AsyncIterator[tuple[MongoStorage, Recorder]]:
+    recorder = Recorder()
+    client: Any = AsyncIOMotorClient(REAL_URI, tz_aware=True, event_listeners=[recorder])
+    name = f"mltrain_shapes_{uuid.uuid4().hex[:10]}"
+    storage = MongoStorage(client[name])
+    await storage.ensure_indexes()
+    try:
+        yield storage, recorder
+    finally:
+        await client.drop_database(name)
+        client.close()
+
+
+async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
+    """Model versions through the services (with their events), jobs in bulk."""
+    services = Services.over(storage)
+    model_ids = []
+    for n in range(12):
+        version = await services.registry.register(
+            model_name=f"m{n % 4}", version=f"1.{n}.0", model_type=ModelType.REGRESSION
+        )
+        model_ids.append(version.model_id)
+    job_ids = []
+    for n in range(5):
+        job = await services.training.create(model_id=model_ids[n], dataset_id="d1")
+        job_ids.append(job.job_id)
+    await services.training.start(job_ids[0])
+    await services.training.report_metrics(job_ids[0], {"loss": 0.5})
+    await services.training.complete(job_ids[0], {"loss": 0.1})
+    await services.registry.promote(model_ids[0], ModelStatus.TESTING)
+    await services.registry.promote(model_ids[0], ModelStatus.PRODUCTION)
+    # The bulk: documents as the storage writes them, without their events.
+    template = await services.training.get(job_ids[1])
+    assert template is not None
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    bulk = [
+        documents.training_job_to_doc(
+            template.model_copy(
+                update={
+                    "job_id": f"bulk-{n:05d}",
+                    "model_id": model_ids[n % len(model_ids)],
+                    "dataset_id": f"d{n % 30}",
+                    # Filters the test uses select a few percent: a planner with statistics
+                    # may rightly scan for a value that half the rows have.
+                    "status": TrainingStatus.FAILED if n % 50 == 0 else TrainingStatus.COMPLETED,
+                    "created_date": t0 + timedelta(minutes=n),
+                    "started_date": t0 + timedelta(minutes=n, seconds=30),
+                    "completed_date": t0 + timedelta(minutes=n + 5),
+                }
+            )
+        )
+        for n in range(JOBS)
+    ]
+    await storage._db["training_jobs"].insert_many(bulk)
+    # Versions and events in bulk too: on a table of a few dozen rows PostgreSQL rightly scans
+    # (once it has statistics), which would make the verdicts depend on autovacuum's timing.
+    # The bulk rows match none of the filters the test uses, so each filter stays selective.
+    version = await services.registry.get(model_ids[1])
+    assert version is not None
+    await storage._db["model_versions"].insert_many(
+        [
+            documents.model_version_to_doc(
+                version.model_copy(
+                    update={
+                        "model_id": f"bulk-version-{n:05d}",
+                        "model_name": f"bulk-{n % 100}",
+                        "version": f"2.{n}.0",
+                        "status": ModelStatus.ARCHIVED,
+                        "model_type": ModelType.CLASSIFICATION,
+                        "created_date": t0 - timedelta(days=365, minutes=n),
+                    }
+                )
+            )
+            for n in range(JOBS)
+        ]
+    )
+    event = await storage._db["events"].find_one({"_id": 1})
+    assert event is not None
+    event.pop("event_id", None)
+    events = [
+        {**event, "_id": BULK_EVENTS_FROM + n, "entity_id": f"bulk-{n % 300}"} for n in range(JOBS)
+    ]
+    await storage._db["events"].insert_many(events)
+    await storage._db["counters"].update_one(
+        {"_id": "events"}, {"$max": {"seq": BULK_EVENTS_FROM + JOBS}}
+    )
+    return model_ids, job_ids
+
+
+def job_filters(model_ids: list[str], job_ids: list[str]) -> list[TrainingJobFilter]:
+    hour = DateRange(
+        since=datetime(2026, 1, 2, tzinfo=UTC), until=datetime(2026, 1, 2, 1, tzinfo=UTC)
+    )
+    return [
+        TrainingJobFilter(),
+        TrainingJobFilter(job_ids=tuple(job_ids[:2])),
+        TrainingJobFilter(model_ids=(model_ids[1],)),
+        TrainingJobFilter(dataset_ids=("d3",)),
+        TrainingJobFilter(statuses=(TrainingStatus.RUNNING, TrainingStatus.FAILED)),
+        TrainingJobFilter(created=hour),
+        TrainingJobFilter(started=hour),
+        TrainingJobFilter(completed=hour),
+        TrainingJobFilter(statuses=(TrainingStatus.FAILED,), model_ids=(model_ids[2],)),
+    ]
+
+
+def version_filters(model_ids: list[str]) -> list[ModelVersionFilter]:
+    day = DateRange(since=datetime.now(UTC) - timedelta(days=1))  # the registered ones only
+    return [
+        ModelVersionFilter(),
+        ModelVersionFilter(model_ids=tuple(model_ids[:2])),
+        ModelVersionFilter(model_names=("m1",)),
+        ModelVersionFilter(statuses=(ModelStatus.DEVELOPMENT,)),
+        ModelVersionFilter(model_types=(ModelType.REGRESSION,)),
+        ModelVersionFilter(created=day),
+        ModelVersionFilter(deployed=day),
+    ]
+
+
+async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids: list[str]) -> None:
+    """Every storage method the API uses, each list with every filter field and ordering, on
+    a first page and a page after a cursor."""
+    jobs, versions, events = storage.training_jobs, storage.model_versions, storage.events
+    for where in job_filters(model_ids, job_ids):
+        await jobs.count(where)
+        for order in TrainingJobOrder:
+            page = await jobs.find(where, order, PageRequest(first=3))
+            if page.cursors:
+                await jobs.find(where, order, PageRequest(first=3, after=page.cursors[-1]))
+    await jobs.get(job_ids[0])
+    await jobs.get_many(job_ids)
+    await jobs.find_per_model(
+        model_ids[:3], TrainingJobFilter(), TrainingJobOrder.CREATED_DATE_DESC, 3
+    )
+    await jobs.count_per_model(model_ids[:3], TrainingJobFilter())
+    await jobs.update(job_ids[1], [TrainingStatus.PENDING], {"status": TrainingStatus.RUNNING})
+    for where in version_filters(model_ids):
+        await versions.count(where)
+        for order in ModelVersionOrder:
+            page = await versions.find(where, order, PageRequest(first=3))
+            if page.cursors:
+                await versions.find(where, order, PageRequest(first=3, after=page.cursors[-1]))
+    await versions.get(model_ids[0])
+    await versions.get_many(model_ids)
+    await versions.production("m0")
+    await versions.latest("m1")
+    await versions.merge_metrics(model_ids[1], {"f1": 0.5}, [ModelStatus.DEVELOPMENT])
+    await events.for_entity(job_ids[0], 10)
+    # The history of many entities at once: h-live renames it (page_for_entities); either way.
+    if hasattr(events, "page_for_entities"):
+        await events.page_for_entities(job_ids, 0, 5)
+    else:
+        await events.for_entities(job_ids, 5)
+    head = await events.head()
+    await events.since(head - 10, 50)  # the feed reads the newest few
+    await events.entries_after(head - 10, 50)
+    await events.seal(10_000)  # a hole far ahead: inserted, so no read
+    await events.seal(1)  # an existing event: the insert fails, the event is read
+
+
+def whole_collection_scans(plan: dict[str, Any]) -> list[str]:
+    """The plan's scans that read every document of a collection."""
+    found = []
+    node_type = plan.get("Node Type", "")
+    if node_type == "Seq Scan":
+        found.append(f"Seq Scan on {plan.get('Relation Name')}")
+    if node_type in ("Index Scan", "Index Only Scan", "Bitmap Index Scan"):
+        condition = plan.get("Index Cond", "")
+        if not condition or SHARD_KEY_ONLY.match(condition):
+            found.append(f"{node_type} on {plan.get('Index Name')} with no condition on a field")
+    for child in plan.get("Plans", []):
+        found += whole_collection_scans(child)
+    return found
+
+
+async def explain(storage: MongoStorage, command: dict[str, Any]) -> dict[str, Any]:
+    name = next(iter(command))
+    keep = {"find": ("filter", "sort", "limit", "projection"), "aggregate": ("pipeline", "cursor")}
+    body = {name: command[name], **{k: command[k] for k in keep[name] if k in command}}
+    reply: dict[str, Any] = await storage._db.command("explain", body, verbosity="queryPlanner")
+    return reply
+
+
+@pytest.mark.skipif(not REAL_URI, reason="needs MLTRAIN_TEST_MONGODB_URI (a real server)")
+async def test_every_query_is_listed_and_none_reads_a_whole_collection_unless_listed(
+    recorded: tuple[MongoStorage, Recorder],
+) -> None:
+    storage, recorder = recorded
+    model_ids, job_ids = await seed(storage)
+    guarded = MongoStorage(storage._db, guarded_updates=True)
+    await guarded.ensure_indexes()
+
+    recorder.on = True
+    await drive_every_read(storage, model_ids, job_ids)
+    # The writes of a lifecycle, plain and through the guard.
+    services, guarded_services = Services.over(storage), Services.over(guarded)
+    job = await services.training.create(model_id=model_ids[3], dataset_id="d1")
+    await services.training.start(job.job_id)
+    await guarded_services.training.complete(job.job_id, {"loss": 0.2})
+    await guarded_services.registry.promote(model_ids[5], ModelStatus.TESTING)
+    recorder.on = False
+
+    shapes: dict[ShapeKey, dict[str, Any]] = {}
+    for command in recorder.commands:
+        key = shape_of(command)
+        if key is not None:
+            shapes.setdefault(key, command)
+    unlisted = sorted(str(k) for k in shapes if declared(k) is None)
+    assert not unlisted, "queries not listed in storage/mongo/query_shapes.py:\n" + "\n".join(
+        unlisted
+    )
+
+    if storage.server.kind is not ServerKind.FERRETDB_V2:
+        pytest.skip(f"plans are checked on DocumentDB; this is {storage.server}")
+    surprises = []
+    for key, command in shapes.items():
+        if key.command not in ("find", "aggregate"):
+            continue  # writes by _id; DocumentDB explains no findAndModify
+        reply = await explain(storage, command)
+        scans = whole_collection_scans(reply["queryPlanner"]["Plan"])
+        shape = declared(key)
+        assert shape is not None
+        if bool(scans) == shape.bounded:
+            said = "reads a whole collection: " + "; ".join(scans) if scans else "is bounded"
+            surprises.append(f"{key} {said}, but query_shapes.py says bounded={shape.bounded}")
+    assert not surprises, "\n".join(surprises)
+
+
+def test_every_listed_index_exists_in_the_code() -> None:
+    """The table names real indexes (the index names ensure_indexes creates)."""
+    import inspect
+
+    from graphql_api.storage.mongo import events, model_versions, training_jobs
+
+    source = "".join(inspect.getsource(m) for m in (events, model_versions, training_jobs))
+    for shape in SHAPES:
+        index = shape.index.split(" ")[0].rstrip(",")
+        assert index == "_id_" or f'name="{index}"' in source, shape
+
+
+def test_the_docs_carry_the_current_table() -> None:
+    from pathlib import Path
+
+    from graphql_api.storage.mongo.query_shapes import markdown_table
+
+    docs = (Path(__file__).parent.parent / "docs" / "real-server.md").read_text()
+    assert markdown_table() in docs, (
+        "docs/real-server.md is out of date: paste the output of "
+        "`python -m graphql_api.storage.mongo.query_shapes`"
+    )
