@@ -4,7 +4,8 @@ Every method is one logical operation; the ones that change a record are atomic 
 updates on its current status, so concurrent callers cannot both make the same transition.
 An implementation raises ``graphql_api.domain.errors.ConflictError`` (with the field) when a
 write would break a uniqueness rule, and returns ``None`` when a conditional update finds no
-record in an allowed status; it never raises any other domain error.
+record in an allowed status; it never raises any other domain error. A merge that would take
+a stored record over a limit the caller passed raises ``MergeLimitExceeded`` and writes nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,18 @@ from graphql_api.domain.queries import (
     TrainingJobFilter,
     TrainingJobOrder,
 )
+
+
+class MergeLimitExceeded(Exception):
+    """A merge would leave the stored record with more than ``limit`` keys in ``field``; the
+    caller turns it into the error its client sees. Nothing was written."""
+
+    def __init__(self, field: str, stored: int, merged: int, limit: int) -> None:
+        super().__init__(f"{field}: {stored} stored, {merged} after the merge, limit {limit}")
+        self.field = field
+        self.stored = stored
+        self.merged = merged
+        self.limit = limit
 
 
 class ModelVersionStore(Protocol):
@@ -60,8 +73,15 @@ class ModelVersionStore(Protocol):
         """
 
     async def merge_metrics(
-        self, model_id: str, metrics: Mapping[str, float], allowed: Collection[ModelStatus]
-    ) -> ModelVersion | None: ...
+        self,
+        model_id: str,
+        metrics: Mapping[str, float],
+        allowed: Collection[ModelStatus],
+        limit: int,
+    ) -> ModelVersion | None:
+        """Merge ``metrics`` if the status is one of ``allowed``; MergeLimitExceeded (nothing
+        written) if the stored metrics would then number more than ``limit``, also when
+        concurrent merges race."""
 
 
 class TrainingJobStore(Protocol):
@@ -96,8 +116,13 @@ class TrainingJobStore(Protocol):
         allowed: Collection[TrainingStatus],
         changes: Mapping[str, Any],
         merge_metrics: Mapping[str, float] | None = None,
+        metrics_limit: int | None = None,
     ) -> TrainingJob | None:
-        """Apply ``changes`` (and merge metrics) if the status is one of ``allowed``."""
+        """Apply ``changes`` (and merge metrics) if the status is one of ``allowed``.
+
+        With ``metrics_limit``, MergeLimitExceeded (nothing written) if the stored metrics would
+        then number more than that, also when concurrent merges race.
+        """
 
 
 class EventStore(Protocol):

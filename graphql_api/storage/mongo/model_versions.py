@@ -108,13 +108,14 @@ class MongoModelVersionStore(MongoCollection):
         return None if doc is None else documents.model_version_from_doc(doc)
 
     async def merge_metrics(
-        self, model_id: str, metrics: Mapping[str, float], allowed: Collection[ModelStatus]
+        self,
+        model_id: str,
+        metrics: Mapping[str, float],
+        allowed: Collection[ModelStatus],
+        limit: int,
     ) -> ModelVersion | None:
-        # Keys are validated (no '.' or '$'), so each names exactly one metric.
-        doc = await self._update_if(
-            model_id,
-            [s.value for s in allowed],
-            {f"metrics.{k}": v for k, v in metrics.items()},
+        doc = await self._merge_within(
+            model_id, [s.value for s in allowed], {}, "metrics", metrics, limit
         )
         return None if doc is None else documents.model_version_from_doc(doc)
 
