@@ -49,6 +49,8 @@ def model_version_to_doc(version: ModelVersion) -> dict[str, Any]:
         "created_date": version.created_date,
         "deployed_date": version.deployed_date,
         "production_slot": production_slot(version.model_id, version.model_name, version.status),
+        # "" for every new record; see MongoModelVersionStore._ensure_precedence_unique.
+        "precedence_twin": "",
         "rev": 0,
     }
 
