@@ -76,7 +76,7 @@ async def test_name_and_version_are_unique_together(gql: GraphQLClient) -> None:
         ({"metrics": {"$gt": 1.0}}, "metrics", "key_dollar", "must not start with '$'"),
         ({"metrics": {"a.b": 1.0}}, "metrics", "key_dot", "must not contain '.'"),
         ({"metrics": [1, 2]}, "metrics", "dict_type", "dictionary"),
-        ({"modelName": ""}, "modelName", "string_too_short", "at least 1"),
+        ({"modelName": ""}, "modelName", "min_length", "at least 1"),
         ({"modelId": "has space"}, "modelId", "string_pattern_mismatch", "pattern"),
     ],
 )

@@ -10,6 +10,7 @@ models check it only when validating new input (``INPUT_CONTEXT``), never when r
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +26,9 @@ MAX_NAME_LENGTH = 200
 MAX_KEY_LENGTH = 128
 MAX_TEXT_LENGTH = 4_096
 MAX_URL_LENGTH = 2_048
+#: Ids (modelId, jobId): ASCII letters and digits, then also '.', '_', ':', '-'.
+ID_REGEX = r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}"
+_ID = re.compile(ID_REGEX)
 URL_SCHEMES = frozenset({"http", "https", "s3", "gs", "az", "abfs", "abfss", "hdfs"})
 
 # Unicode general categories a name may not contain: controls (Cc: NUL, newline, ...), format
@@ -64,6 +68,16 @@ def check_name(value: str) -> str:
     """Names (model names, dataset ids): 1-200 visible characters, single spaces allowed inside."""
     _check_length(value, MAX_NAME_LENGTH)
     _check_visible(value, "")
+    return value
+
+
+def check_id(value: str) -> str:
+    if not _ID.fullmatch(value):
+        raise PolicyError(
+            "must be 1-128 ASCII letters, digits, '.', '_', ':' or '-', starting with a letter "
+            "or digit",
+            "id_pattern",
+        )
     return value
 
 

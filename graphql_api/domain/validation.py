@@ -18,6 +18,9 @@ from graphql_api.domain.values import Hyperparameters, Metrics
 
 M = TypeVar("M", bound=BaseModel)
 
+# Pydantic's names for the length rules, as the services and the text policy name them.
+_RULES = {"string_too_short": "min_length", "string_too_long": "max_length"}
+
 _METRICS: TypeAdapter[dict[str, int | float]] = TypeAdapter(Metrics)
 _HYPERPARAMETERS: TypeAdapter[dict[str, Any]] = TypeAdapter(Hyperparameters)
 
@@ -35,7 +38,7 @@ def from_pydantic(error: pydantic.ValidationError, prefix: str = "") -> Validati
         camel(str(p)) if isinstance(p, str) and i == 0 else str(p)
         for i, p in enumerate(first["loc"])
     ]
-    rule = first["type"]
+    rule = _RULES.get(first["type"], first["type"])
     message = first["msg"].removeprefix("Value error, ")
     cause = (first.get("ctx") or {}).get("error")
     if isinstance(cause, text.PolicyError):

@@ -23,7 +23,7 @@ MAX_HYPERPARAMETER_ITEMS = 1_000
 MAX_STRING_LENGTH = 4_096
 #: Checked by pydantic-core's Rust regex engine, where ``$`` matches only at the very end
 #: (unlike Python's ``re``, where it also matches before a trailing newline).
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+ID_PATTERN = rf"^{text.ID_REGEX}$"
 #: Numbers are stored as BSON int64 or double.
 MAX_INTEGER = 2**63 - 1
 
