@@ -143,16 +143,20 @@ class MongoCollection:
         record_id: str,
         allowed: Collection[str],
         check: Callable[[dict[str, Any]], dict[str, Any]],
+        reads: Collection[str],
     ) -> dict[str, Any] | None:
         """Like ``_update_if``, for a change that depends on what is stored (a merge that must
         keep the record within a limit): ``check(current)`` returns the ``$set`` changes or
         raises, and the write lands only if the record is still at the revision it was checked
         on. Two concurrent merges that each fit can then never both land when together they
         do not: the second one's write matches nothing, and it is checked again on a fresh read.
+        Only the fields in ``reads`` (and status, rev) are read: a job's hyperparameters can be
+        large, and a progress report must not fetch them.
         """
+        projection = {name: 1 for name in ["status", "rev", *reads]}
         for attempt in range(MAX_UPDATE_ATTEMPTS):
             self._trip()
-            current = await self._c.find_one({"_id": record_id})
+            current = await self._c.find_one({"_id": record_id}, projection=projection)
             if current is None or current["status"] not in allowed:
                 return None
             changes = check(current)
@@ -210,7 +214,7 @@ class MongoCollection:
                 raise MergeLimitExceeded(field, len(stored), merged, limit)
             return {**changes, **{f"{field}.{k}": v for k, v in additions.items()}}
 
-        return await self._update_checked(record_id, allowed, within_limit)
+        return await self._update_checked(record_id, allowed, within_limit, [field])
 
     async def _claim(self, claim: str) -> bool:
         now = datetime.now(UTC)
