@@ -41,7 +41,8 @@ class MergeLimitExceeded(Exception):
 
 class ModelVersionStore(Protocol):
     async def insert(self, version: ModelVersion) -> None:
-        """Store a new version; ConflictError on a taken ``model_id`` or (name, version)."""
+        """Store a new version; ConflictError on a taken ``model_id``, (name, version) or
+        (name, SemVer precedence): build metadata alone does not make a new version."""
 
     async def get(self, model_id: str) -> ModelVersion | None: ...
 
