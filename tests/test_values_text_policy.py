@@ -43,6 +43,10 @@ HIDDEN_OR_STRAY = [
     ("a  b", "characters"),
     (" lead", "characters"),
     ("trail ", "characters"),
+    ("hostile\u3164", "characters"),  # HANGUL FILLER: a letter that shows nothing
+    ("a\u2800b", "characters"),  # BRAILLE PATTERN BLANK
+    ("a\u00adb", "characters"),  # SOFT HYPHEN
+    ("a\U000e0041", "characters"),  # TAG LATIN CAPITAL LETTER A
     ("cafe\u0301", "unicode_nfc"),  # e + COMBINING ACUTE: 'café' not in NFC
     ("x" * 201, "max_length"),
 ]
@@ -54,6 +58,7 @@ VISIBLE_NAMES = [
     "caf\u00e9",
     "\u6a21\u578b",
     "\U0001f642",
+    "\u2764\ufe0f",  # HEAVY BLACK HEART + VARIATION SELECTOR-16
     "x" * 200,
 ]
 
@@ -204,9 +209,7 @@ FILTERS = [
 async def test_filter_values_follow_their_fields_policy(
     gql: GraphQLClient, query: str, field: str, value: str, rule: str
 ) -> None:
-    document = (
-        f'query($v: String!) {{ {query}(filter: {{{field}: ["ok", $v]}}) {{ totalCount }} }}'
-    )
+    document = f'query($v: String!) {{ {query}(filter: {{{field}: ["ok", $v]}}) {{ totalCount }} }}'
     if field.endswith("Ids") and field != "datasetIds":
         document = document.replace("$v: String!", "$v: ID!")
     body = await gql.execute(document, v=value)
@@ -280,7 +283,7 @@ async def test_records_stored_before_the_policy_keep_loading(
 
 # Properties of the name policy: whatever is accepted shows every character it holds.
 _HIDDEN = st.sampled_from(
-    ["\x00", "\n", "\t", "\u200b", "\u200d", "\u202e", "\u2066", "\ufeff", "\u00a0", "\u2028"]
+    list("\x00\n\t\u200b\u200d\u202e\u2066\ufeff\u00a0\u2028\u3164\u2800\u00ad")
 )
 
 

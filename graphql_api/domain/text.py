@@ -35,6 +35,9 @@ URL_SCHEMES = frozenset({"http", "https", "s3", "gs", "az", "abfs", "abfss", "hd
 # characters (Cf: zero-width spaces and joiners, bidi overrides, BOM), surrogates, private use,
 # unassigned code points, and line/paragraph/space separators other than the plain space.
 _NOT_IN_NAMES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"})
+# Characters that render as nothing although their category is a letter, mark or symbol
+# (Hangul fillers, the braille blank, invisible Khmer vowels, the combining grapheme joiner).
+_BLANK_LOOKING = frozenset("\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5\u034f")
 # Free text (a failure reason) may span lines and use any visible character, but not hide
 # control characters or reorder what is shown (Trojan Source, CVE-2021-42574).
 _NOT_IN_TEXT = frozenset({"Cc", "Cs", "Co", "Cn", "Zl", "Zp"})
@@ -163,7 +166,7 @@ def _check_length(value: str, maximum: int) -> None:
 def _check_visible(value: str, subject: str) -> None:
     what = f"{subject} must" if subject else "must"
     for char in value:
-        if unicodedata.category(char) in _NOT_IN_NAMES and char != " ":
+        if (unicodedata.category(char) in _NOT_IN_NAMES and char != " ") or char in _BLANK_LOOKING:
             raise PolicyError(
                 f"{what} not contain {describe(char)}: only visible characters and single spaces",
                 "characters",
