@@ -123,13 +123,15 @@ Name = Annotated[
     Field(min_length=1, max_length=text.MAX_NAME_LENGTH),
     AfterValidator(text.on_input(text.check_name)),
 ]
+# No min_length here: what was stored before the policy (an empty logsUrl was accepted at
+# creation) must keep loading; new input is checked by the policy, which refuses empty values.
 FreeText = Annotated[
     str,
-    Field(min_length=1, max_length=text.MAX_TEXT_LENGTH),
+    Field(max_length=text.MAX_TEXT_LENGTH),
     AfterValidator(text.on_input(text.check_text)),
 ]
 Url = Annotated[
     str,
-    Field(min_length=1, max_length=text.MAX_URL_LENGTH),
+    Field(max_length=text.MAX_URL_LENGTH),
     AfterValidator(text.on_input(text.check_url)),
 ]
