@@ -51,11 +51,12 @@ async def seed_demo(services: Services) -> str:
                 actor="demo",
             )
             versions += 1
+            # Jobs first: an archived version takes no new jobs (its history predates that).
+            jobs += await _seed_jobs(services, record.model_id, name)
             if status is ModelStatus.ARCHIVED:
                 await registry.archive(record.model_id, actor="demo")
             for step in _STEPS[: _STEPS.index(status) + 1] if status in _STEPS else []:
                 await registry.promote(record.model_id, step, actor="demo")
-            jobs += await _seed_jobs(services, record.model_id, name)
     return f"{versions} model versions, {jobs} training jobs"
 
 
@@ -71,7 +72,7 @@ async def _seed_jobs(services: Services, model_id: str, name: str) -> int:
         model_id=model_id, dataset_id=f"{name}-2026-10", hyperparameters=params, actor="demo"
     )
     await training.start(done.job_id, actor="demo")
-    await training.report_metrics(done.job_id, {"loss": 0.41, "epoch": 5.0}, actor="demo")
+    await training.report_metrics(done.job_id, {"loss": 0.41, "epoch": 5}, actor="demo")
     await training.set_logs_url(done.job_id, f"s3://ml-logs/{name}/{done.job_id}.log")
     await training.complete(done.job_id, {"loss": 0.32, "accuracy": 0.88}, actor="demo")
 
@@ -87,7 +88,7 @@ async def _seed_jobs(services: Services, model_id: str, name: str) -> int:
         model_id=model_id, dataset_id=f"{name}-2026-11", hyperparameters=params
     )
     await training.start(running.job_id, actor="demo")
-    await training.report_metrics(running.job_id, {"loss": 0.55, "epoch": 2.0}, actor="demo")
+    await training.report_metrics(running.job_id, {"loss": 0.55, "epoch": 2}, actor="demo")
 
     cancelled = await training.create(model_id=model_id, dataset_id=f"{name}-2026-11")
     await training.cancel(cancelled.job_id, actor="demo")

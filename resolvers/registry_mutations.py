@@ -72,7 +72,7 @@ class RegistryMutation:
     @strawberry.mutation(
         description="Merge metrics into a version's metrics (a key replaces its old value); "
         "archived versions are frozen. Errors: NotFoundError, InvalidTransitionError, "
-        "ValidationError."
+        "ValidationError (rule max_items if the version would then hold more than 256)."
     )
     async def update_model_version_metrics(
         self, info: Info, model_id: strawberry.ID, metrics: JSON

@@ -14,7 +14,8 @@ from resolvers.results import result_of
 class TrainingMutation:
     @strawberry.mutation(
         description="Create a PENDING job for an existing model version. Errors: "
-        "NotFoundError (modelId), ValidationError, ConflictError (jobId taken)."
+        "NotFoundError (modelId), ValidationError, ConflictError (jobId taken, or modelId "
+        "is ARCHIVED)."
     )
     async def create_training_job(
         self, info: Info, input: CreateTrainingJobInput
@@ -65,7 +66,8 @@ class TrainingMutation:
         )
 
     @strawberry.mutation(
-        description="Merge progress metrics into a RUNNING job (a key replaces its old value)."
+        description="Merge progress metrics into a RUNNING job (a key replaces its old value). "
+        "ValidationError (rule max_items) if the job would then hold more than 256 metrics."
     )
     async def report_training_metrics(
         self, info: Info, job_id: strawberry.ID, metrics: JSON

@@ -144,7 +144,7 @@ def test_datetimes_are_normalised_to_utc_milliseconds() -> None:
         ({"opt": {"$set": 1}}, "must not start with '$'"),
         ({"opt": {"lr.max": 1}}, "must not contain '.'"),
         ({"lr": float("nan")}, "finite"),
-        ({"deep": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}}, "nested deeper"),
+        ({"deep": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}}, "at most 8 levels"),
         ({"big": 2**70}, "64 bits"),
     ],
 )

@@ -23,8 +23,9 @@ from pathlib import Path
 from graphql_api.auth.roles import Role
 
 SECRET_PREFIX = "mlt_"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-DIGEST_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+# Matched with ``fullmatch``: a ``$`` anchor would also match before a trailing newline.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+DIGEST_PATTERN = re.compile(r"[0-9a-f]{64}")
 
 
 class KeyConfigError(ValueError):
@@ -101,7 +102,7 @@ def bearer_secret(header: str | None) -> str | None:
 
 
 def _check_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise KeyConfigError(
             f"API key name {name!r} must be 1-64 letters, digits, '.', '_' or '-' "
             "(it is recorded as the actor of every change the key makes)"
@@ -116,7 +117,7 @@ def _make(name: str, role: str, digest: str, where: str) -> ApiKey:
         allowed = ", ".join(r.value for r in Role)
         raise KeyConfigError(f"{where}: unknown role {role!r} (one of {allowed})") from None
     digest = digest.strip().lower()
-    if not DIGEST_PATTERN.match(digest):
+    if not DIGEST_PATTERN.fullmatch(digest):
         raise KeyConfigError(
             f"{where}: key {name!r} needs the SHA-256 hex digest of its secret (64 hex "
             "digits; `mltrain keys create` prints it), never the secret itself"

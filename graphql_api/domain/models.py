@@ -7,15 +7,18 @@ seed's shape still validates.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
 from graphql_api.domain.semver import SemVer
+from graphql_api.domain.text import is_new_input
 from graphql_api.domain.values import (
+    FreeText,
     Hyperparameters,
     Identifier,
     Metrics,
     Name,
+    Url,
     UtcDatetime,
     utc_now,
 )
@@ -49,13 +52,16 @@ class ModelVersion(BaseModel):
 
     @field_validator("version")
     @classmethod
-    def _semver(cls, value: str) -> str:
-        SemVer.parse(value)
+    def _semver(cls, value: str, info: ValidationInfo) -> str:
+        if is_new_input(info):
+            SemVer.parse(value)
+        else:
+            SemVer.parse_stored(value)
         return value
 
     @property
     def semver(self) -> SemVer:
-        return SemVer.parse(self.version)
+        return SemVer.parse_stored(self.version)
 
 
 class TrainingJob(BaseModel):
@@ -81,16 +87,16 @@ class TrainingJob(BaseModel):
         default=None, description="When the job reached a final status (UTC)."
     )
     metrics: Metrics = Field(default_factory=dict, description="Training metrics.")
-    logs_url: str | None = Field(
-        default=None, max_length=2048, description="Training logs location."
+    logs_url: Url | None = Field(
+        default=None,
+        description="Training logs location: an http(s) or object-storage URL (s3://, gs://, ...).",
     )
     # Additions to the seed.
     created_date: UtcDatetime = Field(
         default_factory=utc_now,
         description="(addition) When the job was created (UTC); lists sort by it.",
     )
-    failure_reason: str | None = Field(
+    failure_reason: FreeText | None = Field(
         default=None,
-        max_length=4096,
         description="(addition) Why the job failed, as reported with failTrainingJob.",
     )

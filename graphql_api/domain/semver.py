@@ -18,12 +18,16 @@ import re
 from dataclasses import dataclass
 from functools import total_ordering
 
-# The regular expression suggested by semver.org, anchored.
+# The regular expression suggested by semver.org, matched with ``fullmatch``: its ``^...$``
+# form let "1.0.0\n" through, because ``$`` also matches before a trailing newline.
 _SEMVER = re.compile(
-    r"^(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
+    r"(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
     r"(?:-(?P<pre>(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)"
     r"(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+(?P<build>[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+    r"(?:\+(?P<build>[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?",
+    # ASCII: in a str pattern ``\d`` also matches other scripts' digits ("1\u0661.0.0"), which
+    # ``int`` accepts too, so two different strings would have one precedence.
+    re.ASCII,
 )
 
 MAX_VERSION_LENGTH = 128
@@ -44,7 +48,7 @@ class SemVer:
         """Parse ``text`` or raise ``ValueError`` saying what is wrong."""
         if len(text) > MAX_VERSION_LENGTH:
             raise ValueError(f"must be at most {MAX_VERSION_LENGTH} characters")
-        match = _SEMVER.match(text)
+        match = _SEMVER.fullmatch(text)
         if match is None:
             raise ValueError(
                 f"{text!r} is not a Semantic Versioning 2.0.0 version (MAJOR.MINOR.PATCH"
@@ -55,6 +59,15 @@ class SemVer:
         if any(len(n) > _MAX_NUMBER_DIGITS for n in numbers + [p for p in pre if p.isdigit()]):
             raise ValueError(f"numeric parts must have at most {_MAX_NUMBER_DIGITS} digits")
         return cls(int(numbers[0]), int(numbers[1]), int(numbers[2]), pre, match["build"])
+
+    @classmethod
+    def parse_stored(cls, text: str) -> SemVer:
+        """Parse a version read back from storage.
+
+        Versions stored before the anchor fix may end with one newline (the old pattern let
+        "1.0.0\\n" through); they keep loading, with the precedence of the version without it.
+        """
+        return cls.parse(text.removesuffix("\n"))
 
     @property
     def sort_key(self) -> str:

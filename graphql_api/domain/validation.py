@@ -6,17 +6,22 @@ way the client sent it, and the rule that failed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pydantic
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
+from graphql_api.domain import text
 from graphql_api.domain.errors import ValidationError
 from graphql_api.domain.values import Hyperparameters, Metrics
 
-T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
-_METRICS: TypeAdapter[dict[str, float]] = TypeAdapter(Metrics)
+# Pydantic's names for the length rules, as the services and the text policy name them.
+_RULES = {"string_too_short": "min_length", "string_too_long": "max_length"}
+
+_METRICS: TypeAdapter[dict[str, int | float]] = TypeAdapter(Metrics)
 _HYPERPARAMETERS: TypeAdapter[dict[str, Any]] = TypeAdapter(Hyperparameters)
 
 
@@ -26,34 +31,50 @@ def camel(name: str) -> str:
 
 
 def from_pydantic(error: pydantic.ValidationError, prefix: str = "") -> ValidationError:
-    """The first problem, named by its field path and rule (Pydantic's error type)."""
+    """The first problem, named by its field path and rule (Pydantic's error type, or the
+    policy's own rule name when a ``text.PolicyError`` was raised)."""
     first = error.errors(include_url=False)[0]
     path = [
         camel(str(p)) if isinstance(p, str) and i == 0 else str(p)
         for i, p in enumerate(first["loc"])
     ]
-    field = ".".join(filter(None, [prefix, *path])) or prefix or "input"
+    rule = _RULES.get(first["type"], first["type"])
     message = first["msg"].removeprefix("Value error, ")
-    return ValidationError(field, message, rule=first["type"])
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, text.PolicyError):
+        rule, message = cause.rule, cause.message
+        if cause.path:
+            path.append(cause.path)
+    field = ".".join(filter(None, [prefix, *path])) or prefix or "input"
+    return ValidationError(field, message, rule=rule)
 
 
-def build(model: type[T], **fields: Any) -> T:
-    """``model(**fields)`` with its validation failure as a domain error."""
+def build(model: type[M], **fields: Any) -> M:
+    """A new record from client input, with every input rule applied (``text.INPUT_CONTEXT``)
+    and its validation failure as a domain error."""
     try:
-        return model(**fields)
+        return model.model_validate(fields, context=text.INPUT_CONTEXT)
     except pydantic.ValidationError as error:
         raise from_pydantic(error) from None
 
 
-def metrics(value: Any, field: str = "metrics") -> dict[str, float]:
+def metrics(value: Any, field: str = "metrics") -> dict[str, int | float]:
     try:
-        return _METRICS.validate_python(value)
+        return _METRICS.validate_python(value, context=text.INPUT_CONTEXT)
     except pydantic.ValidationError as error:
         raise from_pydantic(error, prefix=field) from None
 
 
 def hyperparameters(value: Any, field: str = "hyperparameters") -> dict[str, Any]:
     try:
-        return _HYPERPARAMETERS.validate_python(value)
+        return _HYPERPARAMETERS.validate_python(value, context=text.INPUT_CONTEXT)
     except pydantic.ValidationError as error:
         raise from_pydantic(error, prefix=field) from None
+
+
+def checked(check: Callable[[str], str], value: str, field: str) -> str:
+    """``check(value)`` (a ``text`` policy) with its failure as a domain error."""
+    try:
+        return check(value)
+    except text.PolicyError as error:
+        raise ValidationError(field, error.message, rule=error.rule) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from graphql_api.domain import text, validation
 from graphql_api.domain.models import ModelVersion
 from graphql_api.storage.base import Storage
 
@@ -18,6 +19,7 @@ class InferenceService:
         retired only after), and is the answer. So a reader polling through a deployment sees
         the old version, then the new one: never none, never a version not in production.
         """
+        validation.checked(text.check_name, model_name, "modelName")
         pointer = await self._versions.read_production_pointer(model_name)
         if pointer is not None and pointer.model_id is not None:
             holder = await self._versions.get_revisioned(pointer.model_id)
@@ -29,4 +31,5 @@ class InferenceService:
 
     async def latest_version(self, model_name: str) -> ModelVersion | None:
         """The version of highest SemVer precedence (any status; build metadata ignored)."""
+        validation.checked(text.check_name, model_name, "modelName")
         return await self._versions.latest(model_name)

@@ -22,9 +22,14 @@ from graphql_api.domain.ids import new_id
 from graphql_api.domain.lifecycle import MODEL_METRICS_EDITABLE, PROMOTION_PATH
 from graphql_api.domain.models import ModelVersion
 from graphql_api.domain.queries import ModelVersionFilter, ModelVersionOrder, Page, PageRequest
-from graphql_api.domain.values import utc_now
+from graphql_api.domain.values import MAX_METRICS, utc_now
 from graphql_api.services.changes import ChangeRecorder
-from graphql_api.storage.base import PendingChange, ProductionPointer, Storage
+from graphql_api.storage.base import (
+    MergeLimitExceeded,
+    PendingChange,
+    ProductionPointer,
+    Storage,
+)
 
 log = logging.getLogger("mltrain.registry")
 
@@ -327,7 +332,7 @@ class ModelRegistryService:
         checked = validation.metrics(metrics)
         if not checked:
             raise ValidationError("metrics", "must name at least one metric", rule="min_length")
-        updated = await self._versions.merge_metrics(model_id, checked, MODEL_METRICS_EDITABLE)
+        updated = await self._merge_metrics(model_id, checked)
         if updated is None:
             current = await self._require(model_id)
             raise InvalidTransitionError(
@@ -406,6 +411,23 @@ class ModelRegistryService:
             occurred_at=pending.occurred_at,
         )
         await self._versions.clear_pending(version.model_id, pending.event_id)
+
+    async def _merge_metrics(
+        self, model_id: str, metrics: Mapping[str, float]
+    ) -> ModelVersion | None:
+        """Merge keeping the *stored* metrics within MAX_METRICS, not only each call's."""
+        try:
+            return await self._versions.merge_metrics(
+                model_id, metrics, MODEL_METRICS_EDITABLE, MAX_METRICS
+            )
+        except MergeLimitExceeded as error:
+            raise ValidationError(
+                "metrics",
+                f"{RESOURCE} {model_id!r} has {error.stored} metrics; with these it would have "
+                f"{error.merged}, over the limit of {error.limit} per version (nothing was "
+                "written)",
+                rule="max_items",
+            ) from None
 
     async def _require(self, model_id: str) -> ModelVersion:
         version = await self._versions.get(model_id)

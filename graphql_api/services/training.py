@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from graphql_api.domain import validation
-from graphql_api.domain.enums import TrainingStatus
-from graphql_api.domain.errors import InvalidTransitionError, NotFoundError, ValidationError
+from graphql_api.domain import text, validation
+from graphql_api.domain.enums import ModelStatus, TrainingStatus
+from graphql_api.domain.errors import (
+    ConflictError,
+    InvalidTransitionError,
+    NotFoundError,
+    ValidationError,
+)
 from graphql_api.domain.events import ChangeEvent, ChangeKind
 from graphql_api.domain.ids import new_id
 from graphql_api.domain.lifecycle import METRICS_REPORTING_STATUSES, training_sources
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, TrainingJobOrder
-from graphql_api.domain.values import utc_now
+from graphql_api.domain.values import MAX_METRICS, utc_now
 from graphql_api.services.changes import ChangeRecorder
-from graphql_api.storage.base import Storage
+from graphql_api.storage.base import MergeLimitExceeded, Storage
 
 RESOURCE = "TrainingJob"
-MAX_LOGS_URL_LENGTH = 2048
 MAX_HISTORY = 1000
 
 _KIND_OF_TARGET = {
@@ -95,8 +99,10 @@ class MLTrainingService:
             logs_url=logs_url,
             created_date=utc_now(),
         )
-        if await self._versions.get(model_id) is None:
+        version = await self._versions.get(model_id)
+        if version is None:
             raise NotFoundError("ModelVersion", model_id, field="modelId")
+        _refuse_retired(version.model_id, version.status)
         await self._jobs.insert(job)
         await self._record.job(job, ChangeKind.CREATED, None, actor)
         return job
@@ -118,11 +124,7 @@ class MLTrainingService:
         )
 
     async def fail(self, job_id: str, reason: str, *, actor: str | None = None) -> TrainingJob:
-        reason = reason.strip()
-        if not reason:
-            raise ValidationError("reason", "must not be empty", rule="min_length")
-        if len(reason) > 4096:
-            raise ValidationError("reason", "must be at most 4096 characters", rule="max_length")
+        reason = validation.checked(text.check_text, reason.strip(), "reason")
         return await self._move(
             job_id,
             TrainingStatus.FAILED,
@@ -142,7 +144,7 @@ class MLTrainingService:
         checked = validation.metrics(metrics)
         if not checked:
             raise ValidationError("metrics", "must name at least one metric", rule="min_length")
-        job = await self._jobs.update(job_id, METRICS_REPORTING_STATUSES, {}, checked)
+        job = await self._merge(job_id, METRICS_REPORTING_STATUSES, {}, checked)
         if job is None:
             current = await self._require(job_id)
             raise InvalidTransitionError(
@@ -160,13 +162,7 @@ class MLTrainingService:
         self, job_id: str, logs_url: str, *, actor: str | None = None
     ) -> TrainingJob:
         """Where the logs are; allowed in every status (logs are often uploaded at the end)."""
-        logs_url = logs_url.strip()
-        if not logs_url:
-            raise ValidationError("logsUrl", "must not be empty", rule="min_length")
-        if len(logs_url) > MAX_LOGS_URL_LENGTH:
-            raise ValidationError(
-                "logsUrl", f"must be at most {MAX_LOGS_URL_LENGTH} characters", rule="max_length"
-            )
+        logs_url = validation.checked(text.check_url, logs_url.strip(), "logsUrl")
         job = await self._jobs.update(job_id, set(TrainingStatus), {"logs_url": logs_url})
         if job is None:
             raise NotFoundError(RESOURCE, job_id, field="jobId")
@@ -186,15 +182,44 @@ class MLTrainingService:
         # One atomic conditional update per allowed source status, so the event knows exactly
         # which status the job left, and two callers can never both make the move.
         for source in sorted(training_sources(target)):
-            job = await self._jobs.update(job_id, {source}, {**changes, "status": target}, metrics)
+            job = await self._merge(job_id, {source}, {**changes, "status": target}, metrics)
             if job is not None:
                 await self._record.job(job, _KIND_OF_TARGET[target], source, actor)
                 return job
         current = await self._require(job_id)
         raise InvalidTransitionError(RESOURCE, job_id, current.status.value, target.value)
 
+    async def _merge(
+        self,
+        job_id: str,
+        allowed: Collection[TrainingStatus],
+        changes: dict[str, Any],
+        metrics: Mapping[str, float] | None,
+    ) -> TrainingJob | None:
+        """``update`` that keeps the *stored* metrics within MAX_METRICS, not only each call's."""
+        try:
+            return await self._jobs.update(job_id, allowed, changes, metrics, MAX_METRICS)
+        except MergeLimitExceeded as error:
+            raise ValidationError(
+                "metrics",
+                f"{RESOURCE} {job_id!r} has {error.stored} metrics; with these it would have "
+                f"{error.merged}, over the limit of {error.limit} per job (nothing was written)",
+                rule="max_items",
+            ) from None
+
     async def _require(self, job_id: str) -> TrainingJob:
         job = await self._jobs.get(job_id)
         if job is None:
             raise NotFoundError(RESOURCE, job_id, field="jobId")
         return job
+
+
+def _refuse_retired(model_id: str, status: ModelStatus) -> None:
+    """An ARCHIVED version is retired for good (it can never be deployed again), so training
+    it is refused rather than accepted without a word."""
+    if status is ModelStatus.ARCHIVED:
+        raise ConflictError(
+            f"ModelVersion {model_id!r} is archived (retired for good): training jobs can "
+            "only be created for development, testing or production versions",
+            field="modelId",
+        )

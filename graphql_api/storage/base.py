@@ -10,6 +10,9 @@ other domain error.
 
 Which version of a model name is in production is the name's ``ProductionPointer``, not a
 status: see ``graphql_api.services.registry`` for how statuses follow it.
+
+A merge that would take a stored record over a limit the caller passed raises
+``MergeLimitExceeded`` and writes nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +33,18 @@ from graphql_api.domain.queries import (
     TrainingJobFilter,
     TrainingJobOrder,
 )
+
+
+class MergeLimitExceeded(Exception):
+    """A merge would leave the stored record with more than ``limit`` keys in ``field``; the
+    caller turns it into the error its client sees. Nothing was written."""
+
+    def __init__(self, field: str, stored: int, merged: int, limit: int) -> None:
+        super().__init__(f"{field}: {stored} stored, {merged} after the merge, limit {limit}")
+        self.field = field
+        self.stored = stored
+        self.merged = merged
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -84,7 +99,8 @@ class Revisioned:
 
 class ModelVersionStore(Protocol):
     async def insert(self, version: ModelVersion, pending: PendingChange | None = None) -> None:
-        """Store a new version; ConflictError on a taken ``model_id`` or (name, version)."""
+        """Store a new version; ConflictError on a taken ``model_id``, (name, version) or
+        (name, SemVer precedence): build metadata alone does not make a new version."""
 
     async def get(self, model_id: str) -> ModelVersion | None: ...
 
@@ -169,8 +185,15 @@ class ModelVersionStore(Protocol):
         """
 
     async def merge_metrics(
-        self, model_id: str, metrics: Mapping[str, float], allowed: Collection[ModelStatus]
-    ) -> ModelVersion | None: ...
+        self,
+        model_id: str,
+        metrics: Mapping[str, float],
+        allowed: Collection[ModelStatus],
+        limit: int,
+    ) -> ModelVersion | None:
+        """Merge ``metrics`` if the status is one of ``allowed``; MergeLimitExceeded (nothing
+        written) if the stored metrics would then number more than ``limit``, also when
+        concurrent merges race."""
 
 
 class TrainingJobStore(Protocol):
@@ -205,8 +228,13 @@ class TrainingJobStore(Protocol):
         allowed: Collection[TrainingStatus],
         changes: Mapping[str, Any],
         merge_metrics: Mapping[str, float] | None = None,
+        metrics_limit: int | None = None,
     ) -> TrainingJob | None:
-        """Apply ``changes`` (and merge metrics) if the status is one of ``allowed``."""
+        """Apply ``changes`` (and merge metrics) if the status is one of ``allowed``.
+
+        With ``metrics_limit``, MergeLimitExceeded (nothing written) if the stored metrics would
+        then number more than that, also when concurrent merges race.
+        """
 
 
 class EventStore(Protocol):

@@ -41,6 +41,8 @@ def model_version_to_doc(version: ModelVersion) -> dict[str, Any]:
         "metrics": dict(version.metrics),
         "created_date": version.created_date,
         "deployed_date": version.deployed_date,
+        # "" for every new record; see MongoModelVersionStore._ensure_precedence_unique.
+        "precedence_twin": "",
         "rev": 0,
     }
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import strawberry
 
-from graphql_api.domain import queries
+from graphql_api.domain import queries, text, validation
 from graphql_api.domain.errors import ValidationError
 from graphql_api.types.enums import ModelStatus, ModelType, TrainingStatus
 
@@ -72,14 +73,23 @@ class TrainingJobFilter:
     )
 
 
-def _values(field: str, values: list[str] | list[strawberry.ID] | None) -> tuple[str, ...] | None:
+def _values(
+    field: str,
+    values: list[str] | list[strawberry.ID] | None,
+    check: Callable[[str], str],
+) -> tuple[str, ...] | None:
+    """The values, each held to the policy of the field it matches (docs/input-policy.md): a
+    value no record written under the policy can hold is an error, not an empty answer."""
     if values is None:
         return None
     if len(values) > MAX_FILTER_VALUES:
         raise ValidationError(
             f"filter.{field}", f"at most {MAX_FILTER_VALUES} values", rule="max_items"
         )
-    return tuple(str(v) for v in values)
+    return tuple(
+        validation.checked(check, str(v), f"filter.{field}[{index}]")
+        for index, v in enumerate(values)
+    )
 
 
 def _range(field: str, value: DateRangeInput | None) -> queries.DateRange | None:
@@ -101,8 +111,8 @@ def model_version_filter(value: ModelVersionFilter | None) -> queries.ModelVersi
     if value is None:
         return queries.ModelVersionFilter()
     return queries.ModelVersionFilter(
-        model_ids=_values("modelIds", value.model_ids),
-        model_names=_values("modelNames", value.model_names),
+        model_ids=_values("modelIds", value.model_ids, text.check_id),
+        model_names=_values("modelNames", value.model_names, text.check_name),
         statuses=tuple(value.statuses) if value.statuses is not None else None,
         model_types=tuple(value.model_types) if value.model_types is not None else None,
         created=_range("createdDate", value.created_date),
@@ -114,9 +124,9 @@ def training_job_filter(value: TrainingJobFilter | None) -> queries.TrainingJobF
     if value is None:
         return queries.TrainingJobFilter()
     return queries.TrainingJobFilter(
-        job_ids=_values("jobIds", value.job_ids),
-        model_ids=_values("modelIds", value.model_ids),
-        dataset_ids=_values("datasetIds", value.dataset_ids),
+        job_ids=_values("jobIds", value.job_ids, text.check_id),
+        model_ids=_values("modelIds", value.model_ids, text.check_id),
+        dataset_ids=_values("datasetIds", value.dataset_ids, text.check_name),
         statuses=tuple(value.statuses) if value.statuses is not None else None,
         created=_range("createdDate", value.created_date),
         started=_range("startedDate", value.started_date),

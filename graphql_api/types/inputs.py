@@ -22,17 +22,21 @@ from graphql_api.types.training_job import TrainingJobType
 
 @strawberry.input(description="A new model version; it starts in development.")
 class RegisterModelVersionInput:
-    model_name: str = strawberry.field(description="Model name (1-200 characters).")
+    model_name: str = strawberry.field(
+        description="Model name: 1-200 visible characters, single spaces inside, NFC "
+        "(docs/input-policy.md)."
+    )
     version: str = strawberry.field(
-        description="SemVer 2.0.0 version, new for this model name (e.g. 1.4.0, 2.0.0-rc.1)."
+        description="SemVer 2.0.0 version, new for this model name (e.g. 1.4.0, 2.0.0-rc.1); "
+        "build metadata alone does not make a new version."
     )
     model_type: ModelType = strawberry.field(
         description="prediction, classification or regression."
     )
     metrics: JSON | None = strawberry.field(
         default=None,
-        description="Initial metrics: an object of finite numbers; keys must not start "
-        "with '$' or contain '.'.",
+        description="Initial metrics: an object of finite numbers (at most 256; integers stay "
+        "integers); keys must not start with '$' or contain '.'.",
     )
     model_id: strawberry.ID | None = strawberry.field(
         default=None,
@@ -43,18 +47,26 @@ class RegisterModelVersionInput:
 
 @strawberry.input(description="A new training job; it starts PENDING.")
 class CreateTrainingJobInput:
-    model_id: strawberry.ID = strawberry.field(description="An existing model version.")
-    dataset_id: str = strawberry.field(description="The training dataset.")
+    model_id: strawberry.ID = strawberry.field(
+        description="An existing model version that is not archived."
+    )
+    dataset_id: str = strawberry.field(
+        description="The training dataset: 1-200 visible characters (docs/input-policy.md)."
+    )
     hyperparameters: JSON | None = strawberry.field(
         default=None,
-        description="Any JSON object (nested up to 8 levels, 1,000 values); keys must not "
+        description="Any JSON object (objects and arrays nested up to 8 levels, the object "
+        "itself being level 1; 1,000 values); keys must not "
         "start with '$' or contain '.'.",
     )
     job_id: strawberry.ID | None = strawberry.field(
         default=None,
         description="Choose the id; generated when omitted. Reusing an id is a ConflictError.",
     )
-    logs_url: str | None = strawberry.field(default=None, description="Training logs location.")
+    logs_url: str | None = strawberry.field(
+        default=None,
+        description="Training logs location: an http(s), s3, gs, az, abfs(s) or hdfs URL.",
+    )
 
 
 ModelVersionResult = Annotated[

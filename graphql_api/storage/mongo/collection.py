@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -15,7 +15,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from graphql_api.domain.errors import ConflictError
 from graphql_api.domain.queries import PageRequest
-from graphql_api.storage.base import StoreStats
+from graphql_api.storage.base import MergeLimitExceeded, StoreStats
 from graphql_api.storage.keyset import SortSpec
 
 log = logging.getLogger("mltrain.storage")
@@ -197,6 +197,84 @@ class MongoCollection:
         raise ConflictError(
             f"{record_id!r} is being changed by too many writers at once; retry", field="id"
         )
+
+    async def _update_checked(
+        self,
+        record_id: str,
+        allowed: Collection[str],
+        check: Callable[[dict[str, Any]], dict[str, Any]],
+        reads: Collection[str],
+    ) -> dict[str, Any] | None:
+        """Like ``_update_if``, for a change that depends on what is stored (a merge that must
+        keep the record within a limit): ``check(current)`` returns the ``$set`` changes or
+        raises, and the write lands only if the record is still at the revision it was checked
+        on. Two concurrent merges that each fit can then never both land when together they
+        do not: the second one's write matches nothing, and it is checked again on a fresh read.
+        Only the fields in ``reads`` (and status, rev) are read: a job's hyperparameters can be
+        large, and a progress report must not fetch them.
+        """
+        projection = {name: 1 for name in ["status", "rev", *reads]}
+        for attempt in range(MAX_UPDATE_ATTEMPTS):
+            self._trip()
+            current = await self._c.find_one({"_id": record_id}, projection=projection)
+            if current is None or current["status"] not in allowed:
+                return None
+            changes = check(current)
+            at_rev: dict[str, Any] = (
+                {"rev": current["rev"]} if "rev" in current else {"rev": {"$exists": False}}
+            )
+            rev = int(current.get("rev", 0))
+            if not self._guard.enabled:
+                self._trip()
+                doc: dict[str, Any] | None = await self._c.find_one_and_update(
+                    {"_id": record_id, "status": {"$in": list(allowed)}, **at_rev},
+                    {"$set": changes, "$inc": {"rev": 1}},
+                    return_document=ReturnDocument.AFTER,
+                )
+                if doc is not None:
+                    return doc
+                continue
+            claim = f"{self._c.name}:{record_id}:{rev}"
+            if not await self._claim(claim):
+                await asyncio.sleep(min(0.001 * 2**attempt, 0.05))
+                continue
+            try:
+                self._trip()
+                doc = await self._c.find_one_and_update(
+                    {"_id": record_id, **at_rev},
+                    {"$set": {**changes, "rev": rev + 1}},
+                    return_document=ReturnDocument.AFTER,
+                )
+            finally:
+                self._trip()
+                await self._guard.claims.delete_one({"_id": claim})
+            if doc is not None:
+                return doc
+        raise ConflictError(
+            f"{record_id!r} is being changed by too many writers at once; retry", field="id"
+        )
+
+    async def _merge_within(
+        self,
+        record_id: str,
+        allowed: Collection[str],
+        changes: Mapping[str, Any],
+        field: str,
+        additions: Mapping[str, Any],
+        limit: int,
+    ) -> dict[str, Any] | None:
+        """``$set`` ``changes`` and merge ``additions`` into the sub-document ``field`` (keys
+        are validated: no '.' or '$', so each names exactly one entry), if the merged
+        sub-document keeps at most ``limit`` keys; MergeLimitExceeded otherwise."""
+
+        def within_limit(current: dict[str, Any]) -> dict[str, Any]:
+            stored = current.get(field) or {}
+            merged = len(stored.keys() | additions.keys())
+            if merged > limit:
+                raise MergeLimitExceeded(field, len(stored), merged, limit)
+            return {**changes, **{f"{field}.{k}": v for k, v in additions.items()}}
+
+        return await self._update_checked(record_id, allowed, within_limit, [field])
 
     async def _claim(self, claim: str) -> bool:
         now = datetime.now(UTC)

@@ -24,6 +24,7 @@ from graphql_api.domain.errors import ConflictError
 from graphql_api.domain.events import ChangeKind
 from graphql_api.domain.models import ModelVersion
 from graphql_api.domain.queries import ModelVersionFilter, ModelVersionOrder, Page, PageRequest
+from graphql_api.domain.semver import version_sort_key
 from graphql_api.domain.values import utc_now
 from graphql_api.storage import documents
 from graphql_api.storage.base import PendingChange, ProductionPointer, Revisioned, StoreStats
@@ -61,10 +62,7 @@ class MongoModelVersionStore(MongoCollection):
                     f"a model version with modelId {version.model_id!r} already exists",
                     field="modelId",
                 ) from None
-            raise ConflictError(
-                f"model {version.model_name!r} already has version {version.version!r}",
-                field="version",
-            ) from None
+            raise await self._version_conflict(version) from None
 
     async def get(self, model_id: str) -> ModelVersion | None:
         self._trip()
@@ -349,15 +347,83 @@ class MongoModelVersionStore(MongoCollection):
         return doc
 
     async def merge_metrics(
-        self, model_id: str, metrics: Mapping[str, float], allowed: Collection[ModelStatus]
+        self,
+        model_id: str,
+        metrics: Mapping[str, float],
+        allowed: Collection[ModelStatus],
+        limit: int,
     ) -> ModelVersion | None:
-        # Keys are validated (no '.' or '$'), so each names exactly one metric.
-        doc = await self._update_if(
-            model_id,
-            [s.value for s in allowed],
-            {f"metrics.{k}": v for k, v in metrics.items()},
+        doc = await self._merge_within(
+            model_id, [s.value for s in allowed], {}, "metrics", metrics, limit
         )
         return None if doc is None else documents.model_version_from_doc(doc)
+
+    async def _version_conflict(self, version: ModelVersion) -> ConflictError:
+        """The ConflictError for a (name, version) or (name, precedence) that is taken."""
+        self._trip()
+        taken = await self._c.find_one(
+            {
+                "model_name": version.model_name,
+                "version_sort_key": version_sort_key(version.version),
+                "precedence_twin": "",
+            }
+        )
+        if taken is None or taken["version"] == version.version:
+            return ConflictError(
+                f"model {version.model_name!r} already has version {version.version!r}",
+                field="version",
+            )
+        return ConflictError(
+            f"model {version.model_name!r} already has version {taken['version']!r}, which "
+            f"differs from {version.version!r} only in build metadata: SemVer gives both the "
+            "same precedence, so they cannot both be registered",
+            field="version",
+        )
+
+    async def _ensure_precedence_unique(self) -> None:
+        """At most one version per (model name, SemVer precedence): build metadata alone does
+        not make a new version (SemVer ranks 1.0.0+a and 1.0.0+b equal, so ``latest`` could not
+        choose). A unique index over (name, precedence, ``precedence_twin``) enforces it under
+        concurrent registrations. New records have ``precedence_twin`` "". Records stored
+        before the rule keep loading: each extra member of an equal-precedence group keeps its
+        own id there (the earliest registered keeps ""), so the index can be built over them.
+        """
+        self._trip()
+        await self._c.update_many(
+            {"precedence_twin": {"$exists": False}}, {"$set": {"precedence_twin": ""}}
+        )
+        self._trip()
+        pipeline = [
+            {"$match": {"precedence_twin": ""}},
+            {"$group": {"_id": {"n": "$model_name", "k": "$version_sort_key"}, "n": {"$sum": 1}}},
+            {"$match": {"n": {"$gt": 1}}},
+        ]
+        groups = [row["_id"] async for row in self._c.aggregate(pipeline)]
+        for group in groups:
+            self._trip()
+            twins = (
+                await self._c.find({"model_name": group["n"], "version_sort_key": group["k"]})
+                .sort([("created_date", ASCENDING), ("_id", ASCENDING)])
+                .to_list(None)
+            )
+            for twin in twins[1:]:
+                self._trip()
+                await self._c.update_one(
+                    {"_id": twin["_id"]}, {"$set": {"precedence_twin": twin["_id"]}}
+                )
+        await self._create_indexes(
+            [
+                IndexModel(
+                    [
+                        ("model_name", ASCENDING),
+                        ("version_sort_key", ASCENDING),
+                        ("precedence_twin", ASCENDING),
+                    ],
+                    unique=True,
+                    name="model_name_precedence_unique",
+                )
+            ]
+        )
 
     async def ensure_indexes(self) -> None:
         # The production pointer replaced the unique production slot (it refused the moment
@@ -366,6 +432,7 @@ class MongoModelVersionStore(MongoCollection):
         existing = await self._c.index_information()
         if "production_slot_unique" in existing:
             await self._c.drop_index("production_slot_unique")
+        await self._ensure_precedence_unique()
         await self._create_indexes(
             [
                 IndexModel(

@@ -99,10 +99,16 @@ class MongoTrainingJobStore(MongoCollection):
         allowed: Collection[TrainingStatus],
         changes: Mapping[str, Any],
         merge_metrics: Mapping[str, float] | None = None,
+        metrics_limit: int | None = None,
     ) -> TrainingJob | None:
         update: dict[str, Any] = {
             k: (v.value if isinstance(v, TrainingStatus) else v) for k, v in changes.items()
         }
+        if merge_metrics and metrics_limit is not None:
+            merged = await self._merge_within(
+                job_id, [s.value for s in allowed], update, "metrics", merge_metrics, metrics_limit
+            )
+            return None if merged is None else documents.training_job_from_doc(merged)
         for key, value in (merge_metrics or {}).items():
             update[f"metrics.{key}"] = value
         doc = await self._update_if(job_id, [s.value for s in allowed], update)
