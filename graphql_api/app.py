@@ -162,6 +162,7 @@ def create_app(
         max_aliases=settings.max_aliases,
         max_root_fields=settings.max_root_fields,
         max_tokens=settings.max_tokens,
+        max_fields=settings.max_query_fields,
     )
     graphql = GraphQLEndpoint(
         build_schema(limits, introspection=settings.introspection),

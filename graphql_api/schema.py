@@ -6,18 +6,12 @@ from typing import Any
 
 import strawberry
 from graphql.error import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    MaxTokensLimiter,
-    ParserCache,
-    ValidationCache,
-)
+from strawberry.extensions import DisableIntrospection, MaxTokensLimiter, ParserCache
 from strawberry.types import ExecutionContext
 
 from graphql_api.auth.guard import guard_root_fields
 from graphql_api.errors import ClientErrors
-from graphql_api.limits.rules import QueryLimits, cost_rules
+from graphql_api.limits.rules import CostFirstValidation, QueryLimits
 from graphql_api.types.errors import (
     ConflictError,
     ForbiddenError,
@@ -54,15 +48,12 @@ def build_schema(
 ) -> strawberry.Schema:
     """The schema with these cost limits; ``create_app`` builds one per app from its settings."""
     limits = limits or QueryLimits()
-    # Built once: the ValidationCache keys on the rule classes, so classes made per request
-    # would miss it every time (measured: validation was a quarter of a dashboard query).
-    rules = cost_rules(limits)
     extensions: list[Any] = [
         lambda: ClientErrors(max_tokens=limits.max_tokens),
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        lambda: AddValidationRules(rules),  # type: ignore[arg-type]
         lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
+        # The cost limits, then graphql-core's rules (cached per document; see limits/rules.py).
+        lambda: CostFirstValidation(limits),
     ]
     if not introspection:
         extensions.append(DisableIntrospection)
