@@ -12,6 +12,7 @@ from strawberry.types import ExecutionContext
 from graphql_api.auth.guard import guard_root_fields
 from graphql_api.errors import ClientErrors
 from graphql_api.limits.rules import CostFirstValidation, QueryLimits
+from graphql_api.operation_name import OperationNameRequired
 from graphql_api.types.errors import (
     ConflictError,
     ForbiddenError,
@@ -54,6 +55,7 @@ def build_schema(
         lambda: ParserCache(maxsize=256),
         # The cost limits, then graphql-core's rules (cached per document; see limits/rules.py).
         lambda: CostFirstValidation(limits),
+        OperationNameRequired,  # after validation: it adds to validation's errors
     ]
     if not introspection:
         extensions.append(DisableIntrospection)
