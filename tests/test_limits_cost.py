@@ -15,7 +15,9 @@ from typing import Any
 import httpx
 import pytest
 from graphql import (
+    DocumentNode,
     FieldNode,
+    FragmentDefinitionNode,
     FragmentSpreadNode,
     InlineFragmentNode,
     OperationDefinitionNode,
@@ -124,6 +126,10 @@ def selections_in(document: str) -> int:
     return count
 
 
+def fragments_of(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
+    return {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+
+
 def measured(document: str) -> tuple[list[rules.SelectionCost], int]:
     ast = parse(document)
     measure = DocumentMeasure.of(ast)
@@ -174,8 +180,12 @@ def test_depth_and_root_fields_still_count_through_fragments() -> None:
     deep = """{ trainingJobs { ...E } }
       fragment E on TrainingJobConnection { edges { node { modelVersion { modelId } } } }"""
     wide = "{ ...R ...R } fragment R on Query { trainingJobs { totalCount } }"
-    assert [e.extensions["limit"] for e in cost_errors(parse(deep), limits)] == ["maxQueryDepth"]
-    assert [e.extensions["limit"] for e in cost_errors(parse(wide), limits)] == ["maxRootFields"]
+    assert [(e.extensions or {})["limit"] for e in cost_errors(parse(deep), limits)] == [
+        "maxQueryDepth"
+    ]
+    assert [(e.extensions or {})["limit"] for e in cost_errors(parse(wide), limits)] == [
+        "maxRootFields"
+    ]
     cyclic = "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A __typename }"
     assert cost_errors(parse(cyclic), limits) == []  # no hang; NoFragmentCycles reports it
 
@@ -319,8 +329,7 @@ def test_the_priming_walk_reads_each_fragment_once_per_level(name: str, levels: 
     document = parse(make(levels))
     operation = document.definitions[0]
     assert isinstance(operation, OperationDefinitionNode)
-    fragments = {d.name.value: d for d in document.definitions[1:]}  # type: ignore[union-attr]
-    walk = prefetch.SelectionWalk(fragments)  # type: ignore[arg-type]
+    walk = prefetch.SelectionWalk(fragments_of(document))
     root_fields = [s for s in operation.selection_set.selections if isinstance(s, FieldNode)]
     walk.names_at(root_fields, ["edges", "node"])
     assert walk.visits <= 3 * selections_in(make(levels))
@@ -357,3 +366,38 @@ async def test_priming_through_doubled_fragments_stays_linear(
     assert edge["node"] == {"jobId": job_id, "modelVersion": {"version": "1.0.0"}}
     [walk] = walks
     assert 0 < walk.visits <= 3 * selections_in(document)
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        (
+            "{ trainingJobs { edges { node { jobId modelVersion { version } } } } }",
+            {"jobId", "modelVersion"},
+        ),
+        (
+            "{ trainingJobs { e: edges { n: node { mv: modelVersion { version } } } } }",
+            {"modelVersion"},
+        ),
+        (
+            "{ trainingJobs { ...C } } fragment C on TrainingJobConnection { edges { ...E } }"
+            " fragment E on TrainingJobEdge { node { ... on TrainingJob { history { kind } } } }",
+            {"history"},
+        ),
+        (
+            "{ trainingJobs { edges { node { jobId } } edges { node { ...J } } } }"
+            " fragment J on TrainingJob { modelVersion { version } }",
+            {"jobId", "modelVersion"},
+        ),
+        ("{ trainingJobs { totalCount } }", set()),
+    ],
+)
+def test_the_priming_walk_finds_relations_through_fragments_and_aliases(
+    document: str, expected: set[str]
+) -> None:
+    ast = parse(document)
+    operation = ast.definitions[0]
+    assert isinstance(operation, OperationDefinitionNode)
+    root_fields = [s for s in operation.selection_set.selections if isinstance(s, FieldNode)]
+    walk = prefetch.SelectionWalk(fragments_of(ast))
+    assert walk.names_at(root_fields, ["edges", "node"]) == expected
