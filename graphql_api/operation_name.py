@@ -18,8 +18,9 @@ class OperationNameRequired(SchemaExtension):
         context = self.execution_context
         document = context.graphql_document
         # ExecutionContext.operation_name falls back to the first operation's name, so only the
-        # name the request gave tells whether it chose one. Read with getattr: were Strawberry to
-        # rename it, every request would fail here; tests/test_operation_name.py would not pass.
+        # name the request gave tells whether it chose one. It is private: should Strawberry
+        # rename it, the check is skipped (and tests/test_operation_name.py fails) rather than
+        # every request failing with an AttributeError.
         chosen = getattr(context, "_provided_operation_name", "")
         if document is not None and chosen is None:
             names = [
