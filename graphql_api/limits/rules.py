@@ -5,9 +5,10 @@ over-limit document costs only its parse (itself bounded by the token limit, whi
 Strawberry's ``MaxTokensLimiter`` passes to the parser) and one walk of it. Each error
 carries ``extensions: {code: LIMIT_EXCEEDED, limit, max}``.
 
-The walk (``DocumentMeasure``) counts fragment spreads as expanded, since that is the work execution
-and every later walk of the selection would do: ``...F ...F`` costs F twice, so twenty
-fragments that each spread the next one twice cost a million fields, and are refused. It still
+The walk (``DocumentMeasure``) counts fragment spreads as expanded, since that is the work of
+any walk that expands the selection (Strawberry's ``info.selected_fields`` is one): ``...F
+...F`` costs F twice, so twenty fragments that each spread the next one twice cost a million
+fields, and are refused. It still
 reads each fragment once: a fragment's cost does not depend on where it is spread, so it is
 computed on first use and reused (memoised by name), and counts saturate at ``SATURATED`` so
 that numbers stay small. Its work is therefore one visit per selection of the document, however
@@ -68,8 +69,9 @@ NOTHING = SelectionCost()
 
 @dataclass
 class _Frame:
-    """A selection set being measured (the walk keeps its own stack: a document nested a
-    thousand levels deep must not exhaust Python's)."""
+    """A selection set being measured. The walk keeps its own stack of these: the parser caps
+    field nesting, but not how long a chain of fragments spreading each other is, and such a
+    chain must not exhaust Python's stack."""
 
     selections: SelectionSetNode
     #: How the finished set joins its parent: the field that owns it, or None for a fragment.
