@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from graphql.error import GraphQLError
 from strawberry.extensions import DisableIntrospection, MaxTokensLimiter, ParserCache
+from strawberry.schema.schema import SubscriptionResult
 from strawberry.types import ExecutionContext
 
 from graphql_api.auth.guard import guard_root_fields
@@ -42,6 +43,39 @@ class MLTrainSchema(strawberry.Schema):
         # ClientErrors logs what deserves it (unexpected errors, with their request id);
         # Strawberry's default would log every expected error as if it were a failure.
         return None
+
+    async def subscribe(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> SubscriptionResult:
+        """Any operation, not only subscriptions, for the legacy graphql-ws protocol's ``start``.
+
+        graphql-transport-ws runs every ``subscribe`` through ``Schema.stream``, so a query or
+        mutation sent over it gets one ``next`` and ``complete``. Strawberry's legacy
+        graphql-ws handler calls this method instead, which allows subscriptions only, and the
+        refusal reached clients as "Unexpected error." (the protocol, like
+        subscriptions-transport-ws before it, runs queries and mutations too). Both now take
+        the same path as HTTP: the same extensions (limits, validation), the same context (the
+        connection's key, so the role check of every root field applies).
+        """
+        # A query or mutation yields one result and completes; each yielded item is a
+        # strawberry ExecutionResult (incremental delivery, @defer/@stream, is not enabled).
+        return cast(
+            "SubscriptionResult",
+            await self.stream(
+                query,
+                variable_values=variable_values,
+                context_value=context_value,
+                root_value=root_value,
+                operation_name=operation_name,
+                operation_extensions=operation_extensions,
+            ),
+        )
 
 
 def build_schema(
