@@ -50,6 +50,12 @@ class Settings(BaseSettings):
         description="Fields in one operation, at every level, each fragment spread counted as "
         "the fields it expands to (docs/security.md, cost model).",
     )
+    max_field_comparisons: int = Field(
+        default=5_000,
+        ge=0,
+        description="Comparisons of same-named fields graphql-core's overlap check may make for "
+        "one document (docs/security.md, cost model).",
+    )
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, description="HTTP request body (and WebSocket message) bytes."
     )

@@ -24,17 +24,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
+    OverlappingFieldsCanBeMergedRule,
     SelectionSetNode,
+    ValidationContext,
+    validate,
 )
+from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema import validate_document
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
 
@@ -49,6 +56,7 @@ class QueryLimits:
     max_root_fields: int = 10
     max_tokens: int = 2000
     max_fields: int = 1000
+    max_field_comparisons: int = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,9 +229,83 @@ def cost_errors(document: DocumentNode, limits: QueryLimits) -> list[GraphQLErro
     return errors
 
 
+class FieldComparisonsExceeded(ValidationAbortedError):
+    """graphql-core's overlap check ran out of its budget: validation stops here.
+
+    A ``ValidationAbortedError``, so ``graphql.validate`` keeps it as the last error and stops
+    visiting the document, as it does for its own budget."""
+
+
+@functools.cache
+def bounded_overlap_rule(max_comparisons: int) -> type[ASTValidationRule]:
+    """graphql-core's OverlappingFieldsCanBeMerged with a work budget of ``max_comparisons``.
+
+    The rule compares every two fields with the same response name in a selection set,
+    fragments included, and recursively their sub-selections, so its work grows with the
+    square of repeated fields and multiplies through nesting: 330 copies of
+    ``modelVersion { modelId }`` in one selection (660 fields, 7.3 KB, within every other
+    limit) cost it 54,000 comparisons, 0.4 to 1.2 s on this VM. graphql-core meters that work
+    (``spend_complexity_budget``: 2 units per pair of fields compared, 1 per response name or
+    argument matched) against ``MAX_COMPLEXITY_BUDGET`` (500,000 units), a module-wide
+    setting; this subclass gives each validation its own, smaller budget instead. Its other
+    work, collecting each selection set's fields, is done once per selection set (cached by
+    the rule), so the check's work is linear in the document plus at most this budget.
+    Every legitimate document we know of spends nothing: the README's and the dashboard's
+    queries and GraphiQL's introspection repeat no response name in a selection set.
+    """
+
+    class BoundedOverlappingFieldsCanBeMergedRule(OverlappingFieldsCanBeMergedRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            self.rule_context.remaining_complexity_budget = 2 * max_comparisons
+
+        def enter_selection_set(self, *args: Any) -> None:
+            try:
+                super().enter_selection_set(*args)
+            except ValidationAbortedError:
+                if self.rule_context.remaining_complexity_budget >= 0:
+                    raise  # graphql-core's own abort (too many errors), not the budget
+                raise FieldComparisonsExceeded(
+                    "The document repeats the same fields too often for them to be checked "
+                    f"for conflicts: more than {max_comparisons:,} field comparisons "
+                    "(maxFieldComparisons, MLTRAIN_MAX_FIELD_COMPARISONS). Select each field "
+                    "once per selection set, or alias the copies.",
+                    extensions={
+                        "code": LIMIT_EXCEEDED,
+                        "limit": "maxFieldComparisons",
+                        "max": max_comparisons,
+                    },
+                ) from None
+
+    return BoundedOverlappingFieldsCanBeMergedRule
+
+
+@functools.cache
+def bounded_rules(
+    rules: tuple[type[ASTValidationRule], ...], max_comparisons: int
+) -> tuple[type[ASTValidationRule], ...]:
+    """``rules`` (Strawberry's, then the two it always adds) with the overlap check bounded."""
+    bounded = bounded_overlap_rule(max_comparisons)
+    return tuple(
+        bounded if rule is OverlappingFieldsCanBeMergedRule else rule
+        for rule in (*rules, MaybeNullValidationRule, OneOfInputValidationRule)
+    )
+
+
+def validate_rules(
+    schema: GraphQLSchema, document: DocumentNode, rules: tuple[type[ASTValidationRule], ...]
+) -> list[GraphQLError]:
+    """graphql-core's validation, as Strawberry's ``validate_document`` runs it, except that
+    errors carry no "Did you mean ...?" suggestions: computing them is an edit distance from
+    the unknown name to every known one, per error (up to 100 per document): 100 unknown
+    variable types (400 tokens) took 0.6 s. GraphiQL and editors suggest from the schema
+    themselves; with introspection off, suggestions would also reveal the schema."""
+    return validate(schema, document, rules, hide_suggestions=True)
+
+
 # One cache for every schema and request, keyed on (schema, document, rules): the document is
 # ParserCache's object for the query text, so a repeated query is validated once.
-_validate = functools.lru_cache(maxsize=256)(validate_document)
+_validate = functools.lru_cache(maxsize=256)(validate_rules)
 
 
 class CostFirstValidation(SchemaExtension):
@@ -232,8 +314,10 @@ class CostFirstValidation(SchemaExtension):
     graphql-core's own rules are not all linear: OverlappingFieldsCanBeMerged compares the
     fields of a selection set pairwise (measured: 0.43 s for 300 copies of one field, a 7.5 KB
     document inside the token limit). Checked first, an over-limit document costs one linear
-    walk. Documents within the limits are then validated in full, cached per document (this
-    replaces Strawberry's ``ValidationCache``, which would validate before the cost check).
+    walk. Documents within the limits are then validated in full, with that rule's work
+    bounded (``bounded_overlap_rule``) and without suggestions (``validate_rules``), cached
+    per document (this replaces Strawberry's ``ValidationCache``, which would validate before
+    the cost check).
     """
 
     def __init__(self, limits: QueryLimits) -> None:
@@ -249,9 +333,8 @@ class CostFirstValidation(SchemaExtension):
         if refused:
             context.pre_execution_errors = refused
         else:
-            context.pre_execution_errors = _validate(
-                context.schema._schema, document, context.validation_rules
-            )
+            rules = bounded_rules(context.validation_rules, self.limits.max_field_comparisons)
+            context.pre_execution_errors = _validate(context.schema._schema, document, rules)
         yield
 
 
