@@ -6,12 +6,13 @@ from typing import Any, cast
 
 import strawberry
 from graphql.error import GraphQLError
-from strawberry.extensions import DisableIntrospection, MaxTokensLimiter, ParserCache
+from strawberry.extensions import DisableIntrospection, MaxTokensLimiter
 from strawberry.schema.schema import SubscriptionResult
 from strawberry.types import ExecutionContext
 
 from graphql_api.auth.guard import guard_root_fields
 from graphql_api.errors import ClientErrors
+from graphql_api.limits.documents import AcceptedDocuments
 from graphql_api.limits.rules import CostFirstValidation, QueryLimits
 from graphql_api.operation_name import OperationNameRequired
 from graphql_api.types.errors import (
@@ -37,6 +38,9 @@ guard_root_fields(Query, Mutation)
 
 
 class MLTrainSchema(strawberry.Schema):
+    #: The documents this schema accepted (cached parse and validation); set by build_schema.
+    accepted_documents: AcceptedDocuments
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -80,20 +84,23 @@ class MLTrainSchema(strawberry.Schema):
 
 def build_schema(
     limits: QueryLimits | None = None, *, introspection: bool = True, **options: Any
-) -> strawberry.Schema:
+) -> MLTrainSchema:
     """The schema with these cost limits; ``create_app`` builds one per app from its settings."""
     limits = limits or QueryLimits()
+    # Documents that passed every check, for this schema only: 256 of them, and at most 32
+    # documents' worth of tokens at the token limit (see limits/documents.py).
+    accepted = AcceptedDocuments(max_entries=256, max_tokens=32 * limits.max_tokens)
     extensions: list[Any] = [
         lambda: ClientErrors(max_tokens=limits.max_tokens),
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        lambda: ParserCache(maxsize=256),
-        # The cost limits, then graphql-core's rules (cached per document; see limits/rules.py).
-        lambda: CostFirstValidation(limits),
+        # Parsing, the cost limits, then graphql-core's rules; only accepted documents are
+        # cached (see limits/rules.py).
+        lambda: CostFirstValidation(limits, accepted),
         OperationNameRequired,  # after validation: it adds to validation's errors
     ]
     if not introspection:
         extensions.append(DisableIntrospection)
-    return MLTrainSchema(
+    schema = MLTrainSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -108,6 +115,8 @@ def build_schema(
         extensions=extensions,
         **options,
     )
+    schema.accepted_documents = accepted
+    return schema
 
 
 schema = build_schema()

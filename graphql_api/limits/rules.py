@@ -36,12 +36,15 @@ from graphql import (
     OverlappingFieldsCanBeMergedRule,
     SelectionSetNode,
     ValidationContext,
+    parse,
     validate,
 )
 from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+
+from graphql_api.limits.documents import AcceptedDocuments, IndexedSource
 
 LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
 
@@ -303,38 +306,57 @@ def validate_rules(
     return validate(schema, document, rules, hide_suggestions=True)
 
 
-# One cache for every schema and request, keyed on (schema, document, rules): the document is
-# ParserCache's object for the query text, so a repeated query is validated once.
-_validate = functools.lru_cache(maxsize=256)(validate_rules)
-
-
 class CostFirstValidation(SchemaExtension):
-    """Validation that checks the cost limits first, and stops there when one is exceeded.
+    """Parsing and validation: the cost limits first, then graphql-core's rules; only documents
+    that pass both are cached.
 
     graphql-core's own rules are not all linear: OverlappingFieldsCanBeMerged compares the
     fields of a selection set pairwise (measured: 0.43 s for 300 copies of one field, a 7.5 KB
     document inside the token limit). Checked first, an over-limit document costs one linear
     walk. Documents within the limits are then validated in full, with that rule's work
-    bounded (``bounded_overlap_rule``) and without suggestions (``validate_rules``), cached
-    per document (this replaces Strawberry's ``ValidationCache``, which would validate before
-    the cost check).
+    bounded (``bounded_overlap_rule``) and without suggestions (``validate_rules``).
+
+    This replaces Strawberry's ``ParserCache`` and ``ValidationCache``: the first kept refused
+    documents too, the second would validate before the cost check. A document in
+    ``accepted`` (same query text, same schema) passed both checks, so it is not checked again.
     """
 
-    def __init__(self, limits: QueryLimits) -> None:
+    def __init__(self, limits: QueryLimits, accepted: AcceptedDocuments) -> None:
         self.limits = limits
+        self.accepted = accepted
+        self.known = False
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        query = context.query
+        assert query is not None  # Strawberry answers a missing query before parsing
+        document = self.accepted.get(query)
+        self.known = document is not None
+        if document is None:
+            # Parsed here, as ParserCache did, so a syntax error (the token limit's among
+            # them) leaves the operation as an exception, which ClientErrors restates.
+            document = parse(IndexedSource(query), **context.parse_options)
+        context.graphql_document = document
+        yield
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         document = context.graphql_document
         assert document is not None  # Strawberry validates only a parsed document
-        # Not cached: the walk (measured: 42 us for the dashboard query) costs no more than
-        # looking the document up in a cache, which hashes its whole tree (52 us).
+        if self.known:
+            context.pre_execution_errors = []
+            yield
+            return
         refused = cost_errors(document, self.limits)
         if refused:
             context.pre_execution_errors = refused
         else:
             rules = bounded_rules(context.validation_rules, self.limits.max_field_comparisons)
-            context.pre_execution_errors = _validate(context.schema._schema, document, rules)
+            errors = validate_rules(context.schema._schema, document, rules)
+            context.pre_execution_errors = errors
+            if not errors:
+                assert context.query is not None
+                self.accepted.add(context.query, document)
         yield
 
 
