@@ -51,7 +51,7 @@ class Settings(BaseSettings):
         "the fields it expands to (docs/security.md, cost model).",
     )
     max_field_comparisons: int = Field(
-        default=5_000,
+        default=2_000,
         ge=0,
         description="Comparisons of same-named fields graphql-core's overlap check may make for "
         "one document (docs/security.md, cost model).",

@@ -59,7 +59,7 @@ class QueryLimits:
     max_root_fields: int = 10
     max_tokens: int = 2000
     max_fields: int = 1000
-    max_field_comparisons: int = 5_000
+    max_field_comparisons: int = 2_000
 
 
 @dataclass(frozen=True, slots=True)
