@@ -253,8 +253,9 @@ def bounded_overlap_rule(max_comparisons: int) -> type[ASTValidationRule]:
     setting; this subclass gives each validation its own, smaller budget instead. Its other
     work, collecting each selection set's fields, is done once per selection set (cached by
     the rule), so the check's work is linear in the document plus at most this budget.
-    Every legitimate document we know of spends nothing: the README's and the dashboard's
-    queries and GraphiQL's introspection repeat no response name in a selection set.
+    The README's and the dashboard's queries and GraphiQL's introspection spend nothing (no
+    response name repeats in a selection set); n fragments spread side by side that share 4
+    fields cost 3n(n-1) comparisons (tests/test_limits_validation.py counts them).
     """
 
     class BoundedOverlappingFieldsCanBeMergedRule(OverlappingFieldsCanBeMergedRule):
