@@ -164,6 +164,8 @@ def create_app(
         max_aliases=settings.max_aliases,
         max_root_fields=settings.max_root_fields,
         max_tokens=settings.max_tokens,
+        max_fields=settings.max_query_fields,
+        max_field_comparisons=settings.max_field_comparisons,
     )
     graphql = GraphQLEndpoint(
         build_schema(limits, introspection=settings.introspection),

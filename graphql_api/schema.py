@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from graphql.error import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    MaxTokensLimiter,
-    ParserCache,
-    ValidationCache,
-)
+from strawberry.extensions import DisableIntrospection, MaxTokensLimiter
+from strawberry.schema.schema import SubscriptionResult
 from strawberry.types import ExecutionContext
 
 from graphql_api.auth.guard import guard_root_fields
 from graphql_api.errors import ClientErrors
-from graphql_api.limits.rules import QueryLimits, cost_rules
+from graphql_api.limits.documents import AcceptedDocuments
+from graphql_api.limits.rules import CostFirstValidation, QueryLimits
+from graphql_api.operation_name import OperationNameRequired
 from graphql_api.types.errors import (
     ConflictError,
     ForbiddenError,
@@ -41,6 +38,9 @@ guard_root_fields(Query, Mutation)
 
 
 class MLTrainSchema(strawberry.Schema):
+    #: The documents this schema accepted (cached parse and validation); set by build_schema.
+    accepted_documents: AcceptedDocuments
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -48,25 +48,59 @@ class MLTrainSchema(strawberry.Schema):
         # Strawberry's default would log every expected error as if it were a failure.
         return None
 
+    async def subscribe(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> SubscriptionResult:
+        """Any operation, not only subscriptions, for the legacy graphql-ws protocol's ``start``.
+
+        graphql-transport-ws runs every ``subscribe`` through ``Schema.stream``, so a query or
+        mutation sent over it gets one ``next`` and ``complete``. Strawberry's legacy
+        graphql-ws handler calls this method instead, which allows subscriptions only, and the
+        refusal reached clients as "Unexpected error." (the protocol, like
+        subscriptions-transport-ws before it, runs queries and mutations too). Both now take
+        the same path as HTTP: the same extensions (limits, validation), the same context (the
+        connection's key, so the role check of every root field applies).
+        """
+        # A query or mutation yields one result and completes; each yielded item is a
+        # strawberry ExecutionResult (incremental delivery, @defer/@stream, is not enabled).
+        return cast(
+            "SubscriptionResult",
+            await self.stream(
+                query,
+                variable_values=variable_values,
+                context_value=context_value,
+                root_value=root_value,
+                operation_name=operation_name,
+                operation_extensions=operation_extensions,
+            ),
+        )
+
 
 def build_schema(
     limits: QueryLimits | None = None, *, introspection: bool = True, **options: Any
-) -> strawberry.Schema:
+) -> MLTrainSchema:
     """The schema with these cost limits; ``create_app`` builds one per app from its settings."""
     limits = limits or QueryLimits()
-    # Built once: the ValidationCache keys on the rule classes, so classes made per request
-    # would miss it every time (measured: validation was a quarter of a dashboard query).
-    rules = cost_rules(limits)
+    # Documents that passed every check, for this schema only: 256 of them, and at most 32
+    # documents' worth of tokens at the token limit (see limits/documents.py).
+    accepted = AcceptedDocuments(max_entries=256, max_tokens=32 * limits.max_tokens)
     extensions: list[Any] = [
         lambda: ClientErrors(max_tokens=limits.max_tokens),
         lambda: MaxTokensLimiter(max_token_count=limits.max_tokens),
-        lambda: AddValidationRules(rules),  # type: ignore[arg-type]
-        lambda: ParserCache(maxsize=256),
-        lambda: ValidationCache(maxsize=256),
+        # Parsing, the cost limits, then graphql-core's rules; only accepted documents are
+        # cached (see limits/rules.py).
+        lambda: CostFirstValidation(limits, accepted),
+        OperationNameRequired,  # after validation: it adds to validation's errors
     ]
     if not introspection:
         extensions.append(DisableIntrospection)
-    return MLTrainSchema(
+    schema = MLTrainSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -81,6 +115,8 @@ def build_schema(
         extensions=extensions,
         **options,
     )
+    schema.accepted_documents = accepted
+    return schema
 
 
 schema = build_schema()

@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     max_aliases: int = Field(default=30, ge=0, description="Aliases in one document.")
     max_tokens: int = Field(default=2000, ge=10, description="Tokens in one document.")
     max_root_fields: int = Field(default=10, ge=1, description="Root fields in one operation.")
+    max_query_fields: int = Field(
+        default=1000,
+        ge=1,
+        description="Fields in one operation, at every level, each fragment spread counted as "
+        "the fields it expands to (docs/security.md, cost model).",
+    )
+    max_field_comparisons: int = Field(
+        default=2_000,
+        ge=0,
+        description="Comparisons of same-named fields graphql-core's overlap check may make for "
+        "one document (docs/security.md, cost model).",
+    )
     max_body_bytes: int = Field(
         default=1_000_000, ge=1024, description="HTTP request body (and WebSocket message) bytes."
     )

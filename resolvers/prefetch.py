@@ -6,50 +6,81 @@ resolver starts the loader's batch for all of them at once; each item's relation
 its value already loaded and answers without suspending. The queries are the same (one batched
 query per relation, through the same per-request DataLoader); what goes away is an awaitable,
 and graphql-core's gathering of it, per item.
+
+What the selection asks for is read from the query's syntax tree, visiting each fragment at
+most once per level, as graphql-core's own field collection does. Strawberry's
+``info.selected_fields`` would convert the whole selection with every fragment spread expanded
+again, which a document that spreads each fragment twice makes exponential (issue 10).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    InlineFragmentNode,
+    SelectionSetNode,
+)
 
 from graphql_api.context import Info
 from graphql_api.domain.models import TrainingJob
 
-Selection = SelectedField | FragmentSpread | InlineFragment
+
+@dataclass
+class SelectionWalk:
+    """Field names a selection asks for at a path, through fragments and aliases.
+
+    ``@skip``/``@include`` are not evaluated: a skipped relation is loaded anyway, which costs
+    a query and changes no answer."""
+
+    fragments: Mapping[str, FragmentDefinitionNode]
+    #: Selections visited: at most the document's selections once per path level.
+    visits: int = 0
+
+    def names_at(self, fields: Collection[FieldNode], path: Sequence[str]) -> set[str]:
+        level = [field.selection_set for field in fields if field.selection_set is not None]
+        for name in path:
+            level = [
+                field.selection_set
+                for field in self._fields(level)
+                if field.name.value == name and field.selection_set is not None
+            ]
+        return {field.name.value for field in self._fields(level)}
+
+    def _fields(self, selection_sets: list[SelectionSetNode]) -> list[FieldNode]:
+        """The fields of these selection sets, looking through fragments; a fragment spread
+        more than once is read once."""
+        found: list[FieldNode] = []
+        seen: set[str] = set()
+        pending = list(selection_sets)  # a stack, not recursion: nesting is the client's choice
+        while pending:
+            for selection in pending.pop().selections:
+                self.visits += 1
+                if isinstance(selection, FieldNode):
+                    found.append(selection)
+                elif isinstance(selection, InlineFragmentNode):
+                    pending.append(selection.selection_set)
+                elif isinstance(selection, FragmentSpreadNode):
+                    name = selection.name.value
+                    fragment = self.fragments.get(name)
+                    if fragment is not None and name not in seen:
+                        seen.add(name)
+                        pending.append(fragment.selection_set)
+        return found
 
 
-def _children(selections: Iterable[Selection], name: str) -> list[Selection]:
-    """The selections of every field called ``name``, looking through fragments."""
-    found: list[Selection] = []
-    for selection in selections:
-        if isinstance(selection, SelectedField):
-            if selection.name == name:
-                found.extend(selection.selections)
-        else:
-            found.extend(_children(selection.selections, name))
-    return found
-
-
-def selected_at(info: Info, *path: str) -> list[Selection]:
-    """What the current field's selection asks for at ``path`` (GraphQL names, through
-    fragments and aliases). ``@skip``/``@include`` are not evaluated: a skipped relation is
-    loaded anyway, which costs a query and changes no answer."""
-    # info.selected_fields converts the whole selection from the AST on every access.
-    level: list[Selection] = [s for field in info.selected_fields for s in field.selections]
-    for name in path:
-        level = _children(level, name)
-    return level
-
-
-def _has_field(selections: Iterable[Selection], name: str) -> bool:
-    return any(
-        s.name == name if isinstance(s, SelectedField) else _has_field(s.selections, name)
-        for s in selections
-    )
+def selected_at(info: Info, *path: str) -> set[str]:
+    """The field names the current field's selection asks for at ``path`` (GraphQL names)."""
+    # Strawberry's Info keeps graphql-core's resolve info as _raw_info (a declared field of
+    # its dataclass); the syntax tree is only there.
+    raw = info._raw_info
+    return SelectionWalk(raw.fragments).names_at(raw.field_nodes, path)
 
 
 async def prime_job_relations(info: Info, jobs: Sequence[TrainingJob], *path: str) -> None:
@@ -59,9 +90,9 @@ async def prime_job_relations(info: Info, jobs: Sequence[TrainingJob], *path: st
     loaders = info.context.loaders
     item = selected_at(info, *path)
     loads: list[Awaitable[Any]] = []
-    if _has_field(item, "modelVersion"):
+    if "modelVersion" in item:
         loads.append(loaders.model_version.load_many([job.model_id for job in jobs]))
-    if _has_field(item, "history"):
+    if "history" in item:
         loads.append(loaders.history.load_many([job.job_id for job in jobs]))
     # A failed load is not raised here: the loader keeps the failed result, so each item's field
     # reports it, as it would have without priming.

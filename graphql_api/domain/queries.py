@@ -69,6 +69,14 @@ class PageRequest:
     after: str | None = None
 
     def __post_init__(self) -> None:
+        if self.after == "":
+            # Not "no cursor": a client that sends "" has lost its cursor, and would silently
+            # get the first page again.
+            raise ValidationError(
+                "after",
+                "is empty: omit it for the first page, or pass a pageInfo.endCursor unchanged",
+                rule="cursor",
+            )
         if self.first < 0:
             raise ValidationError("first", "must not be negative", rule="min")
         if self.first > MAX_PAGE_SIZE:
@@ -99,7 +107,8 @@ def encode_cursor(order: str, values: list[object]) -> str:
 
 
 def decode_cursor(cursor: str, order: str, arity: int) -> list[object]:
-    """Inverse of ``encode_cursor``; refuses a cursor of another ordering or a forged one."""
+    """Inverse of ``encode_cursor``; refuses a cursor of another list or ordering, or a forged
+    one. ``order`` is ``"<list>:<ordering>"``, so cursors of different lists never match."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
@@ -107,8 +116,16 @@ def decode_cursor(cursor: str, order: str, arity: int) -> list[object]:
         raise ValidationError(
             "after", "is not a cursor returned by this API", rule="cursor"
         ) from None
-    if not isinstance(data, list) or len(data) != arity + 1 or data[0] != order:
+    if not isinstance(data, list) or not data or not isinstance(data[0], str):
+        raise ValidationError("after", "is not a cursor returned by this API", rule="cursor")
+    items, _, ordering = order.partition(":")
+    their_items = data[0].partition(":")[0]
+    if their_items != items:
         raise ValidationError(
-            "after", f"is a cursor for another ordering, not {order}", rule="cursor"
-        ) from None
+            "after", f"is a cursor of another list, not of {items}", rule="cursor"
+        )
+    if len(data) != arity + 1 or data[0] != order:
+        raise ValidationError(
+            "after", f"is a cursor for another ordering, not {ordering}", rule="cursor"
+        )
     return list(data[1:])

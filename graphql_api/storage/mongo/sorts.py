@@ -1,4 +1,8 @@
-"""The orderings of the list queries as keyset sort specs (every one ends with ``_id``)."""
+"""The orderings of the list queries as keyset sort specs (every one ends with ``_id``).
+
+A spec's name goes into its cursors and names the list as well as the ordering, so that a
+cursor of one list is refused by another (their orderings share names).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from graphql_api.domain.queries import ModelVersionOrder, TrainingJobOrder
 from graphql_api.storage.keyset import SortField, SortSpec
 
 MODEL_VERSION_SORTS: dict[ModelVersionOrder, SortSpec] = {
-    order: SortSpec(order.value, fields)
+    order: SortSpec(f"modelVersions:{order.value}", fields)
     for order, fields in {
         ModelVersionOrder.CREATED_DATE_DESC: (
             SortField("created_date", DESCENDING, "datetime"),
@@ -31,11 +35,11 @@ MODEL_VERSION_SORTS: dict[ModelVersionOrder, SortSpec] = {
 
 TRAINING_JOB_SORTS: dict[TrainingJobOrder, SortSpec] = {
     TrainingJobOrder.CREATED_DATE_DESC: SortSpec(
-        "CREATED_DATE_DESC",
+        "trainingJobs:CREATED_DATE_DESC",
         (SortField("created_date", DESCENDING, "datetime"), SortField("_id", DESCENDING)),
     ),
     TrainingJobOrder.CREATED_DATE_ASC: SortSpec(
-        "CREATED_DATE_ASC",
+        "trainingJobs:CREATED_DATE_ASC",
         (SortField("created_date", ASCENDING, "datetime"), SortField("_id", ASCENDING)),
     ),
 }
