@@ -13,7 +13,7 @@ from typing import Any
 from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -35,6 +35,7 @@ from graphql_api.limits.connections import ConnectionCounter
 from graphql_api.limits.rules import QueryLimits
 from graphql_api.live.feed import ChangeFeed
 from graphql_api.live.notify import NotifyingStorage
+from graphql_api.responses import graphql_error_response
 from graphql_api.schema import build_schema
 from graphql_api.services.container import Services
 from graphql_api.settings import Settings, get_settings
@@ -55,6 +56,10 @@ IN_MEMORY_WARNING = (
 )
 
 
+#: ``extensions.code`` of the HTTP refusals Strawberry makes before any GraphQL work.
+HTTP_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
 class GraphQLEndpoint(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = KeepAliveTransportWSHandler
     websocket_adapter_class = ExplainingWebSocketAdapter
@@ -67,11 +72,28 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         self.connections = connections
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._serve_http(scope, receive, send)
+            return
         try:
             await super().__call__(scope, receive, send)
         finally:
             if scope["type"] == "websocket":
                 release_connection(scope, self.connections)
+
+    async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Strawberry's HTTP handling, with its refusals (400, 404, 405) in the GraphQL
+        response shape instead of plain text, so every client error is JSON that says why."""
+        response: Response
+        try:
+            response = await self.run(Request(scope, receive))
+        except HTTPException as refusal:
+            response = graphql_error_response(
+                refusal.status_code,
+                refusal.reason,
+                {"code": HTTP_ERROR_CODES.get(refusal.status_code, "BAD_REQUEST")},
+            )
+        await response(scope, receive, send)
 
     def encode_json(self, data: object) -> str:
         return wire_json.encode(data)
@@ -80,10 +102,19 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         return wire_json.decode(data)
 
     def parse_json(self, data: str | bytes) -> Any:
+        """A request body (or the ``variables``/``extensions`` of a GET): an object, or a
+        list that Strawberry refuses as a batch; anything else is a 400 saying so."""
         try:
-            return self.decode_json(data)
+            document = self.decode_json(data)
         except json.JSONDecodeError as error:  # Strawberry's own 400 does not say what is wrong
-            raise HTTPException(400, f"Unable to parse request body as JSON: {error}") from error
+            raise HTTPException(400, f"Unable to parse the request's JSON: {error}") from error
+        if not isinstance(document, dict | list):
+            raise HTTPException(
+                400,
+                'Expected a JSON object (e.g. {"query": "{ __typename }"}), got '
+                f"{wire_json.kind(document)}.",
+            )
+        return document
 
     async def get_context(self, request: Any, response: Any) -> Context:
         services: Services = request.app.state.services
