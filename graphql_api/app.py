@@ -3,6 +3,7 @@ WebSocket), a health check, and the live change feed that subscriptions read."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -39,7 +40,7 @@ from graphql_api.responses import graphql_error_response
 from graphql_api.schema import build_schema
 from graphql_api.services.container import Services
 from graphql_api.settings import Settings, get_settings
-from graphql_api.storage.base import Storage
+from graphql_api.storage.base import DatabaseUnavailable, Storage
 from graphql_api.storage.mongo import MongoStorage
 from graphql_api.websocket import KeepAliveTransportWSHandler, refuse_origin
 
@@ -55,6 +56,9 @@ IN_MEMORY_WARNING = (
     "DATA IS NOT KEPT and is lost when the server stops. Set MLTRAIN_MONGODB_URI for real use."
 )
 
+
+#: Seconds /healthz waits for the database before answering 503.
+HEALTH_TIMEOUT = 1.0
 
 #: ``extensions.code`` of the HTTP refusals Strawberry makes before any GraphQL work.
 HTTP_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
@@ -153,7 +157,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = storage or MongoStorage.connect(settings.mongodb_uri, settings.mongodb_database)
+        store = storage or MongoStorage.connect(
+            settings.mongodb_uri, settings.mongodb_database, timeout=settings.mongodb_timeout
+        )
         if settings.in_memory and storage is None:
             log.warning(IN_MEMORY_WARNING)
         await store.ensure_indexes()
@@ -208,9 +214,19 @@ def create_app(
     )
 
     async def health(request: Request) -> JSONResponse:
+        """200 if the database answers a ping, else 503 with the reason, within a second."""
         services: Services = request.app.state.services
-        await services.storage.ping()
-        return JSONResponse({"status": "ok"})
+        try:
+            # The ping is bounded in the driver; this also bounds the wait for a driver thread.
+            async with asyncio.timeout(HEALTH_TIMEOUT):
+                await services.storage.ping()
+        except DatabaseUnavailable as error:
+            reason = f"database unavailable: {error.reason}"
+        except TimeoutError:
+            reason = f"database unavailable: no answer within {HEALTH_TIMEOUT:g} s"
+        else:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
 
     return Starlette(
         routes=[

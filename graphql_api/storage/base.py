@@ -4,7 +4,9 @@ Every method is one logical operation; the ones that change a record are atomic 
 updates on its current status, so concurrent callers cannot both make the same transition.
 An implementation raises ``graphql_api.domain.errors.ConflictError`` (with the field) when a
 write would break a uniqueness rule, and returns ``None`` when a conditional update finds no
-record in an allowed status; it never raises any other domain error.
+record in an allowed status; it never raises any other domain error. Any method may raise
+``DatabaseUnavailable`` (below) when the database is unreachable or too slow: an
+implementation bounds every operation in time and never lets its driver's errors out.
 """
 
 from __future__ import annotations
@@ -24,6 +26,26 @@ from graphql_api.domain.queries import (
     TrainingJobFilter,
     TrainingJobOrder,
 )
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached, or did not answer within the storage's bound.
+
+    Any storage method may raise it. A read changed nothing; a write may or may not have been
+    applied (it may have reached the server before the answer was lost), so clients retry
+    writes the idempotent way (docs/retrying.md). ``reason`` is short and safe to show a
+    client (``connection refused``, ``no answer within 3 s``); ``detail`` is the driver's
+    own message, for the log.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail or reason
+
+
+class DatabaseConfigError(ValueError):
+    """The database settings cannot work (a malformed URI, an unknown option)."""
 
 
 class ModelVersionStore(Protocol):

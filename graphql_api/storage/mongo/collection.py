@@ -56,7 +56,14 @@ class UpdateGuard:
 
 
 class MongoCollection:
-    """Shared plumbing: round-trip counting, keyset pages and guarded conditional updates."""
+    """Shared plumbing: round-trip counting, keyset pages and guarded conditional updates.
+
+    Subclasses are ``@bounded_methods``: each public method runs within ``timeout`` seconds
+    (set by ``MongoStorage``) and raises ``DatabaseUnavailable``, never a driver error, when
+    the database is unreachable (``failures.py``)."""
+
+    #: Seconds one public method may take; None (the in-memory mock) is unbounded.
+    timeout: float | None = None
 
     def __init__(self, collection: Any, stats: StoreStats, guard: UpdateGuard) -> None:
         self._c = collection

@@ -18,8 +18,10 @@ from graphql_api.storage.mongo.collection import (
     UpdateGuard,
     is_duplicate_key,
 )
+from graphql_api.storage.mongo.failures import bounded_methods
 
 
+@bounded_methods
 class MongoEventStore(MongoCollection):
     """The change log: ``_id`` is the sequence number, taken from a counter document (``$inc``).
 

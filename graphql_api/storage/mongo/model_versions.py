@@ -15,9 +15,11 @@ from graphql_api.domain.queries import ModelVersionFilter, ModelVersionOrder, Pa
 from graphql_api.storage import documents
 from graphql_api.storage.filters import model_version_query
 from graphql_api.storage.mongo.collection import MongoCollection, is_duplicate_key
+from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.sorts import MODEL_VERSION_SORTS
 
 
+@bounded_methods
 class MongoModelVersionStore(MongoCollection):
     async def insert(self, version: ModelVersion) -> None:
         self._trip()

@@ -1,0 +1,92 @@
+"""Every storage operation bounded in time, and the driver's failures kept inside.
+
+A store method runs under ``pymongo.timeout(bound)``: PyMongo's client-side operation timeout
+(CSOT), which bounds server selection, connecting, each command and the wait for a pooled
+connection, and sets the deadline once for the whole method (all its round trips). Motor runs
+the driver in a thread pool and copies the caller's context into it, so the deadline also
+covers the time a call waits for a free thread: once past it, a queued call fails at once
+instead of sending a write the client has stopped waiting for.
+
+A failure to reach the database becomes ``DatabaseUnavailable`` with a short reason; every
+other driver error (a unique index refusal, which stores handle themselves) passes unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, Protocol, TypeVar
+
+import pymongo
+from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
+
+from graphql_api.storage.base import DatabaseUnavailable
+
+P = ParamSpec("P")
+R = TypeVar("R")
+C = TypeVar("C", bound=type)
+
+
+class Bounded(Protocol):
+    #: Seconds one storage method may take; None: unbounded (the in-memory mock).
+    timeout: float | None
+
+
+def unavailable(error: PyMongoError, timeout: float | None) -> DatabaseUnavailable | None:
+    """The ``DatabaseUnavailable`` that ``error`` means, or None if it means something else."""
+    detail = str(error)
+    if isinstance(error, ServerSelectionTimeoutError):
+        if "Connection refused" in detail:
+            reason = "connection refused"
+        elif "timed out" in detail or error.timeout:
+            reason = "no server answered" + (f" within {timeout:g} s" if timeout else "")
+        else:
+            # The first server's error, without the topology dump that follows it.
+            reason = re.split(r" \(configured timeouts|, Timeout: ", detail)[0]
+            reason = re.sub(r"^[^\s]+:\d+: ", "", reason) or "no server reachable"
+    elif error.timeout:
+        reason = "no answer" + (f" within {timeout:g} s" if timeout else " in time")
+    elif isinstance(error, ConnectionFailure):
+        reason = "connection lost"
+    else:
+        return None
+    return DatabaseUnavailable(reason, detail)
+
+
+def bounded(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Run a store method under the store's ``timeout``; driver outages as DatabaseUnavailable."""
+
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        store: Bounded = args[0]  # type: ignore[assignment]  # a method: args[0] is self
+        try:
+            with pymongo.timeout(store.timeout):
+                return await method(*args, **kwargs)
+        except PyMongoError as error:
+            translated = unavailable(error, store.timeout)
+            if translated is None:
+                raise
+            raise translated from error
+
+    return call
+
+
+def bounded_methods(cls: C) -> C:
+    """Apply ``bounded`` to every public coroutine method ``cls`` defines."""
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.iscoroutinefunction(member):
+            setattr(cls, name, bounded(member))
+    return cls
+
+
+def masked(uri: str) -> str:
+    """``uri`` with its password replaced by ``***`` (for logs and start-up errors). The
+    user information ends at the last ``@``: a password with an unescaped ``@`` is masked
+    whole too."""
+    scheme, separator, rest = uri.partition("://")
+    user_info, at, host = rest.rpartition("@")
+    if not separator or not at or ":" not in user_info:
+        return uri
+    return f"{scheme}://{user_info.split(':', 1)[0]}:***@{host}"
