@@ -13,6 +13,7 @@ from typing import Any
 
 from cross_web import HTTPException
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -23,6 +24,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from strawberry.types.unset import UNSET, UnsetType
 
 from graphql_api import wire_json
+from graphql_api.auth.hosts import LocalHostsOnly
 from graphql_api.auth.http import RequireApiKey, scope_key
 from graphql_api.auth.keys import KeyRing
 from graphql_api.auth.ws import (
@@ -242,5 +244,10 @@ def create_app(
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", health),
         ],
+        # Open mode: every route answers only requests addressed to this machine (DNS
+        # rebinding); with keys, a rebinding page has no key to send.
+        middleware=[]
+        if keys.enabled
+        else [Middleware(LocalHostsOnly, allowed_hosts=settings.allowed_hosts)],
         lifespan=lifespan,
     )

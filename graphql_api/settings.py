@@ -86,6 +86,13 @@ class Settings(BaseSettings):
         description="WebSocket connections open at once with one API key.",
     )
 
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Without API keys, the server answers only requests whose Host is "
+        "localhost, an IP address or one of these names (comma-separated; `*.example.com` "
+        "matches its subdomains, `*` any): a defence against DNS rebinding. Ignored with keys.",
+    )
+
     # Subscriptions (docs/subscriptions.md).
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -131,6 +138,29 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_level(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip().lower() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            for pattern in value:
+                text = str(pattern)
+                wildcard_ok = (
+                    text == "*"
+                    or "*" not in text
+                    or (text.startswith("*.") and "*" not in text[1:])
+                )
+                if not wildcard_ok:
+                    raise ValueError(
+                        f"invalid host pattern {text!r}: use a name, '*.example.com' or '*'"
+                    )
+                if not text or any(c in text for c in "/:@ "):
+                    raise ValueError(
+                        f"invalid host pattern {text!r}: a host name without scheme or port"
+                    )
+        return value
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
