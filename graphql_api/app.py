@@ -44,7 +44,12 @@ from graphql_api.services.container import Services
 from graphql_api.settings import Settings, get_settings
 from graphql_api.storage.base import DatabaseUnavailable, Storage
 from graphql_api.storage.mongo import MongoStorage
-from graphql_api.websocket import KeepAliveTransportWSHandler, refuse_origin
+from graphql_api.websocket import (
+    KeepAliveTransportWSHandler,
+    client_address,
+    refuse_origin,
+    refuse_too_many,
+)
 
 log = logging.getLogger("mltrain")
 
@@ -71,15 +76,33 @@ class GraphQLEndpoint(GraphQL[Context, None]):
     websocket_adapter_class = ExplainingWebSocketAdapter
 
     def __init__(
-        self, *args: Any, keys: KeyRing, connections: ConnectionCounter, **kwargs: Any
+        self,
+        *args: Any,
+        keys: KeyRing,
+        connections: ConnectionCounter,
+        addresses: ConnectionCounter,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.keys = keys
         self.connections = connections
+        self.addresses = addresses
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self._serve_http(scope, receive, send)
+            return
+        if scope["type"] == "websocket" and not self.keys.enabled:
+            # Open mode has no key to count by: count by client address, from the handshake
+            # on (an idle socket that never sends connection_init counts too).
+            address = client_address(scope)
+            if not self.addresses.acquire(address):
+                await refuse_too_many(WebSocket(scope, receive, send), address, self.addresses)
+                return
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                self.addresses.release(address)
             return
         try:
             await super().__call__(scope, receive, send)
@@ -206,6 +229,7 @@ def create_app(
         build_schema(limits, introspection=settings.introspection),
         keys=keys,
         connections=ConnectionCounter(settings.max_connections_per_key),
+        addresses=ConnectionCounter(settings.max_connections_per_address),
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         graphql_ide="graphiql" if settings.graphiql else None,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),

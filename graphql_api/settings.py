@@ -85,6 +85,13 @@ class Settings(BaseSettings):
         le=100_000,
         description="WebSocket connections open at once with one API key.",
     )
+    max_connections_per_address: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Without API keys: WebSocket connections open at once from one client "
+        "address (with keys, the per-key cap applies).",
+    )
 
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
