@@ -7,20 +7,25 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.http import GraphQLRequestData
+from strawberry.subscriptions import (
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 from strawberry.types.unset import UNSET, UnsetType
 
 from graphql_api import wire_json
@@ -33,6 +38,8 @@ from graphql_api.auth.ws import (
     release_connection,
 )
 from graphql_api.context import Context
+from graphql_api.graphiql import graphiql_page
+from graphql_api.http_subscriptions import NOT_OVER_PLAIN_HTTP, accepts_multipart, is_subscription
 from graphql_api.limits.body import BodySizeLimit
 from graphql_api.limits.connections import ConnectionCounter
 from graphql_api.limits.rules import QueryLimits
@@ -67,6 +74,9 @@ IN_MEMORY_WARNING = (
 #: Seconds /healthz waits for the database before answering 503.
 HEALTH_TIMEOUT = 1.0
 
+#: Where a subscription stream keeps its connection slot in the ASGI scope.
+STREAM_SLOT = "mltrain.stream_slot"
+
 #: ``extensions.code`` of the HTTP refusals Strawberry makes before any GraphQL work.
 HTTP_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
@@ -81,12 +91,14 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         keys: KeyRing,
         connections: ConnectionCounter,
         addresses: ConnectionCounter,
+        max_tokens: int,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.keys = keys
         self.connections = connections
         self.addresses = addresses
+        self.max_tokens = max_tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -115,14 +127,65 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         response shape instead of plain text, so every client error is JSON that says why."""
         response: Response
         try:
-            response = await self.run(Request(scope, receive))
-        except HTTPException as refusal:
-            response = graphql_error_response(
-                refusal.status_code,
-                refusal.reason,
-                {"code": HTTP_ERROR_CODES.get(refusal.status_code, "BAD_REQUEST")},
+            try:
+                response = await self.run(Request(scope, receive))
+            except HTTPException as refusal:
+                response = graphql_error_response(
+                    refusal.status_code,
+                    refusal.reason,
+                    {"code": HTTP_ERROR_CODES.get(refusal.status_code, "BAD_REQUEST")},
+                )
+            await response(scope, receive, send)  # a subscription streams until it ends
+        finally:
+            slot: tuple[ConnectionCounter, str] | None = scope.pop(STREAM_SLOT, None)
+            if slot is not None:
+                slot[0].release(slot[1])
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """A subscription over HTTP is streamed as multipart if the client accepts that, else
+        refused with the reason (graphql_api/http_subscriptions.py)."""
+        data = await super().parse_http_body(request)
+        if (
+            isinstance(data, GraphQLRequestData)
+            and data.protocol == "http"
+            and is_subscription(data.query, data.operation_name, self.max_tokens)
+        ):
+            if not accepts_multipart(request.headers.get("accept", "")):
+                raise HTTPException(400, NOT_OVER_PLAIN_HTTP)
+            data.protocol = "multipart-subscription"
+        return data
+
+    async def create_streaming_response(
+        self,
+        request: Request | WebSocket,
+        stream: Callable[[], AsyncIterator[str]],
+        sub_response: Response,
+        headers: Mapping[str, str],
+    ) -> Response:
+        """A subscription stream holds a connection slot, like a WebSocket: per key, or per
+        client address in open mode; ``_serve_http`` frees it when the stream ends."""
+        key = scope_key(request.scope)
+        counter, holder = (
+            (self.connections, key.name)
+            if key is not None
+            else (self.addresses, client_address(request.scope))
+        )
+        if not counter.acquire(holder):
+            setting = "PER_KEY" if key is not None else "PER_ADDRESS"
+            limit = "maxConnectionsPerKey" if key is not None else "maxConnectionsPerAddress"
+            return graphql_error_response(
+                429,
+                f"Too many connections for {holder}: the limit is {counter.max_per_key} "
+                f"(MLTRAIN_MAX_CONNECTIONS_{setting}).",
+                {"code": "LIMIT_EXCEEDED", "limit": limit, "max": counter.max_per_key},
             )
-        await response(scope, receive, send)
+        request.scope[STREAM_SLOT] = (counter, holder)
+        return await super().create_streaming_response(request, stream, sub_response, headers)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return HTMLResponse(graphiql_page())
 
     def encode_json(self, data: object) -> str:
         return wire_json.encode(data)
@@ -230,9 +293,15 @@ def create_app(
         keys=keys,
         connections=ConnectionCounter(settings.max_connections_per_key),
         addresses=ConnectionCounter(settings.max_connections_per_address),
+        max_tokens=settings.max_tokens,
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         graphql_ide="graphiql" if settings.graphiql else None,
-        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+        # WebSocket (both protocols), and HTTP multipart for GraphiQL and Apollo Client.
+        subscription_protocols=(
+            GRAPHQL_TRANSPORT_WS_PROTOCOL,
+            GRAPHQL_WS_PROTOCOL,
+            MULTIPART_SUBSCRIPTION_PROTOCOL,
+        ),
         keep_alive=True,  # graphql-ws "ka"; graphql-transport-ws pings: KeepAliveTransportWSHandler
         keep_alive_interval=settings.ws_keep_alive_interval,
         connection_init_wait_timeout=timedelta(seconds=settings.ws_connection_init_timeout),
