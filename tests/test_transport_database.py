@@ -16,6 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pymongo
+import pymongo.errors
 import pytest
 
 from graphql_api.storage.mongo import masked
@@ -116,9 +118,23 @@ def test_masking_hides_every_form_of_password() -> None:
     assert masked("mongodb://h:1") == "mongodb://h:1"
 
 
-# While running (needs the real server behind the proxy) -----------------------------------
+# Needs the real server (behind the proxy) ----------------------------------------------------
 
 needs_real = pytest.mark.skipif(REAL_URI is None, reason="needs MLTRAIN_TEST_MONGODB_URI")
+
+
+@needs_real
+def test_start_with_credentials_the_server_refuses_is_one_line(proxy: DatabaseProxy) -> None:
+    uri = with_password(proxy.uri)
+    client: pymongo.MongoClient[Any] = pymongo.MongoClient(uri, timeoutMS=5000)
+    try:
+        client.admin.command("ping")
+        pytest.skip("this server accepts any credentials (authentication off)")
+    except pymongo.errors.OperationFailure as refusal:
+        assert refusal.code == 18
+    finally:
+        client.close()
+    stops_with_one_line(start_serve(uri), masked(uri), "authentication failed")
 
 
 def post(url: str, query: str, **variables: Any) -> dict[str, Any]:

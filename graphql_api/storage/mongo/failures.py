@@ -20,13 +20,25 @@ from collections.abc import Awaitable, Callable
 from typing import ParamSpec, Protocol, TypeVar
 
 import pymongo
-from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import (
+    ConnectionFailure,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 
 from graphql_api.storage.base import DatabaseUnavailable
 
 P = ParamSpec("P")
 R = TypeVar("R")
 C = TypeVar("C", bound=type)
+
+
+#: Server error codes that mean the URI's credentials do not let us in (MongoDB's codes).
+REFUSED_CREDENTIALS = {
+    18: "authentication failed (the user or password in the URI)",
+    13: "not authorized (the URI's user lacks the rights)",
+}
 
 
 class Bounded(Protocol):
@@ -50,6 +62,8 @@ def unavailable(error: PyMongoError, timeout: float | None) -> DatabaseUnavailab
         reason = "no answer" + (f" within {timeout:g} s" if timeout else " in time")
     elif isinstance(error, ConnectionFailure):
         reason = "connection lost"
+    elif isinstance(error, OperationFailure) and error.code in REFUSED_CREDENTIALS:
+        reason = REFUSED_CREDENTIALS[error.code]
     else:
         return None
     return DatabaseUnavailable(reason, detail)
