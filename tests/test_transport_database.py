@@ -105,6 +105,8 @@ def test_start_with_the_database_down_is_one_line_naming_the_masked_uri(
         "mongodb://trainer:s3cr%40t-pw@127.0.0.1:99999",
         "mongodb+srv://trainer:s3cr%40t-pw@127.0.0.1:27017",  # SRV takes no port
         "mongodb://",
+        "mongodb://trainer:s3cr%40t-pw@127.0.0.1/?badOption=1",  # PyMongo only warns
+        "mongodb://trainer:s3cr%40t-pw@127.0.0.1/?tls=maybe",  # ... and would drop TLS
     ],
 )
 def test_start_with_an_unusable_uri_is_one_line(uri: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from graphql_api.storage.base import DatabaseConfigError
@@ -24,14 +25,18 @@ def connect(uri: str | None, database: str, timeout: float = DEFAULT_TIMEOUT) ->
 
         milliseconds = max(1, round(timeout * 1000))
         try:
-            client: Any = AsyncIOMotorClient(
-                uri,
-                tz_aware=True,
-                timeoutMS=milliseconds,
-                serverSelectionTimeoutMS=milliseconds,
-                connectTimeoutMS=milliseconds,
-            )
-        except (ConfigurationError, ValueError, TypeError) as error:
+            # PyMongo only warns about an unknown option or a bad value (`tls=maybe`) and
+            # ignores it: a typo would silently drop what it asked for (TLS), so refuse it.
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", UserWarning)
+                client: Any = AsyncIOMotorClient(
+                    uri,
+                    tz_aware=True,
+                    timeoutMS=milliseconds,
+                    serverSelectionTimeoutMS=milliseconds,
+                    connectTimeoutMS=milliseconds,
+                )
+        except (ConfigurationError, ValueError, TypeError, UserWarning) as error:
             message = str(error).replace(uri, masked(uri))
             raise DatabaseConfigError(f"{masked(uri)}: {message}") from None
     else:
