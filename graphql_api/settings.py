@@ -32,11 +32,12 @@ class Settings(BaseSettings):
         '/\\. "$*<>:|?).',
     )
     mongodb_timeout: float = Field(
-        default=3.0,
+        default=2.5,
         gt=0,
         le=300,
         description="Seconds any database operation may take (connecting included); past it, "
-        "or with the database unreachable, a request fails with DATABASE_UNAVAILABLE.",
+        "or with the database unreachable, a request fails with DATABASE_UNAVAILABLE (up to "
+        "~0.5 s later while the server refuses connections: the driver retries in steps).",
     )
     host: str = Field(
         default="127.0.0.1", min_length=1, description="Address `mltrain serve` binds."

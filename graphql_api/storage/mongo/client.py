@@ -8,8 +8,9 @@ from typing import Any
 from graphql_api.storage.base import DatabaseConfigError
 from graphql_api.storage.mongo.failures import masked
 
-#: Seconds a storage operation may take by default (MLTRAIN_MONGODB_TIMEOUT).
-DEFAULT_TIMEOUT = 3.0
+#: Seconds a storage operation may take by default (MLTRAIN_MONGODB_TIMEOUT): with the ~0.5 s
+#: the driver may add while connections are refused, an outage is answered within 3 s.
+DEFAULT_TIMEOUT = 2.5
 
 
 def connect(uri: str | None, database: str, timeout: float = DEFAULT_TIMEOUT) -> Any:

@@ -15,7 +15,7 @@ from graphql_api.storage.mongo.model_versions import MongoModelVersionStore
 from graphql_api.storage.mongo.training_jobs import MongoTrainingJobStore
 
 #: Seconds a ping may take: /healthz answers within a second whatever the operation bound.
-PING_TIMEOUT = 0.8
+PING_TIMEOUT = 0.6
 
 
 @bounded_methods
