@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -119,6 +120,9 @@ class MongoCollection:
                 return_document=ReturnDocument.AFTER,
             )
             return doc
+        # Waiting out other writers ends in a ConflictError before the operation's deadline
+        # (``timeout``), which would otherwise report a busy record as an unavailable database.
+        give_up_at = None if self.timeout is None else time.monotonic() + self.timeout / 2
         for attempt in range(MAX_UPDATE_ATTEMPTS):
             self._trip()
             current = await self._c.find_one({"_id": record_id})
@@ -127,7 +131,10 @@ class MongoCollection:
             rev = int(current.get("rev", 0))
             claim = f"{self._c.name}:{record_id}:{rev}"
             if not await self._claim(claim):
-                await asyncio.sleep(min(0.001 * 2**attempt, 0.05))
+                backoff = min(0.001 * 2**attempt, 0.05)
+                if give_up_at is not None and time.monotonic() + backoff > give_up_at:
+                    break
+                await asyncio.sleep(backoff)
                 continue
             try:
                 self._trip()
