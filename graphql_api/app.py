@@ -3,25 +3,33 @@ WebSocket), a health check, and the live change feed that subscriptions read."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.http import GraphQLRequestData
+from strawberry.subscriptions import (
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 from strawberry.types.unset import UNSET, UnsetType
 
 from graphql_api import wire_json
+from graphql_api.auth.hosts import LocalHostsOnly
 from graphql_api.auth.http import RequireApiKey, scope_key
 from graphql_api.auth.keys import KeyRing
 from graphql_api.auth.ws import (
@@ -30,17 +38,25 @@ from graphql_api.auth.ws import (
     release_connection,
 )
 from graphql_api.context import Context
+from graphql_api.graphiql import graphiql_page
+from graphql_api.http_subscriptions import NOT_OVER_PLAIN_HTTP, accepts_multipart, is_subscription
 from graphql_api.limits.body import BodySizeLimit
 from graphql_api.limits.connections import ConnectionCounter
 from graphql_api.limits.rules import QueryLimits
 from graphql_api.live.feed import ChangeFeed
 from graphql_api.live.notify import NotifyingStorage
+from graphql_api.responses import graphql_error_response
 from graphql_api.schema import build_schema
 from graphql_api.services.container import Services
 from graphql_api.settings import Settings, get_settings
-from graphql_api.storage.base import Storage
+from graphql_api.storage.base import DatabaseUnavailable, Storage
 from graphql_api.storage.mongo import MongoStorage
-from graphql_api.websocket import KeepAliveTransportWSHandler, refuse_origin
+from graphql_api.websocket import (
+    KeepAliveTransportWSHandler,
+    client_address,
+    refuse_origin,
+    refuse_too_many,
+)
 
 log = logging.getLogger("mltrain")
 
@@ -55,23 +71,121 @@ IN_MEMORY_WARNING = (
 )
 
 
+#: Seconds /healthz waits for the database before answering 503 (its answer: within 1 s).
+HEALTH_TIMEOUT = 0.8
+
+#: Where a subscription stream keeps its connection slot in the ASGI scope.
+STREAM_SLOT = "mltrain.stream_slot"
+
+#: ``extensions.code`` of the HTTP refusals Strawberry makes before any GraphQL work.
+HTTP_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
 class GraphQLEndpoint(GraphQL[Context, None]):
     graphql_transport_ws_handler_class = KeepAliveTransportWSHandler
     websocket_adapter_class = ExplainingWebSocketAdapter
 
     def __init__(
-        self, *args: Any, keys: KeyRing, connections: ConnectionCounter, **kwargs: Any
+        self,
+        *args: Any,
+        keys: KeyRing,
+        connections: ConnectionCounter,
+        addresses: ConnectionCounter,
+        max_tokens: int,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.keys = keys
         self.connections = connections
+        self.addresses = addresses
+        self.max_tokens = max_tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._serve_http(scope, receive, send)
+            return
+        if scope["type"] == "websocket" and not self.keys.enabled:
+            # Open mode has no key to count by: count by client address, from the handshake
+            # on (an idle socket that never sends connection_init counts too).
+            address = client_address(scope)
+            if not self.addresses.acquire(address):
+                await refuse_too_many(WebSocket(scope, receive, send), address, self.addresses)
+                return
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                self.addresses.release(address)
+            return
         try:
             await super().__call__(scope, receive, send)
         finally:
             if scope["type"] == "websocket":
                 release_connection(scope, self.connections)
+
+    async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Strawberry's HTTP handling, with its refusals (400, 404, 405) in the GraphQL
+        response shape instead of plain text, so every client error is JSON that says why."""
+        response: Response
+        try:
+            try:
+                response = await self.run(Request(scope, receive))
+            except HTTPException as refusal:
+                response = graphql_error_response(
+                    refusal.status_code,
+                    refusal.reason,
+                    {"code": HTTP_ERROR_CODES.get(refusal.status_code, "BAD_REQUEST")},
+                )
+            await response(scope, receive, send)  # a subscription streams until it ends
+        finally:
+            slot: tuple[ConnectionCounter, str] | None = scope.pop(STREAM_SLOT, None)
+            if slot is not None:
+                slot[0].release(slot[1])
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """A subscription over HTTP is streamed as multipart if the client accepts that, else
+        refused with the reason (graphql_api/http_subscriptions.py)."""
+        data = await super().parse_http_body(request)
+        if (
+            isinstance(data, GraphQLRequestData)
+            and data.protocol == "http"
+            and is_subscription(data.query, data.operation_name, self.max_tokens)
+        ):
+            if not accepts_multipart(request.headers.get("accept", "")):
+                raise HTTPException(400, NOT_OVER_PLAIN_HTTP)
+            data.protocol = "multipart-subscription"
+        return data
+
+    async def create_streaming_response(
+        self,
+        request: Request | WebSocket,
+        stream: Callable[[], AsyncIterator[str]],
+        sub_response: Response,
+        headers: Mapping[str, str],
+    ) -> Response:
+        """A subscription stream holds a connection slot, like a WebSocket: per key, or per
+        client address in open mode; ``_serve_http`` frees it when the stream ends."""
+        key = scope_key(request.scope)
+        counter, holder = (
+            (self.connections, key.name)
+            if key is not None
+            else (self.addresses, client_address(request.scope))
+        )
+        if not counter.acquire(holder):
+            setting = "PER_KEY" if key is not None else "PER_ADDRESS"
+            limit = "maxConnectionsPerKey" if key is not None else "maxConnectionsPerAddress"
+            return graphql_error_response(
+                429,
+                f"Too many connections for {holder}: the limit is {counter.max_per_key} "
+                f"(MLTRAIN_MAX_CONNECTIONS_{setting}).",
+                {"code": "LIMIT_EXCEEDED", "limit": limit, "max": counter.max_per_key},
+            )
+        request.scope[STREAM_SLOT] = (counter, holder)
+        return await super().create_streaming_response(request, stream, sub_response, headers)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return HTMLResponse(graphiql_page())
 
     def encode_json(self, data: object) -> str:
         return wire_json.encode(data)
@@ -80,10 +194,19 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         return wire_json.decode(data)
 
     def parse_json(self, data: str | bytes) -> Any:
+        """A request body (or the ``variables``/``extensions`` of a GET): an object, or a
+        list that Strawberry refuses as a batch; anything else is a 400 saying so."""
         try:
-            return self.decode_json(data)
+            document = self.decode_json(data)
         except json.JSONDecodeError as error:  # Strawberry's own 400 does not say what is wrong
-            raise HTTPException(400, f"Unable to parse request body as JSON: {error}") from error
+            raise HTTPException(400, f"Unable to parse the request's JSON: {error}") from error
+        if not isinstance(document, dict | list):
+            raise HTTPException(
+                400,
+                'Expected a JSON object (e.g. {"query": "{ __typename }"}), got '
+                f"{wire_json.kind(document)}.",
+            )
+        return document
 
     async def get_context(self, request: Any, response: Any) -> Context:
         services: Services = request.app.state.services
@@ -123,7 +246,10 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = storage or MongoStorage.connect(
-            settings.mongodb_uri, settings.mongodb_database, settings.guarded_updates
+            settings.mongodb_uri,
+            settings.mongodb_database,
+            settings.guarded_updates,
+            timeout=settings.mongodb_timeout,
         )
         if settings.in_memory and storage is None:
             log.warning(IN_MEMORY_WARNING)
@@ -171,9 +297,16 @@ def create_app(
         build_schema(limits, introspection=settings.introspection),
         keys=keys,
         connections=ConnectionCounter(settings.max_connections_per_key),
+        addresses=ConnectionCounter(settings.max_connections_per_address),
+        max_tokens=settings.max_tokens,
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         graphql_ide="graphiql" if settings.graphiql else None,
-        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+        # WebSocket (both protocols), and HTTP multipart for GraphiQL and Apollo Client.
+        subscription_protocols=(
+            GRAPHQL_TRANSPORT_WS_PROTOCOL,
+            GRAPHQL_WS_PROTOCOL,
+            MULTIPART_SUBSCRIPTION_PROTOCOL,
+        ),
         keep_alive=True,  # graphql-ws "ka"; graphql-transport-ws pings: KeepAliveTransportWSHandler
         keep_alive_interval=settings.ws_keep_alive_interval,
         connection_init_wait_timeout=timedelta(seconds=settings.ws_connection_init_timeout),
@@ -181,9 +314,19 @@ def create_app(
     )
 
     async def health(request: Request) -> JSONResponse:
+        """200 if the database answers a ping, else 503 with the reason, within a second."""
         services: Services = request.app.state.services
-        await services.storage.ping()
-        return JSONResponse({"status": "ok"})
+        try:
+            # The ping is bounded in the driver; this also bounds the wait for a driver thread.
+            async with asyncio.timeout(HEALTH_TIMEOUT):
+                await services.storage.ping()
+        except DatabaseUnavailable as error:
+            reason = f"database unavailable: {error.reason}"
+        except TimeoutError:
+            reason = f"database unavailable: no answer within {HEALTH_TIMEOUT:g} s"
+        else:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
 
     return Starlette(
         routes=[
@@ -199,5 +342,10 @@ def create_app(
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", health),
         ],
+        # Open mode: every route answers only requests addressed to this machine (DNS
+        # rebinding); with keys, a rebinding page has no key to send.
+        middleware=[]
+        if keys.enabled
+        else [Middleware(LocalHostsOnly, allowed_hosts=settings.allowed_hosts)],
         lifespan=lifespan,
     )

@@ -4,17 +4,65 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from graphql_api.settings import Settings
 
 app = typer.Typer(help="mltrain: a GraphQL control plane for ML training.", no_args_is_help=True)
 
 
+def cannot_start(reason: str) -> NoReturn:
+    """The one line a user sees when the server cannot start, then exit status 2."""
+    typer.echo(f"mltrain: cannot start: {reason}", err=True)
+    raise typer.Exit(2)
+
+
+def check_database(settings: Settings) -> None:
+    """Reach the configured database (and create its indexes) before serving, so an
+    unreachable server or a bad URI is one clear line within MLTRAIN_MONGODB_TIMEOUT."""
+    import asyncio
+
+    from graphql_api.storage.base import DatabaseConfigError, DatabaseUnavailable
+    from graphql_api.storage.mongo import MongoStorage, masked
+
+    uri = settings.mongodb_uri
+    if not uri:
+        return
+
+    async def reach() -> None:
+        storage = MongoStorage.connect(
+            uri, settings.mongodb_database, timeout=settings.mongodb_timeout
+        )
+        try:
+            await storage.ensure_indexes()
+        finally:
+            await storage.close()
+
+    try:
+        asyncio.run(reach())
+    except DatabaseConfigError as error:
+        cannot_start(f"MLTRAIN_MONGODB_URI is not a usable MongoDB URI: {error}")
+    except DatabaseUnavailable as error:
+        cannot_start(
+            f"the database at {masked(uri)} is unavailable: {error.reason} "
+            f"(MLTRAIN_MONGODB_URI; waited {settings.mongodb_timeout:g} s, "
+            "MLTRAIN_MONGODB_TIMEOUT)"
+        )
+
+
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to bind [env MLTRAIN_HOST].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to bind [env MLTRAIN_PORT].")] = None,
+    # Parentheses, not brackets: typer's rich help would take "[env ...]" for markup.
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default: MLTRAIN_HOST, else 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Port to bind (default: MLTRAIN_PORT, else 8000)."),
+    ] = None,
     demo: Annotated[
         bool, typer.Option(help="Seed demo models, versions and jobs into an empty database.")
     ] = False,
@@ -32,9 +80,12 @@ def serve(
     from graphql_api.app import create_app
     from graphql_api.auth.exposure import is_loopback
     from graphql_api.auth.keys import KeyConfigError, KeyRing
-    from graphql_api.settings import get_settings
+    from graphql_api.settings import SettingsError, get_settings
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except SettingsError as error:
+        cannot_start(str(error))
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -42,8 +93,7 @@ def serve(
     try:
         keys = KeyRing.load(settings.api_keys, settings.api_keys_file)
     except KeyConfigError as error:
-        typer.echo(f"mltrain: cannot start: {error}", err=True)
-        raise typer.Exit(2) from None
+        cannot_start(str(error))
     if not keys.enabled and not is_loopback(bind_host) and not allow_open_network:
         typer.echo(
             f"mltrain: refusing to serve on {bind_host} without API keys: anyone who can reach "
@@ -53,6 +103,7 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
+    check_database(settings)
     typer.echo(
         f"mltrain: authentication {'ON' if keys.enabled else 'OFF (open access)'}"
         f"{f', {len(keys.keys)} API keys' if keys.enabled else ''}"
@@ -76,7 +127,11 @@ def export_schema(
     """Write the GraphQL schema (SDL) to a file; schema.graphql in the repo is this output."""
     from graphql_api.sdl import schema_sdl
 
-    output.write_text(schema_sdl())
+    try:
+        output.write_text(schema_sdl())
+    except OSError as error:
+        typer.echo(f"mltrain: cannot write {output}: {error.strerror or error}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"wrote {output}")
 
 

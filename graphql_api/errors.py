@@ -2,7 +2,9 @@
 
 Domain errors raised by queries (a bad filter, an oversized ``first``) become GraphQL errors
 whose ``extensions`` carry ``code`` and ``field``. GraphQL's own errors (syntax, validation)
-pass through. Anything else is a bug: the client sees "Unexpected error." with a request id,
+pass through. Storage's ``DatabaseUnavailable`` (any operation: query, mutation or
+subscription) becomes ``DATABASE_UNAVAILABLE`` with ``retryable: true`` (docs/retrying.md).
+Anything else is a bug: the client sees "Unexpected error." with a request id,
 and the log has the traceback under the same id.
 """
 
@@ -16,6 +18,7 @@ from strawberry.extensions import MaskErrors
 
 from graphql_api.domain.errors import DomainError, NotFoundError, ValidationError
 from graphql_api.limits.rules import token_limit_error
+from graphql_api.storage.base import DatabaseUnavailable
 
 log = logging.getLogger("mltrain.errors")
 
@@ -60,6 +63,28 @@ class ClientErrors(MaskErrors):
                 extensions=extensions,
             )
         request_id = self._request_id()
+        if isinstance(original, DatabaseUnavailable):
+            # An outage, not a bug: one line per failed field, no traceback.
+            log.warning(
+                "database unavailable in %s (request %s): %s",
+                ".".join(str(p) for p in error.path or []) or "operation",
+                request_id,
+                original.detail,
+            )
+            return GraphQLError(
+                f"The database is unavailable ({original.reason}); retry later. A read "
+                "changed nothing; a write may or may not have been applied (docs/retrying.md "
+                "says how to retry it safely).",
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions={
+                    "code": "DATABASE_UNAVAILABLE",
+                    "retryable": True,
+                    "requestId": request_id,
+                },
+            )
         log.error(
             "unexpected error in %s (request %s)",
             ".".join(str(p) for p in error.path or []) or "operation",

@@ -1,4 +1,8 @@
-"""One typed settings object, read from ``MLTRAIN_*`` environment variables (and ``.env``)."""
+"""One typed settings object, read from ``MLTRAIN_*`` environment variables (and ``.env``).
+
+Every setting has a type and a range; a value outside it stops the server at start-up with
+one line naming the variable (``load_settings`` raises ``SettingsError``), not a traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from strawberry.http.websocket_origin import normalize_allowed_origins
 
@@ -19,16 +23,35 @@ class Settings(BaseSettings):
         description="MongoDB connection string. Unset: an embedded in-memory database "
         "(mongomock-motor) whose data is lost when the server stops.",
     )
-    mongodb_database: str = Field(default="mltrain", description="Database name.")
+    mongodb_database: str = Field(
+        default="mltrain",
+        min_length=1,
+        max_length=63,
+        pattern=r'^[^/\\. "$*<>:|?\x00]+$',
+        description="Database name (MongoDB's rules: at most 63 characters, none of "
+        '/\\. "$*<>:|?).',
+    )
+    mongodb_timeout: float = Field(
+        default=2.5,
+        gt=0,
+        le=300,
+        description="Seconds any database operation may take (connecting included); past it, "
+        "or with the database unreachable, a request fails with DATABASE_UNAVAILABLE (up to "
+        "~0.5 s later while the server refuses connections: the driver retries in steps).",
+    )
     update_guard: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="Conditional updates through the claim guard (docs/real-server.md): `auto` "
         "turns it on only for servers measured to need it (FerretDB v1); `on`/`off` force it.",
     )
-    host: str = Field(default="127.0.0.1", description="Address `mltrain serve` binds.")
+    host: str = Field(
+        default="127.0.0.1", min_length=1, description="Address `mltrain serve` binds."
+    )
     port: int = Field(default=8000, ge=1, le=65535, description="Port `mltrain serve` binds.")
     graphiql: bool = Field(default=True, description="Serve GraphiQL at GET /graphql.")
-    log_level: str = Field(default="info", description="Python log level of the server.")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = Field(
+        default="info", description="Log level of the server."
+    )
 
     # Security (docs/security.md).
     api_keys: str | None = Field(
@@ -45,30 +68,56 @@ class Settings(BaseSettings):
     introspection: bool = Field(
         default=True, description="Answer introspection queries (switch off in production)."
     )
-    max_query_depth: int = Field(default=10, ge=1, description="Deepest field nesting.")
-    max_aliases: int = Field(default=30, ge=0, description="Aliases in one document.")
-    max_tokens: int = Field(default=2000, ge=10, description="Tokens in one document.")
-    max_root_fields: int = Field(default=10, ge=1, description="Root fields in one operation.")
+    max_query_depth: int = Field(default=10, ge=1, le=100, description="Deepest field nesting.")
+    max_aliases: int = Field(default=30, ge=0, le=10_000, description="Aliases in one document.")
+    max_tokens: int = Field(
+        default=2000, ge=10, le=1_000_000, description="Tokens in one document."
+    )
+    max_root_fields: int = Field(
+        default=10, ge=1, le=1_000, description="Root fields in one operation."
+    )
     max_query_fields: int = Field(
         default=1000,
         ge=1,
+        le=1_000_000,
         description="Fields in one operation, at every level, each fragment spread counted as "
         "the fields it expands to (docs/security.md, cost model).",
     )
     max_field_comparisons: int = Field(
         default=2_000,
         ge=0,
+        le=10_000_000,
         description="Comparisons of same-named fields graphql-core's overlap check may make for "
         "one document (docs/security.md, cost model).",
     )
     max_body_bytes: int = Field(
-        default=1_000_000, ge=1024, description="HTTP request body (and WebSocket message) bytes."
+        default=1_000_000,
+        ge=1024,
+        le=100_000_000,
+        description="HTTP request body (and WebSocket message) bytes.",
     )
     max_subscriptions_per_connection: int = Field(
-        default=20, ge=1, description="Subscriptions open at once on one WebSocket."
+        default=20, ge=1, le=10_000, description="Subscriptions open at once on one WebSocket."
     )
     max_connections_per_key: int = Field(
-        default=20, ge=1, description="WebSocket connections open at once with one API key."
+        default=20,
+        ge=1,
+        le=100_000,
+        description="WebSocket connections open at once with one API key.",
+    )
+    max_connections_per_address: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        description="Without API keys: WebSocket connections open at once from one client "
+        "address (with keys, the per-key cap applies).",
+    )
+
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Without API keys, the server answers only requests whose Host is "
+        "localhost, an IP address or one of these names (comma-separated; `*.example.com` "
+        "matches its subdomains, `*` any): a defence against DNS rebinding. Ignored with keys.",
     )
 
     # Subscriptions (docs/subscriptions.md).
@@ -79,29 +128,66 @@ class Settings(BaseSettings):
         "non-browser clients (which send no Origin) are always allowed.",
     )
     ws_keep_alive_interval: float = Field(
-        default=15.0, gt=0, description="Seconds between keep-alive messages on a WebSocket."
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="Seconds between keep-alive messages on a WebSocket.",
     )
     ws_connection_init_timeout: float = Field(
-        default=10.0, gt=0, description="Seconds a WebSocket client has to send connection_init."
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a WebSocket client has to send connection_init.",
     )
     feed_poll_interval: float = Field(
         default=0.15,
         gt=0,
+        le=3600,
         description="Seconds between reads of the change log for changes made by other "
         "server instances (local changes are pushed at once).",
     )
     feed_gap_grace: float = Field(
         default=2.0,
         gt=0,
+        le=3600,
         description="Seconds the feed waits for a missing sequence number (an append in "
         "flight) before sealing it as the hole left by a writer that died.",
     )
     subscriber_buffer: int = Field(
         default=1000,
         ge=1,
+        le=1_000_000,
         description="Events one subscription may have waiting; past that it is ended as too "
         "slow, with the cursor to resume from.",
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip().lower() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            for pattern in value:
+                text = str(pattern)
+                wildcard_ok = (
+                    text == "*"
+                    or "*" not in text
+                    or (text.startswith("*.") and "*" not in text[1:])
+                )
+                if not wildcard_ok:
+                    raise ValueError(
+                        f"invalid host pattern {text!r}: use a name, '*.example.com' or '*'"
+                    )
+                if not text or any(c in text for c in "/:@ "):
+                    raise ValueError(
+                        f"invalid host pattern {text!r}: a host name without scheme or port"
+                    )
+        return value
 
     @field_validator("allowed_origins", mode="before")
     @classmethod
@@ -123,6 +209,26 @@ class Settings(BaseSettings):
         return {"auto": None, "on": True, "off": False}[self.update_guard]
 
 
+class SettingsError(ValueError):
+    """Settings that cannot work; the message names each variable and what is wrong."""
+
+
+def load_settings() -> Settings:
+    """The settings from the environment (and ``.env``); SettingsError if any is invalid."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = []
+        for problem in error.errors(include_url=False):
+            field = str(problem["loc"][0]) if problem["loc"] else ""
+            variable = f"MLTRAIN_{field.upper()}" if field else "settings"
+            value = problem.get("input")
+            shown = f"={value!r}" if isinstance(value, str | int | float) else ""
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            problems.append(f"{variable}{shown}: {message}")
+        raise SettingsError("; ".join(problems)) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()

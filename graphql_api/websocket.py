@@ -14,6 +14,7 @@ import contextlib
 import logging
 
 from starlette.responses import PlainTextResponse
+from starlette.types import Scope
 from starlette.websockets import WebSocket
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -21,6 +22,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 
 from graphql_api.context import Context
+from graphql_api.limits.connections import ConnectionCounter
+from graphql_api.responses import graphql_error_response
 
 log = logging.getLogger("mltrain.websocket")
 
@@ -67,6 +70,28 @@ async def refuse_origin(websocket: WebSocket) -> None:
         await websocket.send_denial_response(PlainTextResponse(reason, status_code=403))
     else:
         # Closing before accepting also refuses with 403; the reason may not reach the client.
+        await websocket.close(
+            code=POLICY_VIOLATION, reason=reason.encode()[:123].decode(errors="ignore")
+        )
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+async def refuse_too_many(websocket: WebSocket, address: str, addresses: ConnectionCounter) -> None:
+    """Refuse a handshake past the per-address cap: HTTP 429 with the reason in the body."""
+    reason = (
+        f"Too many WebSocket connections from {address}: the limit is {addresses.max_per_key} "
+        "(MLTRAIN_MAX_CONNECTIONS_PER_ADDRESS)."
+    )
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        limit = {"code": "LIMIT_EXCEEDED", "limit": "maxConnectionsPerAddress"}
+        await websocket.send_denial_response(
+            graphql_error_response(429, reason, {**limit, "max": addresses.max_per_key})
+        )
+    else:
         await websocket.close(
             code=POLICY_VIOLATION, reason=reason.encode()[:123].decode(errors="ignore")
         )

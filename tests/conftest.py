@@ -66,7 +66,8 @@ class GraphQLClient:
 
 @pytest.fixture
 async def app(storage: MongoStorage) -> AsyncIterator[Any]:
-    application = create_app(Settings(graphiql=True), storage=storage)
+    # httpx's ASGI client sends Host: testserver; open mode answers only listed names.
+    application = create_app(Settings(graphiql=True, allowed_hosts=["testserver"]), storage=storage)
     async with LifespanManager(application):
         yield application
 

@@ -37,7 +37,7 @@ async def racing(request: pytest.FixtureRequest) -> AsyncIterator[GraphQLClient]
     app = create_app(Settings(), storage=storage)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             yield GraphQLClient(http)
     if mode == "real":
         await storage._db.client.drop_database(name)

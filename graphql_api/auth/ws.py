@@ -9,17 +9,22 @@ the ASGI scope and the adapter uses it when Strawberry closes the socket.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+import json
+from collections.abc import AsyncGenerator, Mapping, MutableMapping
 from typing import Any
 
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 
+from graphql_api import wire_json
 from graphql_api.auth.keys import ApiKey, KeyRing, bearer_secret
 from graphql_api.limits.connections import ConnectionCounter
 
 REJECTION = "mltrain.ws_rejection"
 COUNTED_KEY = "mltrain.ws_key"
+BAD_MESSAGE = 4400
 UNAUTHORIZED = 4401
 TOO_MANY = 4429
 
@@ -91,7 +96,37 @@ def subscription_limit_error(maximum: int | None) -> dict[str, object]:
 
 class ExplainingWebSocketAdapter(ASGIWebSocketAdapter):
     """Says why, where Strawberry is terse: closes with the recorded rejection's code and
-    reason (not a generic "Forbidden"), and names the limit in the subscription-limit error."""
+    reason (not a generic "Forbidden"), names the limit in the subscription-limit error, and
+    refuses a message that is not a JSON object (too deep, not UTF-8, ``42``) with 4400 and
+    the rule it broke, where Strawberry's handlers would fail on it and drop the socket."""
+
+    async def iter_json(
+        self, *, ignore_parsing_errors: bool = False
+    ) -> AsyncGenerator[object, None]:
+        # Strawberry's loop, with the reason kept: graphql-transport-ws closes with 4400 on a
+        # NonJsonMessageReceived; the legacy graphql-ws protocol ignores such messages.
+        try:
+            while self.ws.application_state != WebSocketState.DISCONNECTED:
+                text = await self.ws.receive_text()
+                try:
+                    message = self.view.decode_json(text)
+                except json.JSONDecodeError as error:
+                    reason = f"WebSocket message must be valid JSON: {error}"
+                else:
+                    if isinstance(message, dict):
+                        yield message
+                        continue
+                    reason = (
+                        "WebSocket message must be a JSON object with a type, got "
+                        f"{wire_json.kind(message)}"
+                    )
+                if not ignore_parsing_errors:
+                    self.ws.scope[REJECTION] = (BAD_MESSAGE, reason)
+                    raise NonJsonMessageReceived
+        except KeyError as error:  # a binary frame has no "text"
+            raise NonTextMessageReceived from error
+        except WebSocketDisconnect:
+            pass
 
     async def send_json(self, message: Mapping[str, object]) -> None:
         if message.get("type") == "error" and STRAWBERRY_SUBSCRIPTION_LIMIT in str(

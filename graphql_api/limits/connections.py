@@ -1,4 +1,5 @@
-"""Open WebSocket connections per API key, capped so one key cannot exhaust the server."""
+"""Open WebSocket connections per API key (or, in open mode, per client address), capped so
+one key or one client cannot exhaust the server."""
 
 from __future__ import annotations
 

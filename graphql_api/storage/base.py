@@ -13,6 +13,9 @@ status: see ``graphql_api.services.registry`` for how statuses follow it.
 
 A merge that would take a stored record over a limit the caller passed raises
 ``MergeLimitExceeded`` and writes nothing.
+
+Any method may raise ``DatabaseUnavailable`` (below) when the database is unreachable or too
+slow: an implementation bounds every operation in time and never lets its driver's errors out.
 """
 
 from __future__ import annotations
@@ -95,6 +98,26 @@ class Revisioned:
     revision: int
     #: The pointer revision at which it reached production (0 if before pointers existed).
     production_revision: int | None = None
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached, or did not answer within the storage's bound.
+
+    Any storage method may raise it. A read changed nothing; a write may or may not have been
+    applied (it may have reached the server before the answer was lost), so clients retry
+    writes the idempotent way (docs/retrying.md). ``reason`` is short and safe to show a
+    client (``connection refused``, ``no answer within 3 s``); ``detail`` is the driver's
+    own message, for the log.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail or reason
+
+
+class DatabaseConfigError(ValueError):
+    """The database settings cannot work (a malformed URI, an unknown option)."""
 
 
 class ModelVersionStore(Protocol):

@@ -14,6 +14,14 @@ from __future__ import annotations
 
 from graphql_api.storage.mongo.client import connect
 from graphql_api.storage.mongo.collection import STALE_CLAIM_AFTER, UpdateGuard, is_duplicate_key
+from graphql_api.storage.mongo.failures import masked
 from graphql_api.storage.mongo.storage import MongoStorage
 
-__all__ = ["STALE_CLAIM_AFTER", "MongoStorage", "UpdateGuard", "connect", "is_duplicate_key"]
+__all__ = [
+    "STALE_CLAIM_AFTER",
+    "MongoStorage",
+    "UpdateGuard",
+    "connect",
+    "is_duplicate_key",
+    "masked",
+]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -116,7 +117,14 @@ class UpdateGuard:
 
 
 class MongoCollection:
-    """Shared plumbing: round-trip counting, keyset pages and guarded conditional updates."""
+    """Shared plumbing: round-trip counting, keyset pages and guarded conditional updates.
+
+    Subclasses are ``@bounded_methods``: each public method runs within ``timeout`` seconds
+    (set by ``MongoStorage``) and raises ``DatabaseUnavailable``, never a driver error, when
+    the database is unreachable (``failures.py``)."""
+
+    #: Seconds one public method may take; None (the in-memory mock) is unbounded.
+    timeout: float | None = None
 
     def __init__(self, collection: Any, stats: StoreStats, guard: UpdateGuard) -> None:
         self._c = collection
@@ -172,6 +180,9 @@ class MongoCollection:
                 return_document=ReturnDocument.AFTER,
             )
             return doc
+        # Waiting out other writers ends in a ConflictError before the operation's deadline
+        # (``timeout``), which would otherwise report a busy record as an unavailable database.
+        give_up_at = None if self.timeout is None else time.monotonic() + self.timeout / 2
         for attempt in range(MAX_UPDATE_ATTEMPTS):
             self._trip()
             current = await self._c.find_one({"_id": record_id})
@@ -180,7 +191,10 @@ class MongoCollection:
             rev = int(current.get("rev", 0))
             claim = f"{self._c.name}:{record_id}:{rev}"
             if not await self._claim(claim):
-                await asyncio.sleep(min(0.001 * 2**attempt, 0.05))
+                backoff = min(0.001 * 2**attempt, 0.05)
+                if give_up_at is not None and time.monotonic() + backoff > give_up_at:
+                    break
+                await asyncio.sleep(backoff)
                 continue
             try:
                 self._trip()

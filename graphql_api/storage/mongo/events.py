@@ -18,11 +18,13 @@ from graphql_api.storage.mongo.collection import (
     UpdateGuard,
     is_duplicate_key,
 )
+from graphql_api.storage.mongo.failures import bounded_methods
 
 #: How far below the counter ``head`` looks first (appends in flight leave holes there).
 HEAD_WINDOW = 64
 
 
+@bounded_methods
 class MongoEventStore(MongoCollection):
     """The change log: ``_id`` is the sequence number, taken from a counter document (``$inc``).
 

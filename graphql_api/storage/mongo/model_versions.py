@@ -36,9 +36,11 @@ from graphql_api.storage.mongo.collection import (
     is_duplicate_key,
     retry_transient,
 )
+from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.sorts import MODEL_VERSION_SORTS
 
 
+@bounded_methods
 class MongoModelVersionStore(MongoCollection):
     def __init__(
         self, collection: Any, registry: Any, stats: StoreStats, guard: UpdateGuard

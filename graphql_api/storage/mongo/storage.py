@@ -5,24 +5,42 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import pymongo
+
 from graphql_api.storage.base import StoreStats
-from graphql_api.storage.mongo.client import connect
+from graphql_api.storage.mongo.client import DEFAULT_TIMEOUT, connect
 from graphql_api.storage.mongo.collection import UpdateGuard
 from graphql_api.storage.mongo.events import MongoEventStore
+from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.model_versions import MongoModelVersionStore
 from graphql_api.storage.mongo.server import ServerInfo, ServerKind, identify, update_guard_wanted
 from graphql_api.storage.mongo.training_jobs import MongoTrainingJobStore
 
 log = logging.getLogger("mltrain.storage")
 
+#: Seconds a ping may take: /healthz answers within a second whatever the operation bound.
+PING_TIMEOUT = 0.6
 
+
+@bounded_methods
 class MongoStorage:
-    """The storage contract over one MongoDB database."""
+    """The storage contract over one MongoDB database.
 
-    def __init__(self, database: Any, guarded_updates: bool | None = None) -> None:
-        """``guarded_updates``: None decides by the server (``server.update_guard_wanted``);
-        True/False forces the claim guard on/off (``MLTRAIN_UPDATE_GUARD``)."""
+    ``timeout`` bounds each storage method (None: unbounded, for the in-memory mock); past it,
+    or when the database cannot be reached, the method raises ``DatabaseUnavailable``.
+
+    ``guarded_updates``: None decides by the server (``server.update_guard_wanted``);
+    True/False forces the claim guard on/off (``MLTRAIN_UPDATE_GUARD``).
+    """
+
+    def __init__(
+        self,
+        database: Any,
+        guarded_updates: bool | None = None,
+        timeout: float | None = None,
+    ) -> None:
         self._db = database
+        self.timeout = timeout
         #: Learned at start-up (``ensure_indexes``).
         self.server = ServerInfo(ServerKind.MONGODB, "unknown")
         self.stats = StoreStats()
@@ -37,12 +55,19 @@ class MongoStorage:
         self.events = MongoEventStore(
             database["events"], database["counters"], self.stats, self.guard
         )
+        for store in (self.model_versions, self.training_jobs, self.events):
+            store.timeout = timeout
 
     @classmethod
     def connect(
-        cls, uri: str | None, database: str, guarded_updates: bool | None = None
+        cls,
+        uri: str | None,
+        database: str,
+        guarded_updates: bool | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> MongoStorage:
-        return cls(connect(uri, database), guarded_updates)
+        """``timeout``: seconds any storage operation may take (MLTRAIN_MONGODB_TIMEOUT)."""
+        return cls(connect(uri, database, timeout), guarded_updates, timeout if uri else None)
 
     async def ensure_indexes(self) -> None:
         """Start-up: learn what the server guarantees, then create the indexes (idempotent)."""
@@ -58,7 +83,8 @@ class MongoStorage:
         await self.events.ensure_indexes()
 
     async def ping(self) -> None:
-        await self._db.command("ping")
+        with pymongo.timeout(min(self.timeout or PING_TIMEOUT, PING_TIMEOUT)):
+            await self._db.command("ping")
 
     async def close(self) -> None:
         self._db.client.close()

@@ -15,9 +15,11 @@ from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, Tra
 from graphql_api.storage import documents
 from graphql_api.storage.filters import training_job_query
 from graphql_api.storage.mongo.collection import MongoCollection, is_duplicate_key
+from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.sorts import TRAINING_JOB_SORTS
 
 
+@bounded_methods
 class MongoTrainingJobStore(MongoCollection):
     async def insert(self, job: TrainingJob) -> None:
         self._trip()
