@@ -135,7 +135,7 @@ async def racing(request: pytest.FixtureRequest) -> AsyncIterator[Racing]:
     app = create_app(Settings(), storage=JitteredStorage(storage, jitter))  # type: ignore[arg-type]  # a structural stand-in for Storage
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             yield Racing(GraphQLClient(http), storage, jitter, mode)
     if mode == "real":
         await storage._db.client.drop_database(name)
