@@ -52,6 +52,18 @@ def _has_field(selections: Iterable[Selection], name: str) -> bool:
     )
 
 
+def _fields(selections: Iterable[Selection], name: str) -> list[SelectedField]:
+    """Every field called ``name`` at this level, looking through fragments."""
+    found: list[SelectedField] = []
+    for s in selections:
+        if isinstance(s, SelectedField):
+            if s.name == name:
+                found.append(s)
+        else:
+            found.extend(_fields(s.selections, name))
+    return found
+
+
 async def prime_job_relations(info: Info, jobs: Sequence[TrainingJob], *path: str) -> None:
     """Load the relations the operation selects at ``path`` for all ``jobs``, in one batch each."""
     if not jobs:
@@ -61,8 +73,10 @@ async def prime_job_relations(info: Info, jobs: Sequence[TrainingJob], *path: st
     loads: list[Awaitable[Any]] = []
     if _has_field(item, "modelVersion"):
         loads.append(loaders.model_version.load_many([job.model_id for job in jobs]))
-    if _has_field(item, "history"):
-        loads.append(loaders.history.load_many([job.job_id for job in jobs]))
+    for history in _fields(item, "history"):
+        page_loader = loaders.history_page_of(history.arguments)
+        if page_loader is not None:
+            loads.append(page_loader.load_many([job.job_id for job in jobs]))
     # A failed load is not raised here: the loader keeps the failed result, so each item's field
     # reports it, as it would have without priming.
     await asyncio.gather(*loads, return_exceptions=True)

@@ -9,7 +9,14 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from graphql_api.domain.events import ChangeEvent, LogEntry, SealedSeq
+from graphql_api.domain.events import (
+    ChangeEvent,
+    EntityKind,
+    LogEntry,
+    SealedSeq,
+    StoredEvent,
+    UnreadableEvent,
+)
 from graphql_api.storage import documents
 from graphql_api.storage.base import StoreStats
 from graphql_api.storage.mongo.collection import (
@@ -61,7 +68,9 @@ class MongoEventStore(MongoCollection):
                 self._trip()
                 landed = await self._c.find_one({"event_id": event.event_id})
                 if landed is not None:
-                    return documents.event_from_doc(landed)
+                    found = _stored_event(landed)
+                    if isinstance(found, ChangeEvent):
+                        return found
         raise RuntimeError(f"no free sequence number after {MAX_APPEND_ATTEMPTS} attempts")
 
     async def _next_seq(self) -> int:
@@ -85,19 +94,49 @@ class MongoEventStore(MongoCollection):
         self._trip()
         await self._counters.update_one({"_id": "events"}, {"$max": {"seq": seq}}, upsert=True)
 
-    async def for_entities(
-        self, entity_ids: Sequence[str], limit: int
-    ) -> dict[str, list[ChangeEvent]]:
-        found: dict[str, list[ChangeEvent]] = {entity_id: [] for entity_id in entity_ids}
-        if not entity_ids:
-            return found
-        self._trip()
-        cursor = self._c.find({"entity_id": {"$in": list(entity_ids)}}).sort([("_id", ASCENDING)])
-        async for doc in cursor:
-            events = found.setdefault(doc["entity_id"], [])
-            if len(events) < limit:
-                events.append(documents.event_from_doc(doc))
+    async def page_for_entities(
+        self, entity_ids: Sequence[str], after: int, first: int
+    ) -> dict[str, list[StoredEvent]]:
+        found: dict[str, list[StoredEvent]] = {entity_id: [] for entity_id in entity_ids}
+        # Each entity needs ``first + 1`` events (one more says a next page exists). One query
+        # reads at most that many per entity, oldest first across all of them; if it came back
+        # full, an entity may have been crowded out by busier ones: only those are asked again,
+        # after the last number read. Usually one round trip; never more than one per entity,
+        # since every full round satisfies at least one of them.
+        want = first + 1
+        hungry = list(dict.fromkeys(entity_ids))
+        floor = after
+        while hungry:
+            limit = len(hungry) * want
+            self._trip()
+            docs = (
+                await self._c.find({"entity_id": {"$in": hungry}, "_id": {"$gt": floor}})
+                .sort([("_id", ASCENDING)])
+                .limit(limit)
+                .to_list(None)
+            )
+            for doc in docs:
+                events = found[doc["entity_id"]]
+                if len(events) < want:
+                    events.append(_stored_event(doc))
+            if len(docs) < limit:
+                break
+            floor = int(docs[-1]["_id"])
+            hungry = [entity_id for entity_id in hungry if len(found[entity_id]) < want]
         return found
+
+    async def count_for_entities(self, entity_ids: Sequence[str]) -> dict[str, int]:
+        counts = dict.fromkeys(entity_ids, 0)
+        if not counts:
+            return counts
+        self._trip()
+        pipeline = [
+            {"$match": {"entity_id": {"$in": list(counts)}}},
+            {"$group": {"_id": "$entity_id", "n": {"$sum": 1}}},
+        ]
+        async for row in self._c.aggregate(pipeline):
+            counts[row["_id"]] = int(row["n"])
+        return counts
 
     async def for_entity(self, entity_id: str, limit: int) -> list[ChangeEvent]:
         self._trip()
@@ -107,9 +146,9 @@ class MongoEventStore(MongoCollection):
             .limit(limit)
             .to_list(None)
         )
-        return [documents.event_from_doc(d) for d in docs]
+        return [e for e in map(_stored_event, docs) if isinstance(e, ChangeEvent)]
 
-    async def since(self, seq: int, limit: int) -> list[ChangeEvent]:
+    async def since(self, seq: int, limit: int) -> list[StoredEvent]:
         self._trip()
         docs = (
             await self._c.find({"_id": {"$gt": seq}, "sealed": {"$exists": False}})
@@ -117,7 +156,7 @@ class MongoEventStore(MongoCollection):
             .limit(limit)
             .to_list(None)
         )
-        return [documents.event_from_doc(d) for d in docs]
+        return [_stored_event(d) for d in docs]
 
     async def entries_after(self, seq: int, limit: int) -> list[LogEntry]:
         # Not counted in ``stats``: the live feed's background tailing is no request's cost,
@@ -130,7 +169,7 @@ class MongoEventStore(MongoCollection):
         )
         return [_log_entry(d) for d in docs]
 
-    async def seal(self, seq: int) -> ChangeEvent | None:
+    async def seal(self, seq: int) -> StoredEvent | None:
         try:
             self._trip()
             await self._c.insert_one({"_id": seq, "sealed": True, "sealed_at": datetime.now(UTC)})
@@ -141,7 +180,7 @@ class MongoEventStore(MongoCollection):
         self._trip()
         doc = await self._c.find_one({"_id": seq})
         entry = None if doc is None else _log_entry(doc)
-        return entry if isinstance(entry, ChangeEvent) else None
+        return entry if isinstance(entry, (ChangeEvent, UnreadableEvent)) else None
 
     async def head(self) -> int:
         self._trip()
@@ -165,4 +204,26 @@ class MongoEventStore(MongoCollection):
 
 
 def _log_entry(doc: dict[str, Any]) -> LogEntry:
-    return SealedSeq(int(doc["_id"])) if doc.get("sealed") else documents.event_from_doc(doc)
+    return SealedSeq(int(doc["_id"])) if doc.get("sealed") else _stored_event(doc)
+
+
+def _stored_event(doc: dict[str, Any]) -> StoredEvent:
+    """The event in ``doc``; an ``UnreadableEvent`` (never an exception) when its header is
+    corrupt, so that one bad document cannot stop the feed or a history page."""
+    try:
+        event = documents.event_from_doc(doc)
+        for name in ("entity_id", "status", "model_id"):
+            if not isinstance(getattr(event, name), str):
+                raise TypeError(f"{name} is not a string")
+        if not isinstance(event.previous_status, str | None):
+            raise TypeError("previous_status is not a string")
+        return event
+    except (KeyError, ValueError, TypeError, AttributeError) as error:
+        entity = doc.get("entity")
+        entity_id = doc.get("entity_id")
+        return UnreadableEvent(
+            seq=int(doc["_id"]),
+            entity=EntityKind(entity) if entity in set(EntityKind) else None,
+            entity_id=entity_id if isinstance(entity_id, str) else None,
+            reason=f"{type(error).__name__}: {error}",
+        )
