@@ -39,7 +39,7 @@ class ChangeFeed:
         batch: int = 500,
         buffer: int = 1000,
         max_lag: float = 10.0,
-        delivery_slots: int = 1,
+        delivery_slots: int = 8,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._events = events
@@ -83,6 +83,11 @@ class ChangeFeed:
     @property
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
+
+    @property
+    def fallen_behind(self) -> int:
+        """Subscribers ended as too slow whose consumers have not been told yet."""
+        return sum(s.fell_behind for subscribers in self._subscribers.values() for s in subscribers)
 
     def notify(self, event: ChangeEvent) -> None:
         """A local append happened: hand it over without waiting for the next poll."""

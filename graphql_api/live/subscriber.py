@@ -91,6 +91,11 @@ class Subscriber:
     def buffered(self) -> int:
         return len(self._buffer)
 
+    @property
+    def fell_behind(self) -> bool:
+        """Ended as too slow; its consumer learns it when it next asks for an event."""
+        return isinstance(self._state, FellBehind)
+
     def offer(self, event: StoredEvent) -> None:
         """Called by the feed for every event of the subscriber's entity, in log order."""
         if self._state is not None or event.seq <= self.delivered_seq:

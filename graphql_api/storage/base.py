@@ -120,8 +120,8 @@ class EventStore(Protocol):
         self, entity_ids: Sequence[str], after: int, first: int
     ) -> dict[str, list[StoredEvent]]:
         """Each entity's first ``first + 1`` events above ``after``, oldest first (the extra one
-        tells a next page exists), batched: one round trip unless the entities' events crowd
-        each other out of the batch. Unreadable events keep their place."""
+        tells a next page exists), batched: one round trip, plus one per entity whose page was
+        crowded out of it by busier ones. Unreadable events keep their place."""
 
     async def count_for_entities(self, entity_ids: Sequence[str]) -> dict[str, int]:
         """How many events each entity has, in one round trip."""
