@@ -39,6 +39,8 @@ CURSOR_HELP = (
 
 _CACHE_SIZE = 1024
 _built: OrderedDict[tuple[type, records.EventKey, bool], object] = OrderedDict()
+#: Unreadable events already logged (by sequence number).
+_reported: OrderedDict[int, None] = OrderedDict()
 
 U = TypeVar("U")
 
@@ -50,7 +52,13 @@ def _shared(
     variant: bool = False,
 ) -> U | GraphQLError:
     if isinstance(event, UnreadableEvent):
-        log.warning("subscriptions: the event at seq %d is unreadable: %s", event.seq, event.reason)
+        if event.seq not in _reported:  # once, not once per subscriber
+            _reported[event.seq] = None
+            if len(_reported) > _CACHE_SIZE:
+                _reported.popitem(last=False)
+            log.warning(
+                "subscriptions: the event at seq %d is unreadable: %s", event.seq, event.reason
+            )
         return unreadable_error(event.seq)
     key = (update, records.event_key(event), variant)
     found = _built.get(key, _MISSING)
