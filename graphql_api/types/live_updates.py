@@ -87,7 +87,10 @@ class TrainingJobUpdate:
     )
     status: TrainingStatus = strawberry.field(description="Status after the change.")
     occurred_at: datetime = strawberry.field(description="When it happened (UTC).")
-    job: TrainingJobType = strawberry.field(description="The job as it was right after the change.")
+    job: TrainingJobType = strawberry.field(
+        description="The job as it was right after the change (hyperparameters, which never "
+        "change, are read from the job; relations such as modelVersion are resolved now)."
+    )
 
     @classmethod
     def of(
@@ -132,7 +135,8 @@ class ModelVersionUpdate:
     status: ModelStatus = strawberry.field(description="Status after the change.")
     occurred_at: datetime = strawberry.field(description="When it happened (UTC).")
     model_version: ModelVersionType = strawberry.field(
-        description="The model version as it was right after the change."
+        description="The model version as it was right after the change (relations such as "
+        "trainingJobs are resolved now)."
     )
 
     @classmethod
