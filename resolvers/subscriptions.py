@@ -7,6 +7,7 @@ resume from. See docs/subscriptions.md.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
@@ -115,14 +116,28 @@ def _selects(fields: Sequence[Selection], *path: str) -> bool:
     return False
 
 
+#: Reads of a job's hyperparameters in flight: subscribers that miss the cache together share one.
+_reading: dict[str, asyncio.Task[dict[str, Any]]] = {}
+
+
 async def _hyperparameters(info: Info, job_id: str) -> dict[str, Any]:
     found = records.known_hyperparameters(job_id)
-    if found is None:
-        job = await info.context.services.training.get(job_id)
-        found = {} if job is None else dict(job.hyperparameters)
-        if job is not None:
-            records.remember_hyperparameters(job_id, found)
-    return found
+    if found is not None:
+        return found
+    reading = _reading.get(job_id)
+    if reading is None:
+        reading = _reading[job_id] = asyncio.ensure_future(_read_hyperparameters(info, job_id))
+        reading.add_done_callback(lambda _: _reading.pop(job_id, None))
+    # Shielded: one subscriber leaving must not cancel the read the others wait for.
+    return await asyncio.shield(reading)
+
+
+async def _read_hyperparameters(info: Info, job_id: str) -> dict[str, Any]:
+    job = await info.context.services.training.get(job_id)
+    if job is None:
+        return {}
+    records.remember_hyperparameters(job_id, job.hyperparameters)
+    return dict(job.hyperparameters)
 
 
 async def _events(

@@ -17,6 +17,7 @@ import bson
 from graphql_api.services.container import Services
 from graphql_api.storage.mongo import MongoStorage
 from tests.live_fixtures import live_fixture, server_loop_fixture  # noqa: F401 (fixtures)
+from tests.live_servers import eventually
 from tests.test_subscriptions import (
     HISTORY,
     SET_LOGS,
@@ -27,6 +28,7 @@ from tests.test_subscriptions import (
     mutate,
     register,
     report,
+    updates,
 )
 
 #: ~920 KB, as in the report: 230 strings of 4,000 characters.
@@ -129,3 +131,36 @@ async def test_events_recorded_with_the_whole_record_still_read(live: Live) -> N
     op = await client.subscribe(AS_OF, after=created)
     (started,) = [u["trainingJobUpdates"] for u in await client.take(op, 1)]
     assert started["job"]["hyperparameters"] == {"lr": 0.5}
+
+
+async def test_hyperparameters_cost_one_read_per_job_and_only_when_selected(live: Live) -> None:
+    server = await live.start()
+    http = live.http(server)
+    model_id = await register(http)
+    storage = live.storage
+    assert storage is not None
+    without = """subscription($id: ID) {
+      trainingJobUpdates(jobId: $id) { kind job { jobId metrics } } }"""
+    with_them = """subscription($id: ID) {
+      trainingJobUpdates(jobId: $id) { kind job { jobId metrics hyperparameters } } }"""
+
+    async def round_trips_for(query: str) -> int:
+        job_id = await create_job(http, model_id, hyperparameters={"lr": 0.1})
+        await mutate(http, START, id=job_id)
+        clients = [await live.ws(server) for _ in range(4)]
+        ops = [await client.subscribe(query, id=job_id) for client in clients]
+        await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 4))
+        before = storage.stats.round_trips
+        for step in range(3):
+            await report(http, job_id, step)
+        for client, op in zip(clients, ops, strict=True):
+            received = updates(await client.take(op, 3))
+            if "hyperparameters" in query:
+                assert {str(u["job"]["hyperparameters"]) for u in received} == {"{'lr': 0.1}"}
+        for client in clients:
+            await client.close()
+        await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 0))
+        return storage.stats.round_trips - before
+
+    # The same reports cost the same, plus one read of the job for 4 subscribers x 3 events.
+    assert await round_trips_for(with_them) == await round_trips_for(without) + 1
