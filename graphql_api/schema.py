@@ -18,6 +18,7 @@ from strawberry.types import ExecutionContext
 from graphql_api.auth.guard import guard_root_fields
 from graphql_api.errors import ClientErrors
 from graphql_api.limits.rules import QueryLimits, cost_rules
+from graphql_api.live.fanout import SharingExecutor
 from graphql_api.types.errors import (
     ConflictError,
     ForbiddenError,
@@ -79,6 +80,8 @@ def build_schema(
             ForbiddenError,
         ],
         extensions=extensions,
+        # Subscription events: one execution per distinct operation, shared (live.fanout).
+        execution_context_class=SharingExecutor,
         **options,
     )
 

@@ -20,6 +20,7 @@ from collections.abc import AsyncGenerator, Callable
 
 from graphql_api.domain.errors import ValidationError
 from graphql_api.domain.events import ChangeEvent, EntityKind, StoredEvent
+from graphql_api.live.fanout import SharedRenders
 from graphql_api.live.pacing import DeliveryGate
 from graphql_api.live.selectors import Selector
 from graphql_api.live.subscriber import FeedStopped, Subscriber
@@ -49,6 +50,8 @@ class ChangeFeed:
         self.buffer = buffer
         self.max_lag = max_lag
         self.gate = DeliveryGate(delivery_slots)
+        #: Subscribers of the same operation share one execution per event (``fanout``).
+        self.renders = SharedRenders()
         self._clock = clock
         self._tailer: LogTailer | None = None
         self._task: asyncio.Task[None] | None = None
