@@ -195,3 +195,27 @@ async def test_connections_of_different_roles_are_executed_apart(
     finally:
         for client in clients:
             await client.close()
+
+
+RELATION_UPDATES = """
+subscription($jobId: ID) {
+  trainingJobUpdates(jobId: $jobId) { cursor status job { jobId modelVersion { status } } }
+}"""
+
+
+async def test_a_selection_that_reads_the_database_is_executed_once_for_all(live: Live) -> None:
+    # job { modelVersion } is resolved now, through the loaders: the execution awaits a read.
+    server = await live.start()
+    http = live.http(server)
+    job_id = await create_job(http, await register(http))
+    subscribers = await subscribed(live, server, 5, RELATION_UPDATES, jobId=job_id)
+    await wait_subscribed(live, server, 5)
+    before = await executions(live, server)
+    reads_before = await live.loop.peek(lambda: server.feed.renders.shared)
+
+    await mutate(http, START, id=job_id)
+
+    got = (await all_receive(subscribers, 1))[0]["trainingJobUpdates"]
+    assert got["job"] == {"jobId": job_id, "modelVersion": {"status": "DEVELOPMENT"}}
+    assert await executions(live, server) - before == 1
+    assert await live.loop.peek(lambda: server.feed.renders.shared) - reads_before == 4
