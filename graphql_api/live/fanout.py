@@ -135,9 +135,11 @@ class SharingExecutor(StrawberryGraphQLCoreExecutionContext):
         return executor
 
     def execute_operation(self, serially: bool | None = None) -> Any:
-        renders = getattr(getattr(self.context_value, "feed", None), "renders", None)
+        if not self._for_event or not self._operation_key:  # a query, a mutation
+            return super().execute_operation(serially)
         operation = self._operation_key
-        if not self._for_event or not operation or not isinstance(renders, SharedRenders):
+        renders = getattr(getattr(self.context_value, "feed", None), "renders", None)
+        if not isinstance(renders, SharedRenders):
             return super().execute_operation(serially)
         execute_here = super().execute_operation
 
