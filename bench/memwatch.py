@@ -4,7 +4,8 @@ For "does memory return after load?": RSS alone cannot tell objects still alive 
 allocator keeps. Each line has RSS, ``sys.getallocatedblocks()`` (live Python objects'
 blocks), glibc's heap in use and free (``mallinfo2``) and the gc generation counts; with
 ``MEMWATCH_HISTOGRAM=N`` every N-th second also writes the 40 commonest object types after a
-full ``gc.collect()`` (which stalls the server: memory only, not timings).
+full ``gc.collect()`` (which stalls the server: memory only, not timings); with
+``MEMWATCH_TRIM=N`` every N-th second a ``gc.collect()`` and glibc's ``malloc_trim(0)``.
 
     BENCH_SERVER_PREFIX="python -m bench.memwatch --" MEMWATCH_LOG=/tmp/mem.log \\
         python -m bench.subscriptions --load 20 -n 1000 --settle 15
@@ -58,7 +59,7 @@ def _histogram(path: str) -> None:
             out.write(f"{count:8d} {name}\n")
 
 
-def _watch(log: TextIO, every: int) -> None:
+def _watch(log: TextIO, every: int, trim: int) -> None:
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = _Mallinfo2
     tick = 0
@@ -66,6 +67,9 @@ def _watch(log: TextIO, every: int) -> None:
         tick += 1
         if every and tick % every == 0:
             _histogram(f"{log.name}.types-{tick:04d}")
+        if trim and tick % trim == 0:
+            gc.collect()
+            libc.malloc_trim(0)  # give free heap pages back (glibc)
         heap = libc.mallinfo2()
         log.write(
             f"{time.time():.0f} rss={_rss_mib():.1f}MiB blocks={sys.getallocatedblocks()} "
@@ -85,7 +89,8 @@ def main() -> None:
     module, module_args = args[2], args[3:]
     log = open(os.environ.get("MEMWATCH_LOG", "/tmp/memwatch.log"), "w")  # noqa: SIM115
     every = int(os.environ.get("MEMWATCH_HISTOGRAM", "0"))
-    threading.Thread(target=_watch, args=(log, every), daemon=True).start()
+    trim = int(os.environ.get("MEMWATCH_TRIM", "0"))
+    threading.Thread(target=_watch, args=(log, every, trim), daemon=True).start()
     sys.argv = [module, *module_args]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
