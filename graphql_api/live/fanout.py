@@ -41,7 +41,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable
 from inspect import isawaitable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 from graphql.execution import Executor
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -80,17 +80,19 @@ class SharedRenders:
             self._entries.move_to_end(key)
             self.shared += 1
             found = entry.result
-            return _awaiting(found) if isinstance(found, asyncio.Future) else found  # type: ignore[return-value]  # R is the awaitable then
-        result: Any = execute()
+            # An awaiting execution is shared as its task: this subscriber awaits it (R is an
+            # awaitable of the result then, as ``execute`` returned).
+            return cast(R, _awaiting(found) if isinstance(found, asyncio.Future) else found)
+        result = execute()
         self.executions += 1
         if isawaitable(result):
             # Its own task: the others await it too, and the first subscriber's leaving (its
             # task cancelled) must not cancel the execution they wait for.
             task = asyncio.ensure_future(result)
             self._keep(key, _Entry(payload, task))
-            return _awaiting(task)  # type: ignore[return-value]  # as above
+            return cast(R, _awaiting(task))
         self._keep(key, _Entry(payload, result))
-        return result  # type: ignore[no-any-return]
+        return result
 
     def _keep(self, key: tuple[OperationKey, int], entry: _Entry) -> None:
         self._entries[key] = entry
