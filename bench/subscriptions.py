@@ -18,6 +18,21 @@ makes one job go through a stream of `reportTrainingMetrics` transitions over HT
 
 The client is one Python process: with thousands of subscribers its own receive loop adds to
 the latencies, so treat large-N numbers as upper bounds of the server's part.
+
+``--load SECONDS`` measures instead whether the control plane keeps its latency under
+subscriber overload (issue 10, item 4):
+
+    .venv/bin/python -m bench.subscriptions --load 20 -n 1000 --load-rate 20
+
+N connections subscribe to *all* jobs (``trainingJobUpdates`` with no filter); one job gets
+``--load-rate`` metric reports per second, and a probe makes one ``reportTrainingMetrics`` on
+another job, then one ``trainingJob`` query, every 100 ms, timing each round trip. The probe
+runs first for ``--idle`` seconds with the load but no subscribers (the idle value); then the
+N subscribers connect (load paused), and the probe runs for SECONDS with the load again.
+Also: the delivery lag of the load's events (mutation response to receipt), how many
+subscriptions were ended as too slow (they are not resumed: a shed client here stays
+away), and the server's RSS before, under load, and ``--settle`` seconds after every client
+left.
 """
 
 from __future__ import annotations
@@ -45,6 +60,10 @@ PROJECT = Path(__file__).resolve().parent.parent
 SERVER_CPU = os.environ.get("SERVER_CPU", "1")
 CLIENT_CPU = os.environ.get("CLIENT_CPU", "0")
 
+ALL_JOBS = """subscription {
+  trainingJobUpdates { cursor kind status occurredAt job { jobId status metrics } }
+}"""
+JOB = "query($id: ID!) { trainingJob(jobId: $id) { jobId status } }"
 SUBSCRIPTION = """
 subscription($jobId: ID!, $after: String) {
   trainingJobUpdates(jobId: $jobId, after: $after) {
@@ -63,7 +82,7 @@ REPORT = f"""mutation($id: ID!, $metrics: JSON!) {{
     ... on TrainingJob {{ status }} {ERRORS}
   }}
 }}"""
-HISTORY = "query($id: ID!) { trainingJob(jobId: $id) { history { cursor } } }"
+HISTORY = "query($id: ID!) { trainingJob(jobId: $id) { history(first: 100) { edges { cursor } } } }"
 
 
 def free_port() -> int:
@@ -145,6 +164,67 @@ async def subscriber(
     return ws
 
 
+@dataclass
+class LoadReceipts:
+    """Receipts of the load job's events by subscribers to all jobs, and how they ended."""
+
+    load_job: str
+    next_step: int = 0
+    responded: dict[int, float] = field(default_factory=dict)
+    lags_ms: list[float] = field(default_factory=list)
+    received: int = 0
+    too_slow: int = 0
+    other_errors: list[str] = field(default_factory=list)
+
+    def record(self, update: dict[str, Any], at: float) -> None:
+        self.received += 1
+        if update["job"]["jobId"] != self.load_job:
+            return
+        step = update["job"]["metrics"].get("step")
+        # Metrics come back as floats (4 -> 4.0).
+        sent = self.responded.get(int(step)) if isinstance(step, int | float) else None
+        if sent is not None:
+            self.lags_ms.append(max(0.0, at - sent) * 1000)
+
+
+async def all_jobs_subscriber(
+    url: str, receipts: LoadReceipts, compression: bool
+) -> ClientConnection:
+    ws = await connect(
+        url,
+        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+        compression="deflate" if compression else None,
+        open_timeout=120,
+        ping_interval=None,
+        max_queue=None,
+    )
+    await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+    assert json.loads(await ws.recv())["type"] == "connection_ack"
+    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": ALL_JOBS}}))
+
+    async def read() -> None:
+        with contextlib.suppress(Exception):
+            async for raw in ws:
+                at = time.perf_counter()
+                message = json.loads(raw)
+                if message["type"] == "next":
+                    payload = message["payload"]
+                    if payload.get("data"):
+                        receipts.record(payload["data"]["trainingJobUpdates"], at)
+                    codes = [e.get("extensions", {}).get("code") for e in payload.get("errors", [])]
+                    if "SUBSCRIBER_TOO_SLOW" in codes:
+                        receipts.too_slow += 1
+                    elif codes:
+                        receipts.other_errors.append(str(codes))
+                elif message["type"] == "ping":
+                    await ws.send('{"type": "pong"}')
+                elif message["type"] == "error":
+                    receipts.other_errors.append(str(message))
+
+    asyncio.get_running_loop().create_task(read())
+    return ws
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -165,6 +245,8 @@ class Bench:
             "MLTRAIN_GRAPHIQL": "false",
             "MLTRAIN_MONGODB_DATABASE": f"bench_subs_{uuid.uuid4().hex[:8]}",
         }
+        # permessage-deflate only where the client offers it and the server accepts it.
+        env["MLTRAIN_WS_PER_MESSAGE_DEFLATE"] = "true" if self.args.compression else "false"
         if self.args.uri:
             env["MLTRAIN_MONGODB_URI"] = self.args.uri
         else:
@@ -178,6 +260,118 @@ class Bench:
             command = ["taskset", "-c", SERVER_CPU, *command]
         return subprocess.Popen(command, env=env, cwd=PROJECT, stdout=subprocess.DEVNULL)
 
+    async def probe(
+        self, http: httpx.AsyncClient, job_id: str, seconds: float, into: dict[str, list[float]]
+    ) -> None:
+        """A mutation and a query every 100 ms for ``seconds``; round trips in ms."""
+        end = time.perf_counter() + seconds
+        step = 0
+        while time.perf_counter() < end:
+            began = time.perf_counter()
+            try:
+                await self.gql(http, REPORT, id=job_id, metrics={"probe": step})
+                into["mutation"].append((time.perf_counter() - began) * 1000)
+            except (httpx.HTTPError, AssertionError):
+                into["failed"].append(time.perf_counter() - began)
+            began = time.perf_counter()
+            try:
+                await self.gql(http, JOB, id=job_id)
+                into["query"].append((time.perf_counter() - began) * 1000)
+            except (httpx.HTTPError, AssertionError):
+                into["failed"].append(time.perf_counter() - began)
+            step += 1
+            await asyncio.sleep(max(0.0, 0.1 - (time.perf_counter() - began)))
+
+    async def generate_load(
+        self, http: httpx.AsyncClient, receipts: LoadReceipts, stop: asyncio.Event
+    ) -> None:
+        interval = 1 / self.args.load_rate
+        next_at = time.perf_counter()
+        while not stop.is_set():
+            step = receipts.next_step
+            receipts.next_step += 1
+            with contextlib.suppress(httpx.HTTPError, AssertionError):
+                await self.gql(http, REPORT, id=receipts.load_job, metrics={"step": step})
+                receipts.responded[step] = time.perf_counter()
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+
+    async def measure_load(
+        self, n: int, pid: int, http: httpx.AsyncClient, ws_url: str
+    ) -> dict[str, Any]:
+        args = self.args
+        model = await self.gql(
+            http,
+            REGISTER,
+            input={"modelName": "bench", "version": "1.0.0", "modelType": "REGRESSION"},
+        )
+        jobs = []
+        for _ in range(2):
+            job = await self.gql(
+                http, CREATE_JOB, input={"modelId": model["modelId"], "datasetId": "bench"}
+            )
+            await self.gql(http, START, id=job["jobId"])
+            jobs.append(job["jobId"])
+        load_job, probe_job = jobs
+        receipts = LoadReceipts(load_job)
+        # A separate client for the load, so the probe's connection only carries the probe.
+        async with httpx.AsyncClient(base_url=str(http.base_url), timeout=60) as load_http:
+
+            async def probed(seconds: float) -> dict[str, list[float]]:
+                """Probe for ``seconds`` while the load runs."""
+                stop = asyncio.Event()
+                load = asyncio.create_task(self.generate_load(load_http, receipts, stop))
+                found: dict[str, list[float]] = {"mutation": [], "query": [], "failed": []}
+                await self.probe(http, probe_job, seconds, found)
+                stop.set()
+                await load
+                return found
+
+            idle = await probed(args.idle)
+            rss_idle = rss_bytes(pid)
+            # Subscribers connect between the phases: the handshakes are not what is measured.
+            opening = asyncio.Semaphore(100)
+
+            async def open_one() -> ClientConnection:
+                async with opening:
+                    return await all_jobs_subscriber(ws_url, receipts, args.compression)
+
+            started = time.perf_counter()
+            sockets = await asyncio.gather(*(open_one() for _ in range(n)))
+            opened_in = time.perf_counter() - started
+            receipts.lags_ms.clear()
+            loaded = await probed(args.load)
+            rss_loaded = rss_bytes(pid)
+        for ws in sockets:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        await asyncio.sleep(args.settle)
+        rss_after = rss_bytes(pid)
+
+        def p(values: list[float], q: float) -> float:
+            return percentile(values, q) if values else float("nan")
+
+        return {
+            "subscribers": n,
+            "load_rate": args.load_rate,
+            "open_s": opened_in,
+            "idle_mutation_p50_ms": p(idle["mutation"], 0.5),
+            "idle_mutation_p99_ms": p(idle["mutation"], 0.99),
+            "idle_query_p99_ms": p(idle["query"], 0.99),
+            "mutation_p50_ms": p(loaded["mutation"], 0.5),
+            "mutation_p99_ms": p(loaded["mutation"], 0.99),
+            "query_p99_ms": p(loaded["query"], 0.99),
+            "probe_failures": len(loaded["failed"]),
+            "delivery_lag_p50_ms": p(receipts.lags_ms, 0.5),
+            "delivery_lag_p99_ms": p(receipts.lags_ms, 0.99),
+            "deliveries": receipts.received,
+            "shed_too_slow": receipts.too_slow,
+            "other_errors": len(receipts.other_errors),
+            "rss_idle_mib": rss_idle / 2**20,
+            "rss_loaded_mib": rss_loaded / 2**20,
+            "rss_after_mib": rss_after / 2**20,
+        }
+
     async def run(self, n: int) -> dict[str, Any]:
         port = free_port()
         server = self.start_server(port)
@@ -189,7 +383,10 @@ class Bench:
                         if (await http.get("/healthz")).status_code == 200:
                             break
                     await asyncio.sleep(0.1)
-                return await self.measure(n, server.pid, http, f"ws://127.0.0.1:{port}/graphql")
+                ws_url = f"ws://127.0.0.1:{port}/graphql"
+                if self.args.load:
+                    return await self.measure_load(n, server.pid, http, ws_url)
+                return await self.measure(n, server.pid, http, ws_url)
         finally:
             server.send_signal(signal.SIGINT)  # as Ctrl-C: py-spy (if any) writes its profile
             server.wait(timeout=60)
@@ -209,7 +406,7 @@ class Bench:
         job_id = job["jobId"]
         await self.gql(http, START, id=job_id)
         history = await http.post("/graphql", json={"query": HISTORY, "variables": {"id": job_id}})
-        after = history.json()["data"]["trainingJob"]["history"][-1]["cursor"]
+        after = history.json()["data"]["trainingJob"]["history"]["edges"][-1]["cursor"]
         await asyncio.sleep(0.5)
         rss_before = rss_bytes(pid)
 
@@ -286,13 +483,30 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2.0, help="changes/s in the latency phase")
     parser.add_argument("--burst", type=int, default=50, help="changes in the throughput phase")
     parser.add_argument("--uri", help="MongoDB URI (default: the in-memory mock in the server)")
-    parser.add_argument("--compression", action="store_true", help="permessage-deflate on")
+    parser.add_argument(
+        "--compression",
+        action="store_true",
+        help="clients offer permessage-deflate, and the server accepts it",
+    )
+    parser.add_argument("--load", type=float, help="seconds of the overload measurement")
+    parser.add_argument("--load-rate", type=float, default=20.0, help="changes/s under --load")
+    parser.add_argument("--idle", type=float, default=5.0, help="seconds probed without load")
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds before RSS after")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU pinning")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if args.pin:
         os.sched_setaffinity(0, {int(CLIENT_CPU)})
     bench = Bench(args)
+    if args.load:
+        load_rows = []
+        for n in args.subscribers:
+            row = asyncio.run(bench.run(n))
+            load_rows.append(row)
+            print(json.dumps(row), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(load_rows, indent=2))
+        return
     rows = []
     print(
         f"{'subscribers':>11} {'open s':>7} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "

@@ -267,6 +267,7 @@ def create_app(
             poll_interval=settings.feed_poll_interval,
             gap_grace=settings.feed_gap_grace,
             buffer=settings.subscriber_buffer,
+            max_lag=settings.subscriber_max_lag,
         )
         await feed.start()
         # This process's appends wake the feed at once; other instances' reach it by polling.

@@ -115,6 +115,7 @@ def serve(
         port=bind_port,
         log_level=settings.log_level.lower(),
         ws_ping_interval=20,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
         # One WebSocket message may be no larger than one HTTP request body.
         ws_max_size=settings.max_body_bytes,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
@@ -43,6 +44,15 @@ class ClientErrors(MaskErrors):
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         return [self._for_client(error) for error in errors]
+
+    def _process_result(self, result: Any) -> None:
+        # MaskErrors tests ``result`` against a runtime-checkable Protocol, which on Python 3.11
+        # walks the protocol's members on every call. It runs for every subscription delivery:
+        # profiled, it was the largest single cost of one once executions were shared
+        # (bench/README.md, "Fan-out"). Same test, as a plain attribute read.
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)
 
     def _for_client(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error

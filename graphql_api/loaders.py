@@ -7,17 +7,34 @@ request's stale data.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Hashable, Sequence
-from typing import TypeVar
+from collections.abc import Awaitable, Hashable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 
-from graphql_api.domain.events import ChangeEvent
+from graphql_api.domain.errors import DomainError
+from graphql_api.domain.events import StoredEvent
 from graphql_api.domain.models import ModelVersion, TrainingJob
-from graphql_api.domain.queries import Page, TrainingJobFilter, TrainingJobOrder
+from graphql_api.domain.queries import (
+    DEFAULT_PAGE_SIZE,
+    Page,
+    PageRequest,
+    TrainingJobFilter,
+    TrainingJobOrder,
+)
+from graphql_api.live import cursor as log_cursor
 from graphql_api.services.container import Services
 
 JobPageArgs = tuple[TrainingJobFilter, TrainingJobOrder, int]
+#: A history page: the sequence number it starts after, and ``first``.
+HistoryPageArgs = tuple[int, int]
+
+
+def history_page_args(first: int = DEFAULT_PAGE_SIZE, after: str | None = None) -> HistoryPageArgs:
+    """``TrainingJob.history``'s arguments, checked (ValidationError naming the argument)."""
+    return (0 if after is None else log_cursor.decode(after), PageRequest(first=first).first)
+
+
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
@@ -39,7 +56,8 @@ class Loaders:
         self.model_version: DataLoader[str, ModelVersion | None] = DataLoader(
             load_fn=self._load_model_versions
         )
-        self.history: DataLoader[str, list[ChangeEvent]] = DataLoader(load_fn=self._load_histories)
+        self.history_count: DataLoader[str, int] = DataLoader(load_fn=self._load_history_counts)
+        self._history_pages: dict[HistoryPageArgs, DataLoader[str, list[StoredEvent]]] = {}
         self._job_pages: dict[JobPageArgs, DataLoader[str, Page[TrainingJob]]] = {}
         self._job_counts: dict[TrainingJobFilter, DataLoader[str, int]] = {}
 
@@ -67,9 +85,33 @@ class Loaders:
             loader = self._job_counts[where] = DataLoader(load_fn=load)
         return loader
 
-    async def _load_histories(self, job_ids: Sequence[str]) -> list[list[ChangeEvent]]:
-        found = await self._services.training.histories(list(job_ids))
-        return [found[j] for j in job_ids]
+    def history_page(self, args: HistoryPageArgs) -> DataLoader[str, list[StoredEvent]]:
+        """Pages of job histories (``first + 1`` events each, the extra one telling that a next
+        page exists); one loader, so one batched read, per distinct (after, first)."""
+        loader = self._history_pages.get(args)
+        if loader is None:
+            after_seq, first = args
+
+            async def load(job_ids: Sequence[str]) -> list[list[StoredEvent]]:
+                pages = await self._services.training.history_pages(job_ids, after_seq, first)
+                return [pages[j] for j in job_ids]
+
+            loader = self._history_pages[args] = DataLoader(load_fn=load)
+        return loader
+
+    def history_page_of(
+        self, arguments: Mapping[str, Any]
+    ) -> DataLoader[str, list[StoredEvent]] | None:
+        """The loader for a ``history`` selection's arguments; None when they are invalid (the
+        field itself then reports why)."""
+        try:
+            return self.history_page(history_page_args(**arguments))
+        except (DomainError, TypeError):
+            return None
+
+    async def _load_history_counts(self, job_ids: Sequence[str]) -> list[int]:
+        counts = await self._services.training.history_counts(list(job_ids))
+        return [counts[j] for j in job_ids]
 
     async def _load_model_versions(self, model_ids: Sequence[str]) -> list[ModelVersion | None]:
         found = await self._services.registry.get_many(list(model_ids))

@@ -14,6 +14,7 @@ from graphql_api.auth.guard import guard_root_fields
 from graphql_api.errors import ClientErrors
 from graphql_api.limits.documents import AcceptedDocuments
 from graphql_api.limits.rules import CostFirstValidation, QueryLimits
+from graphql_api.live.fanout import SharingExecutor
 from graphql_api.operation_name import OperationNameRequired
 from graphql_api.types.errors import (
     ConflictError,
@@ -113,6 +114,8 @@ def build_schema(
             ForbiddenError,
         ],
         extensions=extensions,
+        # Subscription events: one execution per distinct operation, shared (live.fanout).
+        execution_context_class=SharingExecutor,
         **options,
     )
     schema.accepted_documents = accepted

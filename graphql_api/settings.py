@@ -137,6 +137,12 @@ class Settings(BaseSettings):
         le=3600,
         description="Seconds a WebSocket client has to send connection_init.",
     )
+    ws_per_message_deflate: bool = Field(
+        default=False,
+        description="Accept permessage-deflate on WebSockets (`mltrain serve`). Off by default: "
+        "measured, it costs memory per connection and CPU per frame (bench/README.md, "
+        "Subscriptions).",
+    )
     feed_poll_interval: float = Field(
         default=0.15,
         gt=0,
@@ -157,6 +163,13 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Events one subscription may have waiting; past that it is ended as too "
         "slow, with the cursor to resume from.",
+    )
+    subscriber_max_lag: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds an event may wait to be sent to a subscription; past that it is "
+        "ended as too slow (SUBSCRIBER_TOO_SLOW), with the cursor to resume from. Bounds "
+        "delivery lag, and sheds fan-out the server cannot keep up with before requests wait.",
     )
 
     @field_validator("log_level", mode="before")

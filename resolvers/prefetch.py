@@ -24,9 +24,11 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLObjectType,
     InlineFragmentNode,
     SelectionSetNode,
 )
+from graphql.execution.values import get_argument_values
 
 from graphql_api.context import Info
 from graphql_api.domain.models import TrainingJob
@@ -43,7 +45,8 @@ class SelectionWalk:
     #: Selections visited: at most the document's selections once per path level.
     visits: int = 0
 
-    def names_at(self, fields: Collection[FieldNode], path: Sequence[str]) -> set[str]:
+    def fields_at(self, fields: Collection[FieldNode], path: Sequence[str]) -> list[FieldNode]:
+        """The fields selected at ``path`` below ``fields``, through fragments and aliases."""
         level = [field.selection_set for field in fields if field.selection_set is not None]
         for name in path:
             level = [
@@ -51,7 +54,10 @@ class SelectionWalk:
                 for field in self._fields(level)
                 if field.name.value == name and field.selection_set is not None
             ]
-        return {field.name.value for field in self._fields(level)}
+        return self._fields(level)
+
+    def names_at(self, fields: Collection[FieldNode], path: Sequence[str]) -> set[str]:
+        return {field.name.value for field in self.fields_at(fields, path)}
 
     def _fields(self, selection_sets: list[SelectionSetNode]) -> list[FieldNode]:
         """The fields of these selection sets, looking through fragments; a fragment spread
@@ -75,12 +81,12 @@ class SelectionWalk:
         return found
 
 
-def selected_at(info: Info, *path: str) -> set[str]:
-    """The field names the current field's selection asks for at ``path`` (GraphQL names)."""
+def selected_at(info: Info, *path: str) -> list[FieldNode]:
+    """The fields the current field's selection asks for at ``path`` (GraphQL names)."""
     # Strawberry's Info keeps graphql-core's resolve info as _raw_info (a declared field of
     # its dataclass); the syntax tree is only there.
     raw = info._raw_info
-    return SelectionWalk(raw.fragments).names_at(raw.field_nodes, path)
+    return SelectionWalk(raw.fragments).fields_at(raw.field_nodes, path)
 
 
 async def prime_job_relations(info: Info, jobs: Sequence[TrainingJob], *path: str) -> None:
@@ -90,10 +96,20 @@ async def prime_job_relations(info: Info, jobs: Sequence[TrainingJob], *path: st
     loaders = info.context.loaders
     item = selected_at(info, *path)
     loads: list[Awaitable[Any]] = []
-    if "modelVersion" in item:
+    if any(field.name.value == "modelVersion" for field in item):
         loads.append(loaders.model_version.load_many([job.model_id for job in jobs]))
-    if "history" in item:
-        loads.append(loaders.history.load_many([job.job_id for job in jobs]))
+    histories = [field for field in item if field.name.value == "history"]
+    if histories:
+        raw = info._raw_info
+        job_type = raw.schema.get_type("TrainingJob")
+        assert isinstance(job_type, GraphQLObjectType)
+        history_field = job_type.fields["history"]
+        for history in histories:
+            # Each history selection (aliases may ask for different pages) primes its own page.
+            arguments = get_argument_values(history_field, history, raw.variable_values)
+            page_loader = loaders.history_page_of(arguments)
+            if page_loader is not None:
+                loads.append(page_loader.load_many([job.job_id for job in jobs]))
     # A failed load is not raised here: the loader keeps the failed result, so each item's field
     # reports it, as it would have without priming.
     await asyncio.gather(*loads, return_exceptions=True)

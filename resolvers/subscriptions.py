@@ -7,17 +7,19 @@ resume from. See docs/subscriptions.md.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
-from typing import Annotated
+from typing import Annotated, Any
 
 import strawberry
 from graphql.error import GraphQLError
+from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from graphql_api.context import Info
-from graphql_api.domain.events import ChangeEvent
-from graphql_api.live import cursor
+from graphql_api.domain.events import ChangeEvent, StoredEvent
+from graphql_api.live import cursor, records
 from graphql_api.live.selectors import JobSelector, ModelVersionSelector, Selector
 from graphql_api.live.subscriber import FeedStopped, FellBehind
 from graphql_api.loaders import Loaders
@@ -25,6 +27,8 @@ from graphql_api.types.enums import TrainingStatus
 from graphql_api.types.live_updates import ModelVersionUpdate, TrainingJobUpdate
 
 log = logging.getLogger("mltrain.live")
+
+Selection = SelectedField | FragmentSpread | InlineFragment
 
 AFTER_HELP = (
     "Resume: first every matching change after this cursor (an event's `cursor`, or a "
@@ -62,10 +66,18 @@ class Subscription:
             None if model_id is None else str(model_id),
             None if statuses is None else [str(status) for status in statuses],
         )
+        # Job events leave out the hyperparameters (immutable, can be large): read from the
+        # record, once per job per process, and only if this subscription shows them.
+        wants_hyperparameters = _selects(info.selected_fields, "job", "hyperparameters")
         # aclosing: a closed subscription closes the feed's stream at once (unsubscribes).
         async with aclosing(_events(info, selector, after)) as events:
             async for event in events:
-                yield TrainingJobUpdate.shared(event)
+                hyperparameters = None
+                if wants_hyperparameters and isinstance(event, ChangeEvent):
+                    hyperparameters = await _hyperparameters(info, event.entity_id)
+                # An unreadable event yields its EVENT_UNREADABLE marker: graphql-core raises a
+                # yielded exception as that event's error and the stream goes on.
+                yield TrainingJobUpdate.shared(event, hyperparameters)  # type: ignore[misc]
 
     @strawberry.subscription(
         description="One event per change of a model version: registered, promoted, deployed "
@@ -82,12 +94,55 @@ class Subscription:
     ) -> AsyncGenerator[ModelVersionUpdate, None]:
         async with aclosing(_events(info, ModelVersionSelector(model_name), after)) as events:
             async for event in events:
-                yield ModelVersionUpdate.shared(event)
+                # As above: an unreadable event is delivered as its EVENT_UNREADABLE marker.
+                yield ModelVersionUpdate.shared(event)  # type: ignore[misc]
+
+
+def _selects(fields: Sequence[Selection], *path: str) -> bool:
+    """Whether the subscription's selection reaches ``path`` (through fragments)."""
+    level: list[Selection] = [s for field in fields for s in field.selections]
+    for name in path:
+        next_level: list[Selection] = []
+        while level:
+            selection = level.pop()
+            if isinstance(selection, SelectedField):
+                if selection.name == name:
+                    next_level.extend(selection.selections)
+                    if name == path[-1]:
+                        return True
+            else:
+                level.extend(selection.selections)
+        level = next_level
+    return False
+
+
+#: Reads of a job's hyperparameters in flight: subscribers that miss the cache together share one.
+_reading: dict[str, asyncio.Task[dict[str, Any]]] = {}
+
+
+async def _hyperparameters(info: Info, job_id: str) -> dict[str, Any]:
+    found = records.known_hyperparameters(job_id)
+    if found is not None:
+        return found
+    reading = _reading.get(job_id)
+    if reading is None:
+        reading = _reading[job_id] = asyncio.ensure_future(_read_hyperparameters(info, job_id))
+        reading.add_done_callback(lambda _: _reading.pop(job_id, None))
+    # Shielded: one subscriber leaving must not cancel the read the others wait for.
+    return await asyncio.shield(reading)
+
+
+async def _read_hyperparameters(info: Info, job_id: str) -> dict[str, Any]:
+    job = await info.context.services.training.get(job_id)
+    if job is None:
+        return {}
+    records.remember_hyperparameters(job_id, job.hyperparameters)
+    return dict(job.hyperparameters)
 
 
 async def _events(
     info: Info, selector: Selector, after: str | None
-) -> AsyncGenerator[ChangeEvent, None]:
+) -> AsyncGenerator[StoredEvent, None]:
     context = info.context
     if context.feed is None:
         raise RuntimeError("subscriptions need the server's change feed (create_app runs one)")
@@ -101,10 +156,18 @@ async def _events(
                 yield event
     except FellBehind as ended:
         resume = cursor.encode(ended.resume_seq)
-        log.warning("ended a subscription that fell behind by %d events", ended.capacity)
+        if ended.waited is None:
+            why = f"more than {ended.capacity} events were waiting to be sent"
+        else:
+            why = (
+                f"an event waited {ended.waited:.1f} s to be sent (the limit is "
+                f"{ended.max_lag:g} s: the client reads too slowly, or the server has more "
+                "subscribers than it can serve in time)"
+            )
+        log.warning("ended a subscription that fell behind: %s", why)
         raise GraphQLError(
-            f"This subscription fell behind: more than {ended.capacity} events were waiting to "
-            f'be sent. Subscribe again with after: "{resume}" to receive them; nothing is lost.',
+            f'This subscription fell behind: {why}. Subscribe again with after: "{resume}" '
+            "to receive the rest; nothing is lost.",
             extensions={"code": "SUBSCRIBER_TOO_SLOW", "resumeAfter": resume},
         ) from None
     except FeedStopped as ended:

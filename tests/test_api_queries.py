@@ -241,7 +241,8 @@ async def test_histories_of_a_page_of_jobs_cost_one_more_round_trip(
     await seed(services, versions=10, jobs_per_version=5)
     storage.stats.round_trips = 0
     data = await gql.data(
-        "{ trainingJobs(first: 50) { edges { node { status history { kind status } } } } }"
+        "{ trainingJobs(first: 50) { edges { node { status "
+        "history { edges { node { kind status } } } } } } }"
     )
     assert storage.stats.round_trips == 2  # the page, then every job's history at once
     expected_kinds = {
@@ -251,8 +252,9 @@ async def test_histories_of_a_page_of_jobs_cost_one_more_round_trip(
     }
     for edge in data["trainingJobs"]["edges"]:
         node = edge["node"]
-        assert [h["kind"] for h in node["history"]] == expected_kinds[node["status"]]
-        assert node["history"][-1]["status"] == node["status"]
+        history = [edge["node"] for edge in node["history"]["edges"]]
+        assert [h["kind"] for h in history] == expected_kinds[node["status"]]
+        assert history[-1]["status"] == node["status"]
 
 
 async def test_relations_selected_through_fragments_are_batched_the_same(
@@ -265,7 +267,7 @@ async def test_relations_selected_through_fragments_are_batched_the_same(
     data = await gql.data(
         """fragment Row on TrainingJob { jobId model: modelVersion { modelId } }
         { trainingJobs(first: 50) { edges { ... on TrainingJobEdge { node { ...Row
-            ... on TrainingJob { history { kind } } } } } } }"""
+            ... on TrainingJob { history { edges { node { kind } } } } } } } } }"""
     )
     assert storage.stats.round_trips == 3  # the page, the versions, the histories
     nodes = [e["node"] for e in data["trainingJobs"]["edges"]]
@@ -273,7 +275,7 @@ async def test_relations_selected_through_fragments_are_batched_the_same(
     for node in nodes:
         job = await services.training.get(node["jobId"])
         assert job is not None and node["model"] == {"modelId": job.model_id}
-        assert node["history"][0]["kind"] == "CREATED"
+        assert node["history"]["edges"][0]["node"]["kind"] == "CREATED"
 
 
 async def test_relations_nested_below_another_list_are_still_batched(

@@ -220,10 +220,11 @@ async def test_history_lists_each_change_in_order(gql: GraphQLClient, model_id: 
     await move(gql, job["jobId"], TrainingStatus.CANCELLED)
     await move(gql, job["jobId"], TrainingStatus.COMPLETED)  # refused: leaves no trace
     data = await gql.data(
-        "query($id: ID!) { trainingJob(jobId: $id) { history { kind previousStatus status } } }",
+        "query($id: ID!) { trainingJob(jobId: $id) { "
+        "history { edges { node { kind previousStatus status } } } } }",
         id=job["jobId"],
     )
-    assert data["trainingJob"]["history"] == [
+    assert [e["node"] for e in data["trainingJob"]["history"]["edges"]] == [
         {"kind": "CREATED", "previousStatus": None, "status": "PENDING"},
         {"kind": "STARTED", "previousStatus": "PENDING", "status": "RUNNING"},
         {"kind": "METRICS_REPORTED", "previousStatus": "RUNNING", "status": "RUNNING"},

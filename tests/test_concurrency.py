@@ -63,10 +63,13 @@ async def test_twenty_concurrent_starts_of_one_job_have_one_winner(racing: Graph
     for refused in (o for o in outcomes if o["__typename"] != "TrainingJob"):
         assert (refused["currentStatus"], refused["requestedStatus"]) == ("RUNNING", "RUNNING")
     history = await racing.data(
-        "query($id: ID!) { trainingJob(jobId: $id) { status history { kind } } }", id=job_id
+        "query($id: ID!) { trainingJob(jobId: $id) { status "
+        "history { edges { node { kind } } } } }",
+        id=job_id,
     )
     assert history["trainingJob"]["status"] == "RUNNING"
-    assert [h["kind"] for h in history["trainingJob"]["history"]] == ["CREATED", "STARTED"]
+    edges = history["trainingJob"]["history"]["edges"]
+    assert [e["node"]["kind"] for e in edges] == ["CREATED", "STARTED"]
 
 
 async def test_ten_concurrent_deployments_leave_exactly_one_in_production(

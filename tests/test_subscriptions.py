@@ -78,7 +78,13 @@ COMPLETE = f"""mutation($id: ID!) {{
 }}"""
 CANCEL = f"""mutation($id: ID!) {{
   cancelTrainingJob(jobId: $id) {{ ... on TrainingJob {{ status }} {ERRORS} }} }}"""
-HISTORY = "query($id: ID!) { trainingJob(jobId: $id) { history { cursor kind status } } }"
+HISTORY = """query($id: ID!) {
+  trainingJob(jobId: $id) { history(first: 100) { edges { node { cursor kind status } } } }
+}"""
+
+
+def history_of(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return [edge["node"] for edge in data["trainingJob"]["history"]["edges"]]
 
 
 # Servers ---------------------------------------------------------------------------------
@@ -296,9 +302,7 @@ async def test_resuming_while_changes_keep_coming_has_no_gap_and_no_duplicate(li
     model_id = await register(http)
     job_id = await create_job(http, model_id)
     await mutate(http, START, id=job_id)
-    (start_cursor,) = [
-        h["cursor"] for h in (await http.data(HISTORY, id=job_id))["trainingJob"]["history"]
-    ][-1:]
+    (start_cursor,) = [h["cursor"] for h in history_of(await http.data(HISTORY, id=job_id))][-1:]
 
     some_landed = asyncio.Event()
 
@@ -316,7 +320,7 @@ async def test_resuming_while_changes_keep_coming_has_no_gap_and_no_duplicate(li
     await writer
     # Catch-up and live joined at the seam without losing or repeating a change.
     assert [u["job"]["metrics"]["step"] for u in got] == list(range(40))
-    history = (await http.data(HISTORY, id=job_id))["trainingJob"]["history"]
+    history = history_of(await http.data(HISTORY, id=job_id))
     assert [u["cursor"] for u in got] == [h["cursor"] for h in history[2:]]
 
 
@@ -326,7 +330,7 @@ async def test_a_history_cursor_starts_a_subscription_right_after_that_change(li
     model_id = await register(http)
     job_id = await create_job(http, model_id)
     await mutate(http, START, id=job_id)
-    history = (await http.data(HISTORY, id=job_id))["trainingJob"]["history"]
+    history = history_of(await http.data(HISTORY, id=job_id))
     assert [h["kind"] for h in history] == ["CREATED", "STARTED"]
 
     client = await live.ws(server)
@@ -432,7 +436,7 @@ async def test_a_change_on_one_instance_reaches_a_subscriber_on_another_within_a
     try:
         model_id = await register(http)
         job_id = await create_job(http, model_id)
-        history = (await http.data(HISTORY, id=job_id))["trainingJob"]["history"]
+        history = history_of(await http.data(HISTORY, id=job_id))
         # Resuming from the creation: the subscription cannot miss the start, however long
         # the other process takes to set it up; once the start arrives, it is live.
         op = await client.subscribe(JOB_UPDATES, jobId=job_id, after=history[0]["cursor"])
@@ -501,7 +505,7 @@ async def test_a_client_that_stops_reading_is_ended_with_a_resume_cursor_and_los
     rest = updates(await healthy.take(resumed_op, steps - len(received), within=10))
     cursors = [u["cursor"] for u in received + rest]
     assert len(set(cursors)) == steps  # every change exactly once across the two streams
-    history = (await http.data(HISTORY, id=job_id))["trainingJob"]["history"]
+    history = history_of(await http.data(HISTORY, id=job_id))
     assert cursors == [h["cursor"] for h in history[2:]]
 
 

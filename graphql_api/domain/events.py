@@ -37,7 +37,10 @@ class ChangeKind(StrEnum):
 
 
 class ChangeEvent(BaseModel):
-    """One recorded change. ``snapshot`` is the record as it was right after the change."""
+    """One recorded change. ``snapshot`` is the record as it was right after the change, less
+    the fields that never change after creation and can be large (a job's
+    ``hyperparameters``): those are read from the record itself, which is the same answer (see
+    ``services.changes.IMMUTABLE_FIELDS`` and docs/subscriptions.md)."""
 
     model_config = ConfigDict(frozen=True, protected_namespaces=())
 
@@ -68,5 +71,21 @@ class SealedSeq:
     seq: int
 
 
+@dataclass(frozen=True)
+class UnreadableEvent:
+    """A stored event whose header (kind, status, time, ...) cannot be read: corrupt or written
+    by an incompatible version. Readers never fail on it: subscriptions deliver an explicit
+    ``EVENT_UNREADABLE`` marker in its place and ``history`` shows a null node with that error,
+    and both continue past it. ``entity``/``entity_id`` are kept when they could be read."""
+
+    seq: int
+    entity: EntityKind | None
+    entity_id: str | None
+    reason: str
+
+
+#: An event as read back from the log: readable or not, it keeps its place in the order.
+StoredEvent = ChangeEvent | UnreadableEvent
+
 #: What the log holds at one sequence number.
-LogEntry = ChangeEvent | SealedSeq
+LogEntry = ChangeEvent | UnreadableEvent | SealedSeq

@@ -19,7 +19,9 @@ import time
 from collections.abc import AsyncGenerator, Callable
 
 from graphql_api.domain.errors import ValidationError
-from graphql_api.domain.events import ChangeEvent, EntityKind
+from graphql_api.domain.events import ChangeEvent, EntityKind, StoredEvent
+from graphql_api.live.fanout import SharedRenders
+from graphql_api.live.pacing import DeliveryGate
 from graphql_api.live.selectors import Selector
 from graphql_api.live.subscriber import FeedStopped, Subscriber
 from graphql_api.live.tailer import LogTailer
@@ -37,6 +39,8 @@ class ChangeFeed:
         gap_grace: float = 2.0,
         batch: int = 500,
         buffer: int = 1000,
+        max_lag: float = 10.0,
+        delivery_slots: int = 8,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._events = events
@@ -44,6 +48,10 @@ class ChangeFeed:
         self._gap_grace = gap_grace
         self._batch = batch
         self.buffer = buffer
+        self.max_lag = max_lag
+        self.gate = DeliveryGate(delivery_slots)
+        #: Subscribers of the same operation share one execution per event (``fanout``).
+        self.renders = SharedRenders()
         self._clock = clock
         self._tailer: LogTailer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -79,6 +87,11 @@ class ChangeFeed:
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
 
+    @property
+    def fallen_behind(self) -> int:
+        """Subscribers ended as too slow whose consumers have not been told yet."""
+        return sum(s.fell_behind for subscribers in self._subscribers.values() for s in subscribers)
+
     def notify(self, event: ChangeEvent) -> None:
         """A local append happened: hand it over without waiting for the next poll."""
         if self._tailer is not None:
@@ -91,11 +104,13 @@ class ChangeFeed:
         self,
         selector: Selector,
         after: int | None = None,
-    ) -> AsyncGenerator[ChangeEvent, None]:
+    ) -> AsyncGenerator[StoredEvent, None]:
         """The selected events after ``after`` (default: from now on), then live ones.
 
-        Ends with ``FellBehind`` if the consumer lets its buffer overflow, or ``FeedStopped``
-        when the server stops; both name where to resume.
+        Ends with ``FellBehind`` if the consumer lets its buffer overflow or lets an event wait
+        longer than ``max_lag``, or ``FeedStopped`` when the server stops; both name where to
+        resume. Every event is handed out with a turn of the delivery gate (``pacing``), held
+        until the consumer asks for the next one.
         """
         if self._tailer is None:
             raise RuntimeError("the change feed is not running")
@@ -103,25 +118,37 @@ class ChangeFeed:
         if last > self.position and last > await self._events.head():
             # Every event's cursor is at most the head; this one names no event (yet).
             raise ValidationError("after", "is ahead of the change log", rule="cursor")
-        while last < self.position:
-            target = self.position
-            page = [e for e in await self._events.since(last, self._batch) if e.seq <= target]
-            for event in page:
-                if selector.matches(event):
-                    yield event
-            # A short page means everything up to the target has been read (holes in it are
-            # sealed: the tailer moved past them).
-            last = page[-1].seq if len(page) == self._batch else target
-        if self._stopped:
-            raise FeedStopped(last)
-        # No await since the loop's check: the live fan-out continues from exactly ``last``.
-        subscriber = Subscriber(selector, last, self.buffer)
-        self._subscribers[selector.entity].add(subscriber)
+        ticket = self.gate.ticket()
         try:
-            while True:
-                yield await subscriber.next()
+            while last < self.position:
+                target = self.position
+                page = [e for e in await self._events.since(last, self._batch) if e.seq <= target]
+                for event in page:
+                    if selector.matches(event):
+                        await ticket.take()
+                        yield event
+                        ticket.release()
+                # A short page means everything up to the target has been read (holes in it
+                # are sealed: the tailer moved past them).
+                last = page[-1].seq if len(page) == self._batch else target
+            if self._stopped:
+                raise FeedStopped(last)
+            # No await since the loop's check: the live fan-out continues from exactly ``last``.
+            subscriber = Subscriber(
+                selector, last, self.buffer, max_lag=self.max_lag, clock=self._clock
+            )
+            self._subscribers[selector.entity].add(subscriber)
+            try:
+                while True:
+                    event, offered_at = await subscriber.next()
+                    await ticket.take()
+                    subscriber.handed_out(event, offered_at)  # or FellBehind: waited too long
+                    yield event
+                    ticket.release()
+            finally:
+                self._subscribers[selector.entity].discard(subscriber)
         finally:
-            self._subscribers[selector.entity].discard(subscriber)
+            ticket.release()
 
     # The loop --------------------------------------------------------------------------
 
@@ -158,7 +185,9 @@ class ChangeFeed:
                     await self._wake.wait()
             self._wake.clear()
 
-    def _fan_out(self, events: list[ChangeEvent]) -> None:
+    def _fan_out(self, events: list[StoredEvent]) -> None:
         for event in events:
-            for subscriber in list(self._subscribers[event.entity]):
-                subscriber.offer(event)
+            kinds = list(EntityKind) if event.entity is None else [event.entity]
+            for kind in kinds:
+                for subscriber in list(self._subscribers[kind]):
+                    subscriber.offer(event)

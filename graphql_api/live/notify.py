@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from graphql_api.domain.events import ChangeEvent, LogEntry
+from graphql_api.domain.events import ChangeEvent, LogEntry, StoredEvent
 from graphql_api.storage.base import (
     EventStore,
     ModelVersionStore,
@@ -33,18 +33,21 @@ class NotifyingEventStore:
     async def for_entity(self, entity_id: str, limit: int) -> list[ChangeEvent]:
         return await self._inner.for_entity(entity_id, limit)
 
-    async def for_entities(
-        self, entity_ids: Sequence[str], limit: int
-    ) -> dict[str, list[ChangeEvent]]:
-        return await self._inner.for_entities(entity_ids, limit)
+    async def page_for_entities(
+        self, entity_ids: Sequence[str], after: int, first: int
+    ) -> dict[str, list[StoredEvent]]:
+        return await self._inner.page_for_entities(entity_ids, after, first)
 
-    async def since(self, seq: int, limit: int) -> list[ChangeEvent]:
+    async def count_for_entities(self, entity_ids: Sequence[str]) -> dict[str, int]:
+        return await self._inner.count_for_entities(entity_ids)
+
+    async def since(self, seq: int, limit: int) -> list[StoredEvent]:
         return await self._inner.since(seq, limit)
 
     async def entries_after(self, seq: int, limit: int) -> list[LogEntry]:
         return await self._inner.entries_after(seq, limit)
 
-    async def seal(self, seq: int) -> ChangeEvent | None:
+    async def seal(self, seq: int) -> StoredEvent | None:
         return await self._inner.seal(seq)
 
     async def head(self) -> int:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from graphql_api.domain.events import ChangeEvent, EntityKind
+from graphql_api.domain.events import EntityKind, StoredEvent, UnreadableEvent
 
 
 class Selector(Protocol):
@@ -14,7 +14,15 @@ class Selector(Protocol):
     def entity(self) -> EntityKind:
         """The only kind of record whose events can match (lets the feed index subscribers)."""
 
-    def matches(self, event: ChangeEvent) -> bool: ...
+    def matches(self, event: StoredEvent) -> bool: ...
+
+
+def _may_concern(event: UnreadableEvent, entity: EntityKind, entity_id: str | None) -> bool:
+    """An unreadable event goes to every subscriber it may concern (what could be read of it
+    matches), so that none of them misses it without a word."""
+    return event.entity in (None, entity) and (
+        entity_id is None or event.entity_id in (None, entity_id)
+    )
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,9 @@ class JobSelector:
     def entity(self) -> EntityKind:
         return EntityKind.TRAINING_JOB
 
-    def matches(self, event: ChangeEvent) -> bool:
+    def matches(self, event: StoredEvent) -> bool:
+        if isinstance(event, UnreadableEvent):
+            return _may_concern(event, EntityKind.TRAINING_JOB, self.job_id)
         return (
             event.entity is EntityKind.TRAINING_JOB
             and (self.job_id is None or event.entity_id == self.job_id)
@@ -58,7 +68,9 @@ class ModelVersionSelector:
     def entity(self) -> EntityKind:
         return EntityKind.MODEL_VERSION
 
-    def matches(self, event: ChangeEvent) -> bool:
+    def matches(self, event: StoredEvent) -> bool:
+        if isinstance(event, UnreadableEvent):
+            return _may_concern(event, EntityKind.MODEL_VERSION, None)
         return event.entity is EntityKind.MODEL_VERSION and (
             self.model_name is None or event.model_name == self.model_name
         )

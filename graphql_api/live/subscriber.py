@@ -1,7 +1,9 @@
 """One subscriber's bounded buffer between the feed and its connection.
 
-The feed never waits for a subscriber: it offers each event and moves on. A subscriber whose
-buffer is full has fallen behind; rather than grow without bound it drops its buffer and
+The feed never waits for a subscriber: it offers each event and moves on. A subscriber has
+fallen behind when its buffer is full, or when an event has waited longer than ``max_lag``
+seconds (a client that reads slowly, or a server with more fan-out than CPU: delivery is
+bounded in time as well as in memory). Rather than grow without bound it drops its buffer and
 fails with ``FellBehind``, naming the last event it handed out, so the client can resume from
 there with nothing lost (the log still has every event).
 """
@@ -9,19 +11,40 @@ there with nothing lost (the log still has every event).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
+from collections.abc import Callable
 
-from graphql_api.domain.events import ChangeEvent
+from graphql_api.domain.events import StoredEvent
 from graphql_api.live.selectors import Selector
 
 
 class FellBehind(Exception):
-    """The subscriber's buffer overflowed; resume after ``resume_seq``."""
+    """The subscriber fell behind; resume after ``resume_seq``.
 
-    def __init__(self, resume_seq: int, capacity: int) -> None:
-        super().__init__(f"fell behind by more than {capacity} events; resume after {resume_seq}")
+    Either its buffer overflowed (``capacity`` events waiting), or an event waited longer than
+    ``max_lag`` seconds to be sent (``waited`` says how long): fan-out that cannot keep up is
+    shed, rather than the server growing queues and slowing every request.
+    """
+
+    def __init__(
+        self,
+        resume_seq: int,
+        capacity: int,
+        *,
+        waited: float | None = None,
+        max_lag: float | None = None,
+    ) -> None:
+        why = (
+            f"more than {capacity} events waiting"
+            if waited is None
+            else f"an event waited {waited:.1f} s (limit {max_lag} s)"
+        )
+        super().__init__(f"fell behind: {why}; resume after {resume_seq}")
         self.resume_seq = resume_seq
         self.capacity = capacity
+        self.waited = waited
+        self.max_lag = max_lag
 
 
 class FeedStopped(Exception):
@@ -36,6 +59,8 @@ class Subscriber:
     __slots__ = (
         "_buffer",
         "_capacity",
+        "_clock",
+        "_max_lag",
         "_ready",
         "_state",
         "delivered_seq",
@@ -47,12 +72,18 @@ class Subscriber:
         selector: Selector,
         after_seq: int,
         capacity: int,
+        *,
+        max_lag: float = float("inf"),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.selector = selector
         #: The last event handed out (or the starting point): where a resume must start.
         self.delivered_seq = after_seq
         self._capacity = capacity
-        self._buffer: deque[ChangeEvent] = deque()
+        self._max_lag = max_lag
+        self._clock = clock
+        #: Each waiting event with the time it was offered (its lag is measured from there).
+        self._buffer: deque[tuple[StoredEvent, float]] = deque()
         self._ready = asyncio.Event()
         self._state: FellBehind | FeedStopped | None = None
 
@@ -60,18 +91,25 @@ class Subscriber:
     def buffered(self) -> int:
         return len(self._buffer)
 
-    def offer(self, event: ChangeEvent) -> None:
+    @property
+    def fell_behind(self) -> bool:
+        """Ended as too slow; its consumer learns it when it next asks for an event."""
+        return isinstance(self._state, FellBehind)
+
+    def offer(self, event: StoredEvent) -> None:
         """Called by the feed for every event of the subscriber's entity, in log order."""
         if self._state is not None or event.seq <= self.delivered_seq:
             return  # ended, or an event the subscriber has had already (it started ahead)
         if not self.selector.matches(event):
             return
+        now = self._clock()
         if len(self._buffer) >= self._capacity:
-            self._state = FellBehind(self.delivered_seq, self._capacity)
-            self._buffer.clear()  # the log keeps them: free the memory now
-            self._ready.set()
+            self._fall_behind(FellBehind(self.delivered_seq, self._capacity))
             return
-        self._buffer.append(event)
+        if self._buffer and now - self._buffer[0][1] > self._max_lag:
+            self._fall_behind(self._lagging(now - self._buffer[0][1]))
+            return
+        self._buffer.append((event, now))
         self._ready.set()
 
     def stop(self) -> None:
@@ -80,16 +118,33 @@ class Subscriber:
             self._state = FeedStopped(self.delivered_seq)
             self._ready.set()
 
-    async def next(self) -> ChangeEvent:
-        """The next event; raises ``FellBehind`` or ``FeedStopped`` when the subscription ends."""
+    async def next(self) -> tuple[StoredEvent, float]:
+        """The next event and when it was offered; raises ``FellBehind`` or ``FeedStopped``
+        when the subscription ends. ``handed_out`` must follow before the next call."""
         while True:
             if isinstance(self._state, FellBehind):
                 raise self._state
             if self._buffer:
-                event = self._buffer.popleft()
-                self.delivered_seq = event.seq
-                return event
+                return self._buffer.popleft()
             if self._state is not None:
                 raise FeedStopped(self.delivered_seq)
             self._ready.clear()
             await self._ready.wait()
+
+    def handed_out(self, event: StoredEvent, offered_at: float) -> None:
+        """``event`` (from ``next``) is about to be sent: unless it waited too long, in which
+        case the subscription ends here with ``FellBehind`` (resuming before ``event``)."""
+        waited = self._clock() - offered_at
+        if waited > self._max_lag:
+            failure = self._lagging(waited)
+            self._fall_behind(failure)
+            raise failure
+        self.delivered_seq = event.seq
+
+    def _lagging(self, waited: float) -> FellBehind:
+        return FellBehind(self.delivered_seq, self._capacity, waited=waited, max_lag=self._max_lag)
+
+    def _fall_behind(self, failure: FellBehind) -> None:
+        self._state = failure
+        self._buffer.clear()  # the log keeps them: free the memory now
+        self._ready.set()

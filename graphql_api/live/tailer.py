@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from graphql_api.domain.events import ChangeEvent, LogEntry, SealedSeq
+from graphql_api.domain.events import ChangeEvent, LogEntry, SealedSeq, StoredEvent
 from graphql_api.storage.base import EventStore
 
 log = logging.getLogger("mltrain.live")
@@ -76,17 +76,18 @@ class LogTailer:
         if event.seq > self.position:
             self._pending[event.seq] = event
 
-    def ready(self) -> list[ChangeEvent]:
-        """The events that now continue the prefix, in order; moves the position over them."""
-        out: list[ChangeEvent] = []
+    def ready(self) -> list[StoredEvent]:
+        """The events that now continue the prefix, in order; moves the position over them.
+        Unreadable events are handed on too: subscribers get a marker in their place."""
+        out: list[StoredEvent] = []
         while (entry := self._pending.pop(self.position + 1, None)) is not None:
             self.position = entry.seq
             self._gap_seen_at = None
-            if isinstance(entry, ChangeEvent):
+            if not isinstance(entry, SealedSeq):
                 out.append(entry)
         return out
 
-    async def poll(self) -> tuple[list[ChangeEvent], bool]:
+    async def poll(self) -> tuple[list[StoredEvent], bool]:
         """Read the log once: the events that continue the prefix, and whether to read again
         at once (a full batch went through)."""
         entries = await self._events.entries_after(self.position, self._batch)
@@ -99,7 +100,7 @@ class LogTailer:
             out += await self._handle_gap()
         return out, len(entries) == self._batch and self.position > before
 
-    async def _handle_gap(self) -> list[ChangeEvent]:
+    async def _handle_gap(self) -> list[StoredEvent]:
         now = self._clock()
         if self._gap_seen_at is None:
             self._gap_seen_at = now

@@ -13,7 +13,7 @@ from graphql_api.domain.errors import (
     NotFoundError,
     ValidationError,
 )
-from graphql_api.domain.events import ChangeEvent, ChangeKind
+from graphql_api.domain.events import ChangeKind, StoredEvent
 from graphql_api.domain.ids import new_id
 from graphql_api.domain.lifecycle import METRICS_REPORTING_STATUSES, training_sources
 from graphql_api.domain.models import TrainingJob
@@ -23,7 +23,6 @@ from graphql_api.services.changes import ChangeRecorder
 from graphql_api.storage.base import MergeLimitExceeded, Storage
 
 RESOURCE = "TrainingJob"
-MAX_HISTORY = 1000
 
 _KIND_OF_TARGET = {
     TrainingStatus.RUNNING: ChangeKind.STARTED,
@@ -67,15 +66,16 @@ class MLTrainingService:
     ) -> dict[str, int]:
         return await self._jobs.count_per_model(model_ids, where)
 
-    async def history(self, job_id: str, limit: int = MAX_HISTORY) -> list[ChangeEvent]:
-        """The job's recorded changes, oldest first."""
-        return await self._events.for_entity(job_id, limit)
+    async def history_pages(
+        self, job_ids: Sequence[str], after_seq: int, first: int
+    ) -> dict[str, list[StoredEvent]]:
+        """Each job's recorded changes after ``after_seq``, oldest first: ``first`` of them and
+        one more when a next page exists; batched over many jobs."""
+        return await self._events.page_for_entities(job_ids, after_seq, first)
 
-    async def histories(
-        self, job_ids: Sequence[str], limit: int = MAX_HISTORY
-    ) -> dict[str, list[ChangeEvent]]:
-        """``history`` of many jobs in one round trip."""
-        return await self._events.for_entities(job_ids, limit)
+    async def history_counts(self, job_ids: Sequence[str]) -> dict[str, int]:
+        """How many changes each job has recorded, batched."""
+        return await self._events.count_for_entities(job_ids)
 
     # Changes ---------------------------------------------------------------------------
 

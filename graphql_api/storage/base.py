@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from graphql_api.domain.enums import ModelStatus, TrainingStatus
-from graphql_api.domain.events import ChangeEvent, ChangeKind, LogEntry
+from graphql_api.domain.events import ChangeEvent, ChangeKind, LogEntry, StoredEvent
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.queries import (
     ModelVersionFilter,
@@ -273,20 +273,27 @@ class EventStore(Protocol):
         retry of an append that landed) returns the stored event.
         """
 
-    async def for_entity(self, entity_id: str, limit: int) -> list[ChangeEvent]: ...
+    async def for_entity(self, entity_id: str, limit: int) -> list[ChangeEvent]:
+        """The entity's first ``limit`` readable events, oldest first."""
 
-    async def for_entities(
-        self, entity_ids: Sequence[str], limit: int
-    ) -> dict[str, list[ChangeEvent]]:
-        """Each entity's first ``limit`` events, oldest first, in one round trip."""
+    async def page_for_entities(
+        self, entity_ids: Sequence[str], after: int, first: int
+    ) -> dict[str, list[StoredEvent]]:
+        """Each entity's first ``first + 1`` events above ``after``, oldest first (the extra one
+        tells a next page exists), batched: one round trip, plus one per entity whose page was
+        crowded out of it by busier ones. Unreadable events keep their place."""
 
-    async def since(self, seq: int, limit: int) -> list[ChangeEvent]:
-        """Events with a sequence number above ``seq``, in sequence order (holes skipped)."""
+    async def count_for_entities(self, entity_ids: Sequence[str]) -> dict[str, int]:
+        """How many events each entity has, in one round trip."""
+
+    async def since(self, seq: int, limit: int) -> list[StoredEvent]:
+        """Events with a sequence number above ``seq``, in sequence order (holes skipped,
+        unreadable events kept in their place)."""
 
     async def entries_after(self, seq: int, limit: int) -> list[LogEntry]:
         """Events and sealed holes above ``seq``, in sequence order."""
 
-    async def seal(self, seq: int) -> ChangeEvent | None:
+    async def seal(self, seq: int) -> StoredEvent | None:
         """Close the hole at ``seq`` for good, unless an event holds it: then return that."""
 
     async def head(self) -> int:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
 import strawberry
+from graphql.error import GraphQLError
 
 from graphql_api.domain import events
+from graphql_api.domain.events import StoredEvent
 from graphql_api.live import cursor as log_cursor
 from graphql_api.types.enums import ChangeKind, TrainingStatus
+from graphql_api.types.pagination import PageInfo
+
+log = logging.getLogger("mltrain.live")
 
 
 @strawberry.experimental.pydantic.type(
@@ -32,3 +40,74 @@ class ChangeEventType:
     )
     def cursor(self) -> str:
         return log_cursor.encode(self.seq)
+
+
+def unreadable_error(seq: int) -> GraphQLError:
+    """The explicit marker that stands in for an event that cannot be read or rendered (corrupt,
+    or written by an incompatible version): the reader continues past it."""
+    after = log_cursor.encode(seq)
+    return GraphQLError(
+        "This change could not be read from the change log (the stored event is corrupt or "
+        f'was written by an incompatible version) and is skipped; its cursor is "{after}". '
+        "The server log has the details.",
+        extensions={"code": "EVENT_UNREADABLE", "cursor": after, "resumeAfter": after},
+    )
+
+
+@strawberry.type(description="A recorded change and its position in the job's history.")
+class ChangeEventEdge:
+    cursor: str = strawberry.field(
+        description="Opaque position of this change: `after` for the next page, or for a "
+        "subscription that continues right after it."
+    )
+    entry: strawberry.Private[StoredEvent]
+
+    @strawberry.field(
+        description="The change; null only when the stored event cannot be read, with an "
+        "`EVENT_UNREADABLE` error at this path (the page goes on past it).",
+        graphql_type=ChangeEventType | None,
+    )
+    def node(self) -> events.ChangeEvent:
+        if isinstance(self.entry, events.UnreadableEvent):
+            log.warning("history: the event at seq %d is unreadable: %s", *_why(self.entry))
+            raise unreadable_error(self.entry.seq)
+        return self.entry
+
+
+def _why(event: events.UnreadableEvent) -> tuple[int, str]:
+    return event.seq, event.reason
+
+
+@strawberry.type(
+    description="A page of a job's recorded changes, oldest first, paginated with `first` and "
+    "`after` (a change's cursor)."
+)
+class ChangeEventConnection:
+    edges: list[ChangeEventEdge]
+    page_info: PageInfo
+    count_all: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(
+        description="How many changes the job has recorded in all pages (one extra count "
+        "query, made only when this field is selected, batched across jobs)."
+    )
+    async def total_count(self) -> int:
+        return await self.count_all()
+
+    @classmethod
+    def of(
+        cls, found: Sequence[StoredEvent], first: int, count_all: Callable[[], Awaitable[int]]
+    ) -> ChangeEventConnection:
+        """``found``: up to ``first + 1`` events (the extra one says a next page exists)."""
+        page = found[:first]
+        cursors = [log_cursor.encode(event.seq) for event in page]
+        return cls(
+            edges=[ChangeEventEdge(cursor=c, entry=e) for c, e in zip(cursors, page, strict=True)],
+            page_info=PageInfo(
+                has_next_page=len(found) > first,
+                has_previous_page=False,
+                start_cursor=cursors[0] if cursors else None,
+                end_cursor=cursors[-1] if cursors else None,
+            ),
+            count_all=count_all,
+        )

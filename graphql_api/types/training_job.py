@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Annotated
 
 import strawberry
 from strawberry.scalars import JSON
 
 from graphql_api.context import Info
 from graphql_api.domain import models
-from graphql_api.domain.events import ChangeEvent
+from graphql_api.domain.events import StoredEvent
 from graphql_api.domain.models import ModelVersion
-from graphql_api.loaders import now_or_later
-from graphql_api.types.change_event import ChangeEventType
+from graphql_api.domain.queries import DEFAULT_PAGE_SIZE
+from graphql_api.loaders import history_page_args, now_or_later
+from graphql_api.types.change_event import ChangeEventConnection
 from graphql_api.types.model_version import ModelVersionType
 
 
@@ -46,8 +48,35 @@ class TrainingJobType:
         return now_or_later(info.context.loaders.model_version, str(self.model_id))
 
     @strawberry.field(
-        description="The job's recorded changes, oldest first.",
-        graphql_type=list[ChangeEventType],
+        description="The job's recorded changes, oldest first, a page at a time (batched "
+        "across a page of jobs). Page on with `after: pageInfo.endCursor` while "
+        "`pageInfo.hasNextPage`; an edge's cursor also starts a subscription right after it.",
+        graphql_type=ChangeEventConnection,
     )
-    def history(self, info: Info) -> list[ChangeEvent] | Awaitable[list[ChangeEvent]]:
-        return now_or_later(info.context.loaders.history, str(self.job_id))
+    def history(
+        self,
+        info: Info,
+        first: Annotated[
+            int, strawberry.argument(description="Page size, at most 100.")
+        ] = DEFAULT_PAGE_SIZE,
+        after: Annotated[
+            str | None,
+            strawberry.argument(description="Start after this change (an edge's cursor)."),
+        ] = None,
+    ) -> ChangeEventConnection | Awaitable[ChangeEventConnection]:
+        after_seq, page_size = history_page_args(first, after)
+        loaders = info.context.loaders
+        job_id = str(self.job_id)
+
+        async def count_all() -> int:
+            return await loaders.history_count.load(job_id)
+
+        # Not async: a page primed by the list field (resolvers/prefetch.py) costs no await.
+        found = now_or_later(loaders.history_page((after_seq, page_size)), job_id)
+        if isinstance(found, list):
+            return ChangeEventConnection.of(found, page_size, count_all)
+
+        async def later(pending: Awaitable[list[StoredEvent]]) -> ChangeEventConnection:
+            return ChangeEventConnection.of(await pending, page_size, count_all)
+
+        return later(found)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -9,7 +10,14 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from graphql_api.domain.events import ChangeEvent, LogEntry, SealedSeq
+from graphql_api.domain.events import (
+    ChangeEvent,
+    EntityKind,
+    LogEntry,
+    SealedSeq,
+    StoredEvent,
+    UnreadableEvent,
+)
 from graphql_api.storage import documents
 from graphql_api.storage.base import StoreStats
 from graphql_api.storage.mongo.collection import (
@@ -66,7 +74,9 @@ class MongoEventStore(MongoCollection):
                 self._trip()
                 landed = await self._c.find_one({"event_id": event.event_id})
                 if landed is not None:
-                    return documents.event_from_doc(landed)
+                    found = _stored_event(landed)
+                    if isinstance(found, ChangeEvent):
+                        return found
         raise RuntimeError(f"no free sequence number after {MAX_APPEND_ATTEMPTS} attempts")
 
     async def _next_seq(self) -> int:
@@ -90,19 +100,62 @@ class MongoEventStore(MongoCollection):
         self._trip()
         await self._counters.update_one({"_id": "events"}, {"$max": {"seq": seq}}, upsert=True)
 
-    async def for_entities(
-        self, entity_ids: Sequence[str], limit: int
-    ) -> dict[str, list[ChangeEvent]]:
-        found: dict[str, list[ChangeEvent]] = {entity_id: [] for entity_id in entity_ids}
-        if not entity_ids:
+    async def page_for_entities(
+        self, entity_ids: Sequence[str], after: int, first: int
+    ) -> dict[str, list[StoredEvent]]:
+        found: dict[str, list[StoredEvent]] = {entity_id: [] for entity_id in entity_ids}
+        if not found:
             return found
+        # Each entity needs ``first + 1`` events (one more says a next page exists). One query
+        # reads at most that many per entity, oldest first across all of them: enough for
+        # every entity whose page is short or whose events are not crowded out by busier ones.
+        # If it came back full, it read *every* matching event up to the last one it returned,
+        # so each entity still short of its page gets one indexed query from there, all at
+        # once. (Per-group limits in one query need $setWindowFields or an ordered $push,
+        # which neither the mock nor DocumentDB provide.)
+        want = first + 1
+        limit = len(found) * want
         self._trip()
-        cursor = self._c.find({"entity_id": {"$in": list(entity_ids)}}).sort([("_id", ASCENDING)])
-        async for doc in cursor:
-            events = found.setdefault(doc["entity_id"], [])
-            if len(events) < limit:
-                events.append(documents.event_from_doc(doc))
+        docs = (
+            await self._c.find({"entity_id": {"$in": list(found)}, "_id": {"$gt": after}})
+            .sort([("_id", ASCENDING)])
+            .limit(limit)
+            .to_list(None)
+        )
+        for doc in docs:
+            events = found[doc["entity_id"]]
+            if len(events) < want:
+                events.append(_stored_event(doc))
+        if len(docs) < limit:
+            return found
+        floor = int(docs[-1]["_id"])
+
+        async def top_up(entity_id: str) -> None:
+            events = found[entity_id]
+            self._trip()
+            more = (
+                await self._c.find({"entity_id": entity_id, "_id": {"$gt": floor}})
+                .sort([("_id", ASCENDING)])
+                .limit(want - len(events))
+                .to_list(None)
+            )
+            events.extend(_stored_event(doc) for doc in more)
+
+        await asyncio.gather(*(top_up(e) for e, events in found.items() if len(events) < want))
         return found
+
+    async def count_for_entities(self, entity_ids: Sequence[str]) -> dict[str, int]:
+        counts = dict.fromkeys(entity_ids, 0)
+        if not counts:
+            return counts
+        self._trip()
+        pipeline = [
+            {"$match": {"entity_id": {"$in": list(counts)}}},
+            {"$group": {"_id": "$entity_id", "n": {"$sum": 1}}},
+        ]
+        async for row in self._c.aggregate(pipeline):
+            counts[row["_id"]] = int(row["n"])
+        return counts
 
     async def for_entity(self, entity_id: str, limit: int) -> list[ChangeEvent]:
         self._trip()
@@ -112,9 +165,9 @@ class MongoEventStore(MongoCollection):
             .limit(limit)
             .to_list(None)
         )
-        return [documents.event_from_doc(d) for d in docs]
+        return [e for e in map(_stored_event, docs) if isinstance(e, ChangeEvent)]
 
-    async def since(self, seq: int, limit: int) -> list[ChangeEvent]:
+    async def since(self, seq: int, limit: int) -> list[StoredEvent]:
         self._trip()
         docs = (
             await self._c.find({"_id": {"$gt": seq}, "sealed": {"$exists": False}})
@@ -122,7 +175,7 @@ class MongoEventStore(MongoCollection):
             .limit(limit)
             .to_list(None)
         )
-        return [documents.event_from_doc(d) for d in docs]
+        return [_stored_event(d) for d in docs]
 
     async def entries_after(self, seq: int, limit: int) -> list[LogEntry]:
         # Not counted in ``stats``: the live feed's background tailing is no request's cost,
@@ -135,7 +188,7 @@ class MongoEventStore(MongoCollection):
         )
         return [_log_entry(d) for d in docs]
 
-    async def seal(self, seq: int) -> ChangeEvent | None:
+    async def seal(self, seq: int) -> StoredEvent | None:
         try:
             self._trip()
             await self._c.insert_one({"_id": seq, "sealed": True, "sealed_at": datetime.now(UTC)})
@@ -146,7 +199,7 @@ class MongoEventStore(MongoCollection):
         self._trip()
         doc = await self._c.find_one({"_id": seq})
         entry = None if doc is None else _log_entry(doc)
-        return entry if isinstance(entry, ChangeEvent) else None
+        return entry if isinstance(entry, (ChangeEvent, UnreadableEvent)) else None
 
     async def head(self) -> int:
         # Not a sort of the whole log: DocumentDB does not walk an index in order, so that read
@@ -181,4 +234,30 @@ class MongoEventStore(MongoCollection):
 
 
 def _log_entry(doc: dict[str, Any]) -> LogEntry:
-    return SealedSeq(int(doc["_id"])) if doc.get("sealed") else documents.event_from_doc(doc)
+    return SealedSeq(int(doc["_id"])) if doc.get("sealed") else _stored_event(doc)
+
+
+def _stored_event(doc: dict[str, Any]) -> StoredEvent:
+    """The event in ``doc``; an ``UnreadableEvent`` (never an exception) when its header is
+    corrupt, so that one bad document cannot stop the feed or a history page."""
+    try:
+        if not isinstance(doc.get("snapshot"), dict):
+            # The change itself can still be read; the record's copy reads as empty, which
+            # subscriptions cannot show (they send their marker), while history can.
+            doc = {**doc, "snapshot": {}}
+        event = documents.event_from_doc(doc)
+        for name in ("entity_id", "status", "model_id"):
+            if not isinstance(getattr(event, name), str):
+                raise TypeError(f"{name} is not a string")
+        if not isinstance(event.previous_status, str | None):
+            raise TypeError("previous_status is not a string")
+        return event
+    except (KeyError, ValueError, TypeError, AttributeError) as error:
+        entity = doc.get("entity")
+        entity_id = doc.get("entity_id")
+        return UnreadableEvent(
+            seq=int(doc["_id"]),
+            entity=EntityKind(entity) if entity in set(EntityKind) else None,
+            entity_id=entity_id if isinstance(entity_id, str) else None,
+            reason=f"{type(error).__name__}: {error}",
+        )

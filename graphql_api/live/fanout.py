@@ -1,0 +1,163 @@
+"""Fan-out: a subscription's selection is executed once per event and distinct operation.
+
+Every subscriber of an event used to execute its own selection for it: 1,000 subscribers of
+all jobs at 20 changes/s asked the one event loop for 20,000 executions a second, a few
+thousand got done, and every subscriber was shed as too slow (bench/README.md). Subscribers
+that sent the same operation (document text and operation name), with the same variables, and
+whose connections have the same role, get the same result for an event: it is executed once
+and the result shared (``SharedRenders``); the rest of a delivery (Strawberry's error handling
+for that subscriber, the JSON encoding and the socket send) stays per subscriber.
+
+What is shared and why it is safe:
+
+- The key is ``(operation, variables, scope, event)``. Every argument a subscriber passes
+  (``after``, filters) is in the document or the variables, so subscribers that differ in any
+  of them never share. The scope is the connection's role (or open access): nothing a
+  subscription shows depends on which key of a role is used, and keeping roles apart keeps
+  any future role-dependent field right.
+- The event is the object the subscription yields for it (``TrainingJobUpdate.shared`` builds
+  one per event, and one more for selections that show hyperparameters): an entry holds that
+  object, so its identity cannot be reused while the entry lives. An unreadable event's
+  ``EVENT_UNREADABLE`` marker is made per subscriber, so it is executed per subscriber (rare,
+  and still delivered to every one).
+- The shared result is graphql-core's ``ExecutionResult``. Strawberry wraps it in a new result
+  per subscriber before its extensions see it, and error masking (``ClientErrors``) replaces
+  the error list on that copy, so a masked error carries each subscriber's own request id.
+- Relations an update resolves "now" (a job's model version) are read once, through the loaders
+  of the subscriber that executes, instead of once per subscriber: all of them show the same
+  current value.
+- An execution that awaits (a relation read from the database) runs as its own task: the
+  subscribers of that key await it together, and one of them leaving does not cancel it.
+
+The cache keeps the last ``capacity`` executions (LRU). An event is fanned out within the lag
+limit, so an entry is needed for seconds; one evicted too early costs a second execution, never
+a wrong result. ``executions`` and ``shared`` count what happened (tests and bench read them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict
+from collections.abc import Callable
+from inspect import isawaitable
+from typing import Any, NamedTuple, TypeVar, cast
+
+from graphql.execution import Executor
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+R = TypeVar("R")
+
+#: (document text, operation name, variables as canonical JSON, role scope)
+OperationKey = tuple[str, str | None, str, str]
+
+
+class _Entry(NamedTuple):
+    payload: object  # kept alive, so that ``id(payload)`` in the key stays its own
+    result: Any  # an ExecutionResult, or the task that will produce it
+
+
+class SharedRenders:
+    """The executions of one process's subscriptions, shared per (operation, event)."""
+
+    def __init__(self, capacity: int = 2048) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple[OperationKey, int], _Entry] = OrderedDict()
+        #: Selections executed for an event (once per distinct operation and event).
+        self.executions = 0
+        #: Deliveries that used another subscriber's execution.
+        self.shared = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def render(self, operation: OperationKey, payload: object, execute: Callable[[], R]) -> R:
+        """``execute()``'s result for ``payload`` under ``operation``: executed by the first
+        subscriber that asks, the same result for the others."""
+        key = (operation, id(payload))
+        entry = self._entries.get(key)
+        if entry is not None and entry.payload is payload:
+            self._entries.move_to_end(key)
+            self.shared += 1
+            found = entry.result
+            # An awaiting execution is shared as its task: this subscriber awaits it (R is an
+            # awaitable of the result then, as ``execute`` returned).
+            return cast(R, _awaiting(found) if isinstance(found, asyncio.Future) else found)
+        result = execute()
+        self.executions += 1
+        if isawaitable(result):
+            # Its own task: the others await it too, and the first subscriber's leaving (its
+            # task cancelled) must not cancel the execution they wait for.
+            task = asyncio.ensure_future(result)
+            self._keep(key, _Entry(payload, task))
+            return cast(R, _awaiting(task))
+        self._keep(key, _Entry(payload, result))
+        return result
+
+    def _keep(self, key: tuple[OperationKey, int], entry: _Entry) -> None:
+        self._entries[key] = entry
+        if len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+
+async def _awaiting(shared: asyncio.Future[Any]) -> Any:
+    return await asyncio.shield(shared)
+
+
+def render_scope(context: object) -> str:
+    """What a subscriber's results may depend on besides the operation: its role."""
+    if getattr(context, "open_access", False):
+        return "open"
+    key = getattr(context, "api_key", None)
+    role = getattr(key, "role", None)
+    return "anonymous" if role is None else f"role:{getattr(role, 'value', role)}"
+
+
+class SharingExecutor(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's executor, with subscription events executed through ``SharedRenders``.
+
+    graphql-core builds one executor per subscription and copies it for each event
+    (``build_per_event_executor``); the copy executes the selection with the event as root
+    value. Here the copy first asks the feed's ``SharedRenders`` (``context.feed.renders``).
+    Queries, mutations and anything without a feed execute as before.
+    """
+
+    #: None: not computed yet; (): not shareable (no source text to compare).
+    _operation_key: OperationKey | tuple[()] | None = None
+    _event: object = None
+    _for_event = False
+
+    def build_per_event_executor(self, payload: Any) -> Executor[Any]:
+        if self._operation_key is None:
+            self._operation_key = _operation_key(self)  # once per subscription
+        executor = super().build_per_event_executor(payload)
+        assert isinstance(executor, SharingExecutor)
+        executor._event = payload
+        executor._for_event = True
+        return executor
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        if not self._for_event or not self._operation_key:  # a query, a mutation
+            return super().execute_operation(serially)
+        operation = self._operation_key
+        renders = getattr(getattr(self.context_value, "feed", None), "renders", None)
+        if not isinstance(renders, SharedRenders):
+            return super().execute_operation(serially)
+        execute_here = super().execute_operation
+
+        def execute() -> Any:
+            return execute_here(serially)
+
+        return renders.render(operation, self._event, execute)
+
+
+def _operation_key(executor: Executor[Any]) -> OperationKey | tuple[()]:
+    operation = executor.operation
+    if operation.loc is None:
+        return ()  # parsed without locations: no source text to compare, never shared
+    document = operation.loc.source.body
+    name = None if operation.name is None else operation.name.value
+    variables = json.dumps(
+        executor.variable_values.coerced, sort_keys=True, default=repr, separators=(",", ":")
+    )
+    return (document, name, variables, render_scope(executor.context_value))
