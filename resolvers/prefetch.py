@@ -24,11 +24,10 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
-    GraphQLObjectType,
     InlineFragmentNode,
     SelectionSetNode,
 )
-from graphql.execution.values import get_argument_values
+from strawberry.types.nodes import convert_arguments
 
 from graphql_api.context import Info
 from graphql_api.domain.models import TrainingJob
@@ -98,18 +97,13 @@ async def prime_job_relations(info: Info, jobs: Sequence[TrainingJob], *path: st
     loads: list[Awaitable[Any]] = []
     if any(field.name.value == "modelVersion" for field in item):
         loads.append(loaders.model_version.load_many([job.model_id for job in jobs]))
-    histories = [field for field in item if field.name.value == "history"]
-    if histories:
-        raw = info._raw_info
-        job_type = raw.schema.get_type("TrainingJob")
-        assert isinstance(job_type, GraphQLObjectType)
-        history_field = job_type.fields["history"]
-        for history in histories:
-            # Each history selection (aliases may ask for different pages) primes its own page.
-            arguments = get_argument_values(history_field, history, raw.variable_values)
-            page_loader = loaders.history_page_of(arguments)
-            if page_loader is not None:
-                loads.append(page_loader.load_many([job.job_id for job in jobs]))
+    for history in (field for field in item if field.name.value == "history"):
+        # Each history selection (aliases may ask for different pages) primes its own page;
+        # its arguments are read as Strawberry reads a selected field's.
+        arguments = convert_arguments(info._raw_info, history.arguments)
+        page_loader = loaders.history_page_of(arguments)
+        if page_loader is not None:
+            loads.append(page_loader.load_many([job.job_id for job in jobs]))
     # A failed load is not raised here: the loader keeps the failed result, so each item's field
     # reports it, as it would have without priming.
     await asyncio.gather(*loads, return_exceptions=True)

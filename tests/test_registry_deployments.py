@@ -87,10 +87,11 @@ async def test_job_history_statuses_are_the_training_status_enum(gql: GraphQLCli
     ]
     await gql.data(START, id=job["jobId"])
     history = await gql.data(
-        "query($id: ID!) { trainingJob(jobId: $id) { history { previousStatus status } } }",
+        "query($id: ID!) { trainingJob(jobId: $id) {"
+        " history { edges { node { previousStatus status } } } } }",
         id=job["jobId"],
     )
-    assert history["trainingJob"]["history"] == [
+    assert [e["node"] for e in history["trainingJob"]["history"]["edges"]] == [
         {"previousStatus": None, "status": "PENDING"},
         {"previousStatus": "PENDING", "status": "RUNNING"},
     ]

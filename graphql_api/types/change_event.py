@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import strawberry
 from graphql.error import GraphQLError
 
+from graphql_api.domain import enums as domain_enums
 from graphql_api.domain import events
 from graphql_api.domain.events import StoredEvent
 from graphql_api.live import cursor as log_cursor
@@ -68,10 +69,30 @@ class ChangeEventEdge:
         graphql_type=ChangeEventType | None,
     )
     def node(self) -> events.ChangeEvent:
-        if isinstance(self.entry, events.UnreadableEvent):
-            log.warning("history: the event at seq %d is unreadable: %s", *_why(self.entry))
-            raise unreadable_error(self.entry.seq)
-        return self.entry
+        entry = self.entry
+        if isinstance(entry, events.UnreadableEvent):
+            log.warning("history: the event at seq %d is unreadable: %s", *_why(entry))
+            raise unreadable_error(entry.seq)
+        if not _has_job_statuses(entry):
+            # A job's history spells statuses as the TrainingStatus enum; a stored status that
+            # is not one (another entity's, or damaged) cannot be shown as one.
+            log.warning(
+                "history: the event at seq %d has statuses %r -> %r, not a job's",
+                entry.seq,
+                entry.previous_status,
+                entry.status,
+            )
+            raise unreadable_error(entry.seq)
+        return entry
+
+
+_JOB_STATUSES = frozenset(status.value for status in domain_enums.TrainingStatus)
+
+
+def _has_job_statuses(event: events.ChangeEvent) -> bool:
+    return event.status in _JOB_STATUSES and (
+        event.previous_status is None or event.previous_status in _JOB_STATUSES
+    )
 
 
 def _why(event: events.UnreadableEvent) -> tuple[int, str]:
