@@ -392,7 +392,7 @@ async def test_every_query_is_listed_and_none_reads_a_whole_collection_unless_li
 
 
 def test_every_listed_index_exists_in_the_code() -> None:
-    """The table names real indexes (the index names ensure_indexes creates; "-": none)."""
+    """The table names real indexes (the index names ensure_indexes creates)."""
     import inspect
 
     from graphql_api.storage.mongo import events, model_versions, training_jobs
@@ -400,7 +400,7 @@ def test_every_listed_index_exists_in_the_code() -> None:
     source = "".join(inspect.getsource(m) for m in (events, model_versions, training_jobs))
     for shape in SHAPES:
         index = shape.index.split(" ")[0].rstrip(",")
-        assert index in ("_id_", "-") or f'name="{index}"' in source, shape
+        assert index == "_id_" or f'name="{index}"' in source, shape
 
 
 def test_the_docs_carry_the_current_table() -> None:

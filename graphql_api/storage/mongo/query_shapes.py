@@ -98,7 +98,9 @@ PRECEDENCE_START_UP = (
     "start-up only, never a request (MongoModelVersionStore._ensure_precedence_unique): "
     "equal-precedence twins stored before the rule can be anywhere, so every start reads "
     "every version once (a sequential scan before the index exists, the precedence index's "
-    "every entry after: the filter matches all); an index cannot make that smaller."
+    "every entry after: the filter matches all); an index cannot make that smaller. Measured "
+    "on DocumentDB (bench.start_up, median of 5, loaded VM): 10 ms at 3,000 versions, 80-130 "
+    "ms at 30,000."
 )
 
 JOB_FILTERS = {  # filter field -> the index that serves it
@@ -298,9 +300,13 @@ SHAPES: tuple[QueryShape, ...] = (
         ["precedence_twin"],
         [],
         "start-up: mark records stored before the precedence rule",
-        "-",
-        matches_all=True,
-        note=PRECEDENCE_START_UP,
+        "model_name_precedence_unique (once built)",
+        bounded=False,
+        note=(
+            "start-up only: the first start over records of an older release scans them all "
+            "(no index yet); later starts find none through the precedence index, which "
+            "serves $exists: false (explained on DocumentDB)"
+        ),
     ),
     _shape(
         "model_versions",
