@@ -42,6 +42,28 @@ FIRST_TRANSIENT_DELAY = 0.002
 T = TypeVar("T")
 
 
+class ClaimWaits:
+    """The pauses of a guarded writer that found the record's revision claimed by another:
+    doubling from 1 ms to 50 ms, and none past ``give_up_at`` (a ``time.monotonic()``)."""
+
+    def __init__(self, give_up_at: float | None) -> None:
+        self._give_up_at = give_up_at
+
+    async def wait(self, attempt: int) -> bool:
+        """Pause before attempt ``attempt + 1``; False (no pause) when it is time to give up."""
+        backoff = min(0.001 * 2**attempt, 0.05)
+        if self._give_up_at is not None and time.monotonic() + backoff > self._give_up_at:
+            return False
+        await asyncio.sleep(backoff)
+        return True
+
+
+def _too_many_writers(record_id: Any) -> ConflictError:
+    return ConflictError(
+        f"{record_id!r} is being changed by too many writers at once; retry", field="id"
+    )
+
+
 def _errmsg(error: OperationFailure) -> str:
     details = error.details or {}
     return str(details.get("errmsg") or error)
@@ -180,37 +202,45 @@ class MongoCollection:
                 return_document=ReturnDocument.AFTER,
             )
             return doc
-        # Waiting out other writers ends in a ConflictError before the operation's deadline
-        # (``timeout``), which would otherwise report a busy record as an unavailable database.
-        give_up_at = None if self.timeout is None else time.monotonic() + self.timeout / 2
+        waits = self._claim_waits()
         for attempt in range(MAX_UPDATE_ATTEMPTS):
             self._trip()
             current = await self._c.find_one({"_id": record_id})
             if current is None or current["status"] not in allowed:
                 return None
             rev = int(current.get("rev", 0))
-            claim = f"{self._c.name}:{record_id}:{rev}"
-            if not await self._claim(claim):
-                backoff = min(0.001 * 2**attempt, 0.05)
-                if give_up_at is not None and time.monotonic() + backoff > give_up_at:
-                    break
-                await asyncio.sleep(backoff)
-                continue
-            try:
-                self._trip()
-                doc = await self._c.find_one_and_update(
-                    {"_id": record_id, "rev": rev},
-                    {"$set": {**changes, "rev": rev + 1}},
-                    return_document=ReturnDocument.AFTER,
-                )
-            finally:
-                self._trip()
-                await self._guard.claims.delete_one({"_id": claim})
+            claimed, doc = await self._write_claimed(record_id, {"rev": rev}, rev, changes)
             if doc is not None:
                 return doc
-        raise ConflictError(
-            f"{record_id!r} is being changed by too many writers at once; retry", field="id"
-        )
+            if not claimed and not await waits.wait(attempt):
+                break
+        raise _too_many_writers(record_id)
+
+    def _claim_waits(self) -> ClaimWaits:
+        # Waiting out other writers ends in a ConflictError before the operation's deadline
+        # (``timeout``), which would otherwise report a busy record as an unavailable database.
+        return ClaimWaits(None if self.timeout is None else time.monotonic() + self.timeout / 2)
+
+    async def _write_claimed(
+        self, record_id: Any, query: dict[str, Any], rev: int, changes: Mapping[str, Any]
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """With the claim guard: claim revision ``rev`` of the record, ``$set`` ``changes``
+        (moving it to ``rev + 1``) where it still matches ``query``, and drop the claim.
+        Whether the claim was had, and the document after (None if nothing matched)."""
+        claim = f"{self._c.name}:{record_id}:{rev}"
+        if not await self._claim(claim):
+            return False, None
+        try:
+            self._trip()
+            doc: dict[str, Any] | None = await self._c.find_one_and_update(
+                {"_id": record_id, **query},
+                {"$set": {**changes, "rev": rev + 1}},
+                return_document=ReturnDocument.AFTER,
+            )
+        finally:
+            self._trip()
+            await self._guard.claims.delete_one({"_id": claim})
+        return True, doc
 
     async def _update_checked(
         self,
@@ -228,6 +258,7 @@ class MongoCollection:
         large, and a progress report must not fetch them.
         """
         projection = {name: 1 for name in ["status", "rev", *reads]}
+        waits = self._claim_waits()
         for attempt in range(MAX_UPDATE_ATTEMPTS):
             self._trip()
             current = await self._c.find_one({"_id": record_id}, projection=projection)
@@ -248,25 +279,12 @@ class MongoCollection:
                 if doc is not None:
                     return doc
                 continue
-            claim = f"{self._c.name}:{record_id}:{rev}"
-            if not await self._claim(claim):
-                await asyncio.sleep(min(0.001 * 2**attempt, 0.05))
-                continue
-            try:
-                self._trip()
-                doc = await self._c.find_one_and_update(
-                    {"_id": record_id, **at_rev},
-                    {"$set": {**changes, "rev": rev + 1}},
-                    return_document=ReturnDocument.AFTER,
-                )
-            finally:
-                self._trip()
-                await self._guard.claims.delete_one({"_id": claim})
+            claimed, doc = await self._write_claimed(record_id, at_rev, rev, changes)
             if doc is not None:
                 return doc
-        raise ConflictError(
-            f"{record_id!r} is being changed by too many writers at once; retry", field="id"
-        )
+            if not claimed and not await waits.wait(attempt):
+                break
+        raise _too_many_writers(record_id)
 
     async def _merge_within(
         self,

@@ -321,32 +321,23 @@ class MongoModelVersionStore(MongoCollection):
                 "changing the version",
             )
             return doc
+        waits = self._claim_waits()
         for attempt in range(MAX_UPDATE_ATTEMPTS):
             self._trip()
             current = await self._c.find_one(query)
             if current is None:
                 return None
             rev = int(current.get("rev", 0))
-            claim = f"{self._c.name}:{current['_id']}:{rev}"
-            if not await self._claim(claim):
-                await asyncio.sleep(min(0.001 * 2**attempt, 0.05))
-                continue
-            try:
-                self._trip()
-                doc = await self._c.find_one_and_update(
-                    {**query, "rev": rev},
-                    {"$set": {**changes, "rev": rev + 1}},
-                    return_document=ReturnDocument.AFTER,
-                )
-            finally:
-                self._trip()
-                await self._guard.claims.delete_one({"_id": claim})
+            claimed, doc = await self._write_claimed(
+                current["_id"], {**query, "rev": rev}, rev, changes
+            )
             if doc is not None:
                 return doc
+            if not claimed and not await waits.wait(attempt):
+                break
         raise ConflictError(
             f"{query['_id']!r} is being changed by too many writers at once; retry", field="id"
         )
-        return doc
 
     async def merge_metrics(
         self,
