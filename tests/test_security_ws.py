@@ -116,6 +116,11 @@ async def test_every_role_may_subscribe_and_sees_who_changed_what(
     ws, ack = await open_ws(server, key_payload(role))
     assert ack == {"type": "connection_ack"}
     await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": JOB_UPDATES}}))
+    # A subscription sees changes from when it is registered: make them after that.
+    await eventually(
+        lambda: secured.loop.peek(lambda: server.feed.subscriber_count == 1),
+        what="the subscription to be registered",
+    )
     async with httpx.AsyncClient(headers=bearer(Role.OPERATOR), timeout=10) as http:
         model = await http.post(
             server.http_url,
