@@ -59,11 +59,11 @@ class ClientErrors(MaskErrors):
         if original is None or isinstance(original, GraphQLError):
             return error
         if isinstance(original, DomainError):
-            extensions: dict[str, object] = {"code": original.code}
+            extensions: dict[str, object] = {"code": original.code.value}
             if isinstance(original, (ValidationError, NotFoundError)) and original.field:
                 extensions["field"] = original.field
             if isinstance(original, ValidationError):
-                extensions["rule"] = original.rule
+                extensions["rule"] = original.rule.value
             return GraphQLError(
                 original.message,
                 nodes=error.nodes,

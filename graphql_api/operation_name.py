@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from graphql import GraphQLError, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
 
+from graphql_api.domain.errors import ErrorCode, ValidationRule
+
 
 class OperationNameRequired(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
@@ -33,9 +35,9 @@ class OperationNameRequired(SchemaExtension):
                     f"operationName: the document has {len(names)} operations "
                     f"({', '.join(names)}); say which one to run.",
                     extensions={
-                        "code": "VALIDATION_ERROR",
+                        "code": ErrorCode.VALIDATION_ERROR.value,
                         "field": "operationName",
-                        "rule": "required",
+                        "rule": ValidationRule.required.value,
                     },
                 )
                 # A new list: the validation cache hands the same one to every request.

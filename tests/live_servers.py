@@ -123,8 +123,14 @@ class ServerLoop:
             await self.stop(server)
 
     def close(self) -> None:
+        """Stop the thread's loop and close it: a loop left open is reported as a
+        ResourceWarning when it is garbage-collected, in whichever later test that happens."""
+        self.submit(self.loop.shutdown_asyncgens()).result(timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            raise RuntimeError("the servers' event loop did not stop")
+        self.loop.close()
 
 
 async def eventually(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -34,17 +33,11 @@ def bearer(role: Role) -> dict[str, str]:
 
 @asynccontextmanager
 async def secured_app(storage: MongoStorage, **settings: Any) -> AsyncIterator[Starlette]:
-    # One instance: local changes wake the feed at once, so it need not poll. A long poll
-    # interval also keeps clear of a shutdown race in the feed's loop on Python 3.11
-    # (wait_for(timeout=0) turning the stop's cancellation into a suppressed TimeoutError).
+    # One instance: local changes wake the feed at once, so it need not poll.
     settings = {"feed_poll_interval": 60.0, **settings}
     application = create_app(Settings(**settings), storage=storage, keys=KEYS)
     async with LifespanManager(application):
         yield application
-        # Let the feed take the last change's wake-up before shutdown cancels it: on Python
-        # 3.11 a cancel that lands while its wait_for's event is already set is swallowed,
-        # and ChangeFeed.stop() then waits forever (reported to the subscriptions work).
-        await asyncio.sleep(0.01)
 
 
 @asynccontextmanager

@@ -6,13 +6,66 @@ objects (mutations) or coded GraphQL errors (queries). Anything else is a bug an
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
+from typing import ClassVar
+
+
+class ErrorCode(StrEnum):
+    """``Error.code`` of a mutation's typed error: one per error type, so a client can handle
+    every case. The names are the strings clients received before the enum existed."""
+
+    NOT_FOUND = "NOT_FOUND"
+    INVALID_TRANSITION = "INVALID_TRANSITION"
+    CONFLICT = "CONFLICT"
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+
+
+class ValidationRule(StrEnum):
+    """Every rule an input can break: ``ValidationError.rule`` and a query argument error's
+    ``extensions.rule``. Lowercase, as clients received them when ``rule`` was a string, so
+    the values on the wire did not change (docs/input-policy.md says which field has which).
+    Every ``ValidationError`` and ``text.PolicyError`` takes one of these, so mypy refuses a
+    rule that is not listed."""
+
+    # Text policy (domain/text.py) and value limits (domain/values.py).
+    min_length = "min_length"
+    max_length = "max_length"
+    characters = "characters"
+    unicode_nfc = "unicode_nfc"
+    id_pattern = "id_pattern"
+    key_dollar = "key_dollar"
+    key_dot = "key_dot"
+    url = "url"
+    url_scheme = "url_scheme"
+    number = "number"
+    finite_number = "finite_number"
+    int64 = "int64"
+    json = "json"
+    max_depth = "max_depth"
+    max_items = "max_items"
+    # Query arguments: pages, cursors, filters, the operation to run.
+    min = "min"
+    max = "max"
+    cursor = "cursor"
+    range = "range"
+    timezone = "timezone"
+    required = "required"
+    # Pydantic's own checks on the models, under Pydantic's names (domain/validation.py):
+    # an id that does not match its pattern, a version that is not SemVer (a validator's
+    # ValueError), metrics or hyperparameters that are not a JSON object.
+    string_pattern_mismatch = "string_pattern_mismatch"
+    value_error = "value_error"
+    dict_type = "dict_type"
+    #: Any other failure of Pydantic's checks (none is known to reach a client).
+    invalid = "invalid"
 
 
 class DomainError(Exception):
     """Base of every expected failure. ``code`` is stable and machine-readable."""
 
-    code = "DOMAIN_ERROR"
+    code: ClassVar[ErrorCode]
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -20,7 +73,7 @@ class DomainError(Exception):
 
 
 class NotFoundError(DomainError):
-    code = "NOT_FOUND"
+    code = ErrorCode.NOT_FOUND
 
     def __init__(self, resource: str, resource_id: str, field: str | None = None) -> None:
         super().__init__(f"{resource} {resource_id!r} does not exist")
@@ -36,7 +89,7 @@ def status_name(status: Enum | str) -> str:
 
 
 class InvalidTransitionError(DomainError):
-    code = "INVALID_TRANSITION"
+    code = ErrorCode.INVALID_TRANSITION
 
     def __init__(
         self,
@@ -59,7 +112,7 @@ class InvalidTransitionError(DomainError):
 
 
 class ConflictError(DomainError):
-    code = "CONFLICT"
+    code = ErrorCode.CONFLICT
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -69,9 +122,11 @@ class ConflictError(DomainError):
 class ValidationError(DomainError):
     """Bad input. ``field`` names the input field (camelCase path as the client sent it)."""
 
-    code = "VALIDATION_ERROR"
+    code = ErrorCode.VALIDATION_ERROR
 
-    def __init__(self, field: str, message: str, rule: str = "invalid") -> None:
+    def __init__(
+        self, field: str, message: str, rule: ValidationRule = ValidationRule.invalid
+    ) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.rule = rule
@@ -81,7 +136,7 @@ class ValidationError(DomainError):
 class UnauthenticatedError(DomainError):
     """No valid API key came with the request (and the server is not in open mode)."""
 
-    code = "UNAUTHENTICATED"
+    code = ErrorCode.UNAUTHENTICATED
 
     def __init__(self) -> None:
         super().__init__("a valid API key is required: send `Authorization: Bearer <key>`")
@@ -90,7 +145,7 @@ class UnauthenticatedError(DomainError):
 class ForbiddenError(DomainError):
     """The key is valid but its role may not do this; nothing was changed."""
 
-    code = "FORBIDDEN"
+    code = ErrorCode.FORBIDDEN
 
     def __init__(self, operation: str, role: str, required_role: str) -> None:
         super().__init__(f"role {role} may not call {operation}: it needs {required_role} or above")

@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 import orjson
 
 from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
-from graphql_api.domain.errors import ValidationError
+from graphql_api.domain.errors import ValidationError, ValidationRule
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -75,13 +75,15 @@ class PageRequest:
             raise ValidationError(
                 "after",
                 "is empty: omit it for the first page, or pass a pageInfo.endCursor unchanged",
-                rule="cursor",
+                rule=ValidationRule.cursor,
             )
         if self.first < 0:
-            raise ValidationError("first", "must not be negative", rule="min")
+            raise ValidationError("first", "must not be negative", rule=ValidationRule.min)
         if self.first > MAX_PAGE_SIZE:
             raise ValidationError(
-                "first", f"must be at most {MAX_PAGE_SIZE} (got {self.first})", rule="max"
+                "first",
+                f"must be at most {MAX_PAGE_SIZE} (got {self.first})",
+                rule=ValidationRule.max,
             )
 
 
@@ -114,18 +116,20 @@ def decode_cursor(cursor: str, order: str, arity: int) -> list[object]:
         data = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, binascii.Error, orjson.JSONDecodeError):
         raise ValidationError(
-            "after", "is not a cursor returned by this API", rule="cursor"
+            "after", "is not a cursor returned by this API", rule=ValidationRule.cursor
         ) from None
     if not isinstance(data, list) or not data or not isinstance(data[0], str):
-        raise ValidationError("after", "is not a cursor returned by this API", rule="cursor")
+        raise ValidationError(
+            "after", "is not a cursor returned by this API", rule=ValidationRule.cursor
+        )
     items, _, ordering = order.partition(":")
     their_items = data[0].partition(":")[0]
     if their_items != items:
         raise ValidationError(
-            "after", f"is a cursor of another list, not of {items}", rule="cursor"
+            "after", f"is a cursor of another list, not of {items}", rule=ValidationRule.cursor
         )
     if len(data) != arity + 1 or data[0] != order:
         raise ValidationError(
-            "after", f"is a cursor for another ordering, not {ordering}", rule="cursor"
+            "after", f"is a cursor for another ordering, not {ordering}", rule=ValidationRule.cursor
         )
     return list(data[1:])

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationInfo
 
+from graphql_api.domain.errors import ValidationRule
+
 #: Pydantic validation context of new input; models validated without it (records read back,
 #: event snapshots) skip the checks that were added after records could be stored.
 INPUT_CONTEXT: dict[str, Any] = {"new_input": True}
@@ -51,7 +53,7 @@ class PolicyError(ValueError):
     """A value broke a rule. ``rule`` is the stable name clients get in ``ValidationError.rule``;
     ``path`` (optional) is where inside the field, e.g. ``optimizer.betas[1]``."""
 
-    def __init__(self, message: str, rule: str, path: str = "") -> None:
+    def __init__(self, message: str, rule: ValidationRule, path: str = "") -> None:
         super().__init__(message)
         self.message = message
         self.rule = rule
@@ -79,7 +81,7 @@ def check_id(value: str) -> str:
         raise PolicyError(
             "must be 1-128 ASCII letters, digits, '.', '_', ':' or '-', starting with a letter "
             "or digit",
-            "id_pattern",
+            ValidationRule.id_pattern,
         )
     return value
 
@@ -91,19 +93,24 @@ def check_key(value: str, what: str, *, new_input: bool = True) -> str:
     empty, bounded, no leading ``$``, no ``.``, no NUL.
     """
     if not value:
-        raise PolicyError(f"{what} keys must not be empty", "min_length")
+        raise PolicyError(f"{what} keys must not be empty", ValidationRule.min_length)
     if len(value) > MAX_KEY_LENGTH:
         raise PolicyError(
-            f"{what} key {value[:40]!r}... is longer than {MAX_KEY_LENGTH} characters", "max_length"
+            f"{what} key {value[:40]!r}... is longer than {MAX_KEY_LENGTH} characters",
+            ValidationRule.max_length,
         )
     if value.startswith("$"):
-        raise PolicyError(f"{what} key {value!r} must not start with '$'", "key_dollar")
+        raise PolicyError(
+            f"{what} key {value!r} must not start with '$'", ValidationRule.key_dollar
+        )
     if "." in value:
-        raise PolicyError(f"{what} key {value!r} must not contain '.'", "key_dot")
+        raise PolicyError(f"{what} key {value!r} must not contain '.'", ValidationRule.key_dot)
     if new_input:
         _check_visible(value, f"{what} key {value!r}")
     elif "\x00" in value:
-        raise PolicyError(f"{what} key {value!r} must not contain a NUL character", "characters")
+        raise PolicyError(
+            f"{what} key {value!r} must not contain a NUL character", ValidationRule.characters
+        )
     return value
 
 
@@ -113,10 +120,11 @@ def check_text(value: str) -> str:
     for char in value:
         if char in _BIDI_CONTROLS:
             raise PolicyError(
-                f"must not contain the bidirectional control {describe(char)}", "characters"
+                f"must not contain the bidirectional control {describe(char)}",
+                ValidationRule.characters,
             )
         if unicodedata.category(char) in _NOT_IN_TEXT and char not in _TEXT_CONTROLS_ALLOWED:
-            raise PolicyError(f"must not contain {describe(char)}", "characters")
+            raise PolicyError(f"must not contain {describe(char)}", ValidationRule.characters)
     return value
 
 
@@ -128,15 +136,16 @@ def check_url(value: str) -> str:
             raise PolicyError(
                 "must be visible ASCII without spaces (percent-encode the rest), not "
                 + describe(char),
-                "url",
+                ValidationRule.url,
             )
     parts = urlsplit(value)
     allowed = ", ".join(sorted(URL_SCHEMES))
     if parts.scheme.lower() not in URL_SCHEMES:
-        raise PolicyError(f"the scheme must be one of {allowed}", "url_scheme")
+        raise PolicyError(f"the scheme must be one of {allowed}", ValidationRule.url_scheme)
     if not parts.netloc:
         raise PolicyError(
-            "must be an absolute URL with a host or bucket (e.g. s3://bucket/run.log)", "url"
+            "must be an absolute URL with a host or bucket (e.g. s3://bucket/run.log)",
+            ValidationRule.url,
         )
     return value
 
@@ -158,9 +167,9 @@ def is_new_input(info: ValidationInfo) -> bool:
 
 def _check_length(value: str, maximum: int) -> None:
     if not value:
-        raise PolicyError("must not be empty", "min_length")
+        raise PolicyError("must not be empty", ValidationRule.min_length)
     if len(value) > maximum:
-        raise PolicyError(f"must be at most {maximum} characters", "max_length")
+        raise PolicyError(f"must be at most {maximum} characters", ValidationRule.max_length)
 
 
 def _check_visible(value: str, subject: str) -> None:
@@ -169,15 +178,15 @@ def _check_visible(value: str, subject: str) -> None:
         if (unicodedata.category(char) in _NOT_IN_NAMES and char != " ") or char in _BLANK_LOOKING:
             raise PolicyError(
                 f"{what} not contain {describe(char)}: only visible characters and single spaces",
-                "characters",
+                ValidationRule.characters,
             )
     if value[0] == " " or value[-1] == " ":
-        raise PolicyError(f"{what} not start or end with a space", "characters")
+        raise PolicyError(f"{what} not start or end with a space", ValidationRule.characters)
     if "  " in value:
-        raise PolicyError(f"{what} not contain two spaces in a row", "characters")
+        raise PolicyError(f"{what} not contain two spaces in a row", ValidationRule.characters)
     if not unicodedata.is_normalized("NFC", value):
         raise PolicyError(
             f"{what} be in Unicode normalization form NFC (compose accents: "
             "'\\u00e9', not 'e\\u0301')",
-            "unicode_nfc",
+            ValidationRule.unicode_nfc,
         )

@@ -13,13 +13,21 @@ import pydantic
 from pydantic import BaseModel, TypeAdapter
 
 from graphql_api.domain import text
-from graphql_api.domain.errors import ValidationError
+from graphql_api.domain.errors import ValidationError, ValidationRule
 from graphql_api.domain.values import Hyperparameters, Metrics
 
 M = TypeVar("M", bound=BaseModel)
 
-# Pydantic's names for the length rules, as the services and the text policy name them.
-_RULES = {"string_too_short": "min_length", "string_too_long": "max_length"}
+# Pydantic's error types as rules: the length rules as the services and the text policy name
+# them, the others under Pydantic's names (those ValidationRule lists). Any other type is
+# ``invalid``; tests/test_errors_enums.py checks which types the inputs can reach.
+_RULES = {
+    "string_too_short": ValidationRule.min_length,
+    "string_too_long": ValidationRule.max_length,
+    "string_pattern_mismatch": ValidationRule.string_pattern_mismatch,
+    "value_error": ValidationRule.value_error,
+    "dict_type": ValidationRule.dict_type,
+}
 
 _METRICS: TypeAdapter[dict[str, int | float]] = TypeAdapter(Metrics)
 _HYPERPARAMETERS: TypeAdapter[dict[str, Any]] = TypeAdapter(Hyperparameters)
@@ -38,7 +46,7 @@ def from_pydantic(error: pydantic.ValidationError, prefix: str = "") -> Validati
         camel(str(p)) if isinstance(p, str) and i == 0 else str(p)
         for i, p in enumerate(first["loc"])
     ]
-    rule = _RULES.get(first["type"], first["type"])
+    rule = _RULES.get(first["type"], ValidationRule.invalid)
     message = first["msg"].removeprefix("Value error, ")
     cause = (first.get("ctx") or {}).get("error")
     if isinstance(cause, text.PolicyError):

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, PlainValidator, ValidationInfo
 
 from graphql_api.domain import text
+from graphql_api.domain.errors import ValidationRule
 
 MAX_KEY_LENGTH = text.MAX_KEY_LENGTH
 MAX_METRICS = 256
@@ -45,7 +46,7 @@ def _utc(value: datetime) -> datetime:
 
 def check_key(key: object, where: str, *, new_input: bool = True) -> str:
     if not isinstance(key, str):
-        raise text.PolicyError(f"{where} keys must be non-empty strings", "min_length")
+        raise text.PolicyError(f"{where} keys must be non-empty strings", ValidationRule.min_length)
     return text.check_key(key, where, new_input=new_input)
 
 
@@ -55,18 +56,20 @@ def _metric_value(value: object) -> int | float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise text.PolicyError(
             f"must be a valid number (an integer or a float), not {type(value).__name__}",
-            "number",
+            ValidationRule.number,
         )
     if isinstance(value, float) and not math.isfinite(value):
-        raise text.PolicyError(f"must be a finite number, not {value}", "finite_number")
+        raise text.PolicyError(
+            f"must be a finite number, not {value}", ValidationRule.finite_number
+        )
     if isinstance(value, int) and abs(value) > MAX_INTEGER:
-        raise text.PolicyError("integers must fit in 64 bits", "int64")
+        raise text.PolicyError("integers must fit in 64 bits", ValidationRule.int64)
     return value
 
 
 def _metrics(value: dict[str, int | float], info: ValidationInfo) -> dict[str, int | float]:
     if len(value) > MAX_METRICS:
-        raise text.PolicyError(f"at most {MAX_METRICS} metrics", "max_items")
+        raise text.PolicyError(f"at most {MAX_METRICS} metrics", ValidationRule.max_items)
     new_input = text.is_new_input(info)
     for key in value:
         check_key(key, "metric", new_input=new_input)
@@ -81,12 +84,14 @@ def _hyperparameters(value: dict[str, Any], info: ValidationInfo) -> dict[str, A
 def _check_json(value: Any, *, depth: int, path: str, counter: list[int], new_input: bool) -> None:
     counter[0] += 1
     if counter[0] > MAX_HYPERPARAMETER_ITEMS:
-        raise text.PolicyError(f"at most {MAX_HYPERPARAMETER_ITEMS} values in all", "max_items")
+        raise text.PolicyError(
+            f"at most {MAX_HYPERPARAMETER_ITEMS} values in all", ValidationRule.max_items
+        )
     if isinstance(value, dict | list) and depth > MAX_HYPERPARAMETER_DEPTH:
         raise text.PolicyError(
             f"objects and arrays nest at most {MAX_HYPERPARAMETER_DEPTH} levels deep "
             "(the hyperparameters object is level 1)",
-            "max_depth",
+            ValidationRule.max_depth,
             path,
         )
     if isinstance(value, dict):
@@ -101,16 +106,22 @@ def _check_json(value: Any, *, depth: int, path: str, counter: list[int], new_in
             )
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise text.PolicyError(f"must be a finite number, not {value}", "finite_number", path)
+            raise text.PolicyError(
+                f"must be a finite number, not {value}", ValidationRule.finite_number, path
+            )
     elif isinstance(value, str):
         if len(value) > MAX_STRING_LENGTH:
             raise text.PolicyError(
-                f"strings must be at most {MAX_STRING_LENGTH} characters", "max_length", path
+                f"strings must be at most {MAX_STRING_LENGTH} characters",
+                ValidationRule.max_length,
+                path,
             )
     elif value is not None and not isinstance(value, (bool, int)):
-        raise text.PolicyError(f"{type(value).__name__} is not a JSON value", "json", path)
+        raise text.PolicyError(
+            f"{type(value).__name__} is not a JSON value", ValidationRule.json, path
+        )
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
-        raise text.PolicyError("integers must fit in 64 bits", "int64", path)
+        raise text.PolicyError("integers must fit in 64 bits", ValidationRule.int64, path)
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]

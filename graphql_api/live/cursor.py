@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from graphql_api.domain.errors import ValidationError
+from graphql_api.domain.errors import ValidationError, ValidationRule
 
 _PREFIX = "chg:"
 
@@ -29,6 +29,6 @@ def decode(cursor: str, field: str = "after") -> int:
         raise ValidationError(
             field,
             "is not a cursor of this feed: pass back an event's cursor unchanged",
-            rule="cursor",
+            rule=ValidationRule.cursor,
         )
     return int(number)

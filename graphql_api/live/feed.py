@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable
 
-from graphql_api.domain.errors import ValidationError
+from graphql_api.domain.errors import ValidationError, ValidationRule
 from graphql_api.domain.events import ChangeEvent, EntityKind, StoredEvent
 from graphql_api.live.fanout import SharedRenders
 from graphql_api.live.pacing import DeliveryGate
@@ -117,7 +117,7 @@ class ChangeFeed:
         last = self.position if after is None else after
         if last > self.position and last > await self._events.head():
             # Every event's cursor is at most the head; this one names no event (yet).
-            raise ValidationError("after", "is ahead of the change log", rule="cursor")
+            raise ValidationError("after", "is ahead of the change log", rule=ValidationRule.cursor)
         ticket = self.gate.ticket()
         try:
             while last < self.position:

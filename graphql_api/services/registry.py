@@ -15,6 +15,7 @@ from graphql_api.domain.errors import (
     InvalidTransitionError,
     NotFoundError,
     ValidationError,
+    ValidationRule,
     status_name,
 )
 from graphql_api.domain.events import ChangeKind
@@ -331,7 +332,9 @@ class ModelRegistryService:
         """Merge ``metrics`` into the version's metrics (archived versions are frozen)."""
         checked = validation.metrics(metrics)
         if not checked:
-            raise ValidationError("metrics", "must name at least one metric", rule="min_length")
+            raise ValidationError(
+                "metrics", "must name at least one metric", rule=ValidationRule.min_length
+            )
         updated = await self._merge_metrics(model_id, checked)
         if updated is None:
             current = await self._require(model_id)
@@ -426,7 +429,7 @@ class ModelRegistryService:
                 f"{RESOURCE} {model_id!r} has {error.stored} metrics; with these it would have "
                 f"{error.merged}, over the limit of {error.limit} per version (nothing was "
                 "written)",
-                rule="max_items",
+                rule=ValidationRule.max_items,
             ) from None
 
     async def _require(self, model_id: str) -> ModelVersion:

@@ -12,6 +12,7 @@ from graphql_api.domain.errors import (
     InvalidTransitionError,
     NotFoundError,
     ValidationError,
+    ValidationRule,
 )
 from graphql_api.domain.events import ChangeKind, StoredEvent
 from graphql_api.domain.ids import new_id
@@ -143,7 +144,9 @@ class MLTrainingService:
         """Merge progress metrics into a RUNNING job (later values of a key replace earlier)."""
         checked = validation.metrics(metrics)
         if not checked:
-            raise ValidationError("metrics", "must name at least one metric", rule="min_length")
+            raise ValidationError(
+                "metrics", "must name at least one metric", rule=ValidationRule.min_length
+            )
         job = await self._merge(job_id, METRICS_REPORTING_STATUSES, {}, checked)
         if job is None:
             current = await self._require(job_id)
@@ -204,7 +207,7 @@ class MLTrainingService:
                 "metrics",
                 f"{RESOURCE} {job_id!r} has {error.stored} metrics; with these it would have "
                 f"{error.merged}, over the limit of {error.limit} per job (nothing was written)",
-                rule="max_items",
+                rule=ValidationRule.max_items,
             ) from None
 
     async def _require(self, job_id: str) -> TrainingJob:

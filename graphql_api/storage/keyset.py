@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from graphql_api.domain.errors import ValidationError
+from graphql_api.domain.errors import ValidationError, ValidationRule
 from graphql_api.domain.queries import decode_cursor, encode_cursor
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -58,10 +58,14 @@ class SortSpec:
     def _parse(f: SortField, value: object) -> object:
         if f.kind == "datetime":
             if not isinstance(value, int) or isinstance(value, bool):
-                raise ValidationError("after", "is not a cursor returned by this API", "cursor")
+                raise ValidationError(
+                    "after", "is not a cursor returned by this API", ValidationRule.cursor
+                )
             return _EPOCH + timedelta(milliseconds=value)
         if not isinstance(value, str):
-            raise ValidationError("after", "is not a cursor returned by this API", "cursor")
+            raise ValidationError(
+                "after", "is not a cursor returned by this API", ValidationRule.cursor
+            )
         return value
 
 

@@ -6,10 +6,21 @@ import strawberry
 
 from graphql_api.domain import errors as domain
 
+ErrorCode = strawberry.enum(
+    domain.ErrorCode,
+    description="What kind of expected failure: one value per error type, so a client can "
+    "handle every case.",
+)
+ValidationRule = strawberry.enum(
+    domain.ValidationRule,
+    description="The rule an input value broke (docs/input-policy.md lists each field's). "
+    "Also the value of a query argument error's `extensions.rule`.",
+)
+
 
 @strawberry.interface(description="An expected failure; nothing was changed.")
 class Error:
-    code: str = strawberry.field(description="Stable, machine-readable error code.")
+    code: ErrorCode = strawberry.field(description="Stable, machine-readable error code.")
     message: str = strawberry.field(description="What went wrong, for people.")
 
 
@@ -40,7 +51,9 @@ class ValidationError(Error):
         description="The input field, as a path (e.g. metrics.f1). Nullable only so that "
         "`field` has one type across all error types."
     )
-    rule: str = strawberry.field(description="The rule that failed (e.g. max, semver, enum).")
+    rule: ValidationRule = strawberry.field(
+        description="The rule that failed (e.g. max_length, max_items, characters)."
+    )
 
 
 @strawberry.type(description="No valid API key came with the request; nothing was changed.")
@@ -54,6 +67,7 @@ class ForbiddenError(Error):
     required_role: str = strawberry.field(description="The least role that may make the change.")
 
 
+#: Every typed error a mutation can return: the one list each result union is built from.
 MutationError = (
     NotFoundError
     | InvalidTransitionError

@@ -8,7 +8,7 @@ from datetime import datetime
 import strawberry
 
 from graphql_api.domain import queries, text, validation
-from graphql_api.domain.errors import ValidationError
+from graphql_api.domain.errors import ValidationError, ValidationRule
 from graphql_api.types.enums import ModelStatus, ModelType, TrainingStatus
 
 MAX_FILTER_VALUES = 100
@@ -84,7 +84,7 @@ def _values(
         return None
     if len(values) > MAX_FILTER_VALUES:
         raise ValidationError(
-            f"filter.{field}", f"at most {MAX_FILTER_VALUES} values", rule="max_items"
+            f"filter.{field}", f"at most {MAX_FILTER_VALUES} values", rule=ValidationRule.max_items
         )
     return tuple(
         validation.checked(check, str(v), f"filter.{field}[{index}]")
@@ -100,10 +100,12 @@ def _range(field: str, value: DateRangeInput | None) -> queries.DateRange | None
             raise ValidationError(
                 f"filter.{field}.{end}",
                 "must include a timezone (e.g. 2026-01-31T12:00:00Z)",
-                rule="timezone",
+                rule=ValidationRule.timezone,
             )
     if value.since and value.until and value.since > value.until:
-        raise ValidationError(f"filter.{field}", "since must not be after until", rule="range")
+        raise ValidationError(
+            f"filter.{field}", "since must not be after until", rule=ValidationRule.range
+        )
     return queries.DateRange(value.since, value.until)
 
 

@@ -8,14 +8,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from graphql_api.types.enums import ModelType
-from graphql_api.types.errors import (
-    ConflictError,
-    ForbiddenError,
-    InvalidTransitionError,
-    NotFoundError,
-    UnauthenticatedError,
-    ValidationError,
-)
+from graphql_api.types.errors import MutationError
 from graphql_api.types.model_version import ModelVersionType
 from graphql_api.types.training_job import TrainingJobType
 
@@ -70,13 +63,7 @@ class CreateTrainingJobInput:
 
 
 ModelVersionResult = Annotated[
-    ModelVersionType
-    | NotFoundError
-    | InvalidTransitionError
-    | ConflictError
-    | ValidationError
-    | UnauthenticatedError
-    | ForbiddenError,
+    ModelVersionType | MutationError,
     strawberry.union(
         "ModelVersionResult",
         description="The model version after the change, or why nothing changed.",
@@ -84,13 +71,7 @@ ModelVersionResult = Annotated[
 ]
 
 TrainingJobResult = Annotated[
-    TrainingJobType
-    | NotFoundError
-    | InvalidTransitionError
-    | ConflictError
-    | ValidationError
-    | UnauthenticatedError
-    | ForbiddenError,
+    TrainingJobType | MutationError,
     strawberry.union(
         "TrainingJobResult",
         description="The training job after the change, or why nothing changed.",
