@@ -78,6 +78,21 @@ class ValidationError(DomainError):
         self.detail = message
 
 
+class CursorExpiredError(ValidationError):
+    """A change-log cursor older than the log's retention: the events after it are deleted."""
+
+    code = "CURSOR_EXPIRED"
+
+    def __init__(self, field: str = "after") -> None:
+        super().__init__(
+            field,
+            "is older than the change log keeps (its retention deleted the events after it): "
+            "read the current state again (the query), then subscribe from now, without "
+            "after, or from a cursor that query returns",
+            rule="retention",
+        )
+
+
 class UnauthenticatedError(DomainError):
     """No valid API key came with the request (and the server is not in open mode)."""
 
