@@ -219,3 +219,39 @@ async def test_retention_settings_refuse_a_count_too_small_to_resume_from() -> N
         Settings(event_retention_count=10)
     assert Settings().event_retention_seconds == 30 * 24 * 3600
     assert Settings().event_retention_count == 0
+
+
+async def test_subscribers_of_an_instance_that_fell_behind_past_the_floor_get_cursor_expired(
+    live: Live,
+) -> None:
+    server = await live.start(feed_gap_grace=0.05)
+    http = live.http(server)
+    client = await live.ws(server)
+    model_id = await register(http)
+    job_id = await create_job(http, model_id)
+    op = await client.subscribe(JOB_UPDATES, jobId=job_id)
+    await append_fillers(live, 1300)
+    storage = live.storage
+    assert storage is not None
+
+    async def fall_behind_while_another_instance_trims() -> int:
+        # As if this instance had been cut off from the database (its feed still at the start
+        # of the log) while another instance's retention deleted the oldest events.
+        tailer = server.feed._tailer
+        assert tailer is not None
+        tailer.position = 0
+        return await storage.events.trim(None, 1000, 1000, 1000)
+
+    floor = await live.loop.call(fall_behind_while_another_instance_trims())
+    assert floor > 0
+    with pytest.raises(SubscriptionEnded) as ended:
+        await client.next(op)
+    (error,) = ended.value.errors
+    assert error["extensions"]["code"] == "CURSOR_EXPIRED"
+    assert "subscribe from now" in error["message"]
+    assert await sealed_count(live) == 0
+    # A new subscription from now works: the feed moved on past the floor.
+    fresh = await client.subscribe(JOB_UPDATES, jobId=job_id)
+    await client.nothing_more(fresh, 0.2)
+    await mutate(http, START, id=job_id)
+    assert updates(await client.take(fresh, 1))[0]["kind"] == "STARTED"
