@@ -45,6 +45,7 @@ from graphql_api.limits.connections import ConnectionCounter
 from graphql_api.limits.rules import QueryLimits
 from graphql_api.live.feed import ChangeFeed
 from graphql_api.live.notify import NotifyingStorage
+from graphql_api.live.retention import LogRetention
 from graphql_api.responses import graphql_error_response
 from graphql_api.schema import build_schema
 from graphql_api.services.container import Services
@@ -270,6 +271,14 @@ def create_app(
             max_lag=settings.subscriber_max_lag,
         )
         await feed.start()
+        retention = LogRetention(
+            store.events,
+            max_age=settings.event_retention_seconds or None,
+            max_count=settings.event_retention_count or None,
+            interval=settings.event_retention_interval,
+        )
+        await retention.start()
+        app.state.retention = retention
         # This process's appends wake the feed at once; other instances' reach it by polling.
         services = Services.over(NotifyingStorage(store, feed.notify))
         app.state.services = services
@@ -282,6 +291,7 @@ def create_app(
                 log.info("demo data: %s", summary)
             yield
         finally:
+            await retention.stop()
             await feed.stop()
             if storage is None:
                 await store.close()

@@ -157,6 +157,26 @@ class Settings(BaseSettings):
         description="Seconds the feed waits for a missing sequence number (an append in "
         "flight) before sealing it as the hole left by a writer that died.",
     )
+    event_retention_seconds: float = Field(
+        default=30 * 24 * 3600,
+        ge=0,
+        description="Seconds the change log keeps an event (history, subscription resume); "
+        "0 keeps events forever by age. Older cursors get CURSOR_EXPIRED. The newest 1,000 "
+        "events are always kept.",
+    )
+    event_retention_count: int = Field(
+        default=0,
+        ge=0,
+        description="At most this many of the newest sequence numbers are kept in the change "
+        "log (0: no limit by count; otherwise at least 1000).",
+    )
+    event_retention_interval: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="Seconds between retention runs of the change log (each deletes at most "
+        "20,000 events, in batches of 1,000).",
+    )
     subscriber_buffer: int = Field(
         default=1000,
         ge=1,
@@ -176,6 +196,13 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_level(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("event_retention_count")
+    @classmethod
+    def _retention_count(cls, value: int) -> int:
+        if 0 < value < 1000:
+            raise ValueError("must be 0 (no limit by count) or at least 1000")
+        return value
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

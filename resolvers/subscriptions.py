@@ -18,10 +18,11 @@ from graphql.error import GraphQLError
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from graphql_api.context import Info
+from graphql_api.domain.errors import CursorExpiredError
 from graphql_api.domain.events import ChangeEvent, StoredEvent
 from graphql_api.live import cursor, records
 from graphql_api.live.selectors import JobSelector, ModelVersionSelector, Selector
-from graphql_api.live.subscriber import FeedStopped, FellBehind
+from graphql_api.live.subscriber import CursorExpired, FeedStopped, FellBehind
 from graphql_api.loaders import Loaders
 from graphql_api.types.enums import TrainingStatus
 from graphql_api.types.live_updates import ModelVersionUpdate, TrainingJobUpdate
@@ -169,6 +170,13 @@ async def _events(
             f'This subscription fell behind: {why}. Subscribe again with after: "{resume}" '
             "to receive the rest; nothing is lost.",
             extensions={"code": "SUBSCRIBER_TOO_SLOW", "resumeAfter": resume},
+        ) from None
+    except CursorExpired:
+        raise GraphQLError(
+            "This server fell behind the change log by more than its retention, and events "
+            "this subscription should have received were deleted before it could send them. "
+            "Read the current state again (the query), then subscribe from now, without after.",
+            extensions={"code": CursorExpiredError.code},
         ) from None
     except FeedStopped as ended:
         resume = cursor.encode(ended.resume_seq)

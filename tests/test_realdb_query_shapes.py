@@ -304,6 +304,9 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
     await events.entries_after(head - 10, 50)
     await events.seal(10_000)  # a hole far ahead: inserted, so no read
     await events.seal(1)  # an existing event: the insert fails, the event is read
+    # Retention (last: it deletes events): the floor, and one step by age and count.
+    await events.floor()
+    await events.trim(datetime.now(UTC), 5, 10, 100)
 
 
 async def drive_deployments(storage: MongoStorage, first: str, second: str) -> None:

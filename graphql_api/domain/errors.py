@@ -20,6 +20,9 @@ class ErrorCode(StrEnum):
     VALIDATION_ERROR = "VALIDATION_ERROR"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FORBIDDEN = "FORBIDDEN"
+    #: Not a mutation's: a query or subscription ``after`` older than the change log keeps
+    #: (``CursorExpiredError``, a GraphQL error whose ``extensions.code`` says it).
+    CURSOR_EXPIRED = "CURSOR_EXPIRED"
 
 
 class ValidationRule(StrEnum):
@@ -52,6 +55,7 @@ class ValidationRule(StrEnum):
     range = "range"
     timezone = "timezone"
     required = "required"
+    retention = "retention"
     # Pydantic's own checks on the models, under Pydantic's names (domain/validation.py):
     # an id that does not match its pattern, a version that is not SemVer (a validator's
     # ValueError), metrics or hyperparameters that are not a JSON object.
@@ -131,6 +135,21 @@ class ValidationError(DomainError):
         self.field = field
         self.rule = rule
         self.detail = message
+
+
+class CursorExpiredError(ValidationError):
+    """A change-log cursor older than the log's retention: the events after it are deleted."""
+
+    code = ErrorCode.CURSOR_EXPIRED
+
+    def __init__(self, field: str = "after") -> None:
+        super().__init__(
+            field,
+            "is older than the change log keeps (its retention deleted the events after it): "
+            "read the current state again (the query), then subscribe from now, without "
+            "after, or from a cursor that query returns",
+            rule=ValidationRule.retention,
+        )
 
 
 class UnauthenticatedError(DomainError):

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable
 
-from graphql_api.domain.errors import ValidationError, ValidationRule
+from graphql_api.domain.errors import CursorExpiredError, ValidationError, ValidationRule
 from graphql_api.domain.events import ChangeEvent, EntityKind, StoredEvent
 from graphql_api.live.fanout import SharedRenders
 from graphql_api.live.pacing import DeliveryGate
@@ -123,6 +123,10 @@ class ChangeFeed:
             while last < self.position:
                 target = self.position
                 page = [e for e in await self._events.since(last, self._batch) if e.seq <= target]
+                if last < await self._events.floor():
+                    # Retention deleted events after the cursor (read after the page: the floor
+                    # rises before a deletion, so below it the page may have holes).
+                    raise CursorExpiredError()
                 for event in page:
                     if selector.matches(event):
                         await ticket.take()
@@ -172,6 +176,13 @@ class ChangeFeed:
                         log.exception("reading the change log failed; retrying")
                     failing = True
                     events, more = [], False
+                if tailer.expired_to is not None:
+                    # The position jumped over events deleted by retention: every subscriber
+                    # missed them (new ones start at the new position, so they have not).
+                    tailer.expired_to = None
+                    for subscribers in self._subscribers.values():
+                        for subscriber in subscribers:
+                            subscriber.expire()
                 self._fan_out(events)
                 next_poll = self._clock() + self._poll_interval
                 if more:

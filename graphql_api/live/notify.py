@@ -7,6 +7,7 @@ unaware of subscriptions: whatever appends an event through this storage wakes t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from graphql_api.domain.events import ChangeEvent, LogEntry, StoredEvent
 from graphql_api.storage.base import (
@@ -52,6 +53,14 @@ class NotifyingEventStore:
 
     async def head(self) -> int:
         return await self._inner.head()
+
+    async def floor(self) -> int:
+        return await self._inner.floor()
+
+    async def trim(
+        self, older_than: datetime | None, beyond: int | None, keep: int, batch: int
+    ) -> int:
+        return await self._inner.trim(older_than, beyond, keep, batch)
 
 
 class NotifyingStorage:

@@ -55,6 +55,15 @@ class FeedStopped(Exception):
         self.resume_seq = resume_seq
 
 
+class CursorExpired(Exception):
+    """Events after ``delivered_seq`` were deleted by retention before this server could send
+    them (it lagged behind the log by more than the retention)."""
+
+    def __init__(self, delivered_seq: int) -> None:
+        super().__init__(f"events after {delivered_seq} were deleted by retention")
+        self.delivered_seq = delivered_seq
+
+
 class Subscriber:
     __slots__ = (
         "_buffer",
@@ -85,7 +94,7 @@ class Subscriber:
         #: Each waiting event with the time it was offered (its lag is measured from there).
         self._buffer: deque[tuple[StoredEvent, float]] = deque()
         self._ready = asyncio.Event()
-        self._state: FellBehind | FeedStopped | None = None
+        self._state: FellBehind | FeedStopped | CursorExpired | None = None
 
     @property
     def buffered(self) -> int:
@@ -118,11 +127,19 @@ class Subscriber:
             self._state = FeedStopped(self.delivered_seq)
             self._ready.set()
 
+    def expire(self) -> None:
+        """Events this subscriber should have had are gone (deleted by retention): end it at
+        once, with nothing more handed out (what is buffered comes after the loss)."""
+        self._state = CursorExpired(self.delivered_seq)
+        self._buffer.clear()
+        self._ready.set()
+
     async def next(self) -> tuple[StoredEvent, float]:
-        """The next event and when it was offered; raises ``FellBehind`` or ``FeedStopped``
-        when the subscription ends. ``handed_out`` must follow before the next call."""
+        """The next event and when it was offered; raises ``FellBehind``, ``CursorExpired`` or
+        ``FeedStopped`` when the subscription ends. ``handed_out`` must follow before the next
+        call."""
         while True:
-            if isinstance(self._state, FellBehind):
+            if isinstance(self._state, FellBehind | CursorExpired):
                 raise self._state
             if self._buffer:
                 return self._buffer.popleft()

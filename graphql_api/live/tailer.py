@@ -42,6 +42,9 @@ class LogTailer:
         # Entries known beyond the position: read past a gap, or offered by local appends.
         self._pending: dict[int, LogEntry] = {}
         self._gap_seen_at: float | None = None
+        #: Set when the position had to jump over events retention deleted before this process
+        #: read them (it lagged behind the log by more than the retention): the floor jumped to.
+        self.expired_to: int | None = None
 
     @classmethod
     async def resume(
@@ -50,7 +53,8 @@ class LogTailer:
         """A tailer for a starting server: at the end of the log, yet before any hole near its
         end that may still be an append in flight (older holes are sealed on the spot)."""
         head = await events.head()
-        start = max(head - batch, 0)
+        # Never below the retention floor: numbers deleted by retention are not holes.
+        start = max(head - batch, await events.floor(), 0)
         expected = start + 1
         now = datetime.now(UTC)
         for entry in await events.entries_after(start, batch):
@@ -107,6 +111,22 @@ class LogTailer:
             return []
         if now - self._gap_seen_at < self._gap_grace:
             return []
+        floor = await self._events.floor()
+        if floor > self.position:
+            # Not holes: retention deleted them before this process read them (it lagged
+            # behind by more than the retention). Never seal them (that would write them back);
+            # move over them, and let the feed end the subscribers that missed them.
+            log.warning(
+                "the change log's retention deleted seq %d to %d before this server read them",
+                self.position + 1,
+                floor,
+            )
+            for seq in [s for s in self._pending if s <= floor]:
+                del self._pending[seq]
+            self.position = floor
+            self.expired_to = floor
+            self._gap_seen_at = None
+            return self.ready()
         # Every number below the first known entry has been missing for the whole grace
         # period (entries only ever fill in): seal them all.
         first_known = min(self._pending)

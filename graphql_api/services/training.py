@@ -9,6 +9,7 @@ from graphql_api.domain import text, validation
 from graphql_api.domain.enums import ModelStatus, TrainingStatus
 from graphql_api.domain.errors import (
     ConflictError,
+    CursorExpiredError,
     InvalidTransitionError,
     NotFoundError,
     ValidationError,
@@ -71,8 +72,13 @@ class MLTrainingService:
         self, job_ids: Sequence[str], after_seq: int, first: int
     ) -> dict[str, list[StoredEvent]]:
         """Each job's recorded changes after ``after_seq``, oldest first: ``first`` of them and
-        one more when a next page exists; batched over many jobs."""
-        return await self._events.page_for_entities(job_ids, after_seq, first)
+        one more when a next page exists; batched over many jobs. CursorExpiredError when
+        ``after_seq`` is below the log's retention floor (read after the page: the floor rises
+        before events are deleted, so a page read while it was still below is whole)."""
+        pages = await self._events.page_for_entities(job_ids, after_seq, first)
+        if after_seq > 0 and after_seq < await self._events.floor():
+            raise CursorExpiredError()
+        return pages
 
     async def history_counts(self, job_ids: Sequence[str]) -> dict[str, int]:
         """How many changes each job has recorded, batched."""

@@ -299,6 +299,19 @@ class EventStore(Protocol):
     async def head(self) -> int:
         """The highest sequence number stored (0 for an empty log)."""
 
+    async def floor(self) -> int:
+        """The retention floor: events up to it may have been deleted, so a cursor below it
+        has expired (0: nothing deleted). It only rises, and rises before any deletion."""
+
+    async def trim(
+        self, older_than: datetime | None, beyond: int | None, keep: int, batch: int
+    ) -> int:
+        """One bounded retention step: raise the floor over events that occurred before
+        ``older_than`` and over all but the newest ``beyond`` sequence numbers (None: no such
+        limit), at most ``batch`` numbers past the current floor and never into the newest
+        ``keep``; then delete everything up to it. Returns the floor. Safe to run from several
+        instances at once (the floor only rises; deleting twice deletes nothing more)."""
+
 
 @dataclass
 class StoreStats:

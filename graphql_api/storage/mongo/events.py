@@ -31,6 +31,9 @@ from graphql_api.storage.mongo.failures import bounded_methods
 #: How far below the counter ``head`` looks first (appends in flight leave holes there).
 HEAD_WINDOW = 64
 
+#: The counter document holding the retention floor: every event up to it may be deleted.
+FLOOR_ID = "events_floor"
+
 
 @bounded_methods
 class MongoEventStore(MongoCollection):
@@ -200,6 +203,55 @@ class MongoEventStore(MongoCollection):
         doc = await self._c.find_one({"_id": seq})
         entry = None if doc is None else _log_entry(doc)
         return entry if isinstance(entry, (ChangeEvent, UnreadableEvent)) else None
+
+    async def floor(self) -> int:
+        self._trip()
+        doc = await self._counters.find_one({"_id": FLOOR_ID})
+        return int(doc["seq"]) if doc else 0
+
+    async def trim(
+        self, older_than: datetime | None, beyond: int | None, keep: int, batch: int
+    ) -> int:
+        # Background work, like ``entries_after``: not a request's round trips.
+        counter = await self._counters.find_one({"_id": "events"})
+        top = int(counter["seq"]) if counter else 0
+        doc = await self._counters.find_one({"_id": FLOOR_ID})
+        floor = int(doc["seq"]) if doc else 0
+        ceiling = min(top - keep, floor + batch)
+        if ceiling <= floor:
+            return floor
+        target = floor if beyond is None else top - beyond
+        if older_than is not None and target < ceiling:
+            # The first event in the batch's range still young enough to keep; a range on _id,
+            # so the sort reads at most ``batch`` rows (DocumentDB sorts what the filter keeps).
+            young = (
+                await self._c.find(
+                    {"_id": {"$gt": floor, "$lte": ceiling}, "occurred_at": {"$gte": older_than}},
+                    {"_id": 1},
+                )
+                .sort([("_id", ASCENDING)])
+                .limit(1)
+                .to_list(None)
+            )
+            target = max(target, int(young[0]["_id"]) - 1 if young else ceiling)
+        target = min(target, ceiling)
+        if target <= floor:
+            return floor
+        # The floor moves first: a reader that finds its cursor at or above the floor after
+        # reading knows that nothing it read from had been deleted yet.
+        for _ in range(2):
+            try:
+                await self._counters.update_one(
+                    {"_id": FLOOR_ID}, {"$max": {"seq": target}}, upsert=True
+                )
+                break
+            except (DuplicateKeyError, OperationFailure) as error:
+                # Two instances' first-ever upserts raced; the document exists now.
+                if not is_duplicate_key(error):
+                    raise
+        # No lower bound: also removes what a run that died between the two writes left.
+        await self._c.delete_many({"_id": {"$lte": target}})
+        return target
 
     async def head(self) -> int:
         # Not a sort of the whole log: DocumentDB does not walk an index in order, so that read
