@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pymongo
@@ -50,7 +50,7 @@ class Instance:
 
 
 @pytest.fixture
-def instances() -> Iterator[tuple[Instance, Instance]]:
+async def instances() -> AsyncIterator[tuple[Instance, Instance]]:
     """Instances A and B: two processes over one fresh database, both answering."""
     database = f"mltrain_test_{uuid.uuid4().hex[:12]}"
     env = {
@@ -61,7 +61,12 @@ def instances() -> Iterator[tuple[Instance, Instance]]:
     try:
         with contextlib.ExitStack() as stack:
             first, second = (stack.enter_context(serving(env=env))[0] for _ in range(2))
-            yield Instance(first), Instance(second)
+            pair = Instance(first), Instance(second)
+            try:
+                yield pair
+            finally:
+                for instance in pair:
+                    await instance.http.aclose()
     finally:
         with pymongo.MongoClient(str(REAL_URI), serverSelectionTimeoutMS=5000) as client:
             client.drop_database(database)

@@ -104,6 +104,8 @@ class Live:
         self.backend = backend
         self.database = f"mltrain_test_{uuid.uuid4().hex[:12]}"
         self.storage: MongoStorage | None = None
+        #: Every storage opened (on a real server, one per instance): each is closed at the end.
+        self._storages: list[MongoStorage] = []
         self.servers: list[Server] = []
         self._clients: list[WSClient] = []
         self._http: list[GraphQLHTTP] = []
@@ -118,6 +120,7 @@ class Live:
                 return MongoStorage.connect(uri, self.database)
 
             storage = await self.loop.call(connect())
+            self._storages.append(storage)
             self.storage = self.storage or storage
         else:
             storage = self.storage
@@ -142,14 +145,15 @@ class Live:
         for http in self._http:
             await http.aclose()
         await self.loop.stop_all()
-        if self.backend == "real" and self.storage is not None:
-            storage = self.storage
+        storages = self._storages
 
-            async def drop() -> None:
-                await storage._db.client.drop_database(self.database)
+        async def drop_and_close() -> None:
+            if self.backend == "real" and storages:
+                await storages[0]._db.client.drop_database(self.database)
+            for storage in storages:
                 await storage.close()
 
-            await self.loop.call(drop())
+        await self.loop.call(drop_and_close())
 
 
 @pytest.fixture(params=BACKENDS)
