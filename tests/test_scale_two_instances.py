@@ -63,7 +63,9 @@ def instances() -> Iterator[tuple[Instance, Instance]]:
             first, second = (stack.enter_context(serving(env=env))[0] for _ in range(2))
             yield Instance(first), Instance(second)
     finally:
-        with pymongo.MongoClient(str(REAL_URI), serverSelectionTimeoutMS=5000) as client:
+        with pymongo.MongoClient[dict[str, Any]](
+            str(REAL_URI), serverSelectionTimeoutMS=5000
+        ) as client:
             client.drop_database(database)
 
 
