@@ -22,7 +22,7 @@ JOB_FIELDS = (
 )
 
 # The dashboard: newest 50 COMPLETED jobs, every seed field, and the model version's name.
-DASHBOARD = {
+DASHBOARD: dict[str, Any] = {
     "query": (
         "query Dashboard($first: Int!, $statuses: [TrainingStatus!]) {\n"
         "  trainingJobs(first: $first, filter: {statuses: $statuses},\n"
@@ -43,7 +43,7 @@ DASHBOARD_COUNT = {
     "query": DASHBOARD["query"].replace("pageInfo {", "totalCount pageInfo {"),
 }
 
-JOB = {
+JOB: dict[str, Any] = {
     "query": (
         "query Job($jobId: ID!) {\n"
         f"  trainingJob(jobId: $jobId) {{ {JOB_FIELDS} }}\n"

@@ -7,7 +7,9 @@ from typing import Annotated
 import strawberry
 
 from graphql_api.context import Info
+from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.queries import PageRequest
+from graphql_api.types import typed
 from graphql_api.types.enums import ModelVersionOrder, TrainingJobOrder
 from graphql_api.types.filters import (
     ModelVersionFilter,
@@ -26,15 +28,24 @@ AFTER_HELP = "Return items after this cursor (a previous page's pageInfo.endCurs
 
 @strawberry.type(description="Reads for dashboards, the registry viewer and inference services.")
 class Query:
-    @strawberry.field(description="One model version by id, or null if there is none.")
-    async def model_version(self, info: Info, model_id: strawberry.ID) -> ModelVersionType | None:
-        return await info.context.loaders.model_version.load(str(model_id))  # type: ignore[return-value]
+    @typed.field(
+        description="One model version by id, or null if there is none.",
+        graphql_type=ModelVersionType | None,
+    )
+    async def model_version(self, info: Info, model_id: strawberry.ID) -> ModelVersion | None:
+        return await info.context.loaders.model_version.load(str(model_id))
 
-    @strawberry.field(description="One training job by id, or null if there is none.")
-    async def training_job(self, info: Info, job_id: strawberry.ID) -> TrainingJobType | None:
-        return await info.context.services.training.get(str(job_id))  # type: ignore[return-value]
+    @typed.field(
+        description="One training job by id, or null if there is none.",
+        graphql_type=TrainingJobType | None,
+    )
+    async def training_job(self, info: Info, job_id: strawberry.ID) -> TrainingJob | None:
+        return await info.context.services.training.get(str(job_id))
 
-    @strawberry.field(description="Model versions, filtered, ordered and keyset-paginated.")
+    @typed.field(
+        description="Model versions, filtered, ordered and keyset-paginated.",
+        graphql_type=Connection[ModelVersionType],
+    )
     async def model_versions(
         self,
         info: Info,
@@ -42,13 +53,16 @@ class Query:
         order_by: ModelVersionOrder = ModelVersionOrder.CREATED_DATE_DESC,
         first: Annotated[int, strawberry.argument(description=FIRST_HELP)] = 20,
         after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
-    ) -> Connection[ModelVersionType]:
+    ) -> Connection[ModelVersion]:
         registry = info.context.services.registry
         where = model_version_filter(filter)
         page = await registry.find(where, order_by, PageRequest(first=first, after=after))
-        return Connection.of(page, lambda: registry.count(where))  # type: ignore[arg-type]
+        return Connection.of(page, lambda: registry.count(where))
 
-    @strawberry.field(description="Training jobs, filtered, ordered and keyset-paginated.")
+    @typed.field(
+        description="Training jobs, filtered, ordered and keyset-paginated.",
+        graphql_type=Connection[TrainingJobType],
+    )
     async def training_jobs(
         self,
         info: Info,
@@ -56,26 +70,26 @@ class Query:
         order_by: TrainingJobOrder = TrainingJobOrder.CREATED_DATE_DESC,
         first: Annotated[int, strawberry.argument(description=FIRST_HELP)] = 20,
         after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
-    ) -> Connection[TrainingJobType]:
+    ) -> Connection[TrainingJob]:
         training = info.context.services.training
         where = training_job_filter(filter)
         page = await training.find(where, order_by, PageRequest(first=first, after=after))
         await prime_job_relations(info, page.items, "edges", "node")
-        return Connection.of(page, lambda: training.count(where))  # type: ignore[arg-type]
+        return Connection.of(page, lambda: training.count(where))
 
-    @strawberry.field(
+    @typed.field(
         description="The version of the model in production (at most one), or null. What an "
         "inference service asks. During a deployment it answers the version being replaced "
-        "until the new one is in production: never null in between."
+        "until the new one is in production: never null in between.",
+        graphql_type=ModelVersionType | None,
     )
-    async def production_model_version(
-        self, info: Info, model_name: str
-    ) -> ModelVersionType | None:
-        return await info.context.services.inference.production_version(model_name)  # type: ignore[return-value]
+    async def production_model_version(self, info: Info, model_name: str) -> ModelVersion | None:
+        return await info.context.services.inference.production_version(model_name)
 
-    @strawberry.field(
+    @typed.field(
         description="The model's version of highest SemVer precedence (not string order), "
-        "whatever its status, or null."
+        "whatever its status, or null.",
+        graphql_type=ModelVersionType | None,
     )
-    async def latest_model_version(self, info: Info, model_name: str) -> ModelVersionType | None:
-        return await info.context.services.inference.latest_version(model_name)  # type: ignore[return-value]
+    async def latest_model_version(self, info: Info, model_name: str) -> ModelVersion | None:
+        return await info.context.services.inference.latest_version(model_name)

@@ -24,6 +24,7 @@ from graphql_api.live import cursor, records
 from graphql_api.live.selectors import JobSelector, ModelVersionSelector, Selector
 from graphql_api.live.subscriber import CursorExpired, FeedStopped, FellBehind
 from graphql_api.loaders import Loaders
+from graphql_api.types import typed
 from graphql_api.types.enums import TrainingStatus
 from graphql_api.types.live_updates import ModelVersionUpdate, TrainingJobUpdate
 
@@ -40,9 +41,10 @@ AFTER_HELP = (
 
 @strawberry.type(description="Changes pushed over WebSocket (graphql-transport-ws or graphql-ws).")
 class Subscription:
-    @strawberry.subscription(
+    @typed.subscription(
         description="One event per change of a matching training job: creation, every status "
-        "transition, metrics reported, logs location set. All filters given must match."
+        "transition, metrics reported, logs location set. All filters given must match.",
+        graphql_type=TrainingJobUpdate,
     )
     async def training_job_updates(
         self,
@@ -61,7 +63,7 @@ class Subscription:
             ),
         ] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
-    ) -> AsyncGenerator[TrainingJobUpdate, None]:
+    ) -> AsyncGenerator[TrainingJobUpdate | GraphQLError, None]:
         selector = JobSelector.of(
             None if job_id is None else str(job_id),
             None if model_id is None else str(model_id),
@@ -78,12 +80,13 @@ class Subscription:
                     hyperparameters = await _hyperparameters(info, event.entity_id)
                 # An unreadable event yields its EVENT_UNREADABLE marker: graphql-core raises a
                 # yielded exception as that event's error and the stream goes on.
-                yield TrainingJobUpdate.shared(event, hyperparameters)  # type: ignore[misc]
+                yield TrainingJobUpdate.shared(event, hyperparameters)
 
-    @strawberry.subscription(
+    @typed.subscription(
         description="One event per change of a model version: registered, promoted, deployed "
         "to production (the previous production version's ARCHIVED event comes first), "
-        "archived, metrics updated. What an inference service watches to swap versions."
+        "archived, metrics updated. What an inference service watches to swap versions.",
+        graphql_type=ModelVersionUpdate,
     )
     async def model_version_updates(
         self,
@@ -92,11 +95,11 @@ class Subscription:
             str | None, strawberry.argument(description="Only versions of this model.")
         ] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
-    ) -> AsyncGenerator[ModelVersionUpdate, None]:
+    ) -> AsyncGenerator[ModelVersionUpdate | GraphQLError, None]:
         async with aclosing(_events(info, ModelVersionSelector(model_name), after)) as events:
             async for event in events:
                 # As above: an unreadable event is delivered as its EVENT_UNREADABLE marker.
-                yield ModelVersionUpdate.shared(event)  # type: ignore[misc]
+                yield ModelVersionUpdate.shared(event)
 
 
 def _selects(fields: Sequence[Selection], *path: str) -> bool:

@@ -2,88 +2,116 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, cast
+
 import strawberry
 from strawberry.scalars import JSON
 
 from graphql_api.context import Info
+from graphql_api.domain.models import TrainingJob
+from graphql_api.types import typed
+from graphql_api.types.errors import MutationError
 from graphql_api.types.inputs import CreateTrainingJobInput, TrainingJobResult
 from resolvers.results import result_of
 
 
 @strawberry.type
 class TrainingMutation:
-    @strawberry.mutation(
+    @typed.mutation(
         description="Create a PENDING job for an existing model version. Errors: "
         "NotFoundError (modelId), ValidationError, ConflictError (jobId taken, or modelId "
-        "is ARCHIVED)."
+        "is ARCHIVED).",
+        graphql_type=TrainingJobResult,
     )
     async def create_training_job(
         self, info: Info, input: CreateTrainingJobInput
-    ) -> TrainingJobResult:
+    ) -> TrainingJob | MutationError:
         return await result_of(
             info.context.services.training.create(
                 model_id=str(input.model_id),
                 dataset_id=input.dataset_id,
-                hyperparameters=input.hyperparameters,  # type: ignore[arg-type]
+                # Any JSON value: the service validates it (ValidationError unless an object).
+                hyperparameters=cast("Mapping[str, Any] | None", input.hyperparameters),
                 job_id=None if input.job_id is None else str(input.job_id),
                 logs_url=input.logs_url,
                 actor=info.context.actor,
             )
         )
 
-    @strawberry.mutation(description="PENDING -> RUNNING; sets startedDate.")
-    async def start_training_job(self, info: Info, job_id: strawberry.ID) -> TrainingJobResult:
+    @typed.mutation(
+        description="PENDING -> RUNNING; sets startedDate.",
+        graphql_type=TrainingJobResult,
+    )
+    async def start_training_job(
+        self, info: Info, job_id: strawberry.ID
+    ) -> TrainingJob | MutationError:
         return await result_of(
             info.context.services.training.start(str(job_id), actor=info.context.actor)
         )
 
-    @strawberry.mutation(
-        description="RUNNING -> COMPLETED; merges the final metrics, sets completedDate."
+    @typed.mutation(
+        description="RUNNING -> COMPLETED; merges the final metrics, sets completedDate.",
+        graphql_type=TrainingJobResult,
     )
     async def complete_training_job(
         self, info: Info, job_id: strawberry.ID, metrics: JSON | None = None
-    ) -> TrainingJobResult:
+    ) -> TrainingJob | MutationError:
         return await result_of(
             info.context.services.training.complete(
                 str(job_id),
-                metrics,
-                actor=info.context.actor,  # type: ignore[arg-type]
+                # Any JSON value: the service validates it (ValidationError unless name -> number).
+                cast("Mapping[str, float] | None", metrics),
+                actor=info.context.actor,
             )
         )
 
-    @strawberry.mutation(description="RUNNING -> FAILED with a reason; sets completedDate.")
+    @typed.mutation(
+        description="RUNNING -> FAILED with a reason; sets completedDate.",
+        graphql_type=TrainingJobResult,
+    )
     async def fail_training_job(
         self, info: Info, job_id: strawberry.ID, reason: str
-    ) -> TrainingJobResult:
+    ) -> TrainingJob | MutationError:
         return await result_of(
             info.context.services.training.fail(str(job_id), reason, actor=info.context.actor)
         )
 
-    @strawberry.mutation(description="PENDING or RUNNING -> CANCELLED; sets completedDate.")
-    async def cancel_training_job(self, info: Info, job_id: strawberry.ID) -> TrainingJobResult:
+    @typed.mutation(
+        description="PENDING or RUNNING -> CANCELLED; sets completedDate.",
+        graphql_type=TrainingJobResult,
+    )
+    async def cancel_training_job(
+        self, info: Info, job_id: strawberry.ID
+    ) -> TrainingJob | MutationError:
         return await result_of(
             info.context.services.training.cancel(str(job_id), actor=info.context.actor)
         )
 
-    @strawberry.mutation(
+    @typed.mutation(
         description="Merge progress metrics into a RUNNING job (a key replaces its old value). "
-        "ValidationError (rule max_items) if the job would then hold more than 256 metrics."
+        "ValidationError (rule max_items) if the job would then hold more than 256 metrics.",
+        graphql_type=TrainingJobResult,
     )
     async def report_training_metrics(
         self, info: Info, job_id: strawberry.ID, metrics: JSON
-    ) -> TrainingJobResult:
+    ) -> TrainingJob | MutationError:
         return await result_of(
             info.context.services.training.report_metrics(
                 str(job_id),
-                metrics,
-                actor=info.context.actor,  # type: ignore[arg-type]
+                # Any JSON value: the service validates it (ValidationError unless name -> number).
+                cast("Mapping[str, float]", metrics),
+                actor=info.context.actor,
             )
         )
 
-    @strawberry.mutation(description="Set where the job's logs are; allowed in every status.")
+    @typed.mutation(
+        description="Set where the job's logs are; allowed in every status.",
+        graphql_type=TrainingJobResult,
+    )
     async def set_training_job_logs_url(
         self, info: Info, job_id: strawberry.ID, logs_url: str
-    ) -> TrainingJobResult:
+    ) -> TrainingJob | MutationError:
         return await result_of(
             info.context.services.training.set_logs_url(
                 str(job_id), logs_url, actor=info.context.actor

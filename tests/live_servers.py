@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import httpx
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Origin, Subprotocol
 
 from graphql_api.app import create_app
 from graphql_api.live.feed import ChangeFeed
@@ -196,8 +197,8 @@ class WSClient:
     ) -> WSClient:
         ws = await connect(
             url,
-            subprotocols=[protocol],  # type: ignore[list-item]
-            origin=origin,  # type: ignore[arg-type]
+            subprotocols=[Subprotocol(protocol)],
+            origin=None if origin is None else Origin(origin),
             sock=sock,
             open_timeout=5,
             **options,

@@ -96,7 +96,7 @@ def _version(**overrides: object) -> ModelVersion:
         "model_type": "classification",
         "created_date": datetime.now(UTC),
     }
-    return ModelVersion(**{**fields, **overrides})  # type: ignore[arg-type]
+    return ModelVersion(**{**fields, **overrides})
 
 
 def test_seed_defaults() -> None:

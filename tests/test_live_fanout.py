@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from graphql_api.auth.roles import Role
 from graphql_api.settings import Settings
@@ -150,7 +151,7 @@ async def secured(server_loop: ServerLoop) -> AsyncIterator[tuple[ServerLoop, Se
 
 
 async def open_as(server: Server, role: Role) -> WSClient:
-    ws = await connect(server.ws_url, subprotocols=[TRANSPORT_WS], open_timeout=5)  # type: ignore[list-item]
+    ws = await connect(server.ws_url, subprotocols=[Subprotocol(TRANSPORT_WS)], open_timeout=5)
     auth = {"Authorization": f"Bearer {SECRETS[role]}"}
     await ws.send(json.dumps({"type": "connection_init", "payload": auth}))
     assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"

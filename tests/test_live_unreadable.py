@@ -178,7 +178,7 @@ async def test_job_streams_and_history_get_past_an_unreadable_event(
         assert (await follow.next(follow_op))["trainingJobUpdates"]["cursor"] == update["cursor"]
 
     pages = await history_pages(live, server.http_url, job_id)
-    kinds = []
+    kinds: list[str | None] = []
     for page in pages:
         history = page["data"]["trainingJob"]["history"]
         assert history["totalCount"] == 4

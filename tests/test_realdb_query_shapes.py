@@ -83,10 +83,10 @@ async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
     services = Services.over(storage)
     model_ids = []
     for n in range(12):
-        version = await services.registry.register(
+        registered = await services.registry.register(
             model_name=f"m{n % 4}", version=f"1.{n}.0", model_type=ModelType.REGRESSION
         )
-        model_ids.append(version.model_id)
+        model_ids.append(registered.model_id)
     job_ids = []
     for n in range(5):
         job = await services.training.create(model_id=model_ids[n], dataset_id="d1")
@@ -238,12 +238,13 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
     await jobs.update(job_ids[1], [TrainingStatus.PENDING], {"status": TrainingStatus.RUNNING})
     # A progress report: metrics merged within the stored limit (conditional on revision).
     await jobs.update(job_ids[1], [TrainingStatus.RUNNING], {}, {"loss": 0.3}, 100)
-    for where in version_filters(model_ids):
-        await versions.count(where)
-        for order in ModelVersionOrder:
-            page = await versions.find(where, order, PageRequest(first=3))
-            if page.cursors:
-                await versions.find(where, order, PageRequest(first=3, after=page.cursors[-1]))
+    for version_where in version_filters(model_ids):
+        await versions.count(version_where)
+        for version_order in ModelVersionOrder:
+            found = await versions.find(version_where, version_order, PageRequest(first=3))
+            if found.cursors:
+                after = PageRequest(first=3, after=found.cursors[-1])
+                await versions.find(version_where, version_order, after)
     await versions.get(model_ids[0])
     await versions.get_many(model_ids)
     await versions.get_revisioned(model_ids[0])
@@ -294,11 +295,7 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
             model_name="m9", version="1.0.0", model_type=ModelType.REGRESSION, model_id=model_ids[0]
         )
     await events.for_entity(job_ids[0], 10)
-    # The history of many entities at once: h-live renames it (page_for_entities); either way.
-    if hasattr(events, "page_for_entities"):
-        await events.page_for_entities(job_ids, 0, 5)
-    else:
-        await events.for_entities(job_ids, 5)
+    await events.page_for_entities(job_ids, 0, 5)  # the history of many entities at once
     head = await events.head()
     await events.since(head - 10, 50)  # the feed reads the newest few
     await events.entries_after(head - 10, 50)

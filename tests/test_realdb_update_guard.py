@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from graphql_api.app import create_app
 from graphql_api.domain.enums import ModelType, TrainingStatus
 from graphql_api.domain.errors import InvalidTransitionError
+from graphql_api.domain.events import ChangeKind
 from graphql_api.services.container import Services
 from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
@@ -138,7 +139,7 @@ async def test_twenty_way_races_have_one_winner_in_each_of_ten_trials_without_th
         assert stored is not None and stored.status is TrainingStatus.RUNNING
         # Exactly one STARTED event: no loser wrote one.
         history = await unguarded.events.for_entity(job.job_id, 100)
-        assert [e.kind for e in history].count("STARTED") == 1
+        assert [e.kind for e in history].count(ChangeKind.STARTED) == 1
     assert winners_per_trial == [1] * TRIALS
 
 

@@ -132,7 +132,7 @@ async def racing(request: pytest.FixtureRequest) -> AsyncIterator[Racing]:
         guarded_updates=True if mode == "mock-guarded" else None,
     )
     jitter = Jitter(real=mode == "real")
-    app = create_app(Settings(), storage=JitteredStorage(storage, jitter))  # type: ignore[arg-type]  # a structural stand-in for Storage
+    app = create_app(Settings(), storage=JitteredStorage(storage, jitter))
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
@@ -186,7 +186,13 @@ def plan(rng: random.Random, versions: list[str]) -> list[Call]:
 
 async def events_of(storage: MongoStorage, model_name: str) -> list[ChangeEvent]:
     log = await storage.events.since(0, 100_000)
-    return [e for e in log if e.entity is EntityKind.MODEL_VERSION and e.model_name == model_name]
+    return [
+        e
+        for e in log
+        if isinstance(e, ChangeEvent)
+        and e.entity is EntityKind.MODEL_VERSION
+        and e.model_name == model_name
+    ]
 
 
 async def poll_production(

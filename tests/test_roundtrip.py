@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
 from graphql_api.services.container import Services
@@ -87,5 +87,5 @@ async def test_api_datetimes_parse_as_aware_utc(gql: GraphQLClient) -> None:
         )
     )["registerModelVersion"]
     moment = datetime.fromisoformat(created["createdDate"])
-    assert moment.utcoffset() is not None and moment.utcoffset().total_seconds() == 0
+    assert moment.utcoffset() == timedelta(0)
     assert abs((datetime.now(UTC) - moment).total_seconds()) < 60

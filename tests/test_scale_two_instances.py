@@ -68,7 +68,9 @@ async def instances() -> AsyncIterator[tuple[Instance, Instance]]:
                 for instance in pair:
                     await instance.http.aclose()
     finally:
-        with pymongo.MongoClient(str(REAL_URI), serverSelectionTimeoutMS=5000) as client:
+        with pymongo.MongoClient[dict[str, Any]](
+            str(REAL_URI), serverSelectionTimeoutMS=5000
+        ) as client:
             client.drop_database(database)
 
 

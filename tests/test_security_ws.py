@@ -13,7 +13,7 @@ import httpx
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.typing import Origin
+from websockets.typing import Origin, Subprotocol
 
 from graphql_api.auth.roles import Role
 from graphql_api.settings import Settings
@@ -65,7 +65,7 @@ async def open_ws(
     server: Server, payload: dict[str, Any] | None, protocol: str = TRANSPORT_WS
 ) -> tuple[ClientConnection, dict[str, Any] | None]:
     """Connect and send connection_init; the ack (or error) message, None if closed first."""
-    ws = await connect(server.ws_url, subprotocols=[protocol], open_timeout=5)  # type: ignore[list-item]
+    ws = await connect(server.ws_url, subprotocols=[Subprotocol(protocol)], open_timeout=5)
     await ws.send(json.dumps({"type": "connection_init", "payload": payload or {}}))
     try:
         message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 5))
@@ -222,14 +222,14 @@ async def test_a_browser_page_from_an_origin_not_allowed_cannot_connect(secured:
     with pytest.raises(websockets.InvalidStatus) as refused:
         await connect(
             server.ws_url,
-            subprotocols=[TRANSPORT_WS],  # type: ignore[list-item]
+            subprotocols=[Subprotocol(TRANSPORT_WS)],
             origin=Origin("https://evil.example.com"),
             open_timeout=5,
         )
     assert refused.value.response.status_code == 403
     ws = await connect(
         server.ws_url,
-        subprotocols=[TRANSPORT_WS],  # type: ignore[list-item]
+        subprotocols=[Subprotocol(TRANSPORT_WS)],
         origin=Origin("https://monitor.example.com"),
         open_timeout=5,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -11,12 +12,13 @@ from tests.conftest import REAL_URI
 from tests.live_servers import serving
 
 
-def query(url: str, document: str) -> dict[str, object]:
+def query(url: str, document: str) -> dict[str, Any]:
     response = httpx.post(f"{url}/graphql", json={"query": document}, timeout=10)
     assert response.status_code == 200, response.text
-    body: dict[str, object] = response.json()
+    body: dict[str, Any] = response.json()
     assert "errors" not in body, body
-    return body["data"]  # type: ignore[return-value]
+    data: dict[str, Any] = body["data"]
+    return data
 
 
 STATUSES = "{ trainingJobs(first: 100) { edges { node { status } } } }"
@@ -30,7 +32,7 @@ def test_serve_demo_in_memory_warns_and_shows_every_status() -> None:
         production = query(
             url, '{ productionModelVersion(modelName: "churn-predictor") { version status } }'
         )
-    statuses = {e["node"]["status"] for e in data["trainingJobs"]["edges"]}  # type: ignore[index]
+    statuses = {e["node"]["status"] for e in data["trainingJobs"]["edges"]}
     assert statuses == {"PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"}
     assert production == {"productionModelVersion": {"version": "1.1.0", "status": "PRODUCTION"}}
     assert "DATA IS NOT KEPT" in log.read_text()
@@ -49,4 +51,4 @@ def test_serve_on_a_real_server_keeps_data_across_restarts() -> None:
     with serving("--demo", env=env) as (url, log):
         again = query(url, STATUSES)
         assert "database not empty, nothing seeded" in log.read_text()
-    assert again == first and len(first["trainingJobs"]["edges"]) == 35  # type: ignore[index]
+    assert again == first and len(first["trainingJobs"]["edges"]) == 35

@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 
-from graphql_api.domain.events import ChangeEvent, ChangeKind, EntityKind, SealedSeq
+from graphql_api.domain.events import (
+    ChangeEvent,
+    ChangeKind,
+    EntityKind,
+    SealedSeq,
+    StoredEvent,
+)
 from graphql_api.domain.values import utc_now
 from graphql_api.live.feed import ChangeFeed
 from graphql_api.live.selectors import JobSelector
@@ -130,7 +136,7 @@ async def test_many_concurrent_writers_each_event_read_exactly_once_in_order(
     storage: MongoStorage,
 ) -> None:
     reader = tailer(storage, Clock())
-    seen: list[ChangeEvent] = []
+    seen: list[StoredEvent] = []
     writing = asyncio.gather(*(storage.events.append(event(f"job-{i}")) for i in range(40)))
     while not writing.done():
         seen += (await reader.poll())[0]

@@ -13,6 +13,7 @@ import pytest
 import websockets
 from asgi_lifespan import LifespanManager
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from graphql_api.app import create_app
 from graphql_api.settings import Settings
@@ -199,7 +200,7 @@ async def server(server_loop: ServerLoop) -> AsyncIterator[Server]:
 
 
 async def acknowledged(server: Server, protocol: str) -> ClientConnection:
-    ws = await connect(server.ws_url, subprotocols=[protocol], open_timeout=5)  # type: ignore[list-item]
+    ws = await connect(server.ws_url, subprotocols=[Subprotocol(protocol)], open_timeout=5)
     await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
     assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
     return ws

@@ -118,7 +118,8 @@ async def post(
     assert response.headers["content-type"].startswith("application/json")
     body: dict[str, Any] = response.json()
     assert "errors" not in body, body
-    return body["data"]  # type: ignore[no-any-return]
+    data: dict[str, Any] = body["data"]
+    return data
 
 
 async def first_update(

@@ -16,6 +16,7 @@ import pytest
 import websockets
 from asgi_lifespan import LifespanManager
 from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from graphql_api.app import create_app
 from graphql_api.auth.roles import Role
@@ -172,7 +173,7 @@ async def handshake(server: Server, host: str) -> dict[str, Any]:
     ws = await connect(
         f"ws://{host}/graphql",
         sock=sock,
-        subprotocols=[TRANSPORT_WS],  # type: ignore[list-item]
+        subprotocols=[Subprotocol(TRANSPORT_WS)],
         open_timeout=5,
     )
     await ws.send(json.dumps({"type": "connection_init", "payload": {}}))

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.typing import Origin
+from websockets.typing import Origin, Subprotocol
 
 from graphql_api.auth.roles import Role
 from graphql_api.settings import Settings
@@ -65,7 +65,7 @@ async def open_socket(
     return await connect(
         server.ws_url,
         sock=sock,
-        subprotocols=[protocol],  # type: ignore[list-item]
+        subprotocols=[Subprotocol(protocol)],
         origin=Origin(origin) if origin else None,
         open_timeout=5,
     )

@@ -88,7 +88,8 @@ async def test_every_metric_path_keeps_integers_and_floats_apart(gql: GraphQLCli
     reported = (await gql.data(REPORT, id=job_id, metrics=SENT_AND_KEPT))["reportTrainingMetrics"]
     assert_types_kept(reported["metrics"])
     done = (await gql.data(COMPLETE, id=job_id, metrics={"final_epoch": 10}))["completeTrainingJob"]
-    assert_types_kept(done["metrics"]) and type(done["metrics"]["final_epoch"]) is int
+    assert_types_kept(done["metrics"])
+    assert type(done["metrics"]["final_epoch"]) is int
     assert_types_kept((await gql.data(JOB, id=job_id))["trainingJob"]["metrics"])
 
     model = await register(gql, version="2.0.0", metrics=SENT_AND_KEPT)

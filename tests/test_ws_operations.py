@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.typing import Subprotocol
 
 from graphql_api.auth.roles import Role
 from graphql_api.settings import Settings
@@ -72,7 +73,7 @@ async def secured_server(server_loop: ServerLoop) -> AsyncIterator[Server]:
 
 async def client(server: Server, protocol: str, role: Role | None = None) -> WSClient:
     """A connection, acknowledged, with ``role``'s key in connection_init (none if None)."""
-    ws = await connect(server.ws_url, subprotocols=[protocol], open_timeout=5)  # type: ignore[list-item]
+    ws = await connect(server.ws_url, subprotocols=[Subprotocol(protocol)], open_timeout=5)
     payload = {} if role is None else {"Authorization": f"Bearer {SECRETS[role]}"}
     await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
     while json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] != "connection_ack":

@@ -16,6 +16,7 @@ from typing import Any
 
 from strawberry.extensions import FieldExtension
 from strawberry.types import Info
+from strawberry.types.base import get_object_definition
 
 from graphql_api.auth.roles import required_role
 from graphql_api.domain.errors import DomainError, ForbiddenError, UnauthenticatedError
@@ -65,6 +66,6 @@ class RoleCheck(FieldExtension):
 def guard_root_fields(*root_types: type) -> None:
     """Put the role check on every field of these root types (once, however often called)."""
     for root_type in root_types:
-        for field in root_type.__strawberry_definition__.fields:  # type: ignore[attr-defined]
+        for field in get_object_definition(root_type, strict=True).fields:
             if not any(isinstance(e, RoleCheck) for e in field.extensions):
                 field.extensions.append(RoleCheck())

@@ -12,6 +12,7 @@ from graphql_api.domain import enums as domain_enums
 from graphql_api.domain import events
 from graphql_api.domain.events import StoredEvent
 from graphql_api.live import cursor as log_cursor
+from graphql_api.types import typed
 from graphql_api.types.enums import ChangeKind, TrainingStatus
 from graphql_api.types.pagination import PageInfo
 
@@ -35,7 +36,7 @@ class ChangeEventType:
     occurred_at: strawberry.auto = strawberry.field(description="When it happened (UTC).")
     actor: str | None = strawberry.field(description="Who made the change, when known.")
 
-    @strawberry.field(
+    @typed.field(
         description="Opaque position in the change log: pass it as `after` to a subscription "
         "to receive the changes made since this one."
     )
@@ -63,7 +64,7 @@ class ChangeEventEdge:
     )
     entry: strawberry.Private[StoredEvent]
 
-    @strawberry.field(
+    @typed.field(
         description="The change; null only when the stored event cannot be read, with an "
         "`EVENT_UNREADABLE` error at this path (the page goes on past it).",
         graphql_type=ChangeEventType | None,
@@ -108,7 +109,7 @@ class ChangeEventConnection:
     page_info: PageInfo
     count_all: strawberry.Private[Callable[[], Awaitable[int]]]
 
-    @strawberry.field(
+    @typed.field(
         description="How many changes the job has recorded in all pages (one extra count "
         "query, made only when this field is selected, batched across jobs)."
     )

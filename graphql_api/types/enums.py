@@ -1,22 +1,38 @@
-"""The domain enums, exposed to GraphQL."""
+"""The domain enums, exposed to GraphQL.
+
+The domain classes are used directly: ``strawberry.enum`` records the GraphQL definition (its
+name and description) on the class itself and returns that same class, so calling it here only
+adds the descriptions, and the names re-exported below are the domain enums (valid types for
+mypy). Importing this module before the schema is built keeps the descriptions there.
+"""
 
 from __future__ import annotations
 
 import strawberry
 
-from graphql_api.domain import enums as domain
-from graphql_api.domain import events, queries
+from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
+from graphql_api.domain.events import ChangeKind
+from graphql_api.domain.queries import ModelVersionOrder, TrainingJobOrder
 
-TrainingStatus = strawberry.enum(domain.TrainingStatus, description="Status of a training job.")
-ModelStatus = strawberry.enum(
-    domain.ModelStatus,
+__all__ = [
+    "ChangeKind",
+    "ModelStatus",
+    "ModelType",
+    "ModelVersionOrder",
+    "TrainingJobOrder",
+    "TrainingStatus",
+]
+
+strawberry.enum(TrainingStatus, description="Status of a training job.")
+strawberry.enum(
+    ModelStatus,
     description="Lifecycle status of a model version: development -> testing -> production; "
     "archived (an addition to the seed) when retired or withdrawn.",
 )
-ModelType = strawberry.enum(domain.ModelType, description="What kind of prediction a model makes.")
-ChangeKind = strawberry.enum(events.ChangeKind, description="What a recorded change did.")
-ModelVersionOrder = strawberry.enum(
-    queries.ModelVersionOrder,
+strawberry.enum(ModelType, description="What kind of prediction a model makes.")
+strawberry.enum(ChangeKind, description="What a recorded change did.")
+strawberry.enum(
+    ModelVersionOrder,
     description="Orderings of model versions; VERSION_* follow SemVer precedence.",
 )
-TrainingJobOrder = strawberry.enum(queries.TrainingJobOrder, description="Orderings of jobs.")
+strawberry.enum(TrainingJobOrder, description="Orderings of jobs.")

@@ -5,14 +5,16 @@ from __future__ import annotations
 import strawberry
 
 from graphql_api.domain import errors as domain
+from graphql_api.domain.errors import ErrorCode, ValidationRule
 
-ErrorCode = strawberry.enum(
-    domain.ErrorCode,
+# The domain enums themselves, with their GraphQL descriptions (see types/enums.py).
+strawberry.enum(
+    ErrorCode,
     description="What kind of expected failure: one value per error type, so a client can "
     "handle every case.",
 )
-ValidationRule = strawberry.enum(
-    domain.ValidationRule,
+strawberry.enum(
+    ValidationRule,
     description="The rule an input value broke (docs/input-policy.md lists each field's). "
     "Also the value of a query argument error's `extensions.rule`.",
 )

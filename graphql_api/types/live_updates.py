@@ -24,6 +24,7 @@ from graphql.error import GraphQLError
 from graphql_api.domain.enums import ModelStatus as DomainModelStatus
 from graphql_api.domain.enums import TrainingStatus as DomainTrainingStatus
 from graphql_api.domain.events import ChangeEvent, StoredEvent, UnreadableEvent
+from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.live import cursor, records
 from graphql_api.types.change_event import unreadable_error
 from graphql_api.types.enums import ChangeKind, ModelStatus, TrainingStatus
@@ -87,9 +88,10 @@ class TrainingJobUpdate:
     )
     status: TrainingStatus = strawberry.field(description="Status after the change.")
     occurred_at: datetime = strawberry.field(description="When it happened (UTC).")
-    job: TrainingJobType = strawberry.field(
+    job: TrainingJob = strawberry.field(
+        graphql_type=TrainingJobType,
         description="The job as it was right after the change (hyperparameters, which never "
-        "change, are read from the job; relations such as modelVersion are resolved now)."
+        "change, are read from the job; relations such as modelVersion are resolved now).",
     )
 
     @classmethod
@@ -107,7 +109,7 @@ class TrainingJobUpdate:
             previous_status=None if previous is None else DomainTrainingStatus(previous),
             status=DomainTrainingStatus(event.status),
             occurred_at=event.occurred_at,
-            job=job,  # type: ignore[arg-type]
+            job=job,
         )
 
     @classmethod
@@ -134,9 +136,10 @@ class ModelVersionUpdate:
     )
     status: ModelStatus = strawberry.field(description="Status after the change.")
     occurred_at: datetime = strawberry.field(description="When it happened (UTC).")
-    model_version: ModelVersionType = strawberry.field(
+    model_version: ModelVersion = strawberry.field(
+        graphql_type=ModelVersionType,
         description="The model version as it was right after the change (relations such as "
-        "trainingJobs are resolved now)."
+        "trainingJobs are resolved now).",
     )
 
     @classmethod
@@ -152,7 +155,7 @@ class ModelVersionUpdate:
             previous_status=None if previous is None else DomainModelStatus(previous),
             status=DomainModelStatus(event.status),
             occurred_at=event.occurred_at,
-            model_version=version,  # type: ignore[arg-type]
+            model_version=version,
         )
 
     @classmethod

@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 from graphql_api.context import Info
 from graphql_api.domain import models
 from graphql_api.domain.queries import PageRequest, TrainingJobOrder
+from graphql_api.types import typed
 from graphql_api.types.filters import TrainingJobFilter, training_job_filter
 from graphql_api.types.pagination import Connection
 
@@ -34,14 +35,17 @@ class ModelVersionType:
     created_date: strawberry.auto
     deployed_date: strawberry.auto
 
-    @strawberry.field(description="Training jobs of this version, newest first by default.")
+    @typed.field(
+        description="Training jobs of this version, newest first by default.",
+        graphql_type=Connection[TrainingJobRef],
+    )
     async def training_jobs(
         self,
         info: Info,
         filter: TrainingJobFilter | None = None,
         order_by: TrainingJobOrder = TrainingJobOrder.CREATED_DATE_DESC,
         first: int = 10,
-    ) -> Connection[TrainingJobRef]:
+    ) -> Connection[models.TrainingJob]:
         page = PageRequest(first=first)
         where = training_job_filter(filter)
         loaders = info.context.loaders
@@ -51,4 +55,4 @@ class ModelVersionType:
         async def count() -> int:
             return await loaders.job_count_of_model(where).load(model_id)
 
-        return Connection.of(jobs, count)  # type: ignore[arg-type]
+        return Connection.of(jobs, count)

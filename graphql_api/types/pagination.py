@@ -8,6 +8,7 @@ from typing import Generic, TypeVar
 import strawberry
 
 from graphql_api.domain.queries import Page
+from graphql_api.types import typed
 
 NodeT = TypeVar("NodeT")
 
@@ -36,7 +37,7 @@ class Connection(Generic[NodeT]):
     page_info: PageInfo
     count_matching: strawberry.Private[Callable[[], Awaitable[int]]]
 
-    @strawberry.field(
+    @typed.field(
         description="How many items match the filter in all pages (one extra count query, "
         "made only when this field is selected)."
     )

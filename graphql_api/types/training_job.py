@@ -14,6 +14,7 @@ from graphql_api.domain.events import StoredEvent
 from graphql_api.domain.models import ModelVersion
 from graphql_api.domain.queries import DEFAULT_PAGE_SIZE
 from graphql_api.loaders import history_page_args, now_or_later
+from graphql_api.types import typed
 from graphql_api.types.change_event import ChangeEventConnection
 from graphql_api.types.model_version import ModelVersionType
 
@@ -40,14 +41,14 @@ class TrainingJobType:
 
     # Not async: when a list field primed the loader, the value is returned at once
     # (see resolvers/prefetch.py); otherwise the pending load is returned for GraphQL to await.
-    @strawberry.field(
+    @typed.field(
         description="The model version this job trains (batched per request).",
         graphql_type=ModelVersionType | None,
     )
     def model_version(self, info: Info) -> ModelVersion | Awaitable[ModelVersion | None] | None:
         return now_or_later(info.context.loaders.model_version, str(self.model_id))
 
-    @strawberry.field(
+    @typed.field(
         description="The job's recorded changes, oldest first, a page at a time (batched "
         "across a page of jobs). Page on with `after: pageInfo.endCursor` while "
         "`pageInfo.hasNextPage`; an edge's cursor also starts a subscription right after it.",
