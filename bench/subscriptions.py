@@ -244,6 +244,8 @@ class Bench:
             "MLTRAIN_LOG_LEVEL": "warning",
             "MLTRAIN_GRAPHIQL": "false",
             "MLTRAIN_MONGODB_DATABASE": f"bench_subs_{uuid.uuid4().hex[:8]}",
+            # Every subscriber here connects from 127.0.0.1: lift the open-mode cap per address.
+            "MLTRAIN_MAX_CONNECTIONS_PER_ADDRESS": "100000",
         }
         # permessage-deflate only where the client offers it and the server accepts it.
         env["MLTRAIN_WS_PER_MESSAGE_DEFLATE"] = "true" if self.args.compression else "false"

@@ -23,12 +23,15 @@ from graphql_api.domain.events import ChangeEvent, StoredEvent
 from graphql_api.live import cursor, records
 from graphql_api.live.selectors import JobSelector, ModelVersionSelector, Selector
 from graphql_api.live.subscriber import CursorExpired, FeedStopped, FellBehind
+from graphql_api.live.throttled_log import ThrottledWarning
 from graphql_api.loaders import Loaders
 from graphql_api.types import typed
 from graphql_api.types.enums import TrainingStatus
 from graphql_api.types.live_updates import ModelVersionUpdate, TrainingJobUpdate
 
 log = logging.getLogger("mltrain.live")
+#: Subscriptions are shed in bursts: one line per burst, with its count.
+shed_warning = ThrottledWarning(log)
 
 Selection = SelectedField | FragmentSpread | InlineFragment
 
@@ -168,7 +171,7 @@ async def _events(
                 f"{ended.max_lag:g} s: the client reads too slowly, or the server has more "
                 "subscribers than it can serve in time)"
             )
-        log.warning("ended a subscription that fell behind: %s", why)
+        shed_warning.warn("ended a subscription that fell behind: %s", why)
         raise GraphQLError(
             f'This subscription fell behind: {why}. Subscribe again with after: "{resume}" '
             "to receive the rest; nothing is lost.",
