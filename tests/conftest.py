@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -20,6 +20,7 @@ from graphql_api.app import create_app
 from graphql_api.services.container import Services
 from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
+from tests.live_servers import ServerLoop
 
 REAL_URI = os.environ.get("MLTRAIN_TEST_MONGODB_URI")
 BACKENDS = ["mock", *(["real"] if REAL_URI else [])]
@@ -36,6 +37,14 @@ async def storage(request: pytest.FixtureRequest) -> AsyncIterator[MongoStorage]
         if request.param == "real":
             await store._db.client.drop_database(name)
         await store.close()
+
+
+@pytest.fixture(scope="module")
+def server_loop() -> Iterator[ServerLoop]:
+    """A background event loop for the module's real uvicorn servers (tests/live_servers.py)."""
+    loop = ServerLoop()
+    yield loop
+    loop.close()
 
 
 @pytest.fixture

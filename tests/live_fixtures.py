@@ -1,23 +1,16 @@
 """The ``live`` harness of tests/test_subscriptions.py as fixtures for the live-feed test files
-(tests/test_live_*.py): a module's server loop, and one test's database with servers over it.
-Import both fixture functions into a test module to use them."""
+(tests/test_live_*.py): one test's database with servers over it, on the module's
+``server_loop`` (tests/conftest.py). Import the fixture function into a test module to use it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 from tests.conftest import BACKENDS
 from tests.live_servers import ServerLoop
 from tests.test_subscriptions import Live
-
-
-@pytest.fixture(scope="module", name="server_loop")
-def server_loop_fixture() -> Iterator[ServerLoop]:
-    loop = ServerLoop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture(params=BACKENDS, name="live")

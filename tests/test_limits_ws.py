@@ -6,7 +6,7 @@ uvicorn server, in-memory storage (nothing here reaches the database)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -46,13 +46,6 @@ HOSTILE_SUBSCRIPTIONS = {
         root="subscription{modelVersionUpdates{version{trainingJobs{edges{node{...F0}}}}}}",
     ),
 }
-
-
-@pytest.fixture(scope="module")
-def server_loop() -> Iterator[ServerLoop]:
-    loop = ServerLoop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import bson
 
 from graphql_api.services.container import Services
 from graphql_api.storage.mongo import MongoStorage
-from tests.live_fixtures import live_fixture, server_loop_fixture  # noqa: F401 (fixtures)
+from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
 from tests.live_servers import eventually
 from tests.test_subscriptions import (
     HISTORY,

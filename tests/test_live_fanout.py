@@ -24,7 +24,7 @@ from websockets.typing import Subprotocol
 from graphql_api.auth.roles import Role
 from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
-from tests.live_fixtures import live_fixture, server_loop_fixture  # noqa: F401 (fixtures)
+from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
 from tests.live_servers import LEGACY_WS, TRANSPORT_WS, Server, ServerLoop, WSClient, eventually
 from tests.security_helpers import KEYS, SECRETS
 from tests.test_subscriptions import (

@@ -25,7 +25,7 @@ from graphql_api.live.feed import ChangeFeed
 from graphql_api.live.selectors import JobSelector
 from graphql_api.live.subscriber import FellBehind, Subscriber
 from graphql_api.storage.mongo import MongoStorage
-from tests.live_fixtures import live_fixture, server_loop_fixture  # noqa: F401 (fixtures)
+from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
 from tests.live_servers import SubscriptionEnded, eventually
 from tests.test_subscriptions import (
     BIG_JOB_UPDATES,

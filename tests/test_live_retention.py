@@ -19,7 +19,7 @@ from graphql_api.live.retention import LogRetention
 from graphql_api.live.tailer import LogTailer
 from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
-from tests.live_fixtures import live_fixture, server_loop_fixture
+from tests.live_fixtures import live_fixture
 from tests.live_servers import Server, SubscriptionEnded
 from tests.test_subscriptions import (
     JOB_UPDATES,
@@ -32,7 +32,7 @@ from tests.test_subscriptions import (
     updates,
 )
 
-__all__ = ["live_fixture", "server_loop_fixture"]
+__all__ = ["live_fixture"]
 
 HISTORY_AFTER = """query($id: ID!, $after: String) {
   trainingJob(jobId: $id) { history(first: 100, after: $after) { edges { node { cursor kind } } } }

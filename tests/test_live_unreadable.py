@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.live_fixtures import live_fixture, server_loop_fixture  # noqa: F401 (fixtures)
+from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
 from tests.live_servers import WSClient
 from tests.test_subscriptions import (
     HISTORY,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -29,13 +29,6 @@ CREATE_JOB = """mutation($input: CreateTrainingJobInput!) {
 START = """mutation($id: ID!) { startTrainingJob(jobId: $id) { __typename } }"""
 HISTORY = """query($id: ID!) {
   trainingJob(jobId: $id) { history(first: 10) { edges { node { kind actor } } } } }"""
-
-
-@pytest.fixture(scope="module")
-def server_loop() -> Iterator[ServerLoop]:
-    loop = ServerLoop()
-    yield loop
-    loop.close()
 
 
 class Secured:

@@ -89,13 +89,6 @@ def history_of(data: dict[str, Any]) -> list[dict[str, Any]]:
 # Servers ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server_loop() -> Iterator[ServerLoop]:
-    loop = ServerLoop()
-    yield loop
-    loop.close()
-
-
 class Live:
     """One test's database, the servers over it, and the clients opened on them."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -178,13 +178,6 @@ async def test_other_refusals_are_json(client: httpx.AsyncClient) -> None:
 
 
 # WebSocket ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server_loop() -> Iterator[ServerLoop]:
-    loop = ServerLoop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture

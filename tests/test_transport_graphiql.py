@@ -9,7 +9,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -35,13 +35,6 @@ REGISTER = """mutation { registerModelVersion(input: {modelName: "m", version: "
   modelType: CLASSIFICATION}) { ... on ModelVersion { modelId } } }"""
 CREATE = """mutation($input: CreateTrainingJobInput!) {
   createTrainingJob(input: $input) { __typename } }"""
-
-
-@pytest.fixture(scope="module")
-def server_loop() -> Iterator[ServerLoop]:
-    loop = ServerLoop()
-    yield loop
-    loop.close()
 
 
 class Servers:

@@ -8,7 +8,7 @@ import asyncio
 import json
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -146,13 +146,6 @@ def test_malformed_host_patterns_stop_the_server(hosts: str) -> None:
 
 
 # WebSocket ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server_loop() -> Iterator[ServerLoop]:
-    loop = ServerLoop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture

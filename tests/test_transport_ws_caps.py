@@ -7,7 +7,7 @@ import asyncio
 import json
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,13 +22,6 @@ from tests.live_servers import LEGACY_WS, TRANSPORT_WS, Server, ServerLoop
 from tests.security_helpers import KEYS, SECRETS
 
 CAP = 3
-
-
-@pytest.fixture(scope="module")
-def server_loop() -> Iterator[ServerLoop]:
-    loop = ServerLoop()
-    yield loop
-    loop.close()
 
 
 class Servers:

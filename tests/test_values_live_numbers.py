@@ -14,7 +14,6 @@ from tests.test_subscriptions import (  # noqa: F401  (fixtures are used by name
     live,
     mutate,
     register,
-    server_loop,
 )
 
 REPORT = """mutation($id: ID!, $metrics: JSON!) {
