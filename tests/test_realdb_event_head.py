@@ -6,20 +6,16 @@ head is now looked for in a window below the events counter, widened until it ho
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from motor.motor_asyncio import AsyncIOMotorClient
-from pymongo import monitoring
 
 from graphql_api.storage.mongo import MongoStorage
 from graphql_api.storage.mongo.events import HEAD_WINDOW
 from graphql_api.storage.mongo.query_shapes import filter_fields
 from graphql_api.storage.mongo.server import ServerKind
 from tests.conftest import REAL_URI
+from tests.recorded_commands import Recorder, recorded_fixture  # noqa: F401 (fixture)
 
 
 async def put_events(storage: MongoStorage, seqs: list[int], counter: int | None) -> None:
@@ -50,49 +46,21 @@ async def test_head_is_the_highest_stored_number(
     assert await storage.events.head() == head
 
 
-class FindRecorder(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.finds: list[dict[str, Any]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "find" and event.command["find"] == "events":
-            self.finds.append(dict(event.command))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-@pytest.fixture
-async def recorded_storage() -> AsyncIterator[tuple[MongoStorage, FindRecorder]]:
-    recorder = FindRecorder()
-    client: Any = AsyncIOMotorClient(REAL_URI, tz_aware=True, event_listeners=[recorder])
-    name = f"mltrain_head_{uuid.uuid4().hex[:10]}"
-    storage = MongoStorage(client[name])
-    await storage.ensure_indexes()
-    try:
-        yield storage, recorder
-    finally:
-        await client.drop_database(name)
-        client.close()
-
-
 @pytest.mark.skipif(not REAL_URI, reason="needs MLTRAIN_TEST_MONGODB_URI (a real server)")
 async def test_head_of_a_long_log_reads_a_window_not_the_log(
-    recorded_storage: tuple[MongoStorage, FindRecorder],
+    recorded: tuple[MongoStorage, Recorder],
 ) -> None:
-    storage, recorder = recorded_storage
+    storage, recorder = recorded
+    recorder.on = True
     await put_events(storage, list(range(1, 5_001)), 5_000)
     assert await storage.events.head() == 5_000
     # One read of the log, bounded below by the window under the counter.
-    assert len(recorder.finds) == 1
-    assert filter_fields(recorder.finds[0]["filter"]) == {"_id"}
-    assert recorder.finds[0]["filter"]["_id"] == {"$gt": 5_000 - HEAD_WINDOW}
+    (find,) = recorder.finds("events")
+    assert filter_fields(find["filter"]) == {"_id"}
+    assert find["filter"]["_id"] == {"$gt": 5_000 - HEAD_WINDOW}
     reply = await storage._db.command(
         "explain",
-        {"find": "events", "filter": recorder.finds[0]["filter"], "sort": {"_id": -1}, "limit": 1},
+        {"find": "events", "filter": find["filter"], "sort": {"_id": -1}, "limit": 1},
         verbosity="queryPlanner",
     )
     if storage.server.kind is ServerKind.FERRETDB_V2:  # PostgreSQL's plan

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from motor.motor_asyncio import AsyncIOMotorClient
-from pymongo import monitoring
 
 from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
 from graphql_api.domain.errors import ConflictError
@@ -39,6 +36,7 @@ from graphql_api.storage.mongo import MongoStorage
 from graphql_api.storage.mongo.query_shapes import SHAPES, ShapeKey, declared, shape_of
 from graphql_api.storage.mongo.server import ServerKind
 from tests.conftest import REAL_URI
+from tests.recorded_commands import Recorder, recorded_fixture  # noqa: F401 (fixture)
 
 #: Documents per collection: enough that PostgreSQL's planner prefers an index where one serves
 #: (a handful of rows is cheaper to scan, which would hide a missing index).
@@ -46,36 +44,6 @@ JOBS = 3000
 #: The bulk events' sequence numbers start here (after the few the services append).
 BULK_EVENTS_FROM = 1000
 SHARD_KEY_ONLY = re.compile(r"^\(*shard_key_value = '\d+'::bigint\)*$")
-
-
-class Recorder(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.commands: list[dict[str, Any]] = []
-        self.on = False
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.on:
-            self.commands.append(dict(event.command))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-@pytest.fixture
-async def recorded() -> AsyncIterator[tuple[MongoStorage, Recorder]]:
-    recorder = Recorder()
-    client: Any = AsyncIOMotorClient(REAL_URI, tz_aware=True, event_listeners=[recorder])
-    name = f"mltrain_shapes_{uuid.uuid4().hex[:10]}"
-    storage = MongoStorage(client[name])
-    await storage.ensure_indexes()
-    try:
-        yield storage, recorder
-    finally:
-        await client.drop_database(name)
-        client.close()
 
 
 async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
