@@ -128,9 +128,8 @@ class Receipts:
             self.expect(step).set()
 
 
-async def subscriber(
-    url: str, job_id: str, after: str, receipts: Receipts, compression: bool
-) -> ClientConnection:
+async def subscribed(url: str, payload: dict[str, Any], compression: bool) -> ClientConnection:
+    """A graphql-transport-ws connection, acknowledged, with one subscription ("1") started."""
     ws = await connect(
         url,
         subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
@@ -141,8 +140,15 @@ async def subscriber(
     )
     await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
     assert json.loads(await ws.recv())["type"] == "connection_ack"
-    payload = {"query": SUBSCRIPTION, "variables": {"jobId": job_id, "after": after}}
     await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+    return ws
+
+
+async def subscriber(
+    url: str, job_id: str, after: str, receipts: Receipts, compression: bool
+) -> ClientConnection:
+    payload = {"query": SUBSCRIPTION, "variables": {"jobId": job_id, "after": after}}
+    ws = await subscribed(url, payload, compression)
 
     async def read() -> None:
         with contextlib.suppress(Exception):
@@ -181,7 +187,7 @@ class LoadReceipts:
         if update["job"]["jobId"] != self.load_job:
             return
         step = update["job"]["metrics"].get("step")
-        # Metrics come back as floats (4 -> 4.0).
+        # Metrics keep their JSON type; accept a float step too (servers before 2026-12).
         sent = self.responded.get(int(step)) if isinstance(step, int | float) else None
         if sent is not None:
             self.lags_ms.append(max(0.0, at - sent) * 1000)
@@ -190,17 +196,7 @@ class LoadReceipts:
 async def all_jobs_subscriber(
     url: str, receipts: LoadReceipts, compression: bool
 ) -> ClientConnection:
-    ws = await connect(
-        url,
-        subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
-        compression="deflate" if compression else None,
-        open_timeout=120,
-        ping_interval=None,
-        max_queue=None,
-    )
-    await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
-    assert json.loads(await ws.recv())["type"] == "connection_ack"
-    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": ALL_JOBS}}))
+    ws = await subscribed(url, {"query": ALL_JOBS}, compression)
 
     async def read() -> None:
         with contextlib.suppress(Exception):
