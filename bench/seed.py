@@ -4,7 +4,7 @@
 ``ModelRegistryService``, so they carry their change events like any real version. Training
 jobs are built as ``TrainingJob`` records with the same validation ``createTrainingJob`` runs
 (``validation.build``), in their final lifecycle state (a status mix with matching dates,
-metrics and failure reasons), mapped with ``storage.documents`` and inserted in bulk: driving
+metrics and failure reasons), mapped with ``storage.mongo.documents`` and inserted in bulk: driving
 10,000 jobs one mutation at a time would take minutes on the in-memory mock.
 
     python -m bench.seed --uri mongodb://127.0.0.1:27018 --jobs 10000
@@ -25,8 +25,7 @@ from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.queries import ModelVersionFilter
 from graphql_api.services.container import Services
-from graphql_api.storage import documents
-from graphql_api.storage.mongo import MongoStorage
+from graphql_api.storage.mongo import MongoStorage, documents
 
 MODEL_NAMES = 20
 VERSIONS_PER_MODEL = 5

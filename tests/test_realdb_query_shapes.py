@@ -30,9 +30,8 @@ from graphql_api.domain.queries import (
 )
 from graphql_api.domain.values import utc_now
 from graphql_api.services.container import Services
-from graphql_api.storage import documents
 from graphql_api.storage.base import PendingChange
-from graphql_api.storage.mongo import MongoStorage
+from graphql_api.storage.mongo import MongoStorage, documents
 from graphql_api.storage.mongo.query_shapes import SHAPES, ShapeKey, declared, shape_of
 from graphql_api.storage.mongo.server import ServerKind
 from tests.conftest import REAL_URI

@@ -17,7 +17,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 from graphql_api.domain.errors import ConflictError
 from graphql_api.domain.queries import PageRequest
 from graphql_api.storage.base import MergeLimitExceeded, StoreStats
-from graphql_api.storage.keyset import SortSpec
+from graphql_api.storage.mongo.keyset import SortSpec
 
 log = logging.getLogger("mltrain.storage")
 

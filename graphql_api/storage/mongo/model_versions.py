@@ -26,9 +26,8 @@ from graphql_api.domain.models import ModelVersion
 from graphql_api.domain.queries import ModelVersionFilter, ModelVersionOrder, Page, PageRequest
 from graphql_api.domain.semver import version_sort_key
 from graphql_api.domain.values import utc_now
-from graphql_api.storage import documents
 from graphql_api.storage.base import PendingChange, ProductionPointer, Revisioned, StoreStats
-from graphql_api.storage.filters import model_version_query
+from graphql_api.storage.mongo import documents
 from graphql_api.storage.mongo.collection import (
     MAX_UPDATE_ATTEMPTS,
     MongoCollection,
@@ -37,6 +36,7 @@ from graphql_api.storage.mongo.collection import (
     retry_transient,
 )
 from graphql_api.storage.mongo.failures import bounded_methods
+from graphql_api.storage.mongo.filters import model_version_query
 from graphql_api.storage.mongo.sorts import MODEL_VERSION_SORTS
 
 

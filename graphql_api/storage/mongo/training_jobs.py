@@ -12,10 +12,10 @@ from graphql_api.domain.enums import TrainingStatus
 from graphql_api.domain.errors import ConflictError
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, TrainingJobOrder
-from graphql_api.storage import documents
-from graphql_api.storage.filters import training_job_query
+from graphql_api.storage.mongo import documents
 from graphql_api.storage.mongo.collection import MongoCollection, is_duplicate_key
 from graphql_api.storage.mongo.failures import bounded_methods
+from graphql_api.storage.mongo.filters import training_job_query
 from graphql_api.storage.mongo.sorts import TRAINING_JOB_SORTS
 
 

@@ -1,0 +1,202 @@
+"""Records to MongoDB documents and back, derived from the domain models' fields.
+
+A document holds every field of its model under the field's own name (the key field under
+``_id``), so a field added to a model is stored and read back with no edit here. The names only
+storage uses are declared once, in ``STORAGE_FIELDS``; no model field may take one of them (a
+unit test checks).
+
+Reads trust what this module wrote: they rebuild models with ``model_construct``, without
+re-running validation (the hot path of every list query), and restore only what BSON loses,
+decided once per model from its field annotations: the UTC zone of datetimes, and enums from
+their stored values. A field missing from a document written before the field existed takes the
+model's default.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from graphql_api.domain.events import ChangeEvent, ChangeKind, EntityKind
+from graphql_api.domain.models import ModelVersion, TrainingJob
+from graphql_api.domain.semver import version_sort_key
+
+#: Document fields that are not model fields: storage's own bookkeeping.
+STORAGE_FIELDS: Mapping[str, str] = {
+    "_id": "the record's key (the model's key field is stored under it)",
+    "rev": "revision, bumped by every update (see collection.UpdateGuard)",
+    "version_sort_key": "SemVer precedence as a sortable string (model versions)",
+    "precedence_twin": "'' or the id of a pre-existing equal-precedence twin (model versions)",
+    "production_revision": "pointer revision at which a version reached production",
+    "pending_event": "the change whose event is not yet in the log (model versions)",
+    "production_slot": "legacy: written before the production pointer; nothing reads it",
+}
+
+M = TypeVar("M", bound=BaseModel)
+#: Turns a value as BSON gives it back into the value the model holds.
+Restore = Callable[[Any], Any]
+
+
+def _utc(value: datetime) -> datetime:
+    # MongoDB stores UTC; drivers hand it back naive or with a zone object of their own.
+    return value.replace(tzinfo=UTC)
+
+
+def _plain(annotation: Any) -> tuple[Any, bool]:
+    """The annotation without ``Annotated`` and ``| None``, and whether None is allowed."""
+    nullable = False
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            nullable = nullable or len(members) < len(typing.get_args(annotation))
+            if len(members) != 1:
+                return annotation, nullable
+            annotation = members[0]
+        else:
+            return annotation, nullable
+
+
+def _restorer(annotation: Any) -> Restore | None:
+    """What a read must do to a stored value of this type (None: use it as it is)."""
+    if isinstance(annotation, type):
+        if issubclass(annotation, datetime):
+            return _utc
+        if issubclass(annotation, Enum):
+            return annotation
+    return None
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    stored_as: str
+    restore: Restore | None
+    #: None is a value the field takes; for other fields a stored None means "not set".
+    nullable: bool
+    is_enum: bool
+
+
+@dataclass(frozen=True)
+class RecordMapping(Generic[M]):
+    """How records of ``model`` are stored: every model field under its name, ``key`` under
+    ``_id``, plus the storage-only ``derived`` fields computed from the record on insert."""
+
+    model: type[M]
+    key: str
+    derived: Mapping[str, Callable[[M], Any]] = field(default_factory=dict)
+    _fields: tuple[_Field, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        fields = []
+        for name, info in self.model.model_fields.items():
+            plain, nullable = _plain(info.annotation)
+            restore = _restorer(plain)
+            fields.append(
+                _Field(
+                    name=name,
+                    stored_as="_id" if name == self.key else name,
+                    restore=restore,
+                    nullable=nullable,
+                    is_enum=isinstance(plain, type) and issubclass(plain, Enum),
+                )
+            )
+        object.__setattr__(self, "_fields", tuple(fields))
+
+    def stored_name(self, name: str) -> str:
+        """The document field that holds model field ``name``."""
+        return "_id" if name == self.key else name
+
+    def field_values(self, record: M) -> dict[str, Any]:
+        """The record's fields as stored (enums by value), keyed by document field."""
+        dumped = record.model_dump(mode="python")
+        doc: dict[str, Any] = {}
+        for f in self._fields:
+            value = dumped[f.name]
+            doc[f.stored_as] = value.value if f.is_enum and value is not None else value
+        return doc
+
+    def to_doc(self, record: M) -> dict[str, Any]:
+        """A new record's document, revision 0."""
+        doc = self.field_values(record)
+        for name, compute in self.derived.items():
+            doc[name] = compute(record)
+        doc["rev"] = 0
+        return doc
+
+    def from_doc(self, doc: Mapping[str, Any]) -> M:
+        values: dict[str, Any] = {}
+        for f in self._fields:
+            value = doc.get(f.stored_as)
+            if value is None:
+                if f.nullable and f.stored_as in doc:
+                    values[f.name] = None
+                # Otherwise missing (an older document): the model's default.
+                continue
+            values[f.name] = value if f.restore is None else f.restore(value)
+        return self.model.model_construct(**values)
+
+
+MODEL_VERSIONS: RecordMapping[ModelVersion] = RecordMapping(
+    ModelVersion,
+    key="model_id",
+    derived={
+        "version_sort_key": lambda v: version_sort_key(v.version),
+        # "" for every new record; see MongoModelVersionStore._ensure_precedence_unique.
+        "precedence_twin": lambda _: "",
+    },
+)
+TRAINING_JOBS: RecordMapping[TrainingJob] = RecordMapping(TrainingJob, key="job_id")
+
+
+def model_version_to_doc(version: ModelVersion) -> dict[str, Any]:
+    return MODEL_VERSIONS.to_doc(version)
+
+
+def model_version_from_doc(doc: Mapping[str, Any]) -> ModelVersion:
+    return MODEL_VERSIONS.from_doc(doc)
+
+
+def training_job_to_doc(job: TrainingJob) -> dict[str, Any]:
+    return TRAINING_JOBS.to_doc(job)
+
+
+def training_job_from_doc(doc: Mapping[str, Any]) -> TrainingJob:
+    return TRAINING_JOBS.from_doc(doc)
+
+
+def event_to_doc(event: ChangeEvent) -> dict[str, Any]:
+    doc = event.model_dump(mode="python")
+    doc["_id"] = doc.pop("seq")
+    doc["entity"] = event.entity.value
+    doc["kind"] = event.kind.value
+    return doc
+
+
+def event_from_doc(doc: dict[str, Any]) -> ChangeEvent:
+    snapshot = dict(doc["snapshot"])
+    for key, value in snapshot.items():
+        if isinstance(value, datetime):
+            snapshot[key] = _utc(value)
+    return ChangeEvent.model_construct(
+        seq=doc["_id"],
+        entity=EntityKind(doc["entity"]),
+        entity_id=doc["entity_id"],
+        kind=ChangeKind(doc["kind"]),
+        previous_status=doc.get("previous_status"),
+        status=doc["status"],
+        occurred_at=_utc(doc["occurred_at"]),
+        model_id=doc["model_id"],
+        model_name=doc.get("model_name"),
+        actor=doc.get("actor"),
+        snapshot=snapshot,
+    )
