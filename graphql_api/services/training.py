@@ -15,9 +15,9 @@ from graphql_api.domain.errors import (
     ValidationError,
     ValidationRule,
 )
-from graphql_api.domain.events import ChangeKind, StoredEvent
+from graphql_api.domain.events import StoredEvent
 from graphql_api.domain.ids import new_id
-from graphql_api.domain.lifecycle import METRICS_REPORTING_STATUSES, training_sources
+from graphql_api.domain.lifecycle import JobTransitions, Transition
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, TrainingJobOrder
 from graphql_api.domain.values import MAX_METRICS, utc_now
@@ -26,12 +26,7 @@ from graphql_api.storage.base import MergeLimitExceeded, Storage
 
 RESOURCE = "TrainingJob"
 
-_KIND_OF_TARGET = {
-    TrainingStatus.RUNNING: ChangeKind.STARTED,
-    TrainingStatus.COMPLETED: ChangeKind.COMPLETED,
-    TrainingStatus.FAILED: ChangeKind.FAILED,
-    TrainingStatus.CANCELLED: ChangeKind.CANCELLED,
-}
+T = JobTransitions
 
 
 class MLTrainingService:
@@ -111,11 +106,11 @@ class MLTrainingService:
             raise NotFoundError("ModelVersion", model_id, field="modelId")
         _refuse_retired(version.model_id, version.status)
         await self._jobs.insert(job)
-        await self._record.job(job, ChangeKind.CREATED, None, actor)
+        await self._record.job(job, T.CREATE.kind, None, actor)
         return job
 
     async def start(self, job_id: str, *, actor: str | None = None) -> TrainingJob:
-        return await self._move(job_id, TrainingStatus.RUNNING, {"started_date": utc_now()}, actor)
+        return await self._move(job_id, T.START, actor)
 
     async def complete(
         self,
@@ -126,23 +121,14 @@ class MLTrainingService:
     ) -> TrainingJob:
         """RUNNING -> COMPLETED, merging the final ``metrics`` into those reported so far."""
         final = validation.metrics(metrics if metrics is not None else {})
-        return await self._move(
-            job_id, TrainingStatus.COMPLETED, {"completed_date": utc_now()}, actor, final
-        )
+        return await self._move(job_id, T.COMPLETE, actor, metrics=final)
 
     async def fail(self, job_id: str, reason: str, *, actor: str | None = None) -> TrainingJob:
         reason = validation.checked(text.check_text, reason.strip(), "reason")
-        return await self._move(
-            job_id,
-            TrainingStatus.FAILED,
-            {"completed_date": utc_now(), "failure_reason": reason},
-            actor,
-        )
+        return await self._move(job_id, T.FAIL, actor, {"failure_reason": reason})
 
     async def cancel(self, job_id: str, *, actor: str | None = None) -> TrainingJob:
-        return await self._move(
-            job_id, TrainingStatus.CANCELLED, {"completed_date": utc_now()}, actor
-        )
+        return await self._move(job_id, T.CANCEL, actor)
 
     async def report_metrics(
         self, job_id: str, metrics: Mapping[str, float], *, actor: str | None = None
@@ -153,7 +139,7 @@ class MLTrainingService:
             raise ValidationError(
                 "metrics", "must name at least one metric", rule=ValidationRule.min_length
             )
-        job = await self._merge(job_id, METRICS_REPORTING_STATUSES, {}, checked)
+        job = await self._merge(job_id, T.REPORT_METRICS.sources, {}, checked)
         if job is None:
             current = await self._require(job_id)
             raise InvalidTransitionError(
@@ -164,7 +150,7 @@ class MLTrainingService:
                 f"{RESOURCE} {job_id!r} is {current.status.value}: metrics can only be "
                 "reported while it is RUNNING",
             )
-        await self._record.job(job, ChangeKind.METRICS_REPORTED, job.status, actor)
+        await self._record.job(job, T.REPORT_METRICS.kind, job.status, actor)
         return job
 
     async def set_logs_url(
@@ -172,10 +158,10 @@ class MLTrainingService:
     ) -> TrainingJob:
         """Where the logs are; allowed in every status (logs are often uploaded at the end)."""
         logs_url = validation.checked(text.check_url, logs_url.strip(), "logsUrl")
-        job = await self._jobs.update(job_id, set(TrainingStatus), {"logs_url": logs_url})
+        job = await self._jobs.update(job_id, T.SET_LOGS_URL.sources, {"logs_url": logs_url})
         if job is None:
             raise NotFoundError(RESOURCE, job_id, field="jobId")
-        await self._record.job(job, ChangeKind.LOGS_URL_SET, job.status, actor)
+        await self._record.job(job, T.SET_LOGS_URL.kind, job.status, actor)
         return job
 
     # Helpers ---------------------------------------------------------------------------
@@ -183,17 +169,22 @@ class MLTrainingService:
     async def _move(
         self,
         job_id: str,
-        target: TrainingStatus,
-        changes: dict[str, Any],
+        transition: Transition[TrainingStatus],
         actor: str | None,
+        changes: Mapping[str, Any] | None = None,
+        *,
         metrics: Mapping[str, float] | None = None,
     ) -> TrainingJob:
+        target = transition.target
+        assert target is not None
+        now = utc_now()
+        update = {**dict.fromkeys(transition.dates, now), **(changes or {}), "status": target}
         # One atomic conditional update per allowed source status, so the event knows exactly
         # which status the job left, and two callers can never both make the move.
-        for source in sorted(training_sources(target)):
-            job = await self._merge(job_id, {source}, {**changes, "status": target}, metrics)
+        for source in sorted(transition.sources):
+            job = await self._merge(job_id, {source}, update, metrics)
             if job is not None:
-                await self._record.job(job, _KIND_OF_TARGET[target], source, actor)
+                await self._record.job(job, transition.kind, source, actor)
                 return job
         current = await self._require(job_id)
         raise InvalidTransitionError(RESOURCE, job_id, current.status.value, target.value)

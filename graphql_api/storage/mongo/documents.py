@@ -49,7 +49,7 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC)
 
 
-def _plain(annotation: Any) -> tuple[Any, bool]:
+def unwrap_annotation(annotation: Any) -> tuple[Any, bool]:
     """The annotation without ``Annotated`` and ``| None``, and whether None is allowed."""
     nullable = False
     while True:
@@ -99,7 +99,7 @@ class RecordMapping(Generic[M]):
     def __post_init__(self) -> None:
         fields = []
         for name, info in self.model.model_fields.items():
-            plain, nullable = _plain(info.annotation)
+            plain, nullable = unwrap_annotation(info.annotation)
             restore = _restorer(plain)
             fields.append(
                 _Field(
