@@ -23,7 +23,8 @@ from graphql_api.domain.lifecycle import PROMOTION_PATH, PROMOTIONS, Transition
 from graphql_api.domain.lifecycle import VersionTransitions as V
 from graphql_api.domain.models import ModelVersion
 from graphql_api.domain.queries import ModelVersionFilter, ModelVersionOrder, Page, PageRequest
-from graphql_api.domain.values import MAX_METRICS, utc_now
+from graphql_api.domain.updates import MetricsMerge, Move
+from graphql_api.domain.values import utc_now
 from graphql_api.services.changes import ChangeRecorder
 from graphql_api.storage.base import (
     MergeLimitExceeded,
@@ -225,10 +226,10 @@ class ModelRegistryService:
                 # Given back by an undone move: still in production (no status change, no
                 # event), it takes the new holding's revision, so that nothing that read the
                 # pointer before the undo retires it as displaced.
-                kept = await self._versions.transition(
+                kept = await self._versions.update(
                     holder_id,
                     {ModelStatus.PRODUCTION},
-                    ModelStatus.PRODUCTION,
+                    (),
                     at_revision=read.revision,
                     production_revision=pointer.revision,
                 )
@@ -362,9 +363,9 @@ class ModelRegistryService:
         assert transition.target is not None and source in transition.sources
         for _ in range(MAX_SETTLE_ATTEMPTS):
             pending = _pending(transition.kind, source, actor)
-            changes = dict.fromkeys(transition.dates, pending.occurred_at)
-            changed = await self._versions.transition(
-                model_id, {source}, transition.target, changes, pending=pending, **conditions
+            move = Move(transition=transition, at=pending.occurred_at)
+            changed = await self._versions.update(
+                model_id, {source}, [move], pending=pending, **conditions
             )
             if changed is not None:
                 await self._publish(changed, pending)
@@ -418,8 +419,8 @@ class ModelRegistryService:
     ) -> ModelVersion | None:
         """Merge keeping the *stored* metrics within MAX_METRICS, not only each call's."""
         try:
-            return await self._versions.merge_metrics(
-                model_id, metrics, V.UPDATE_METRICS.sources, MAX_METRICS
+            return await self._versions.update(
+                model_id, V.UPDATE_METRICS.sources, [MetricsMerge(metrics=metrics)]
             )
         except MergeLimitExceeded as error:
             raise ValidationError(

@@ -20,7 +20,8 @@ from graphql_api.domain.ids import new_id
 from graphql_api.domain.lifecycle import JobTransitions, Transition
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, TrainingJobOrder
-from graphql_api.domain.values import MAX_METRICS, utc_now
+from graphql_api.domain.updates import Change, FailureReason, LogsUrl, MetricsMerge, Move
+from graphql_api.domain.values import utc_now
 from graphql_api.services.changes import ChangeRecorder
 from graphql_api.storage.base import MergeLimitExceeded, Storage
 
@@ -121,11 +122,13 @@ class MLTrainingService:
     ) -> TrainingJob:
         """RUNNING -> COMPLETED, merging the final ``metrics`` into those reported so far."""
         final = validation.metrics(metrics if metrics is not None else {})
-        return await self._move(job_id, T.COMPLETE, actor, metrics=final)
+        return await self._move(
+            job_id, T.COMPLETE, actor, [MetricsMerge(metrics=final)] if final else []
+        )
 
     async def fail(self, job_id: str, reason: str, *, actor: str | None = None) -> TrainingJob:
         reason = validation.checked(text.check_text, reason.strip(), "reason")
-        return await self._move(job_id, T.FAIL, actor, {"failure_reason": reason})
+        return await self._move(job_id, T.FAIL, actor, [FailureReason(reason=reason)])
 
     async def cancel(self, job_id: str, *, actor: str | None = None) -> TrainingJob:
         return await self._move(job_id, T.CANCEL, actor)
@@ -139,7 +142,7 @@ class MLTrainingService:
             raise ValidationError(
                 "metrics", "must name at least one metric", rule=ValidationRule.min_length
             )
-        job = await self._merge(job_id, T.REPORT_METRICS.sources, {}, checked)
+        job = await self._update(job_id, T.REPORT_METRICS.sources, [MetricsMerge(metrics=checked)])
         if job is None:
             current = await self._require(job_id)
             raise InvalidTransitionError(
@@ -158,7 +161,7 @@ class MLTrainingService:
     ) -> TrainingJob:
         """Where the logs are; allowed in every status (logs are often uploaded at the end)."""
         logs_url = validation.checked(text.check_url, logs_url.strip(), "logsUrl")
-        job = await self._jobs.update(job_id, T.SET_LOGS_URL.sources, {"logs_url": logs_url})
+        job = await self._update(job_id, T.SET_LOGS_URL.sources, [LogsUrl(logs_url=logs_url)])
         if job is None:
             raise NotFoundError(RESOURCE, job_id, field="jobId")
         await self._record.job(job, T.SET_LOGS_URL.kind, job.status, actor)
@@ -171,34 +174,29 @@ class MLTrainingService:
         job_id: str,
         transition: Transition[TrainingStatus],
         actor: str | None,
-        changes: Mapping[str, Any] | None = None,
-        *,
-        metrics: Mapping[str, float] | None = None,
+        also: Sequence[Change] = (),
     ) -> TrainingJob:
+        """``transition`` (with the changes ``also`` made by the same update) and its event."""
         target = transition.target
         assert target is not None
-        now = utc_now()
-        update = {**dict.fromkeys(transition.dates, now), **(changes or {}), "status": target}
+        changes = [Move(transition=transition, at=utc_now()), *also]
         # One atomic conditional update per allowed source status, so the event knows exactly
         # which status the job left, and two callers can never both make the move.
         for source in sorted(transition.sources):
-            job = await self._merge(job_id, {source}, update, metrics)
+            job = await self._update(job_id, {source}, changes)
             if job is not None:
                 await self._record.job(job, transition.kind, source, actor)
                 return job
         current = await self._require(job_id)
         raise InvalidTransitionError(RESOURCE, job_id, current.status.value, target.value)
 
-    async def _merge(
-        self,
-        job_id: str,
-        allowed: Collection[TrainingStatus],
-        changes: dict[str, Any],
-        metrics: Mapping[str, float] | None,
+    async def _update(
+        self, job_id: str, sources: Collection[TrainingStatus], changes: Sequence[Change]
     ) -> TrainingJob | None:
-        """``update`` that keeps the *stored* metrics within MAX_METRICS, not only each call's."""
+        """``update``, with a merge that would take the *stored* metrics over their limit (not
+        only each call's) as the client's ValidationError."""
         try:
-            return await self._jobs.update(job_id, allowed, changes, metrics, MAX_METRICS)
+            return await self._jobs.update(job_id, sources, changes)
         except MergeLimitExceeded as error:
             raise ValidationError(
                 "metrics",

@@ -116,6 +116,14 @@ class RecordMapping(Generic[M]):
         """The document field that holds model field ``name``."""
         return "_id" if name == self.key else name
 
+    def stored_values(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Model field values as an update stores them: keyed by document field, enums by
+        value."""
+        return {
+            self.stored_name(name): value.value if isinstance(value, Enum) else value
+            for name, value in fields.items()
+        }
+
     def field_values(self, record: M) -> dict[str, Any]:
         """The record's fields as stored (enums by value), keyed by document field."""
         dumped = record.model_dump(mode="python")
