@@ -136,10 +136,6 @@ def _final(rows: Iterable[Transition[S]], statuses: Iterable[S]) -> frozenset[S]
 
 #: Statuses a job never leaves.
 FINAL_TRAINING_STATUSES: frozenset[TrainingStatus] = _final(JOB_TRANSITIONS, TrainingStatus)
-#: Statuses in which a job may report metrics before it ends.
-METRICS_REPORTING_STATUSES = JobTransitions.REPORT_METRICS.sources
-#: Statuses in which a model version's metrics may still change.
-MODEL_METRICS_EDITABLE = VersionTransitions.UPDATE_METRICS.sources
 
 #: ``promoteModelVersion`` moves one step along this path: the promotion from each status.
 PROMOTIONS: Mapping[ModelStatus, Transition[ModelStatus]] = MappingProxyType(

@@ -19,8 +19,12 @@ from graphql_api.domain.errors import (
 )
 from graphql_api.domain.events import ChangeKind
 from graphql_api.domain.ids import new_id
-from graphql_api.domain.lifecycle import PROMOTION_PATH, PROMOTIONS, Transition
-from graphql_api.domain.lifecycle import VersionTransitions as V
+from graphql_api.domain.lifecycle import (
+    PROMOTION_PATH,
+    PROMOTIONS,
+    Transition,
+    VersionTransitions,
+)
 from graphql_api.domain.models import ModelVersion
 from graphql_api.domain.queries import ModelVersionFilter, ModelVersionOrder, Page, PageRequest
 from graphql_api.domain.updates import MetricsMerge, Move
@@ -94,7 +98,7 @@ class ModelRegistryService:
             metrics=metrics if metrics is not None else {},
             created_date=utc_now(),
         )
-        pending = _pending(V.REGISTER.kind, None, actor)
+        pending = _pending(VersionTransitions.REGISTER.kind, None, actor)
         await self._versions.insert(record, pending)
         await self._publish(record, pending)
         return record
@@ -116,7 +120,7 @@ class ModelRegistryService:
         target = None if promotion is None else promotion.target
         if promotion is None or target is None or (to is not None and to is not target):
             raise _cannot_promote(current, to or target)
-        if promotion is V.DEPLOY:
+        if promotion is VersionTransitions.DEPLOY:
             return await self._deploy(current, actor)
         promoted = await self._change(model_id, current.status, promotion, actor)
         if promoted is None:
@@ -240,7 +244,7 @@ class ModelRegistryService:
             deployed = await self._change(
                 holder_id,
                 ModelStatus.TESTING,
-                V.DEPLOY,
+                VersionTransitions.DEPLOY,
                 actor,
                 at_revision=read.revision,
                 production_revision=pointer.revision,
@@ -279,7 +283,7 @@ class ModelRegistryService:
             await self._change(
                 version.model_id,
                 ModelStatus.PRODUCTION,
-                V.ARCHIVE,
+                VersionTransitions.ARCHIVE,
                 actor,
                 before_production_revision=pointer.revision,
             )
@@ -309,7 +313,7 @@ class ModelRegistryService:
             archived = await self._change(
                 model_id,
                 source,
-                V.ARCHIVE,
+                VersionTransitions.ARCHIVE,
                 actor,
                 before_production_revision=reached_before,
             )
@@ -343,7 +347,9 @@ class ModelRegistryService:
                 None,
                 f"{RESOURCE} {model_id!r} is {current.status.value}: its metrics are frozen",
             )
-        await self._record.model_version(updated, V.UPDATE_METRICS.kind, updated.status, actor)
+        await self._record.model_version(
+            updated, VersionTransitions.UPDATE_METRICS.kind, updated.status, actor
+        )
         return updated
 
     # Helpers ---------------------------------------------------------------------------
@@ -420,7 +426,7 @@ class ModelRegistryService:
         """Merge keeping the *stored* metrics within MAX_METRICS, not only each call's."""
         try:
             return await self._versions.update(
-                model_id, V.UPDATE_METRICS.sources, [MetricsMerge(metrics=metrics)]
+                model_id, VersionTransitions.UPDATE_METRICS.sources, [MetricsMerge(metrics=metrics)]
             )
         except MergeLimitExceeded as error:
             raise ValidationError(

@@ -27,8 +27,6 @@ from graphql_api.storage.base import MergeLimitExceeded, Storage
 
 RESOURCE = "TrainingJob"
 
-T = JobTransitions
-
 
 class MLTrainingService:
     def __init__(self, storage: Storage) -> None:
@@ -107,11 +105,11 @@ class MLTrainingService:
             raise NotFoundError("ModelVersion", model_id, field="modelId")
         _refuse_retired(version.model_id, version.status)
         await self._jobs.insert(job)
-        await self._record.job(job, T.CREATE.kind, None, actor)
+        await self._record.job(job, JobTransitions.CREATE.kind, None, actor)
         return job
 
     async def start(self, job_id: str, *, actor: str | None = None) -> TrainingJob:
-        return await self._move(job_id, T.START, actor)
+        return await self._move(job_id, JobTransitions.START, actor)
 
     async def complete(
         self,
@@ -123,15 +121,15 @@ class MLTrainingService:
         """RUNNING -> COMPLETED, merging the final ``metrics`` into those reported so far."""
         final = validation.metrics(metrics if metrics is not None else {})
         return await self._move(
-            job_id, T.COMPLETE, actor, [MetricsMerge(metrics=final)] if final else []
+            job_id, JobTransitions.COMPLETE, actor, [MetricsMerge(metrics=final)] if final else []
         )
 
     async def fail(self, job_id: str, reason: str, *, actor: str | None = None) -> TrainingJob:
         reason = validation.checked(text.check_text, reason.strip(), "reason")
-        return await self._move(job_id, T.FAIL, actor, [FailureReason(reason=reason)])
+        return await self._move(job_id, JobTransitions.FAIL, actor, [FailureReason(reason=reason)])
 
     async def cancel(self, job_id: str, *, actor: str | None = None) -> TrainingJob:
-        return await self._move(job_id, T.CANCEL, actor)
+        return await self._move(job_id, JobTransitions.CANCEL, actor)
 
     async def report_metrics(
         self, job_id: str, metrics: Mapping[str, float], *, actor: str | None = None
@@ -142,7 +140,9 @@ class MLTrainingService:
             raise ValidationError(
                 "metrics", "must name at least one metric", rule=ValidationRule.min_length
             )
-        job = await self._update(job_id, T.REPORT_METRICS.sources, [MetricsMerge(metrics=checked)])
+        job = await self._update(
+            job_id, JobTransitions.REPORT_METRICS.sources, [MetricsMerge(metrics=checked)]
+        )
         if job is None:
             current = await self._require(job_id)
             raise InvalidTransitionError(
@@ -153,7 +153,7 @@ class MLTrainingService:
                 f"{RESOURCE} {job_id!r} is {current.status.value}: metrics can only be "
                 "reported while it is RUNNING",
             )
-        await self._record.job(job, T.REPORT_METRICS.kind, job.status, actor)
+        await self._record.job(job, JobTransitions.REPORT_METRICS.kind, job.status, actor)
         return job
 
     async def set_logs_url(
@@ -161,10 +161,12 @@ class MLTrainingService:
     ) -> TrainingJob:
         """Where the logs are; allowed in every status (logs are often uploaded at the end)."""
         logs_url = validation.checked(text.check_url, logs_url.strip(), "logsUrl")
-        job = await self._update(job_id, T.SET_LOGS_URL.sources, [LogsUrl(logs_url=logs_url)])
+        job = await self._update(
+            job_id, JobTransitions.SET_LOGS_URL.sources, [LogsUrl(logs_url=logs_url)]
+        )
         if job is None:
             raise NotFoundError(RESOURCE, job_id, field="jobId")
-        await self._record.job(job, T.SET_LOGS_URL.kind, job.status, actor)
+        await self._record.job(job, JobTransitions.SET_LOGS_URL.kind, job.status, actor)
         return job
 
     # Helpers ---------------------------------------------------------------------------
