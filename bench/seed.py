@@ -102,7 +102,7 @@ async def insert_jobs(storage: MongoStorage, jobs: list[TrainingJob]) -> None:
     collection = storage._db["training_jobs"]
     for start in range(0, len(jobs), BATCH):
         chunk = jobs[start : start + BATCH]
-        await collection.insert_many([documents.training_job_to_doc(j) for j in chunk])
+        await collection.insert_many([documents.TRAINING_JOBS.to_doc(j) for j in chunk])
 
 
 async def seed(storage: MongoStorage, jobs: int, pending: int = 0, rng_seed: int = 42) -> str:

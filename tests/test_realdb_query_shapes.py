@@ -70,7 +70,7 @@ async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
     assert template is not None
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     bulk = [
-        documents.training_job_to_doc(
+        documents.TRAINING_JOBS.to_doc(
             template.model_copy(
                 update={
                     "job_id": f"bulk-{n:05d}",
@@ -95,7 +95,7 @@ async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
     assert version is not None
     await storage._db["model_versions"].insert_many(
         [
-            documents.model_version_to_doc(
+            documents.MODEL_VERSIONS.to_doc(
                 version.model_copy(
                     update={
                         "model_id": f"bulk-version-{n:05d}",
@@ -138,7 +138,7 @@ async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
     await storage._db["model_versions"].drop_index("model_name_precedence_unique")
     twins = []
     for n in range(3):
-        twin = documents.model_version_to_doc(
+        twin = documents.MODEL_VERSIONS.to_doc(
             version.model_copy(
                 update={
                     "model_id": f"twin-{n}",

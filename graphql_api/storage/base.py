@@ -283,13 +283,18 @@ class EventStore(Protocol):
     """The change log. Sequence numbers are unique and increase with every append, but
     concurrent appends may become visible out of order (seq 11 before seq 10), and a writer
     that dies between taking a number and writing leaves a hole: readers that must not skip an
-    event read with ``entries_after`` and ``seal`` holes (see ``graphql_api.live.tailer``)."""
+    event read with ``entries_after`` and ``seal`` holes (see ``graphql_api.live.tailer``).
+
+    No method raises a domain error; an event stored in a shape this version cannot read is
+    skipped or kept in its place as an ``UnreadableEvent``, as each method says, never raised."""
 
     async def append(self, event: ChangeEvent) -> ChangeEvent:
         """Store ``event`` with the next sequence number (its ``seq`` is ignored).
 
         Idempotent by ``event.event_id``: appending an event whose id is already stored (a
-        retry of an append that landed) returns the stored event.
+        retry of an append that landed) returns the stored event. RuntimeError (an unexpected
+        error, masked for clients) if no sequence number could be had after a bounded number
+        of attempts; the caller (``services.changes``) retries the append.
         """
 
     async def for_entity(self, entity_id: str, limit: int) -> list[ChangeEvent]:

@@ -166,22 +166,6 @@ MODEL_VERSIONS: RecordMapping[ModelVersion] = RecordMapping(
 TRAINING_JOBS: RecordMapping[TrainingJob] = RecordMapping(TrainingJob, key="job_id")
 
 
-def model_version_to_doc(version: ModelVersion) -> dict[str, Any]:
-    return MODEL_VERSIONS.to_doc(version)
-
-
-def model_version_from_doc(doc: Mapping[str, Any]) -> ModelVersion:
-    return MODEL_VERSIONS.from_doc(doc)
-
-
-def training_job_to_doc(job: TrainingJob) -> dict[str, Any]:
-    return TRAINING_JOBS.to_doc(job)
-
-
-def training_job_from_doc(doc: Mapping[str, Any]) -> TrainingJob:
-    return TRAINING_JOBS.from_doc(doc)
-
-
 def event_to_doc(event: ChangeEvent) -> dict[str, Any]:
     doc = event.model_dump(mode="python")
     doc["_id"] = doc.pop("seq")
