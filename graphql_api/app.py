@@ -45,10 +45,12 @@ from graphql_api.limits.connections import ConnectionCounter
 from graphql_api.limits.rules import QueryLimits
 from graphql_api.live.feed import ChangeFeed
 from graphql_api.live.notify import NotifyingStorage
+from graphql_api.live.relay import OutboxSweep
 from graphql_api.live.retention import LogRetention
 from graphql_api.responses import graphql_error_response
 from graphql_api.schema import build_schema
 from graphql_api.services.container import Services
+from graphql_api.services.outbox import Outbox
 from graphql_api.settings import Settings, get_settings
 from graphql_api.storage.base import DatabaseUnavailable, Storage
 from graphql_api.storage.mongo import MongoStorage
@@ -283,6 +285,11 @@ def create_app(
         services = Services.over(NotifyingStorage(store, feed.notify))
         app.state.services = services
         app.state.feed = feed
+        sweep = OutboxSweep(
+            Outbox(services.storage, grace=settings.outbox_grace),
+            interval=settings.outbox_sweep_interval,
+        )
+        await sweep.start()
         try:
             if demo:
                 from graphql_api.demo import seed_demo
@@ -291,6 +298,7 @@ def create_app(
                 log.info("demo data: %s", summary)
             yield
         finally:
+            await sweep.stop()
             await retention.stop()
             await feed.stop()
             if storage is None:

@@ -170,6 +170,20 @@ class Settings(BaseSettings):
         description="At most this many of the newest sequence numbers are kept in the change "
         "log (0: no limit by count; otherwise at least 1000).",
     )
+    outbox_sweep_interval: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="Seconds between sweeps for changes whose event a crashed writer left "
+        "pending in the record (docs/subscriptions.md, 'Never a change without its event').",
+    )
+    outbox_grace: float = Field(
+        default=0.5,
+        ge=0,
+        le=3600,
+        description="Seconds a change's own writer is given to relay its event before the "
+        "sweep relays it instead.",
+    )
     event_retention_interval: float = Field(
         default=60.0,
         gt=0,

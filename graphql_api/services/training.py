@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from graphql_api.domain import text, validation
@@ -15,17 +16,19 @@ from graphql_api.domain.errors import (
     ValidationError,
     ValidationRule,
 )
-from graphql_api.domain.events import StoredEvent
+from graphql_api.domain.events import ChangeKind, StoredEvent
 from graphql_api.domain.ids import new_id
 from graphql_api.domain.lifecycle import JobTransitions, Transition
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, TrainingJobOrder
 from graphql_api.domain.updates import Change, FailureReason, LogsUrl, MetricsMerge, Move
 from graphql_api.domain.values import utc_now
-from graphql_api.services.changes import ChangeRecorder
-from graphql_api.storage.base import MergeLimitExceeded, Storage
+from graphql_api.services.outbox import Outbox, new_pending
+from graphql_api.storage.base import MergeLimitExceeded, PendingChange, Storage
 
 RESOURCE = "TrainingJob"
+#: Pending changes of others one change waits for before it gives up.
+MAX_SETTLE_ATTEMPTS = 10
 
 
 class MLTrainingService:
@@ -33,7 +36,7 @@ class MLTrainingService:
         self._jobs = storage.training_jobs
         self._versions = storage.model_versions
         self._events = storage.events
-        self._record = ChangeRecorder(storage.events)
+        self._outbox = Outbox(storage)
 
     # Reads -----------------------------------------------------------------------------
 
@@ -104,8 +107,9 @@ class MLTrainingService:
         if version is None:
             raise NotFoundError("ModelVersion", model_id, field="modelId")
         _refuse_retired(version.model_id, version.status)
-        await self._jobs.insert(job)
-        await self._record.job(job, JobTransitions.CREATE.kind, None, actor)
+        pending = new_pending(JobTransitions.CREATE.kind, None, actor)
+        await self._jobs.insert(job, pending)
+        await self._outbox.publish_job(job, pending)
         return job
 
     async def start(self, job_id: str, *, actor: str | None = None) -> TrainingJob:
@@ -140,8 +144,12 @@ class MLTrainingService:
             raise ValidationError(
                 "metrics", "must name at least one metric", rule=ValidationRule.min_length
             )
-        job = await self._update(
-            job_id, JobTransitions.REPORT_METRICS.sources, [MetricsMerge(metrics=checked)]
+        job = await self._change(
+            job_id,
+            JobTransitions.REPORT_METRICS.sources,
+            [MetricsMerge(metrics=checked)],
+            JobTransitions.REPORT_METRICS.kind,
+            actor,
         )
         if job is None:
             current = await self._require(job_id)
@@ -153,7 +161,6 @@ class MLTrainingService:
                 f"{RESOURCE} {job_id!r} is {current.status.value}: metrics can only be "
                 "reported while it is RUNNING",
             )
-        await self._record.job(job, JobTransitions.REPORT_METRICS.kind, job.status, actor)
         return job
 
     async def set_logs_url(
@@ -161,12 +168,15 @@ class MLTrainingService:
     ) -> TrainingJob:
         """Where the logs are; allowed in every status (logs are often uploaded at the end)."""
         logs_url = validation.checked(text.check_url, logs_url.strip(), "logsUrl")
-        job = await self._update(
-            job_id, JobTransitions.SET_LOGS_URL.sources, [LogsUrl(logs_url=logs_url)]
+        job = await self._change(
+            job_id,
+            JobTransitions.SET_LOGS_URL.sources,
+            [LogsUrl(logs_url=logs_url)],
+            JobTransitions.SET_LOGS_URL.kind,
+            actor,
         )
         if job is None:
             raise NotFoundError(RESOURCE, job_id, field="jobId")
-        await self._record.job(job, JobTransitions.SET_LOGS_URL.kind, job.status, actor)
         return job
 
     # Helpers ---------------------------------------------------------------------------
@@ -181,24 +191,67 @@ class MLTrainingService:
         """``transition`` (with the changes ``also`` made by the same update) and its event."""
         target = transition.target
         assert target is not None
-        changes = [Move(transition=transition, at=utc_now()), *also]
         # One atomic conditional update per allowed source status, so the event knows exactly
         # which status the job left, and two callers can never both make the move.
         for source in sorted(transition.sources):
-            job = await self._update(job_id, {source}, changes)
+            job = await self._change(
+                job_id,
+                {source},
+                lambda at: [Move(transition=transition, at=at), *also],
+                transition.kind,
+                actor,
+                previous=source,
+            )
             if job is not None:
-                await self._record.job(job, transition.kind, source, actor)
                 return job
         current = await self._require(job_id)
         raise InvalidTransitionError(RESOURCE, job_id, current.status.value, target.value)
 
+    async def _change(
+        self,
+        job_id: str,
+        sources: Collection[TrainingStatus],
+        changes: Sequence[Change] | Callable[[datetime], Sequence[Change]],
+        kind: ChangeKind,
+        actor: str | None,
+        *,
+        previous: TrainingStatus | None = None,
+    ) -> TrainingJob | None:
+        """``changes`` (or the changes made at a time) if the status is one of ``sources``,
+        written with their event pending (one write: ``services.outbox``), then the event
+        relayed to the log; None if the status did not match. ``previous``: the status a move
+        leaves (None: a change that keeps the status). A change still pending from someone
+        else is relayed first, so the job's events keep the order of its changes."""
+        for _ in range(MAX_SETTLE_ATTEMPTS):
+            pending = new_pending(
+                kind,
+                None if previous is None else previous.value,
+                actor,
+                keeps_status=previous is None,
+            )
+            made = changes(pending.occurred_at) if callable(changes) else changes
+            job = await self._update(job_id, sources, made, pending)
+            if job is not None:
+                await self._outbox.publish_job(job, pending)
+                return job
+            if not await self._outbox.settle_job(job_id):
+                return None
+        raise ConflictError(
+            f"{RESOURCE} {job_id!r} is being changed by too many requests at once; retry",
+            field="jobId",
+        )
+
     async def _update(
-        self, job_id: str, sources: Collection[TrainingStatus], changes: Sequence[Change]
+        self,
+        job_id: str,
+        sources: Collection[TrainingStatus],
+        changes: Sequence[Change],
+        pending: PendingChange,
     ) -> TrainingJob | None:
         """``update``, with a merge that would take the *stored* metrics over their limit (not
         only each call's) as the client's ValidationError."""
         try:
-            return await self._jobs.update(job_id, sources, changes)
+            return await self._jobs.update(job_id, sources, changes, pending=pending)
         except MergeLimitExceeded as error:
             raise ValidationError(
                 "metrics",

@@ -85,14 +85,16 @@ class ProductionPointer:
 
 @dataclass(frozen=True)
 class PendingChange:
-    """The event of a status change, written into the version's document by the very update
-    that makes the change, and cleared once the event is in the log.
+    """The event of a change, written into the record's document by the very write that
+    makes the change (its insert or its conditional update), and cleared once the event is in
+    the log: a change and its event are one atomic write.
 
-    While one is there the version's status cannot change again (``update`` matches
-    nothing), so whoever wants to change it next first appends this event (idempotent by
-    ``event_id``) and clears it: each version's events are in the log in the order its status
-    changed, and a change whose writer died before appending its event gets it from the next
-    writer. A one-entry outbox per record; the general outbox is another issue's.
+    While one is there the record cannot change again (``update`` matches nothing), so the
+    stored record is the record as of that event, and whoever wants to change it next first
+    appends this event (idempotent by ``event_id``) and clears it: each record's events are in
+    the log in the order it changed, and a change whose writer died before appending its event
+    gets it from the next writer or from the server's sweep (``graphql_api.services.outbox``).
+    A one-entry outbox per record, for every change of model versions and training jobs.
     """
 
     event_id: str
@@ -100,6 +102,9 @@ class PendingChange:
     previous_status: str | None
     occurred_at: datetime
     actor: str | None
+    #: A change that leaves the status as it was: the event's previous status is the record's
+    #: status (the record cannot change while this is pending).
+    keeps_status: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,27 @@ class RecordStore(Protocol[R, W, O]):
         """How many records match ``where``."""
 
 
-class ModelVersionStore(RecordStore[ModelVersion, ModelVersionFilter, ModelVersionOrder], Protocol):
+class OutboxStore(Protocol[R]):
+    """The records' changes whose events are not yet in the log (``PendingChange``)."""
+
+    async def pending_change(self, record_id: str) -> tuple[R, PendingChange] | None:
+        """The record and its change whose event is not yet known to be in the log; None if
+        it has none (or there is no such record)."""
+
+    async def pending_before(self, before: datetime, limit: int) -> list[tuple[R, PendingChange]]:
+        """Up to ``limit`` records whose pending change occurred before ``before``, oldest
+        first, with it (the sweep for what a writer that died left behind)."""
+
+    async def clear_pending(self, record_id: str, event_id: str) -> None:
+        """Forget the pending change ``event_id`` (its event is in the log); idempotent, and
+        not a change of the record (the revision stays)."""
+
+
+class ModelVersionStore(
+    RecordStore[ModelVersion, ModelVersionFilter, ModelVersionOrder],
+    OutboxStore[ModelVersion],
+    Protocol,
+):
     async def insert(self, version: ModelVersion, pending: PendingChange | None = None) -> None:
         """Store a new version, with ``pending`` as its change whose event is not yet in the
         log. ConflictError (field ``modelId`` or ``version``) if its ``model_id``, its (name,
@@ -201,14 +226,6 @@ class ModelVersionStore(RecordStore[ModelVersion, ModelVersionFilter, ModelVersi
         """The name's version of highest SemVer precedence, whatever its status; None if the
         name has no version."""
 
-    async def pending_change(self, model_id: str) -> tuple[ModelVersion, PendingChange] | None:
-        """The version and its change whose event is not yet known to be in the log; None if
-        it has none (or there is no such version)."""
-
-    async def clear_pending(self, model_id: str, event_id: str) -> None:
-        """Forget the pending change ``event_id`` (its event is in the log); idempotent, and
-        not a change of the record (the revision stays)."""
-
     async def production_pointer(self, model_name: str) -> ProductionPointer:
         """The name's pointer. A name without one (never deployed, or stored before pointers
         existed) gets one created from the current statuses: the version in production, if any
@@ -247,15 +264,26 @@ class ModelVersionStore(RecordStore[ModelVersion, ModelVersionFilter, ModelVersi
         production at a pointer revision below ``before`` (or before pointers existed)."""
 
 
-class TrainingJobStore(RecordStore[TrainingJob, TrainingJobFilter, TrainingJobOrder], Protocol):
-    async def insert(self, job: TrainingJob) -> None:
-        """Store a new job. ConflictError (field ``jobId``) if its ``job_id`` is taken."""
+class TrainingJobStore(
+    RecordStore[TrainingJob, TrainingJobFilter, TrainingJobOrder],
+    OutboxStore[TrainingJob],
+    Protocol,
+):
+    async def insert(self, job: TrainingJob, pending: PendingChange | None = None) -> None:
+        """Store a new job, with ``pending`` as its change whose event is not yet in the log.
+        ConflictError (field ``jobId``) if its ``job_id`` is taken."""
 
     async def update(
-        self, job_id: str, sources: Collection[TrainingStatus], changes: Sequence[Change]
+        self,
+        job_id: str,
+        sources: Collection[TrainingStatus],
+        changes: Sequence[Change],
+        *,
+        pending: PendingChange | None = None,
     ) -> TrainingJob | None:
         """Apply ``changes`` if the status is one of ``sources``; the job after, or None when
-        no job matched (missing, or in another status).
+        no job matched (missing, or in another status). With ``pending``: only if no change
+        is pending, and recording ``pending`` as this change's, in the same write.
 
         With a ``MetricsMerge``: MergeLimitExceeded (nothing written) if the stored metrics
         would then number more than its limit, also when concurrent merges race.

@@ -259,6 +259,7 @@ class MongoCollection:
         allowed: Collection[str],
         check: Callable[[dict[str, Any]], dict[str, Any]],
         reads: Collection[str],
+        where: Mapping[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """Like ``_conditional``, for a change that depends on what is stored (a merge that must
         keep the record within a limit): ``check(current)`` returns the ``$set`` changes or
@@ -266,19 +267,22 @@ class MongoCollection:
         on. Two concurrent merges that each fit can then never both land when together they
         do not: the second one's write matches nothing, and it is checked again on a fresh read.
         Only the fields in ``reads`` (and status, rev) are read: a job's hyperparameters can be
-        large, and a progress report must not fetch them.
+        large, and a progress report must not fetch them. ``where``: equality conditions the
+        record must also meet (None when it does not).
         """
+        where = dict(where or {})
         projection = {name: 1 for name in ["status", "rev", *reads]}
         waits = self._claim_waits()
         for attempt in range(MAX_UPDATE_ATTEMPTS):
             self._trip()
-            current = await self._c.find_one({"_id": record_id}, projection=projection)
+            current = await self._c.find_one({"_id": record_id, **where}, projection=projection)
             if current is None or current["status"] not in allowed:
                 return None
             changes = check(current)
-            at_rev: dict[str, Any] = (
-                {"rev": current["rev"]} if "rev" in current else {"rev": {"$exists": False}}
-            )
+            at_rev: dict[str, Any] = {
+                **where,
+                **({"rev": current["rev"]} if "rev" in current else {"rev": {"$exists": False}}),
+            }
             rev = int(current.get("rev", 0))
             if not self._guard.enabled:
                 self._trip()
@@ -305,6 +309,7 @@ class MongoCollection:
         field: str,
         additions: Mapping[str, Any],
         limit: int,
+        where: Mapping[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """``$set`` ``changes`` and merge ``additions`` into the sub-document ``field`` (keys
         are validated: no '.' or '$', so each names exactly one entry), if the merged
@@ -317,7 +322,7 @@ class MongoCollection:
                 raise MergeLimitExceeded(field, len(stored), merged, limit)
             return {**changes, **{f"{field}.{k}": v for k, v in additions.items()}}
 
-        return await self._update_checked(record_id, allowed, within_limit, [field])
+        return await self._update_checked(record_id, allowed, within_limit, [field], where)
 
     async def _claim(self, claim: str) -> bool:
         now = datetime.now(UTC)

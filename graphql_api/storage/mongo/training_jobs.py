@@ -12,17 +12,17 @@ from graphql_api.domain.errors import ConflictError
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.queries import Page, TrainingJobFilter, TrainingJobOrder
 from graphql_api.domain.updates import Change
-from graphql_api.storage.base import StoreStats
+from graphql_api.storage.base import PendingChange, StoreStats
 from graphql_api.storage.mongo.collection import UpdateGuard
 from graphql_api.storage.mongo.documents import TRAINING_JOBS
 from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.filters import training_job_query
-from graphql_api.storage.mongo.records import MongoRecordStore
+from graphql_api.storage.mongo.outbox import MongoOutboxStore, unless_pending
 from graphql_api.storage.mongo.sorts import TRAINING_JOB_SORTS
 
 
 @bounded_methods
-class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, TrainingJobOrder]):
+class MongoTrainingJobStore(MongoOutboxStore[TrainingJob, TrainingJobFilter, TrainingJobOrder]):
     def __init__(self, collection: Any, stats: StoreStats, guard: UpdateGuard) -> None:
         super().__init__(
             collection,
@@ -35,8 +35,8 @@ class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, Tra
             changing="changing the job",
         )
 
-    async def insert(self, job: TrainingJob) -> None:
-        await self._insert(job)
+    async def insert(self, job: TrainingJob, pending: PendingChange | None = None) -> None:
+        await self._insert_pending(job, pending)
 
     async def _duplicate(self, record: TrainingJob) -> ConflictError:
         return ConflictError(
@@ -84,11 +84,18 @@ class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, Tra
         return counts
 
     async def update(
-        self, job_id: str, sources: Collection[TrainingStatus], changes: Sequence[Change]
+        self,
+        job_id: str,
+        sources: Collection[TrainingStatus],
+        changes: Sequence[Change],
+        *,
+        pending: PendingChange | None = None,
     ) -> TrainingJob | None:
-        return await self._update(job_id, sources, changes)
+        where, also_set = unless_pending(pending)
+        return await self._update(job_id, sources, changes, where=where, also_set=also_set)
 
     async def ensure_indexes(self) -> None:
+        await self._ensure_outbox_index()
         await self._create_indexes(
             [
                 IndexModel(
