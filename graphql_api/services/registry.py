@@ -32,6 +32,7 @@ from graphql_api.storage.base import (
     MergeLimitExceeded,
     PendingChange,
     ProductionPointer,
+    RecordBusy,
     Storage,
 )
 
@@ -42,8 +43,10 @@ RESOURCE = "ModelVersion"
 MAX_DEPLOY_ATTEMPTS = 20
 #: Undone deployments one call follows before it gives up (each needs a concurrent archive).
 MAX_FOLLOW_STEPS = 3
-#: Pending changes of others one change waits for before it gives up.
-MAX_SETTLE_ATTEMPTS = 10
+#: Pending changes of others one change waits for before it gives up. Concurrent changes of
+#: one record take turns (one lands per turn, each waiting for the last one's event): 10 left
+#: some of 20 concurrent metric reports of one job with a ConflictError on DocumentDB.
+MAX_SETTLE_ATTEMPTS = 100
 #: Statuses a version may be in while it holds (or gets back) the production pointer.
 _DEPLOYABLE = frozenset({ModelStatus.TESTING, ModelStatus.PRODUCTION})
 
@@ -223,13 +226,16 @@ class ModelRegistryService:
                 # Given back by an undone move: still in production (no status change, no
                 # event), it takes the new holding's revision, so that nothing that read the
                 # pointer before the undo retires it as displaced.
-                kept = await self._versions.update(
-                    holder_id,
-                    {ModelStatus.PRODUCTION},
-                    (),
-                    at_revision=read.revision,
-                    production_revision=pointer.revision,
-                )
+                try:
+                    kept = await self._versions.update(
+                        holder_id,
+                        {ModelStatus.PRODUCTION},
+                        (),
+                        at_revision=read.revision,
+                        production_revision=pointer.revision,
+                    )
+                except RecordBusy:
+                    kept = None
                 if kept is not None:
                     return kept
                 await self._settle(holder_id)
@@ -360,14 +366,16 @@ class ModelRegistryService:
         for _ in range(MAX_SETTLE_ATTEMPTS):
             pending = _pending(transition.kind, source, actor)
             move = Move(transition=transition, at=pending.occurred_at)
-            changed = await self._versions.update(
-                model_id, {source}, [move], pending=pending, **conditions
-            )
+            try:
+                changed = await self._versions.update(
+                    model_id, {source}, [move], pending=pending, **conditions
+                )
+            except RecordBusy:
+                await self._settle(model_id)
+                continue
             if changed is not None:
                 await self._publish(changed, pending)
-                return changed
-            if not await self._settle(model_id):
-                return None
+            return changed
         raise ConflictError(
             f"{RESOURCE} {model_id!r} is being changed by too many requests at once; retry",
             field="modelId",
@@ -391,17 +399,19 @@ class ModelRegistryService:
                 pending = new_pending(
                     VersionTransitions.UPDATE_METRICS.kind, None, actor, keeps_status=True
                 )
-                updated = await self._versions.update(
-                    model_id,
-                    VersionTransitions.UPDATE_METRICS.sources,
-                    [MetricsMerge(metrics=metrics)],
-                    pending=pending,
-                )
+                try:
+                    updated = await self._versions.update(
+                        model_id,
+                        VersionTransitions.UPDATE_METRICS.sources,
+                        [MetricsMerge(metrics=metrics)],
+                        pending=pending,
+                    )
+                except RecordBusy:
+                    await self._settle(model_id)
+                    continue
                 if updated is not None:
                     await self._publish(updated, pending)
-                    return updated
-                if not await self._settle(model_id):
-                    return None
+                return updated
         except MergeLimitExceeded as error:
             raise ValidationError(
                 "metrics",

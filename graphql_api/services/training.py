@@ -24,11 +24,13 @@ from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, Tra
 from graphql_api.domain.updates import Change, FailureReason, LogsUrl, MetricsMerge, Move
 from graphql_api.domain.values import utc_now
 from graphql_api.services.outbox import Outbox, new_pending
-from graphql_api.storage.base import MergeLimitExceeded, PendingChange, Storage
+from graphql_api.storage.base import MergeLimitExceeded, PendingChange, RecordBusy, Storage
 
 RESOURCE = "TrainingJob"
-#: Pending changes of others one change waits for before it gives up.
-MAX_SETTLE_ATTEMPTS = 10
+#: Pending changes of others one change waits for before it gives up. Concurrent changes of
+#: one record take turns (one lands per turn, each waiting for the last one's event): 10 left
+#: some of 20 concurrent metric reports of one job with a ConflictError on DocumentDB.
+MAX_SETTLE_ATTEMPTS = 100
 
 
 class MLTrainingService:
@@ -230,12 +232,14 @@ class MLTrainingService:
                 keeps_status=previous is None,
             )
             made = changes(pending.occurred_at) if callable(changes) else changes
-            job = await self._update(job_id, sources, made, pending)
+            try:
+                job = await self._update(job_id, sources, made, pending)
+            except RecordBusy:
+                await self._outbox.settle_job(job_id)
+                continue
             if job is not None:
                 await self._outbox.publish_job(job, pending)
-                return job
-            if not await self._outbox.settle_job(job_id):
-                return None
+            return job
         raise ConflictError(
             f"{RESOURCE} {job_id!r} is being changed by too many requests at once; retry",
             field="jobId",

@@ -63,6 +63,17 @@ class MergeLimitExceeded(Exception):
         self.limit = limit
 
 
+class RecordBusy(Exception):
+    """An update recording a ``PendingChange`` found the record in a status it allows (and
+    meeting its other conditions), but did not apply: another change's event is pending, or
+    was until a moment ago. The caller settles that change (relays its event) and tries again;
+    nothing was written."""
+
+    def __init__(self, record_id: str) -> None:
+        super().__init__(f"{record_id!r} has a change whose event is pending")
+        self.record_id = record_id
+
+
 @dataclass(frozen=True)
 class ProductionPointer:
     """The registry document of one model name: which version is in production.
@@ -201,7 +212,8 @@ class ModelVersionStore(
 
         A change of status (a ``Move``), and any update with ``production_revision`` or
         ``pending``, also requires that no change is pending (see ``PendingChange``), and
-        records ``pending`` as this change's. ``at_revision``: only if the record is still at
+        records ``pending`` as this change's; RecordBusy when the version meets every other
+        condition but the update did not apply. ``at_revision``: only if the record is still at
         that revision. ``production_revision`` records the pointer revision at which a version
         reaches production; ``before_production_revision``: only if it reached production below
         that revision. The status alone does not make a version the production one: the
@@ -283,7 +295,8 @@ class TrainingJobStore(
     ) -> TrainingJob | None:
         """Apply ``changes`` if the status is one of ``sources``; the job after, or None when
         no job matched (missing, or in another status). With ``pending``: only if no change
-        is pending, and recording ``pending`` as this change's, in the same write.
+        is pending, and recording ``pending`` as this change's, in the same write; RecordBusy
+        when the job is in an allowed status but the update did not apply (a change pending).
 
         With a ``MetricsMerge``: MergeLimitExceeded (nothing written) if the stored metrics
         would then number more than its limit, also when concurrent merges race.

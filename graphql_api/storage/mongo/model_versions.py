@@ -243,7 +243,9 @@ class MongoModelVersionStore(MongoOutboxStore[ModelVersion, ModelVersionFilter, 
             where["rev"] = at_revision
         if before_production_revision is not None:
             where.update(_reached_production_before(before_production_revision))
-        return await self._update(model_id, sources, changes, where=where, also_set=also_set)
+        return await self._update_or_busy(
+            model_id, sources, changes, where=where, also_set=also_set
+        )
 
     async def _version_conflict(self, version: ModelVersion) -> ConflictError:
         """The ConflictError for a (name, version) or (name, precedence) that is taken."""

@@ -16,14 +16,16 @@ for what a crash left behind reads those, not the collection.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel
 
 from graphql_api.domain.events import ChangeKind
-from graphql_api.storage.base import PendingChange
+from graphql_api.domain.updates import Change
+from graphql_api.storage.base import PendingChange, RecordBusy
 from graphql_api.storage.mongo.collection import retry_transient
 from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.records import MongoRecordStore, O, R, W
@@ -104,6 +106,29 @@ class MongoOutboxStore(MongoRecordStore[R, W, O]):
             ),
             "clearing the recorded change",
         )
+
+    async def _update_or_busy(
+        self,
+        record_id: str,
+        sources: Collection[StrEnum],
+        changes: Sequence[Change],
+        *,
+        where: Mapping[str, Any],
+        also_set: Mapping[str, Any],
+    ) -> R | None:
+        """``_update``; RecordBusy instead of None when only the pending condition failed.
+
+        Checked after the update without that condition: the change that blocked it may have
+        been relayed in between (then the retry simply applies). Told apart from a record that
+        is gone or in another status, which is None as always."""
+        found = await self._update(record_id, sources, changes, where=where, also_set=also_set)
+        if found is None and PENDING in where:
+            others = {k: v for k, v in where.items() if k != PENDING}
+            query = {"_id": record_id, "status": {"$in": [s.value for s in sources]}, **others}
+            self._trip()
+            if await self._c.find_one(query, {"_id": 1}) is not None:
+                raise RecordBusy(record_id)
+        return found
 
     async def _ensure_outbox_index(self) -> None:
         await self._create_indexes([PENDING_INDEX])

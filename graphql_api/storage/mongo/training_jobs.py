@@ -92,7 +92,7 @@ class MongoTrainingJobStore(MongoOutboxStore[TrainingJob, TrainingJobFilter, Tra
         pending: PendingChange | None = None,
     ) -> TrainingJob | None:
         where, also_set = unless_pending(pending)
-        return await self._update(job_id, sources, changes, where=where, also_set=also_set)
+        return await self._update_or_busy(job_id, sources, changes, where=where, also_set=also_set)
 
     async def ensure_indexes(self) -> None:
         await self._ensure_outbox_index()
