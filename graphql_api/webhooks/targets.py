@@ -6,8 +6,9 @@ reserved or unspecified address would let a client make the server call what onl
 reach (SSRF). The host is resolved and *every* address it resolves to is checked, not the
 name: ``localhost``, a name in a private zone, or ``127.0.0.1.nip.io`` all resolve to such
 addresses. IPv4-mapped IPv6 addresses (``::ffff:127.0.0.1``) are checked as the IPv4 address
-they carry. ``MLTRAIN_WEBHOOK_ALLOW_PRIVATE=true`` lifts the address check (a receiver on the
-same host or network, and the tests).
+they carry. ``allow_private`` lifts the address check (a receiver on the same host or
+network, and the tests; ``MLTRAIN_WEBHOOK_ALLOW_PRIVATE`` is to set it once webhooks are
+served).
 
 A name can resolve differently later (DNS rebinding): the delivery must connect to an address
 checked here, at delivery time, not resolve the name again.
@@ -67,7 +68,6 @@ async def resolve_target(url: str, *, allow_private: bool) -> list[IPAddress]:
         if refused:
             raise TargetRefused(
                 f"the host {host!r} resolves to {refused[0]}, which is not a public address "
-                "(loopback, private, link-local and reserved ranges are refused unless "
-                "MLTRAIN_WEBHOOK_ALLOW_PRIVATE=true)"
+                "(loopback, private, link-local and reserved ranges are refused)"
             )
     return addresses
