@@ -42,15 +42,15 @@ async def _instance(storage: Storage, **settings: Any) -> AsyncIterator[GraphQLC
             yield GraphQLClient(http)
 
 
-async def _started_then_crashed(storage: MongoStorage) -> str:
+async def _started_then_crashed(storage: MongoStorage, allow: int = 1) -> str:
     """A job whose start was written (with its pending event) by a process that died before
-    relaying it."""
+    relaying it (``allow`` 1), or after appending its event but before clearing it (2)."""
     crash = Crash()
     async with _instance(CrashingStorage(storage, crash), outbox_grace=3600) as gql:
         data = await gql.data(REGISTER, name=f"m-{uuid.uuid4().hex[:8]}")
         job_id = f"job-{uuid.uuid4().hex[:8]}"
         await gql.data(CREATE_JOB, modelId=data["registerModelVersion"]["modelId"], jobId=job_id)
-        crash.arm(1)  # the start's update lands; nothing after it does
+        crash.arm(allow)  # the start's update (and its append, with 2) land; nothing after
         body = await gql.execute(START, id=job_id)
         assert "errors" in body or "code" in body["data"]["startTrainingJob"], body
         crash.arm(None)
@@ -105,3 +105,28 @@ async def test_instances_sweeping_at_once_store_each_event_once(
                 ("CREATED", None, "PENDING"),
                 ("STARTED", "PENDING", "RUNNING"),
             ]
+
+
+async def test_relaying_an_event_that_was_already_logged_leaves_no_hole_in_the_log(
+    storage: MongoStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A hole (a sequence number taken and never written) holds every subscriber back until the
+    # feed seals it; a relay of an event whose writer died after appending it must not make one.
+    monkeypatch.setattr(changes, "FIRST_RETRY_DELAY", 0.0)
+    head = await storage.events.head()
+    job_id = await _started_then_crashed(storage, allow=2)
+
+    async def relayed() -> bool:
+        return await storage.training_jobs.pending_change(job_id) is None
+
+    async with _instance(storage, outbox_grace=0, outbox_sweep_interval=0.005) as gql:
+        await wait_for(relayed, "the sweep")
+        await gql.data(REPORT, id=job_id)
+        assert await _history(gql, job_id) == [
+            ("CREATED", None, "PENDING"),
+            ("STARTED", "PENDING", "RUNNING"),
+            ("METRICS_REPORTED", "RUNNING", "RUNNING"),
+        ]
+    entries = await storage.events.entries_after(head, 100)
+    numbers = [e.seq for e in entries]
+    assert numbers == list(range(head + 1, head + 1 + len(numbers))), numbers

@@ -71,17 +71,23 @@ class _Lane(Generic[R]):
     store: OutboxStore[R]
     append: Callable[[R, PendingChange], Awaitable[object]]
     key: Callable[[R], str]
+    logged: Callable[[str], Awaitable[bool]]
 
 
 class Outbox:
     def __init__(self, storage: Storage, *, grace: float = SETTLE_GRACE) -> None:
         record = ChangeRecorder(storage.events)
         self._grace = grace
+        logged = storage.events.has_event
         self._jobs = _Lane[TrainingJob](
-            "TrainingJob", storage.training_jobs, record.pending_job, lambda j: j.job_id
+            "TrainingJob", storage.training_jobs, record.pending_job, lambda j: j.job_id, logged
         )
         self._versions = _Lane[ModelVersion](
-            "ModelVersion", storage.model_versions, record.pending_version, lambda v: v.model_id
+            "ModelVersion",
+            storage.model_versions,
+            record.pending_version,
+            lambda v: v.model_id,
+            logged,
         )
 
     async def publish_job(self, job: TrainingJob, pending: PendingChange) -> None:
@@ -119,7 +125,7 @@ class Outbox:
                 lane.name,
                 record_id,
             )
-            await _publish(lane, record, pending)
+            await _publish(lane, record, pending, recheck=True)
         return True
 
     async def sweep(self, batch: int = SWEEP_BATCH) -> int:
@@ -138,10 +144,18 @@ async def _sweep(lane: _Lane[R], before: datetime, batch: int) -> int:
             lane.key(record),
             pending.occurred_at.isoformat(),
         )
-        await _publish(lane, record, pending)
+        await _publish(lane, record, pending, recheck=True)
     return len(found)
 
 
-async def _publish(lane: _Lane[R], record: R, pending: PendingChange) -> None:
-    await lane.append(record, pending)
+async def _publish(
+    lane: _Lane[R], record: R, pending: PendingChange, *, recheck: bool = False
+) -> None:
+    """Append the event and clear it from the record. ``recheck`` (a relay of someone else's
+    change): look for the event in the log first. A writer that died between its append and
+    the clearing left an event that is already logged; appending it again would be refused
+    by its id, but only after taking a sequence number, which leaves a hole that holds every
+    subscriber back until the feed seals it (``MLTRAIN_FEED_GAP_GRACE``)."""
+    if not (recheck and await lane.logged(pending.event_id)):
+        await lane.append(record, pending)
     await lane.store.clear_pending(lane.key(record), pending.event_id)

@@ -338,6 +338,9 @@ class EventStore(Protocol):
         of attempts; the caller (``services.changes``) retries the append.
         """
 
+    async def has_event(self, event_id: str) -> bool:
+        """Whether the event with this ``event_id`` is in the log (one indexed read)."""
+
     async def for_entity(self, entity_id: str, limit: int) -> list[ChangeEvent]:
         """The entity's first ``limit`` readable events, oldest first."""
 
