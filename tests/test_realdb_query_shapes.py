@@ -367,9 +367,10 @@ def test_every_listed_index_exists_in_the_code() -> None:
     """The table names real indexes (the index names ensure_indexes creates)."""
     import inspect
 
-    from graphql_api.storage.mongo import events, model_versions, training_jobs
+    from graphql_api.storage.mongo import events, model_versions, outbox, training_jobs
 
-    source = "".join(inspect.getsource(m) for m in (events, model_versions, training_jobs))
+    modules = (events, model_versions, training_jobs, outbox)
+    source = "".join(inspect.getsource(m) for m in modules)
     for shape in SHAPES:
         index = shape.index.split(" ")[0].rstrip(",")
         assert index == "_id_" or f'name="{index}"' in source, shape

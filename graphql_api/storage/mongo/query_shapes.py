@@ -127,6 +127,22 @@ SHAPES: tuple[QueryShape, ...] = (
     _shape("training_jobs", "findAndModify", ["_id", "status"], [], "every job mutation", "_id_"),
     _shape("training_jobs", "findAndModify", ["_id", "rev"], [], "job mutation (guard)", "_id_"),
     _shape("training_jobs", "insert", [], [], "createTrainingJob", "_id_ (unique)"),
+    _shape(
+        "training_jobs",
+        "update",
+        ["_id", "pending_event.event_id"],
+        [],
+        "a change's event is in the log (clear it)",
+        "_id_",
+    ),
+    _shape(
+        "training_jobs",
+        "find",
+        ["pending_event.occurred_at"],
+        ["pending_event.occurred_at:1"],
+        "the outbox sweep: changes left without their event",
+        "pending_event_occurred_at (sparse: only records with a pending event)",
+    ),
     *(
         _shape(
             "training_jobs",
@@ -203,7 +219,7 @@ SHAPES: tuple[QueryShape, ...] = (
         "find",
         ["_id", "pending_event"],
         [],
-        "a status change waiting for another's pending event",
+        "a change waiting for another's pending event",
         "_id_",
     ),
     _shape(
@@ -227,8 +243,16 @@ SHAPES: tuple[QueryShape, ...] = (
         "update",
         ["_id", "pending_event.event_id"],
         [],
-        "a status change's event is in the log (clear it)",
+        "a change's event is in the log (clear it)",
         "_id_",
+    ),
+    _shape(
+        "model_versions",
+        "find",
+        ["pending_event.occurred_at"],
+        ["pending_event.occurred_at:1"],
+        "the outbox sweep: changes left without their event",
+        "pending_event_occurred_at (sparse: only records with a pending event)",
     ),
     _shape(
         "model_versions",
@@ -385,7 +409,12 @@ SHAPES: tuple[QueryShape, ...] = (
     # ---- change log (events: _id is the sequence number) and its counter
     _shape("events", "insert", [], [], "every change (append), seal", "_id_ (unique)"),
     _shape(
-        "events", "find", ["event_id"], [], "append retried after a lost reply", "event_id_unique"
+        "events",
+        "find",
+        ["event_id"],
+        [],
+        "append retried after a lost reply; a relay of another's change (is it logged?)",
+        "event_id_unique",
     ),
     _shape("events", "find", ["_id"], [], "seal (was the hole filled?)", "_id_"),
     _shape("events", "find", ["_id"], ["_id:1"], "live feed poll, subscription catch-up", "_id_"),
