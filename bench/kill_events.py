@@ -110,7 +110,7 @@ async def run(uri: str, kills: int, seconds: float, workers: int, code: Path) ->
             server.wait()
             server = start(port, env, code)
             await asyncio.gather(*load)
-        await asyncio.sleep(3)  # the restarted server's outbox sweep (1 s interval, 0.5 s grace)
+        await asyncio.sleep(8)  # the restarted server's outbox sweep (1 s interval, 5 s grace)
         lost = duplicated = changes_total = 0
         for job_id in jobs:
             body = await client.post("/graphql", json={"query": JOB, "variables": {"j": job_id}})

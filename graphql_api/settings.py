@@ -178,7 +178,10 @@ class Settings(BaseSettings):
         "pending in the record (docs/subscriptions.md, 'Never a change without its event').",
     )
     outbox_grace: float = Field(
-        default=0.5,
+        # Seconds, not the next writer's 0.5 s: a sweep that relays an event its writer is
+        # still appending (a loaded server) costs a hole in the log, which holds subscribers
+        # back for the gap grace; a crash's events can wait a few seconds.
+        default=5.0,
         ge=0,
         le=3600,
         description="Seconds a change's own writer is given to relay its event before the "
