@@ -4,7 +4,7 @@
 ``ModelRegistryService``, so they carry their change events like any real version. Training
 jobs are built as ``TrainingJob`` records with the same validation ``createTrainingJob`` runs
 (``validation.build``), in their final lifecycle state (a status mix with matching dates,
-metrics and failure reasons), mapped with ``storage.documents`` and inserted in bulk: driving
+metrics and failure reasons), mapped with ``storage.mongo.documents`` and inserted in bulk: driving
 10,000 jobs one mutation at a time would take minutes on the in-memory mock.
 
     python -m bench.seed --uri mongodb://127.0.0.1:27018 --jobs 10000
@@ -25,8 +25,7 @@ from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.queries import ModelVersionFilter
 from graphql_api.services.container import Services
-from graphql_api.storage import documents
-from graphql_api.storage.mongo import MongoStorage
+from graphql_api.storage.mongo import MongoStorage, documents
 
 MODEL_NAMES = 20
 VERSIONS_PER_MODEL = 5
@@ -103,7 +102,7 @@ async def insert_jobs(storage: MongoStorage, jobs: list[TrainingJob]) -> None:
     collection = storage._db["training_jobs"]
     for start in range(0, len(jobs), BATCH):
         chunk = jobs[start : start + BATCH]
-        await collection.insert_many([documents.training_job_to_doc(j) for j in chunk])
+        await collection.insert_many([documents.TRAINING_JOBS.to_doc(j) for j in chunk])
 
 
 async def seed(storage: MongoStorage, jobs: int, pending: int = 0, rng_seed: int = 42) -> str:

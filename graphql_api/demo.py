@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from graphql_api.domain.enums import ModelStatus, ModelType
+from graphql_api.domain.lifecycle import VERSION_TRANSITIONS, VersionTransitions, path_to
 from graphql_api.domain.queries import ModelVersionFilter
 from graphql_api.services.container import Services
 
@@ -32,8 +33,6 @@ _MODELS: list[tuple[str, ModelType, list[tuple[str, ModelStatus, dict[str, float
     ),
 ]
 
-_STEPS = [ModelStatus.TESTING, ModelStatus.PRODUCTION]
-
 
 async def seed_demo(services: Services) -> str:
     """Seed once: a database that already has model versions is left alone."""
@@ -53,10 +52,12 @@ async def seed_demo(services: Services) -> str:
             versions += 1
             # Jobs first: an archived version takes no new jobs (its history predates that).
             jobs += await _seed_jobs(services, record.model_id, name)
-            if status is ModelStatus.ARCHIVED:
-                await registry.archive(record.model_id, actor="demo")
-            for step in _STEPS[: _STEPS.index(status) + 1] if status in _STEPS else []:
-                await registry.promote(record.model_id, step, actor="demo")
+            # Each version goes the lifecycle table's shortest way to its status.
+            for step in path_to(VERSION_TRANSITIONS, status):
+                if step is VersionTransitions.ARCHIVE:
+                    await registry.archive(record.model_id, actor="demo")
+                else:
+                    await registry.promote(record.model_id, step.target, actor="demo")
     return f"{versions} model versions, {jobs} training jobs"
 
 

@@ -20,6 +20,7 @@ import pytest
 from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
 from graphql_api.domain.errors import ConflictError
 from graphql_api.domain.events import ChangeKind
+from graphql_api.domain.lifecycle import JobTransitions, VersionTransitions
 from graphql_api.domain.queries import (
     DateRange,
     ModelVersionFilter,
@@ -28,11 +29,11 @@ from graphql_api.domain.queries import (
     TrainingJobFilter,
     TrainingJobOrder,
 )
+from graphql_api.domain.updates import MetricsMerge, Move
 from graphql_api.domain.values import utc_now
 from graphql_api.services.container import Services
-from graphql_api.storage import documents
 from graphql_api.storage.base import PendingChange
-from graphql_api.storage.mongo import MongoStorage
+from graphql_api.storage.mongo import MongoStorage, documents
 from graphql_api.storage.mongo.query_shapes import SHAPES, ShapeKey, declared, shape_of
 from graphql_api.storage.mongo.server import ServerKind
 from tests.conftest import REAL_URI
@@ -69,7 +70,7 @@ async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
     assert template is not None
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     bulk = [
-        documents.training_job_to_doc(
+        documents.TRAINING_JOBS.to_doc(
             template.model_copy(
                 update={
                     "job_id": f"bulk-{n:05d}",
@@ -94,7 +95,7 @@ async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
     assert version is not None
     await storage._db["model_versions"].insert_many(
         [
-            documents.model_version_to_doc(
+            documents.MODEL_VERSIONS.to_doc(
                 version.model_copy(
                     update={
                         "model_id": f"bulk-version-{n:05d}",
@@ -137,7 +138,7 @@ async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
     await storage._db["model_versions"].drop_index("model_name_precedence_unique")
     twins = []
     for n in range(3):
-        twin = documents.model_version_to_doc(
+        twin = documents.MODEL_VERSIONS.to_doc(
             version.model_copy(
                 update={
                     "model_id": f"twin-{n}",
@@ -203,9 +204,10 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
         model_ids[:3], TrainingJobFilter(), TrainingJobOrder.CREATED_DATE_DESC, 3
     )
     await jobs.count_per_model(model_ids[:3], TrainingJobFilter())
-    await jobs.update(job_ids[1], [TrainingStatus.PENDING], {"status": TrainingStatus.RUNNING})
+    start = Move(transition=JobTransitions.START, at=utc_now())
+    await jobs.update(job_ids[1], [TrainingStatus.PENDING], [start])
     # A progress report: metrics merged within the stored limit (conditional on revision).
-    await jobs.update(job_ids[1], [TrainingStatus.RUNNING], {}, {"loss": 0.3}, 100)
+    await jobs.update(job_ids[1], [TrainingStatus.RUNNING], [MetricsMerge(metrics={"loss": 0.3})])
     for version_where in version_filters(model_ids):
         await versions.count(version_where)
         for version_order in ModelVersionOrder:
@@ -217,7 +219,9 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
     await versions.get_many(model_ids)
     await versions.get_revisioned(model_ids[0])
     await versions.latest("m1")
-    await versions.merge_metrics(model_ids[1], {"f1": 0.5}, [ModelStatus.DEVELOPMENT], 100)
+    await versions.update(
+        model_ids[1], [ModelStatus.DEVELOPMENT], [MetricsMerge(metrics={"f1": 0.5})]
+    )
     # The production pointer (seed deployed model_ids[0] of m0; m0 is model_ids[0::4]).
     await versions.read_production_pointer("m0")
     await versions.newest_in_production("m0")
@@ -233,10 +237,10 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
     read = await versions.get_revisioned(model_ids[8])
     assert read is not None
     pending = PendingChange(uuid.uuid4().hex, ChangeKind.PROMOTED, "development", utc_now(), None)
-    changed = await versions.transition(
+    changed = await versions.update(
         model_ids[8],
         {ModelStatus.DEVELOPMENT},
-        ModelStatus.TESTING,
+        [Move(transition=VersionTransitions.PROMOTE_TO_TESTING, at=utc_now())],
         at_revision=read.revision,
         pending=pending,
     )
@@ -244,10 +248,10 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
     assert await versions.pending_change(model_ids[8]) is not None
     await versions.clear_pending(model_ids[8], pending.event_id)
     await versions.touch(model_ids[8], {ModelStatus.TESTING})
-    await versions.transition(  # matches nothing: it reached production at no revision below 1
+    await versions.update(  # matches nothing: it reached production at no revision below 1
         model_ids[0],
         {ModelStatus.PRODUCTION},
-        ModelStatus.ARCHIVED,
+        [Move(transition=VersionTransitions.ARCHIVE, at=utc_now())],
         before_production_revision=0,
     )
     services = Services.over(storage)

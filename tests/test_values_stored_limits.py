@@ -221,6 +221,7 @@ async def test_a_merge_checked_on_a_stale_read_is_checked_again(
 ) -> None:
     from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
     from graphql_api.domain.models import ModelVersion, TrainingJob
+    from graphql_api.domain.updates import MetricsMerge
     from graphql_api.domain.values import utc_now
     from graphql_api.storage.base import MergeLimitExceeded
 
@@ -238,7 +239,9 @@ async def test_a_merge_checked_on_a_stale_read_is_checked_again(
         )
 
         async def merge(metrics: dict[str, float]) -> Any:
-            return await store.update("j", {TrainingStatus.RUNNING}, {}, metrics, MAX_METRICS)
+            return await store.update(
+                "j", {TrainingStatus.RUNNING}, [MetricsMerge(metrics=metrics)]
+            )
     else:
         store = storage.model_versions
         await store.insert(
@@ -253,7 +256,9 @@ async def test_a_merge_checked_on_a_stale_read_is_checked_again(
         )
 
         async def merge(metrics: dict[str, float]) -> Any:
-            return await store.merge_metrics("j", metrics, {ModelStatus.DEVELOPMENT}, MAX_METRICS)
+            return await store.update(
+                "j", {ModelStatus.DEVELOPMENT}, [MetricsMerge(metrics=metrics)]
+            )
 
     async def other_writer() -> None:
         await merge(keys("other", 100))  # 200 stored: fits

@@ -1,41 +1,21 @@
-"""Roles and the one table of which role each mutation needs.
+"""The one table of which role each mutation needs, as the transport checks it.
 
-Roles are ordered: each may do everything the roles before it may. A mutation missing from the
-table needs ``admin`` (fail closed), and a test checks that every mutation is listed.
+Roles are ordered: each may do everything the roles before it may. The role of every lifecycle
+change comes from its row in ``domain.lifecycle``; a mutation missing from the table needs
+``admin`` (fail closed), and a test checks that every mutation is listed.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
+from graphql_api.domain.lifecycle import mutation_roles
+from graphql_api.domain.roles import Role
 
-
-class Role(StrEnum):
-    VIEWER = "viewer"  # queries and subscriptions
-    WORKER = "worker"  # + progress of the jobs it runs
-    OPERATOR = "operator"  # + every job and registry mutation
-    ADMIN = "admin"  # + whatever is added for administrators
-
-    @property
-    def rank(self) -> int:
-        return list(Role).index(self)
-
-    def includes(self, other: Role) -> bool:
-        return self.rank >= other.rank
-
+__all__ = ["MUTATION_ROLES", "READ_ROLE", "Role", "required_role"]
 
 #: Root mutation field (as in the schema) -> the least role that may call it.
 MUTATION_ROLES: dict[str, Role] = {
-    "registerModelVersion": Role.OPERATOR,
-    "promoteModelVersion": Role.OPERATOR,
-    "archiveModelVersion": Role.OPERATOR,
-    "updateModelVersionMetrics": Role.OPERATOR,
-    "createTrainingJob": Role.OPERATOR,
-    "cancelTrainingJob": Role.OPERATOR,
-    "startTrainingJob": Role.WORKER,
-    "reportTrainingMetrics": Role.WORKER,
-    "completeTrainingJob": Role.WORKER,
-    "failTrainingJob": Role.WORKER,
-    "setTrainingJobLogsUrl": Role.WORKER,
+    **mutation_roles(),
+    # Mutations that are no lifecycle change of a record go here.
 }
 
 #: Queries and subscriptions: any valid key.

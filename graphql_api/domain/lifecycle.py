@@ -1,73 +1,192 @@
-"""The lifecycle transition tables: the one place that says which status may follow which.
+"""The lifecycle table: every named change of a training job or a model version, in one place.
 
-Services consult these tables and storage applies each transition as a conditional update on
-the current status, so two concurrent callers can never both make the same move.
+Each row says from which statuses the change may be made, the status it leads to (None: the
+status stays), the kind of the event it records, the dates it sets (to the time of the change)
+and the least role that may ask for it through its mutation. The services, the role table
+(``auth.roles``), the demo data and the tests that enumerate moves all read it, so adding a
+state or a transition is one row here plus its mutation; ``tests/test_lifecycle_table.py``
+checks the table is consistent.
+
+Services apply each change as a conditional update on the current status (storage), so two
+concurrent callers can never both make the same move.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from types import MappingProxyType
+from typing import Any, Generic, TypeVar
 
 from graphql_api.domain.enums import ModelStatus, TrainingStatus
+from graphql_api.domain.events import ChangeKind
+from graphql_api.domain.roles import Role
 
-#: For each target status of a training job, the statuses it may be reached from.
-TRAINING_TRANSITIONS: Mapping[TrainingStatus, frozenset[TrainingStatus]] = MappingProxyType(
-    {
-        TrainingStatus.RUNNING: frozenset({TrainingStatus.PENDING}),
-        TrainingStatus.COMPLETED: frozenset({TrainingStatus.RUNNING}),
-        TrainingStatus.FAILED: frozenset({TrainingStatus.RUNNING}),
-        TrainingStatus.CANCELLED: frozenset({TrainingStatus.PENDING, TrainingStatus.RUNNING}),
-    }
-)
+S = TypeVar("S", bound=StrEnum)
+
+
+@dataclass(frozen=True)
+class Transition(Generic[S]):
+    """One named change of a record."""
+
+    name: str
+    #: The root mutation a client asks for it with.
+    mutation: str
+    #: Statuses the record may be in; empty for the change that creates the record.
+    sources: frozenset[S]
+    #: The status afterwards; None when the change leaves the status as it is.
+    target: S | None
+    kind: ChangeKind
+    role: Role
+    #: Date fields of the record set to the time of the change.
+    dates: tuple[str, ...] = ()
+
+    @property
+    def creates(self) -> bool:
+        return not self.sources
+
+    @property
+    def moves(self) -> bool:
+        """Whether it moves an existing record to another status."""
+        return self.target is not None and not self.creates
+
+
+_PENDING, _RUNNING = TrainingStatus.PENDING, TrainingStatus.RUNNING
+_DEV, _TEST, _PROD = ModelStatus.DEVELOPMENT, ModelStatus.TESTING, ModelStatus.PRODUCTION
+
+
+def _sources(*statuses: S) -> frozenset[S]:
+    return frozenset(statuses)
+
+
+class JobTransitions:
+    """Training jobs: PENDING -> RUNNING -> COMPLETED | FAILED; CANCELLED from PENDING or
+    RUNNING. COMPLETED, FAILED and CANCELLED are final."""
+
+    CREATE = Transition(
+        "CREATE", "createTrainingJob", _sources(), _PENDING, ChangeKind.CREATED, Role.OPERATOR
+    )
+    START = Transition(
+        "START", "startTrainingJob", _sources(_PENDING), _RUNNING, ChangeKind.STARTED, Role.WORKER,
+        ("started_date",),
+    )  # fmt: skip
+    REPORT_METRICS = Transition(
+        "REPORT_METRICS", "reportTrainingMetrics", _sources(_RUNNING), None,
+        ChangeKind.METRICS_REPORTED, Role.WORKER,
+    )  # fmt: skip
+    # Allowed in every status: logs are often uploaded at the end.
+    SET_LOGS_URL = Transition(
+        "SET_LOGS_URL", "setTrainingJobLogsUrl", frozenset(TrainingStatus), None,
+        ChangeKind.LOGS_URL_SET, Role.WORKER,
+    )  # fmt: skip
+    COMPLETE = Transition(
+        "COMPLETE", "completeTrainingJob", _sources(_RUNNING), TrainingStatus.COMPLETED,
+        ChangeKind.COMPLETED, Role.WORKER, ("completed_date",),
+    )  # fmt: skip
+    FAIL = Transition(
+        "FAIL", "failTrainingJob", _sources(_RUNNING), TrainingStatus.FAILED, ChangeKind.FAILED,
+        Role.WORKER, ("completed_date",),
+    )  # fmt: skip
+    CANCEL = Transition(
+        "CANCEL", "cancelTrainingJob", _sources(_PENDING, _RUNNING), TrainingStatus.CANCELLED,
+        ChangeKind.CANCELLED, Role.OPERATOR, ("completed_date",),
+    )  # fmt: skip
+
+
+class VersionTransitions:
+    """Model versions: development -> testing -> production, one step at a time; archived
+    (retired for good) from any live status. Which version of a name is in production is its
+    production pointer: see ``services.registry``."""
+
+    REGISTER = Transition(
+        "REGISTER", "registerModelVersion", _sources(), _DEV, ChangeKind.REGISTERED, Role.OPERATOR
+    )
+    PROMOTE_TO_TESTING = Transition(
+        "PROMOTE_TO_TESTING", "promoteModelVersion", _sources(_DEV), _TEST, ChangeKind.PROMOTED,
+        Role.OPERATOR,
+    )  # fmt: skip
+    DEPLOY = Transition(
+        "DEPLOY", "promoteModelVersion", _sources(_TEST), _PROD, ChangeKind.DEPLOYED, Role.OPERATOR,
+        ("deployed_date",),
+    )  # fmt: skip
+    # Also how a deployment retires the version it displaced from production.
+    ARCHIVE = Transition(
+        "ARCHIVE", "archiveModelVersion", _sources(_DEV, _TEST, _PROD), ModelStatus.ARCHIVED,
+        ChangeKind.ARCHIVED, Role.OPERATOR,
+    )  # fmt: skip
+    UPDATE_METRICS = Transition(
+        "UPDATE_METRICS", "updateModelVersionMetrics", _sources(_DEV, _TEST, _PROD), None,
+        ChangeKind.METRICS_UPDATED, Role.OPERATOR,
+    )  # fmt: skip
+
+
+def _rows(namespace: type) -> tuple[Transition[S], ...]:
+    return tuple(v for v in vars(namespace).values() if isinstance(v, Transition))
+
+
+JOB_TRANSITIONS: tuple[Transition[TrainingStatus], ...] = _rows(JobTransitions)
+VERSION_TRANSITIONS: tuple[Transition[ModelStatus], ...] = _rows(VersionTransitions)
+
+
+def _final(rows: Iterable[Transition[S]], statuses: Iterable[S]) -> frozenset[S]:
+    leaving = {s for row in rows if row.moves for s in row.sources}
+    return frozenset(s for s in statuses if s not in leaving)
+
 
 #: Statuses a job never leaves.
-FINAL_TRAINING_STATUSES: frozenset[TrainingStatus] = frozenset(
-    {TrainingStatus.COMPLETED, TrainingStatus.FAILED, TrainingStatus.CANCELLED}
-)
+FINAL_TRAINING_STATUSES: frozenset[TrainingStatus] = _final(JOB_TRANSITIONS, TrainingStatus)
 
-#: Statuses in which a job may report metrics before it ends.
-METRICS_REPORTING_STATUSES: frozenset[TrainingStatus] = frozenset({TrainingStatus.RUNNING})
-
-#: For each target status of a model version, the statuses it may be reached from.
-#: Promotion is one step at a time; archiving is allowed from any live status.
-MODEL_TRANSITIONS: Mapping[ModelStatus, frozenset[ModelStatus]] = MappingProxyType(
+#: ``promoteModelVersion`` moves one step along this path: the promotion from each status.
+PROMOTIONS: Mapping[ModelStatus, Transition[ModelStatus]] = MappingProxyType(
     {
-        ModelStatus.TESTING: frozenset({ModelStatus.DEVELOPMENT}),
-        ModelStatus.PRODUCTION: frozenset({ModelStatus.TESTING}),
-        ModelStatus.ARCHIVED: frozenset(
-            {ModelStatus.DEVELOPMENT, ModelStatus.TESTING, ModelStatus.PRODUCTION}
-        ),
+        source: row
+        for row in VERSION_TRANSITIONS
+        if row.mutation == VersionTransitions.PROMOTE_TO_TESTING.mutation
+        for source in row.sources
     }
 )
-
-#: ``promoteModelVersion`` moves one step along this path.
 PROMOTION_PATH: Mapping[ModelStatus, ModelStatus] = MappingProxyType(
-    {
-        ModelStatus.DEVELOPMENT: ModelStatus.TESTING,
-        ModelStatus.TESTING: ModelStatus.PRODUCTION,
-    }
+    {source: row.target for source, row in PROMOTIONS.items() if row.target is not None}
 )
-
-#: Statuses in which a model version's metrics may still change.
-MODEL_METRICS_EDITABLE: frozenset[ModelStatus] = frozenset(
-    {ModelStatus.DEVELOPMENT, ModelStatus.TESTING, ModelStatus.PRODUCTION}
-)
-
-
-def training_sources(target: TrainingStatus) -> frozenset[TrainingStatus]:
-    """Statuses a job may be in to move to ``target`` (empty when nothing leads there)."""
-    return TRAINING_TRANSITIONS.get(target, frozenset())
-
-
-def model_sources(target: ModelStatus) -> frozenset[ModelStatus]:
-    """Statuses a model version may be in to move to ``target``."""
-    return MODEL_TRANSITIONS.get(target, frozenset())
 
 
 def can_train_transition(current: TrainingStatus, target: TrainingStatus) -> bool:
-    return current in training_sources(target)
+    return any(
+        row.moves and row.target is target and current in row.sources for row in JOB_TRANSITIONS
+    )
 
 
 def can_model_transition(current: ModelStatus, target: ModelStatus) -> bool:
-    return current in model_sources(target)
+    return any(
+        row.moves and row.target is target and current in row.sources for row in VERSION_TRANSITIONS
+    )
+
+
+def path_to(rows: Sequence[Transition[S]], status: S) -> list[Transition[S]]:
+    """The shortest run of moves that takes a new record to ``status`` (ValueError if none)."""
+    start = next(row.target for row in rows if row.creates)
+    paths: dict[S, list[Transition[S]]] = {start: []} if start is not None else {}
+    frontier = list(paths)
+    while frontier:
+        nxt: list[S] = []
+        for current in frontier:
+            for row in rows:
+                if row.moves and current in row.sources and row.target not in paths:
+                    assert row.target is not None
+                    paths[row.target] = [*paths[current], row]
+                    nxt.append(row.target)
+        frontier = nxt
+    if status not in paths:
+        raise ValueError(f"no transition leads to {status}")
+    return paths[status]
+
+
+def mutation_roles() -> dict[str, Role]:
+    """Each lifecycle mutation and the role its rows need (one mutation, one role)."""
+    roles: dict[str, Role] = {}
+    rows: list[Transition[Any]] = [*JOB_TRANSITIONS, *VERSION_TRANSITIONS]
+    for row in rows:
+        if roles.setdefault(row.mutation, row.role) is not row.role:
+            raise ValueError(f"{row.mutation} has rows needing different roles")
+    return roles

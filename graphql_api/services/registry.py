@@ -6,7 +6,6 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from graphql_api.domain import validation
 from graphql_api.domain.enums import ModelStatus, ModelType
@@ -20,10 +19,16 @@ from graphql_api.domain.errors import (
 )
 from graphql_api.domain.events import ChangeKind
 from graphql_api.domain.ids import new_id
-from graphql_api.domain.lifecycle import MODEL_METRICS_EDITABLE, PROMOTION_PATH
+from graphql_api.domain.lifecycle import (
+    PROMOTION_PATH,
+    PROMOTIONS,
+    Transition,
+    VersionTransitions,
+)
 from graphql_api.domain.models import ModelVersion
 from graphql_api.domain.queries import ModelVersionFilter, ModelVersionOrder, Page, PageRequest
-from graphql_api.domain.values import MAX_METRICS, utc_now
+from graphql_api.domain.updates import MetricsMerge, Move
+from graphql_api.domain.values import utc_now
 from graphql_api.services.changes import ChangeRecorder
 from graphql_api.storage.base import (
     MergeLimitExceeded,
@@ -93,7 +98,7 @@ class ModelRegistryService:
             metrics=metrics if metrics is not None else {},
             created_date=utc_now(),
         )
-        pending = _pending(ChangeKind.REGISTERED, None, actor)
+        pending = _pending(VersionTransitions.REGISTER.kind, None, actor)
         await self._versions.insert(record, pending)
         await self._publish(record, pending)
         return record
@@ -111,12 +116,13 @@ class ModelRegistryService:
         current = await self._require(model_id)
         if to is ModelStatus.PRODUCTION and current.status is ModelStatus.PRODUCTION:
             return await self._deploy(current, actor)
-        target = PROMOTION_PATH.get(current.status)
-        if target is None or (to is not None and to is not target):
+        promotion = PROMOTIONS.get(current.status)
+        target = None if promotion is None else promotion.target
+        if promotion is None or target is None or (to is not None and to is not target):
             raise _cannot_promote(current, to or target)
-        if target is ModelStatus.PRODUCTION:
+        if promotion is VersionTransitions.DEPLOY:
             return await self._deploy(current, actor)
-        promoted = await self._change(model_id, current.status, target, ChangeKind.PROMOTED, actor)
+        promoted = await self._change(model_id, current.status, promotion, actor)
         if promoted is None:
             raise await self._refused(model_id, target)
         return promoted
@@ -224,10 +230,10 @@ class ModelRegistryService:
                 # Given back by an undone move: still in production (no status change, no
                 # event), it takes the new holding's revision, so that nothing that read the
                 # pointer before the undo retires it as displaced.
-                kept = await self._versions.transition(
+                kept = await self._versions.update(
                     holder_id,
                     {ModelStatus.PRODUCTION},
-                    ModelStatus.PRODUCTION,
+                    (),
                     at_revision=read.revision,
                     production_revision=pointer.revision,
                 )
@@ -238,10 +244,8 @@ class ModelRegistryService:
             deployed = await self._change(
                 holder_id,
                 ModelStatus.TESTING,
-                ModelStatus.PRODUCTION,
-                ChangeKind.DEPLOYED,
+                VersionTransitions.DEPLOY,
                 actor,
-                {"deployed_date": utc_now()},
                 at_revision=read.revision,
                 production_revision=pointer.revision,
             )
@@ -279,8 +283,7 @@ class ModelRegistryService:
             await self._change(
                 version.model_id,
                 ModelStatus.PRODUCTION,
-                ModelStatus.ARCHIVED,
-                ChangeKind.ARCHIVED,
+                VersionTransitions.ARCHIVE,
                 actor,
                 before_production_revision=pointer.revision,
             )
@@ -310,8 +313,7 @@ class ModelRegistryService:
             archived = await self._change(
                 model_id,
                 source,
-                ModelStatus.ARCHIVED,
-                ChangeKind.ARCHIVED,
+                VersionTransitions.ARCHIVE,
                 actor,
                 before_production_revision=reached_before,
             )
@@ -345,7 +347,9 @@ class ModelRegistryService:
                 None,
                 f"{RESOURCE} {model_id!r} is {current.status.value}: its metrics are frozen",
             )
-        await self._record.model_version(updated, ChangeKind.METRICS_UPDATED, updated.status, actor)
+        await self._record.model_version(
+            updated, VersionTransitions.UPDATE_METRICS.kind, updated.status, actor
+        )
         return updated
 
     # Helpers ---------------------------------------------------------------------------
@@ -354,19 +358,20 @@ class ModelRegistryService:
         self,
         model_id: str,
         source: ModelStatus,
-        target: ModelStatus,
-        kind: ChangeKind,
+        transition: Transition[ModelStatus],
         actor: str | None,
-        changes: Mapping[str, Any] | None = None,
         **conditions: int | None,
     ) -> ModelVersion | None:
-        """One status change and its event, in the order of the version's changes: the change
-        is stored with its event pending (``PendingChange``); a change still pending from
-        someone else is published first. None if the status (or a condition) did not match."""
+        """``transition`` from ``source`` and its event, in the order of the version's changes:
+        the change is stored with its event pending (``PendingChange``); a change still pending
+        from someone else is published first. None if the status (or a condition) did not
+        match."""
+        assert transition.target is not None and source in transition.sources
         for _ in range(MAX_SETTLE_ATTEMPTS):
-            pending = _pending(kind, source, actor)
-            changed = await self._versions.transition(
-                model_id, {source}, target, changes, pending=pending, **conditions
+            pending = _pending(transition.kind, source, actor)
+            move = Move(transition=transition, at=pending.occurred_at)
+            changed = await self._versions.update(
+                model_id, {source}, [move], pending=pending, **conditions
             )
             if changed is not None:
                 await self._publish(changed, pending)
@@ -420,8 +425,8 @@ class ModelRegistryService:
     ) -> ModelVersion | None:
         """Merge keeping the *stored* metrics within MAX_METRICS, not only each call's."""
         try:
-            return await self._versions.merge_metrics(
-                model_id, metrics, MODEL_METRICS_EDITABLE, MAX_METRICS
+            return await self._versions.update(
+                model_id, VersionTransitions.UPDATE_METRICS.sources, [MetricsMerge(metrics=metrics)]
             )
         except MergeLimitExceeded as error:
             raise ValidationError(

@@ -15,23 +15,17 @@ from graphql_api.domain.errors import (
     ValidationError,
     ValidationRule,
 )
-from graphql_api.domain.events import ChangeKind, StoredEvent
+from graphql_api.domain.events import StoredEvent
 from graphql_api.domain.ids import new_id
-from graphql_api.domain.lifecycle import METRICS_REPORTING_STATUSES, training_sources
+from graphql_api.domain.lifecycle import JobTransitions, Transition
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, TrainingJobOrder
-from graphql_api.domain.values import MAX_METRICS, utc_now
+from graphql_api.domain.updates import Change, FailureReason, LogsUrl, MetricsMerge, Move
+from graphql_api.domain.values import utc_now
 from graphql_api.services.changes import ChangeRecorder
 from graphql_api.storage.base import MergeLimitExceeded, Storage
 
 RESOURCE = "TrainingJob"
-
-_KIND_OF_TARGET = {
-    TrainingStatus.RUNNING: ChangeKind.STARTED,
-    TrainingStatus.COMPLETED: ChangeKind.COMPLETED,
-    TrainingStatus.FAILED: ChangeKind.FAILED,
-    TrainingStatus.CANCELLED: ChangeKind.CANCELLED,
-}
 
 
 class MLTrainingService:
@@ -111,11 +105,11 @@ class MLTrainingService:
             raise NotFoundError("ModelVersion", model_id, field="modelId")
         _refuse_retired(version.model_id, version.status)
         await self._jobs.insert(job)
-        await self._record.job(job, ChangeKind.CREATED, None, actor)
+        await self._record.job(job, JobTransitions.CREATE.kind, None, actor)
         return job
 
     async def start(self, job_id: str, *, actor: str | None = None) -> TrainingJob:
-        return await self._move(job_id, TrainingStatus.RUNNING, {"started_date": utc_now()}, actor)
+        return await self._move(job_id, JobTransitions.START, actor)
 
     async def complete(
         self,
@@ -127,22 +121,15 @@ class MLTrainingService:
         """RUNNING -> COMPLETED, merging the final ``metrics`` into those reported so far."""
         final = validation.metrics(metrics if metrics is not None else {})
         return await self._move(
-            job_id, TrainingStatus.COMPLETED, {"completed_date": utc_now()}, actor, final
+            job_id, JobTransitions.COMPLETE, actor, [MetricsMerge(metrics=final)] if final else []
         )
 
     async def fail(self, job_id: str, reason: str, *, actor: str | None = None) -> TrainingJob:
         reason = validation.checked(text.check_text, reason.strip(), "reason")
-        return await self._move(
-            job_id,
-            TrainingStatus.FAILED,
-            {"completed_date": utc_now(), "failure_reason": reason},
-            actor,
-        )
+        return await self._move(job_id, JobTransitions.FAIL, actor, [FailureReason(reason=reason)])
 
     async def cancel(self, job_id: str, *, actor: str | None = None) -> TrainingJob:
-        return await self._move(
-            job_id, TrainingStatus.CANCELLED, {"completed_date": utc_now()}, actor
-        )
+        return await self._move(job_id, JobTransitions.CANCEL, actor)
 
     async def report_metrics(
         self, job_id: str, metrics: Mapping[str, float], *, actor: str | None = None
@@ -153,7 +140,9 @@ class MLTrainingService:
             raise ValidationError(
                 "metrics", "must name at least one metric", rule=ValidationRule.min_length
             )
-        job = await self._merge(job_id, METRICS_REPORTING_STATUSES, {}, checked)
+        job = await self._update(
+            job_id, JobTransitions.REPORT_METRICS.sources, [MetricsMerge(metrics=checked)]
+        )
         if job is None:
             current = await self._require(job_id)
             raise InvalidTransitionError(
@@ -164,7 +153,7 @@ class MLTrainingService:
                 f"{RESOURCE} {job_id!r} is {current.status.value}: metrics can only be "
                 "reported while it is RUNNING",
             )
-        await self._record.job(job, ChangeKind.METRICS_REPORTED, job.status, actor)
+        await self._record.job(job, JobTransitions.REPORT_METRICS.kind, job.status, actor)
         return job
 
     async def set_logs_url(
@@ -172,10 +161,12 @@ class MLTrainingService:
     ) -> TrainingJob:
         """Where the logs are; allowed in every status (logs are often uploaded at the end)."""
         logs_url = validation.checked(text.check_url, logs_url.strip(), "logsUrl")
-        job = await self._jobs.update(job_id, set(TrainingStatus), {"logs_url": logs_url})
+        job = await self._update(
+            job_id, JobTransitions.SET_LOGS_URL.sources, [LogsUrl(logs_url=logs_url)]
+        )
         if job is None:
             raise NotFoundError(RESOURCE, job_id, field="jobId")
-        await self._record.job(job, ChangeKind.LOGS_URL_SET, job.status, actor)
+        await self._record.job(job, JobTransitions.SET_LOGS_URL.kind, job.status, actor)
         return job
 
     # Helpers ---------------------------------------------------------------------------
@@ -183,31 +174,31 @@ class MLTrainingService:
     async def _move(
         self,
         job_id: str,
-        target: TrainingStatus,
-        changes: dict[str, Any],
+        transition: Transition[TrainingStatus],
         actor: str | None,
-        metrics: Mapping[str, float] | None = None,
+        also: Sequence[Change] = (),
     ) -> TrainingJob:
+        """``transition`` (with the changes ``also`` made by the same update) and its event."""
+        target = transition.target
+        assert target is not None
+        changes = [Move(transition=transition, at=utc_now()), *also]
         # One atomic conditional update per allowed source status, so the event knows exactly
         # which status the job left, and two callers can never both make the move.
-        for source in sorted(training_sources(target)):
-            job = await self._merge(job_id, {source}, {**changes, "status": target}, metrics)
+        for source in sorted(transition.sources):
+            job = await self._update(job_id, {source}, changes)
             if job is not None:
-                await self._record.job(job, _KIND_OF_TARGET[target], source, actor)
+                await self._record.job(job, transition.kind, source, actor)
                 return job
         current = await self._require(job_id)
         raise InvalidTransitionError(RESOURCE, job_id, current.status.value, target.value)
 
-    async def _merge(
-        self,
-        job_id: str,
-        allowed: Collection[TrainingStatus],
-        changes: dict[str, Any],
-        metrics: Mapping[str, float] | None,
+    async def _update(
+        self, job_id: str, sources: Collection[TrainingStatus], changes: Sequence[Change]
     ) -> TrainingJob | None:
-        """``update`` that keeps the *stored* metrics within MAX_METRICS, not only each call's."""
+        """``update``, with a merge that would take the *stored* metrics over their limit (not
+        only each call's) as the client's ValidationError."""
         try:
-            return await self._jobs.update(job_id, allowed, changes, metrics, MAX_METRICS)
+            return await self._jobs.update(job_id, sources, changes)
         except MergeLimitExceeded as error:
             raise ValidationError(
                 "metrics",

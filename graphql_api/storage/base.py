@@ -2,28 +2,36 @@
 
 Every method is one logical operation; the ones that change a record are atomic conditional
 updates on its current status, so concurrent callers cannot both make the same transition.
-An implementation raises ``graphql_api.domain.errors.ConflictError`` (with the field) when a
-write would break a uniqueness rule, or (with no field) when the server kept refusing a write
-only because of concurrent writers (a deadlock) after a bounded number of retries, and returns
-``None`` when a conditional update finds no record in an allowed status; it never raises any
-other domain error.
+Services describe a change with the typed changes of ``graphql_api.domain.updates``, never with
+storage field names.
+
+**Which errors storage raises.** A method reports an expected outcome by its result: None for a
+record that is not there, or for a conditional update that found no record in an allowed status
+(the service knows what the client asked for, so it picks NotFoundError or
+InvalidTransitionError). The only domain errors storage raises are:
+
+- ``ConflictError`` (``graphql_api.domain.errors``): with the field, when a write would break a
+  uniqueness rule (``insert``); with no field or ``id``/``modelId``, when the server kept
+  refusing a write only because of concurrent writers (deadlocks, claims held by others) after
+  a bounded number of retries: the client may retry;
+- ``ValidationError`` with field ``after`` and rule ``cursor``, from ``find``: a cursor that is
+  not one this list returned.
+
+Besides those, any method may raise ``DatabaseUnavailable`` (below) when the database is
+unreachable or too slow: an implementation bounds every operation in time and never lets its
+driver's errors out. A metrics merge that would take a stored record over its limit raises
+``MergeLimitExceeded`` and writes nothing; the service turns it into the client's error.
 
 Which version of a model name is in production is the name's ``ProductionPointer``, not a
 status: see ``graphql_api.services.registry`` for how statuses follow it.
-
-A merge that would take a stored record over a limit the caller passed raises
-``MergeLimitExceeded`` and writes nothing.
-
-Any method may raise ``DatabaseUnavailable`` (below) when the database is unreachable or too
-slow: an implementation bounds every operation in time and never lets its driver's errors out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 from graphql_api.domain.enums import ModelStatus, TrainingStatus
 from graphql_api.domain.events import ChangeEvent, ChangeKind, LogEntry, StoredEvent
@@ -36,6 +44,11 @@ from graphql_api.domain.queries import (
     TrainingJobFilter,
     TrainingJobOrder,
 )
+from graphql_api.domain.updates import Change
+
+R = TypeVar("R")
+W = TypeVar("W", contravariant=True)
+O = TypeVar("O", contravariant=True)  # noqa: E741 (the order, beside R and W)
 
 
 class MergeLimitExceeded(Exception):
@@ -75,7 +88,7 @@ class PendingChange:
     """The event of a status change, written into the version's document by the very update
     that makes the change, and cleared once the event is in the log.
 
-    While one is there the version's status cannot change again (``transition`` matches
+    While one is there the version's status cannot change again (``update`` matches
     nothing), so whoever wants to change it next first appends this event (idempotent by
     ``event_id``) and clears it: each version's events are in the log in the order its status
     changed, and a change whose writer died before appending its event gets it from the next
@@ -92,7 +105,7 @@ class PendingChange:
 @dataclass(frozen=True)
 class Revisioned:
     """A model version with its storage revision, for an update that must not follow a change
-    made by someone else after it was read (``transition(..., at_revision=...)``)."""
+    made by someone else after it was read (``update(..., at_revision=...)``)."""
 
     version: ModelVersion
     revision: int
@@ -120,29 +133,89 @@ class DatabaseConfigError(ValueError):
     """The database settings cannot work (a malformed URI, an unknown option)."""
 
 
-class ModelVersionStore(Protocol):
+class RecordStore(Protocol[R, W, O]):
+    """What the stores of every kind of record answer alike."""
+
+    async def get(self, record_id: str) -> R | None:
+        """The record with key ``record_id``, or None if there is none."""
+
+    async def get_many(self, record_ids: Sequence[str]) -> dict[str, R]:
+        """The records with these keys, by key, in one round trip; keys with no record are
+        absent from the result."""
+
+    async def find(self, where: W, order: O, page: PageRequest) -> Page[R]:
+        """One page of the records matching ``where``, in ``order``: ``page.first`` of them
+        after the cursor ``page.after`` (keyset: stable while records are added), with each
+        record's cursor and whether a next page exists. ValidationError (field ``after``) if
+        the cursor is not one of this list and order."""
+
+    async def count(self, where: W) -> int:
+        """How many records match ``where``."""
+
+
+class ModelVersionStore(RecordStore[ModelVersion, ModelVersionFilter, ModelVersionOrder], Protocol):
     async def insert(self, version: ModelVersion, pending: PendingChange | None = None) -> None:
-        """Store a new version; ConflictError on a taken ``model_id``, (name, version) or
-        (name, SemVer precedence): build metadata alone does not make a new version."""
+        """Store a new version, with ``pending`` as its change whose event is not yet in the
+        log. ConflictError (field ``modelId`` or ``version``) if its ``model_id``, its (name,
+        version) or its (name, SemVer precedence) is taken: build metadata alone does not make
+        a new version."""
 
-    async def get(self, model_id: str) -> ModelVersion | None: ...
+    async def update(
+        self,
+        model_id: str,
+        sources: Collection[ModelStatus],
+        changes: Sequence[Change],
+        *,
+        at_revision: int | None = None,
+        production_revision: int | None = None,
+        before_production_revision: int | None = None,
+        pending: PendingChange | None = None,
+    ) -> ModelVersion | None:
+        """Apply ``changes`` if the status is one of ``sources``; the version after, or None
+        when no version matched (missing, another status, or a condition below failed).
 
-    async def get_many(self, model_ids: Sequence[str]) -> dict[str, ModelVersion]:
-        """One round trip for any number of ids; missing ids are absent from the result."""
+        A change of status (a ``Move``), and any update with ``production_revision`` or
+        ``pending``, also requires that no change is pending (see ``PendingChange``), and
+        records ``pending`` as this change's. ``at_revision``: only if the record is still at
+        that revision. ``production_revision`` records the pointer revision at which a version
+        reaches production; ``before_production_revision``: only if it reached production below
+        that revision. The status alone does not make a version the production one: the
+        pointer does. With no changes and no condition, only the revision is bumped (an update
+        made with ``at_revision`` from an earlier read then matches nothing).
 
-    async def find(
-        self, where: ModelVersionFilter, order: ModelVersionOrder, page: PageRequest
-    ) -> Page[ModelVersion]: ...
+        A ``MetricsMerge`` takes no condition beyond ``sources``: MergeLimitExceeded (nothing
+        written) if the stored metrics would number more than its limit, also when concurrent
+        merges race. ConflictError (no field) after too many concurrent writers.
+        """
 
-    async def count(self, where: ModelVersionFilter) -> int: ...
+    async def touch(self, model_id: str, sources: Collection[ModelStatus]) -> bool:
+        """Bump the revision if the status is one of ``sources`` (no visible change), so that
+        an ``update`` with ``at_revision`` from an earlier read matches nothing; whether it
+        matched."""
+
+    async def get_revisioned(self, model_id: str) -> Revisioned | None:
+        """The version with its storage revision (for ``update(at_revision=...)``) and the
+        pointer revision at which it reached production; None if there is no such version."""
+
+    async def latest(self, model_name: str) -> ModelVersion | None:
+        """The name's version of highest SemVer precedence, whatever its status; None if the
+        name has no version."""
+
+    async def pending_change(self, model_id: str) -> tuple[ModelVersion, PendingChange] | None:
+        """The version and its change whose event is not yet known to be in the log; None if
+        it has none (or there is no such version)."""
+
+    async def clear_pending(self, model_id: str, event_id: str) -> None:
+        """Forget the pending change ``event_id`` (its event is in the log); idempotent, and
+        not a change of the record (the revision stays)."""
 
     async def production_pointer(self, model_name: str) -> ProductionPointer:
-        """The name's production pointer. A name without one (never deployed, or stored before
-        pointers existed) gets one created from the current statuses: the version in
-        production, if any (idempotent under concurrent callers: one insert wins)."""
+        """The name's pointer. A name without one (never deployed, or stored before pointers
+        existed) gets one created from the current statuses: the version in production, if any
+        (idempotent under concurrent callers: one insert wins)."""
 
     async def read_production_pointer(self, model_name: str) -> ProductionPointer | None:
-        """The pointer as stored, without creating it (readers)."""
+        """The pointer as stored, without creating it (readers); None if there is none."""
 
     async def move_production(
         self,
@@ -151,31 +224,21 @@ class ModelVersionStore(Protocol):
         *,
         first_holding: bool = False,
     ) -> ProductionPointer | None:
-        """Compare-and-set: point the name's production at ``model_id`` if the pointer is
-        still at ``pointer.revision``; the new pointer, or None when someone moved it first.
-        ``first_holding``: only if ``model_id`` never
-        held the pointer (a promotion decided on a read of the version from before it was
-        deployed and displaced must not move production back to it)."""
+        """Compare-and-set: point the name's production at ``model_id`` (None: at nothing) if
+        the pointer is still at ``pointer.revision``; the new pointer, or None when someone
+        moved it first. ``first_holding``: only if ``model_id`` never held the pointer (a
+        promotion decided on a read of the version from before it was deployed and displaced
+        must not move production back to it). ConflictError (field ``modelId``) after too many
+        concurrent movers."""
 
     async def release_holding(self, model_name: str, model_id: str) -> None:
-        """Forget that ``model_id`` held the pointer (it never reached production then)."""
+        """Forget that ``model_id`` held the pointer (it never reached production then), so it
+        may be deployed again; idempotent."""
 
     async def newest_in_production(self, model_name: str) -> ModelVersion | None:
         """The version of the name with status production that reached it last: the one
         still serving while a deployment is under way, and the production version of a name
-        stored before pointers existed."""
-
-    async def get_revisioned(self, model_id: str) -> Revisioned | None: ...
-
-    async def pending_change(self, model_id: str) -> tuple[ModelVersion, PendingChange] | None:
-        """The version and its change whose event is not yet known to be in the log."""
-
-    async def clear_pending(self, model_id: str, event_id: str) -> None:
-        """Forget the pending change ``event_id`` (its event is in the log); idempotent."""
-
-    async def touch(self, model_id: str, sources: Collection[ModelStatus]) -> bool:
-        """Bump the revision if the status is one of ``sources`` (no visible change): an
-        update made with ``at_revision`` from an earlier read then matches nothing."""
+        stored before pointers existed. None if no version of the name is in production."""
 
     async def displaced_in_production(
         self, model_name: str, keep: str | None, before: int
@@ -183,54 +246,21 @@ class ModelVersionStore(Protocol):
         """Versions of the name with status production, other than ``keep``, that reached
         production at a pointer revision below ``before`` (or before pointers existed)."""
 
-    async def latest(self, model_name: str) -> ModelVersion | None:
-        """The name's version of highest SemVer precedence, whatever its status."""
 
-    async def transition(
-        self,
-        model_id: str,
-        sources: Collection[ModelStatus],
-        target: ModelStatus,
-        changes: Mapping[str, Any] | None = None,
-        *,
-        at_revision: int | None = None,
-        production_revision: int | None = None,
-        before_production_revision: int | None = None,
-        pending: PendingChange | None = None,
-    ) -> ModelVersion | None:
-        """Move to ``target`` if the status is one of ``sources`` and no change is pending
-        (see ``PendingChange``), recording ``pending`` as this change's; return the result.
+class TrainingJobStore(RecordStore[TrainingJob, TrainingJobFilter, TrainingJobOrder], Protocol):
+    async def insert(self, job: TrainingJob) -> None:
+        """Store a new job. ConflictError (field ``jobId``) if its ``job_id`` is taken."""
 
-        ``at_revision``: only if the record is still at that revision. ``production_revision``
-        records the pointer revision at which a version reaches production;
-        ``before_production_revision``: only if it reached production below that revision.
-        The status alone does not make a version the production one: the pointer does.
+    async def update(
+        self, job_id: str, sources: Collection[TrainingStatus], changes: Sequence[Change]
+    ) -> TrainingJob | None:
+        """Apply ``changes`` if the status is one of ``sources``; the job after, or None when
+        no job matched (missing, or in another status).
+
+        With a ``MetricsMerge``: MergeLimitExceeded (nothing written) if the stored metrics
+        would then number more than its limit, also when concurrent merges race.
+        ConflictError (no field) after too many concurrent writers.
         """
-
-    async def merge_metrics(
-        self,
-        model_id: str,
-        metrics: Mapping[str, float],
-        allowed: Collection[ModelStatus],
-        limit: int,
-    ) -> ModelVersion | None:
-        """Merge ``metrics`` if the status is one of ``allowed``; MergeLimitExceeded (nothing
-        written) if the stored metrics would then number more than ``limit``, also when
-        concurrent merges race."""
-
-
-class TrainingJobStore(Protocol):
-    async def insert(self, job: TrainingJob) -> None: ...
-
-    async def get(self, job_id: str) -> TrainingJob | None: ...
-
-    async def get_many(self, job_ids: Sequence[str]) -> dict[str, TrainingJob]: ...
-
-    async def find(
-        self, where: TrainingJobFilter, order: TrainingJobOrder, page: PageRequest
-    ) -> Page[TrainingJob]: ...
-
-    async def count(self, where: TrainingJobFilter) -> int: ...
 
     async def find_per_model(
         self,
@@ -239,38 +269,32 @@ class TrainingJobStore(Protocol):
         order: TrainingJobOrder,
         first: int,
     ) -> dict[str, Page[TrainingJob]]:
-        """The first page of each model's jobs, for all ``model_ids`` in one round trip."""
+        """The first page (``first`` jobs) of each model's jobs matching ``where``, in
+        ``order``, for all ``model_ids`` in one round trip; every id has an entry."""
 
     async def count_per_model(
         self, model_ids: Sequence[str], where: TrainingJobFilter
-    ) -> dict[str, int]: ...
-
-    async def update(
-        self,
-        job_id: str,
-        allowed: Collection[TrainingStatus],
-        changes: Mapping[str, Any],
-        merge_metrics: Mapping[str, float] | None = None,
-        metrics_limit: int | None = None,
-    ) -> TrainingJob | None:
-        """Apply ``changes`` (and merge metrics) if the status is one of ``allowed``.
-
-        With ``metrics_limit``, MergeLimitExceeded (nothing written) if the stored metrics would
-        then number more than that, also when concurrent merges race.
-        """
+    ) -> dict[str, int]:
+        """How many jobs of each model match ``where``, in one round trip; every id has an
+        entry."""
 
 
 class EventStore(Protocol):
     """The change log. Sequence numbers are unique and increase with every append, but
     concurrent appends may become visible out of order (seq 11 before seq 10), and a writer
     that dies between taking a number and writing leaves a hole: readers that must not skip an
-    event read with ``entries_after`` and ``seal`` holes (see ``graphql_api.live.tailer``)."""
+    event read with ``entries_after`` and ``seal`` holes (see ``graphql_api.live.tailer``).
+
+    No method raises a domain error; an event stored in a shape this version cannot read is
+    skipped or kept in its place as an ``UnreadableEvent``, as each method says, never raised."""
 
     async def append(self, event: ChangeEvent) -> ChangeEvent:
         """Store ``event`` with the next sequence number (its ``seq`` is ignored).
 
         Idempotent by ``event.event_id``: appending an event whose id is already stored (a
-        retry of an append that landed) returns the stored event.
+        retry of an append that landed) returns the stored event. RuntimeError (an unexpected
+        error, masked for clients) if no sequence number could be had after a bounded number
+        of attempts; the caller (``services.changes``) retries the append.
         """
 
     async def for_entity(self, entity_id: str, limit: int) -> list[ChangeEvent]:
@@ -322,19 +346,29 @@ class StoreStats:
 
 class Storage(Protocol):
     @property
-    def model_versions(self) -> ModelVersionStore: ...
+    def model_versions(self) -> ModelVersionStore:
+        """The model versions and each name's production pointer."""
 
     @property
-    def training_jobs(self) -> TrainingJobStore: ...
+    def training_jobs(self) -> TrainingJobStore:
+        """The training jobs."""
 
     @property
-    def events(self) -> EventStore: ...
+    def events(self) -> EventStore:
+        """The change log."""
 
     @property
-    def stats(self) -> StoreStats: ...
+    def stats(self) -> StoreStats:
+        """The round trips made so far (tests and benchmarks count them)."""
 
-    async def ensure_indexes(self) -> None: ...
+    async def ensure_indexes(self) -> None:
+        """Start-up: learn what the server guarantees and create the indexes (idempotent; also
+        brings documents of older versions up to the current rules). DatabaseUnavailable if the
+        server cannot be reached."""
 
-    async def ping(self) -> None: ...
+    async def ping(self) -> None:
+        """Return once the database answers (health checks), within a second;
+        DatabaseUnavailable otherwise."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release the connections; the storage is not used afterwards."""

@@ -17,7 +17,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 from graphql_api.domain.errors import ConflictError
 from graphql_api.domain.queries import PageRequest
 from graphql_api.storage.base import MergeLimitExceeded, StoreStats
-from graphql_api.storage.keyset import SortSpec
+from graphql_api.storage.mongo.keyset import SortSpec
 
 log = logging.getLogger("mltrain.storage")
 
@@ -186,35 +186,46 @@ class MongoCollection:
                 **{k: v for k, v in index.document.items() if k != "key"},
             )
 
-    async def _update_if(
-        self, record_id: str, allowed: Collection[str], changes: dict[str, Any]
+    async def _conditional(
+        self, query: dict[str, Any], changes: Mapping[str, Any], what: str
     ) -> dict[str, Any] | None:
-        """``$set`` ``changes`` if the status is in ``allowed``; the document after, or None.
+        """``$set`` ``changes`` (and bump ``rev``) if the document matches ``query`` (which
+        names its ``_id``); the document after, or None. ``what`` says what is being changed,
+        in the ConflictError of a write the server kept refusing (``retry_transient``).
 
+        Where the claim guard is on (conditional updates not atomic across connections), the
+        writer first claims the revision it read and updates filtered on it, so concurrent
+        conditional updates, and checked ones (``_update_checked``), exclude each other.
         Raises ``DuplicateKeyError``/``OperationFailure`` from a unique index unchanged (the
         caller knows which rule that is).
         """
         if not self._guard.enabled:
+            update: dict[str, Any] = {"$inc": {"rev": 1}}
+            if changes:
+                update["$set"] = changes
             self._trip()
-            doc: dict[str, Any] | None = await self._c.find_one_and_update(
-                {"_id": record_id, "status": {"$in": list(allowed)}},
-                {"$set": changes, "$inc": {"rev": 1}},
-                return_document=ReturnDocument.AFTER,
+            doc: dict[str, Any] | None = await retry_transient(
+                lambda: self._c.find_one_and_update(
+                    query, update, return_document=ReturnDocument.AFTER
+                ),
+                what,
             )
             return doc
         waits = self._claim_waits()
         for attempt in range(MAX_UPDATE_ATTEMPTS):
             self._trip()
-            current = await self._c.find_one({"_id": record_id})
-            if current is None or current["status"] not in allowed:
+            current = await self._c.find_one(query)
+            if current is None:
                 return None
             rev = int(current.get("rev", 0))
-            claimed, doc = await self._write_claimed(record_id, {"rev": rev}, rev, changes)
+            claimed, doc = await self._write_claimed(
+                current["_id"], {**query, "rev": rev}, rev, changes
+            )
             if doc is not None:
                 return doc
             if not claimed and not await waits.wait(attempt):
                 break
-        raise _too_many_writers(record_id)
+        raise _too_many_writers(query["_id"])
 
     def _claim_waits(self) -> ClaimWaits:
         # Waiting out other writers ends in a ConflictError before the operation's deadline
@@ -249,7 +260,7 @@ class MongoCollection:
         check: Callable[[dict[str, Any]], dict[str, Any]],
         reads: Collection[str],
     ) -> dict[str, Any] | None:
-        """Like ``_update_if``, for a change that depends on what is stored (a merge that must
+        """Like ``_conditional``, for a change that depends on what is stored (a merge that must
         keep the record within a limit): ``check(current)`` returns the ``$set`` changes or
         raises, and the write lands only if the record is still at the revision it was checked
         on. Two concurrent merges that each fit can then never both land when together they

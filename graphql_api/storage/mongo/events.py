@@ -18,8 +18,8 @@ from graphql_api.domain.events import (
     StoredEvent,
     UnreadableEvent,
 )
-from graphql_api.storage import documents
 from graphql_api.storage.base import StoreStats
+from graphql_api.storage.mongo import documents
 from graphql_api.storage.mongo.collection import (
     MAX_APPEND_ATTEMPTS,
     MongoCollection,

@@ -23,71 +23,54 @@ from graphql_api.domain.enums import ModelStatus
 from graphql_api.domain.errors import ConflictError
 from graphql_api.domain.events import ChangeKind
 from graphql_api.domain.models import ModelVersion
-from graphql_api.domain.queries import ModelVersionFilter, ModelVersionOrder, Page, PageRequest
+from graphql_api.domain.queries import ModelVersionFilter, ModelVersionOrder
 from graphql_api.domain.semver import version_sort_key
+from graphql_api.domain.updates import Change, Move
 from graphql_api.domain.values import utc_now
-from graphql_api.storage import documents
 from graphql_api.storage.base import PendingChange, ProductionPointer, Revisioned, StoreStats
-from graphql_api.storage.filters import model_version_query
 from graphql_api.storage.mongo.collection import (
     MAX_UPDATE_ATTEMPTS,
-    MongoCollection,
     UpdateGuard,
     is_duplicate_key,
     retry_transient,
 )
+from graphql_api.storage.mongo.documents import MODEL_VERSIONS
 from graphql_api.storage.mongo.failures import bounded_methods
+from graphql_api.storage.mongo.filters import model_version_query
+from graphql_api.storage.mongo.records import MongoRecordStore
 from graphql_api.storage.mongo.sorts import MODEL_VERSION_SORTS
 
 
 @bounded_methods
-class MongoModelVersionStore(MongoCollection):
+class MongoModelVersionStore(MongoRecordStore[ModelVersion, ModelVersionFilter, ModelVersionOrder]):
     def __init__(
         self, collection: Any, registry: Any, stats: StoreStats, guard: UpdateGuard
     ) -> None:
-        super().__init__(collection, stats, guard)
+        super().__init__(
+            collection,
+            stats,
+            guard,
+            mapping=MODEL_VERSIONS,
+            query=model_version_query,
+            sorts=MODEL_VERSION_SORTS,
+            inserting="registering the version",
+            changing="changing the version",
+        )
         self._registry = registry
 
     async def insert(self, version: ModelVersion, pending: PendingChange | None = None) -> None:
-        self._trip()
-        try:
-            doc = documents.model_version_to_doc(version)
-            if pending is not None:
-                doc["pending_event"] = _pending_doc(pending)
-            await retry_transient(lambda: self._c.insert_one(doc), "registering the version")
-        except (DuplicateKeyError, OperationFailure) as error:
-            if not is_duplicate_key(error):
-                raise
-            # Which unique index refused it: servers word the error differently, so ask.
-            if await self.get(version.model_id) is not None:
-                raise ConflictError(
-                    f"a model version with modelId {version.model_id!r} already exists",
-                    field="modelId",
-                ) from None
-            raise await self._version_conflict(version) from None
-
-    async def get(self, model_id: str) -> ModelVersion | None:
-        self._trip()
-        doc = await self._c.find_one({"_id": model_id})
-        return None if doc is None else documents.model_version_from_doc(doc)
-
-    async def get_many(self, model_ids: Sequence[str]) -> dict[str, ModelVersion]:
-        if not model_ids:
-            return {}
-        self._trip()
-        docs = await self._c.find({"_id": {"$in": list(model_ids)}}).to_list(None)
-        return {d["_id"]: documents.model_version_from_doc(d) for d in docs}
-
-    async def find(
-        self, where: ModelVersionFilter, order: ModelVersionOrder, page: PageRequest
-    ) -> Page[ModelVersion]:
-        docs, cursors, has_next = await self._page(
-            model_version_query(where), MODEL_VERSION_SORTS[order], page
+        await self._insert(
+            version, None if pending is None else {"pending_event": _pending_doc(pending)}
         )
-        return Page([documents.model_version_from_doc(d) for d in docs], cursors, has_next)
 
-    async def count(self, where: ModelVersionFilter) -> int:
-        return await self._count(model_version_query(where))
+    async def _duplicate(self, record: ModelVersion) -> ConflictError:
+        # Which unique index refused it: servers word the error differently, so ask.
+        if await self.get(record.model_id) is not None:
+            return ConflictError(
+                f"a model version with modelId {record.model_id!r} already exists",
+                field="modelId",
+            )
+        return await self._version_conflict(record)
 
     # The production pointer -------------------------------------------------------------
 
@@ -194,7 +177,7 @@ class MongoModelVersionStore(MongoCollection):
             .limit(1)
             .to_list(None)
         )
-        return documents.model_version_from_doc(docs[0]) if docs else None
+        return MODEL_VERSIONS.from_doc(docs[0]) if docs else None
 
     async def displaced_in_production(
         self, model_name: str, keep: str | None, before: int
@@ -208,14 +191,14 @@ class MongoModelVersionStore(MongoCollection):
                 **_reached_production_before(before),
             }
         ).to_list(None)
-        return [documents.model_version_from_doc(d) for d in docs]
+        return [MODEL_VERSIONS.from_doc(d) for d in docs]
 
     async def get_revisioned(self, model_id: str) -> Revisioned | None:
         self._trip()
         doc = await self._c.find_one({"_id": model_id})
         if doc is None:
             return None
-        version = documents.model_version_from_doc(doc)
+        version = MODEL_VERSIONS.from_doc(doc)
         reached = doc.get("production_revision")
         return Revisioned(
             version,
@@ -233,7 +216,7 @@ class MongoModelVersionStore(MongoCollection):
         if doc is None:
             return None
         pending = doc["pending_event"]
-        return documents.model_version_from_doc(doc), PendingChange(
+        return MODEL_VERSIONS.from_doc(doc), PendingChange(
             event_id=pending["event_id"],
             kind=ChangeKind(pending["kind"]),
             previous_status=pending.get("previous_status"),
@@ -253,10 +236,7 @@ class MongoModelVersionStore(MongoCollection):
         )
 
     async def touch(self, model_id: str, sources: Collection[ModelStatus]) -> bool:
-        doc = await self._conditional(
-            {"_id": model_id, "status": {"$in": [s.value for s in sources]}}, {}
-        )
-        return doc is not None
+        return await self._update(model_id, sources, ()) is not None
 
     # Versions --------------------------------------------------------------------------
 
@@ -268,88 +248,34 @@ class MongoModelVersionStore(MongoCollection):
             .limit(1)
             .to_list(None)
         )
-        return documents.model_version_from_doc(docs[0]) if docs else None
+        return MODEL_VERSIONS.from_doc(docs[0]) if docs else None
 
-    async def transition(
+    async def update(
         self,
         model_id: str,
         sources: Collection[ModelStatus],
-        target: ModelStatus,
-        changes: Mapping[str, Any] | None = None,
+        changes: Sequence[Change],
         *,
         at_revision: int | None = None,
         production_revision: int | None = None,
         before_production_revision: int | None = None,
         pending: PendingChange | None = None,
     ) -> ModelVersion | None:
-        update: dict[str, Any] = {**(changes or {}), "status": target.value}
+        also_set: dict[str, Any] = {}
+        where: dict[str, Any] = {}
         if production_revision is not None:
-            update["production_revision"] = production_revision
+            also_set["production_revision"] = production_revision
         if pending is not None:
-            update["pending_event"] = _pending_doc(pending)
-        query: dict[str, Any] = {
-            "_id": model_id,
-            "status": {"$in": [s.value for s in sources]},
-            # Matches a missing field too (documents written before pending changes existed).
-            "pending_event": None,
-        }
+            also_set["pending_event"] = _pending_doc(pending)
+        if also_set or any(isinstance(c, Move) for c in changes):
+            # A status change (or a production holding) waits for the one still pending; a
+            # missing field matches too (documents written before pending changes existed).
+            where["pending_event"] = None
         if at_revision is not None:
-            query["rev"] = at_revision
+            where["rev"] = at_revision
         if before_production_revision is not None:
-            query.update(_reached_production_before(before_production_revision))
-        doc = await self._conditional(query, update)
-        return None if doc is None else documents.model_version_from_doc(doc)
-
-    async def _conditional(
-        self, query: dict[str, Any], changes: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        """``$set`` ``changes`` (and bump ``rev``) if the document matches ``query``.
-
-        Where the claim guard is on (conditional updates not atomic across connections), the
-        writer first claims the revision it read and updates filtered on it, as
-        ``MongoCollection._update_if`` does, so both kinds of update exclude each other.
-        """
-        if not self._guard.enabled:
-            update: dict[str, Any] = {"$inc": {"rev": 1}}
-            if changes:
-                update["$set"] = changes
-            self._trip()
-            doc: dict[str, Any] | None = await retry_transient(
-                lambda: self._c.find_one_and_update(
-                    query, update, return_document=ReturnDocument.AFTER
-                ),
-                "changing the version",
-            )
-            return doc
-        waits = self._claim_waits()
-        for attempt in range(MAX_UPDATE_ATTEMPTS):
-            self._trip()
-            current = await self._c.find_one(query)
-            if current is None:
-                return None
-            rev = int(current.get("rev", 0))
-            claimed, doc = await self._write_claimed(
-                current["_id"], {**query, "rev": rev}, rev, changes
-            )
-            if doc is not None:
-                return doc
-            if not claimed and not await waits.wait(attempt):
-                break
-        raise ConflictError(
-            f"{query['_id']!r} is being changed by too many writers at once; retry", field="id"
-        )
-
-    async def merge_metrics(
-        self,
-        model_id: str,
-        metrics: Mapping[str, float],
-        allowed: Collection[ModelStatus],
-        limit: int,
-    ) -> ModelVersion | None:
-        doc = await self._merge_within(
-            model_id, [s.value for s in allowed], {}, "metrics", metrics, limit
-        )
-        return None if doc is None else documents.model_version_from_doc(doc)
+            where.update(_reached_production_before(before_production_revision))
+        return await self._update(model_id, sources, changes, where=where, also_set=also_set)
 
     async def _version_conflict(self, version: ModelVersion) -> ConflictError:
         """The ConflictError for a (name, version) or (name, precedence) that is taken."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pymongo import ASCENDING, DESCENDING
 
 from graphql_api.domain.queries import ModelVersionOrder, TrainingJobOrder
-from graphql_api.storage.keyset import SortField, SortSpec
+from graphql_api.storage.mongo.keyset import SortField, SortSpec
 
 MODEL_VERSION_SORTS: dict[ModelVersionOrder, SortSpec] = {
     order: SortSpec(f"modelVersions:{order.value}", fields)

@@ -2,58 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
-from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from graphql_api.domain.enums import TrainingStatus
 from graphql_api.domain.errors import ConflictError
 from graphql_api.domain.models import TrainingJob
-from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, TrainingJobOrder
-from graphql_api.storage import documents
-from graphql_api.storage.filters import training_job_query
-from graphql_api.storage.mongo.collection import MongoCollection, is_duplicate_key
+from graphql_api.domain.queries import Page, TrainingJobFilter, TrainingJobOrder
+from graphql_api.domain.updates import Change
+from graphql_api.storage.base import StoreStats
+from graphql_api.storage.mongo.collection import UpdateGuard
+from graphql_api.storage.mongo.documents import TRAINING_JOBS
 from graphql_api.storage.mongo.failures import bounded_methods
+from graphql_api.storage.mongo.filters import training_job_query
+from graphql_api.storage.mongo.records import MongoRecordStore
 from graphql_api.storage.mongo.sorts import TRAINING_JOB_SORTS
 
 
 @bounded_methods
-class MongoTrainingJobStore(MongoCollection):
-    async def insert(self, job: TrainingJob) -> None:
-        self._trip()
-        try:
-            await self._c.insert_one(documents.training_job_to_doc(job))
-        except (DuplicateKeyError, OperationFailure) as error:
-            if not is_duplicate_key(error):
-                raise
-            raise ConflictError(
-                f"a training job with jobId {job.job_id!r} already exists", field="jobId"
-            ) from None
-
-    async def get(self, job_id: str) -> TrainingJob | None:
-        self._trip()
-        doc = await self._c.find_one({"_id": job_id})
-        return None if doc is None else documents.training_job_from_doc(doc)
-
-    async def get_many(self, job_ids: Sequence[str]) -> dict[str, TrainingJob]:
-        if not job_ids:
-            return {}
-        self._trip()
-        docs = await self._c.find({"_id": {"$in": list(job_ids)}}).to_list(None)
-        return {d["_id"]: documents.training_job_from_doc(d) for d in docs}
-
-    async def find(
-        self, where: TrainingJobFilter, order: TrainingJobOrder, page: PageRequest
-    ) -> Page[TrainingJob]:
-        docs, cursors, has_next = await self._page(
-            training_job_query(where), TRAINING_JOB_SORTS[order], page
+class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, TrainingJobOrder]):
+    def __init__(self, collection: Any, stats: StoreStats, guard: UpdateGuard) -> None:
+        super().__init__(
+            collection,
+            stats,
+            guard,
+            mapping=TRAINING_JOBS,
+            query=training_job_query,
+            sorts=TRAINING_JOB_SORTS,
+            inserting="creating the job",
+            changing="changing the job",
         )
-        return Page([documents.training_job_from_doc(d) for d in docs], cursors, has_next)
 
-    async def count(self, where: TrainingJobFilter) -> int:
-        return await self._count(training_job_query(where))
+    async def insert(self, job: TrainingJob) -> None:
+        await self._insert(job)
+
+    async def _duplicate(self, record: TrainingJob) -> ConflictError:
+        return ConflictError(
+            f"a training job with jobId {record.job_id!r} already exists", field="jobId"
+        )
 
     async def find_per_model(
         self,
@@ -76,7 +64,7 @@ class MongoTrainingJobStore(MongoCollection):
                 bucket.append(doc)
         return {
             model_id: Page(
-                [documents.training_job_from_doc(d) for d in docs[:first]],
+                [TRAINING_JOBS.from_doc(d) for d in docs[:first]],
                 [spec.cursor_for(d) for d in docs[:first]],
                 len(docs) > first,
             )
@@ -96,25 +84,9 @@ class MongoTrainingJobStore(MongoCollection):
         return counts
 
     async def update(
-        self,
-        job_id: str,
-        allowed: Collection[TrainingStatus],
-        changes: Mapping[str, Any],
-        merge_metrics: Mapping[str, float] | None = None,
-        metrics_limit: int | None = None,
+        self, job_id: str, sources: Collection[TrainingStatus], changes: Sequence[Change]
     ) -> TrainingJob | None:
-        update: dict[str, Any] = {
-            k: (v.value if isinstance(v, TrainingStatus) else v) for k, v in changes.items()
-        }
-        if merge_metrics and metrics_limit is not None:
-            merged = await self._merge_within(
-                job_id, [s.value for s in allowed], update, "metrics", merge_metrics, metrics_limit
-            )
-            return None if merged is None else documents.training_job_from_doc(merged)
-        for key, value in (merge_metrics or {}).items():
-            update[f"metrics.{key}"] = value
-        doc = await self._update_if(job_id, [s.value for s in allowed], update)
-        return None if doc is None else documents.training_job_from_doc(doc)
+        return await self._update(job_id, sources, changes)
 
     async def ensure_indexes(self) -> None:
         await self._create_indexes(

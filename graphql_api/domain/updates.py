@@ -1,0 +1,75 @@
+"""What a service asks storage to change in a stored record: typed, and validated by the
+domain's own value types when it is built, so storage never receives a value its model would
+refuse, nor a dict of field names. Storage turns these into its update in one place
+(``storage.mongo.updates``).
+
+A change names model fields, never storage fields; ``fields()`` is what it sets. A metrics
+merge is the one change that depends on what is stored (the merged result must stay within
+``limit``), so storage applies it as a checked merge, not a plain set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from graphql_api.domain.lifecycle import Transition
+from graphql_api.domain.values import MAX_METRICS, FreeText, Metrics, Url, UtcDatetime
+
+_CHANGE = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class Move(BaseModel):
+    """A transition's status change: the record takes the row's target status, and the row's
+    dates take ``at``."""
+
+    model_config = _CHANGE
+
+    transition: Transition[Any]
+    at: UtcDatetime
+
+    @model_validator(mode="after")
+    def _moves(self) -> Move:
+        if self.transition.target is None:
+            raise ValueError(f"{self.transition.name} leaves the status as it is")
+        return self
+
+    def fields(self) -> dict[str, Any]:
+        return {"status": self.transition.target, **dict.fromkeys(self.transition.dates, self.at)}
+
+
+class FailureReason(BaseModel):
+    """Why a job failed."""
+
+    model_config = _CHANGE
+
+    reason: FreeText
+
+    def fields(self) -> dict[str, Any]:
+        return {"failure_reason": self.reason}
+
+
+class LogsUrl(BaseModel):
+    """Where a job's logs are."""
+
+    model_config = _CHANGE
+
+    logs_url: Url
+
+    def fields(self) -> dict[str, Any]:
+        return {"logs_url": self.logs_url}
+
+
+class MetricsMerge(BaseModel):
+    """Metrics merged into the stored ones (a key given again replaces its value); the record
+    may hold at most ``limit`` metrics afterwards, whatever concurrent merges do."""
+
+    model_config = _CHANGE
+
+    metrics: Metrics
+    limit: int = MAX_METRICS
+
+
+#: Every change a service can hand storage.
+Change = Move | FailureReason | LogsUrl | MetricsMerge

@@ -1,0 +1,227 @@
+"""Records to MongoDB documents and back, derived from the domain models' fields.
+
+A document holds every field of its model under the field's own name (the key field under
+``_id``), so a field added to a model is stored and read back with no edit here. The names only
+storage uses are declared once, in ``STORAGE_FIELDS``; no model field may take one of them (a
+unit test checks).
+
+Reads trust what this module wrote: they rebuild models with ``model_construct``, without
+re-running validation (the hot path of every list query), and restore only what BSON loses,
+decided once per model from its field annotations: the UTC zone of datetimes, and enums from
+their stored values. A field missing from a document written before the field existed takes the
+model's default.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from graphql_api.domain.events import ChangeEvent, ChangeKind, EntityKind
+from graphql_api.domain.models import ModelVersion, TrainingJob
+from graphql_api.domain.semver import version_sort_key
+
+#: Document fields that are not model fields: storage's own bookkeeping.
+STORAGE_FIELDS: Mapping[str, str] = {
+    "_id": "the record's key (the model's key field is stored under it)",
+    "rev": "revision, bumped by every update (see collection.UpdateGuard)",
+    "version_sort_key": "SemVer precedence as a sortable string (model versions)",
+    "precedence_twin": "'' or the id of a pre-existing equal-precedence twin (model versions)",
+    "production_revision": "pointer revision at which a version reached production",
+    "pending_event": "the change whose event is not yet in the log (model versions)",
+    "production_slot": "legacy: written before the production pointer; nothing reads it",
+}
+
+M = TypeVar("M", bound=BaseModel)
+#: Turns a value as BSON gives it back into the value the model holds.
+Restore = Callable[[Any], Any]
+
+
+def _utc(value: datetime) -> datetime:
+    # MongoDB stores UTC; drivers hand it back naive or with a zone object of their own.
+    return value.replace(tzinfo=UTC)
+
+
+def unwrap_annotation(annotation: Any) -> tuple[Any, bool]:
+    """The annotation without ``Annotated`` and ``| None``, and whether None is allowed."""
+    nullable = False
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            nullable = nullable or len(members) < len(typing.get_args(annotation))
+            if len(members) != 1:
+                return annotation, nullable
+            annotation = members[0]
+        else:
+            return annotation, nullable
+
+
+def _restorer(annotation: Any) -> Restore | None:
+    """What a read must do to a stored value of this type (None: use it as it is)."""
+    if isinstance(annotation, type):
+        if issubclass(annotation, datetime):
+            return _utc
+        if issubclass(annotation, Enum):
+            return annotation
+    return None
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    stored_as: str
+    restore: Restore | None
+    #: None is a value the field takes; for other fields a stored None means "not set".
+    nullable: bool
+    is_enum: bool
+
+
+@dataclass(frozen=True)
+class RecordMapping(Generic[M]):
+    """How records of ``model`` are stored: every model field under its name, ``key`` under
+    ``_id``, plus the storage-only ``derived`` fields computed from the record on insert."""
+
+    model: type[M]
+    key: str
+    derived: Mapping[str, Callable[[M], Any]] = field(default_factory=dict)
+    _fields: tuple[_Field, ...] = field(init=False)
+    #: The compiled ``from_doc`` (see ``_compile_reader``).
+    _read: Callable[[Mapping[str, Any]], M] = field(init=False)
+
+    def __post_init__(self) -> None:
+        fields = []
+        for name, info in self.model.model_fields.items():
+            plain, nullable = unwrap_annotation(info.annotation)
+            restore = _restorer(plain)
+            fields.append(
+                _Field(
+                    name=name,
+                    stored_as="_id" if name == self.key else name,
+                    restore=restore,
+                    nullable=nullable,
+                    is_enum=isinstance(plain, type) and issubclass(plain, Enum),
+                )
+            )
+        object.__setattr__(self, "_fields", tuple(fields))
+        object.__setattr__(self, "_read", _compile_reader(self.model, self._fields))
+
+    def stored_name(self, name: str) -> str:
+        """The document field that holds model field ``name``."""
+        return "_id" if name == self.key else name
+
+    def stored_values(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Model field values as an update stores them: keyed by document field, enums by
+        value."""
+        return {
+            self.stored_name(name): value.value if isinstance(value, Enum) else value
+            for name, value in fields.items()
+        }
+
+    def field_values(self, record: M) -> dict[str, Any]:
+        """The record's fields as stored (enums by value), keyed by document field."""
+        dumped = record.model_dump(mode="python")
+        doc: dict[str, Any] = {}
+        for f in self._fields:
+            value = dumped[f.name]
+            doc[f.stored_as] = value.value if f.is_enum and value is not None else value
+        return doc
+
+    def to_doc(self, record: M) -> dict[str, Any]:
+        """A new record's document, revision 0."""
+        doc = self.field_values(record)
+        for name, compute in self.derived.items():
+            doc[name] = compute(record)
+        doc["rev"] = 0
+        return doc
+
+    def from_doc(self, doc: Mapping[str, Any]) -> M:
+        return self._read(doc)
+
+
+def _compile_reader(model: type[M], fields: Sequence[_Field]) -> Callable[[Mapping[str, Any]], M]:
+    """``from_doc`` for ``model``, written out as one call with a keyword per field, as one
+    would by hand, and compiled once (as ``dataclasses`` does). It runs for every record of
+    every list: a loop over the fields that filled a dict first cost about 9% more per record
+    (paired in one process on the mock's documents: jobs 8.0 -> 8.7 us, versions 5.8 ->
+    6.3 us); this form measures the same as the hand-written mapping it replaced."""
+    scope: dict[str, Any] = {"construct": model.model_construct}
+    arguments = []
+    for i, f in enumerate(fields):
+        info = model.model_fields[f.name]
+        restored = "v" if f.restore is None else f"restore_{i}(v)"
+        scope[f"restore_{i}"] = f.restore
+        if info.is_required():
+            # Written by every version of this module: a document without it is not ours.
+            value = f"({restored} if (v := doc[{f.stored_as!r}]) is not None else None)"
+        else:
+            scope[f"default_{i}"] = _default_of(model, f.name)
+            # A stored None of a nullable field is a value; a missing field (a document
+            # written before the field existed) takes the model's default.
+            absent = (
+                f"(None if {f.stored_as!r} in doc else default_{i}())"
+                if f.nullable
+                else (f"default_{i}()")
+            )
+            value = f"({restored} if (v := get({f.stored_as!r})) is not None else {absent})"
+        arguments.append(f"        {f.name}={value},")
+    source = "\n".join(
+        ["def from_doc(doc):", "    get = doc.get", "    return construct(", *arguments, "    )"]
+    )
+    exec(source, scope)
+    reader: Callable[[Mapping[str, Any]], M] = scope["from_doc"]
+    return reader
+
+
+def _default_of(model: type[BaseModel], name: str) -> Callable[[], Any]:
+    info = model.model_fields[name]
+    return lambda: info.get_default(call_default_factory=True, validated_data={})
+
+
+MODEL_VERSIONS: RecordMapping[ModelVersion] = RecordMapping(
+    ModelVersion,
+    key="model_id",
+    derived={
+        "version_sort_key": lambda v: version_sort_key(v.version),
+        # "" for every new record; see MongoModelVersionStore._ensure_precedence_unique.
+        "precedence_twin": lambda _: "",
+    },
+)
+TRAINING_JOBS: RecordMapping[TrainingJob] = RecordMapping(TrainingJob, key="job_id")
+
+
+def event_to_doc(event: ChangeEvent) -> dict[str, Any]:
+    doc = event.model_dump(mode="python")
+    doc["_id"] = doc.pop("seq")
+    doc["entity"] = event.entity.value
+    doc["kind"] = event.kind.value
+    return doc
+
+
+def event_from_doc(doc: dict[str, Any]) -> ChangeEvent:
+    snapshot = dict(doc["snapshot"])
+    for key, value in snapshot.items():
+        if isinstance(value, datetime):
+            snapshot[key] = _utc(value)
+    return ChangeEvent.model_construct(
+        seq=doc["_id"],
+        entity=EntityKind(doc["entity"]),
+        entity_id=doc["entity_id"],
+        kind=ChangeKind(doc["kind"]),
+        previous_status=doc.get("previous_status"),
+        status=doc["status"],
+        occurred_at=_utc(doc["occurred_at"]),
+        model_id=doc["model_id"],
+        model_name=doc.get("model_name"),
+        actor=doc.get("actor"),
+        snapshot=snapshot,
+    )
