@@ -40,7 +40,7 @@ async def racing(request: pytest.FixtureRequest) -> AsyncIterator[GraphQLClient]
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             yield GraphQLClient(http)
     if mode == "real":
-        await storage._db.client.drop_database(name)
+        await storage.database.client.drop_database(name)
     await storage.close()
 
 

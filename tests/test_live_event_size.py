@@ -48,7 +48,7 @@ PROMOTE = """mutation($id: ID!) {
 
 
 async def stored_event_bytes(storage: MongoStorage, entity_id: str) -> list[int]:
-    docs = await storage.events._c.find({"entity_id": entity_id}).to_list(None)
+    docs = await storage.database["events"].find({"entity_id": entity_id}).to_list(None)
     return [len(bson.encode(doc)) for doc in docs]
 
 
@@ -121,7 +121,7 @@ async def test_events_recorded_with_the_whole_record_still_read(live: Live) -> N
     assert storage is not None
 
     async def widen() -> None:
-        await storage.events._c.update_many(
+        await storage.database["events"].update_many(
             {"entity_id": job_id}, {"$set": {"snapshot.hyperparameters": {"lr": 0.5}}}
         )
 

@@ -83,7 +83,7 @@ async def sealed_count(live: Live) -> int:
     assert storage is not None
 
     async def count() -> int:
-        return int(await storage._db["events"].count_documents({"sealed": True}))
+        return int(await storage.database["events"].count_documents({"sealed": True}))
 
     return await live.loop.call(count())
 
@@ -184,7 +184,7 @@ async def test_instances_trimming_at_once_agree_and_delete_each_event_once(live:
     assert storage is not None
 
     async def state() -> tuple[int, int, int]:
-        events = storage._db["events"]
+        events = storage.database["events"]
         return (
             await storage.events.floor(),
             int(await events.count_documents({})),

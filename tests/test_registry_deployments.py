@@ -115,7 +115,7 @@ async def test_a_database_written_before_the_pointer_keeps_its_production_versio
     for model_id in (old, new):
         await promote(gql, model_id, "TESTING")
     await promote(gql, old, "PRODUCTION")
-    db = storage._db
+    db = storage.database
     await db["model_registry"].delete_many({})
     await db["model_versions"].update_one(
         {"_id": old},
@@ -131,7 +131,7 @@ async def test_a_database_written_before_the_pointer_keeps_its_production_versio
 async def test_start_up_drops_the_unique_production_slot_of_the_previous_release(
     storage: MongoStorage,
 ) -> None:
-    versions = storage._db["model_versions"]
+    versions = storage.database["model_versions"]
     await versions.create_index("production_slot", unique=True, name="production_slot_unique")
     await storage.ensure_indexes()
     assert "production_slot_unique" not in await versions.index_information()
@@ -167,7 +167,7 @@ async def test_a_change_whose_event_was_not_written_gets_it_before_the_next_chan
     model_id = await register(gql, "1.0.0")
     await promote(gql, model_id, "TESTING")
     # What the dead writer left: the change made and its event pending, not appended.
-    await storage._db["model_versions"].update_one(
+    await storage.database["model_versions"].update_one(
         {"_id": model_id},
         {
             "$set": {
@@ -183,7 +183,7 @@ async def test_a_change_whose_event_was_not_written_gets_it_before_the_next_chan
             }
         },
     )
-    await storage._db["model_registry"].insert_one(
+    await storage.database["model_registry"].insert_one(
         {"_id": "churn", "model_id": model_id, "revision": 1, "previous_model_id": None}
     )
     archived = (await gql.data(ARCHIVE, id=model_id))["archiveModelVersion"]

@@ -138,7 +138,7 @@ async def racing(request: pytest.FixtureRequest) -> AsyncIterator[Racing]:
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             yield Racing(GraphQLClient(http), storage, jitter, mode)
     if mode == "real":
-        await storage._db.client.drop_database(name)
+        await storage.database.client.drop_database(name)
     await storage.close()
 
 

@@ -142,7 +142,7 @@ class Live:
 
         async def drop_and_close() -> None:
             if self.backend == "real" and storages:
-                await storages[0]._db.client.drop_database(self.database)
+                await storages[0].database.client.drop_database(self.database)
             for storage in storages:
                 await storage.close()
 

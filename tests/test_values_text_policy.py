@@ -236,7 +236,7 @@ async def test_records_stored_before_the_policy_keep_loading(
     gql: GraphQLClient, storage: MongoStorage
 ) -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    await storage.model_versions._c.insert_one(
+    await storage.database["model_versions"].insert_one(
         {
             "_id": "old-model",
             "model_name": "hostile\u200b",
@@ -252,7 +252,7 @@ async def test_records_stored_before_the_policy_keep_loading(
             "rev": 0,
         }
     )
-    await storage.training_jobs._c.insert_one(
+    await storage.database["training_jobs"].insert_one(
         {
             "_id": "old-job",
             "model_id": "old-model",

@@ -105,7 +105,7 @@ async def test_versions_stored_before_the_rule_keep_loading(
 ) -> None:
     # What an older release could store: equal-precedence twins and a trailing newline,
     # without the precedence_twin field.
-    collection = storage.model_versions._c
+    collection = storage.database["model_versions"]
     await collection.drop_index("model_name_precedence_unique")
     start = datetime(2026, 1, 1, tzinfo=UTC)
     legacy = ["1.0.0+build.2", "1.0.0+build.1", "1.0.0\n", "0.9.0"]
