@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.api_helpers import create_job_id, mutate, register_id, report
 from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
 from tests.live_servers import Server, WSClient, eventually
 from tests.test_subscriptions import (
@@ -25,11 +26,7 @@ from tests.test_subscriptions import (
     PROMOTE,
     START,
     Live,
-    create_job,
     history_of,
-    mutate,
-    register,
-    report,
 )
 
 Doc = dict[str, Any]
@@ -154,7 +151,7 @@ async def test_job_streams_and_history_get_past_an_unreadable_event(
 ) -> None:
     server = await live.start()
     http = live.http(server)
-    job_id = await create_job(http, await register(http))
+    job_id = await create_job_id(http, await register_id(http))
     await mutate(http, START, id=job_id)
     before = history_of(await http.data(HISTORY, id=job_id))[-1]["cursor"]
     watching = await live.ws(server)
@@ -206,7 +203,7 @@ async def test_job_streams_and_history_get_past_an_unreadable_event(
 async def test_a_copy_written_under_older_limits_is_shown_as_recorded(live: Live) -> None:
     server = await live.start()
     http = live.http(server)
-    job_id = await create_job(http, await register(http))
+    job_id = await create_job_id(http, await register_id(http))
     await mutate(http, START, id=job_id)
     before = history_of(await http.data(HISTORY, id=job_id))[-1]["cursor"]
     await insert_raw_copy(live, job_id, too_many_metrics)
@@ -229,7 +226,7 @@ async def test_the_model_version_stream_gets_past_an_unreadable_event(
 ) -> None:
     server = await live.start()
     http = live.http(server)
-    model_id = await register(http)
+    model_id = await register_id(http)
     client = await live.ws(server)
     op = await client.subscribe(MODEL_UPDATES, modelName="churn")
     await eventually(lambda: subscribed(live, server, 1), within=10, what="the subscription")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from hypothesis import given
@@ -18,17 +17,11 @@ from hypothesis import strategies as st
 
 from graphql_api.domain.semver import SemVer, version_sort_key
 from graphql_api.storage.mongo import MongoStorage
+from tests.api_helpers import register
 from tests.conftest import GraphQLClient
-from tests.operations import REGISTER
 
 LATEST = "query($n: String!) { latestModelVersion(modelName: $n) { modelId version } }"
 ALL = "{ modelVersions(first: 100, orderBy: VERSION_DESC) { edges { node { version } } } }"
-
-
-async def register(gql: GraphQLClient, version: str, name: str = "churn") -> dict[str, Any]:
-    payload = {"modelName": name, "version": version, "modelType": "REGRESSION"}
-    result: dict[str, Any] = (await gql.data(REGISTER, input=payload))["registerModelVersion"]
-    return result
 
 
 @pytest.mark.parametrize(
