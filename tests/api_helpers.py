@@ -81,8 +81,3 @@ async def report(client: Client, job_id: str, step: int) -> None:
 async def read_job(client: Client, job_id: str) -> dict[str, Any]:
     result: dict[str, Any] = (await client.data(ops.JOB, id=job_id))["trainingJob"]
     return result
-
-
-async def read_model_version(client: Client, model_id: str) -> dict[str, Any]:
-    result: dict[str, Any] = (await client.data(ops.MODEL, id=model_id))["modelVersion"]
-    return result
