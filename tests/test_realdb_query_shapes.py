@@ -87,13 +87,13 @@ async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
         )
         for n in range(JOBS)
     ]
-    await storage._db["training_jobs"].insert_many(bulk)
+    await storage.database["training_jobs"].insert_many(bulk)
     # Versions and events in bulk too: on a table of a few dozen rows PostgreSQL rightly scans
     # (once it has statistics), which would make the verdicts depend on autovacuum's timing.
     # The bulk rows match none of the filters the test uses, so each filter stays selective.
     version = await services.registry.get(model_ids[1])
     assert version is not None
-    await storage._db["model_versions"].insert_many(
+    await storage.database["model_versions"].insert_many(
         [
             documents.MODEL_VERSIONS.to_doc(
                 version.model_copy(
@@ -110,18 +110,18 @@ async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
             for n in range(JOBS)
         ]
     )
-    event = await storage._db["events"].find_one({"_id": 1})
+    event = await storage.database["events"].find_one({"_id": 1})
     assert event is not None
     event.pop("event_id", None)
     events = [
         {**event, "_id": BULK_EVENTS_FROM + n, "entity_id": f"bulk-{n % 300}"} for n in range(JOBS)
     ]
-    await storage._db["events"].insert_many(events)
-    await storage._db["counters"].update_one(
+    await storage.database["events"].insert_many(events)
+    await storage.database["counters"].update_one(
         {"_id": "events"}, {"$max": {"seq": BULK_EVENTS_FROM + JOBS}}
     )
     # Production pointers in bulk (one per model name), for the same reason.
-    await storage._db["model_registry"].insert_many(
+    await storage.database["model_registry"].insert_many(
         [
             {
                 "_id": f"bulk-{n}",
@@ -135,7 +135,7 @@ async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
     )
     # What a release before the precedence rule could store: equal-precedence twins without
     # ``precedence_twin`` (and no index over it), for the start-up path that builds the index.
-    await storage._db["model_versions"].drop_index("model_name_precedence_unique")
+    await storage.database["model_versions"].drop_index("model_name_precedence_unique")
     twins = []
     for n in range(3):
         twin = documents.MODEL_VERSIONS.to_doc(
@@ -150,7 +150,7 @@ async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
         )
         twin.pop("precedence_twin")
         twins.append(twin)
-    await storage._db["model_versions"].insert_many(twins)
+    await storage.database["model_versions"].insert_many(twins)
     return model_ids, job_ids
 
 
@@ -309,7 +309,9 @@ async def explain(storage: MongoStorage, command: dict[str, Any]) -> dict[str, A
     name = next(iter(command))
     keep = {"find": ("filter", "sort", "limit", "projection"), "aggregate": ("pipeline", "cursor")}
     body = {name: command[name], **{k: command[k] for k in keep[name] if k in command}}
-    reply: dict[str, Any] = await storage._db.command("explain", body, verbosity="queryPlanner")
+    reply: dict[str, Any] = await storage.database.command(
+        "explain", body, verbosity="queryPlanner"
+    )
     return reply
 
 
@@ -318,7 +320,7 @@ async def test_every_query_is_listed_and_none_reads_a_whole_collection_unless_li
     recorded: tuple[MongoStorage, Recorder],
 ) -> None:
     storage, recorder = recorded
-    guarded = MongoStorage(storage._db, guarded_updates=True)
+    guarded = MongoStorage(storage.database, guarded_updates=True)
     await guarded.ensure_indexes()  # before seed: its old records are for the recorded start-up
     model_ids, job_ids = await seed(storage)
 

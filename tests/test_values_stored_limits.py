@@ -14,38 +14,20 @@ import pytest
 
 from graphql_api.domain.values import MAX_METRICS
 from graphql_api.storage.mongo import MongoStorage
+from tests.api_helpers import register, running_job
 from tests.conftest import GraphQLClient
 from tests.operations import (
     COMPLETE,
-    CREATE_JOB,
     JOB,
     MODEL,
     PROMOTE,
-    REGISTER,
     REPORT,
-    START,
     UPDATE_MODEL_METRICS,
 )
 
 
 def keys(prefix: str, count: int, value: float = 0.5) -> dict[str, float]:
     return {f"{prefix}{i}": value for i in range(count)}
-
-
-async def register(gql: GraphQLClient, name: str = "churn", **fields: Any) -> dict[str, Any]:
-    payload = {"modelName": name, "version": "1.0.0", "modelType": "CLASSIFICATION", **fields}
-    result: dict[str, Any] = (await gql.data(REGISTER, input=payload))["registerModelVersion"]
-    return result
-
-
-async def running_job(gql: GraphQLClient) -> str:
-    model = await register(gql)
-    job = (await gql.data(CREATE_JOB, input={"modelId": model["modelId"], "datasetId": "d"}))[
-        "createTrainingJob"
-    ]
-    started = (await gql.data(START, id=job["jobId"]))["startTrainingJob"]
-    assert started["status"] == "RUNNING"
-    return str(job["jobId"])
 
 
 async def job_metrics(gql: GraphQLClient, job_id: str) -> dict[str, Any]:

@@ -59,10 +59,6 @@ class ModelVersion(BaseModel):
             SemVer.parse_stored(value)
         return value
 
-    @property
-    def semver(self) -> SemVer:
-        return SemVer.parse_stored(self.version)
-
 
 class TrainingJob(BaseModel):
     """ML training job execution."""

@@ -224,4 +224,5 @@ def event_from_doc(doc: dict[str, Any]) -> ChangeEvent:
         model_name=doc.get("model_name"),
         actor=doc.get("actor"),
         snapshot=snapshot,
+        event_id=doc.get("event_id"),
     )

@@ -58,6 +58,13 @@ class MongoStorage:
         for store in (self.model_versions, self.training_jobs, self.events):
             store.timeout = timeout
 
+    @property
+    def database(self) -> Any:
+        """The driver's database, for tools and tests that must reach past the contract: seed
+        documents no API call writes (damaged or written by an older version), explain a
+        query, drop a test database. The application goes through the stores."""
+        return self._db
+
     @classmethod
     def connect(
         cls,
