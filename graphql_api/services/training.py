@@ -20,7 +20,8 @@ from graphql_api.domain.ids import new_id
 from graphql_api.domain.lifecycle import METRICS_REPORTING_STATUSES, training_sources
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, TrainingJobOrder
-from graphql_api.domain.values import MAX_METRICS, utc_now
+from graphql_api.domain.series import MAX_KEYS_PER_JOB
+from graphql_api.domain.values import utc_now
 from graphql_api.services.changes import ChangeRecorder
 from graphql_api.storage.base import MergeLimitExceeded, Storage
 
@@ -205,9 +206,10 @@ class MLTrainingService:
         changes: dict[str, Any],
         metrics: Mapping[str, float] | None,
     ) -> TrainingJob | None:
-        """``update`` that keeps the *stored* metrics within MAX_METRICS, not only each call's."""
+        """``update`` that keeps the *stored* metrics within MAX_KEYS_PER_JOB (1,000: a job's
+        series keys are its metrics keys too), not only each call's."""
         try:
-            return await self._jobs.update(job_id, allowed, changes, metrics, MAX_METRICS)
+            return await self._jobs.update(job_id, allowed, changes, metrics, MAX_KEYS_PER_JOB)
         except MergeLimitExceeded as error:
             raise ValidationError(
                 "metrics",

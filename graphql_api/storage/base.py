@@ -36,6 +36,7 @@ from graphql_api.domain.queries import (
     TrainingJobFilter,
     TrainingJobOrder,
 )
+from graphql_api.storage.series import MetricSeriesStore
 
 
 class MergeLimitExceeded(Exception):
@@ -329,6 +330,9 @@ class Storage(Protocol):
 
     @property
     def events(self) -> EventStore: ...
+
+    @property
+    def metric_series(self) -> MetricSeriesStore: ...
 
     @property
     def stats(self) -> StoreStats: ...
