@@ -18,7 +18,12 @@ from graphql_api.domain.downsampling import MetricSampling, Sample, Summary
 from graphql_api.domain.series import BucketSummary, SeriesRange, buckets_to_open, read_series
 from graphql_api.storage.mongo import MongoStorage
 from tests.conftest import GraphQLClient
-from tests.series_helpers import read, report, running_job
+from tests.series_helpers import (
+    quiet_app_fixture,  # noqa: F401 (fixture)
+    read,
+    report,
+    running_job,
+)
 
 values = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
 
