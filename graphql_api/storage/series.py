@@ -35,10 +35,15 @@ class SeriesLimitExceeded(Exception):
 
 @dataclass(frozen=True)
 class SeriesPosition:
-    """Where a job's series stand: the last completed write sequence and the job's status."""
+    """Where a job's series stand: the last completed write sequence, the job's status, and
+    the lease of a write under way (or of one that died holding it)."""
 
     seq: int
     status: TrainingStatus
+    #: The write sequence of the lease held on the job's series, if any.
+    lease_seq: int | None = None
+    #: Whether that lease is still live (its writer may still write and commit).
+    writing: bool = False
 
 
 @dataclass(frozen=True)

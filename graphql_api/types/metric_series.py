@@ -10,6 +10,7 @@ import strawberry
 from graphql_api.context import Info
 from graphql_api.domain import series
 from graphql_api.domain.downsampling import MetricSampling, Sample
+from graphql_api.live.metric_feed import MetricUpdate
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -157,3 +158,49 @@ async def metric_series_of(
     where = series.SeriesRange.of(keys, from_step, to_step, max_points, sampling)
     found = await info.context.loaders.series.series(where).load(job_id)
     return [MetricSeriesType.of(s) for s in found]
+
+
+@strawberry.type(name="TrainingMetricPoint", description="A point of a job's metric series.")
+class TrainingMetricPointType:
+    job_id: strawberry.ID
+    key: str
+    step: Int64
+    value: float
+    timestamp: datetime
+
+
+@strawberry.type(
+    name="TrainingMetricUpdate",
+    description="New points of the subscribed jobs' series: every point written since the "
+    "previous message (at most two messages a second).",
+)
+class TrainingMetricUpdateType:
+    cursor: str = strawberry.field(
+        description="Pass as `after` to resume right after this message (on any instance), "
+        "with no gap and no duplicate."
+    )
+    points: list[TrainingMetricPointType] = strawberry.field(
+        description="Ordered by job, then write, key and step. A point sent again for a "
+        "delivered (key, step) comes again with its new value."
+    )
+    ended_job_ids: list[strawberry.ID] = strawberry.field(
+        description="Jobs that reached a final status, every point delivered; the "
+        "subscription ends when all have."
+    )
+
+    @staticmethod
+    def of(update: MetricUpdate) -> TrainingMetricUpdateType:
+        return TrainingMetricUpdateType(
+            cursor=update.cursor,
+            points=[
+                TrainingMetricPointType(
+                    job_id=strawberry.ID(p.job_id),
+                    key=p.key,
+                    step=Int64(p.sample[0]),
+                    value=p.sample[1],
+                    timestamp=series.from_ms(p.sample[2]),
+                )
+                for p in update.points
+            ],
+            ended_job_ids=[strawberry.ID(job) for job in update.ended],
+        )

@@ -347,11 +347,20 @@ class MongoMetricSeriesStore(MongoCollection):
         if not job_ids:
             return {}
         self._trip()
-        cursor = self._jobs._c.find({"_id": {"$in": list(job_ids)}}, {"metric_seq": 1, "status": 1})
-        return {
-            d["_id"]: SeriesPosition(int(d.get("metric_seq", 0)), TrainingStatus(d["status"]))
-            async for d in cursor
-        }
+        cursor = self._jobs._c.find(
+            {"_id": {"$in": list(job_ids)}}, {"metric_seq": 1, "status": 1, "metric_lease": 1}
+        )
+        now = _now_ms()
+        found = {}
+        async for doc in cursor:
+            lease = doc.get("metric_lease")
+            found[doc["_id"]] = SeriesPosition(
+                int(doc.get("metric_seq", 0)),
+                TrainingStatus(doc["status"]),
+                None if lease is None else int(lease["seq"]),
+                lease is not None and int(lease["until"]) > now,
+            )
+        return found
 
     async def written_between(
         self, ranges: Mapping[str, tuple[int, int]], keys: Sequence[str] | None
