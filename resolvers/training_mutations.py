@@ -117,9 +117,9 @@ class TrainingMutation:
                         rule=ValidationRule.invalid,
                     )
                 )
-            return await result_of(
-                training.series.report_points(str(job_id), [vars(p) for p in points])
-            )
+            # The points arrive as coerced mappings (MetricPointInput's from_input).
+            coerced = cast("list[Mapping[str, Any]]", points)
+            return await result_of(training.series.report_points(str(job_id), coerced))
         if metrics is None:
             return to_graphql(
                 ValidationError(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, NewType
+from collections.abc import Mapping
+from typing import Annotated, Any, NewType
 
 import strawberry
+from strawberry.types.arguments import InputContext
+from strawberry.types.base import get_object_definition
 
 from graphql_api.context import Info
 from graphql_api.domain import series
@@ -57,6 +60,17 @@ class MetricPointInput:
         description="When it was measured (timezone-aware; kept to the millisecond); the "
         "server's time of receipt when omitted.",
     )
+
+
+def _as_coerced(cls: type, value: Mapping[str, Any], context: InputContext) -> Mapping[str, Any]:
+    """A point arrives as graphql-core coerced it (``key``, ``value``, ``step``, ``timestamp``,
+    already Python values), unconverted: Strawberry's per-field conversion of 1,000 input objects
+    cost more than storing them (measured, bench/metrics.py), and the service checks every
+    field anyway (``domain/series.check_points``)."""
+    return value
+
+
+get_object_definition(MetricPointInput, strict=True).from_input = _as_coerced
 
 
 @strawberry.type(name="MetricPoint", description="One point of a metric series.")
