@@ -152,6 +152,29 @@ async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
         twin.pop("precedence_twin")
         twins.append(twin)
     await storage._db["model_versions"].insert_many(twins)
+    # Metric series of other jobs in bulk (buckets and their summary copies), for the same
+    # reason: the series queries must find theirs through the indexes.
+    series_bulk = [
+        {
+            "_id": f"bulk-{n % 300}\x1floss\x1f{n // 300}",
+            "job_id": f"bulk-{n % 300}",
+            "key": "loss",
+            "b": n // 300,
+            "w": 1,
+            "n": 1,
+            **{field: [n, 0.5, 0] for field in ("first", "last", "min", "max")},
+            "s": [n],
+            "v": [0.5],
+            "t": [0],
+            "q": [1],
+        }
+        for n in range(JOBS)
+    ]
+    await storage._db["metric_buckets"].insert_many(series_bulk)
+    summary_fields = ("_id", "job_id", "key", "b", "w", "n", "first", "last", "min", "max")
+    await storage._db["metric_summaries"].insert_many(
+        [{field: doc[field] for field in summary_fields} for doc in series_bulk]
+    )
     return model_ids, job_ids
 
 
@@ -281,23 +304,6 @@ async def drive_metric_series(storage: MongoStorage, running_job_id: str) -> Non
     """Points written (new buckets, then rewritten ones, a refusal, a recount after an
     abandoned write) and read every way the API reads them, over bulk buckets of other jobs."""
     series = storage.metric_series
-    bulk = [
-        {
-            "_id": f"bulk-{n % 300}\x1floss\x1f{n // 300}",
-            "job_id": f"bulk-{n % 300}",
-            "key": "loss",
-            "b": n // 300,
-            "w": 1,
-            "n": 1,
-            **{field: [n, 0.5, 0] for field in ("first", "last", "min", "max")},
-            "s": [n],
-            "v": [0.5],
-            "t": [0],
-            "q": [1],
-        }
-        for n in range(JOBS)
-    ]
-    await storage._db["metric_buckets"].insert_many(bulk)
     running = [TrainingStatus.RUNNING]
     points = [MetricPoint("loss", step, step / 10, 0) for step in range(0, 3000, 3)]
     await series.append(running_job_id, points, running, 1000, 10_000_000)

@@ -84,3 +84,45 @@ async def test_concurrent_calls_for_one_job_are_serialised_and_all_land(
     (loss,) = (await read(gql, job_id, max=10_000))["metricSeries"]
     assert loss["totalPoints"] == 800
     assert (await gql.data(JOB, id=job_id))["trainingJob"]["metrics"] == {"loss": 79.9}
+
+
+class DiesBeforeTheSummaryCopies:
+    """The summary copies' collection of a server that dies right after writing the buckets."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def replace_one(self, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionResetError("the server process died")
+
+    async def bulk_write(self, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionResetError("the server process died")
+
+
+async def test_summary_copies_lost_in_a_crash_show_the_earlier_state_until_healed(
+    gql: GraphQLClient, storage: MongoStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mongo_series, "LEASE_SECONDS", 0.5)
+    job_id = await running_job(gql)
+    await report(gql, job_id, points("loss", range(200)))
+    copies = storage.metric_series._summaries
+    alive = copies._c
+    monkeypatch.setattr(copies, "_c", DiesBeforeTheSummaryCopies(alive))
+    monkeypatch.setattr(
+        storage.metric_series._jobs, "_c", DiesBeforeCommitting(storage.metric_series._jobs._c)
+    )
+    body = await gql.execute(REPORT_POINTS, id=job_id, points=points("loss", range(100, 300)))
+    assert body["errors"][0]["message"] == "Unexpected error."
+    monkeypatch.undo()
+    monkeypatch.setattr(mongo_series, "LEASE_SECONDS", 0.5)
+    # Read from summaries (more than 10 x maxPoints points): the bucket as it was before the
+    # lost call, a true earlier state of it, not a mix.
+    (stale,) = (await read(gql, job_id, keys=["loss"], max=10))["metricSeries"]
+    assert (stale["totalPoints"], stale["max"], stale["lastStep"]) == (200, 19.9, 199)
+    # The next write (to another bucket) heals the copies.
+    await report(gql, job_id, points("loss", [5000], value=-1.0))
+    (healed,) = (await read(gql, job_id, keys=["loss"], max=10))["metricSeries"]
+    assert (healed["totalPoints"], healed["max"], healed["lastStep"]) == (301, 29.9, 5000)

@@ -26,6 +26,8 @@ from tests.series_helpers import (
 )
 
 values = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
+#: No per-example deadline: the machine is shared, and time is not what these tests check.
+pure = settings(deadline=None, max_examples=200)
 
 
 @st.composite
@@ -40,6 +42,7 @@ def assert_is_a_subset_in_order(kept: list[Sample], samples: list[Sample], limit
     assert [s[0] for s in kept] == sorted({s[0] for s in kept})
 
 
+@pure
 @given(series_samples(), st.integers(10, 120))
 def test_min_max_keeps_every_groups_min_and_max(samples: list[Sample], max_points: int) -> None:
     kept = downsampling.raw(samples, max_points, MetricSampling.MIN_MAX)
@@ -54,6 +57,7 @@ def test_min_max_keeps_every_groups_min_and_max(samples: list[Sample], max_point
         assert summary.min in kept and summary.max in kept
 
 
+@pure
 @given(series_samples(), st.integers(10, 120), st.sampled_from(list(MetricSampling)))
 def test_every_method_returns_stored_points_within_the_budget(
     samples: list[Sample], max_points: int, sampling: MetricSampling
@@ -76,6 +80,7 @@ def bucketed(draw: st.DrawFn) -> tuple[list[Sample], list[list[Sample]]]:
     return samples, parts
 
 
+@pure
 @given(bucketed(), st.integers(10, 60))
 def test_summaries_keep_every_groups_min_and_max(
     series: tuple[list[Sample], list[list[Sample]]], max_points: int
@@ -92,6 +97,7 @@ def test_summaries_keep_every_groups_min_and_max(
         assert_is_a_subset_in_order(other, samples, max_points)
 
 
+@pure
 @given(
     bucketed(),
     st.integers(10, 60),

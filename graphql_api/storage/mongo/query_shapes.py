@@ -443,20 +443,28 @@ SHAPES: tuple[QueryShape, ...] = (
         "_id_",
     ),
     _shape(
-        "metric_buckets",
+        "metric_summaries",
         "find",
         ["job_id", "b"],
         [],
         "metricSeries (all keys): bucket summaries of a step range",
-        "job_key_bucket",
+        "summary_job_key_bucket",
     ),
     _shape(
-        "metric_buckets",
+        "metric_summaries",
         "find",
         ["job_id", "key", "b"],
         [],
         "metricSeries(keys): bucket summaries of a step range",
-        "job_key_bucket",
+        "summary_job_key_bucket",
+    ),
+    _shape(
+        "metric_summaries",
+        "update",
+        ["_id", "w"],
+        [],
+        "a bucket's summary copy, unless a newer one is there (upsert)",
+        "_id_",
     ),
     _shape(
         "metric_buckets",
@@ -471,7 +479,8 @@ SHAPES: tuple[QueryShape, ...] = (
         "find",
         ["job_id", "w"],
         [],
-        "trainingMetricUpdates: points written after the cursor",
+        "trainingMetricUpdates: points written after the cursor; the summary copies to "
+        "rewrite after a writer died",
         "job_write_seq",
     ),
     _shape(

@@ -57,7 +57,11 @@ class MongoStorage:
             database["events"], database["counters"], self.stats, self.guard
         )
         self.metric_series = MongoMetricSeriesStore(
-            database["metric_buckets"], database["training_jobs"], self.stats, self.guard
+            database["metric_buckets"],
+            database["metric_summaries"],
+            database["training_jobs"],
+            self.stats,
+            self.guard,
         )
         for store in (self.model_versions, self.training_jobs, self.events, self.metric_series):
             store.timeout = timeout
