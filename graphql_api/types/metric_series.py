@@ -128,8 +128,8 @@ class SeriesArguments:
     Keys = Annotated[
         list[str] | None,
         strawberry.argument(
-            description="These keys, in this order (at most 100); all the "
-            "job's keys, sorted, when omitted."
+            description="These keys, in this order (at most 100); every key with "
+            "points in the range, sorted, when omitted."
         ),
     ]
     FromStep = Annotated[
