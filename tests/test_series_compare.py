@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from graphql_api import series_loaders
 from graphql_api.storage.mongo import MongoStorage
 from tests.conftest import GraphQLClient
 from tests.series_helpers import (
@@ -112,3 +113,22 @@ async def test_different_arguments_are_batched_per_argument_set(
         assert node["a"][0]["totalPoints"] == 300 and len(node["a"][0]["points"]) <= 10
         assert [s["totalPoints"] for s in node["b"]] == [290, 290]
         assert node["c"][0]["max"] is not None
+
+
+async def test_a_request_returns_at_most_its_budget_of_points_and_says_so(
+    gql: GraphQLClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real budget is 250,000 points per request; the rule is the same at any size.
+    monkeypatch.setattr(series_loaders, "MAX_POINTS_PER_REQUEST", 1_500)
+    await seed(gql, 3)
+    query = """{ trainingJobs(first: 3) { edges { node {
+        metricSeries(keys: ["loss", "acc"], maxPoints: 500) { totalPoints points { step } }
+    } } } }"""
+    body = await gql.execute(query)
+    # 3 jobs x 2 series x 300 points = 1,800 > 1,500: a coded error, never a silent cut.
+    error = body["errors"][0]
+    assert (error["extensions"]["field"], error["extensions"]["rule"]) == ("maxPoints", "max")
+    assert "1,500" in error["message"]
+    smaller = await gql.data(query.replace("maxPoints: 500", "maxPoints: 200"))
+    nodes = [e["node"] for e in smaller["trainingJobs"]["edges"]]
+    assert all(len(s["points"]) <= 200 for n in nodes for s in n["metricSeries"])

@@ -170,7 +170,9 @@ async def metric_series_of(
     sampling: MetricSampling,
 ) -> list[MetricSeriesType]:
     where = series.SeriesRange.of(keys, from_step, to_step, max_points, sampling)
-    found = await info.context.loaders.series.series(where).load(job_id)
+    loaders = info.context.loaders.series
+    found = await loaders.series(where).load(job_id)
+    loaders.charge(found)
     return [MetricSeriesType.of(s) for s in found]
 
 
