@@ -12,7 +12,6 @@ from graphql_api.domain.errors import ValidationError, ValidationRule
 from graphql_api.domain.series import MetricSeries, SeriesRange
 from graphql_api.services.container import Services
 
-
 #: Points all ``metricSeries`` fields of one request may return together: 100 jobs x 100
 #: keys x 10,000 points would otherwise be one answer of 100,000,000 points.
 MAX_POINTS_PER_REQUEST = 250_000
