@@ -23,6 +23,7 @@ from graphql_api.domain.queries import (
     TrainingJobOrder,
 )
 from graphql_api.live import cursor as log_cursor
+from graphql_api.series_loaders import SeriesLoaders
 from graphql_api.services.container import Services
 
 JobPageArgs = tuple[TrainingJobFilter, TrainingJobOrder, int]
@@ -60,6 +61,8 @@ class Loaders:
         self._history_pages: dict[HistoryPageArgs, DataLoader[str, list[StoredEvent]]] = {}
         self._job_pages: dict[JobPageArgs, DataLoader[str, Page[TrainingJob]]] = {}
         self._job_counts: dict[TrainingJobFilter, DataLoader[str, int]] = {}
+        #: Metric series and keys (graphql_api/series_loaders.py).
+        self.series = SeriesLoaders(services)
 
     def jobs_of_model(self, args: JobPageArgs) -> DataLoader[str, Page[TrainingJob]]:
         """Pages of jobs per model id; one loader (so one query) per distinct argument set."""

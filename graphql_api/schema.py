@@ -7,6 +7,7 @@ from typing import Any, cast
 import strawberry
 from graphql.error import GraphQLError
 from strawberry.extensions import DisableIntrospection, MaxTokensLimiter
+from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import SubscriptionResult
 from strawberry.types import ExecutionContext
 
@@ -24,6 +25,7 @@ from graphql_api.types.errors import (
     UnauthenticatedError,
     ValidationError,
 )
+from graphql_api.types.metric_series import INT64_SCALAR, Int64
 from resolvers.queries import Query
 from resolvers.registry_mutations import RegistryMutation
 from resolvers.subscriptions import Subscription
@@ -116,6 +118,7 @@ def build_schema(
         extensions=extensions,
         # Subscription events: one execution per distinct operation, shared (live.fanout).
         execution_context_class=SharingExecutor,
+        config=StrawberryConfig(scalar_map={Int64: INT64_SCALAR}),
         **options,
     )
     schema.accepted_documents = accepted

@@ -28,6 +28,7 @@ from graphql_api.loaders import Loaders
 from graphql_api.types import typed
 from graphql_api.types.enums import TrainingStatus
 from graphql_api.types.live_updates import ModelVersionUpdate, TrainingJobUpdate
+from resolvers.metric_subscriptions import MetricSubscription
 
 log = logging.getLogger("mltrain.live")
 #: Subscriptions are shed in bursts: one line per burst, with its count.
@@ -43,7 +44,7 @@ AFTER_HELP = (
 
 
 @strawberry.type(description="Changes pushed over WebSocket (graphql-transport-ws or graphql-ws).")
-class Subscription:
+class Subscription(MetricSubscription):
     @typed.subscription(
         description="One event per change of a matching training job: creation, every status "
         "transition, metrics reported, logs location set. All filters given must match.",

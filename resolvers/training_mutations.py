@@ -9,10 +9,12 @@ import strawberry
 from strawberry.scalars import JSON
 
 from graphql_api.context import Info
+from graphql_api.domain.errors import ValidationError, ValidationRule
 from graphql_api.domain.models import TrainingJob
 from graphql_api.types import typed
-from graphql_api.types.errors import MutationError
+from graphql_api.types.errors import MutationError, to_graphql
 from graphql_api.types.inputs import CreateTrainingJobInput, TrainingJobResult
+from graphql_api.types.metric_series import MetricPointInput
 from resolvers.results import result_of
 
 
@@ -89,15 +91,43 @@ class TrainingMutation:
         )
 
     @typed.mutation(
-        description="Merge progress metrics into a RUNNING job (a key replaces its old value). "
-        "ValidationError (rule max_items) if the job would then hold more than 256 metrics.",
+        description="Progress of a RUNNING job, in one of two forms. `metrics`: merge latest "
+        "values (a key replaces its old value; a change event). `points`: per-step points of "
+        "metric series, at most 1,000 per call (a point for a stored (key, step) replaces it, "
+        "so a retry never duplicates; `metrics` moves to each key's highest-step value in the "
+        "same call; no change event: watch trainingMetricUpdates). A job holds at most 1,000 "
+        "metric keys and 10,000,000 points: ValidationError (rule max_items) past them, "
+        "nothing written. InvalidTransitionError unless RUNNING. docs/metrics.md.",
         graphql_type=TrainingJobResult,
     )
     async def report_training_metrics(
-        self, info: Info, job_id: strawberry.ID, metrics: JSON
+        self,
+        info: Info,
+        job_id: strawberry.ID,
+        metrics: JSON | None = None,
+        points: list[MetricPointInput] | None = None,
     ) -> TrainingJob | MutationError:
+        training = info.context.services
+        if points is not None:
+            if metrics is not None:
+                return to_graphql(
+                    ValidationError(
+                        "metrics",
+                        "give either metrics or points, not both",
+                        rule=ValidationRule.invalid,
+                    )
+                )
+            # The points arrive as coerced mappings (MetricPointInput's from_input).
+            coerced = cast("list[Mapping[str, Any]]", points)
+            return await result_of(training.series.report_points(str(job_id), coerced))
+        if metrics is None:
+            return to_graphql(
+                ValidationError(
+                    "metrics", "give metrics or points", rule=ValidationRule.required
+                )
+            )
         return await result_of(
-            info.context.services.training.report_metrics(
+            training.training.report_metrics(
                 str(job_id),
                 # Any JSON value: the service validates it (ValidationError unless name -> number).
                 cast("Mapping[str, float]", metrics),

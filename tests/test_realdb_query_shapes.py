@@ -29,6 +29,7 @@ from graphql_api.domain.queries import (
     TrainingJobFilter,
     TrainingJobOrder,
 )
+from graphql_api.domain.series import MetricPoint
 from graphql_api.domain.updates import MetricsMerge, Move
 from graphql_api.domain.values import utc_now
 from graphql_api.services.container import Services
@@ -36,6 +37,7 @@ from graphql_api.storage.base import PendingChange
 from graphql_api.storage.mongo import MongoStorage, documents
 from graphql_api.storage.mongo.query_shapes import SHAPES, ShapeKey, declared, shape_of
 from graphql_api.storage.mongo.server import ServerKind
+from graphql_api.storage.series import SeriesLimitExceeded
 from tests.conftest import REAL_URI
 from tests.recorded_commands import Recorder, recorded_fixture  # noqa: F401 (fixture)
 
@@ -151,6 +153,29 @@ async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
         twin.pop("precedence_twin")
         twins.append(twin)
     await storage.database["model_versions"].insert_many(twins)
+    # Metric series of other jobs in bulk (buckets and their summary copies), for the same
+    # reason: the series queries must find theirs through the indexes.
+    series_bulk = [
+        {
+            "_id": f"bulk-{n % 300}\x1floss\x1f{n // 300}",
+            "job_id": f"bulk-{n % 300}",
+            "key": "loss",
+            "b": n // 300,
+            "w": 1,
+            "n": 1,
+            **{field: [n, 0.5, 0] for field in ("first", "last", "min", "max")},
+            "s": [n],
+            "v": [0.5],
+            "t": [0],
+            "q": [1],
+        }
+        for n in range(JOBS)
+    ]
+    await storage.database["metric_buckets"].insert_many(series_bulk)
+    summary_fields = ("_id", "job_id", "key", "b", "w", "n", "first", "last", "min", "max")
+    await storage.database["metric_summaries"].insert_many(
+        [{field: doc[field] for field in summary_fields} for doc in series_bulk]
+    )
     return model_ids, job_ids
 
 
@@ -273,9 +298,34 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
     await events.entries_after(head - 10, 50)
     await events.seal(10_000)  # a hole far ahead: inserted, so no read
     await events.seal(1)  # an existing event: the insert fails, the event is read
+    await drive_metric_series(storage, job_ids[1])
     # Retention (last: it deletes events): the floor, and one step by age and count.
     await events.floor()
     await events.trim(datetime.now(UTC), 5, 10, 100)
+
+
+async def drive_metric_series(storage: MongoStorage, running_job_id: str) -> None:
+    """Points written (new buckets, then rewritten ones, a refusal, a recount after an
+    abandoned write) and read every way the API reads them, over bulk buckets of other jobs."""
+    series = storage.metric_series
+    running = [TrainingStatus.RUNNING]
+    points = [MetricPoint("loss", step, step / 10, 0) for step in range(0, 3000, 3)]
+    await series.append(running_job_id, points, running, 1000, 10_000_000)
+    await series.append(running_job_id, points[:10], running, 1000, 10_000_000)
+    with pytest.raises(SeriesLimitExceeded):  # 1,000 stored, 1 more
+        await series.append(running_job_id, [MetricPoint("acc", 1, 0.5, 0)], running, 1000, 1_000)
+    # A writer that failed after writing leaves its lease stale: the next write recounts.
+    leased = await series._acquire(running_job_id, [TrainingStatus.RUNNING.value])
+    assert leased is not None
+    await series._give_up(running_job_id, leased["metric_lease"]["seq"], heal=True)
+    await series.append(running_job_id, points[:5], running, 1000, 10_000_000)
+    await series.keys_of([running_job_id])
+    found = await series.summaries([running_job_id], ["loss"], 10, 2000)
+    await series.summaries([running_job_id, "bulk-1"], None, 0, 2**63 - 1)
+    await series.open([b.ref for b in found[(running_job_id, "loss")]])
+    position = (await series.positions([running_job_id]))[running_job_id]
+    await series.written_between({running_job_id: (0, position.seq)}, None)
+    await series.written_between({running_job_id: (0, position.seq), "bulk-2": (0, 5)}, ["loss"])
 
 
 async def drive_deployments(storage: MongoStorage, first: str, second: str) -> None:
@@ -369,9 +419,10 @@ def test_every_listed_index_exists_in_the_code() -> None:
     """The table names real indexes (the index names ensure_indexes creates)."""
     import inspect
 
-    from graphql_api.storage.mongo import events, model_versions, training_jobs
+    from graphql_api.storage.mongo import events, metric_series, model_versions, training_jobs
 
-    source = "".join(inspect.getsource(m) for m in (events, model_versions, training_jobs))
+    modules = (events, model_versions, training_jobs, metric_series)
+    source = "".join(inspect.getsource(m) for m in modules)
     for shape in SHAPES:
         index = shape.index.split(" ")[0].rstrip(",")
         assert index == "_id_" or f'name="{index}"' in source, shape

@@ -17,6 +17,7 @@ from graphql_api.storage.base import (
     StoreStats,
     TrainingJobStore,
 )
+from graphql_api.storage.series import MetricSeriesStore
 
 
 class NotifyingEventStore:
@@ -71,6 +72,7 @@ class NotifyingStorage:
         self.model_versions: ModelVersionStore = storage.model_versions
         self.training_jobs: TrainingJobStore = storage.training_jobs
         self.events: EventStore = NotifyingEventStore(storage.events, on_append)
+        self.metric_series: MetricSeriesStore = storage.metric_series
         self.stats: StoreStats = storage.stats
 
     async def ensure_indexes(self) -> None:

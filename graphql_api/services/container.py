@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from graphql_api.services.inference import InferenceService
+from graphql_api.services.metric_series import MetricSeriesService
 from graphql_api.services.registry import ModelRegistryService
 from graphql_api.services.training import MLTrainingService
 from graphql_api.storage.base import Storage
@@ -16,6 +17,7 @@ class Services:
     registry: ModelRegistryService
     training: MLTrainingService
     inference: InferenceService
+    series: MetricSeriesService
 
     @classmethod
     def over(cls, storage: Storage) -> Services:
@@ -24,4 +26,5 @@ class Services:
             registry=ModelRegistryService(storage),
             training=MLTrainingService(storage),
             inference=InferenceService(storage),
+            series=MetricSeriesService(storage),
         )

@@ -20,6 +20,7 @@ from graphql_api.domain.ids import new_id
 from graphql_api.domain.lifecycle import JobTransitions, Transition
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, TrainingJobOrder
+from graphql_api.domain.series import MAX_KEYS_PER_JOB
 from graphql_api.domain.updates import Change, FailureReason, LogsUrl, MetricsMerge, Move
 from graphql_api.domain.values import utc_now
 from graphql_api.services.changes import ChangeRecorder
@@ -121,7 +122,10 @@ class MLTrainingService:
         """RUNNING -> COMPLETED, merging the final ``metrics`` into those reported so far."""
         final = validation.metrics(metrics if metrics is not None else {})
         return await self._move(
-            job_id, JobTransitions.COMPLETE, actor, [MetricsMerge(metrics=final)] if final else []
+            job_id,
+            JobTransitions.COMPLETE,
+            actor,
+            [MetricsMerge(metrics=final, limit=MAX_KEYS_PER_JOB)] if final else [],
         )
 
     async def fail(self, job_id: str, reason: str, *, actor: str | None = None) -> TrainingJob:
@@ -141,7 +145,9 @@ class MLTrainingService:
                 "metrics", "must name at least one metric", rule=ValidationRule.min_length
             )
         job = await self._update(
-            job_id, JobTransitions.REPORT_METRICS.sources, [MetricsMerge(metrics=checked)]
+            job_id,
+            JobTransitions.REPORT_METRICS.sources,
+            [MetricsMerge(metrics=checked, limit=MAX_KEYS_PER_JOB)],
         )
         if job is None:
             current = await self._require(job_id)
@@ -196,7 +202,8 @@ class MLTrainingService:
         self, job_id: str, sources: Collection[TrainingStatus], changes: Sequence[Change]
     ) -> TrainingJob | None:
         """``update``, with a merge that would take the *stored* metrics over their limit (not
-        only each call's) as the client's ValidationError."""
+        only each call's) as the client's ValidationError. A job may hold MAX_KEYS_PER_JOB (1,000:
+        its series keys are its metrics keys too)."""
         try:
             return await self._jobs.update(job_id, sources, changes)
         except MergeLimitExceeded as error:

@@ -45,6 +45,7 @@ from graphql_api.domain.queries import (
     TrainingJobOrder,
 )
 from graphql_api.domain.updates import Change
+from graphql_api.storage.series import MetricSeriesStore
 
 R = TypeVar("R")
 W = TypeVar("W", contravariant=True)
@@ -356,6 +357,10 @@ class Storage(Protocol):
     @property
     def events(self) -> EventStore:
         """The change log."""
+
+    @property
+    def metric_series(self) -> MetricSeriesStore:
+        """The jobs' per-step metric series (see ``storage.series``)."""
 
     @property
     def stats(self) -> StoreStats:

@@ -12,6 +12,7 @@ from graphql_api.storage.mongo.client import DEFAULT_TIMEOUT, connect
 from graphql_api.storage.mongo.collection import UpdateGuard
 from graphql_api.storage.mongo.events import MongoEventStore
 from graphql_api.storage.mongo.failures import bounded_methods
+from graphql_api.storage.mongo.metric_series import MongoMetricSeriesStore
 from graphql_api.storage.mongo.model_versions import MongoModelVersionStore
 from graphql_api.storage.mongo.server import ServerInfo, ServerKind, identify, update_guard_wanted
 from graphql_api.storage.mongo.training_jobs import MongoTrainingJobStore
@@ -55,7 +56,14 @@ class MongoStorage:
         self.events = MongoEventStore(
             database["events"], database["counters"], self.stats, self.guard
         )
-        for store in (self.model_versions, self.training_jobs, self.events):
+        self.metric_series = MongoMetricSeriesStore(
+            database["metric_buckets"],
+            database["metric_summaries"],
+            database["training_jobs"],
+            self.stats,
+            self.guard,
+        )
+        for store in (self.model_versions, self.training_jobs, self.events, self.metric_series):
             store.timeout = timeout
 
     @property
@@ -88,6 +96,7 @@ class MongoStorage:
         await self.model_versions.ensure_indexes()
         await self.training_jobs.ensure_indexes()
         await self.events.ensure_indexes()
+        await self.metric_series.ensure_indexes()
 
     async def ping(self) -> None:
         with pymongo.timeout(min(self.timeout or PING_TIMEOUT, PING_TIMEOUT)):
