@@ -134,8 +134,11 @@ async def test_the_app_page_is_revalidated_and_its_files_are_named_by_digest(
     assert page.headers["cache-control"] == "no-cache"
     assert page.headers["content-security-policy"] == APP_CSP
     assert "default-src 'self'" in APP_CSP and "connect-src 'self'" in APP_CSP
-    urls = [u for u in URL.findall(page.text) if not u.startswith("data:")]
-    assert urls and all(u.startswith(f"/assets/app/{app_digest()}/") for u in urls), urls
+    urls = [u for u in URL.findall(page.text) if not u.startswith(("data:", "#"))]
+    assert "/graphql" in urls
+    urls.remove("/graphql")  # the link to GraphiQL
+    own = [u for u in urls if u.startswith(f"/assets/app/{app_digest()}/")]
+    assert own and all(u in own or u.startswith("/assets/vendor/") for u in urls), urls
     for url in urls:
         response = await client.get(url)
         assert response.status_code == 200, url
