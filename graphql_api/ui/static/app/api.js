@@ -120,23 +120,48 @@ function liveClient() {
 }
 
 /**
- * Subscribe; `onData` gets each event's `data`. Returns the function that stops it.
+ * Subscribe; `onData` gets each event's `data`. If the server ends the subscription (it ends
+ * one that falls too far behind: SUBSCRIBER_TOO_SLOW, docs/subscriptions.md) it is opened
+ * again a second later and `onResync` runs, since events may have been missed: the page
+ * reloads what it shows. Returns the function that stops it.
  * @param {string} query
  * @param {Record<string, unknown>} variables
  * @param {(data: any) => void} onData
+ * @param {() => void} [onResync]
  * @returns {() => void}
  */
-export function subscribe(query, variables, onData) {
-  return liveClient().subscribe(
-    { query, variables },
-    {
-      next: (message) => {
-        if (message.data) onData(message.data);
+export function subscribe(query, variables, onData, onResync) {
+  let stopped = false;
+  /** @type {() => void} */
+  let unsubscribe = () => {};
+  const open = () => {
+    unsubscribe = liveClient().subscribe(
+      { query, variables },
+      {
+        next: (message) => {
+          if (message.data) onData(message.data);
+        },
+        error: (error) => {
+          console.warn("subscription ended; reopening", error);
+          again();
+        },
+        complete: () => again(),
       },
-      error: (error) => console.warn("subscription ended", error),
-      complete: () => {},
-    },
-  );
+    );
+  };
+  const again = () => {
+    if (stopped) return;
+    setTimeout(() => {
+      if (stopped) return;
+      open();
+      onResync?.();
+    }, 1000);
+  };
+  open();
+  return () => {
+    stopped = true;
+    unsubscribe();
+  };
 }
 
 // ---- what this server offers, and what this key may do ----

@@ -74,14 +74,27 @@ export function badge(status) {
 }
 
 /**
- * Run `fn` at most once per `ms`, after the last call (live updates arrive in bursts).
- * @param {() => void} fn @param {number} ms
+ * Coalesce bursts of live events into at most one run of `fn` per `ms`: the first event
+ * schedules a run `ms` later, later ones until it starts ride along, and runs never overlap
+ * (so an older answer never overwrites a newer one). Unlike a debounce it also fires under a
+ * steady stream (50 events/s), within `ms` plus one load.
+ * @param {() => Promise<void>} fn @param {number} ms
+ * @returns {() => void}
  */
-export function debounce(fn, ms) {
-  /** @type {ReturnType<typeof setTimeout> | undefined} */
-  let timer;
+export function coalesce(fn, ms) {
+  let scheduled = false;
+  /** @type {Promise<void>} */
+  let running = Promise.resolve();
   return () => {
-    clearTimeout(timer);
-    timer = setTimeout(fn, ms);
+    if (scheduled) return;
+    scheduled = true;
+    setTimeout(() => {
+      running = running
+        .then(() => {
+          scheduled = false;
+          return fn();
+        })
+        .catch((error) => console.warn("live reload failed", error));
+    }, ms);
   };
 }

@@ -2,7 +2,7 @@
 /** The ML dashboard: jobs by status (live counts), running jobs with their latest metrics,
  * recent failures, and the version of each model in production. */
 import { allPages, gql, subscribe } from "../api.js";
-import { debounce, h, metricsText, replace, when } from "../dom.js";
+import { coalesce, h, metricsText, replace, when } from "../dom.js";
 
 export const STATUSES = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
 
@@ -140,11 +140,11 @@ export async function dashboard(main) {
 
   await Promise.all([loadJobs(), loadModels()]);
   // Live: an event reloads what it changes, at most ~6 times a second however fast they come.
-  const jobsChanged = debounce(() => void loadJobs().catch((e) => console.warn(e)), 150);
-  const modelsChanged = debounce(() => void loadModels().catch((e) => console.warn(e)), 150);
+  const jobsChanged = coalesce(loadJobs, 150);
+  const modelsChanged = coalesce(loadModels, 150);
   const stops = [
-    subscribe("subscription DashboardJobs { trainingJobUpdates { kind } }", {}, jobsChanged),
-    subscribe("subscription DashboardModels { modelVersionUpdates { kind } }", {}, modelsChanged),
+    subscribe("subscription DashboardJobs { trainingJobUpdates { kind } }", {}, jobsChanged, jobsChanged),
+    subscribe("subscription DashboardModels { modelVersionUpdates { kind } }", {}, modelsChanged, modelsChanged),
   ];
   return () => stops.forEach((stop) => stop());
 }

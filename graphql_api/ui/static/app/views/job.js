@@ -4,7 +4,7 @@
  * failure, logs, cancel. Updates live from the job's subscription. */
 import { allPages, gql, subscribe } from "../api.js";
 import { metricChart } from "../chart.js";
-import { badge, debounce, h, metricsText, replace, when } from "../dom.js";
+import { badge, coalesce, h, metricsText, replace, when } from "../dom.js";
 
 const FIELDS = `jobId status datasetId hyperparameters metrics logsUrl failureReason createdDate startedDate completedDate modelId modelVersion { modelName version status }`;
 
@@ -133,8 +133,8 @@ export async function jobPage(main, { caps, allowed, confirm, notify }, jobId) {
   record(job.metrics);
   await Promise.all([loadHistory(), loadCurves()]);
 
-  const historyChanged = debounce(() => void loadHistory().catch((e) => console.warn(e)), 150);
-  const curvesChanged = debounce(() => void loadCurves().catch((e) => console.warn(e)), 150);
+  const historyChanged = coalesce(loadHistory, 150);
+  const curvesChanged = coalesce(loadCurves, 150);
   const stop = subscribe(
     `subscription JobUpdates($jobId: ID!) { trainingJobUpdates(jobId: $jobId) { kind job { ${FIELDS} } } }`,
     { jobId },
@@ -147,6 +147,11 @@ export async function jobPage(main, { caps, allowed, confirm, notify }, jobId) {
       historyChanged();
       curvesChanged();
     },
+    coalesce(async () => {
+      const again = await gql(`query Job($jobId: ID!) { trainingJob(jobId: $jobId) { ${FIELDS} } }`, { jobId });
+      if (again.trainingJob) show(again.trainingJob);
+      await Promise.all([loadHistory(), loadCurves()]);
+    }, 0),
   );
   return () => {
     stop();

@@ -2,12 +2,16 @@
 /** The training job monitor's list: filters, keyset paging, and live updates without a reload
  * (a shown job changes in place; a new or newly matching job appears on the first page). */
 import { allPages, gql, subscribe } from "../api.js";
-import { badge, debounce, h, metricsText, replace, when } from "../dom.js";
+import { badge, coalesce, h, metricsText, replace, when } from "../dom.js";
 import { STATUSES } from "./dashboard.js";
 
 export const PAGE_SIZE = 25;
 
 const JOB_FIELDS = `jobId status datasetId createdDate startedDate metrics modelId modelVersion { modelName version }`;
+
+/** What an event carries: the row's fields but its model version, which each event would
+ * cost the server a lookup for, per subscriber. */
+const LIVE_FIELDS = "jobId status datasetId createdDate startedDate metrics modelId";
 
 const PAGE = `query JobPage($first: Int!, $after: String, $filter: TrainingJobFilter) {
   trainingJobs(first: $first, after: $after, filter: $filter) {
@@ -18,7 +22,7 @@ const PAGE = `query JobPage($first: Int!, $after: String, $filter: TrainingJobFi
 }`;
 
 const MODEL_IDS = `query ModelIds($after: String, $names: [String!]) {
-  modelVersions(first: 100, after: $after, filter: {modelNames: $names}) {
+  modelVersions(first: 100, after: $after, filter: {modelNames: $names}, orderBy: VERSION_DESC) {
     pageInfo { hasNextPage endCursor }
     edges { node { modelId modelName version } }
   }
@@ -57,7 +61,7 @@ function row(job) {
 }
 
 /** @type {import("../main.js").View} */
-export async function jobList(main, { caps, params }) {
+export async function jobList(main, { caps, params, notify }) {
   const statuses = list(params.get("status")).filter((s) => STATUSES.includes(s));
   const model = params.get("model") ?? "";
   const modelId = params.get("modelId") ?? "";
@@ -71,7 +75,9 @@ export async function jobList(main, { caps, params }) {
   if (modelId) filter.modelIds = [modelId];
   else if (model) {
     const versions = await allPages(MODEL_IDS, { names: [model] }, (d) => d.modelVersions);
+    // The filter takes at most 100 ids; past that, say so rather than cut silently.
     filter.modelIds = versions.map((v) => v.modelId).slice(0, 100);
+    if (versions.length > 100) notify(`${model} has ${versions.length} versions: showing the jobs of the 100 highest.`);
   }
   for (const [name] of extras) if (params.get(name)) filter[name] = [params.get(name)];
   const names = [...new Set((await allPages(NAMES, {}, (d) => d.modelVersions)).map((v) => v.modelName))].sort();
@@ -152,26 +158,29 @@ export async function jobList(main, { caps, params }) {
   }
   await load();
 
-  const reloadFirstPage = debounce(() => void load().catch((e) => console.warn(e)), 100);
+  const reloadFirstPage = coalesce(load, 100);
   /** @param {any} job */
   const matches = (job) =>
     (!filter.statuses || /** @type {string[]} */ (filter.statuses).includes(job.status)) &&
     (!filter.modelIds || /** @type {string[]} */ (filter.modelIds).includes(job.modelId)) &&
     (!filter.datasetIds || /** @type {string[]} */ (filter.datasetIds).includes(job.datasetId));
   const stop = subscribe(
-    `subscription JobListUpdates { trainingJobUpdates { kind status job { ${JOB_FIELDS} } } }`,
+    `subscription JobListUpdates { trainingJobUpdates { kind status job { ${LIVE_FIELDS} } } }`,
     {},
     (data) => {
-      const job = data.trainingJobUpdates.job;
-      if (!job) return;
-      const current = body.querySelector(`tr[data-job-id="${CSS.escape(job.jobId)}"]`);
+      const update = data.trainingJobUpdates.job;
+      if (!update) return;
+      const current = body.querySelector(`tr[data-job-id="${CSS.escape(update.jobId)}"]`);
       if (current) {
+        // The row's model version does not change: the event need not carry it.
+        const job = { ...shown.get(update.jobId), ...update };
         shown.set(job.jobId, job);
         current.replaceWith(row(job));
-      } else if (before.length === 0 && matches(job)) {
+      } else if (before.length === 0 && matches(update)) {
         reloadFirstPage(); // a new job, or one that now matches the filter: newest first
       }
     },
+    reloadFirstPage,
   );
   return stop;
 }

@@ -3,7 +3,7 @@
  * orders them) with stage, metrics and their training jobs; promote, deploy and archive, each
  * behind a confirmation that says what will happen. Live from modelVersionUpdates. */
 import { allPages, gql, subscribe } from "../api.js";
-import { badge, debounce, h, metricsText, replace, when } from "../dom.js";
+import { badge, coalesce, h, metricsText, replace, when } from "../dom.js";
 
 /** @param {Set<string>} versionFields */
 function versionFields(versionFields) {
@@ -56,7 +56,8 @@ export async function modelList(main) {
     );
   }
   await load();
-  return subscribe("subscription ModelsChanged { modelVersionUpdates { kind } }", {}, debounce(() => void load().catch((e) => console.warn(e)), 150));
+  const changed = coalesce(load, 150);
+  return subscribe("subscription ModelsChanged { modelVersionUpdates { kind } }", {}, changed, changed);
 }
 
 /**
@@ -145,9 +146,11 @@ export async function modelPage(main, { caps, allowed, confirm, notify }, name) 
     );
   }
   await load();
+  const changed = coalesce(load, 150);
   return subscribe(
     "subscription ModelChanged($name: String) { modelVersionUpdates(modelName: $name) { kind } }",
     { name },
-    debounce(() => void load().catch((e) => console.warn(e)), 150),
+    changed,
+    changed,
   );
 }
