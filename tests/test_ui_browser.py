@@ -183,13 +183,21 @@ def test_a_promotion_through_the_confirmation_changes_the_stage(browser: Browser
         expect(candidate).to_have_attribute("data-status", "TESTING")
         dialog = page.locator("dialog#confirm")
 
-        # Cancelling the confirmation changes nothing.
+        # Cancelling the confirmation changes nothing: with the mouse, and with the keyboard
+        # (Enter on the focused button opens it with the focus inside, Escape closes it).
+        production = '{ productionModelVersion(modelName: "demand-forecast") { version } }'
         candidate.get_by_role("button", name="Deploy to production…").click()
         expect(dialog).to_contain_text("0.9.0 will be archived; 0.10.0 becomes production.")
         dialog.get_by_role("button", name="Cancel").click()
         expect(dialog).not_to_be_visible()
-        production = '{ productionModelVersion(modelName: "demand-forecast") { version } }'
+        candidate.get_by_role("button", name="Deploy to production…").focus()
+        page.keyboard.press("Enter")
+        expect(dialog).to_be_visible()
+        assert page.evaluate("document.getElementById('confirm').contains(document.activeElement)")
+        page.keyboard.press("Escape")
+        expect(dialog).not_to_be_visible()
         assert data(url, production)["productionModelVersion"]["version"] == "0.9.0"
+        expect(candidate).to_have_attribute("data-status", "TESTING")
 
         candidate.get_by_role("button", name="Deploy to production…").click()
         expect(dialog).to_contain_text("0.9.0 will be archived; 0.10.0 becomes production.")
@@ -241,8 +249,27 @@ def test_with_keys_the_app_asks_for_one_and_a_viewer_sees_no_action(browser: Bro
     assert tab.problems() == []
 
 
+def test_two_to_ten_jobs_are_compared_side_by_side(tab: Visit, demo: str) -> None:
+    page = tab.page
+    page.goto(f"{demo}/#/jobs?status=COMPLETED")
+    rows = page.locator("table.jobs tbody tr")
+    expect(rows).to_have_count(7)
+    compare = page.locator("#compare")
+    expect(compare).to_be_hidden()  # fewer than two ticked
+    for index in range(3):
+        rows.nth(index).get_by_role("checkbox").check()
+    expect(compare).to_have_text("Compare 3 jobs")
+    compare.click()
+    table = page.locator("table.compare").first
+    expect(table.locator("thead th")).to_have_count(4)  # the key, then one column per job
+    expect(table.locator("tbody th", has_text="accuracy")).to_have_count(1)
+    expect(page.locator("main")).to_contain_text("need metric series")  # the seed keeps none
+    screenshot(page, "compare")
+
+
 @pytest.mark.parametrize(
-    "path", ["/", "/#/jobs", "/#/jobs/RUNNING", "/#/models", "/#/models/churn-predictor"]
+    "path",
+    ["/", "/#/jobs", "/#/jobs/RUNNING", "/#/models", "/#/models/churn-predictor", "/#/compare"],
 )
 def test_axe_finds_no_serious_accessibility_violation(
     browser: Browser, demo: str, path: str
@@ -252,6 +279,8 @@ def test_axe_finds_no_serious_accessibility_violation(
     page = tab.page
     if path.endswith("RUNNING"):
         path = f"/#/jobs/{job_ids(demo, 'RUNNING')[0]}"
+    if path.endswith("compare"):
+        path += "?jobs=" + ",".join(job_ids(demo, "COMPLETED")[:3])
     page.goto(f"{demo}{path}")
     expect(page.locator("h1")).not_to_have_text("Loading…")
     expect(page.locator("main table, main .chart").first).to_be_visible()

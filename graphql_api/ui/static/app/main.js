@@ -5,6 +5,7 @@
  */
 import { apiKey, capabilities, KeyRequired, onLiveState, permissions, setApiKey } from "./api.js";
 import { h, replace } from "./dom.js";
+import { compare } from "./views/compare.js";
 import { dashboard } from "./views/dashboard.js";
 import { jobPage } from "./views/job.js";
 import { jobList } from "./views/jobs.js";
@@ -27,6 +28,7 @@ const ROUTES = [
   [/^\/$/, dashboard, "dashboard"],
   [/^\/jobs$/, jobList, "jobs"],
   [/^\/jobs\/([^/]+)$/, jobPage, "jobs"],
+  [/^\/compare$/, compare, "jobs"],
   [/^\/models$/, modelList, "models"],
   [/^\/models\/([^/]+)$/, modelPage, "models"],
 ];
@@ -171,7 +173,7 @@ async function route() {
 
 onLiveState((state) => {
   const live = /** @type {HTMLElement} */ (document.getElementById("live"));
-  live.textContent = state === "live" ? "● live" : state === "connecting" ? "connecting…" : "offline";
+  live.textContent = state === "live" ? "● live" : state === "connecting" ? "connecting…" : "○ not live";
   live.dataset.state = state;
 });
 window.addEventListener("hashchange", () => {

@@ -46,11 +46,32 @@ function list(text) {
   return (text ?? "").split(",").map((s) => s.trim()).filter(Boolean);
 }
 
+/** Jobs ticked for comparison (kept while the list pages and updates). @type {Set<string>} */
+const compared = new Set();
+export const MAX_COMPARED = 10;
+
 /** @param {any} job */
 function row(job) {
   return h(
     "tr",
     { dataset: { jobId: job.jobId, status: job.status } },
+    h(
+      "td",
+      null,
+      h("input", {
+        type: "checkbox",
+        class: "compare",
+        "aria-label": `Compare job ${job.jobId}`,
+        checked: compared.has(job.jobId),
+        onChange: (/** @type {Event} */ event) => {
+          const box = /** @type {HTMLInputElement} */ (event.target);
+          if (box.checked && compared.size >= MAX_COMPARED) box.checked = false;
+          else if (box.checked) compared.add(job.jobId);
+          else compared.delete(job.jobId);
+          document.dispatchEvent(new Event("compared"));
+        },
+      }),
+    ),
     h("td", null, h("a", { href: `#/jobs/${encodeURIComponent(job.jobId)}`, class: "mono", title: job.jobId }, `…${job.jobId.slice(-8)}`)),
     h("td", null, job.modelVersion ? `${job.modelVersion.modelName} ${job.modelVersion.version}` : job.modelId),
     h("td", null, job.datasetId),
@@ -117,6 +138,15 @@ export async function jobList(main, { caps, params, notify }) {
     h("a", { href: "#/jobs", class: "button" }, "Clear"),
   );
 
+  const compareLink = h("a", { class: "button", id: "compare" });
+  const showCompare = () => {
+    const n = compared.size;
+    compareLink.setAttribute("href", `#/compare?jobs=${[...compared].map(encodeURIComponent).join(",")}`);
+    compareLink.classList.toggle("hidden", n < 2);
+    replace(compareLink, `Compare ${n} jobs`);
+  };
+  document.addEventListener("compared", showCompare);
+  showCompare();
   const summary = h("p", { class: "summary", "aria-live": "polite" });
   const body = h("tbody");
   const pager = h("nav", { class: "pager", "aria-label": "Pages" });
@@ -124,12 +154,12 @@ export async function jobList(main, { caps, params, notify }) {
     main,
     h("h1", null, "Training jobs"),
     form,
-    summary,
+    h("div", { class: "row" }, summary, compareLink, h("span", { class: "muted" }, `tick 2 to ${MAX_COMPARED} jobs to compare them`)),
     h(
       "table",
       { class: "jobs" },
       h("caption", { class: "sr-only" }, "Training jobs, newest first"),
-      h("thead", null, h("tr", null, ["Job", "Model version", "Dataset", "Status", "Created", "Latest metrics"].map((t) => h("th", { scope: "col" }, t)))),
+      h("thead", null, h("tr", null, ["Compare", "Job", "Model version", "Dataset", "Status", "Created", "Latest metrics"].map((t) => h("th", { scope: "col" }, t)))),
       body,
     ),
     pager,
@@ -147,7 +177,7 @@ export async function jobList(main, { caps, params, notify }) {
     const connection = data.trainingJobs;
     const jobs = connection.edges.map((/** @type {any} */ e) => e.node);
     shown = new Map(jobs.map((/** @type {any} */ j) => [j.jobId, j]));
-    replace(body, jobs.length ? jobs.map(row) : h("tr", null, h("td", { colspan: 6, class: "empty" }, "No training job matches.")));
+    replace(body, jobs.length ? jobs.map(row) : h("tr", null, h("td", { colspan: 7, class: "empty" }, "No training job matches.")));
     const first = before.length * PAGE_SIZE;
     replace(summary, jobs.length ? `Jobs ${first + 1}–${first + jobs.length} of ${connection.totalCount}` : `0 of ${connection.totalCount}`);
     replace(
@@ -182,5 +212,8 @@ export async function jobList(main, { caps, params, notify }) {
     },
     reloadFirstPage,
   );
-  return stop;
+  return () => {
+    stop();
+    document.removeEventListener("compared", showCompare);
+  };
 }
