@@ -142,6 +142,9 @@ export function subscribe(query, variables, onData, onResync) {
           if (message.data) onData(message.data);
         },
         error: (error) => {
+          // GraphQL errors for the operation itself (it does not validate): asking again
+          // would get the same answer. Anything else is the connection: open it again.
+          if (Array.isArray(error)) return console.warn("subscription refused", error);
           console.warn("subscription ended; reopening", error);
           again();
         },

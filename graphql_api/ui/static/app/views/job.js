@@ -153,8 +153,19 @@ export async function jobPage(main, { caps, allowed, confirm, notify }, jobId) {
       await Promise.all([loadHistory(), loadCurves()]);
     }, 0),
   );
+  // Where the server pushes metric points as they are reported, the curves follow them.
+  const stopPoints =
+    hasSeries && caps.subscription.has("trainingMetricUpdates")
+      ? subscribe(
+          "subscription JobMetricPoints($ids: [ID!]!) { trainingMetricUpdates(jobIds: $ids) { __typename } }",
+          { ids: [jobId] },
+          curvesChanged,
+          curvesChanged,
+        )
+      : () => {};
   return () => {
     stop();
+    stopPoints();
     chart.destroy();
   };
 }
