@@ -212,7 +212,7 @@ export async function capabilities() {
     if (error instanceof KeyRequired) throw error;
     return {
       query: new Set(["trainingJobs", "modelVersions", "trainingJob", "productionModelVersion"]),
-      mutation: new Set(["promoteModelVersion", "archiveModelVersion", "cancelTrainingJob"]),
+      mutation: new Set(["promoteModelVersion", "archiveModelVersion", "cancelTrainingJob"]),  // the seed's
       subscription: new Set(["trainingJobUpdates", "modelVersionUpdates"]),
       jobFields: new Set(),
       jobFilters: new Set(["statuses", "modelIds", "datasetIds"]),
@@ -222,30 +222,42 @@ export async function capabilities() {
   }
 }
 
-/** The actions the app offers, each a mutation whose refusal the probe below can see. */
-export const ACTIONS = ["promoteModelVersion", "archiveModelVersion", "cancelTrainingJob"];
+/**
+ * The mutations behind the app's buttons, each with arguments that name no record, so that
+ * calling it changes nothing. Those from other releases are probed only where the server has
+ * them.
+ */
+export const PROBES = {
+  promoteModelVersion: 'modelId: "", to: TESTING',
+  archiveModelVersion: 'modelId: ""',
+  cancelTrainingJob: 'jobId: ""',
+  rollbackModelVersion: 'modelName: "", toModelId: "", reason: ""',
+  setModelAlias: 'modelName: "", alias: "", modelId: ""',
+};
 
 /**
- * Which of ACTIONS this key may call. The server checks a key's role on each root mutation
- * before its resolver runs and answers ForbiddenError without changing anything, so the app
- * asks for each with an id no record has (empty): a ForbiddenError means "hidden", anything
- * else (NotFoundError) means allowed. No key (open access): everything is allowed.
+ * Which of the app's actions this key may call. The server checks a key's role on each root
+ * mutation before its resolver runs and answers ForbiddenError without changing anything, so
+ * the app calls each with arguments that name no record: a ForbiddenError means "hidden",
+ * anything else (NotFoundError, ValidationError) means allowed. No key (open access):
+ * everything the server has is allowed.
+ * @param {Capabilities} caps
  * @returns {Promise<{allowed: Set<string>, role: string | null}>}
  */
-export async function permissions() {
-  if (!apiKey()) return { allowed: new Set(ACTIONS), role: null };
-  const data = await gql(`mutation PermissionProbe {
-    promoteModelVersion(modelId: "", to: TESTING) { __typename ... on ForbiddenError { role } }
-    archiveModelVersion(modelId: "") { __typename ... on ForbiddenError { role } }
-    cancelTrainingJob(jobId: "") { __typename ... on ForbiddenError { role } }
-  }`);
+export async function permissions(caps) {
+  const actions = Object.keys(PROBES).filter((name) => caps.mutation.has(name));
+  if (!apiKey()) return { allowed: new Set(actions), role: null };
+  const fields = actions.map(
+    (name) => `${name}(${PROBES[/** @type {keyof typeof PROBES} */ (name)]}) { __typename ... on ForbiddenError { role } }`,
+  );
+  const data = await gql(`mutation PermissionProbe {\n  ${fields.join("\n  ")}\n}`);
   const allowed = new Set();
   /** @type {string | null} */
   let role = null;
-  for (const action of ACTIONS) {
+  for (const action of actions) {
     const answer = data[action];
     if (answer.__typename === "ForbiddenError") role = answer.role;
     else if (answer.__typename !== "UnauthenticatedError") allowed.add(action);
   }
-  return { allowed, role: role ?? (allowed.size === ACTIONS.length ? "operator or admin" : null) };
+  return { allowed, role: role ?? (allowed.size === actions.length ? "operator or admin" : null) };
 }

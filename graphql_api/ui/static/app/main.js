@@ -16,7 +16,7 @@ import { modelList, modelPage } from "./views/models.js";
  * @typedef {{
  *   caps: import("./api.js").Capabilities,
  *   allowed: Set<string>,
- *   confirm: (title: string, text: string, action: string) => Promise<boolean>,
+ *   confirm: (title: string, text: string, action: string, field?: {label: string, describe?: (value: string) => string}) => Promise<boolean | string>,
  *   notify: (text: string) => void,
  *   params: URLSearchParams,
  * }} Context
@@ -48,18 +48,34 @@ function notify(text) {
 }
 
 /**
- * Ask before a change; the text says what will happen. Resolves true on "confirm".
+ * Ask before a change; the text says what will happen. With `field`, the dialog also asks for
+ * one value (a reason, an alias), required, and the text follows what is typed. Resolves to
+ * false when cancelled, else true, or the value typed.
  * @param {string} title @param {string} text @param {string} action
- * @returns {Promise<boolean>}
+ * @param {Field} [field]
+ * @returns {Promise<boolean | string>}
+ * @typedef {{label: string, describe?: (value: string) => string}} Field
  */
-function confirm(title, text, action) {
+function confirm(title, text, action, field) {
+  const box = /** @type {HTMLElement} */ (document.getElementById("confirm-field"));
+  const input = /** @type {HTMLInputElement} */ (document.getElementById("confirm-input"));
+  const textBox = /** @type {HTMLElement} */ (document.getElementById("confirm-text"));
   replace(/** @type {HTMLElement} */ (document.getElementById("confirm-title")), title);
-  replace(/** @type {HTMLElement} */ (document.getElementById("confirm-text")), text);
+  replace(textBox, text);
   replace(/** @type {HTMLElement} */ (document.getElementById("confirm-ok")), action);
+  box.hidden = !field;
+  input.required = Boolean(field);
+  input.value = "";
+  input.oninput = field?.describe ? () => replace(textBox, field.describe?.(input.value.trim()) ?? text) : null;
+  if (field) replace(/** @type {HTMLElement} */ (document.getElementById("confirm-label")), field.label);
   dialog.returnValue = "";
   dialog.showModal();
   return new Promise((resolve) => {
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.addEventListener(
+      "close",
+      () => resolve(dialog.returnValue === "ok" ? (field ? input.value.trim() : true) : false),
+      { once: true },
+    );
   });
 }
 
@@ -145,7 +161,7 @@ async function route() {
   try {
     if (!session) {
       const caps = await capabilities();
-      const { allowed, role } = await permissions();
+      const { allowed, role } = await permissions(caps);
       session = { caps, allowed, role };
     }
     showWho();

@@ -7,7 +7,7 @@ import { badge, coalesce, h, metricsText, replace, when } from "../dom.js";
 
 /** @param {Set<string>} versionFields */
 function versionFields(versionFields) {
-  const extra = ["aliases"].filter((f) => versionFields.has(f)).join(" ");
+  const extra = ["aliases", "artifactUri", "sourceJobId"].filter((f) => versionFields.has(f)).join(" ");
   return `modelId modelName version modelType status metrics createdDate deployedDate ${extra}
     trainingJobs(first: 1) { totalCount edges { node { jobId status } } }`;
 }
@@ -61,26 +61,75 @@ export async function modelList(main) {
 }
 
 /**
- * What a change will do, in words, before it is made.
- * @param {any} version @param {any | undefined} production
- * @returns {{label: string, title: string, text: string, mutation: string, variables: Record<string, unknown>}[]}
+ * A change the page offers for a version: what it does, in words, before it is made.
+ * @typedef {{
+ *   label: string, title: string, text: string, mutation: string, danger?: boolean,
+ *   document: string, variables: (value: string) => Record<string, unknown>,
+ *   field?: {label: string, describe?: (value: string) => string},
+ * }} Action
  */
-export function actionsFor(version, production) {
+
+const RESULT = "{ __typename ... on Error { message } }";
+
+/**
+ * @param {any} version @param {any[]} versions  all of the model's
+ * @param {Set<string>} mutations  the server's
+ * @returns {Action[]}
+ */
+export function actionsFor(version, versions, mutations) {
+  const production = versions.find((v) => v.status === "PRODUCTION");
+  const { modelId, modelName } = version;
+  /** @type {Action[]} */
   const actions = [];
+  const promote = `mutation Promote($modelId: ID!, $to: ModelStatus!) { promoteModelVersion(modelId: $modelId, to: $to) ${RESULT} }`;
   if (version.status === "DEVELOPMENT") {
-    actions.push({ label: "Promote to testing", title: `Promote ${version.version}`, text: `${version.version} moves from development to testing.`, mutation: "promoteModelVersion", variables: { modelId: version.modelId, to: "TESTING" } });
+    actions.push({ label: "Promote to testing", title: `Promote ${version.version}`, text: `${version.version} moves from development to testing.`, mutation: "promoteModelVersion", document: promote, variables: () => ({ modelId, to: "TESTING" }) });
   }
   if (version.status === "TESTING") {
     const text = production
       ? `${production.version} will be archived; ${version.version} becomes production.`
-      : `${version.version} becomes production (no version of ${version.modelName} is in production now).`;
-    actions.push({ label: "Deploy to production", title: `Deploy ${version.version}`, text, mutation: "promoteModelVersion", variables: { modelId: version.modelId, to: "PRODUCTION" } });
+      : `${version.version} becomes production (no version of ${modelName} is in production now).`;
+    actions.push({ label: "Deploy to production", title: `Deploy ${version.version}`, text, mutation: "promoteModelVersion", document: promote, variables: () => ({ modelId, to: "PRODUCTION" }) });
+  }
+  if (version.status === "ARCHIVED" && version.deployedDate && production && mutations.has("rollbackModelVersion")) {
+    actions.push({
+      label: "Roll back to this version",
+      title: `Roll back ${modelName} to ${version.version}`,
+      text: `${production.version} will be archived; ${version.version} becomes production again.`,
+      mutation: "rollbackModelVersion",
+      document: `mutation Rollback($modelName: String!, $toModelId: ID!, $reason: String!) { rollbackModelVersion(modelName: $modelName, toModelId: $toModelId, reason: $reason) ${RESULT} }`,
+      variables: (reason) => ({ modelName, toModelId: modelId, reason }),
+      field: { label: "Reason (kept in the history)" },
+    });
+  }
+  if (version.status !== "ARCHIVED" && mutations.has("setModelAlias")) {
+    /** @param {string} alias */
+    const holder = (alias) => versions.find((v) => (v.aliases ?? []).includes(alias));
+    actions.push({
+      label: "Set alias",
+      title: `Set an alias of ${modelName} to ${version.version}`,
+      text: `The alias you name will point at ${version.version}.`,
+      mutation: "setModelAlias",
+      document: `mutation SetAlias($modelName: String!, $alias: String!, $modelId: ID!, $expectedModelId: ID) { setModelAlias(modelName: $modelName, alias: $alias, modelId: $modelId, expectedModelId: $expectedModelId) ${RESULT} }`,
+      variables: (alias) => ({ modelName, alias, modelId, expectedModelId: holder(alias)?.modelId ?? null }),
+      field: {
+        label: "Alias",
+        describe: (alias) => {
+          if (!alias) return `The alias you name will point at ${version.version}.`;
+          if (alias === "production") return "production is reserved: it always names the version in production (deploy instead).";
+          const current = holder(alias);
+          if (!current) return `Alias ${alias} is new: it will name ${version.version}.`;
+          if (current.modelId === modelId) return `Alias ${alias} names ${version.version} already: nothing changes.`;
+          return `Alias ${alias} will move from ${current.version} to ${version.version}.`;
+        },
+      },
+    });
   }
   if (version.status !== "ARCHIVED") {
     const text = version.status === "PRODUCTION"
-      ? `${version.version} will be archived and ${version.modelName} will have no version in production. An archived version takes no new training jobs and cannot come back.`
+      ? `${version.version} will be archived and ${modelName} will have no version in production. An archived version takes no new training jobs and cannot come back.`
       : `${version.version} will be archived. An archived version takes no new training jobs and cannot come back.`;
-    actions.push({ label: "Archive", title: `Archive ${version.version}`, text, mutation: "archiveModelVersion", variables: { modelId: version.modelId } });
+    actions.push({ label: "Archive", title: `Archive ${version.version}`, text, mutation: "archiveModelVersion", danger: true, document: `mutation Archive($modelId: ID!) { archiveModelVersion(modelId: $modelId) ${RESULT} }`, variables: () => ({ modelId }) });
   }
   return actions;
 }
@@ -109,12 +158,11 @@ export async function modelPage(main, { caps, allowed, confirm, notify }, name) 
     ),
   );
 
-  /** @param {{mutation: string, variables: Record<string, unknown>, title: string, text: string, label: string}} action */
+  /** @param {Action} action */
   async function run(action) {
-    if (!(await confirm(action.title, action.text, action.label))) return;
-    const args = action.mutation === "promoteModelVersion" ? "modelId: $modelId, to: $to" : "modelId: $modelId";
-    const params = action.mutation === "promoteModelVersion" ? "$modelId: ID!, $to: ModelStatus!" : "$modelId: ID!";
-    const data = await gql(`mutation Change(${params}) { ${action.mutation}(${args}) { __typename ... on Error { message } } }`, action.variables);
+    const answer = await confirm(action.title, action.text, action.label, action.field);
+    if (answer === false) return;
+    const data = await gql(action.document, action.variables(typeof answer === "string" ? answer : ""));
     const result = data[action.mutation];
     if (result.__typename !== "ModelVersion") notify(result.message);
     await load();
@@ -122,25 +170,30 @@ export async function modelPage(main, { caps, allowed, confirm, notify }, name) 
 
   async function load() {
     const versions = await allPages(VERSIONS, { name }, (d) => d.modelVersions);
-    const production = versions.find((v) => v.status === "PRODUCTION");
     replace(
       body,
       versions.length === 0
         ? h("tr", null, h("td", { colspan: 8, class: "empty" }, `No version of ${name} is registered.`))
         : versions.map((v) => {
-            const actions = actionsFor(v, production).filter((a) => allowed.has(a.mutation));
+            const actions = actionsFor(v, versions, caps.mutation).filter((a) => allowed.has(a.mutation));
             const jobs = v.trainingJobs;
             return h(
               "tr",
               { dataset: { version: v.version, status: v.status } },
-              h("th", { scope: "row" }, v.version),
+              h("th", { scope: "row" }, v.version, v.artifactUri ? h("div", { class: "muted small mono" }, v.artifactUri) : null),
               h("td", { class: "stage" }, badge(v.status)),
               hasAliases ? h("td", null, (v.aliases ?? []).join(", ") || "—") : null,
               h("td", { class: "metrics" }, metricsText(v.metrics)),
               h("td", null, when(v.createdDate)),
               h("td", null, when(v.deployedDate)),
-              h("td", null, jobs.totalCount ? h("a", { href: `#/jobs?modelId=${encodeURIComponent(v.modelId)}` }, `${jobs.totalCount} job${jobs.totalCount === 1 ? "" : "s"}`) : "none"),
-              h("td", null, h("div", { class: "actions" }, actions.map((a) => h("button", { type: "button", class: a.mutation === "archiveModelVersion" ? "danger" : "primary", onClick: () => void run(a) }, `${a.label}…`)))),
+              h(
+                "td",
+                null,
+                jobs.totalCount ? h("a", { href: `#/jobs?modelId=${encodeURIComponent(v.modelId)}` }, `${jobs.totalCount} job${jobs.totalCount === 1 ? "" : "s"}`) : "none",
+                // Lineage where the registry records it: the job that produced this version.
+                v.sourceJobId ? h("div", null, "built by ", h("a", { href: `#/jobs/${encodeURIComponent(v.sourceJobId)}`, title: v.sourceJobId }, `job …${v.sourceJobId.slice(-8)}`)) : null,
+              ),
+              h("td", null, h("div", { class: "actions" }, actions.map((a) => h("button", { type: "button", class: a.danger ? "danger" : "primary", onClick: () => void run(a) }, `${a.label}…`)))),
             );
           }),
     );
