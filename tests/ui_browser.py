@@ -28,7 +28,13 @@ from playwright.sync_api import (
 CHROMIUM = Path(os.environ.get("MLTRAIN_TEST_CHROMIUM", "/usr/bin/chromium"))
 ROOT = Path(__file__).resolve().parent.parent
 AXE = ROOT / "tests" / "ui_vendor" / "axe-core@4.14.1" / "axe.min.js"
-SCREENSHOTS = ROOT / "docs" / "ui"
+#: Screenshots go to docs/ui/ (docs/ui.md shows them) when MLTRAIN_UI_SCREENSHOTS=docs, else
+#: to .pytest_cache/ui/: they differ on every run (dates), and a test run should not dirty docs.
+SCREENSHOTS = (
+    ROOT / "docs" / "ui"
+    if os.environ.get("MLTRAIN_UI_SCREENSHOTS") == "docs"
+    else ROOT / ".pytest_cache" / "ui"
+)
 
 
 def launch() -> Iterator[Browser]:
@@ -100,7 +106,7 @@ def visit(browser: Browser, origin: str, *, bypass_csp: bool = False) -> Visit:
 
 
 def screenshot(page: Page, name: str) -> None:
-    """docs/ui/<name>.png, referenced from docs/ui.md."""
+    """<name>.png of the whole page, in SCREENSHOTS."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
