@@ -249,6 +249,22 @@ def test_with_keys_the_app_asks_for_one_and_a_viewer_sees_no_action(browser: Bro
     assert tab.problems() == []
 
 
+def test_with_introspection_off_the_app_uses_the_seed_api(browser: Browser) -> None:
+    """It cannot ask the schema what else the server has: every page still works."""
+    with serving("--demo", env={"MLTRAIN_INTROSPECTION": "false"}) as (url, _):
+        tab = visit(browser, url)
+        page = tab.page
+        page.goto(f"{url}/")
+        expect(page.locator("[data-count=FAILED]")).to_have_text("7")
+        page.goto(f"{url}/#/models/demand-forecast")
+        row = page.locator("tr[data-version='0.10.0']")
+        expect(row.get_by_role("button", name="Deploy to production…")).to_be_visible()
+        page.goto(f"{url}/#/jobs/{job_ids(url, 'RUNNING')[0]}")
+        expect(page.locator("#latest-metrics")).to_contain_text("loss 0.55")
+        tab.close()
+    assert tab.problems() == []
+
+
 def test_two_to_ten_jobs_are_compared_side_by_side(tab: Visit, demo: str) -> None:
     page = tab.page
     page.goto(f"{demo}/#/jobs?status=COMPLETED")
