@@ -1,5 +1,6 @@
 """The Starlette application: one GraphQL endpoint (GraphiQL on GET, subscriptions over
-WebSocket), a health check, and the live change feed that subscriptions read."""
+WebSocket), a health check, the browser UI (graphql_api/ui), and the live change feed that
+subscriptions read."""
 
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ from graphql_api.services.container import Services
 from graphql_api.settings import Settings, get_settings
 from graphql_api.storage.base import DatabaseUnavailable, Storage
 from graphql_api.storage.mongo import MongoStorage
+from graphql_api.ui import ui_routes
 from graphql_api.websocket import (
     KeepAliveTransportWSHandler,
     client_address,
@@ -352,6 +354,7 @@ def create_app(
             ),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", health),
+            *ui_routes(),  # the app at /, its files and GraphiQL's under /assets (no CDN)
         ],
         # Open mode: every route answers only requests addressed to this machine (DNS
         # rebinding); with keys, a rebinding page has no key to send.
