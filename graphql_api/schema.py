@@ -24,6 +24,7 @@ from graphql_api.types.errors import (
     UnauthenticatedError,
     ValidationError,
 )
+from resolvers.api_keys import ApiKeyMutation, ApiKeyQuery
 from resolvers.queries import Query
 from resolvers.registry_mutations import RegistryMutation
 from resolvers.subscriptions import Subscription
@@ -31,11 +32,18 @@ from resolvers.training_mutations import TrainingMutation
 
 
 @strawberry.type(description="Every lifecycle transition of models and training jobs.")
-class Mutation(RegistryMutation, TrainingMutation):
+class Mutation(RegistryMutation, TrainingMutation, ApiKeyMutation):
     pass
 
 
-guard_root_fields(Query, Mutation)
+@strawberry.type(
+    name="Query", description="Reads for dashboards, the registry viewer and inference services."
+)
+class RootQuery(Query, ApiKeyQuery):
+    pass
+
+
+guard_root_fields(RootQuery, Mutation)
 
 
 class MLTrainSchema(strawberry.Schema):
@@ -102,7 +110,7 @@ def build_schema(
     if not introspection:
         extensions.append(DisableIntrospection)
     schema = MLTrainSchema(
-        query=Query,
+        query=RootQuery,
         mutation=Mutation,
         subscription=Subscription,
         types=[

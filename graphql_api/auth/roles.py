@@ -36,10 +36,13 @@ MUTATION_ROLES: dict[str, Role] = {
     "completeTrainingJob": Role.WORKER,
     "failTrainingJob": Role.WORKER,
     "setTrainingJobLogsUrl": Role.WORKER,
+    "createApiKey": Role.ADMIN,
+    "revokeApiKey": Role.ADMIN,
 }
 
-#: Queries and subscriptions: any valid key.
+#: Queries and subscriptions: any valid key, but for these.
 READ_ROLE = Role.VIEWER
+QUERY_ROLES: dict[str, Role] = {"apiKeys": Role.ADMIN}
 
 
 def required_role(operation: str, field: str) -> Role:
@@ -47,4 +50,4 @@ def required_role(operation: str, field: str) -> Role:
     subscription)."""
     if operation == "mutation":
         return MUTATION_ROLES.get(field, Role.ADMIN)
-    return READ_ROLE
+    return QUERY_ROLES.get(field, READ_ROLE)

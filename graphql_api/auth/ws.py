@@ -19,7 +19,8 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 
 from graphql_api import wire_json
-from graphql_api.auth.keys import ApiKey, KeyRing, bearer_secret
+from graphql_api.auth.keys import ApiKey, bearer_secret
+from graphql_api.auth.stored_keys import Keys
 from graphql_api.limits.connections import ConnectionCounter
 
 REJECTION = "mltrain.ws_rejection"
@@ -48,7 +49,7 @@ def reject(scope: MutableMapping[str, Any], code: int, reason: str) -> Connectio
 def authenticate_connection(
     scope: MutableMapping[str, Any],
     params: object,
-    keys: KeyRing,
+    keys: Keys,
     connections: ConnectionCounter,
 ) -> ApiKey | None:
     """The connection's key (None in open mode); raises ConnectionRejectionError to refuse."""

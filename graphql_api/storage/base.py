@@ -36,6 +36,7 @@ from graphql_api.domain.queries import (
     TrainingJobFilter,
     TrainingJobOrder,
 )
+from graphql_api.storage.api_keys import ApiKeyStore
 
 
 class MergeLimitExceeded(Exception):
@@ -329,6 +330,9 @@ class Storage(Protocol):
 
     @property
     def events(self) -> EventStore: ...
+
+    @property
+    def api_keys(self) -> ApiKeyStore: ...
 
     @property
     def stats(self) -> StoreStats: ...

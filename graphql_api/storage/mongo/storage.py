@@ -8,6 +8,7 @@ from typing import Any
 import pymongo
 
 from graphql_api.storage.base import StoreStats
+from graphql_api.storage.mongo.api_keys import MongoApiKeyStore
 from graphql_api.storage.mongo.client import DEFAULT_TIMEOUT, connect
 from graphql_api.storage.mongo.collection import UpdateGuard
 from graphql_api.storage.mongo.events import MongoEventStore
@@ -55,7 +56,14 @@ class MongoStorage:
         self.events = MongoEventStore(
             database["events"], database["counters"], self.stats, self.guard
         )
-        for store in (self.model_versions, self.training_jobs, self.events):
+        self.api_keys = MongoApiKeyStore(
+            database["api_keys"],
+            database["api_key_revision"],
+            database["model_versions"],
+            self.stats,
+            self.guard,
+        )
+        for store in (self.model_versions, self.training_jobs, self.events, self.api_keys):
             store.timeout = timeout
 
     @classmethod
@@ -81,6 +89,7 @@ class MongoStorage:
         await self.model_versions.ensure_indexes()
         await self.training_jobs.ensure_indexes()
         await self.events.ensure_indexes()
+        await self.api_keys.ensure_indexes()
 
     async def ping(self) -> None:
         with pymongo.timeout(min(self.timeout or PING_TIMEOUT, PING_TIMEOUT)):
