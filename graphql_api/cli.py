@@ -202,7 +202,8 @@ def _run_with_keys(uri: str, database: str | None, use: Any) -> Any:
         option = {"name": "--name", "role": "--role", "expiresAt": "--expires-at"}.get(
             str(field), f"--model-name ({field})" if field else ""
         )
-        _fail(f"{option}: {error.message}" if option else error.message)
+        message = error.message.removeprefix(f"{field}: ")
+        _fail(f"{option}: {message}" if option else message)
 
 
 @keys_app.command("create")
