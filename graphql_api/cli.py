@@ -271,7 +271,7 @@ def list_keys(
     from datetime import UTC, datetime
 
     async def read(service: Any) -> Any:
-        return await service.list()
+        return await service.all()
 
     keys = _run_with_keys(database_uri, database, read)
     now = datetime.now(UTC)

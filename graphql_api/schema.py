@@ -11,6 +11,7 @@ from strawberry.schema.schema import SubscriptionResult
 from strawberry.types import ExecutionContext
 
 from graphql_api.auth.guard import guard_root_fields
+from graphql_api.auth.scope import scope_root_fields
 from graphql_api.errors import ClientErrors
 from graphql_api.limits.documents import AcceptedDocuments
 from graphql_api.limits.rules import CostFirstValidation, QueryLimits
@@ -44,6 +45,7 @@ class RootQuery(Query, ApiKeyQuery):
 
 
 guard_root_fields(RootQuery, Mutation)
+scope_root_fields(RootQuery, Mutation)
 
 
 class MLTrainSchema(strawberry.Schema):

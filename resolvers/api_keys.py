@@ -61,7 +61,7 @@ class ApiKeyQuery:
     async def api_keys(self, info: Info) -> list[ApiKey]:
         _refuse_scoped(info, "apiKeys")
         now = datetime.now(UTC)
-        keys = await info.context.services.api_keys.list()
+        keys = await info.context.services.api_keys.all()
         return [ApiKey.of(k, now, _pending_use(info, k.name)) for k in keys]
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from graphql_api.domain.api_keys import (
+    ModelScope,
     StoredApiKey,
     check_expiry,
     check_key_name,
@@ -84,5 +85,9 @@ class ApiKeyService:
             raise NotFoundError("ApiKey", name, field="name")
         return revoked
 
-    async def list(self) -> list[StoredApiKey]:
+    async def all(self) -> list[StoredApiKey]:
         return await self._store.all()
+
+    async def model_ids_in_scope(self, scope: ModelScope) -> list[str]:
+        """The model versions a key limited to ``scope`` may see (one round trip)."""
+        return await self._store.model_ids_in_scope(scope)
