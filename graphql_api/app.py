@@ -32,6 +32,15 @@ from graphql_api import wire_json
 from graphql_api.auth.hosts import LocalHostsOnly
 from graphql_api.auth.http import RequireApiKey, scope_key
 from graphql_api.auth.keys import KeyRing
+from graphql_api.auth.rate_limit import (
+    CURRENT_HOLDER,
+    LimitRequests,
+    RateLimited,
+    RateLimiter,
+    RateLimits,
+    charge,
+    mutation_cost,
+)
 from graphql_api.auth.stored_keys import KeyDirectory
 from graphql_api.auth.ws import (
     ExplainingWebSocketAdapter,
@@ -97,9 +106,11 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         connections: ConnectionCounter,
         addresses: ConnectionCounter,
         max_tokens: int,
+        rate_limits: RateLimits,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.rate_limits = rate_limits
         self.keys = keys
         self.connections = connections
         self.addresses = addresses
@@ -137,6 +148,8 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         try:
             try:
                 response = await self.run(Request(scope, receive))
+            except RateLimited as refusal:
+                response = refusal.response()
             except HTTPException as refusal:
                 response = graphql_error_response(
                     refusal.status_code,
@@ -155,6 +168,15 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         """A subscription over HTTP is streamed as multipart if the client accepts that, else
         refused with the reason (graphql_api/http_subscriptions.py)."""
         data = await super().parse_http_body(request)
+        holder = CURRENT_HOLDER.get()
+        if (
+            isinstance(data, GraphQLRequestData)
+            and holder is not None
+            and self.rate_limits.mutations.enabled
+        ):
+            # The mutation cost bucket (the request token was taken by LimitRequests).
+            cost = mutation_cost(data.query, data.operation_name, self.max_tokens)
+            charge(self.rate_limits, holder, cost, request=False)
         if (
             isinstance(data, GraphQLRequestData)
             and data.protocol == "http"
@@ -323,6 +345,10 @@ def create_app(
             if storage is None:
                 await store.close()
 
+    rate_limits = RateLimits(
+        requests=RateLimiter(settings.rate_limit_requests, settings.rate_limit_request_burst),
+        mutations=RateLimiter(settings.rate_limit_mutations, settings.rate_limit_mutation_burst),
+    )
     limits = QueryLimits(
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,
@@ -337,6 +363,7 @@ def create_app(
         connections=ConnectionCounter(settings.max_connections_per_key),
         addresses=ConnectionCounter(settings.max_connections_per_address),
         max_tokens=settings.max_tokens,
+        rate_limits=rate_limits,
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         graphql_ide="graphiql" if settings.graphiql else None,
         # WebSocket (both protocols), and HTTP multipart for GraphiQL and Apollo Client.
@@ -371,7 +398,7 @@ def create_app(
             Route(
                 "/graphql",
                 RequireApiKey(
-                    BodySizeLimit(graphql, settings.max_body_bytes),
+                    LimitRequests(BodySizeLimit(graphql, settings.max_body_bytes), rate_limits),
                     directory,
                     ide_page=settings.graphiql,
                 ),
