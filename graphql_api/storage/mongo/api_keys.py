@@ -63,6 +63,8 @@ class MongoApiKeyStore(MongoCollection):
         self, keys: Any, revision: Any, versions: Any, stats: StoreStats, guard: UpdateGuard
     ) -> None:
         super().__init__(keys, stats, guard)
+        #: Round trips of this store alone (the keys' background poll included).
+        self.stats = stats
         self._revision = revision
         self._versions = versions
 

@@ -60,7 +60,9 @@ class MongoStorage:
             database["api_keys"],
             database["api_key_revision"],
             database["model_versions"],
-            self.stats,
+            # Its own count: every instance reads the keys' revision in the background, which
+            # is no request's cost (the request counts above stay exact).
+            StoreStats(),
             self.guard,
         )
         for store in (self.model_versions, self.training_jobs, self.events, self.api_keys):
