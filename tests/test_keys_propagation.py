@@ -8,6 +8,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -137,3 +138,29 @@ async def test_revocation_through_one_instance_holds_on_the_other_and_its_websoc
     )
     code, _ = await closed_with(ws)
     assert code == 4401
+
+
+CREATE_EXPIRING = """mutation($name: String!, $at: DateTime!) {
+  createApiKey(name: $name, role: VIEWER, expiresAt: $at) {
+    ... on CreatedApiKey { secret } ... on Error { code message } } }"""
+
+
+async def test_an_expiring_key_closes_its_websockets_on_every_instance(pair: Pair) -> None:
+    at = (datetime.now(UTC) + timedelta(seconds=1.5)).isoformat()
+    secret = (await pair.admin(pair.first, CREATE_EXPIRING, name="brief", at=at))["createApiKey"][
+        "secret"
+    ]
+
+    async def accepted_by_second() -> bool:
+        return (await pair.post(pair.second, secret, "{ __typename }")).status_code == 200
+
+    await eventually(accepted_by_second, what="the second instance to accept the new key")
+    sockets = [
+        await open_ws(pair.first, secret, TRANSPORT_WS),
+        await open_ws(pair.second, secret, TRANSPORT_WS),
+    ]
+    for ws in sockets:
+        code, reason = await closed_with(ws)
+        assert code == 4403 and "brief" in reason and "expired" in reason
+    for server in (pair.first, pair.second):
+        assert (await pair.post(server, secret, "{ __typename }")).status_code == 401
