@@ -1,7 +1,11 @@
-"""API keys issued while running, in MongoDB: collection ``api_keys`` (``_id`` = the name, a
-unique index on the SHA-256 digest; never the secret), and one revision document in
+"""API keys issued while running, in MongoDB: collection ``api_keys`` (``_id`` = the name, so
+names are unique; the SHA-256 digest, never the secret), and one revision document in
 ``api_key_revision`` that every change bumps, so that each instance learns of a change by
 reading one small document (``graphql_api.auth.stored_keys``).
+
+No index beyond ``_id``: keys are looked up by digest in each instance's memory, never in the
+database, and two random 256-bit secrets do not share a digest; an index would only add a
+collection to create within the start-up's database bound.
 
 Also the one read the model scope of a key needs from the registry: the ids of the versions
 whose name matches the scope (to filter job lists, whose records hold the version's id only).
@@ -13,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from graphql_api.domain.api_keys import ModelScope, StoredApiKey
@@ -151,8 +155,3 @@ class MongoApiKeyStore(MongoCollection):
             {"model_name": {"$regex": scope.regex()}}, projection={"_id": 1}
         )
         return [d["_id"] for d in await cursor.to_list(None)]
-
-    async def ensure_indexes(self) -> None:
-        await self._create_indexes(
-            [IndexModel([("sha256", ASCENDING)], name="sha256", unique=True)]
-        )

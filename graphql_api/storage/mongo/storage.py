@@ -91,7 +91,6 @@ class MongoStorage:
         await self.model_versions.ensure_indexes()
         await self.training_jobs.ensure_indexes()
         await self.events.ensure_indexes()
-        await self.api_keys.ensure_indexes()
 
     async def ping(self) -> None:
         with pymongo.timeout(min(self.timeout or PING_TIMEOUT, PING_TIMEOUT)):
