@@ -6,6 +6,7 @@ from typing import Annotated
 
 import strawberry
 
+from graphql_api.auth.scope import narrowed
 from graphql_api.context import Info
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.queries import PageRequest
@@ -55,7 +56,7 @@ class Query:
         after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
     ) -> Connection[ModelVersion]:
         registry = info.context.services.registry
-        where = model_version_filter(filter)
+        where = await narrowed(info.context, model_version_filter(filter))
         page = await registry.find(where, order_by, PageRequest(first=first, after=after))
         return Connection.of(page, lambda: registry.count(where))
 
@@ -72,7 +73,7 @@ class Query:
         after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
     ) -> Connection[TrainingJob]:
         training = info.context.services.training
-        where = training_job_filter(filter)
+        where = await narrowed(info.context, training_job_filter(filter))
         page = await training.find(where, order_by, PageRequest(first=first, after=after))
         await prime_job_relations(info, page.items, "edges", "node")
         return Connection.of(page, lambda: training.count(where))

@@ -104,6 +104,7 @@ class JitteredStorage:
         self.training_jobs = inner.training_jobs
         self.events = inner.events
         self.metric_series = inner.metric_series
+        self.api_keys = inner.api_keys
         self.stats = inner.stats
 
     async def ensure_indexes(self) -> None:

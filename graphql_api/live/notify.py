@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from graphql_api.domain.events import ChangeEvent, LogEntry, StoredEvent
+from graphql_api.storage.api_keys import ApiKeyStore
 from graphql_api.storage.base import (
     EventStore,
     ModelVersionStore,
@@ -74,6 +75,7 @@ class NotifyingStorage:
         self.events: EventStore = NotifyingEventStore(storage.events, on_append)
         self.metric_series: MetricSeriesStore = storage.metric_series
         self.stats: StoreStats = storage.stats
+        self.api_keys: ApiKeyStore = storage.api_keys
 
     async def ensure_indexes(self) -> None:
         await self.inner.ensure_indexes()

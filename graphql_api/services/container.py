@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
+from graphql_api.domain.api_keys import ROLE_NAMES
+from graphql_api.services.api_keys import ApiKeyService
 from graphql_api.services.inference import InferenceService
 from graphql_api.services.metric_series import MetricSeriesService
 from graphql_api.services.registry import ModelRegistryService
@@ -18,11 +21,13 @@ class Services:
     training: MLTrainingService
     inference: InferenceService
     series: MetricSeriesService
+    api_keys: ApiKeyService
 
     @classmethod
-    def over(cls, storage: Storage) -> Services:
+    def over(cls, storage: Storage, configured_key_names: Collection[str] = ()) -> Services:
         return cls(
             storage=storage,
+            api_keys=ApiKeyService(storage.api_keys, ROLE_NAMES, configured_key_names),
             registry=ModelRegistryService(storage),
             training=MLTrainingService(storage),
             inference=InferenceService(storage),

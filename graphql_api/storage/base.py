@@ -45,6 +45,7 @@ from graphql_api.domain.queries import (
     TrainingJobOrder,
 )
 from graphql_api.domain.updates import Change
+from graphql_api.storage.api_keys import ApiKeyStore
 from graphql_api.storage.series import MetricSeriesStore
 
 R = TypeVar("R")
@@ -361,6 +362,10 @@ class Storage(Protocol):
     @property
     def metric_series(self) -> MetricSeriesStore:
         """The jobs' per-step metric series (see ``storage.series``)."""
+
+    @property
+    def api_keys(self) -> ApiKeyStore:
+        """API keys issued while running (stored hashed; see ``storage.api_keys``)."""
 
     @property
     def stats(self) -> StoreStats:

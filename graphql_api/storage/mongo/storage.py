@@ -8,6 +8,7 @@ from typing import Any
 import pymongo
 
 from graphql_api.storage.base import StoreStats
+from graphql_api.storage.mongo.api_keys import MongoApiKeyStore
 from graphql_api.storage.mongo.client import DEFAULT_TIMEOUT, connect
 from graphql_api.storage.mongo.collection import UpdateGuard
 from graphql_api.storage.mongo.events import MongoEventStore
@@ -63,7 +64,23 @@ class MongoStorage:
             self.stats,
             self.guard,
         )
-        for store in (self.model_versions, self.training_jobs, self.events, self.metric_series):
+        self.api_keys = MongoApiKeyStore(
+            database["api_keys"],
+            database["api_key_revision"],
+            database["model_versions"],
+            # Its own count: every instance reads the keys' revision in the background, which
+            # is no request's cost (the request counts above stay exact).
+            StoreStats(),
+            self.guard,
+        )
+        stores = (
+            self.model_versions,
+            self.training_jobs,
+            self.events,
+            self.metric_series,
+            self.api_keys,
+        )
+        for store in stores:
             store.timeout = timeout
 
     @property
