@@ -8,6 +8,7 @@ from typing import Annotated
 
 import strawberry
 
+from graphql_api.auth.scope import job_outside, key_scope
 from graphql_api.context import Info
 from graphql_api.live.metric_feed import metric_updates
 from graphql_api.types import typed
@@ -43,9 +44,14 @@ class MetricSubscription:
             ),
         ] = None,
     ) -> AsyncGenerator[TrainingMetricUpdateType, None]:
-        updates = metric_updates(
-            info.context.services.series, [str(j) for j in job_ids], keys, after
-        )
+        ids = [str(j) for j in job_ids]
+        scope = key_scope(info.context)
+        if scope is not None:
+            for job_id in ids:
+                outside = await job_outside(info.context, scope, job_id, "jobIds")
+                if outside is not None:
+                    raise outside
+        updates = metric_updates(info.context.services.series, ids, keys, after)
         async with aclosing(updates):
             async for update in updates:
                 yield TrainingMetricUpdateType.of(update)

@@ -276,7 +276,7 @@ async def served(
 
         async def clean_up() -> None:
             if uri is not None:
-                await store._db.client.drop_database(name)
+                await store.database.client.drop_database(name)
             await store.close()
 
         await server_loop.call(clean_up())
@@ -348,3 +348,46 @@ def test_every_root_field_is_classified_for_limited_keys() -> None:
     assert query_type is not None and mutation_type is not None
     assert set(query_type.fields) == QUERY_FIELDS - {"__typename"}
     assert set(mutation_type.fields) == set(MUTATION_SCOPES)
+
+
+METRIC_UPDATES = """subscription($jobIds: [ID!]!) {
+  trainingMetricUpdates(jobIds: $jobIds) { cursor points { jobId } } }"""
+
+
+async def first_answer(url: str, secret: str, job_id: str) -> dict[str, Any]:
+    """The first message (past pings) of a ``trainingMetricUpdates`` subscription."""
+    ws = await connect(url, subprotocols=[Subprotocol(TRANSPORT_WS)], open_timeout=5)
+    try:
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {secret}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
+        payload = {"query": METRIC_UPDATES, "variables": {"jobIds": [job_id]}}
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+        while True:
+            message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            if message["type"] != "ping":
+                return message
+    finally:
+        await ws.close()
+
+
+async def test_metric_updates_of_another_models_job_are_not_found(
+    served: tuple[str, str, Scoped],
+) -> None:
+    """A limited key cannot watch the metric points of another model's job, nor learn that
+    the job exists: the answer is the one for a job that does not exist."""
+    url, secret, world = served
+    own = await first_answer(url, secret, world.job_of["churn-eu"])
+    assert own["type"] == "next" and "errors" not in own["payload"], own
+    missing_id = f"missing-{uuid.uuid4().hex[:8]}"
+    for name in ("fraud-a", "xchurn-eu", "CHURN-eu"):
+        job_id = world.job_of[name]
+        outside = await first_answer(url, secret, job_id)
+        missing = await first_answer(url, secret, missing_id)
+        assert json.dumps(outside).replace(job_id, "ID") == json.dumps(missing).replace(
+            missing_id, "ID"
+        ), (outside, missing)
+        assert outside["payload"]["errors"][0]["extensions"]["code"] == "NOT_FOUND", outside
+        # An unlimited key sees it.
+        admin = await first_answer(url, SECRETS[Role.ADMIN], job_id)
+        assert admin["type"] == "next" and "errors" not in admin["payload"], admin

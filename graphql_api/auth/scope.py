@@ -13,7 +13,9 @@ know: a field extension on every root query and mutation field.
   the ids of the versions in scope are read first (one more round trip) and intersected with
   the client's filter, so pages, ``hasNextPage`` and ``totalCount`` count only what the key
   may see (``narrowed``, called by the list resolvers).
-* **Subscriptions** skip the events of other models (``resolvers/subscriptions.py``).
+* **Subscriptions** skip the events of other models (``resolvers/subscriptions.py``);
+  ``trainingMetricUpdates`` answers NotFoundError for a job of another model, as for one
+  that does not exist (``resolvers/metric_subscriptions.py``).
 * A root field this table does not know (added later) is refused to scoped keys: fail closed.
 
 Records reached from an allowed one (a version's jobs, a job's version, their history) belong
@@ -74,17 +76,24 @@ def _version_argument(argument: str, field: str) -> Callable[..., Awaitable[Doma
     return check
 
 
-async def _job_argument(
-    context: Any, scope: ModelScope, kwargs: dict[str, Any]
-) -> DomainError | None:
-    job_id = str(kwargs["job_id"])
+async def job_outside(
+    context: Any, scope: ModelScope, job_id: str, field: str
+) -> NotFoundError | None:
+    """NotFoundError (on ``field``) when job ``job_id`` exists but belongs to a model outside
+    ``scope``: to such a key it does not exist."""
     job = await context.services.training.get(job_id)
     if job is None:
         return None
     name = await _version_name(context, str(job.model_id))
     if not scope.allows(name):
-        return NotFoundError("TrainingJob", job_id, field="jobId")
+        return NotFoundError("TrainingJob", job_id, field=field)
     return None
+
+
+async def _job_argument(
+    context: Any, scope: ModelScope, kwargs: dict[str, Any]
+) -> DomainError | None:
+    return await job_outside(context, scope, str(kwargs["job_id"]), "jobId")
 
 
 async def _new_name(context: Any, scope: ModelScope, kwargs: dict[str, Any]) -> DomainError | None:
