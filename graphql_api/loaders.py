@@ -56,6 +56,12 @@ class Loaders:
         self.model_version: DataLoader[str, ModelVersion | None] = DataLoader(
             load_fn=self._load_model_versions
         )
+        self.training_job: DataLoader[str, TrainingJob | None] = DataLoader(
+            load_fn=self._load_training_jobs
+        )
+        self.produced_model_versions: DataLoader[str, list[ModelVersion]] = DataLoader(
+            load_fn=self._load_produced_model_versions
+        )
         self.history_count: DataLoader[str, int] = DataLoader(load_fn=self._load_history_counts)
         self._history_pages: dict[HistoryPageArgs, DataLoader[str, list[StoredEvent]]] = {}
         self._job_pages: dict[JobPageArgs, DataLoader[str, Page[TrainingJob]]] = {}
@@ -116,3 +122,13 @@ class Loaders:
     async def _load_model_versions(self, model_ids: Sequence[str]) -> list[ModelVersion | None]:
         found = await self._services.registry.get_many(list(model_ids))
         return [found.get(m) for m in model_ids]
+
+    async def _load_training_jobs(self, job_ids: Sequence[str]) -> list[TrainingJob | None]:
+        found = await self._services.metadata.source_jobs(list(job_ids))
+        return [found.get(j) for j in job_ids]
+
+    async def _load_produced_model_versions(
+        self, job_ids: Sequence[str]
+    ) -> list[list[ModelVersion]]:
+        found = await self._services.metadata.produced_by(list(job_ids))
+        return [found[j] for j in job_ids]

@@ -11,10 +11,12 @@ from strawberry.scalars import JSON
 from graphql_api.context import Info
 from graphql_api.domain.enums import ModelStatus as DomainModelStatus
 from graphql_api.domain.models import ModelVersion
+from graphql_api.services.registry_metadata import VersionDetails
 from graphql_api.types import typed
 from graphql_api.types.enums import ModelStatus
 from graphql_api.types.errors import MutationError
 from graphql_api.types.inputs import ModelVersionResult, RegisterModelVersionInput
+from graphql_api.types.tags import TagInput, tag_pairs
 from resolvers.results import result_of
 
 
@@ -36,6 +38,41 @@ class RegistryMutation:
                 # Any JSON value: the service validates it (ValidationError unless name -> number).
                 metrics=cast("Mapping[str, float] | None", input.metrics),
                 model_id=None if input.model_id is None else str(input.model_id),
+                actor=info.context.actor,
+                details=VersionDetails(
+                    artifact_uri=input.artifact_uri,
+                    artifact_digest=input.artifact_digest,
+                    description=input.description,
+                    tags=tag_pairs(input.tags),
+                    source_job_id=None if input.source_job_id is None else str(input.source_job_id),
+                ),
+            )
+        )
+
+    @typed.mutation(
+        description="Change a version's description and tags (any status; `tags` replaces "
+        'them all, `description: ""` clears it), or its artifact while it is in '
+        "development. Omitted arguments are unchanged. Errors: NotFoundError, "
+        "ValidationError (rule immutable: the artifact of a version that has left "
+        "development).",
+        graphql_type=ModelVersionResult,
+    )
+    async def update_model_version(
+        self,
+        info: Info,
+        model_id: strawberry.ID,
+        description: str | None = None,
+        tags: list[TagInput] | None = None,
+        artifact_uri: str | None = None,
+        artifact_digest: str | None = None,
+    ) -> ModelVersion | MutationError:
+        return await result_of(
+            info.context.services.metadata.update(
+                str(model_id),
+                description=description,
+                tags=tag_pairs(tags),
+                artifact_uri=artifact_uri,
+                artifact_digest=artifact_digest,
                 actor=info.context.actor,
             )
         )

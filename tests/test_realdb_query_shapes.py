@@ -250,6 +250,10 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
         ModelStatus.ARCHIVED,
         before_production_revision=0,
     )
+    # Deployable versions: metadata updates and lineage.
+    await versions.update_fields(model_ids[1], {ModelStatus.DEVELOPMENT}, {"description": "d"})
+    await versions.produced_by(job_ids[:2])
+    await versions.count_produced_by(job_ids[0])
     services = Services.over(storage)
     await services.inference.production_version("m0")
     await services.inference.latest_version("m2")
@@ -363,9 +367,10 @@ def test_every_listed_index_exists_in_the_code() -> None:
     """The table names real indexes (the index names ensure_indexes creates)."""
     import inspect
 
-    from graphql_api.storage.mongo import events, model_versions, training_jobs
+    from graphql_api.storage.mongo import events, model_metadata, model_versions, training_jobs
 
-    source = "".join(inspect.getsource(m) for m in (events, model_versions, training_jobs))
+    modules = (events, model_metadata, model_versions, training_jobs)
+    source = "".join(inspect.getsource(m) for m in modules)
     for shape in SHAPES:
         index = shape.index.split(" ")[0].rstrip(",")
         assert index == "_id_" or f'name="{index}"' in source, shape

@@ -13,6 +13,7 @@ from graphql_api.auth.roles import MUTATION_ROLES, Role
 from graphql_api.schema import schema
 from graphql_api.storage.mongo import MongoStorage
 from tests import operations as ops
+from tests import registry_operations as registry_ops
 from tests.security_helpers import KEY_NAMES, RoleClient, client, secured_app, snapshot
 
 
@@ -111,6 +112,7 @@ SETUPS: dict[str, Callable[[RoleClient], Awaitable[Call]]] = {
     "promoteModelVersion": model_call(ops.PROMOTE),
     "archiveModelVersion": model_call(ops.ARCHIVE),
     "updateModelVersionMetrics": model_call(ops.UPDATE_MODEL_METRICS, metrics={"f1": 0.5}),
+    "updateModelVersion": model_call(registry_ops.UPDATE_VERSION, description="why"),
     "createTrainingJob": create_job,
     "cancelTrainingJob": job_call(ops.CANCEL, running=False),
     "startTrainingJob": job_call(ops.START, running=False),

@@ -29,6 +29,7 @@ MUTATION_ROLES: dict[str, Role] = {
     "promoteModelVersion": Role.OPERATOR,
     "archiveModelVersion": Role.OPERATOR,
     "updateModelVersionMetrics": Role.OPERATOR,
+    "updateModelVersion": Role.OPERATOR,
     "createTrainingJob": Role.OPERATOR,
     "cancelTrainingJob": Role.OPERATOR,
     "startTrainingJob": Role.WORKER,

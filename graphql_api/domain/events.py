@@ -34,6 +34,8 @@ class ChangeKind(StrEnum):
     DEPLOYED = "DEPLOYED"
     ARCHIVED = "ARCHIVED"
     METRICS_UPDATED = "METRICS_UPDATED"
+    #: Description, tags or (in development) the artifact changed: updateModelVersion.
+    UPDATED = "UPDATED"
 
 
 class ChangeEvent(BaseModel):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from graphql_api.services.inference import InferenceService
 from graphql_api.services.registry import ModelRegistryService
+from graphql_api.services.registry_metadata import ModelMetadataService
 from graphql_api.services.training import MLTrainingService
 from graphql_api.storage.base import Storage
 
@@ -16,6 +17,7 @@ class Services:
     registry: ModelRegistryService
     training: MLTrainingService
     inference: InferenceService
+    metadata: ModelMetadataService
 
     @classmethod
     def over(cls, storage: Storage) -> Services:
@@ -24,4 +26,5 @@ class Services:
             registry=ModelRegistryService(storage),
             training=MLTrainingService(storage),
             inference=InferenceService(storage),
+            metadata=ModelMetadataService(storage),
         )

@@ -25,6 +25,7 @@ from graphql_api.domain.models import ModelVersion
 from graphql_api.domain.queries import ModelVersionFilter, ModelVersionOrder, Page, PageRequest
 from graphql_api.domain.values import MAX_METRICS, utc_now
 from graphql_api.services.changes import ChangeRecorder
+from graphql_api.services.registry_metadata import ModelMetadataService, VersionDetails
 from graphql_api.storage.base import (
     MergeLimitExceeded,
     PendingChange,
@@ -54,6 +55,7 @@ class ModelRegistryService:
     def __init__(self, storage: Storage) -> None:
         self._versions = storage.model_versions
         self._record = ChangeRecorder(storage.events)
+        self._metadata = ModelMetadataService(storage)
 
     # Reads -----------------------------------------------------------------------------
 
@@ -82,8 +84,12 @@ class ModelRegistryService:
         metrics: Mapping[str, float] | None = None,
         model_id: str | None = None,
         actor: str | None = None,
+        details: VersionDetails | None = None,
     ) -> ModelVersion:
-        """A new version in ``development``; ``(model_name, version)`` must be new."""
+        """A new version in ``development``; ``(model_name, version)`` must be new.
+        ``details``: its artifact, metadata and source job (``registry_metadata``); the
+        version records ``actor`` as ``created_by``."""
+        extra = await self._metadata.registration_fields(details or VersionDetails())
         record = validation.build(
             ModelVersion,
             model_id=model_id if model_id is not None else new_id(),
@@ -92,6 +98,8 @@ class ModelRegistryService:
             model_type=model_type,
             metrics=metrics if metrics is not None else {},
             created_date=utc_now(),
+            created_by=actor,
+            **extra,
         )
         pending = _pending(ChangeKind.REGISTERED, None, actor)
         await self._versions.insert(record, pending)

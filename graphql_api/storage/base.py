@@ -218,6 +218,17 @@ class ModelVersionStore(Protocol):
         written) if the stored metrics would then number more than ``limit``, also when
         concurrent merges race."""
 
+    async def update_fields(
+        self, model_id: str, allowed: Collection[ModelStatus], changes: Mapping[str, Any]
+    ) -> ModelVersion | None:
+        """Set stored fields (description, tags, artifact) if the status is one of
+        ``allowed``; bumps the revision. None if it is not (or there is no such version)."""
+
+    async def produced_by(self, job_ids: Sequence[str]) -> dict[str, list[ModelVersion]]:
+        """The versions each job produced (``source_job_id``), newest first, all of them."""
+
+    async def count_produced_by(self, job_id: str) -> int: ...
+
 
 class TrainingJobStore(Protocol):
     async def insert(self, job: TrainingJob) -> None: ...

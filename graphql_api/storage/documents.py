@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from graphql_api.domain.artifacts import Tag
 from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
 from graphql_api.domain.events import ChangeEvent, ChangeKind, EntityKind
 from graphql_api.domain.models import ModelVersion, TrainingJob
@@ -41,6 +42,12 @@ def model_version_to_doc(version: ModelVersion) -> dict[str, Any]:
         "metrics": dict(version.metrics),
         "created_date": version.created_date,
         "deployed_date": version.deployed_date,
+        "artifact_uri": version.artifact_uri,
+        "artifact_digest": version.artifact_digest,
+        "description": version.description,
+        "tags": tags_to_doc(version.tags),
+        "created_by": version.created_by,
+        "source_job_id": version.source_job_id,
         # "" for every new record; see MongoModelVersionStore._ensure_precedence_unique.
         "precedence_twin": "",
         "rev": 0,
@@ -57,7 +64,19 @@ def model_version_from_doc(doc: dict[str, Any]) -> ModelVersion:
         metrics=doc.get("metrics") or {},
         created_date=_utc(doc["created_date"]),
         deployed_date=_utc_or_none(doc.get("deployed_date")),
+        # Absent from documents stored before deployable versions: the model's defaults.
+        artifact_uri=doc.get("artifact_uri"),
+        artifact_digest=doc.get("artifact_digest"),
+        description=doc.get("description"),
+        tags=[Tag.model_construct(key=t["key"], value=t["value"]) for t in doc.get("tags") or []],
+        created_by=doc.get("created_by"),
+        source_job_id=doc.get("source_job_id"),
     )
+
+
+def tags_to_doc(tags: list[Tag]) -> list[dict[str, str]]:
+    # An array of {key, value}: one multikey index serves a filter on any key and value.
+    return [{"key": t.key, "value": t.value} for t in tags]
 
 
 def training_job_to_doc(job: TrainingJob) -> dict[str, Any]:

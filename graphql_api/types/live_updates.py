@@ -129,7 +129,7 @@ class ModelVersionUpdate:
     cursor: str = strawberry.field(description=CURSOR_HELP)
     kind: ChangeKind = strawberry.field(
         description="What happened: REGISTERED, PROMOTED, DEPLOYED (reached production), "
-        "ARCHIVED or METRICS_UPDATED."
+        "ARCHIVED, METRICS_UPDATED or UPDATED (description, tags, artifact)."
     )
     previous_status: ModelStatus | None = strawberry.field(
         description="Status before the change (null for a registration)."

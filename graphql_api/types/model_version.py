@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -10,9 +11,11 @@ from strawberry.scalars import JSON
 from graphql_api.context import Info
 from graphql_api.domain import models
 from graphql_api.domain.queries import PageRequest, TrainingJobOrder
+from graphql_api.loaders import now_or_later
 from graphql_api.types import typed
 from graphql_api.types.filters import TrainingJobFilter, training_job_filter
 from graphql_api.types.pagination import Connection
+from graphql_api.types.tags import TagType
 
 if TYPE_CHECKING:
     from graphql_api.types.training_job import TrainingJobType
@@ -34,6 +37,28 @@ class ModelVersionType:
     )
     created_date: strawberry.auto
     deployed_date: strawberry.auto
+    artifact_uri: strawberry.auto
+    artifact_digest: strawberry.auto
+    description: strawberry.auto
+    tags: list[TagType] = strawberry.field(
+        description="Key/value labels (at most 50, each key once); empty if none."
+    )
+    created_by: strawberry.auto
+    source_job_id: strawberry.ID | None = strawberry.field(
+        description="The COMPLETED training job that produced this version, if registered with one."
+    )
+
+    # Not async: a primed loader answers at once (see TrainingJob.modelVersion).
+    @typed.field(
+        description="The training job that produced this version (batched per request).",
+        graphql_type=TrainingJobRef | None,
+    )
+    def source_job(
+        self, info: Info
+    ) -> models.TrainingJob | Awaitable[models.TrainingJob | None] | None:
+        if self.source_job_id is None:
+            return None
+        return now_or_later(info.context.loaders.training_job, str(self.source_job_id))
 
     @typed.field(
         description="Training jobs of this version, newest first by default.",

@@ -37,11 +37,12 @@ from graphql_api.storage.mongo.collection import (
     retry_transient,
 )
 from graphql_api.storage.mongo.failures import bounded_methods
+from graphql_api.storage.mongo.model_metadata import MongoModelMetadata
 from graphql_api.storage.mongo.sorts import MODEL_VERSION_SORTS
 
 
 @bounded_methods
-class MongoModelVersionStore(MongoCollection):
+class MongoModelVersionStore(MongoModelMetadata, MongoCollection):
     def __init__(
         self, collection: Any, registry: Any, stats: StoreStats, guard: UpdateGuard
     ) -> None:
@@ -426,6 +427,7 @@ class MongoModelVersionStore(MongoCollection):
         if "production_slot_unique" in existing:
             await self._c.drop_index("production_slot_unique")
         await self._ensure_precedence_unique()
+        await self._ensure_metadata_indexes()
         await self._create_indexes(
             [
                 IndexModel(

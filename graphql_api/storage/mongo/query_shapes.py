@@ -348,6 +348,23 @@ SHAPES: tuple[QueryShape, ...] = (
         _shape("model_versions", "aggregate", [field], [], f"totalCount (filter: {field})", index)
         for field, index in VERSION_FILTERS.items()
     ),
+    # ---- lineage of deployable versions (source_job_id)
+    _shape(
+        "model_versions",
+        "find",
+        ["source_job_id"],
+        ["created_date:-1", "_id:-1"],
+        "TrainingJob.producedModelVersions (batched)",
+        "source_job_id",
+    ),
+    _shape(
+        "model_versions",
+        "aggregate",
+        ["source_job_id"],
+        [],
+        "registerModelVersion(sourceJobId): the versions-per-job limit",
+        "source_job_id",
+    ),
     # ---- production pointers (model_registry: one document per model name, _id the name)
     _shape(
         "model_registry",

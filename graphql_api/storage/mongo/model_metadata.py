@@ -1,0 +1,60 @@
+"""A model version's metadata (description, tags, artifact) and its lineage, in MongoDB.
+
+A base of ``MongoModelVersionStore``: the same collection, and its conditional update
+(``_conditional``, which bumps the revision, so a deployment that read the version before this
+change re-reads it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from graphql_api.domain.enums import ModelStatus
+from graphql_api.domain.models import ModelVersion
+from graphql_api.storage import documents
+from graphql_api.storage.mongo.collection import MongoCollection
+from graphql_api.storage.mongo.failures import bounded_methods
+
+
+@bounded_methods
+class MongoModelMetadata(MongoCollection):
+    async def update_fields(
+        self, model_id: str, allowed: Collection[ModelStatus], changes: Mapping[str, Any]
+    ) -> ModelVersion | None:
+        """``$set`` the stored ``changes`` if the status is one of ``allowed``."""
+        doc = await self._conditional(
+            {"_id": model_id, "status": {"$in": [s.value for s in allowed]}}, dict(changes)
+        )
+        return None if doc is None else documents.model_version_from_doc(doc)
+
+    async def produced_by(self, job_ids: Sequence[str]) -> dict[str, list[ModelVersion]]:
+        """Every version each job produced (``source_job_id``), newest first; one round trip.
+        Not cut: registration keeps them to ``MAX_VERSIONS_PER_JOB`` per job."""
+        found: dict[str, list[ModelVersion]] = {job_id: [] for job_id in job_ids}
+        if not job_ids:
+            return found
+        self._trip()
+        cursor = self._c.find({"source_job_id": {"$in": list(job_ids)}}).sort(
+            [("created_date", DESCENDING), ("_id", DESCENDING)]
+        )
+        async for doc in cursor:
+            found[doc["source_job_id"]].append(documents.model_version_from_doc(doc))
+        return found
+
+    async def count_produced_by(self, job_id: str) -> int:
+        self._trip()
+        count: int = await self._c.count_documents({"source_job_id": job_id})
+        return count
+
+    async def _conditional(
+        self, query: dict[str, Any], changes: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        raise NotImplementedError  # MongoModelVersionStore's
+
+    async def _ensure_metadata_indexes(self) -> None:
+        await self._create_indexes(
+            [IndexModel([("source_job_id", ASCENDING)], name="source_job_id")]
+        )

@@ -1,0 +1,27 @@
+"""GraphQL documents of the deployable registry (issue 14), written as a client would."""
+
+from tests.operations import ERROR_FIELDS, MODEL_FIELDS
+
+DEPLOY_FIELDS = """
+  artifactUri artifactDigest description tags { key value } createdBy sourceJobId
+"""
+VERSION_FIELDS = MODEL_FIELDS + DEPLOY_FIELDS
+
+REGISTER_DEPLOYABLE = f"""
+mutation($input: RegisterModelVersionInput!) {{
+  registerModelVersion(input: $input) {{
+    ... on ModelVersion {{ {VERSION_FIELDS} }} {ERROR_FIELDS}
+  }}
+}}"""
+
+UPDATE_VERSION = f"""
+mutation($id: ID!, $description: String, $tags: [TagInput!], $artifactUri: String,
+         $artifactDigest: String) {{
+  updateModelVersion(modelId: $id, description: $description, tags: $tags,
+                     artifactUri: $artifactUri, artifactDigest: $artifactDigest) {{
+    ... on ModelVersion {{ {VERSION_FIELDS} }} {ERROR_FIELDS}
+  }}
+}}"""
+
+VERSION = f"""
+query($id: ID!) {{ modelVersion(modelId: $id) {{ {VERSION_FIELDS} }} }}"""
