@@ -62,6 +62,9 @@ class Loaders:
         self.produced_model_versions: DataLoader[str, list[ModelVersion]] = DataLoader(
             load_fn=self._load_produced_model_versions
         )
+        self.aliases_of_model: DataLoader[str, dict[str, str]] = DataLoader(
+            load_fn=self._load_aliases
+        )
         self.history_count: DataLoader[str, int] = DataLoader(load_fn=self._load_history_counts)
         self._history_pages: dict[HistoryPageArgs, DataLoader[str, list[StoredEvent]]] = {}
         self._job_pages: dict[JobPageArgs, DataLoader[str, Page[TrainingJob]]] = {}
@@ -132,3 +135,7 @@ class Loaders:
     ) -> list[list[ModelVersion]]:
         found = await self._services.metadata.produced_by(list(job_ids))
         return [found[j] for j in job_ids]
+
+    async def _load_aliases(self, model_names: Sequence[str]) -> list[dict[str, str]]:
+        found = await self._services.aliases.aliases_by_name(list(model_names))
+        return [found[n] for n in model_names]

@@ -87,6 +87,17 @@ class Query:
         return await info.context.services.inference.production_version(model_name)
 
     @typed.field(
+        description="The version an alias of the model names, or null if the alias does not "
+        "exist. `production` always names the version in production (as "
+        "productionModelVersion: no gap during a deployment).",
+        graphql_type=ModelVersionType | None,
+    )
+    async def model_version_by_alias(
+        self, info: Info, model_name: str, alias: str
+    ) -> ModelVersion | None:
+        return await info.context.services.aliases.by_alias(model_name, alias)
+
+    @typed.field(
         description="The model's version of highest SemVer precedence (not string order), "
         "whatever its status, or null.",
         graphql_type=ModelVersionType | None,

@@ -131,3 +131,57 @@ class RegistryMutation:
                 actor=info.context.actor,
             )
         )
+
+    @typed.mutation(
+        description="Point an alias of a model (`champion`, `staging`) at one of its versions, "
+        "by compare-and-set: only if it names `expectedModelId` now (null: only if it does not "
+        "exist yet). `production` is reserved. Errors: ConflictError (the alias names another "
+        "version now: the message says which; or the version is ARCHIVED), NotFoundError, "
+        "ValidationError (alias_pattern, reserved, model_name, max_items: 100 aliases per "
+        "model).",
+        graphql_type=ModelVersionResult,
+    )
+    async def set_model_alias(
+        self,
+        info: Info,
+        model_name: str,
+        alias: str,
+        model_id: strawberry.ID,
+        expected_model_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(
+                description="The version the alias names now; null if it must not exist yet."
+            ),
+        ] = None,
+    ) -> ModelVersion | MutationError:
+        return await result_of(
+            info.context.services.aliases.set(
+                model_name,
+                alias,
+                str(model_id),
+                None if expected_model_id is None else str(expected_model_id),
+                actor=info.context.actor,
+            )
+        )
+
+    @typed.mutation(
+        description="Delete an alias of a model; answers the version it named. With "
+        "`expectedModelId`, only if it names that version. Errors: NotFoundError (no such "
+        "alias), ConflictError, ValidationError.",
+        graphql_type=ModelVersionResult,
+    )
+    async def delete_model_alias(
+        self,
+        info: Info,
+        model_name: str,
+        alias: str,
+        expected_model_id: strawberry.ID | None = None,
+    ) -> ModelVersion | MutationError:
+        return await result_of(
+            info.context.services.aliases.delete(
+                model_name,
+                alias,
+                None if expected_model_id is None else str(expected_model_id),
+                actor=info.context.actor,
+            )
+        )

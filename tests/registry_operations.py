@@ -25,3 +25,26 @@ mutation($id: ID!, $description: String, $tags: [TagInput!], $artifactUri: Strin
 
 VERSION = f"""
 query($id: ID!) {{ modelVersion(modelId: $id) {{ {VERSION_FIELDS} }} }}"""
+
+SET_ALIAS = f"""
+mutation($name: String!, $alias: String!, $id: ID!, $expected: ID) {{
+  setModelAlias(modelName: $name, alias: $alias, modelId: $id, expectedModelId: $expected) {{
+    ... on ModelVersion {{ modelId aliases }} {ERROR_FIELDS}
+  }}
+}}"""
+
+DELETE_ALIAS = f"""
+mutation($name: String!, $alias: String!, $expected: ID) {{
+  deleteModelAlias(modelName: $name, alias: $alias, expectedModelId: $expected) {{
+    ... on ModelVersion {{ modelId }} {ERROR_FIELDS}
+  }}
+}}"""
+
+BY_ALIAS = """
+query($name: String!, $alias: String!) {
+  modelVersionByAlias(modelName: $name, alias: $alias) {
+    modelId version artifactUri artifactDigest
+  }
+}"""
+
+VERSION_ALIASES = "query($id: ID!) { modelVersion(modelId: $id) { aliases } }"

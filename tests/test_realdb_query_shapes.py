@@ -254,6 +254,11 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
     await versions.update_fields(model_ids[1], {ModelStatus.DEVELOPMENT}, {"description": "d"})
     await versions.produced_by(job_ids[:2])
     await versions.count_produced_by(job_ids[0])
+    # Aliases, in the registry documents (m0's exists: the pointer above).
+    await versions.aliases_of(["m0", "m1"])
+    assert await versions.move_alias("m0", "champion", model_ids[0], None, 100)
+    assert await versions.move_alias("m0", "champion", model_ids[4], model_ids[0], 100)
+    assert await versions.move_alias("m0", "champion", None, model_ids[4], 100)
     services = Services.over(storage)
     await services.inference.production_version("m0")
     await services.inference.latest_version("m2")

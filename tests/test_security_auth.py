@@ -106,6 +106,23 @@ async def create_job(api: RoleClient) -> Call:
     )
 
 
+def alias_call(*, set_it: bool) -> Callable[[RoleClient], Awaitable[Call]]:
+    """setModelAlias of a fresh version, or deleteModelAlias of an alias set (as admin)."""
+
+    async def setup(api: RoleClient) -> Call:
+        model_id = await fresh_model(api)
+        version = await api.data(Role.ADMIN, registry_ops.VERSION, id=model_id)
+        name = version["modelVersion"]["modelName"]
+        variables = {"name": name, "alias": "champion", "id": model_id, "expected": None}
+        if not set_it:
+            return registry_ops.SET_ALIAS, model_id, variables
+        await api.data(Role.ADMIN, registry_ops.SET_ALIAS, **variables)
+        del variables["id"]
+        return registry_ops.DELETE_ALIAS, model_id, variables
+
+    return setup
+
+
 #: Each mutation, set up (as admin) so that it would succeed.
 SETUPS: dict[str, Callable[[RoleClient], Awaitable[Call]]] = {
     "registerModelVersion": register,
@@ -113,6 +130,8 @@ SETUPS: dict[str, Callable[[RoleClient], Awaitable[Call]]] = {
     "archiveModelVersion": model_call(ops.ARCHIVE),
     "updateModelVersionMetrics": model_call(ops.UPDATE_MODEL_METRICS, metrics={"f1": 0.5}),
     "updateModelVersion": model_call(registry_ops.UPDATE_VERSION, description="why"),
+    "setModelAlias": alias_call(set_it=False),
+    "deleteModelAlias": alias_call(set_it=True),
     "createTrainingJob": create_job,
     "cancelTrainingJob": job_call(ops.CANCEL, running=False),
     "startTrainingJob": job_call(ops.START, running=False),

@@ -30,6 +30,8 @@ MUTATION_ROLES: dict[str, Role] = {
     "archiveModelVersion": Role.OPERATOR,
     "updateModelVersionMetrics": Role.OPERATOR,
     "updateModelVersion": Role.OPERATOR,
+    "setModelAlias": Role.OPERATOR,
+    "deleteModelAlias": Role.OPERATOR,
     "createTrainingJob": Role.OPERATOR,
     "cancelTrainingJob": Role.OPERATOR,
     "startTrainingJob": Role.WORKER,

@@ -49,6 +49,7 @@ class ValidationRule(StrEnum):
     max_depth = "max_depth"
     max_items = "max_items"
     # The registry (domain/artifacts.py, aliases, ranges).
+    alias_pattern = "alias_pattern"
     digest = "digest"
     duplicate = "duplicate"
     immutable = "immutable"

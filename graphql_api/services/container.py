@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from graphql_api.services.inference import InferenceService
 from graphql_api.services.registry import ModelRegistryService
+from graphql_api.services.registry_aliases import ModelAliasService
 from graphql_api.services.registry_metadata import ModelMetadataService
 from graphql_api.services.training import MLTrainingService
 from graphql_api.storage.base import Storage
@@ -18,13 +19,16 @@ class Services:
     training: MLTrainingService
     inference: InferenceService
     metadata: ModelMetadataService
+    aliases: ModelAliasService
 
     @classmethod
     def over(cls, storage: Storage) -> Services:
+        inference = InferenceService(storage)
         return cls(
             storage=storage,
             registry=ModelRegistryService(storage),
             training=MLTrainingService(storage),
-            inference=InferenceService(storage),
+            inference=inference,
             metadata=ModelMetadataService(storage),
+            aliases=ModelAliasService(storage, inference),
         )

@@ -229,6 +229,21 @@ class ModelVersionStore(Protocol):
 
     async def count_produced_by(self, job_id: str) -> int: ...
 
+    async def aliases_of(self, model_names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Each name's aliases (alias -> model id) in one round trip; {} for a name without."""
+
+    async def move_alias(
+        self,
+        model_name: str,
+        alias: str,
+        model_id: str | None,
+        expected: str | None,
+        limit: int,
+    ) -> bool:
+        """Compare-and-set on one alias of the name's registry document (which must exist):
+        point it at ``model_id`` (None: delete it) if it names ``expected`` now (None: if it
+        does not exist and the name has fewer than ``limit`` aliases). Whether it moved."""
+
 
 class TrainingJobStore(Protocol):
     async def insert(self, job: TrainingJob) -> None: ...

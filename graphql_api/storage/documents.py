@@ -105,6 +105,9 @@ def training_job_from_doc(doc: dict[str, Any]) -> TrainingJob:
 
 def event_to_doc(event: ChangeEvent) -> dict[str, Any]:
     doc = event.model_dump(mode="python")
+    for optional in ("alias", "previous_model_id", "reason"):
+        if doc[optional] is None:
+            del doc[optional]  # most events: keep their stored shape as before
     doc["_id"] = doc.pop("seq")
     doc["entity"] = event.entity.value
     doc["kind"] = event.kind.value
@@ -128,4 +131,7 @@ def event_from_doc(doc: dict[str, Any]) -> ChangeEvent:
         model_name=doc.get("model_name"),
         actor=doc.get("actor"),
         snapshot=snapshot,
+        alias=doc.get("alias"),
+        previous_model_id=doc.get("previous_model_id"),
+        reason=doc.get("reason"),
     )

@@ -48,6 +48,14 @@ class ModelVersionType:
         description="The COMPLETED training job that produced this version, if registered with one."
     )
 
+    @typed.field(
+        description="The aliases that name this version, sorted; `production` when it is the "
+        "version in production (batched per model name)."
+    )
+    async def aliases(self, info: Info) -> list[str]:
+        named = await info.context.loaders.aliases_of_model.load(self.model_name)
+        return sorted(alias for alias, model_id in named.items() if model_id == self.model_id)
+
     # Not async: a primed loader answers at once (see TrainingJob.modelVersion).
     @typed.field(
         description="The training job that produced this version (batched per request).",

@@ -37,12 +37,13 @@ from graphql_api.storage.mongo.collection import (
     retry_transient,
 )
 from graphql_api.storage.mongo.failures import bounded_methods
+from graphql_api.storage.mongo.model_aliases import MongoModelAliases
 from graphql_api.storage.mongo.model_metadata import MongoModelMetadata
 from graphql_api.storage.mongo.sorts import MODEL_VERSION_SORTS
 
 
 @bounded_methods
-class MongoModelVersionStore(MongoModelMetadata, MongoCollection):
+class MongoModelVersionStore(MongoModelAliases, MongoModelMetadata, MongoCollection):
     def __init__(
         self, collection: Any, registry: Any, stats: StoreStats, guard: UpdateGuard
     ) -> None:

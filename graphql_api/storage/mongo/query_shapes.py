@@ -393,6 +393,14 @@ SHAPES: tuple[QueryShape, ...] = (
     ),
     _shape(
         "model_registry",
+        "findAndModify",
+        ["_id"],
+        [],
+        "setModelAlias, deleteModelAlias (compare-and-set on the alias's field)",
+        "_id_",
+    ),
+    _shape(
+        "model_registry",
         "update",
         ["_id"],
         [],
