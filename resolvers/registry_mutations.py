@@ -185,3 +185,27 @@ class RegistryMutation:
                 actor=info.context.actor,
             )
         )
+
+    @typed.mutation(
+        description="Put back a version that was in production before (ARCHIVED, with a "
+        "deployedDate) in place of the current production version, in one step: the pointer "
+        "moves by compare-and-set, the version goes back to PRODUCTION (a DEPLOYED event "
+        "carrying the reason), the replaced one is ARCHIVED. Readers never see no production "
+        "version. Safe to retry. Errors: NotFoundError, InvalidTransitionError (not a previous "
+        "production version), ConflictError (a concurrent deployment won), ValidationError.",
+        graphql_type=ModelVersionResult,
+    )
+    async def rollback_model_version(
+        self,
+        info: Info,
+        model_name: str,
+        to_model_id: strawberry.ID,
+        reason: Annotated[
+            str, strawberry.argument(description="Why (free text, 1-4,096 characters).")
+        ],
+    ) -> ModelVersion | MutationError:
+        return await result_of(
+            info.context.services.registry.rollback(
+                model_name, str(to_model_id), reason, actor=info.context.actor
+            )
+        )

@@ -48,3 +48,10 @@ query($name: String!, $alias: String!) {
 }"""
 
 VERSION_ALIASES = "query($id: ID!) { modelVersion(modelId: $id) { aliases } }"
+
+ROLLBACK = f"""
+mutation($name: String!, $to: ID!, $reason: String!) {{
+  rollbackModelVersion(modelName: $name, toModelId: $to, reason: $reason) {{
+    ... on ModelVersion {{ modelId status deployedDate }} {ERROR_FIELDS}
+  }}
+}}"""

@@ -123,6 +123,25 @@ def alias_call(*, set_it: bool) -> Callable[[RoleClient], Awaitable[Call]]:
     return setup
 
 
+async def rollback_call(api: RoleClient) -> Call:
+    """A name with 1.0.0 deployed, then replaced by 1.1.0: 1.0.0 can be put back."""
+    name = new_id("name")
+    ids = []
+    for version in ("1.0.0", "1.1.0"):
+        model_id = new_id("m")
+        new = {
+            "modelName": name,
+            "version": version,
+            "modelType": "PREDICTION",
+            "modelId": model_id,
+        }
+        await api.data(Role.ADMIN, ops.REGISTER, input=new)
+        for stage in ("TESTING", "PRODUCTION"):
+            await api.data(Role.ADMIN, ops.PROMOTE, id=model_id, to=stage)
+        ids.append(model_id)
+    return registry_ops.ROLLBACK, ids[0], {"name": name, "to": ids[0], "reason": "regression"}
+
+
 #: Each mutation, set up (as admin) so that it would succeed.
 SETUPS: dict[str, Callable[[RoleClient], Awaitable[Call]]] = {
     "registerModelVersion": register,
@@ -132,6 +151,7 @@ SETUPS: dict[str, Callable[[RoleClient], Awaitable[Call]]] = {
     "updateModelVersion": model_call(registry_ops.UPDATE_VERSION, description="why"),
     "setModelAlias": alias_call(set_it=False),
     "deleteModelAlias": alias_call(set_it=True),
+    "rollbackModelVersion": rollback_call,
     "createTrainingJob": create_job,
     "cancelTrainingJob": job_call(ops.CANCEL, running=False),
     "startTrainingJob": job_call(ops.START, running=False),

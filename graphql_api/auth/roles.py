@@ -32,6 +32,7 @@ MUTATION_ROLES: dict[str, Role] = {
     "updateModelVersion": Role.OPERATOR,
     "setModelAlias": Role.OPERATOR,
     "deleteModelAlias": Role.OPERATOR,
+    "rollbackModelVersion": Role.OPERATOR,
     "createTrainingJob": Role.OPERATOR,
     "cancelTrainingJob": Role.OPERATOR,
     "startTrainingJob": Role.WORKER,

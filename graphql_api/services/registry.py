@@ -26,6 +26,7 @@ from graphql_api.domain.queries import ModelVersionFilter, ModelVersionOrder, Pa
 from graphql_api.domain.values import MAX_METRICS, utc_now
 from graphql_api.services.changes import ChangeRecorder
 from graphql_api.services.registry_metadata import ModelMetadataService, VersionDetails
+from graphql_api.services.registry_rollback import RollbackMixin
 from graphql_api.storage.base import (
     MergeLimitExceeded,
     PendingChange,
@@ -51,7 +52,7 @@ MAX_SETTLE_DELAY = 0.05
 _DEPLOYABLE = frozenset({ModelStatus.TESTING, ModelStatus.PRODUCTION})
 
 
-class ModelRegistryService:
+class ModelRegistryService(RollbackMixin):
     def __init__(self, storage: Storage) -> None:
         self._versions = storage.model_versions
         self._record = ChangeRecorder(storage.events)
@@ -194,7 +195,10 @@ class ModelRegistryService:
             if (
                 previous is not None
                 and previous != pointer.model_id
-                and await self._versions.touch(previous, {ModelStatus.TESTING})
+                # ARCHIVED: a version on its way back by a rollback (registry_rollback.py).
+                and await self._versions.touch(
+                    previous, {ModelStatus.TESTING, ModelStatus.ARCHIVED}
+                )
             ):
                 await self._versions.release_holding(pointer.model_name, previous)
             await self._retire_displaced(pointer, actor)
@@ -420,6 +424,8 @@ class ModelRegistryService:
             pending.actor,
             event_id=pending.event_id,
             occurred_at=pending.occurred_at,
+            reason=pending.reason,
+            previous_model_id=pending.previous_model_id,
         )
         await self._versions.clear_pending(version.model_id, pending.event_id)
 

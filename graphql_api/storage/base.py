@@ -87,6 +87,9 @@ class PendingChange:
     previous_status: str | None
     occurred_at: datetime
     actor: str | None
+    #: A rollback's: why, and the version it replaced in production.
+    reason: str | None = None
+    previous_model_id: str | None = None
 
 
 @dataclass(frozen=True)
