@@ -65,6 +65,10 @@ class Loaders:
         self.aliases_of_model: DataLoader[str, dict[str, str]] = DataLoader(
             load_fn=self._load_aliases
         )
+        self.version_history_count: DataLoader[str, int] = DataLoader(
+            load_fn=self._load_version_history_counts
+        )
+        self._version_history_pages: dict[HistoryPageArgs, DataLoader[str, list[StoredEvent]]] = {}
         self.history_count: DataLoader[str, int] = DataLoader(load_fn=self._load_history_counts)
         self._history_pages: dict[HistoryPageArgs, DataLoader[str, list[StoredEvent]]] = {}
         self._job_pages: dict[JobPageArgs, DataLoader[str, Page[TrainingJob]]] = {}
@@ -108,6 +112,19 @@ class Loaders:
             loader = self._history_pages[args] = DataLoader(load_fn=load)
         return loader
 
+    def version_history_page(self, args: HistoryPageArgs) -> DataLoader[str, list[StoredEvent]]:
+        """Pages of model version histories, as ``history_page`` is for jobs."""
+        loader = self._version_history_pages.get(args)
+        if loader is None:
+            after_seq, first = args
+
+            async def load(model_ids: Sequence[str]) -> list[list[StoredEvent]]:
+                pages = await self._services.history.version_pages(model_ids, after_seq, first)
+                return [pages[m] for m in model_ids]
+
+            loader = self._version_history_pages[args] = DataLoader(load_fn=load)
+        return loader
+
     def history_page_of(
         self, arguments: Mapping[str, Any]
     ) -> DataLoader[str, list[StoredEvent]] | None:
@@ -139,3 +156,7 @@ class Loaders:
     async def _load_aliases(self, model_names: Sequence[str]) -> list[dict[str, str]]:
         found = await self._services.aliases.aliases_by_name(list(model_names))
         return [found[n] for n in model_names]
+
+    async def _load_version_history_counts(self, model_ids: Sequence[str]) -> list[int]:
+        counts = await self._services.history.version_counts(list(model_ids))
+        return [counts[m] for m in model_ids]

@@ -9,6 +9,7 @@ import strawberry
 from graphql_api.context import Info
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.queries import PageRequest
+from graphql_api.loaders import history_page_args
 from graphql_api.types import typed
 from graphql_api.types.enums import ModelVersionOrder, TrainingJobOrder
 from graphql_api.types.filters import (
@@ -17,6 +18,7 @@ from graphql_api.types.filters import (
     model_version_filter,
     training_job_filter,
 )
+from graphql_api.types.model_history import ModelVersionChangeConnection
 from graphql_api.types.model_version import ModelVersionType
 from graphql_api.types.pagination import Connection
 from graphql_api.types.training_job import TrainingJobType
@@ -96,6 +98,26 @@ class Query:
         self, info: Info, model_name: str, alias: str
     ) -> ModelVersion | None:
         return await info.context.services.aliases.by_alias(model_name, alias)
+
+    @typed.field(
+        description="Everything recorded for a model name, all versions, oldest first: "
+        "registrations, promotions, deployments and rollbacks (with their reason), archives, "
+        "alias moves; who and when. Each cursor is also an `after` for modelVersionUpdates.",
+        graphql_type=ModelVersionChangeConnection,
+    )
+    async def model_history(
+        self,
+        info: Info,
+        model_name: str,
+        first: Annotated[int, strawberry.argument(description=FIRST_HELP)] = 20,
+        after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
+    ) -> ModelVersionChangeConnection:
+        history = info.context.services.history
+        after_seq, page_size = history_page_args(first, after)
+        found = await history.model_page(model_name, after_seq, page_size)
+        return ModelVersionChangeConnection.of(
+            found, page_size, lambda: history.model_count(model_name)
+        )
 
     @typed.field(
         description="The model's version of highest SemVer precedence (not string order), "

@@ -254,6 +254,9 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
     await versions.update_fields(model_ids[1], {ModelStatus.DEVELOPMENT}, {"description": "d"})
     await versions.produced_by(job_ids[:2])
     await versions.count_produced_by(job_ids[0])
+    # A model name's history (all its versions' events, in log order).
+    await events.page_for_model("m0", 0, 3)
+    await events.count_for_model("m0")
     # Aliases, in the registry documents (m0's exists: the pointer above).
     await versions.aliases_of(["m0", "m1"])
     assert await versions.move_alias("m0", "champion", model_ids[0], None, 100)
@@ -372,9 +375,15 @@ def test_every_listed_index_exists_in_the_code() -> None:
     """The table names real indexes (the index names ensure_indexes creates)."""
     import inspect
 
-    from graphql_api.storage.mongo import events, model_metadata, model_versions, training_jobs
+    from graphql_api.storage.mongo import (
+        events,
+        model_history,
+        model_metadata,
+        model_versions,
+        training_jobs,
+    )
 
-    modules = (events, model_metadata, model_versions, training_jobs)
+    modules = (events, model_history, model_metadata, model_versions, training_jobs)
     source = "".join(inspect.getsource(m) for m in modules)
     for shape in SHAPES:
         index = shape.index.split(" ")[0].rstrip(",")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from graphql_api.services.inference import InferenceService
 from graphql_api.services.registry import ModelRegistryService
 from graphql_api.services.registry_aliases import ModelAliasService
+from graphql_api.services.registry_history import ModelHistoryService
 from graphql_api.services.registry_metadata import ModelMetadataService
 from graphql_api.services.training import MLTrainingService
 from graphql_api.storage.base import Storage
@@ -20,6 +21,7 @@ class Services:
     inference: InferenceService
     metadata: ModelMetadataService
     aliases: ModelAliasService
+    history: ModelHistoryService
 
     @classmethod
     def over(cls, storage: Storage) -> Services:
@@ -31,4 +33,5 @@ class Services:
             inference=inference,
             metadata=ModelMetadataService(storage),
             aliases=ModelAliasService(storage, inference),
+            history=ModelHistoryService(storage),
         )

@@ -315,6 +315,12 @@ class EventStore(Protocol):
     async def count_for_entities(self, entity_ids: Sequence[str]) -> dict[str, int]:
         """How many events each entity has, in one round trip."""
 
+    async def page_for_model(self, model_name: str, after: int, first: int) -> list[StoredEvent]:
+        """The model name's events (all its versions) above ``after``, oldest first: ``first``
+        and one more when a next page exists."""
+
+    async def count_for_model(self, model_name: str) -> int: ...
+
     async def since(self, seq: int, limit: int) -> list[StoredEvent]:
         """Events with a sequence number above ``seq``, in sequence order (holes skipped,
         unreadable events kept in their place)."""

@@ -10,10 +10,11 @@ from strawberry.scalars import JSON
 
 from graphql_api.context import Info
 from graphql_api.domain import models
-from graphql_api.domain.queries import PageRequest, TrainingJobOrder
-from graphql_api.loaders import now_or_later
+from graphql_api.domain.queries import DEFAULT_PAGE_SIZE, PageRequest, TrainingJobOrder
+from graphql_api.loaders import history_page_args, now_or_later
 from graphql_api.types import typed
 from graphql_api.types.filters import TrainingJobFilter, training_job_filter
+from graphql_api.types.model_history import ModelVersionChangeConnection
 from graphql_api.types.pagination import Connection
 from graphql_api.types.tags import TagType
 
@@ -47,6 +48,33 @@ class ModelVersionType:
     source_job_id: strawberry.ID | None = strawberry.field(
         description="The COMPLETED training job that produced this version, if registered with one."
     )
+
+    @typed.field(
+        description="The version's recorded changes (who, when, from -> to, why), oldest "
+        "first, a page at a time (batched across a page of versions). Each cursor is also an "
+        "`after` for modelVersionUpdates.",
+        graphql_type=ModelVersionChangeConnection,
+    )
+    async def history(
+        self,
+        info: Info,
+        first: Annotated[
+            int, strawberry.argument(description="Page size, at most 100.")
+        ] = DEFAULT_PAGE_SIZE,
+        after: Annotated[
+            str | None,
+            strawberry.argument(description="Start after this change (an edge's cursor)."),
+        ] = None,
+    ) -> ModelVersionChangeConnection:
+        after_seq, page_size = history_page_args(first, after)
+        loaders = info.context.loaders
+        model_id = str(self.model_id)
+
+        async def count_all() -> int:
+            return await loaders.version_history_count.load(model_id)
+
+        found = await loaders.version_history_page((after_seq, page_size)).load(model_id)
+        return ModelVersionChangeConnection.of(found, page_size, count_all)
 
     @typed.field(
         description="The aliases that name this version, sorted; `production` when it is the "

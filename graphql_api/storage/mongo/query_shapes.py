@@ -438,6 +438,17 @@ SHAPES: tuple[QueryShape, ...] = (
     _shape("events", "delete", ["_id"], [], "retention: delete up to the floor", "_id_"),
     _shape("events", "find", ["entity_id"], ["_id:1"], "trainingJob { history }", "entity_seq"),
     _shape("events", "aggregate", ["entity_id"], [], "history { totalCount }", "entity_seq"),
+    _shape(
+        "events",
+        "find",
+        ["model_name", "_id"],
+        ["_id:1"],
+        "modelHistory(modelName)",
+        "model_name_seq",
+    ),
+    _shape(
+        "events", "aggregate", ["model_name"], [], "modelHistory { totalCount }", "model_name_seq"
+    ),
     _shape("counters", "findAndModify", ["_id"], [], "next sequence number", "_id_"),
     _shape("counters", "find", ["_id"], [], "head of the log (counter), retention floor", "_id_"),
     _shape(
