@@ -7,11 +7,12 @@ from typing import Annotated
 import strawberry
 
 from graphql_api.context import Info
+from graphql_api.domain.enums import ModelStatus as DomainModelStatus
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.queries import PageRequest
 from graphql_api.loaders import history_page_args
 from graphql_api.types import typed
-from graphql_api.types.enums import ModelVersionOrder, TrainingJobOrder
+from graphql_api.types.enums import ModelStatus, ModelVersionOrder, TrainingJobOrder
 from graphql_api.types.filters import (
     ModelVersionFilter,
     TrainingJobFilter,
@@ -98,6 +99,37 @@ class Query:
         self, info: Info, model_name: str, alias: str
     ) -> ModelVersion | None:
         return await info.context.services.aliases.by_alias(model_name, alias)
+
+    @typed.field(
+        description="The highest version of the model (SemVer precedence) that a range "
+        "matches, with npm's range semantics: caret (^1.4 = >=1.4.0 <2.0.0), tilde (~1.4.2 = "
+        ">=1.4.2 <1.5.0), comparisons (>=1.2.0 <2), x-ranges (1.x, *), hyphens (1.2 - 1.4), "
+        "|| between alternatives; pre-releases (2.0.0-rc.1) only when a comparator names one "
+        "of the same major.minor.patch or with includePrerelease. null if none matches. An "
+        "invalid range is a VALIDATION_ERROR (rule semver_range).",
+        graphql_type=ModelVersionType | None,
+    )
+    async def resolve_model_version(
+        self,
+        info: Info,
+        model_name: str,
+        range: Annotated[str, strawberry.argument(description="An npm range, e.g. ^1.4.")],
+        statuses: Annotated[
+            list[ModelStatus] | None,
+            strawberry.argument(
+                description="Only versions in these statuses (default: all but ARCHIVED)."
+            ),
+        ] = None,
+        include_prerelease: Annotated[
+            bool, strawberry.argument(description="Let pre-release versions match too.")
+        ] = False,
+    ) -> ModelVersion | None:
+        return await info.context.services.resolver.resolve(
+            model_name,
+            range,
+            None if statuses is None else [DomainModelStatus(s) for s in statuses],
+            include_prerelease,
+        )
 
     @typed.field(
         description="Everything recorded for a model name, all versions, oldest first: "

@@ -254,6 +254,10 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
     await versions.update_fields(model_ids[1], {ModelStatus.DEVELOPMENT}, {"description": "d"})
     await versions.produced_by(job_ids[:2])
     await versions.count_produced_by(job_ids[0])
+    # resolveModelVersion: a name's versions by precedence, a page and the page after it.
+    top = await versions.by_precedence("m1", {ModelStatus.DEVELOPMENT}, None, 2)
+    below = (top[-1].semver.sort_key, top[-1].model_id)
+    await versions.by_precedence("m1", {ModelStatus.DEVELOPMENT}, below, 2)
     # A model name's history (all its versions' events, in log order).
     await events.page_for_model("m0", 0, 3)
     await events.count_for_model("m0")

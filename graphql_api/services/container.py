@@ -9,6 +9,7 @@ from graphql_api.services.registry import ModelRegistryService
 from graphql_api.services.registry_aliases import ModelAliasService
 from graphql_api.services.registry_history import ModelHistoryService
 from graphql_api.services.registry_metadata import ModelMetadataService
+from graphql_api.services.registry_resolve import VersionResolver
 from graphql_api.services.training import MLTrainingService
 from graphql_api.storage.base import Storage
 
@@ -22,6 +23,7 @@ class Services:
     metadata: ModelMetadataService
     aliases: ModelAliasService
     history: ModelHistoryService
+    resolver: VersionResolver
 
     @classmethod
     def over(cls, storage: Storage) -> Services:
@@ -34,4 +36,5 @@ class Services:
             metadata=ModelMetadataService(storage),
             aliases=ModelAliasService(storage, inference),
             history=ModelHistoryService(storage),
+            resolver=VersionResolver(storage),
         )

@@ -232,6 +232,16 @@ class ModelVersionStore(Protocol):
 
     async def count_produced_by(self, job_id: str) -> int: ...
 
+    async def by_precedence(
+        self,
+        model_name: str,
+        statuses: Collection[ModelStatus],
+        below: tuple[str, str] | None,
+        limit: int,
+    ) -> list[ModelVersion]:
+        """The name's versions in ``statuses``, highest SemVer precedence first (then id),
+        after ``below`` (a version's sort key and id); at most ``limit``."""
+
     async def aliases_of(self, model_names: Sequence[str]) -> dict[str, dict[str, str]]:
         """Each name's aliases (alias -> model id) in one round trip; {} for a name without."""
 

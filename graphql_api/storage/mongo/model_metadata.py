@@ -44,6 +44,34 @@ class MongoModelMetadata(MongoCollection):
             found[doc["source_job_id"]].append(documents.model_version_from_doc(doc))
         return found
 
+    async def by_precedence(
+        self,
+        model_name: str,
+        statuses: Collection[ModelStatus],
+        below: tuple[str, str] | None,
+        limit: int,
+    ) -> list[ModelVersion]:
+        """The name's versions in ``statuses``, highest SemVer precedence first (ties by id,
+        highest first), after the (sort key, id) ``below``; at most ``limit``."""
+        query: dict[str, Any] = {
+            "model_name": model_name,
+            "status": {"$in": [s.value for s in statuses]},
+        }
+        if below is not None:
+            key, model_id = below
+            query["$or"] = [
+                {"version_sort_key": {"$lt": key}},
+                {"version_sort_key": key, "_id": {"$lt": model_id}},
+            ]
+        self._trip()
+        docs = (
+            await self._c.find(query)
+            .sort([("version_sort_key", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit)
+            .to_list(None)
+        )
+        return [documents.model_version_from_doc(d) for d in docs]
+
     async def count_produced_by(self, job_id: str) -> int:
         self._trip()
         count: int = await self._c.count_documents({"source_job_id": job_id})

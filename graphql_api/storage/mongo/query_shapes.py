@@ -348,6 +348,15 @@ SHAPES: tuple[QueryShape, ...] = (
         _shape("model_versions", "aggregate", [field], [], f"totalCount (filter: {field})", index)
         for field, index in VERSION_FILTERS.items()
     ),
+    # ---- resolveModelVersion: a name's versions by precedence, highest first
+    _shape(
+        "model_versions",
+        "find",
+        ["model_name", "status"],
+        ["version_sort_key:-1", "_id:-1"],
+        "resolveModelVersion(modelName, range) (pages of 100 until one matches)",
+        "model_name_semver",
+    ),
     # ---- lineage of deployable versions (source_job_id)
     _shape(
         "model_versions",
