@@ -30,11 +30,13 @@ FINAL_TRAINING_STATUSES: frozenset[TrainingStatus] = frozenset(
 METRICS_REPORTING_STATUSES: frozenset[TrainingStatus] = frozenset({TrainingStatus.RUNNING})
 
 #: For each target status of a model version, the statuses it may be reached from.
-#: Promotion is one step at a time; archiving is allowed from any live status.
+#: Promotion is one step at a time; archiving is allowed from any live status; a rollback puts
+#: an archived version that was in production back (services/registry_rollback.py).
 MODEL_TRANSITIONS: Mapping[ModelStatus, frozenset[ModelStatus]] = MappingProxyType(
     {
         ModelStatus.TESTING: frozenset({ModelStatus.DEVELOPMENT}),
-        ModelStatus.PRODUCTION: frozenset({ModelStatus.TESTING}),
+        # ARCHIVED: only by rollbackModelVersion, for a version that was in production before.
+        ModelStatus.PRODUCTION: frozenset({ModelStatus.TESTING, ModelStatus.ARCHIVED}),
         ModelStatus.ARCHIVED: frozenset(
             {ModelStatus.DEVELOPMENT, ModelStatus.TESTING, ModelStatus.PRODUCTION}
         ),
