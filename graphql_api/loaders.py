@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Hashable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
@@ -69,6 +70,15 @@ class Loaders:
             load_fn=self._load_version_history_counts
         )
         self._version_history_pages: dict[HistoryPageArgs, DataLoader[str, list[StoredEvent]]] = {}
+        self.latest_of_model: DataLoader[str, ModelVersion | None] = DataLoader(
+            load_fn=self._services.models.latest
+        )
+        self.production_of_model: DataLoader[str, ModelVersion | None] = DataLoader(
+            load_fn=self._services.models.production
+        )
+        self.model_stats: DataLoader[str, tuple[int, datetime | None]] = DataLoader(
+            load_fn=self._load_model_stats
+        )
         self.history_count: DataLoader[str, int] = DataLoader(load_fn=self._load_history_counts)
         self._history_pages: dict[HistoryPageArgs, DataLoader[str, list[StoredEvent]]] = {}
         self._job_pages: dict[JobPageArgs, DataLoader[str, Page[TrainingJob]]] = {}
@@ -160,3 +170,9 @@ class Loaders:
     async def _load_version_history_counts(self, model_ids: Sequence[str]) -> list[int]:
         counts = await self._services.history.version_counts(list(model_ids))
         return [counts[m] for m in model_ids]
+
+    async def _load_model_stats(
+        self, model_names: Sequence[str]
+    ) -> list[tuple[int, datetime | None]]:
+        found = await self._services.models.stats(list(model_names))
+        return [found[n] for n in model_names]

@@ -9,7 +9,7 @@ import strawberry
 from graphql_api.context import Info
 from graphql_api.domain.enums import ModelStatus as DomainModelStatus
 from graphql_api.domain.models import ModelVersion, TrainingJob
-from graphql_api.domain.queries import PageRequest
+from graphql_api.domain.queries import Page, PageRequest
 from graphql_api.loaders import history_page_args
 from graphql_api.types import typed
 from graphql_api.types.enums import ModelStatus, ModelVersionOrder, TrainingJobOrder
@@ -21,6 +21,7 @@ from graphql_api.types.filters import (
 )
 from graphql_api.types.model_history import ModelVersionChangeConnection
 from graphql_api.types.model_version import ModelVersionType
+from graphql_api.types.models_list import ModelEntry, ModelFilter
 from graphql_api.types.pagination import Connection
 from graphql_api.types.training_job import TrainingJobType
 from resolvers.prefetch import prime_job_relations
@@ -99,6 +100,25 @@ class Query:
         self, info: Info, model_name: str, alias: str
     ) -> ModelVersion | None:
         return await info.context.services.aliases.by_alias(model_name, alias)
+
+    @typed.field(
+        description="Models: one entry per model name, in name order (code points), "
+        "keyset-paginated, with its latest and production versions, aliases, number of "
+        "versions and last deployment (batched per page).",
+        graphql_type=Connection[ModelEntry],
+    )
+    async def models(
+        self,
+        info: Info,
+        filter: ModelFilter | None = None,
+        first: Annotated[int, strawberry.argument(description=FIRST_HELP)] = 20,
+        after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
+    ) -> Connection[ModelEntry]:
+        catalog = info.context.services.models
+        contains = None if filter is None else filter.name_contains
+        page = await catalog.names(contains, PageRequest(first=first, after=after))
+        entries = Page([ModelEntry(name=n) for n in page.items], page.cursors, page.has_next_page)
+        return Connection.of(entries, lambda: catalog.count(contains))
 
     @typed.field(
         description="The highest version of the model (SemVer precedence) that a range "

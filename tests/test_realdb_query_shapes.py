@@ -254,6 +254,12 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
     await versions.update_fields(model_ids[1], {ModelStatus.DEVELOPMENT}, {"description": "d"})
     await versions.produced_by(job_ids[:2])
     await versions.count_produced_by(job_ids[0])
+    # The list of models: names (a page and the next), their count, the page's stats.
+    await versions.add_model_name("m1")
+    names = await versions.model_names(None, PageRequest(first=2))
+    await versions.model_names(None, PageRequest(first=2, after=names.cursors[-1]))
+    await versions.count_model_names(None)
+    await versions.model_stats(names.items)
     # resolveModelVersion: a name's versions by precedence, a page and the page after it.
     top = await versions.by_precedence("m1", {ModelStatus.DEVELOPMENT}, None, 2)
     below = (top[-1].semver.sort_key, top[-1].model_id)
@@ -388,6 +394,7 @@ def test_every_listed_index_exists_in_the_code() -> None:
     )
 
     modules = (events, model_history, model_metadata, model_versions, training_jobs)
+    # model_catalog's shapes all use _id_ (listed above) or model_versions' own indexes.
     source = "".join(inspect.getsource(m) for m in modules)
     for shape in SHAPES:
         index = shape.index.split(" ")[0].rstrip(",")

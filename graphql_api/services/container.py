@@ -9,6 +9,7 @@ from graphql_api.services.registry import ModelRegistryService
 from graphql_api.services.registry_aliases import ModelAliasService
 from graphql_api.services.registry_history import ModelHistoryService
 from graphql_api.services.registry_metadata import ModelMetadataService
+from graphql_api.services.registry_models import ModelCatalogService
 from graphql_api.services.registry_resolve import VersionResolver
 from graphql_api.services.training import MLTrainingService
 from graphql_api.storage.base import Storage
@@ -24,6 +25,7 @@ class Services:
     aliases: ModelAliasService
     history: ModelHistoryService
     resolver: VersionResolver
+    models: ModelCatalogService
 
     @classmethod
     def over(cls, storage: Storage) -> Services:
@@ -37,4 +39,5 @@ class Services:
             aliases=ModelAliasService(storage, inference),
             history=ModelHistoryService(storage),
             resolver=VersionResolver(storage),
+            models=ModelCatalogService(storage, inference),
         )

@@ -104,6 +104,7 @@ class ModelRegistryService(RollbackMixin):
         )
         pending = _pending(ChangeKind.REGISTERED, None, actor)
         await self._versions.insert(record, pending)
+        await self._versions.add_model_name(record.model_name)  # the list of models
         await self._publish(record, pending)
         return record
 

@@ -242,6 +242,19 @@ class ModelVersionStore(Protocol):
         """The name's versions in ``statuses``, highest SemVer precedence first (then id),
         after ``below`` (a version's sort key and id); at most ``limit``."""
 
+    async def add_model_name(self, model_name: str) -> None:
+        """Record the name in the list of models (idempotent)."""
+
+    async def model_names(self, name_contains: str | None, page: PageRequest) -> Page[str]:
+        """Model names in code point order, a keyset page (``models``)."""
+
+    async def count_model_names(self, name_contains: str | None) -> int: ...
+
+    async def model_stats(
+        self, model_names: Sequence[str]
+    ) -> dict[str, tuple[int, datetime | None]]:
+        """Per name: its number of versions and latest ``deployed_date``, one round trip."""
+
     async def aliases_of(self, model_names: Sequence[str]) -> dict[str, dict[str, str]]:
         """Each name's aliases (alias -> model id) in one round trip; {} for a name without."""
 

@@ -38,12 +38,15 @@ from graphql_api.storage.mongo.collection import (
 )
 from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.model_aliases import MongoModelAliases
+from graphql_api.storage.mongo.model_catalog import MongoModelCatalog
 from graphql_api.storage.mongo.model_metadata import MongoModelMetadata
 from graphql_api.storage.mongo.sorts import MODEL_VERSION_SORTS
 
 
 @bounded_methods
-class MongoModelVersionStore(MongoModelAliases, MongoModelMetadata, MongoCollection):
+class MongoModelVersionStore(
+    MongoModelAliases, MongoModelCatalog, MongoModelMetadata, MongoCollection
+):
     def __init__(
         self, collection: Any, registry: Any, stats: StoreStats, guard: UpdateGuard
     ) -> None:
@@ -447,6 +450,7 @@ class MongoModelVersionStore(MongoModelAliases, MongoModelMetadata, MongoCollect
             await self._c.drop_index("production_slot_unique")
         await self._ensure_precedence_unique()
         await self._ensure_metadata_indexes()
+        await self._backfill_catalog()
         await self._create_indexes(
             [
                 IndexModel(

@@ -348,6 +348,37 @@ SHAPES: tuple[QueryShape, ...] = (
         _shape("model_versions", "aggregate", [field], [], f"totalCount (filter: {field})", index)
         for field, index in VERSION_FILTERS.items()
     ),
+    # ---- the list of models (model_catalog: one document per model name, _id the name)
+    _shape("model_catalog", "update", ["_id"], [], "registerModelVersion (name, if new)", "_id_"),
+    _shape("model_catalog", "find", ["_id"], [], "start-up: back-fill done?", "_id_"),
+    _shape("model_catalog", "find", ["_id"], ["_id:1"], "models(first, after)", "_id_"),
+    _shape(
+        "model_catalog",
+        "aggregate",
+        ["_id"],
+        [],
+        "models { totalCount }; nameContains scans the names (one document per model)",
+        "_id_",
+    ),
+    _shape(
+        "model_versions",
+        "aggregate",
+        ["model_name"],
+        [],
+        "models { versionCount lastDeployedDate } (the page's names only)",
+        "model_name_version_unique",
+    ),
+    _shape(
+        "model_versions",
+        "aggregate",
+        [],
+        [],
+        "start-up, once per database: the names registered before the list of models",
+        "_id_",
+        bounded=False,
+        matches_all=True,
+        note="reads every version once, then never again (a marker records it)",
+    ),
     # ---- resolveModelVersion: a name's versions by precedence, highest first
     _shape(
         "model_versions",
