@@ -30,7 +30,7 @@ from graphql_api.domain.queries import (
     TrainingJobOrder,
 )
 from graphql_api.domain.series import MetricPoint
-from graphql_api.domain.updates import MetricsMerge, Move
+from graphql_api.domain.updates import MetricsMerge, Move, VersionMetadata
 from graphql_api.domain.values import utc_now
 from graphql_api.services.container import Services
 from graphql_api.storage.base import PendingChange
@@ -279,6 +279,30 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
         [Move(transition=VersionTransitions.ARCHIVE, at=utc_now())],
         before_production_revision=0,
     )
+    # Deployable versions: metadata updates and lineage.
+    await versions.update(
+        model_ids[1], {ModelStatus.DEVELOPMENT}, [VersionMetadata(description="d")]
+    )
+    await versions.produced_by(job_ids[:2])
+    await versions.count_produced_by(job_ids[0])
+    # The list of models: names (a page and the next), their count, the page's stats.
+    await versions.add_model_name("m1")
+    names = await versions.model_names(None, PageRequest(first=2))
+    await versions.model_names(None, PageRequest(first=2, after=names.cursors[-1]))
+    await versions.count_model_names(None)
+    await versions.model_stats(names.items)
+    # resolveModelVersion: a name's versions by precedence, a page and the page after it.
+    top = await versions.by_precedence("m1", {ModelStatus.DEVELOPMENT}, None, 2)
+    below = (top[-1].semver.sort_key, top[-1].model_id)
+    await versions.by_precedence("m1", {ModelStatus.DEVELOPMENT}, below, 2)
+    # A model name's history (all its versions' events, in log order).
+    await events.page_for_model("m0", 0, 3)
+    await events.count_for_model("m0")
+    # Aliases, in the registry documents (m0's exists: the pointer above).
+    await versions.aliases_of(["m0", "m1"])
+    assert await versions.move_alias("m0", "champion", model_ids[0], None, 100)
+    assert await versions.move_alias("m0", "champion", model_ids[4], model_ids[0], 100)
+    assert await versions.move_alias("m0", "champion", None, model_ids[4], 100)
     services = Services.over(storage)
     await services.inference.production_version("m0")
     await services.inference.latest_version("m2")
@@ -419,9 +443,24 @@ def test_every_listed_index_exists_in_the_code() -> None:
     """The table names real indexes (the index names ensure_indexes creates)."""
     import inspect
 
-    from graphql_api.storage.mongo import events, metric_series, model_versions, training_jobs
+    from graphql_api.storage.mongo import (
+        events,
+        metric_series,
+        model_history,
+        model_metadata,
+        model_versions,
+        training_jobs,
+    )
 
-    modules = (events, model_versions, training_jobs, metric_series)
+    modules = (
+        events,
+        metric_series,
+        model_history,
+        model_metadata,
+        model_versions,
+        training_jobs,
+    )
+    # model_catalog's shapes all use _id_ (listed above) or model_versions' own indexes.
     source = "".join(inspect.getsource(m) for m in modules)
     for shape in SHAPES:
         index = shape.index.split(" ")[0].rstrip(",")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import string
+import typing
 import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
@@ -29,13 +30,14 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
-from graphql_api.domain import text, values
+from graphql_api.domain import artifacts, text, values
 from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
 from graphql_api.domain.events import ChangeEvent, ChangeKind, EntityKind
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.live import records
 from graphql_api.services.changes import IMMUTABLE_FIELDS
 from graphql_api.storage.mongo import MongoStorage
+from graphql_api.storage.mongo.documents import unwrap_annotation
 from tests import operations as ops
 from tests.conftest import GraphQLClient
 
@@ -176,6 +178,21 @@ versions = st.builds(
     st.just("") | _SEMVER_IDS.map(lambda ids: "+" + ".".join(ids)),
 ).filter(lambda version: len(version) <= 118)
 
+artifact_uris = st.one_of(
+    st.builds(
+        "{}{}".format,
+        st.sampled_from(["s3://bucket/", "gs://bucket/", "file:///models/", "https://host/"]),
+        st.text(string.ascii_letters + string.digits + "._-/", min_size=1, max_size=40),
+    ).filter(_accepted(artifacts.check_artifact_uri)),
+    st.just("s3://bucket/" + "a" * (text.MAX_URL_LENGTH - len("s3://bucket/"))).filter(
+        _accepted(artifacts.check_artifact_uri)
+    ),
+)
+_tag_parts = st.text(string.ascii_letters + string.digits + "._-", min_size=1, max_size=20)
+tags = st.lists(
+    st.tuples(_tag_parts, _tag_parts), max_size=4, unique_by=lambda tag: tag[0]
+).map(lambda pairs: [{"key": key, "value": value} for key, value in pairs])
+
 #: One generator per field of each model. A model field missing here fails the test below.
 MODEL_VERSION_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "model_id": identifiers,
@@ -186,6 +203,12 @@ MODEL_VERSION_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "metrics": metrics,
     "created_date": datetimes,
     "deployed_date": st.none() | datetimes,
+    "artifact_uri": st.none() | artifact_uris,
+    "artifact_digest": st.none() | st.from_regex(r"sha256:[0-9a-f]{64}", fullmatch=True),
+    "description": st.none() | free_texts,
+    "tags": tags,
+    "created_by": st.none() | names,
+    "source_job_id": st.none() | identifiers,
 }
 TRAINING_JOB_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "job_id": identifiers,
@@ -213,6 +236,9 @@ CHANGE_EVENT_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "actor": st.none() | names,
     "snapshot": st.just({}),  # a job's snapshot, filled in by ``events_of_jobs``
     "event_id": st.none() | identifiers,
+    "alias": st.none() | names,
+    "previous_model_id": st.none() | identifiers,
+    "reason": st.none() | free_texts,
 }
 GENERATORS: dict[type[BaseModel], dict[str, st.SearchStrategy[Any]]] = {
     ModelVersion: MODEL_VERSION_FIELDS,
@@ -285,9 +311,31 @@ def camel(name: str) -> str:
     return first + "".join(part.title() for part in rest)
 
 
+def _record_type(annotation: Any) -> type[BaseModel] | None:
+    """The record a field holds (``Tag`` for ``list[Tag]``), if it holds records."""
+    plain, _ = unwrap_annotation(annotation)
+    if typing.get_origin(plain) is list:
+        plain, _ = unwrap_annotation(typing.get_args(plain)[0])
+    return plain if isinstance(plain, type) and issubclass(plain, BaseModel) else None
+
+
 def selection(model: type[BaseModel]) -> str:
-    """Every field of the model, as GraphQL names it: a field the type lacks fails the query."""
-    return " ".join(camel(name) for name in model.model_fields)
+    """Every field of the model, as GraphQL names it: a field the type lacks fails the query.
+    A field holding records selects all of theirs."""
+    parts = []
+    for name, info in model.model_fields.items():
+        inner = _record_type(info.annotation)
+        parts.append(camel(name) if inner is None else f"{camel(name)} {{ {selection(inner)} }}")
+    return " ".join(parts)
+
+
+def _as_shown(value: Any) -> Any:
+    """A record (or list of them) as GraphQL shows it: an object keyed by camelCase names."""
+    if isinstance(value, BaseModel):
+        return {camel(name): _as_shown(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, list):
+        return [_as_shown(item) for item in value]
+    return value
 
 
 def assert_shown(shown: Mapping[str, Any], expected: BaseModel, where: str) -> None:
@@ -300,7 +348,7 @@ def assert_shown(shown: Mapping[str, Any], expected: BaseModel, where: str) -> N
         elif isinstance(value, datetime):
             assert datetime.fromisoformat(got) == value, f"{where}.{name}: {got!r} for {value!r}"
         else:
-            assert_same(got, value, f"{where}.{name}")
+            assert_same(got, _as_shown(value), f"{where}.{name}")
 
 
 # --- The generators know every field -----------------------------------------------------------
@@ -433,6 +481,12 @@ def as_record(model: type[M], shown: Mapping[str, Any]) -> M:
     return model.model_validate(data)
 
 
+def whole_versions(document: str) -> str:
+    """``document`` answering every field of the versions it returns, not the usual few."""
+    assert ops.MODEL_FIELDS in document
+    return document.replace(ops.MODEL_FIELDS, selection(ModelVersion))
+
+
 @EXAMPLES
 @given(version=records_of(ModelVersion), steps=VERSION_STEPS)
 async def test_a_registered_model_version_reads_back_as_written(
@@ -448,13 +502,19 @@ async def test_a_registered_model_version_reads_back_as_written(
         "version": version.version,
         "modelType": version.model_type.name,
         "metrics": version.metrics,
+        "artifactUri": version.artifact_uri,
+        "artifactDigest": version.artifact_digest,
+        "description": version.description,
+        "tags": _as_shown(version.tags),
     }
-    result = result_of(await gql.data(ops.REGISTER, input=sent))
+    result = result_of(await gql.data(whole_versions(ops.REGISTER), input=sent))
     assert result["__typename"] == "ModelVersion", result
     for key, value in sent.items():
         assert_same(result[key], value, f"registerModelVersion.{key}")
     for document, variables in steps:
-        answer = result_of(await gql.data(document, id=version.model_id, **variables))
+        answer = result_of(
+            await gql.data(whole_versions(document), id=version.model_id, **variables)
+        )
         if answer["__typename"] == "ModelVersion":
             result = answer
     written = as_record(ModelVersion, result)

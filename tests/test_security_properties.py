@@ -22,6 +22,7 @@ from graphql_api.domain.enums import ModelStatus, TrainingStatus
 from graphql_api.domain.lifecycle import can_model_transition, can_train_transition
 from graphql_api.storage.mongo import MongoStorage
 from tests import operations as ops
+from tests import registry_operations as registry_ops
 from tests.security_helpers import KEY_NAMES, SECRETS, client, secured_app, snapshot
 
 REFUSALS = {
@@ -132,6 +133,16 @@ def request_for(field: str, target: str, name: str, blob: Any) -> tuple[str, dic
             return ops.REPORT, {"id": job_id, "metrics": blob}
         case "setTrainingJobLogsUrl":
             return ops.SET_LOGS, {"id": job_id, "url": "s3://logs/" + target}
+        case "updateModelVersion":
+            return registry_ops.UPDATE_VERSION, {"id": model_id, "description": str(blob)[:50]}
+        case "setModelAlias":
+            alias = {"name": name, "alias": "champion", "id": model_id, "expected": None}
+            return registry_ops.SET_ALIAS, alias
+        case "deleteModelAlias":
+            return registry_ops.DELETE_ALIAS, {"name": name, "alias": "champion", "expected": None}
+        case "rollbackModelVersion":
+            reason = str(blob)[:100]
+            return registry_ops.ROLLBACK, {"name": name, "to": model_id, "reason": reason}
     raise AssertionError(field)
 
 

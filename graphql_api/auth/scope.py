@@ -17,6 +17,7 @@ know: a field extension on every root query and mutation field.
   ``trainingMetricUpdates`` answers NotFoundError for a job of another model, as for one
   that does not exist (``resolvers/metric_subscriptions.py``).
 * A root field this table does not know (added later) is refused to scoped keys: fail closed.
+  ``models`` and ``modelHistory`` are refused to them for now (``REFUSED_TO_LIMITED``).
 
 Records reached from an allowed one (a version's jobs, a job's version, their history) belong
 to the same model, so nested fields need no check.
@@ -112,6 +113,33 @@ def _dig(kwargs: dict[str, Any], path: str) -> Any:
 
 Check = Callable[[Any, ModelScope, dict[str, Any]], Awaitable[DomainError | None]]
 
+
+def _named_model(operation: str) -> Check:
+    """A mutation naming a model by ``model_name``: refused outside the scope (the name is the
+    caller's own input, nothing to hide), as for registration."""
+
+    async def check(context: Any, scope: ModelScope, kwargs: dict[str, Any]) -> DomainError | None:
+        name = str(kwargs["model_name"])
+        if not scope.allows(name):
+            role = context.api_key.role.value
+            return OutOfScopeError(operation, role, f"{name!r} is not one of them", scope)
+        return None
+
+    return check
+
+
+def _every(*checks: Check) -> Check:
+    """The first refusal of ``checks``, in order."""
+
+    async def check(context: Any, scope: ModelScope, kwargs: dict[str, Any]) -> DomainError | None:
+        for one in checks:
+            refused = await one(context, scope, kwargs)
+            if refused is not None:
+                return refused
+        return None
+
+    return check
+
 #: Root mutation field -> how to tell whether the record it changes is in the key's scope.
 MUTATION_SCOPES: dict[str, Check | None] = {
     "registerModelVersion": _new_name,
@@ -125,18 +153,34 @@ MUTATION_SCOPES: dict[str, Check | None] = {
     "completeTrainingJob": _job_argument,
     "failTrainingJob": _job_argument,
     "setTrainingJobLogsUrl": _job_argument,
+    "updateModelVersion": _version_argument("model_id", "modelId"),
+    "setModelAlias": _every(
+        _named_model("setModelAlias"), _version_argument("model_id", "modelId")
+    ),
+    "deleteModelAlias": _named_model("deleteModelAlias"),
+    "rollbackModelVersion": _every(
+        _named_model("rollbackModelVersion"), _version_argument("to_model_id", "toModelId")
+    ),
     # Refused to scoped keys by their resolvers (a scoped key may not manage keys).
     "createApiKey": None,
     "revokeApiKey": None,
 }
 
 #: Root query fields answering one record of a model named by an argument: null outside.
-NAMED_LOOKUPS = {"productionModelVersion", "latestModelVersion"}
+NAMED_LOOKUPS = {
+    "productionModelVersion",
+    "latestModelVersion",
+    "modelVersionByAlias",
+    "resolveModelVersion",
+}
 #: Root query fields answering one record by id: null when it belongs to another model.
 ID_LOOKUPS = {"modelVersion", "trainingJob"}
 #: Lists filtered by ``narrowed`` in their resolvers; fields that check for themselves.
 SELF_SCOPED = {"modelVersions", "trainingJobs", "apiKeys", "__typename"}
-QUERY_FIELDS = NAMED_LOOKUPS | ID_LOOKUPS | SELF_SCOPED
+#: Root query fields not yet open to limited keys (refused with FORBIDDEN, fail closed): the
+#: list of models and a name's history would need the scope applied inside their queries.
+REFUSED_TO_LIMITED = {"models", "modelHistory"}
+QUERY_FIELDS = NAMED_LOOKUPS | ID_LOOKUPS | SELF_SCOPED | REFUSED_TO_LIMITED
 
 
 async def narrowed(context: Any, where: F) -> F:
@@ -164,7 +208,7 @@ class ScopeCheck(FieldExtension):
                 return OutOfScopeError(field, role, f"{field} is not open to such keys", scope)
             check = MUTATION_SCOPES[field]
             return None if check is None else await check(info.context, scope, kwargs)
-        if field not in QUERY_FIELDS:
+        if field not in QUERY_FIELDS or field in REFUSED_TO_LIMITED:
             return OutOfScopeError(field, role, f"{field} is not open to such keys", scope)
         return None
 

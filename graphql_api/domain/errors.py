@@ -48,6 +48,15 @@ class ValidationRule(StrEnum):
     json = "json"
     max_depth = "max_depth"
     max_items = "max_items"
+    # The registry (domain/artifacts.py, aliases, ranges).
+    alias_pattern = "alias_pattern"
+    digest = "digest"
+    duplicate = "duplicate"
+    immutable = "immutable"
+    job_status = "job_status"
+    model_name = "model_name"
+    reserved = "reserved"
+    semver_range = "semver_range"
     # Query arguments: pages, cursors, filters, the operation to run.
     min = "min"
     max = "max"

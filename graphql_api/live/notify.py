@@ -44,6 +44,12 @@ class NotifyingEventStore:
     async def count_for_entities(self, entity_ids: Sequence[str]) -> dict[str, int]:
         return await self._inner.count_for_entities(entity_ids)
 
+    async def page_for_model(self, model_name: str, after: int, first: int) -> list[StoredEvent]:
+        return await self._inner.page_for_model(model_name, after, first)
+
+    async def count_for_model(self, model_name: str) -> int:
+        return await self._inner.count_for_model(model_name)
+
     async def since(self, seq: int, limit: int) -> list[StoredEvent]:
         return await self._inner.since(seq, limit)
 

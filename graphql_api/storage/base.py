@@ -102,6 +102,9 @@ class PendingChange:
     previous_status: str | None
     occurred_at: datetime
     actor: str | None
+    #: A rollback's: why, and the version it replaced in production.
+    reason: str | None = None
+    previous_model_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,51 @@ class ModelVersionStore(RecordStore[ModelVersion, ModelVersionFilter, ModelVersi
         """Versions of the name with status production, other than ``keep``, that reached
         production at a pointer revision below ``before`` (or before pointers existed)."""
 
+    async def produced_by(self, job_ids: Sequence[str]) -> dict[str, list[ModelVersion]]:
+        """The versions each job produced (``source_job_id``), newest first, all of them."""
+
+    async def count_produced_by(self, job_id: str) -> int:
+        """How many versions name ``job_id`` as their source."""
+
+    async def by_precedence(
+        self,
+        model_name: str,
+        statuses: Collection[ModelStatus],
+        below: tuple[str, str] | None,
+        limit: int,
+    ) -> list[ModelVersion]:
+        """The name's versions in ``statuses``, highest SemVer precedence first (then id),
+        after ``below`` (a version's sort key and id); at most ``limit``."""
+
+    async def add_model_name(self, model_name: str) -> None:
+        """Record the name in the list of models (idempotent)."""
+
+    async def model_names(self, name_contains: str | None, page: PageRequest) -> Page[str]:
+        """Model names in code point order, a keyset page (``models``)."""
+
+    async def count_model_names(self, name_contains: str | None) -> int:
+        """How many model names ``models`` would list with this filter."""
+
+    async def model_stats(
+        self, model_names: Sequence[str]
+    ) -> dict[str, tuple[int, datetime | None]]:
+        """Per name: its number of versions and latest ``deployed_date``, one round trip."""
+
+    async def aliases_of(self, model_names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Each name's aliases (alias -> model id) in one round trip; {} for a name without."""
+
+    async def move_alias(
+        self,
+        model_name: str,
+        alias: str,
+        model_id: str | None,
+        expected: str | None,
+        limit: int,
+    ) -> bool:
+        """Compare-and-set on one alias of the name's registry document (which must exist):
+        point it at ``model_id`` (None: delete it) if it names ``expected`` now (None: if it
+        does not exist and the name has fewer than ``limit`` aliases). Whether it moved."""
+
 
 class TrainingJobStore(RecordStore[TrainingJob, TrainingJobFilter, TrainingJobOrder], Protocol):
     async def insert(self, job: TrainingJob) -> None:
@@ -311,6 +359,12 @@ class EventStore(Protocol):
 
     async def count_for_entities(self, entity_ids: Sequence[str]) -> dict[str, int]:
         """How many events each entity has, in one round trip."""
+
+    async def page_for_model(self, model_name: str, after: int, first: int) -> list[StoredEvent]:
+        """The model name's events (all its versions) above ``after``, oldest first: ``first``
+        and one more when a next page exists."""
+
+    async def count_for_model(self, model_name: str) -> int: ...
 
     async def since(self, seq: int, limit: int) -> list[StoredEvent]:
         """Events with a sequence number above ``seq``, in sequence order (holes skipped,

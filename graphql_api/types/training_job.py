@@ -57,6 +57,15 @@ class TrainingJobType:
         return now_or_later(info.context.loaders.model_version, str(self.model_id))
 
     @typed.field(
+        description="The model versions registered with this job as their source "
+        "(sourceJobId), newest first: all of them (a job produces at most 100); batched "
+        "per request.",
+        graphql_type=list[ModelVersionType],
+    )
+    async def produced_model_versions(self, info: Info) -> list[ModelVersion]:
+        return await info.context.loaders.produced_model_versions.load(str(self.job_id))
+
+    @typed.field(
         description="The job's recorded changes, oldest first, a page at a time (batched "
         "across a page of jobs). Page on with `after: pageInfo.endCursor` while "
         "`pageInfo.hasNextPage`; an edge's cursor also starts a subscription right after it.",

@@ -37,12 +37,20 @@ from graphql_api.storage.mongo.collection import (
 from graphql_api.storage.mongo.documents import MODEL_VERSIONS
 from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.filters import model_version_query
+from graphql_api.storage.mongo.model_aliases import MongoModelAliases
+from graphql_api.storage.mongo.model_catalog import MongoModelCatalog
+from graphql_api.storage.mongo.model_metadata import MongoModelMetadata
 from graphql_api.storage.mongo.records import MongoRecordStore
 from graphql_api.storage.mongo.sorts import MODEL_VERSION_SORTS
 
 
 @bounded_methods
-class MongoModelVersionStore(MongoRecordStore[ModelVersion, ModelVersionFilter, ModelVersionOrder]):
+class MongoModelVersionStore(
+    MongoModelAliases,
+    MongoModelCatalog,
+    MongoModelMetadata,
+    MongoRecordStore[ModelVersion, ModelVersionFilter, ModelVersionOrder],
+):
     def __init__(
         self, collection: Any, registry: Any, stats: StoreStats, guard: UpdateGuard
     ) -> None:
@@ -123,10 +131,14 @@ class MongoModelVersionStore(MongoRecordStore[ModelVersion, ModelVersionFilter, 
         }
         query: dict[str, Any] = {"_id": pointer.model_name, "revision": pointer.revision}
         update: dict[str, Any] = {"$set": changes}
-        if model_id is not None:
-            update["$addToSet"] = {"held": model_id}
-            if first_holding:
-                query["held"] = {"$ne": model_id}
+        if model_id is not None and first_holding:
+            # New to ``held`` by the filter. Never ``$addToSet`` an element that may be there
+            # already together with ``$set``: DocumentDB then fails the ~20th such update of
+            # the document with "Size 30408734 is larger than MaxDocumentSize" (the size it
+            # computes doubles each time; found by rollbacks back and forth, which move the
+            # pointer to versions that held it; docs/real-server.md).
+            query["held"] = {"$ne": model_id}
+            update["$push"] = {"held": model_id}
         guard = self._guard
         claim = f"{self._registry.name}:{pointer.model_name}:{pointer.revision}"
         if guard.enabled and not await self._claim_pointer(pointer, claim):
@@ -143,7 +155,19 @@ class MongoModelVersionStore(MongoRecordStore[ModelVersion, ModelVersionFilter, 
             if guard.enabled:
                 self._trip()
                 await guard.claims.delete_one({"_id": claim})
-        return None if doc is None else _pointer(doc)
+        if doc is None:
+            return None
+        if model_id is not None and not first_holding:
+            # A version that may have held it before (an undo, a rollback): recorded apart.
+            self._trip()
+            await retry_transient(
+                lambda: self._registry.update_one(
+                    {"_id": pointer.model_name, "held": {"$ne": model_id}},
+                    {"$push": {"held": model_id}},
+                ),
+                "recording a holding of the production pointer",
+            )
+        return _pointer(doc)
 
     async def _claim_pointer(self, pointer: ProductionPointer, claim: str) -> bool:
         """Under the claim guard: claim the move from ``pointer.revision``. Another writer's
@@ -222,6 +246,8 @@ class MongoModelVersionStore(MongoRecordStore[ModelVersion, ModelVersionFilter, 
             previous_status=pending.get("previous_status"),
             occurred_at=pending["occurred_at"].replace(tzinfo=UTC),
             actor=pending.get("actor"),
+            reason=pending.get("reason"),
+            previous_model_id=pending.get("previous_model_id"),
         )
 
     async def clear_pending(self, model_id: str, event_id: str) -> None:
@@ -352,6 +378,8 @@ class MongoModelVersionStore(MongoRecordStore[ModelVersion, ModelVersionFilter, 
         if "production_slot_unique" in existing:
             await self._c.drop_index("production_slot_unique")
         await self._ensure_precedence_unique()
+        await self._ensure_metadata_indexes()
+        await self._backfill_catalog()
         await self._create_indexes(
             [
                 IndexModel(
@@ -396,6 +424,8 @@ def _pending_doc(pending: PendingChange) -> dict[str, Any]:
         "previous_status": pending.previous_status,
         "occurred_at": pending.occurred_at,
         "actor": pending.actor,
+        "reason": pending.reason,
+        "previous_model_id": pending.previous_model_id,
     }
 
 

@@ -348,6 +348,63 @@ SHAPES: tuple[QueryShape, ...] = (
         _shape("model_versions", "aggregate", [field], [], f"totalCount (filter: {field})", index)
         for field, index in VERSION_FILTERS.items()
     ),
+    # ---- the list of models (model_catalog: one document per model name, _id the name)
+    _shape("model_catalog", "update", ["_id"], [], "registerModelVersion (name, if new)", "_id_"),
+    _shape("model_catalog", "find", ["_id"], [], "start-up: back-fill done?", "_id_"),
+    _shape("model_catalog", "find", ["_id"], ["_id:1"], "models(first, after)", "_id_"),
+    _shape(
+        "model_catalog",
+        "aggregate",
+        ["_id"],
+        [],
+        "models { totalCount }; nameContains scans the names (one document per model)",
+        "_id_",
+    ),
+    _shape(
+        "model_versions",
+        "aggregate",
+        ["model_name"],
+        [],
+        "models { versionCount lastDeployedDate } (the page's names only)",
+        "model_name_version_unique",
+    ),
+    _shape(
+        "model_versions",
+        "aggregate",
+        [],
+        [],
+        "start-up, once per database: the names registered before the list of models",
+        "_id_",
+        bounded=False,
+        matches_all=True,
+        note="reads every version once, then never again (a marker records it)",
+    ),
+    # ---- resolveModelVersion: a name's versions by precedence, highest first
+    _shape(
+        "model_versions",
+        "find",
+        ["model_name", "status"],
+        ["version_sort_key:-1", "_id:-1"],
+        "resolveModelVersion(modelName, range) (pages of 100 until one matches)",
+        "model_name_semver",
+    ),
+    # ---- lineage of deployable versions (source_job_id)
+    _shape(
+        "model_versions",
+        "find",
+        ["source_job_id"],
+        ["created_date:-1", "_id:-1"],
+        "TrainingJob.producedModelVersions (batched)",
+        "source_job_id",
+    ),
+    _shape(
+        "model_versions",
+        "aggregate",
+        ["source_job_id"],
+        [],
+        "registerModelVersion(sourceJobId): the versions-per-job limit",
+        "source_job_id",
+    ),
     # ---- production pointers (model_registry: one document per model name, _id the name)
     _shape(
         "model_registry",
@@ -372,6 +429,14 @@ SHAPES: tuple[QueryShape, ...] = (
         ["_id", "revision", "held"],
         [],
         "move the pointer to a version that never held it (promotion)",
+        "_id_",
+    ),
+    _shape(
+        "model_registry",
+        "findAndModify",
+        ["_id"],
+        [],
+        "setModelAlias, deleteModelAlias (compare-and-set on the alias's field)",
         "_id_",
     ),
     _shape(
@@ -413,6 +478,17 @@ SHAPES: tuple[QueryShape, ...] = (
     _shape("events", "delete", ["_id"], [], "retention: delete up to the floor", "_id_"),
     _shape("events", "find", ["entity_id"], ["_id:1"], "trainingJob { history }", "entity_seq"),
     _shape("events", "aggregate", ["entity_id"], [], "history { totalCount }", "entity_seq"),
+    _shape(
+        "events",
+        "find",
+        ["model_name", "_id"],
+        ["_id:1"],
+        "modelHistory(modelName)",
+        "model_name_seq",
+    ),
+    _shape(
+        "events", "aggregate", ["model_name"], [], "modelHistory { totalCount }", "model_name_seq"
+    ),
     _shape("counters", "findAndModify", ["_id"], [], "next sequence number", "_id_"),
     _shape("counters", "find", ["_id"], [], "head of the log (counter), retention floor", "_id_"),
     _shape(
