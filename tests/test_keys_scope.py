@@ -391,3 +391,61 @@ async def test_metric_updates_of_another_models_job_are_not_found(
         # An unlimited key sees it.
         admin = await first_answer(url, SECRETS[Role.ADMIN], job_id)
         assert admin["type"] == "next" and "errors" not in admin["payload"], admin
+
+
+async def test_registry_fields_keep_to_the_keys_models(scoped: Scoped) -> None:
+    """The registry's aliases, metadata, rollback and lookups (issue 14) under a limited key:
+    another model's records are refused or absent, and nothing changes."""
+    from tests import registry_operations as reg
+
+    secret = await scoped.key("churn-*")
+    fraud_model = scoped.version_of["fraud-a"]
+    refused: list[tuple[str, dict[str, Any], str, str | None]] = [
+        (reg.UPDATE_VERSION, {"id": fraud_model, "description": "d"}, "NotFoundError", "modelId"),
+        (
+            reg.SET_ALIAS,
+            {"name": "fraud-a", "alias": "champion", "id": fraud_model},
+            "ForbiddenError",
+            None,
+        ),
+        # A name of its own with another model's version: that version does not exist to it.
+        (
+            reg.SET_ALIAS,
+            {"name": "churn-eu", "alias": "champion", "id": fraud_model},
+            "NotFoundError",
+            "modelId",
+        ),
+        (reg.DELETE_ALIAS, {"name": "fraud-a", "alias": "champion"}, "ForbiddenError", None),
+        (
+            reg.ROLLBACK,
+            {"name": "fraud-a", "to": fraud_model, "reason": "r"},
+            "ForbiddenError",
+            None,
+        ),
+    ]
+    before = await snapshot(scoped.storage)
+    for document, variables, typename, field in refused:
+        body = await scoped.post(secret, document, **variables)
+        result = next(iter(body["data"].values()))
+        assert result["__typename"] == typename, (document, variables, result)
+        if field is not None:
+            assert result["field"] == field, result
+            assert "does not exist" in result["message"]
+        else:
+            assert "limited to model names churn-*" in result["message"]
+    assert await snapshot(scoped.storage) == before
+    # Lookups by name: null for another model, as for one that does not exist.
+    body = await scoped.post(secret, reg.BY_ALIAS, name="fraud-a", alias="production")
+    assert body["data"]["modelVersionByAlias"] is None
+    resolve = 'query($n: String!) { resolveModelVersion(modelName: $n, range: "*") { modelId } }'
+    body = await scoped.post(secret, resolve, n="fraud-a")
+    assert body["data"]["resolveModelVersion"] is None
+    body = await scoped.post(secret, resolve, n="churn-eu")
+    assert body["data"]["resolveModelVersion"] == {"modelId": scoped.version_of["churn-eu"]}
+    # Not open to limited keys yet (fail closed), rather than showing other models.
+    body = await scoped.post(secret, "{ models(first: 5) { totalCount } }")
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
+    # Its own model's metadata: allowed.
+    mine = scoped.version_of["churn-eu"]
+    body = await scoped.post(secret, reg.UPDATE_VERSION, id=mine, description="mine")
+    assert body["data"]["updateModelVersion"]["description"] == "mine"
