@@ -37,6 +37,7 @@ from graphql_api.domain.enums import ModelStatus, TrainingStatus
 from graphql_api.domain.events import ChangeEvent, ChangeKind, LogEntry, StoredEvent
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.queries import (
+    MetricOrder,
     ModelVersionFilter,
     ModelVersionOrder,
     Page,
@@ -148,8 +149,9 @@ class RecordStore(Protocol[R, W, O]):
         """The records with these keys, by key, in one round trip; keys with no record are
         absent from the result."""
 
-    async def find(self, where: W, order: O, page: PageRequest) -> Page[R]:
-        """One page of the records matching ``where``, in ``order``: ``page.first`` of them
+    async def find(self, where: W, order: O | MetricOrder, page: PageRequest) -> Page[R]:
+        """One page of the records matching ``where``, in ``order`` (or by a metric, records
+        without it last: storage/mongo/metric_order.py): ``page.first`` of them
         after the cursor ``page.after`` (keyset: stable while records are added), with each
         record's cursor and whether a next page exists. ValidationError (field ``after``) if
         the cursor is not one of this list and order."""

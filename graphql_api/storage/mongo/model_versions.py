@@ -403,6 +403,8 @@ class MongoModelVersionStore(
                 # query_shapes.py: without these they read the whole collection).
                 IndexModel([("model_type", ASCENDING)], name="model_type"),
                 IndexModel([("deployed_date", DESCENDING)], name="deployed_date"),
+                # filter.tags: {tags: {$elemMatch: {key, value: {$in}}}} (a multikey index).
+                IndexModel([("tags.key", ASCENDING), ("tags.value", ASCENDING)], name="tags"),
             ]
         )
 
