@@ -32,7 +32,7 @@ class ModelCatalogService:
         return list(await asyncio.gather(*(self._inference.latest_version(n) for n in names)))
 
     async def production(self, names: Sequence[str]) -> list[ModelVersion | None]:
-        return list(await asyncio.gather(*(self._inference.production_version(n) for n in names)))
+        return await self._inference.production_versions(names)
 
     @staticmethod
     def _checked(name_contains: str | None) -> str | None:

@@ -204,6 +204,15 @@ class ModelVersionStore(RecordStore[ModelVersion, ModelVersionFilter, ModelVersi
         """The version with its storage revision (for ``update(at_revision=...)``) and the
         pointer revision at which it reached production; None if there is no such version."""
 
+    async def get_many_revisioned(self, model_ids: Sequence[str]) -> dict[str, Revisioned]:
+        """``get_revisioned`` of many versions in one round trip, by id (absent: none)."""
+
+    async def read_production_pointers(
+        self, model_names: Sequence[str]
+    ) -> dict[str, ProductionPointer]:
+        """``read_production_pointer`` of many names in one round trip, by name (absent:
+        none)."""
+
     async def latest(self, model_name: str) -> ModelVersion | None:
         """The name's version of highest SemVer precedence, whatever its status; None if the
         name has no version."""
@@ -241,6 +250,9 @@ class ModelVersionStore(RecordStore[ModelVersion, ModelVersionFilter, ModelVersi
     async def release_holding(self, model_name: str, model_id: str) -> None:
         """Forget that ``model_id`` held the pointer (it never reached production then), so it
         may be deployed again; idempotent."""
+
+    async def newest_in_production_of(self, model_names: Sequence[str]) -> dict[str, ModelVersion]:
+        """``newest_in_production`` of many names in one round trip, by name (absent: none)."""
 
     async def newest_in_production(self, model_name: str) -> ModelVersion | None:
         """The version of the name with status production that reached it last: the one
