@@ -331,6 +331,7 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
     services = Services.over(storage)
     await services.inference.production_version("m0")
     await services.inference.production_versions(["m0", "m1", "m3", "none"])
+    await services.models.latest(["m0", "m1", "twins", "none"])
     await services.inference.latest_version("m2")
     for model_name, version in (("m1", "1.1.0"), ("m1", "1.1.0+other"), ("twins", "5.0.0")):
         with pytest.raises(ConflictError):  # a taken version or precedence: which one?

@@ -1,6 +1,7 @@
-"""``models { productionVersion }`` (issue 14 item 7): a page's production versions cost the
-same round trips for 3 models as for 12 (batched: the pointers in one read, their holders in
-one, names never deployed in one), and answer what ``productionModelVersion`` answers."""
+"""``models { productionVersion latestVersion }`` (issue 14 item 7): a page costs the same
+round trips for 3 models as for 12 (batched: the pointers in one read, their holders in one,
+names never deployed in one; the latest versions in two), and answers what
+``productionModelVersion`` and ``latestModelVersion`` answer."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from tests.api_helpers import promote, register_id
 from tests.conftest import GraphQLClient
 
 MODELS = """query($first: Int) {
-  models(first: $first) { edges { node { name productionVersion { modelId } } } } }"""
-PRODUCTION = """query($name: String!) { productionModelVersion(modelName: $name) { modelId } }"""
+  models(first: $first) {
+    edges { node { name productionVersion { modelId } latestVersion { modelId } } } } }"""
+PRODUCTION = """query($name: String!) {
+  productionModelVersion(modelName: $name) { modelId }
+  latestModelVersion(modelName: $name) { modelId } }"""
 
 
 async def page_trips(gql: GraphQLClient, storage: MongoStorage, first: int) -> int:
@@ -20,8 +24,9 @@ async def page_trips(gql: GraphQLClient, storage: MongoStorage, first: int) -> i
     assert len(edges) == first
     for edge in edges:
         node = edge["node"]
-        alone = (await gql.data(PRODUCTION, name=node["name"]))["productionModelVersion"]
-        assert node["productionVersion"] == alone, node
+        alone = await gql.data(PRODUCTION, name=node["name"])
+        assert node["productionVersion"] == alone["productionModelVersion"], node
+        assert node["latestVersion"] == alone["latestModelVersion"], node
     return trips
 
 

@@ -213,6 +213,9 @@ class ModelVersionStore(RecordStore[ModelVersion, ModelVersionFilter, ModelVersi
         """``read_production_pointer`` of many names in one round trip, by name (absent:
         none)."""
 
+    async def latest_of(self, model_names: Sequence[str]) -> dict[str, ModelVersion]:
+        """``latest`` of many names in two round trips, by name (absent: no version)."""
+
     async def latest(self, model_name: str) -> ModelVersion | None:
         """The name's version of highest SemVer precedence, whatever its status; None if the
         name has no version."""

@@ -283,6 +283,27 @@ class MongoModelVersionStore(
 
     # Versions --------------------------------------------------------------------------
 
+    async def latest_of(self, model_names: Sequence[str]) -> dict[str, ModelVersion]:
+        if not model_names:
+            return {}
+        # Two round trips whatever the number of names: each name's highest precedence, then
+        # the versions holding it (twins stored before the precedence rule share one: the
+        # highest id wins, as in ``latest``).
+        self._trip()
+        pipeline = [
+            {"$match": {"model_name": {"$in": list(model_names)}}},
+            {"$group": {"_id": "$model_name", "top": {"$max": "$version_sort_key"}}},
+        ]
+        tops = [(row["_id"], row["top"]) async for row in self._c.aggregate(pipeline)]
+        if not tops:
+            return {}
+        self._trip()
+        query = {"$or": [{"model_name": name, "version_sort_key": top} for name, top in tops]}
+        latest: dict[str, ModelVersion] = {}
+        async for doc in self._c.find(query).sort([("_id", DESCENDING)]):
+            latest.setdefault(doc["model_name"], MODEL_VERSIONS.from_doc(doc))
+        return latest
+
     async def latest(self, model_name: str) -> ModelVersion | None:
         self._trip()
         docs = (

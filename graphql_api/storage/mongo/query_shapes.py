@@ -506,6 +506,14 @@ SHAPES: tuple[QueryShape, ...] = (
         matches_all=True,
         note="reads every version once, then never again (a marker records it)",
     ),
+    _shape(
+        "model_versions",
+        "find",
+        ["model_name", "version_sort_key"],
+        ["_id:-1"],
+        "models { latestVersion } (the page's names, each at its highest precedence)",
+        "model_name_semver",
+    ),
     # ---- resolveModelVersion: a name's versions by precedence, highest first
     _shape(
         "model_versions",
