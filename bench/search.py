@@ -82,14 +82,17 @@ async def timed(repeat: int, call: Callable[[], Awaitable[Any]]) -> tuple[float,
     return statistics.median(times), max(times)
 
 
-async def main(uri: str, rows: int, repeat: int) -> None:
+async def main(uri: str, rows: int, repeat: int, database: str | None) -> None:
     # A long timeout for the load; each query's time is printed against the API's default
     # bound (MLTRAIN_MONGODB_TIMEOUT, 2.5 s), which a query past it would hit.
-    storage = MongoStorage.connect(uri, f"bench_search_{uuid.uuid4().hex[:8]}", timeout=300)
+    name = database or f"bench_search_{uuid.uuid4().hex[:8]}"
+    storage = MongoStorage.connect(uri, name, timeout=300)
     try:
         await storage.ensure_indexes()
         start = time.perf_counter()
-        for lo in range(0, rows, BATCH):
+        if database:  # measure what an earlier (interrupted) load left
+            rows = await storage.database["model_versions"].count_documents({})
+        for lo in range(0, rows if database is None else 0, BATCH):
             hi = min(rows, lo + BATCH)
             await storage.database["model_versions"].insert_many(
                 [version_doc(n) for n in range(lo, hi)]
@@ -157,7 +160,10 @@ if __name__ == "__main__":
     parser.add_argument("--uri", required=True)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--database", help="measure an existing bench_search_* database (no load; dropped after)"
+    )
     arguments = parser.parse_args()
     if "127.0.0.1" not in arguments.uri and "localhost" not in arguments.uri:
         raise SystemExit("bench.search runs against a local server only")
-    asyncio.run(main(arguments.uri, arguments.rows, arguments.repeat))
+    asyncio.run(main(arguments.uri, arguments.rows, arguments.repeat, arguments.database))
