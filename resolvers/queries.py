@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import strawberry
 
 from graphql_api.auth.scope import narrowed
 from graphql_api.context import Info
 from graphql_api.domain.enums import ModelStatus as DomainModelStatus
+from graphql_api.domain.errors import ValidationError, ValidationRule
 from graphql_api.domain.models import ModelVersion, TrainingJob
-from graphql_api.domain.queries import Page, PageRequest
+from graphql_api.domain.queries import MetricOrder, Page, PageRequest
 from graphql_api.loaders import history_page_args
 from graphql_api.types import typed
 from graphql_api.types.enums import ModelStatus, ModelVersionOrder, TrainingJobOrder
@@ -24,11 +25,28 @@ from graphql_api.types.model_history import ModelVersionChangeConnection
 from graphql_api.types.model_version import ModelVersionType
 from graphql_api.types.models_list import ModelEntry, ModelFilter
 from graphql_api.types.pagination import Connection
+from graphql_api.types.search import MetricOrderInput, metric_order
 from graphql_api.types.training_job import TrainingJobType
 from resolvers.prefetch import prime_job_relations
 
 FIRST_HELP = "Page size: at most 100 (default 20)."
 AFTER_HELP = "Return items after this cursor (a previous page's pageInfo.endCursor)."
+T = TypeVar("T")
+ORDER_BY_METRIC_HELP = (
+    "Order by this metric instead of orderBy (records without it last, then by id). Give "
+    "orderBy or orderByMetric, not both."
+)
+
+
+def _ordering(
+    order_by: T | None, by_metric: MetricOrderInput | None, default: T
+) -> T | MetricOrder:
+    """The ordering asked for: orderBy, orderByMetric, or the default; both is an error."""
+    if by_metric is not None and order_by is not None:
+        raise ValidationError(
+            "orderByMetric", "give orderBy or orderByMetric, not both", rule=ValidationRule.range
+        )
+    return metric_order(by_metric) or (default if order_by is None else order_by)
 
 
 @strawberry.type(description="Reads for dashboards, the registry viewer and inference services.")
@@ -55,13 +73,20 @@ class Query:
         self,
         info: Info,
         filter: ModelVersionFilter | None = None,
-        order_by: ModelVersionOrder = ModelVersionOrder.CREATED_DATE_DESC,
+        order_by: Annotated[
+            ModelVersionOrder | None,
+            strawberry.argument(description="The ordering (default CREATED_DATE_DESC)."),
+        ] = None,
+        order_by_metric: Annotated[
+            MetricOrderInput | None, strawberry.argument(description=ORDER_BY_METRIC_HELP)
+        ] = None,
         first: Annotated[int, strawberry.argument(description=FIRST_HELP)] = 20,
         after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
     ) -> Connection[ModelVersion]:
         registry = info.context.services.registry
         where = await narrowed(info.context, model_version_filter(filter))
-        page = await registry.find(where, order_by, PageRequest(first=first, after=after))
+        order = _ordering(order_by, order_by_metric, ModelVersionOrder.CREATED_DATE_DESC)
+        page = await registry.find(where, order, PageRequest(first=first, after=after))
         return Connection.of(page, lambda: registry.count(where))
 
     @typed.field(
@@ -72,13 +97,20 @@ class Query:
         self,
         info: Info,
         filter: TrainingJobFilter | None = None,
-        order_by: TrainingJobOrder = TrainingJobOrder.CREATED_DATE_DESC,
+        order_by: Annotated[
+            TrainingJobOrder | None,
+            strawberry.argument(description="The ordering (default CREATED_DATE_DESC)."),
+        ] = None,
+        order_by_metric: Annotated[
+            MetricOrderInput | None, strawberry.argument(description=ORDER_BY_METRIC_HELP)
+        ] = None,
         first: Annotated[int, strawberry.argument(description=FIRST_HELP)] = 20,
         after: Annotated[str | None, strawberry.argument(description=AFTER_HELP)] = None,
     ) -> Connection[TrainingJob]:
         training = info.context.services.training
         where = await narrowed(info.context, training_job_filter(filter))
-        page = await training.find(where, order_by, PageRequest(first=first, after=after))
+        order = _ordering(order_by, order_by_metric, TrainingJobOrder.CREATED_DATE_DESC)
+        page = await training.find(where, order, PageRequest(first=first, after=after))
         await prime_job_relations(info, page.items, "edges", "node")
         return Connection.of(page, lambda: training.count(where))
 

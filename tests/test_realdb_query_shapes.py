@@ -23,9 +23,13 @@ from graphql_api.domain.events import ChangeKind
 from graphql_api.domain.lifecycle import JobTransitions, VersionTransitions
 from graphql_api.domain.queries import (
     DateRange,
+    HyperparameterCondition,
+    MetricCondition,
+    MetricOrder,
     ModelVersionFilter,
     ModelVersionOrder,
     PageRequest,
+    TagCondition,
     TrainingJobFilter,
     TrainingJobOrder,
 )
@@ -193,6 +197,8 @@ def job_filters(model_ids: list[str], job_ids: list[str]) -> list[TrainingJobFil
         TrainingJobFilter(started=hour),
         TrainingJobFilter(completed=hour),
         TrainingJobFilter(statuses=(TrainingStatus.FAILED,), model_ids=(model_ids[2],)),
+        TrainingJobFilter(hyperparameters=(HyperparameterCondition(("optimizer", "lr"), 0.1),)),
+        TrainingJobFilter(metrics=(MetricCondition("loss", lt=0.2),)),
     ]
 
 
@@ -206,6 +212,9 @@ def version_filters(model_ids: list[str]) -> list[ModelVersionFilter]:
         ModelVersionFilter(model_types=(ModelType.REGRESSION,)),
         ModelVersionFilter(created=day),
         ModelVersionFilter(deployed=day),
+        ModelVersionFilter(tags=(TagCondition("team", ("fraud", "risk")),)),
+        ModelVersionFilter(name_contains="M1"),
+        ModelVersionFilter(metrics=(MetricCondition("f1", gte=0.1, lt=0.9),)),
     ]
 
 
@@ -240,6 +249,22 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
             if found.cursors:
                 after = PageRequest(first=3, after=found.cursors[-1])
                 await versions.find(version_where, version_order, after)
+    # Ordered by a metric (search): a first page, and the pages after it until the end.
+    for descending in (True, False):
+        job_cursor = version_cursor = None
+        for _ in range(3):  # past the one record with the metric, into those without it
+            job_page = await jobs.find(
+                TrainingJobFilter(),
+                MetricOrder("loss", descending),
+                PageRequest(first=1, after=job_cursor),
+            )
+            job_cursor = job_page.end_cursor
+            version_page = await versions.find(
+                ModelVersionFilter(),
+                MetricOrder("f1", descending),
+                PageRequest(first=1, after=version_cursor),
+            )
+            version_cursor = version_page.end_cursor
     await versions.get(model_ids[0])
     await versions.get_many(model_ids)
     await versions.get_revisioned(model_ids[0])
@@ -305,6 +330,8 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
     assert await versions.move_alias("m0", "champion", None, model_ids[4], 100)
     services = Services.over(storage)
     await services.inference.production_version("m0")
+    await services.inference.production_versions(["m0", "m1", "m3", "none"])
+    await services.models.latest(["m0", "m1", "twins", "none"])
     await services.inference.latest_version("m2")
     for model_name, version in (("m1", "1.1.0"), ("m1", "1.1.0+other"), ("twins", "5.0.0")):
         with pytest.raises(ConflictError):  # a taken version or precedence: which one?

@@ -26,7 +26,13 @@ from graphql_api.domain.lifecycle import (
     VersionTransitions,
 )
 from graphql_api.domain.models import ModelVersion
-from graphql_api.domain.queries import ModelVersionFilter, ModelVersionOrder, Page, PageRequest
+from graphql_api.domain.queries import (
+    MetricOrder,
+    ModelVersionFilter,
+    ModelVersionOrder,
+    Page,
+    PageRequest,
+)
 from graphql_api.domain.updates import MetricsMerge, Move
 from graphql_api.domain.values import utc_now
 from graphql_api.services.changes import ChangeRecorder
@@ -72,7 +78,10 @@ class ModelRegistryService(RollbackMixin):
         return await self._versions.get_many(model_ids)
 
     async def find(
-        self, where: ModelVersionFilter, order: ModelVersionOrder, page: PageRequest
+        self,
+        where: ModelVersionFilter,
+        order: ModelVersionOrder | MetricOrder,
+        page: PageRequest,
     ) -> Page[ModelVersion]:
         return await self._versions.find(where, order, page)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -29,10 +28,13 @@ class ModelCatalogService:
         return await self._versions.model_stats(names)
 
     async def latest(self, names: Sequence[str]) -> list[ModelVersion | None]:
-        return list(await asyncio.gather(*(self._inference.latest_version(n) for n in names)))
+        for name in names:
+            validation.checked(text.check_name, name, "modelName")
+        latest = await self._versions.latest_of(names)
+        return [latest.get(name) for name in names]
 
     async def production(self, names: Sequence[str]) -> list[ModelVersion | None]:
-        return list(await asyncio.gather(*(self._inference.production_version(n) for n in names)))
+        return await self._inference.production_versions(names)
 
     @staticmethod
     def _checked(name_contains: str | None) -> str | None:

@@ -19,7 +19,13 @@ from graphql_api.domain.events import StoredEvent
 from graphql_api.domain.ids import new_id
 from graphql_api.domain.lifecycle import JobTransitions, Transition
 from graphql_api.domain.models import TrainingJob
-from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, TrainingJobOrder
+from graphql_api.domain.queries import (
+    MetricOrder,
+    Page,
+    PageRequest,
+    TrainingJobFilter,
+    TrainingJobOrder,
+)
 from graphql_api.domain.series import MAX_KEYS_PER_JOB
 from graphql_api.domain.updates import Change, FailureReason, LogsUrl, MetricsMerge, Move
 from graphql_api.domain.values import utc_now
@@ -42,7 +48,10 @@ class MLTrainingService:
         return await self._jobs.get(job_id)
 
     async def find(
-        self, where: TrainingJobFilter, order: TrainingJobOrder, page: PageRequest
+        self,
+        where: TrainingJobFilter,
+        order: TrainingJobOrder | MetricOrder,
+        page: PageRequest,
     ) -> Page[TrainingJob]:
         return await self._jobs.find(where, order, page)
 

@@ -37,6 +37,7 @@ from graphql_api.domain.enums import ModelStatus, TrainingStatus
 from graphql_api.domain.events import ChangeEvent, ChangeKind, LogEntry, StoredEvent
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.queries import (
+    MetricOrder,
     ModelVersionFilter,
     ModelVersionOrder,
     Page,
@@ -148,8 +149,9 @@ class RecordStore(Protocol[R, W, O]):
         """The records with these keys, by key, in one round trip; keys with no record are
         absent from the result."""
 
-    async def find(self, where: W, order: O, page: PageRequest) -> Page[R]:
-        """One page of the records matching ``where``, in ``order``: ``page.first`` of them
+    async def find(self, where: W, order: O | MetricOrder, page: PageRequest) -> Page[R]:
+        """One page of the records matching ``where``, in ``order`` (or by a metric, records
+        without it last: storage/mongo/metric_order.py): ``page.first`` of them
         after the cursor ``page.after`` (keyset: stable while records are added), with each
         record's cursor and whether a next page exists. ValidationError (field ``after``) if
         the cursor is not one of this list and order."""
@@ -202,6 +204,18 @@ class ModelVersionStore(RecordStore[ModelVersion, ModelVersionFilter, ModelVersi
         """The version with its storage revision (for ``update(at_revision=...)``) and the
         pointer revision at which it reached production; None if there is no such version."""
 
+    async def get_many_revisioned(self, model_ids: Sequence[str]) -> dict[str, Revisioned]:
+        """``get_revisioned`` of many versions in one round trip, by id (absent: none)."""
+
+    async def read_production_pointers(
+        self, model_names: Sequence[str]
+    ) -> dict[str, ProductionPointer]:
+        """``read_production_pointer`` of many names in one round trip, by name (absent:
+        none)."""
+
+    async def latest_of(self, model_names: Sequence[str]) -> dict[str, ModelVersion]:
+        """``latest`` of many names in two round trips, by name (absent: no version)."""
+
     async def latest(self, model_name: str) -> ModelVersion | None:
         """The name's version of highest SemVer precedence, whatever its status; None if the
         name has no version."""
@@ -239,6 +253,9 @@ class ModelVersionStore(RecordStore[ModelVersion, ModelVersionFilter, ModelVersi
     async def release_holding(self, model_name: str, model_id: str) -> None:
         """Forget that ``model_id`` held the pointer (it never reached production then), so it
         may be deployed again; idempotent."""
+
+    async def newest_in_production_of(self, model_names: Sequence[str]) -> dict[str, ModelVersion]:
+        """``newest_in_production`` of many names in one round trip, by name (absent: none)."""
 
     async def newest_in_production(self, model_name: str) -> ModelVersion | None:
         """The version of the name with status production that reached it last: the one

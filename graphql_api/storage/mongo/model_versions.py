@@ -203,6 +203,19 @@ class MongoModelVersionStore(
         )
         return MODEL_VERSIONS.from_doc(docs[0]) if docs else None
 
+    async def newest_in_production_of(self, model_names: Sequence[str]) -> dict[str, ModelVersion]:
+        if not model_names:
+            return {}
+        self._trip()
+        # Every production version of these names: at most two per name (one only outside a
+        # hand-over), so the read is bounded by the names asked.
+        query = {"model_name": {"$in": list(model_names)}, "status": ModelStatus.PRODUCTION.value}
+        sort = [("deployed_date", DESCENDING), ("_id", DESCENDING)]
+        newest: dict[str, ModelVersion] = {}
+        async for doc in self._c.find(query).sort(sort):
+            newest.setdefault(doc["model_name"], MODEL_VERSIONS.from_doc(doc))
+        return newest
+
     async def displaced_in_production(
         self, model_name: str, keep: str | None, before: int
     ) -> list[ModelVersion]:
@@ -220,19 +233,23 @@ class MongoModelVersionStore(
     async def get_revisioned(self, model_id: str) -> Revisioned | None:
         self._trip()
         doc = await self._c.find_one({"_id": model_id})
-        if doc is None:
-            return None
-        version = MODEL_VERSIONS.from_doc(doc)
-        reached = doc.get("production_revision")
-        return Revisioned(
-            version,
-            int(doc.get("rev", 0)),
-            None
-            if version.status is not ModelStatus.PRODUCTION
-            else 0
-            if reached is None
-            else int(reached),
-        )
+        return None if doc is None else _revisioned(doc)
+
+    async def get_many_revisioned(self, model_ids: Sequence[str]) -> dict[str, Revisioned]:
+        if not model_ids:
+            return {}
+        self._trip()
+        docs = await self._c.find({"_id": {"$in": list(model_ids)}}).to_list(None)
+        return {d["_id"]: _revisioned(d) for d in docs}
+
+    async def read_production_pointers(
+        self, model_names: Sequence[str]
+    ) -> dict[str, ProductionPointer]:
+        if not model_names:
+            return {}
+        self._trip()
+        docs = await self._registry.find({"_id": {"$in": list(model_names)}}).to_list(None)
+        return {d["_id"]: _pointer(d) for d in docs}
 
     async def pending_change(self, model_id: str) -> tuple[ModelVersion, PendingChange] | None:
         self._trip()
@@ -265,6 +282,27 @@ class MongoModelVersionStore(
         return await self._update(model_id, sources, ()) is not None
 
     # Versions --------------------------------------------------------------------------
+
+    async def latest_of(self, model_names: Sequence[str]) -> dict[str, ModelVersion]:
+        if not model_names:
+            return {}
+        # Two round trips whatever the number of names: each name's highest precedence, then
+        # the versions holding it (twins stored before the precedence rule share one: the
+        # highest id wins, as in ``latest``).
+        self._trip()
+        pipeline = [
+            {"$match": {"model_name": {"$in": list(model_names)}}},
+            {"$group": {"_id": "$model_name", "top": {"$max": "$version_sort_key"}}},
+        ]
+        tops = [(row["_id"], row["top"]) async for row in self._c.aggregate(pipeline)]
+        if not tops:
+            return {}
+        self._trip()
+        query = {"$or": [{"model_name": name, "version_sort_key": top} for name, top in tops]}
+        latest: dict[str, ModelVersion] = {}
+        async for doc in self._c.find(query).sort([("_id", DESCENDING)]):
+            latest.setdefault(doc["model_name"], MODEL_VERSIONS.from_doc(doc))
+        return latest
 
     async def latest(self, model_name: str) -> ModelVersion | None:
         self._trip()
@@ -403,6 +441,8 @@ class MongoModelVersionStore(
                 # query_shapes.py: without these they read the whole collection).
                 IndexModel([("model_type", ASCENDING)], name="model_type"),
                 IndexModel([("deployed_date", DESCENDING)], name="deployed_date"),
+                # filter.tags: {tags: {$elemMatch: {key, value: {$in}}}} (a multikey index).
+                IndexModel([("tags.key", ASCENDING), ("tags.value", ASCENDING)], name="tags"),
             ]
         )
 
@@ -427,6 +467,20 @@ def _pending_doc(pending: PendingChange) -> dict[str, Any]:
         "reason": pending.reason,
         "previous_model_id": pending.previous_model_id,
     }
+
+
+def _revisioned(doc: Mapping[str, Any]) -> Revisioned:
+    version = MODEL_VERSIONS.from_doc(doc)
+    reached = doc.get("production_revision")
+    return Revisioned(
+        version,
+        int(doc.get("rev", 0)),
+        None
+        if version.status is not ModelStatus.PRODUCTION
+        else 0
+        if reached is None
+        else int(reached),
+    )
 
 
 def _pointer(doc: Mapping[str, Any]) -> ProductionPointer:

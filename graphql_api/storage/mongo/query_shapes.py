@@ -103,6 +103,21 @@ PRECEDENCE_START_UP = (
     "ms at 30,000."
 )
 
+NAME_CONTAINS = (
+    "a case-insensitive substring of the name: DocumentDB matches it against every entry of "
+    "the name index (not the documents). Measured in bench/README.md"
+)
+KEYED_SCAN = (
+    "a metric or hyperparameter of the client's choosing: no index serves every key, so "
+    "the filter reads every record (combine with another filter to narrow it). Measured in "
+    "bench/README.md"
+)
+METRIC_ORDER = (
+    "ordered by a metric of the client's choosing: sorts every record that matches the "
+    "filter (no index per key; DocumentDB sorts without one anyway). Measured in "
+    "bench/README.md"
+)
+
 JOB_FILTERS = {  # filter field -> the index that serves it
     "_id": "_id_",
     "model_id": "model_id_created_date",
@@ -293,6 +308,118 @@ SHAPES: tuple[QueryShape, ...] = (
         for field, index in VERSION_FILTERS.items()
         for order in (DESC, ASC, VERSION_DESC, VERSION_ASC)
     ),
+    # ---- search (issue 14 item 8): tags by index; the rest scan (bench/README.md, "Search")
+    *(
+        _shape(
+            "model_versions",
+            "find",
+            ["tags", "tags.key"],
+            order,
+            "modelVersions(filter: tags)",
+            "tags",
+            note="the versions with the tag key; their values are checked row by row",
+        )
+        for order in (DESC, ASC, VERSION_DESC, VERSION_ASC)
+    ),
+    _shape(
+        "model_versions", "aggregate", ["tags", "tags.key"], [], "totalCount (filter: tags)", "tags"
+    ),
+    *(
+        _shape(
+            "model_versions",
+            "find",
+            ["model_name", "model_name~"],
+            order,
+            "modelVersions(filter: nameContains)",
+            "model_name_version_unique",
+            note=NAME_CONTAINS,
+        )
+        for order in (DESC, ASC, VERSION_DESC, VERSION_ASC)
+    ),
+    _shape(
+        "model_versions",
+        "aggregate",
+        ["model_name", "model_name~"],
+        [],
+        "totalCount (filter: nameContains)",
+        "model_name_version_unique",
+        note=NAME_CONTAINS,
+    ),
+    *(
+        _shape(
+            collection,
+            "find",
+            [field],
+            order,
+            f"{items}(filter: {name})",
+            "created_date",
+            bounded=False,
+            note=KEYED_SCAN,
+        )
+        for collection, items, orders in (
+            ("model_versions", "modelVersions", (DESC, ASC, VERSION_DESC, VERSION_ASC)),
+            ("training_jobs", "trainingJobs", (DESC, ASC)),
+        )
+        for field, name in (("metrics.*", "metrics"), ("hyperparameters.*", "hyperparameters"))
+        if not (collection == "model_versions" and name == "hyperparameters")
+        for order in orders
+    ),
+    *(
+        _shape(
+            collection,
+            "aggregate",
+            [field],
+            [],
+            f"totalCount (filter: {field.partition('.')[0]})",
+            "_id_",
+            bounded=False,
+            note=KEYED_SCAN,
+        )
+        for collection in ("model_versions", "training_jobs")
+        for field in ("metrics.*", "hyperparameters.*")
+        if not (collection == "model_versions" and field == "hyperparameters.*")
+    ),
+    *(
+        _shape(
+            collection,
+            "find",
+            fields,
+            sort,
+            f"{items}(orderByMetric): {run}",
+            "_id_",
+            bounded=False,
+            note=METRIC_ORDER,
+        )
+        for collection, items in (
+            ("model_versions", "modelVersions"),
+            ("training_jobs", "trainingJobs"),
+        )
+        for direction in (-1, 1)
+        for fields, sort, run in (
+            (
+                ["metrics.*"],
+                (f"metrics.*:{direction}", f"_id:{direction}"),
+                "the records with the metric",
+            ),
+            (["metrics.*"], (f"_id:{direction}",), "then those without it"),
+        )
+    ),
+    *(
+        _shape(
+            collection,
+            "find",
+            ["_id", "metrics.*"],
+            (f"_id:{direction}",),
+            f"{items}(orderByMetric) after a cursor among those without the metric",
+            "_id_",
+            note="reads every row past the cursor",
+        )
+        for collection, items in (
+            ("model_versions", "modelVersions"),
+            ("training_jobs", "trainingJobs"),
+        )
+        for direction in (-1, 1)
+    ),
     # ---- start-up: the precedence index over records stored before the rule
     _shape(
         "model_versions",
@@ -378,6 +505,14 @@ SHAPES: tuple[QueryShape, ...] = (
         bounded=False,
         matches_all=True,
         note="reads every version once, then never again (a marker records it)",
+    ),
+    _shape(
+        "model_versions",
+        "find",
+        ["model_name", "version_sort_key"],
+        ["_id:-1"],
+        "models { latestVersion } (the page's names, each at its highest precedence)",
+        "model_name_semver",
     ),
     # ---- resolveModelVersion: a name's versions by precedence, highest first
     _shape(
@@ -583,20 +718,36 @@ SHAPES: tuple[QueryShape, ...] = (
 )
 
 
+#: Fields under these take a client's key (a metric, a hyperparameter path): one shape each.
+KEYED_FIELDS = ("metrics.", "hyperparameters.")
+
+
+def _field(key: str) -> str:
+    """``metrics.val_acc`` -> ``metrics.*``: no index serves a key of the client's choosing."""
+    for prefix in KEYED_FIELDS:
+        if key.startswith(prefix):
+            return prefix + "*"
+    return key
+
+
 def filter_fields(query: Mapping[str, Any]) -> frozenset[str]:
-    """The fields a filter constrains, through ``$and``/``$or``/``$nor``."""
+    """The fields a filter constrains, through ``$and``/``$or``/``$nor``. A ``$regex``
+    condition adds ``<field>~`` too (a substring search reads every entry, where ``$in`` on
+    the same field is served by its index)."""
     fields: set[str] = set()
     for key, value in query.items():
         if key in ("$and", "$or", "$nor"):
             for branch in value:
                 fields |= filter_fields(branch)
         elif not key.startswith("$"):
-            fields.add(key)
+            fields.add(_field(key))
+            if isinstance(value, Mapping) and "$regex" in value:
+                fields.add(f"{_field(key)}~")
     return frozenset(fields)
 
 
 def _sort(sort: Mapping[str, Any] | None) -> tuple[str, ...]:
-    return tuple(f"{field}:{int(direction)}" for field, direction in (sort or {}).items())
+    return tuple(f"{_field(field)}:{int(direction)}" for field, direction in (sort or {}).items())
 
 
 def shape_of(command: Mapping[str, Any]) -> ShapeKey | None:
