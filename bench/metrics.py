@@ -4,15 +4,17 @@
     .venv/bin/python -m bench.metrics --uri mongodb://127.0.0.1:27403   # a real server
     .venv/bin/python -m bench.metrics --series-points 100000 --compare-points 10000  # quick
     .venv/bin/python -m bench.metrics --profile read                    # cProfile of one part
+    .venv/bin/python -m bench.metrics --ingest-only                     # both ingest forms only
 
 The ASGI app is called in-process (as ``bench.inprocess`` does: no network, no uvicorn), so
 what is measured is the server's own work: wall time per request (which, on a real server,
 includes waiting for the database) and the process's CPU time (on the mock, the database's
 work too, since the mock lives in the process; on a real server, only the API server's).
 
-1. **Ingest**: ``--ingest-calls`` calls of ``reportTrainingMetrics(points:)`` with 1,000 new
-   points each (4 keys x 250 steps), through HTTP-level GraphQL: points per second of wall
-   time and per second of server CPU.
+1. **Ingest**: ``--ingest-calls`` calls of ``reportTrainingMetrics`` with 1,000 new points
+   each (4 keys x 250 steps), through HTTP-level GraphQL, once in each form (``points:``, a
+   list of objects, then ``series:``, columns per key), each into a job of its own: points per
+   second of wall time and per second of server CPU.
 2. **Long series**: one job with ``--series-points`` points of one key (a point per step),
    stored through the service in calls of 1,000 (timed: the storage path without GraphQL),
    then ``metricSeries(keys: ["loss"], maxPoints: 500)``, whole and for a range cutting
@@ -45,6 +47,9 @@ from graphql_api.storage.mongo import MongoStorage
 
 REPORT = """mutation($id: ID!, $points: [MetricPointInput!]) {
   reportTrainingMetrics(jobId: $id, points: $points) {
+    __typename ... on Error { code message } } }"""
+REPORT_SERIES = """mutation($id: ID!, $series: [MetricSeriesInput!]) {
+  reportTrainingMetrics(jobId: $id, series: $series) {
     __typename ... on Error { code message } } }"""
 SERIES = """query($id: ID!, $from: Int64, $to: Int64) { trainingJob(jobId: $id) {
   metricSeries(keys: ["loss"], fromStep: $from, toStep: $to, maxPoints: 500) {
@@ -166,6 +171,21 @@ async def median_request(
     return statistics.median(walls), statistics.median(cpus), answer
 
 
+def ingest_body(form: str, job_id: str, keys: tuple[str, ...], call: int) -> dict[str, Any]:
+    """One call's 1,000 new points (250 steps of each key), as ``points`` or ``series``."""
+    steps = range(call * 250, call * 250 + 250)
+    values = [0.5 + s / 1e3 for s in range(250)]
+    if form == "points":
+        points = [
+            {"key": k, "step": step, "value": value}
+            for k in keys
+            for step, value in zip(steps, values, strict=True)
+        ]
+        return {"query": REPORT, "variables": {"id": job_id, "points": points}}
+    series = [{"key": k, "steps": list(steps), "values": values} for k in keys]
+    return {"query": REPORT_SERIES, "variables": {"id": job_id, "series": series}}
+
+
 async def main(args: argparse.Namespace) -> None:
     database = f"mltrain_bench_metrics_{uuid.uuid4().hex[:8]}"
     storage = MongoStorage.connect(args.uri, database)
@@ -175,38 +195,36 @@ async def main(args: argparse.Namespace) -> None:
     backend = "mock" if args.uri is None else "real server"
     try:
         async with app.router.lifespan_context(app):
-            (ingest_job,) = await running_jobs(services, 1)
             keys = ("loss", "acc", "lr", "grad_norm")
-            bodies = [
-                {
-                    "query": REPORT,
-                    "variables": {
-                        "id": ingest_job,
-                        "points": [
-                            {"key": k, "step": call * 250 + s, "value": 0.5 + s / 1e3}
-                            for k in keys
-                            for s in range(250)
-                        ],
-                    },
-                }
-                for call in range(args.ingest_calls + 3)
-            ]
-            for body in bodies[:3]:  # warm-up
-                await post(body)
-            timer = Timer(args.profile == "ingest")
-            with timer:
-                for body in bodies[3:]:
-                    answer = await post(body)
-                    assert answer["data"]["reportTrainingMetrics"]["__typename"] == "TrainingJob"
-            points = 1000 * args.ingest_calls
-            print(f"[{backend}] ingest via GraphQL: {args.ingest_calls} calls x 1,000 points")
-            print(
-                f"  {points / timer.wall * 1000:,.0f} points/s wall, "
-                f"{points / timer.cpu * 1000:,.0f} points per server CPU-second, "
-                f"{timer.wall / args.ingest_calls:.1f} ms wall and "
-                f"{timer.cpu / args.ingest_calls:.1f} ms CPU per call"
-            )
+            for form in ("points", "series"):
+                (ingest_job,) = await running_jobs(services, 1)
+                bodies = [
+                    ingest_body(form, ingest_job, keys, call)
+                    for call in range(args.ingest_calls + 3)
+                ]
+                for body in bodies[:3]:  # warm-up
+                    await post(body)
+                timer = Timer(args.profile == "ingest")
+                with timer:
+                    for body in bodies[3:]:
+                        answer = await post(body)
+                        assert (
+                            answer["data"]["reportTrainingMetrics"]["__typename"] == "TrainingJob"
+                        )
+                points = 1000 * args.ingest_calls
+                print(
+                    f"[{backend}] ingest via GraphQL, {form}: form: {args.ingest_calls} calls x "
+                    "1,000 points"
+                )
+                print(
+                    f"  {points / timer.wall * 1000:,.0f} points/s wall, "
+                    f"{points / timer.cpu * 1000:,.0f} points per server CPU-second, "
+                    f"{timer.wall / args.ingest_calls:.1f} ms wall and "
+                    f"{timer.cpu / args.ingest_calls:.1f} ms CPU per call"
+                )
 
+            if args.ingest_only:
+                return
             (long_job,) = await running_jobs(services, 1)
             seeded = await store(services, long_job, args.series_points)
             print(
@@ -260,6 +278,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--uri", default=None, help="a real server (default: the mock)")
     parser.add_argument("--ingest-calls", type=int, default=100)
+    parser.add_argument("--ingest-only", action="store_true", help="skip the reads")
     parser.add_argument("--series-points", type=int, default=1_000_000)
     parser.add_argument("--compare-jobs", type=int, default=20)
     parser.add_argument("--compare-points", type=int, default=100_000)

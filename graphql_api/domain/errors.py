@@ -48,6 +48,8 @@ class ValidationRule(StrEnum):
     json = "json"
     max_depth = "max_depth"
     max_items = "max_items"
+    #: Lists that go together (a metric series' steps, values, timestamps) differ in length.
+    same_length = "same_length"
     # The registry (domain/artifacts.py, aliases, ranges).
     alias_pattern = "alias_pattern"
     digest = "digest"

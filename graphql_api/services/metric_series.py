@@ -32,7 +32,16 @@ class MetricSeriesService:
         """Store a batch of points of a RUNNING job (a point for a stored (key, step) replaces
         it) and move its latest ``metrics``. Points are not change events: nothing goes to the
         change log (the live series feed has its own cursor)."""
-        checked = series.check_points(points, utc_now())
+        return await self._store(job_id, series.check_points(points, utc_now()), "points")
+
+    async def report_series(self, job_id: str, columns: Sequence[Mapping[str, Any]]) -> TrainingJob:
+        """``report_points`` for the columnar form (per key ``steps``, ``values`` and optional
+        ``timestamps``): the same rules, limits and write; only the shape differs."""
+        return await self._store(job_id, series.check_series(columns, utc_now()), "series")
+
+    async def _store(
+        self, job_id: str, checked: Sequence[series.MetricPoint], field: str
+    ) -> TrainingJob:
         try:
             job = await self._series.append(
                 job_id,
@@ -43,7 +52,7 @@ class MetricSeriesService:
             )
         except SeriesLimitExceeded as error:
             raise ValidationError(
-                "points",
+                field,
                 f"{RESOURCE} {job_id!r} stores {error.stored:,} metric {error.what}; with these "
                 f"it would store {error.after:,}, over the limit of {error.limit:,} per job "
                 "(nothing was written)",
