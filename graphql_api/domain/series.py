@@ -61,6 +61,18 @@ def from_ms(ms: int) -> datetime:
     return EPOCH + timedelta(milliseconds=ms)
 
 
+def _check_key_once(key: str, where: str, known_keys: set[str]) -> None:
+    """``key`` follows the metric key rules (ValidationError on ``{where}.key``), checked once
+    per call: a batch repeats few keys over many points."""
+    if key in known_keys:
+        return
+    try:
+        check_key(key, "metric")
+    except text.PolicyError as error:
+        raise ValidationError(f"{where}.key", error.message, error.rule) from None
+    known_keys.add(key)
+
+
 def check_points(raw: Sequence[Mapping[str, Any]], now: datetime) -> list[MetricPoint]:
     """Validated points (ValidationError naming ``points[i].field`` and the rule). Within one
     call a later point for the same (key, step) replaces an earlier one, as a later call does."""
@@ -79,12 +91,7 @@ def check_points(raw: Sequence[Mapping[str, Any]], now: datetime) -> list[Metric
     for index, point in enumerate(raw):
         where = f"points[{index}]"
         key = point["key"]
-        if key not in known_keys:
-            try:
-                check_key(key, "metric")
-            except text.PolicyError as error:
-                raise ValidationError(f"{where}.key", error.message, error.rule) from None
-            known_keys.add(key)
+        _check_key_once(key, where, known_keys)
         step = point["step"]
         if isinstance(step, bool) or not isinstance(step, int):
             raise ValidationError(f"{where}.step", "must be an integer", ValidationRule.number)
@@ -153,12 +160,7 @@ def check_series(raw: Sequence[Mapping[str, Any]], now: datetime) -> list[Metric
     for index, entry in enumerate(raw):
         where = f"series[{index}]"
         key = entry["key"]
-        if key not in known_keys:
-            try:
-                check_key(key, "metric")
-            except text.PolicyError as error:
-                raise ValidationError(f"{where}.key", error.message, error.rule) from None
-            known_keys.add(key)
+        _check_key_once(key, where, known_keys)
         steps, values = entry["steps"], entry["values"]
         # Whole columns at a time: one pass per rule instead of a branch per point (the
         # columnar form exists to be cheap per point; bench/README.md "Metric series").
