@@ -27,6 +27,11 @@ WRITES = frozenset(
         "release_holding",
         "production_pointer",
         "append",
+        # Aliases (their pending change is in the name's registry document) and the list of
+        # model names a registration adds to.
+        "move_alias",
+        "clear_alias_pending",
+        "add_model_name",
     }
 )
 
@@ -94,6 +99,15 @@ class CrashingStorage:
     @property
     def events(self) -> Any:
         return self._events
+
+    @property
+    def metric_series(self) -> Any:
+        # Points are not change events; not part of the crash model.
+        return self._storage.metric_series
+
+    @property
+    def api_keys(self) -> Any:
+        return self._storage.api_keys
 
     @property
     def stats(self) -> StoreStats:

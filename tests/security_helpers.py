@@ -70,6 +70,6 @@ class RoleClient:
 
 async def snapshot(storage: MongoStorage) -> dict[str, list[dict[str, Any]]]:
     """Every document of every collection: equal snapshots mean nothing changed."""
-    db = storage._db
+    db = storage.database
     names = sorted(await db.list_collection_names())
     return {name: await db[name].find({}).sort("_id", 1).to_list(None) for name in names}

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from tests.api_helpers import register_id as register
 from tests.conftest import GraphQLClient
 from tests.operations import CREATE_JOB, START
-from tests.test_concurrency import racing, register
+from tests.test_concurrency import racing
 
 __all__ = ["racing"]  # the fixture, shared with the concurrency tests
 

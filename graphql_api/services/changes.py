@@ -58,6 +58,8 @@ class ChangeRecorder:
             pending.actor,
             event_id=pending.event_id,
             occurred_at=pending.occurred_at,
+            reason=pending.reason,
+            previous_model_id=pending.previous_model_id,
         )
 
     async def job(
@@ -95,6 +97,9 @@ class ChangeRecorder:
         *,
         event_id: str | None = None,
         occurred_at: datetime | None = None,
+        alias: str | None = None,
+        previous_model_id: str | None = None,
+        reason: str | None = None,
     ) -> ChangeEvent:
         """``event_id`` and ``occurred_at``: of a change recorded with the record before its
         event (the registry's pending changes), so that whoever appends it appends the same."""
@@ -112,6 +117,9 @@ class ChangeRecorder:
                 model_name=version.model_name,
                 actor=actor,
                 snapshot=version.model_dump(mode="python"),
+                alias=alias,
+                previous_model_id=previous_model_id,
+                reason=reason,
             )
         )
 

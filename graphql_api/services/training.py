@@ -20,7 +20,14 @@ from graphql_api.domain.events import ChangeKind, StoredEvent
 from graphql_api.domain.ids import new_id
 from graphql_api.domain.lifecycle import JobTransitions, Transition
 from graphql_api.domain.models import TrainingJob
-from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, TrainingJobOrder
+from graphql_api.domain.queries import (
+    MetricOrder,
+    Page,
+    PageRequest,
+    TrainingJobFilter,
+    TrainingJobOrder,
+)
+from graphql_api.domain.series import MAX_KEYS_PER_JOB
 from graphql_api.domain.updates import Change, FailureReason, LogsUrl, MetricsMerge, Move
 from graphql_api.domain.values import utc_now
 from graphql_api.services.outbox import Outbox, new_pending
@@ -46,7 +53,10 @@ class MLTrainingService:
         return await self._jobs.get(job_id)
 
     async def find(
-        self, where: TrainingJobFilter, order: TrainingJobOrder, page: PageRequest
+        self,
+        where: TrainingJobFilter,
+        order: TrainingJobOrder | MetricOrder,
+        page: PageRequest,
     ) -> Page[TrainingJob]:
         return await self._jobs.find(where, order, page)
 
@@ -127,7 +137,10 @@ class MLTrainingService:
         """RUNNING -> COMPLETED, merging the final ``metrics`` into those reported so far."""
         final = validation.metrics(metrics if metrics is not None else {})
         return await self._move(
-            job_id, JobTransitions.COMPLETE, actor, [MetricsMerge(metrics=final)] if final else []
+            job_id,
+            JobTransitions.COMPLETE,
+            actor,
+            [MetricsMerge(metrics=final, limit=MAX_KEYS_PER_JOB)] if final else [],
         )
 
     async def fail(self, job_id: str, reason: str, *, actor: str | None = None) -> TrainingJob:
@@ -149,7 +162,7 @@ class MLTrainingService:
         job = await self._change(
             job_id,
             JobTransitions.REPORT_METRICS.sources,
-            [MetricsMerge(metrics=checked)],
+            [MetricsMerge(metrics=checked, limit=MAX_KEYS_PER_JOB)],
             JobTransitions.REPORT_METRICS.kind,
             actor,
         )
@@ -253,7 +266,8 @@ class MLTrainingService:
         pending: PendingChange,
     ) -> TrainingJob | None:
         """``update``, with a merge that would take the *stored* metrics over their limit (not
-        only each call's) as the client's ValidationError."""
+        only each call's) as the client's ValidationError. A job may hold MAX_KEYS_PER_JOB (1,000:
+        its series keys are its metrics keys too)."""
         try:
             return await self._jobs.update(job_id, sources, changes, pending=pending)
         except MergeLimitExceeded as error:

@@ -47,6 +47,8 @@ def pending_doc(pending: PendingChange) -> dict[str, Any]:
         "occurred_at": pending.occurred_at,
         "actor": pending.actor,
         "keeps_status": pending.keeps_status,
+        "reason": pending.reason,
+        "previous_model_id": pending.previous_model_id,
     }
 
 
@@ -58,6 +60,8 @@ def pending_from_doc(doc: Mapping[str, Any]) -> PendingChange:
         occurred_at=doc["occurred_at"].replace(tzinfo=UTC),
         actor=doc.get("actor"),
         keeps_status=bool(doc.get("keeps_status", False)),
+        reason=doc.get("reason"),
+        previous_model_id=doc.get("previous_model_id"),
     )
 
 
