@@ -60,6 +60,7 @@ class ChangeRecorder:
             occurred_at=pending.occurred_at,
             reason=pending.reason,
             previous_model_id=pending.previous_model_id,
+            alias=pending.alias,
         )
 
     async def job(

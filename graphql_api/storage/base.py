@@ -122,6 +122,11 @@ class PendingChange:
     #: A rollback's: why, and the version it replaced in production.
     reason: str | None = None
     previous_model_id: str | None = None
+    #: An alias move's (``ALIAS_SET``, ``ALIAS_DELETED``): the alias, and the version the event
+    #: is about. An alias lives in its name's registry document, so its pending change is kept
+    #: there (the document the move writes), not in the version's.
+    alias: str | None = None
+    model_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -337,10 +342,28 @@ class ModelVersionStore(
         model_id: str | None,
         expected: str | None,
         limit: int,
+        *,
+        pending: PendingChange | None = None,
     ) -> bool:
         """Compare-and-set on one alias of the name's registry document (which must exist):
         point it at ``model_id`` (None: delete it) if it names ``expected`` now (None: if it
-        does not exist and the name has fewer than ``limit`` aliases). Whether it moved."""
+        does not exist and the name has fewer than ``limit`` aliases). Whether it moved.
+        With ``pending``: only if no alias change of the name is pending, recording ``pending``
+        in the same write; RecordBusy when only that condition failed."""
+
+    async def alias_pending_change(
+        self, model_name: str
+    ) -> tuple[ModelVersion, PendingChange] | None:
+        """The name's alias change whose event is not yet in the log, with the version it is
+        about (as stored now); None if there is none."""
+
+    async def alias_pending_before(
+        self, before: datetime, limit: int
+    ) -> list[tuple[ModelVersion, PendingChange]]:
+        """Up to ``limit`` alias changes pending since before ``before``, oldest first."""
+
+    async def clear_alias_pending(self, model_name: str, event_id: str) -> None:
+        """Forget the name's pending alias change ``event_id`` (its event is in the log)."""
 
 
 class TrainingJobStore(

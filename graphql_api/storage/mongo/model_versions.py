@@ -385,6 +385,7 @@ class MongoModelVersionStore(
             await self._c.drop_index("production_slot_unique")
         await self._ensure_precedence_unique()
         await self._ensure_outbox_index()
+        await self._ensure_alias_outbox_index()
         await self._ensure_metadata_indexes()
         await self._backfill_catalog()
         await self._create_indexes(

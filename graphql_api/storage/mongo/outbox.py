@@ -49,6 +49,8 @@ def pending_doc(pending: PendingChange) -> dict[str, Any]:
         "keeps_status": pending.keeps_status,
         "reason": pending.reason,
         "previous_model_id": pending.previous_model_id,
+        "alias": pending.alias,
+        "model_id": pending.model_id,
     }
 
 
@@ -62,6 +64,8 @@ def pending_from_doc(doc: Mapping[str, Any]) -> PendingChange:
         keeps_status=bool(doc.get("keeps_status", False)),
         reason=doc.get("reason"),
         previous_model_id=doc.get("previous_model_id"),
+        alias=doc.get("alias"),
+        model_id=doc.get("model_id"),
     )
 
 
