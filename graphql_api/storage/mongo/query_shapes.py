@@ -606,6 +606,14 @@ SHAPES: tuple[QueryShape, ...] = (
         "a displaced holder that never reached production",
         "_id_",
     ),
+    _shape(
+        "model_registry",
+        "find",
+        ["pending_event.occurred_at"],
+        ["pending_event.occurred_at:1"],
+        "the outbox sweep: alias moves left without their event",
+        "alias_pending_occurred_at (sparse: only names with a pending alias event)",
+    ),
     # ---- change log (events: _id is the sequence number) and its counter
     _shape("events", "insert", [], [], "every change (append), seal", "_id_ (unique)"),
     _shape(
