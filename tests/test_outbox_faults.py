@@ -26,6 +26,7 @@ from graphql_api.app import create_app
 from graphql_api.domain.events import ChangeEvent, ChangeKind
 from graphql_api.domain.lifecycle import JOB_TRANSITIONS, VERSION_TRANSITIONS
 from graphql_api.domain.models import ModelVersion, TrainingJob
+from graphql_api.domain.queries import PageRequest
 from graphql_api.services import changes
 from graphql_api.services.changes import IMMUTABLE_FIELDS
 from graphql_api.settings import Settings
@@ -347,6 +348,12 @@ async def _check_after_restart(
         changed += did_change
     if acknowledged:
         assert changed, f"{what}: acknowledged, but no record changed"
+    # A registered version's name is in the list of models (``models``), even when the
+    # registration's writer died between its insert and listing the name.
+    listed = await storage.model_versions.model_names(None, PageRequest(first=100))
+    for record in after.values():
+        if isinstance(record, ModelVersion):
+            assert record.model_name in listed.items, f"{what}: {record.model_name} not listed"
 
 
 @pytest.mark.parametrize("scenario", list(SCENARIOS))

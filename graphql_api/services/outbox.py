@@ -76,6 +76,9 @@ class _Lane(Generic[R]):
     append: Callable[[R, PendingChange], Awaitable[object]]
     key: Callable[[R], str]
     logged: Callable[[str], Awaitable[bool]]
+    #: What the change's own writer does after its write and before relaying, redone by a relay
+    #: of someone else's change (idempotent); None: nothing.
+    after_write: Callable[[R, PendingChange], Awaitable[None]] | None = None
 
 
 class Outbox:
@@ -92,6 +95,7 @@ class Outbox:
             record.pending_version,
             lambda v: v.model_id,
             logged,
+            _list_registered_name(storage.model_versions),
         )
 
         # Alias moves: pending in the name's registry document (the document a move writes).
@@ -157,6 +161,19 @@ class Outbox:
         )
 
 
+def _list_registered_name(
+    versions: ModelVersionStore,
+) -> Callable[[ModelVersion, PendingChange], Awaitable[None]]:
+    """A registration adds its name to the list of models (``models``) after its insert; a
+    writer that died in between left the version without it, so the relay adds it."""
+
+    async def after_write(version: ModelVersion, pending: PendingChange) -> None:
+        if pending.kind is ChangeKind.REGISTERED:
+            await versions.add_model_name(version.model_name)
+
+    return after_write
+
+
 class _AliasOutbox:
     """The registry documents' pending alias changes, as an ``OutboxStore`` of the versions
     they are about (keyed by model name)."""
@@ -198,6 +215,8 @@ async def _publish(
     the clearing left an event that is already logged; appending it again would be refused
     by its id, but only after taking a sequence number, which leaves a hole that holds every
     subscriber back until the feed seals it (``MLTRAIN_FEED_GAP_GRACE``)."""
+    if recheck and lane.after_write is not None:
+        await lane.after_write(record, pending)
     if not (recheck and await lane.logged(pending.event_id)):
         await lane.append(record, pending)
     await lane.store.clear_pending(lane.key(record), pending.event_id)
