@@ -97,11 +97,14 @@ class RollbackMixin:
             if read.production_revision == pointer.revision:
                 await self._settle(model_id)  # a concurrent duplicate put it back
                 return
-            if read.version.status is not ModelStatus.ARCHIVED:
-                raise _not_a_previous_production(read.version)
             now = await self._versions.read_production_pointer(pointer.model_name)
+            # The pointer first: a version that left ARCHIVED under a later pointer revision
+            # (put back by a duplicate whose holding an undone deployment then renewed) lost
+            # to a concurrent change, a ConflictError, not a version that cannot be rolled to.
             if now is None or now.revision != pointer.revision:
                 raise await self._lost(pointer.model_name, model_id)
+            if read.version.status is not ModelStatus.ARCHIVED:
+                raise _not_a_previous_production(read.version)
             pending = PendingChange(
                 event_id=uuid.uuid4().hex,
                 kind=VersionTransitions.ROLLBACK.kind,
