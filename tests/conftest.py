@@ -25,6 +25,26 @@ from tests.live_servers import ServerLoop
 REAL_URI = os.environ.get("MLTRAIN_TEST_MONGODB_URI")
 BACKENDS = ["mock", *(["real"] if REAL_URI else [])]
 
+#: Why the coverage floor is not checked on this run (None: it is, when --cov is on).
+FLOOR_SKIPPED = "MLTRAIN_TEST_MONGODB_URI is not set" if REAL_URI is None else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The coverage floor (pyproject's ``fail_under``) is the figure of the suite on both
+    backends: a mock-only run leaves the real server's code paths out and falls under it, so
+    it is measured and reported but not held to the floor (README "Quickstart" and .ci/run
+    run the same command; CI sets the real server)."""
+    coverage = config.pluginmanager.get_plugin("_cov")  # pytest-cov, when --cov is given
+    if coverage is not None and FLOOR_SKIPPED is not None:
+        coverage.options.cov_fail_under = 0  # 0, not None: None reloads it from pyproject
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if config.pluginmanager.get_plugin("_cov") is not None and FLOOR_SKIPPED is not None:
+        terminalreporter.write_line(
+            f"coverage floor not checked: {FLOOR_SKIPPED} (the floor is for mock + real server)"
+        )
+
 
 @pytest.fixture(params=BACKENDS)
 async def storage(request: pytest.FixtureRequest) -> AsyncIterator[MongoStorage]:

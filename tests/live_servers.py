@@ -289,10 +289,35 @@ ROOT = Path(__file__).resolve().parent.parent
 MLTRAIN = [sys.executable, "-m", "graphql_api.cli"]
 
 
+#: Under pytest-xdist (``-n``), each worker hands out ports from a block of its own below
+#: the kernel's ephemeral range (32768+, where ``bind(0)`` and outgoing connections take
+#: theirs): between ``free_port`` and the server process's own bind, no other worker of the
+#: run can pick the same port. Alone (no xdist), the kernel picks one.
+WORKER_PORTS = 1000
+
+
+def _worker_ports() -> Iterator[int] | None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
+    if not worker.startswith("gw"):
+        return None
+    first = 20000 + int(worker[2:]) * WORKER_PORTS
+    return itertools.cycle(range(first, first + WORKER_PORTS)) if first < 32768 else None
+
+
+_next_ports = _worker_ports()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on, for a server process to bind."""
+    for _ in range(WORKER_PORTS if _next_ports is not None else 1):
+        with socket.socket() as sock:
+            port = 0 if _next_ports is None else next(_next_ports)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # another program's (a fixed-port server, another run)
+            return int(sock.getsockname()[1])
+    raise RuntimeError("no free port in this worker's block")
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -22,7 +22,7 @@ from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
 from tests import operations as ops
 from tests.conftest import BACKENDS, REAL_URI
-from tests.live_servers import TRANSPORT_WS, ServerLoop
+from tests.live_servers import TRANSPORT_WS, ServerLoop, eventually
 from tests.security_helpers import KEYS, SECRETS, RoleClient, client, secured_app, snapshot
 
 CREATE_KEY = """mutation($name: String!, $patterns: [String!]) {
@@ -42,6 +42,8 @@ class Scoped:
         self.storage = storage
         self.version_of: dict[str, str] = {}
         self.job_of: dict[str, str] = {}
+        #: How many subscriptions the server's feed has (set by ``served``, over a real server).
+        self.subscriber_count: Callable[[], Awaitable[int]] | None = None
 
     async def seed(self) -> None:
         for name in NAMES:
@@ -268,6 +270,7 @@ async def served(
     http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=10)
     try:
         world = Scoped(http, store)
+        world.subscriber_count = lambda: server_loop.peek(lambda: server.feed.subscriber_count)
         await world.seed()
         yield server.ws_url, await world.key("churn-*"), world
     finally:
@@ -306,9 +309,14 @@ async def test_subscriptions_deliver_only_the_keys_models(
     url, secret, world = served
     versions = await subscribe(url, secret, VERSION_UPDATES)
     jobs = await subscribe(url, secret, JOB_UPDATES)
-    # The subscriptions are live once a change made now reaches them: an admin's change of
-    # a churn version, seen first.
     everyone = await subscribe(url, SECRETS[Role.ADMIN], VERSION_UPDATES)
+    # A subscription starts at the present once the server holds it, which the client is not
+    # told (the subscribe message has no answer): wait for all three before changing
+    # anything, or a change can overtake a subscription and never reach it. Then an admin's
+    # change of a churn version is seen first.
+    count = world.subscriber_count
+    assert count is not None
+    await eventually(lambda: _equals(count(), 3), what="three subscriptions")
     await world.admin.data(Role.ADMIN, ops.PROMOTE, id=world.version_of["churn-us"])
     assert (await next_data(versions))["modelVersionUpdates"]["modelVersion"] == {
         "modelName": "churn-us"
@@ -336,6 +344,10 @@ async def test_subscriptions_deliver_only_the_keys_models(
     ]
     for ws in (versions, jobs, everyone):
         await ws.close()
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
 
 
 def test_every_root_field_is_classified_for_limited_keys() -> None:

@@ -21,7 +21,7 @@ from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
 from tests.api_helpers import create_job_id, mutate, register_id
 from tests.live_fixtures import live_fixture
-from tests.live_servers import Server, SubscriptionEnded
+from tests.live_servers import Server, SubscriptionEnded, eventually
 from tests.test_subscriptions import (
     JOB_UPDATES,
     START,
@@ -109,6 +109,7 @@ async def test_a_cursor_older_than_the_kept_count_expires_everywhere_and_live_go
     client = await live.ws(server)
     # A subscriber that is live through the deletion loses nothing.
     watching = await client.subscribe(JOB_UPDATES, jobId=job_id)
+    await subscribed(live, server, 1)
     await append_fillers(live, beyond + 300)
 
     floor = await run_retention(live, server)
@@ -134,6 +135,7 @@ async def test_a_cursor_older_than_the_kept_count_expires_everywhere_and_live_go
     ]
     assert job == {"status": "RUNNING"}
     fresh = await client.subscribe(JOB_UPDATES, jobId=job_id)
+    await subscribed(live, server, 2)  # and watching
     assert await client.nothing_more(fresh, 0.3)
     await mutate(http, COMPLETE_JOB, id=job_id)
     for op in (fresh, watching):
@@ -143,6 +145,16 @@ async def test_a_cursor_older_than_the_kept_count_expires_everywhere_and_live_go
         resumed = await client.subscribe(JOB_UPDATES, jobId=job_id, after=completed["cursor"])
         assert await client.nothing_more(resumed, 0.2)
     assert await sealed_count(live) == 0
+
+
+async def subscribed(live: Live, server: Server, count: int) -> None:
+    """Wait until the server holds ``count`` subscriptions: one without ``after`` starts at
+    the present once the server has it (the client is not told), so a change made before
+    then is not sent to it."""
+    await eventually(
+        lambda: live.loop.peek(lambda: server.feed.subscriber_count == count),
+        what=f"{count} subscriptions",
+    )
 
 
 COMPLETE_JOB = """mutation($id: ID!) {
@@ -228,6 +240,7 @@ async def test_subscribers_of_an_instance_that_fell_behind_past_the_floor_get_cu
     model_id = await register_id(http)
     job_id = await create_job_id(http, model_id)
     op = await client.subscribe(JOB_UPDATES, jobId=job_id)
+    await subscribed(live, server, 1)
     await append_fillers(live, 1300)
     storage = live.storage
     assert storage is not None
@@ -250,6 +263,7 @@ async def test_subscribers_of_an_instance_that_fell_behind_past_the_floor_get_cu
     assert await sealed_count(live) == 0
     # A new subscription from now works: the feed moved on past the floor.
     fresh = await client.subscribe(JOB_UPDATES, jobId=job_id)
+    await subscribed(live, server, 1)
     await client.nothing_more(fresh, 0.2)
     await mutate(http, START, id=job_id)
     assert updates(await client.take(fresh, 1))[0]["kind"] == "STARTED"

@@ -114,8 +114,12 @@ class ChangeFeed:
         """
         if self._tailer is None:
             raise RuntimeError("the change feed is not running")
-        last = self.position if after is None else after
-        if last > self.position and last > await self._events.head():
+        # "From now on" is the log's head now, read from storage: the feed's position can lag
+        # it (a poll not yet run, a wake-up not yet handled), and a subscription started there
+        # would receive changes made before it was opened. Events up to the head are skipped
+        # by the subscriber (it starts ahead of the feed).
+        last = max(await self._events.head(), self.position) if after is None else after
+        if after is not None and last > self.position and last > await self._events.head():
             # Every event's cursor is at most the head; this one names no event (yet).
             raise ValidationError("after", "is ahead of the change log", rule=ValidationRule.cursor)
         ticket = self.gate.ticket()
