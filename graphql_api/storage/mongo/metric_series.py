@@ -54,7 +54,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from pymongo import ASCENDING, IndexModel, InsertOne, ReplaceOne, ReturnDocument
+from pymongo import ASCENDING, IndexModel, InsertOne, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from graphql_api.domain.downsampling import Sample, Summary
@@ -85,6 +85,12 @@ FIRST_WAIT, LONGEST_WAIT = 0.001, 0.05
 UNBOUNDED_WAIT = 5.0
 #: What a bucket's summary copy holds (``metric_summaries``).
 SUMMARY_FIELDS = ("job_id", "key", "b", "w", "n", "first", "last", "min", "max")
+
+
+#: What ``append`` reads of the job document when it takes the lease.
+LEASE_READS = ("status", "metrics", "metric_steps", "metric_points", "metric_seq", "metric_lease")
+_STORED_SEQ = {"$ifNull": ["$metric_seq", 0]}
+_LEASED_SEQ = {"$ifNull": ["$metric_lease.seq", 0]}
 
 
 def _summary_copy(bucket: Mapping[str, Any]) -> dict[str, Any]:
@@ -183,27 +189,47 @@ class MongoMetricSeriesStore(MongoCollection):
             grouped: dict[tuple[str, int], list[MetricPoint]] = defaultdict(list)
             for point in points:
                 grouped[(point.key, point.step >> BUCKET_SHIFT)].append(point)
-            ids = {bucket_id(job_id, key, b): (key, b) for key, b in grouped}
-            self._trip()
-            current = {d["_id"]: d async for d in self._c.find({"_id": {"$in": list(ids)}})}
             stored_points = int(job.get("metric_points", 0))
             metric_steps: dict[str, int] = dict(job.get("metric_steps") or {})
             healed: dict[str, Sample] = {}
-            if lease.get("stale"):
+            stale = bool(lease.get("stale"))
+            if stale:
                 await self._resync_summaries(job_id, int(job.get("metric_seq", 0)))
                 stored_points, healed = await self._recount(job_id)
                 for key, last in healed.items():
                     if last[0] >= metric_steps.get(key, -1):
                         metric_steps[key] = last[0]
-            operations: list[InsertOne[Any] | ReplaceOne[Any]] = []
+            # Points past every stored step of their key (what a training script sends) are
+            # appended where they are, without reading their bucket (see ``_appended``); the
+            # rest (a retry, a late point) are merged into their bucket as read.
+            appends: dict[tuple[str, int], list[MetricPoint]] = {}
+            merges: dict[str, tuple[str, int]] = {}
+            for (key, b), group in grouped.items():
+                if not stale and min(p.step for p in group) > metric_steps.get(key, -1):
+                    appends[(key, b)] = group
+                else:
+                    merges[bucket_id(job_id, key, b)] = (key, b)
+            current: dict[str, dict[str, Any]] = {}
+            if merges:
+                self._trip()
+                current = {d["_id"]: d async for d in self._c.find({"_id": {"$in": list(merges)}})}
+            operations: list[InsertOne[Any] | ReplaceOne[Any] | UpdateOne] = []
+            copies: list[dict[str, Any]] = []
+            copy_updates: list[UpdateOne] = []
             added = 0
-            for bucket, (key, b) in ids.items():
+            for bucket, (key, b) in merges.items():
                 doc, new = _merged(current.get(bucket), job_id, key, b, grouped[(key, b)], seq)
                 added += new
                 if bucket in current:
                     operations.append(ReplaceOne({"_id": bucket, "w": current[bucket]["w"]}, doc))
                 else:
                     operations.append(InsertOne(doc))
+                copies.append(_summary_copy(doc))
+            for (key, b), group in appends.items():
+                bucket_op, copy_op = _appended(job_id, key, b, group, seq)
+                operations.append(bucket_op)
+                copy_updates.append(copy_op)
+                added += len(group)
             stored_keys = set((job.get("metrics") or {}).keys())
             keys_after = len(stored_keys | {p.key for p in points})
             if keys_after > max_keys:
@@ -212,9 +238,18 @@ class MongoMetricSeriesStore(MongoCollection):
                 raise SeriesLimitExceeded(
                     "points", stored_points, stored_points + added, max_points
                 )
+            if _now_ms() >= int(lease["until"]):
+                # The lease ran out before writing anything (a stalled process): another
+                # writer may hold the job now, and appends trust what the lease read; write
+                # nothing rather than race it.
+                raise ConflictError(
+                    f"the points for TrainingJob {job_id!r} took longer than "
+                    f"{LEASE_SECONDS:g} s to prepare; nothing was written: send them again",
+                    field="points",
+                )
             written = True
             await self._write_buckets(operations)
-            await self._write_summaries([_summary_copy(op._doc) for op in operations])
+            await self._write_summaries(copies, copy_updates)
             latest: dict[str, MetricPoint] = {}
             for point in points:
                 best = latest.get(point.key)
@@ -271,7 +306,11 @@ class MongoMetricSeriesStore(MongoCollection):
         reads = ["metric_lease", "metric_seq"]
         while True:
             try:
-                return await self._jobs._update_checked(job_id, allowed, lease_for, reads)
+                if self._jobs._guard.enabled:
+                    # FerretDB v1: a conditional update is not atomic there, so the lease goes
+                    # through the guarded read-check-write (two round trips and a claim).
+                    return await self._jobs._update_checked(job_id, allowed, lease_for, reads)
+                return await self._take_lease(job_id, allowed)
             except _Busy:
                 if time.monotonic() + pause > give_up_at:
                     raise ConflictError(
@@ -281,6 +320,45 @@ class MongoMetricSeriesStore(MongoCollection):
                     ) from None
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, LONGEST_WAIT)
+
+    async def _take_lease(self, job_id: str, allowed: list[str]) -> dict[str, Any] | None:
+        """``lease_for`` in one conditional update (an update pipeline computes the next write
+        sequence from the stored one), returning only what ``append`` reads of the job. A miss
+        costs one more read, to tell a busy job from one that cannot take points."""
+        now = _now_ms()
+        self._trip()
+        doc: dict[str, Any] | None = await self._jobs._c.find_one_and_update(
+            {
+                "_id": job_id,
+                "status": {"$in": allowed},
+                "$or": [
+                    {"metric_lease": {"$exists": False}},
+                    {"metric_lease.until": {"$lte": now}},
+                ],
+            },
+            [
+                {
+                    "$set": {
+                        "metric_lease": {
+                            "seq": {"$add": [{"$max": [_STORED_SEQ, _LEASED_SEQ]}, 1]},
+                            "until": now + int(LEASE_SECONDS * 1000),
+                            # A lease still there was left by a writer that died or failed.
+                            "stale": {"$gt": [_LEASED_SEQ, 0]},
+                        },
+                        "rev": {"$add": [{"$ifNull": ["$rev", 0]}, 1]},
+                    }
+                }
+            ],
+            projection=LEASE_READS,
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is not None:
+            return doc
+        self._trip()
+        current = await self._jobs._c.find_one({"_id": job_id}, {"status": 1})
+        if current is None or current["status"] not in allowed:
+            return None
+        raise _Busy()
 
     async def _give_up(self, job_id: str, seq: int, *, heal: bool) -> None:
         """Release the lease of a call that ends without committing: plainly when it wrote
@@ -296,20 +374,25 @@ class MongoMetricSeriesStore(MongoCollection):
         except Exception:
             pass
 
-    async def _write_buckets(self, operations: list[InsertOne[Any] | ReplaceOne[Any]]) -> None:
-        replacements = sum(isinstance(op, ReplaceOne) for op in operations)
+    async def _write_buckets(
+        self, operations: Sequence[InsertOne[Any] | ReplaceOne[Any] | UpdateOne]
+    ) -> None:
+        """One unordered bulk write. Every operation must land: a replacement whose bucket
+        changed since it was read matches nothing, and an append whose bucket is no longer
+        below its steps (or is newer) fails its upsert on the duplicate ``_id``."""
         self._trip()
         if _is_mock(self._c):
             # mongomock's bulk_write does not take the operations of the PyMongo it runs
             # with (ReplaceOne passes ``sort``): the in-memory mock applies them one by one,
             # in process (still one "round trip": nothing crosses a network).
-            matched = await self._write_one_by_one(operations)
+            landed = await self._write_one_by_one(operations)
         else:
             try:
-                matched = (await self._c.bulk_write(operations, ordered=False)).matched_count
+                result = await self._c.bulk_write(operations, ordered=False)
+                landed = result.matched_count + result.upserted_count + result.inserted_count
             except BulkWriteError:
-                matched = -1
-        if matched != replacements:
+                landed = -1
+        if landed != len(operations):
             # Only a writer whose lease expired under it (and who still wrote) can get here.
             raise ConflictError(
                 "a bucket of these points was changed by another writer meanwhile; send the "
@@ -317,22 +400,30 @@ class MongoMetricSeriesStore(MongoCollection):
                 field="points",
             )
 
-    async def _write_summaries(self, copies: list[dict[str, Any]]) -> None:
-        """Each bucket's summary copy, unless a newer one is there already (a writer whose
-        lease expired under it must not put an older summary back)."""
+    async def _write_summaries(
+        self, copies: list[dict[str, Any]], appends: Sequence[UpdateOne] = ()
+    ) -> None:
+        """Each bucket's summary copy (whole, or moved by an append as its bucket was), unless
+        a newer one is there (a writer whose lease expired under it must not put an older
+        summary back); one round trip."""
         self._trip()
         collection = self._summaries._c
         newer = [({"_id": c["_id"], "w": {"$lt": c["w"]}}, c) for c in copies]
         if _is_mock(collection):
-            # The mock's bulk_write does not take this PyMongo's operations (see below).
+            # The mock's bulk_write does not take this PyMongo's operations (see above).
             for query, copy in newer:
                 with contextlib.suppress(DuplicateKeyError):  # a newer copy is there
                     await collection.replace_one(query, copy, upsert=True)
+            for append in appends:
+                with contextlib.suppress(DuplicateKeyError):
+                    await collection.update_one(append._filter, append._doc, upsert=True)
             return
+        operations: list[ReplaceOne[Any] | UpdateOne] = [
+            ReplaceOne(query, copy, upsert=True) for query, copy in newer
+        ]
+        operations.extend(appends)
         try:
-            await collection.bulk_write(
-                [ReplaceOne(query, copy, upsert=True) for query, copy in newer], ordered=False
-            )
+            await collection.bulk_write(operations, ordered=False)
         except BulkWriteError as error:
             # A duplicate key is a newer copy already there; anything else is a failure.
             if any(not is_duplicate_key_code(e) for e in error.details.get("writeErrors", [])):
@@ -351,18 +442,26 @@ class MongoMetricSeriesStore(MongoCollection):
         if written:
             await self._write_summaries(written)
 
-    async def _write_one_by_one(self, operations: list[InsertOne[Any] | ReplaceOne[Any]]) -> int:
-        matched = 0
+    async def _write_one_by_one(
+        self, operations: Sequence[InsertOne[Any] | ReplaceOne[Any] | UpdateOne]
+    ) -> int:
+        landed = 0
         for operation in operations:
-            if isinstance(operation, InsertOne):
-                try:
+            try:
+                if isinstance(operation, InsertOne):
                     await self._c.insert_one(operation._doc)
-                except DuplicateKeyError:
-                    return -1
-            else:
-                result = await self._c.replace_one(operation._filter, operation._doc)
-                matched += result.matched_count
-        return matched
+                    landed += 1
+                elif isinstance(operation, UpdateOne):
+                    result = await self._c.update_one(
+                        operation._filter, operation._doc, upsert=True
+                    )
+                    landed += result.matched_count + (result.upserted_id is not None)
+                else:
+                    result = await self._c.replace_one(operation._filter, operation._doc)
+                    landed += result.matched_count
+            except DuplicateKeyError:
+                return -1
+        return landed
 
     async def _recount(self, job_id: str) -> tuple[int, dict[str, Sample]]:
         """The job's points and each key's last point, from the bucket summaries: after a
@@ -502,3 +601,63 @@ def _merged(
         "q": [entries[step][2] for step in steps],
     }
     return bucket, len(entries) - before
+
+
+#: Stands for "no summary yet" in an append's comparisons (every stored value is finite).
+_NO_MIN, _NO_MAX = float("inf"), float("-inf")
+
+
+def _appended(
+    job_id: str, key: str, b: int, points: Sequence[MetricPoint], seq: int
+) -> tuple[UpdateOne, UpdateOne]:
+    """The writes that append ``points`` (all past every step the bucket holds) to their
+    bucket and to its summary copy, without reading either: each is one update pipeline that
+    extends the point arrays and moves the summary (count added, ``first`` kept, ``last``
+    replaced, ``min``/``max`` replaced only by a strictly lower/higher value, the first such
+    point on a tie as ``Summary.of`` keeps), or creates the bucket. The bucket's update
+    matches only if its last step is below the new points and its last write older than this
+    one, so it can never disorder, duplicate or re-apply points (a miss turns into an insert,
+    which fails on the existing ``_id``: the call is refused). Only the new points are sent
+    and encoded; the stored ones never leave the database."""
+    ordered = sorted(points, key=lambda p: p.step)
+    steps = [p.step for p in ordered]
+    values = [p.value for p in ordered]
+    stamps = [p.timestamp_ms for p in ordered]
+    summary = Summary.of([(p.step, p.value, p.timestamp_ms) for p in ordered])
+    moved: dict[str, Any] = {
+        # Literals: a pipeline reads a string starting with "$" as a field path.
+        "job_id": {"$literal": job_id},
+        "key": {"$literal": key},
+        "b": b,
+        "w": seq,
+        "n": {"$add": [{"$ifNull": ["$n", 0]}, summary.count]},
+        "first": {"$ifNull": ["$first", {"$literal": list(summary.first)}]},
+        "last": {"$literal": list(summary.last)},
+        "min": {
+            "$cond": [
+                {"$lt": [summary.min[1], {"$ifNull": [{"$arrayElemAt": ["$min", 1]}, _NO_MIN]}]},
+                {"$literal": list(summary.min)},
+                "$min",
+            ]
+        },
+        "max": {
+            "$cond": [
+                {"$gt": [summary.max[1], {"$ifNull": [{"$arrayElemAt": ["$max", 1]}, _NO_MAX]}]},
+                {"$literal": list(summary.max)},
+                "$max",
+            ]
+        },
+    }
+    arrays = {
+        field: {"$concatArrays": [{"$ifNull": [f"${field}", []]}, {"$literal": column}]}
+        for field, column in (("s", steps), ("v", values), ("t", stamps), ("q", [seq] * len(steps)))
+    }
+    bucket = bucket_id(job_id, key, b)
+    return (
+        UpdateOne(
+            {"_id": bucket, "w": {"$lt": seq}, "last.0": {"$lt": steps[0]}},
+            [{"$set": {**moved, **arrays}}],
+            upsert=True,
+        ),
+        UpdateOne({"_id": bucket, "w": {"$lt": seq}}, [{"$set": moved}], upsert=True),
+    )
