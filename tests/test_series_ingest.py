@@ -7,10 +7,13 @@ what is stored; an append that would land out of order is refused whole. Both ba
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from graphql_api.domain.errors import ValidationError
+from graphql_api.domain.series import check_points, check_series
 from graphql_api.storage.mongo import MongoStorage
 from graphql_api.storage.mongo import metric_series as mongo_series
 from tests.conftest import GraphQLClient
@@ -200,3 +203,49 @@ async def test_appends_lost_before_their_copies_and_commit_heal_with_the_next_ca
     assert (await report(gql, job_id, again))["__typename"] == "TrainingJob"
     (loss,) = (await read(gql, job_id, max=10_000))["metricSeries"]
     assert loss["totalPoints"] == 301 and [p["step"] for p in loss["points"]] == list(range(301))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_columnar_check_keeps_what_the_point_by_point_check_keeps(seed: int) -> None:
+    """``check_series`` takes whole columns at a time; on any mix of ordered and unordered
+    steps, repeated steps and keys repeated across entries, integers among the values, it
+    keeps exactly what ``check_points`` keeps for the same points (the last for a step)."""
+    rng = random.Random(seed)
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    entries = []
+    for _ in range(rng.randint(1, 5)):
+        size = rng.randint(0, 40)
+        steps = sorted(rng.sample(range(5000), size))
+        if rng.random() < 0.4:
+            rng.shuffle(steps)
+        if rng.random() < 0.3 and steps:
+            steps.append(rng.choice(steps))
+        values: list[Any] = [rng.choice([rng.random(), rng.randint(-5, 5)]) for _ in steps]
+        entries.append({"key": rng.choice(["loss", "acc", "lr"]), "steps": steps, "values": values})
+    if not any(e["steps"] for e in entries):
+        entries.append({"key": "loss", "steps": [1], "values": [1.0]})
+    flat = [
+        {"key": e["key"], "step": s, "value": v}
+        for e in entries
+        for s, v in zip(e["steps"], e["values"], strict=True)
+    ]
+    by_columns = {c.key: c for c in check_series(entries, now)}
+    by_points = {c.key: c for c in check_points(flat, now)}
+    assert by_columns == by_points
+    for columns in by_columns.values():
+        assert columns.steps == sorted(set(columns.steps))
+        assert all(type(v) is float for v in columns.values)
+
+
+def test_finite_values_whose_sum_overflows_are_taken() -> None:
+    (loss,) = check_series(
+        [{"key": "loss", "steps": [1, 2, 3], "values": [1e308, 1e308, 10**300]}],
+        datetime(2026, 3, 1, tzinfo=UTC),
+    )
+    assert loss.values == [1e308, 1e308, 1e300]
+    with pytest.raises(ValidationError) as refused:
+        check_series(
+            [{"key": "loss", "steps": [1, 2, 3], "values": [1e308, 10**400, 1.0]}],
+            datetime(2026, 3, 1, tzinfo=UTC),
+        )
+    assert refused.value.field == "series[0].values[1]"

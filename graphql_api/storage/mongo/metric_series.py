@@ -48,11 +48,12 @@ anything.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from pymongo import ASCENDING, IndexModel, InsertOne, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -61,7 +62,7 @@ from graphql_api.domain.downsampling import Sample, Summary
 from graphql_api.domain.enums import TrainingStatus
 from graphql_api.domain.errors import ConflictError
 from graphql_api.domain.models import TrainingJob
-from graphql_api.domain.series import BucketSummary, MetricPoint
+from graphql_api.domain.series import BucketSummary, KeyPoints
 from graphql_api.storage.base import StoreStats
 from graphql_api.storage.mongo import documents
 from graphql_api.storage.mongo.collection import MongoCollection, UpdateGuard
@@ -174,7 +175,7 @@ class MongoMetricSeriesStore(MongoCollection):
     async def append(
         self,
         job_id: str,
-        points: Sequence[MetricPoint],
+        columns: Sequence[KeyPoints],
         allowed: Collection[TrainingStatus],
         max_keys: int,
         max_points: int,
@@ -186,9 +187,6 @@ class MongoMetricSeriesStore(MongoCollection):
         seq = int(lease["seq"])
         written = False
         try:
-            grouped: dict[tuple[str, int], list[MetricPoint]] = defaultdict(list)
-            for point in points:
-                grouped[(point.key, point.step >> BUCKET_SHIFT)].append(point)
             stored_points = int(job.get("metric_points", 0))
             metric_steps: dict[str, int] = dict(job.get("metric_steps") or {})
             healed: dict[str, Sample] = {}
@@ -202,13 +200,13 @@ class MongoMetricSeriesStore(MongoCollection):
             # Points past every stored step of their key (what a training script sends) are
             # appended where they are, without reading their bucket (see ``_appended``); the
             # rest (a retry, a late point) are merged into their bucket as read.
-            appends: dict[tuple[str, int], list[MetricPoint]] = {}
-            merges: dict[str, tuple[str, int]] = {}
-            for (key, b), group in grouped.items():
-                if not stale and min(p.step for p in group) > metric_steps.get(key, -1):
-                    appends[(key, b)] = group
+            appends: list[_BucketPart] = []
+            merges: dict[str, _BucketPart] = {}
+            for part in _bucket_parts(columns):
+                if not stale and part.steps[0] > metric_steps.get(part.key, -1):
+                    appends.append(part)
                 else:
-                    merges[bucket_id(job_id, key, b)] = (key, b)
+                    merges[bucket_id(job_id, part.key, part.b)] = part
             current: dict[str, dict[str, Any]] = {}
             if merges:
                 self._trip()
@@ -217,21 +215,28 @@ class MongoMetricSeriesStore(MongoCollection):
             copies: list[dict[str, Any]] = []
             copy_updates: list[UpdateOne] = []
             added = 0
-            for bucket, (key, b) in merges.items():
-                doc, new = _merged(current.get(bucket), job_id, key, b, grouped[(key, b)], seq)
+            for bucket, part in merges.items():
+                doc, new = _merged(current.get(bucket), job_id, part, seq)
                 added += new
                 if bucket in current:
                     operations.append(ReplaceOne({"_id": bucket, "w": current[bucket]["w"]}, doc))
                 else:
                     operations.append(InsertOne(doc))
                 copies.append(_summary_copy(doc))
-            for (key, b), group in appends.items():
-                bucket_op, copy_op = _appended(job_id, key, b, group, seq)
-                operations.append(bucket_op)
-                copy_updates.append(copy_op)
-                added += len(group)
+            for part in appends:
+                if part.b > metric_steps.get(part.key, -1) >> BUCKET_SHIFT:
+                    # Past the key's last bucket: no such bucket yet, a plain insert (an
+                    # update pipeline's upsert costs DocumentDB several times more).
+                    doc = _new_bucket(job_id, part, seq)
+                    operations.append(InsertOne(doc))
+                    copies.append(_summary_copy(doc))
+                else:
+                    bucket_op, copy_op = _appended(job_id, part, seq)
+                    operations.append(bucket_op)
+                    copy_updates.append(copy_op)
+                added += len(part.steps)
             stored_keys = set((job.get("metrics") or {}).keys())
-            keys_after = len(stored_keys | {p.key for p in points})
+            keys_after = len(stored_keys | {c.key for c in columns})
             if keys_after > max_keys:
                 raise SeriesLimitExceeded("keys", len(stored_keys), keys_after, max_keys)
             if stored_points + added > max_points:
@@ -250,19 +255,16 @@ class MongoMetricSeriesStore(MongoCollection):
             written = True
             await self._write_buckets(operations)
             await self._write_summaries(copies, copy_updates)
-            latest: dict[str, MetricPoint] = {}
-            for point in points:
-                best = latest.get(point.key)
-                if best is None or point.step > best.step:
-                    latest[point.key] = point
+            # Each key's columns are in step order: its last point is its latest.
+            latest = {c.key: (c.steps[-1], c.values[-1]) for c in columns}
             changes: dict[str, Any] = {}
             for key, last in healed.items():
                 if last[0] >= metric_steps.get(key, -1) and key not in latest:
                     changes[f"metrics.{key}"] = last[1]
-            for key, point in latest.items():
-                if point.step >= metric_steps.get(key, -1):
-                    changes[f"metrics.{key}"] = point.value
-                    metric_steps[key] = point.step
+            for key, (step, value) in latest.items():
+                if step >= metric_steps.get(key, -1):
+                    changes[f"metrics.{key}"] = value
+                    metric_steps[key] = step
             for key, step in metric_steps.items():
                 changes[f"metric_steps.{key}"] = step
             changes["metric_points"] = stored_points + added
@@ -562,16 +564,37 @@ class MongoMetricSeriesStore(MongoCollection):
         return found
 
 
+class _BucketPart(NamedTuple):
+    """The points of one call that fall in one bucket: slices of their key's columns."""
+
+    key: str
+    b: int
+    steps: list[int]
+    values: list[float]
+    stamps: list[int]
+
+
+def _bucket_parts(columns: Sequence[KeyPoints]) -> list[_BucketPart]:
+    """Each key's columns (ascending steps) cut at bucket boundaries (a bisection per bucket,
+    not a test per point)."""
+    parts = []
+    for key, steps, values, stamps in columns:
+        start, end = 0, len(steps)
+        while start < end:
+            b = steps[start] >> BUCKET_SHIFT
+            stop = bisect.bisect_left(steps, (b + 1) << BUCKET_SHIFT, start, end)
+            parts.append(
+                _BucketPart(key, b, steps[start:stop], values[start:stop], stamps[start:stop])
+            )
+            start = stop
+    return parts
+
+
 def _merged(
-    doc: Mapping[str, Any] | None,
-    job_id: str,
-    key: str,
-    b: int,
-    points: Sequence[MetricPoint],
-    seq: int,
+    doc: Mapping[str, Any] | None, job_id: str, part: _BucketPart, seq: int
 ) -> tuple[dict[str, Any], int]:
-    """The bucket with ``points`` merged in (replacing stored points of the same step), its
-    summary recomputed; and how many points are new."""
+    """The bucket with ``part``'s points merged in (replacing stored points of the same
+    step), its summary recomputed; and how many points are new."""
     entries: dict[int, tuple[float, int, int]] = {}
     if doc is not None:
         entries = {
@@ -579,16 +602,16 @@ def _merged(
             for s, v, t, q in zip(doc["s"], doc["v"], doc["t"], doc["q"], strict=True)
         }
     before = len(entries)
-    for point in points:
-        entries[point.step] = (point.value, point.timestamp_ms, seq)
+    for step, value, ms in zip(part.steps, part.values, part.stamps, strict=True):
+        entries[step] = (value, ms, seq)
     steps = sorted(entries)
     samples = [(step, entries[step][0], entries[step][1]) for step in steps]
     summary = Summary.of(samples)
     bucket = {
-        "_id": bucket_id(job_id, key, b),
+        "_id": bucket_id(job_id, part.key, part.b),
         "job_id": job_id,
-        "key": key,
-        "b": b,
+        "key": part.key,
+        "b": part.b,
         "w": seq,
         "n": summary.count,
         "first": list(summary.first),
@@ -603,13 +626,47 @@ def _merged(
     return bucket, len(entries) - before
 
 
+def _summary_of(part: _BucketPart) -> Summary:
+    """``Summary.of`` the part's points, a column at a time: ``min`` and ``index`` keep the
+    first point of the lowest value, as ``Summary.of`` does (likewise the highest)."""
+    steps, values, stamps = part.steps, part.values, part.stamps
+    low = values.index(min(values))
+    high = values.index(max(values))
+    return Summary(
+        len(steps),
+        (steps[0], values[0], stamps[0]),
+        (steps[-1], values[-1], stamps[-1]),
+        (steps[low], values[low], stamps[low]),
+        (steps[high], values[high], stamps[high]),
+    )
+
+
+def _new_bucket(job_id: str, part: _BucketPart, seq: int) -> dict[str, Any]:
+    """A bucket holding only ``part``'s points (ascending, one per step already)."""
+    summary = _summary_of(part)
+    return {
+        "_id": bucket_id(job_id, part.key, part.b),
+        "job_id": job_id,
+        "key": part.key,
+        "b": part.b,
+        "w": seq,
+        "n": summary.count,
+        "first": list(summary.first),
+        "last": list(summary.last),
+        "min": list(summary.min),
+        "max": list(summary.max),
+        "s": part.steps,
+        "v": part.values,
+        "t": part.stamps,
+        "q": [seq] * len(part.steps),
+    }
+
+
 #: Stands for "no summary yet" in an append's comparisons (every stored value is finite).
 _NO_MIN, _NO_MAX = float("inf"), float("-inf")
 
 
-def _appended(
-    job_id: str, key: str, b: int, points: Sequence[MetricPoint], seq: int
-) -> tuple[UpdateOne, UpdateOne]:
+def _appended(job_id: str, part: _BucketPart, seq: int) -> tuple[UpdateOne, UpdateOne]:
     """The writes that append ``points`` (all past every step the bucket holds) to their
     bucket and to its summary copy, without reading either: each is one update pipeline that
     extends the point arrays and moves the summary (count added, ``first`` kept, ``last``
@@ -619,11 +676,8 @@ def _appended(
     one, so it can never disorder, duplicate or re-apply points (a miss turns into an insert,
     which fails on the existing ``_id``: the call is refused). Only the new points are sent
     and encoded; the stored ones never leave the database."""
-    ordered = sorted(points, key=lambda p: p.step)
-    steps = [p.step for p in ordered]
-    values = [p.value for p in ordered]
-    stamps = [p.timestamp_ms for p in ordered]
-    summary = Summary.of([(p.step, p.value, p.timestamp_ms) for p in ordered])
+    key, b, steps, values, stamps = part
+    summary = _summary_of(part)
     moved: dict[str, Any] = {
         # Literals: a pipeline reads a string starting with "$" as a field path.
         "job_id": {"$literal": job_id},
