@@ -6,9 +6,10 @@ and job ids never hold control characters, so the id is unambiguous). It holds i
 parallel arrays sorted by step (``s`` steps, ``v`` values, ``t`` timestamps in ms, ``q`` the
 write sequence that stored each point) and their summary: ``n`` (count), ``first``,
 ``last``, ``min``, ``max`` (each ``[step, value, timestamp]``), and ``w``, the write sequence
-of its last write. A bucket is always written whole (points and summary in one document
-write), so on every server, with or without transactions, a summary describes exactly the
-points beside it.
+of its last write. Points and summary always change in one document write (a bucket written
+whole, or points appended by an update pipeline that moves the summary in the same update),
+so on every server, with or without transactions, a summary describes exactly the points
+beside it.
 
 **Summary copies.** Collection ``metric_summaries`` holds a copy of each bucket's summary
 (same ``_id``, no points: about 200 bytes instead of up to 40 KB), written right after the
@@ -19,12 +20,20 @@ than 2.5 s that way). A copy is written only over an older one (``w`` lower), so
 whose lease expired under it cannot put an older summary back.
 
 **One writer per job at a time.** A call that writes points first takes the job's series
-lease (a conditional update of the job document: ``metric_lease {seq, until}``, the next
-write sequence, refused while another live lease is held), then reads the buckets it touches,
-merges, checks the limits against what is stored, writes the buckets (one unordered bulk
-write, each replacement conditional on the bucket's ``w`` as read), then their summary
-copies, and commits on the job
-document: the latest value and step per key (``metrics``, ``metric_steps``), the number of
+lease (one conditional update of the job document, an update pipeline: ``metric_lease {seq,
+until}``, the next write sequence, refused while another live lease is held), then checks
+the limits against what is stored and writes the buckets in one unordered bulk write, then
+their summary copies in one more, and commits on the job document. A key's points past every
+step stored for it (``metric_steps``, read with the lease: what a training script sends) are
+written without reading their buckets: a bucket past the key's last one is inserted, and an
+existing one gets them appended by an update pipeline (arrays extended, count added, last
+replaced, min and max replaced only by a strictly lower or higher value), matching only while
+the bucket's last step is below them and its ``w`` below this write's, so an append can never
+disorder, duplicate or re-apply points (a miss becomes an insert of an existing ``_id``: the
+call is refused, its lease left stale); its copy is moved by the same summary pipeline. Other
+points (a retry, a late step) are merged into their buckets as read (one more round trip), each
+replacement conditional on the bucket's ``w`` as read. The commit on the job
+document sets: the latest value and step per key (``metrics``, ``metric_steps``), the number of
 points stored (``metric_points``), ``metric_seq`` (the last completed write), the lease
 cleared, ``rev`` bumped. Concurrent callers for one job wait for the lease (bounded: then a
 ConflictError to retry); different jobs never wait for each other.
@@ -42,7 +51,12 @@ values heal with the next write, and a retry of the crashed call replaces its po
 of counting them twice. Until then a read shows the crashed call's points where it opens
 buckets and the earlier summaries where it does not, with the job's ``metrics`` and live
 cursor one write behind. A call refused by a limit releases the lease without writing
-anything.
+anything, and so does a call whose lease ran out before it wrote (a stalled process: another
+writer may hold the job by then). One window is left: a copy moved by an append assumes the
+copy was current. A writer that stalls past its lease just before writing, whose append then
+lands after the next writer has committed, leaves that bucket's copy short of its points if a
+later call's append moves the copy before its own copy write does (the bucket itself stays
+exact, and so do reads that open it); the old read-merge path rewrote copies whole instead.
 """
 
 from __future__ import annotations
@@ -265,8 +279,10 @@ class MongoMetricSeriesStore(MongoCollection):
                 if step >= metric_steps.get(key, -1):
                     changes[f"metrics.{key}"] = value
                     metric_steps[key] = step
+            stored_steps = job.get("metric_steps") or {}
             for key, step in metric_steps.items():
-                changes[f"metric_steps.{key}"] = step
+                if stored_steps.get(key) != step:  # only what moved (a job has up to 1,000)
+                    changes[f"metric_steps.{key}"] = step
             changes["metric_points"] = stored_points + added
             changes["metric_seq"] = seq
             self._trip()
