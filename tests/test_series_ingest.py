@@ -249,3 +249,22 @@ def test_finite_values_whose_sum_overflows_are_taken() -> None:
             datetime(2026, 3, 1, tzinfo=UTC),
         )
     assert refused.value.field == "series[0].values[1]"
+
+
+async def test_a_guarded_server_merges_every_call_and_stores_the_same(
+    gql: GraphQLClient, storage: MongoStorage
+) -> None:
+    """FerretDB v1 (the server that needs the update guard) has no update pipelines: there
+    the lease is the guarded read-check-write and every bucket is read and merged, as before
+    appends existed; what is stored is the same."""
+    storage.guard.enabled = True
+    job_id = await running_job(gql)
+    await report(gql, job_id, points("loss", range(0, 250)))
+    storage.stats.round_trips = 0
+    assert (await report(gql, job_id, points("loss", range(250, 500))))["__typename"]
+    # The lease (read, claim, write, release), the bucket read, the buckets, their copies,
+    # the commit.
+    assert storage.stats.round_trips == 8
+    (loss,) = (await read(gql, job_id, max=10_000))["metricSeries"]
+    assert [p["step"] for p in loss["points"]] == list(range(500))
+    assert (loss["totalPoints"], loss["max"]) == (500, 49.9)

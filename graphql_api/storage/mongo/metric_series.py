@@ -214,10 +214,12 @@ class MongoMetricSeriesStore(MongoCollection):
             # Points past every stored step of their key (what a training script sends) are
             # appended where they are, without reading their bucket (see ``_appended``); the
             # rest (a retry, a late point) are merged into their bucket as read.
+            # FerretDB v1 (the guarded server) has no update pipelines: it merges everything.
+            appendable = not stale and not self._guard.enabled
             appends: list[_BucketPart] = []
             merges: dict[str, _BucketPart] = {}
             for part in _bucket_parts(columns):
-                if not stale and part.steps[0] > metric_steps.get(part.key, -1):
+                if appendable and part.steps[0] > metric_steps.get(part.key, -1):
                     appends.append(part)
                 else:
                     merges[bucket_id(job_id, part.key, part.b)] = part
