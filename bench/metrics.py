@@ -5,6 +5,7 @@
     .venv/bin/python -m bench.metrics --series-points 100000 --compare-points 10000  # quick
     .venv/bin/python -m bench.metrics --profile read                    # cProfile of one part
     .venv/bin/python -m bench.metrics --ingest-only                     # both ingest forms only
+    .venv/bin/python -m bench.metrics --ingest-only --ingest-parts      # + where a call's CPU goes
 
 The ASGI app is called in-process (as ``bench.inprocess`` does: no network, no uvicorn), so
 what is measured is the server's own work: wall time per request (which, on a real server,
@@ -22,6 +23,12 @@ work too, since the mock lives in the process; on a real server, only the API se
 3. **Compare**: ``--compare-jobs`` jobs with ``--compare-points`` points each, then one
    ``trainingJobs(filter: {jobIds: [...]})`` query of every job's ``loss`` series at 500
    points, median of ``--rounds``.
+
+With ``--ingest-parts``, the ``series:`` call is also taken apart, each part timed alone over
+the same number of calls (process CPU per call): graphql-core's coercion of the variables,
+the service's check (``check_series``), and the storage write (the service's store of checked
+columns, into a job of its own), with its round trips per call. cProfile cannot show this
+split: Motor runs each database operation in a thread (BSON, sockets), which it does not see.
 
 Every request's answer is checked (totals, point counts) outside the timed part.
 """
@@ -186,6 +193,49 @@ def ingest_body(form: str, job_id: str, keys: tuple[str, ...], call: int) -> dic
     return {"query": REPORT_SERIES, "variables": {"id": job_id, "series": series}}
 
 
+async def ingest_parts(services: Services, storage: MongoStorage, calls: int) -> None:
+    """Process CPU per call of each part of a ``series:`` call (see the module's doc)."""
+    from graphql import parse
+    from graphql.execution.values import coerce_variable_values
+
+    from graphql_api.domain import series
+    from graphql_api.domain.values import utc_now
+    from graphql_api.schema import schema
+
+    keys = ("loss", "acc", "lr", "grad_norm")
+    body = ingest_body("series", "job", keys, 0)
+    (operation,) = parse(body["query"]).definitions
+    definitions = getattr(operation, "variable_definitions", ())
+    errors: list[Any] = []
+    with Timer() as coercion:
+        for _ in range(calls):
+            coerce_variable_values(schema._schema, definitions, body["variables"], errors.append)
+    assert not errors, errors
+    columns = body["variables"]["series"]
+    with Timer() as check:
+        for _ in range(calls):
+            series.check_series(columns, utc_now())
+    (job_id,) = await running_jobs(services, 1)
+    checked = [
+        series.check_series(
+            ingest_body("series", job_id, keys, c)["variables"]["series"], utc_now()
+        )
+        for c in range(calls + 3)
+    ]
+    for batch in checked[:3]:  # warm-up
+        await services.series._store(job_id, batch, "series")
+    before = storage.stats.round_trips
+    with Timer() as store:
+        for batch in checked[3:]:
+            await services.series._store(job_id, batch, "series")
+    trips = (storage.stats.round_trips - before) / calls
+    print(
+        f"  parts, CPU per call: variable coercion {coercion.cpu / calls:.2f} ms, "
+        f"check_series {check.cpu / calls:.2f} ms, storage {store.cpu / calls:.2f} ms "
+        f"({trips:g} round trips)"
+    )
+
+
 async def main(args: argparse.Namespace) -> None:
     database = f"mltrain_bench_metrics_{uuid.uuid4().hex[:8]}"
     storage = MongoStorage.connect(args.uri, database)
@@ -223,6 +273,8 @@ async def main(args: argparse.Namespace) -> None:
                     f"{timer.cpu / args.ingest_calls:.1f} ms CPU per call"
                 )
 
+            if args.ingest_parts:
+                await ingest_parts(services, storage, args.ingest_calls)
             if args.ingest_only:
                 return
             (long_job,) = await running_jobs(services, 1)
@@ -279,6 +331,9 @@ if __name__ == "__main__":
     parser.add_argument("--uri", default=None, help="a real server (default: the mock)")
     parser.add_argument("--ingest-calls", type=int, default=100)
     parser.add_argument("--ingest-only", action="store_true", help="skip the reads")
+    parser.add_argument(
+        "--ingest-parts", action="store_true", help="time each part of a series: call alone"
+    )
     parser.add_argument("--series-points", type=int, default=1_000_000)
     parser.add_argument("--compare-jobs", type=int, default=20)
     parser.add_argument("--compare-points", type=int, default=100_000)

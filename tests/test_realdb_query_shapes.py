@@ -34,7 +34,7 @@ from graphql_api.domain.queries import (
     TrainingJobFilter,
     TrainingJobOrder,
 )
-from graphql_api.domain.series import MetricPoint
+from graphql_api.domain.series import MetricPoint, as_columns
 from graphql_api.domain.updates import MetricsMerge, Move, VersionMetadata
 from graphql_api.domain.values import utc_now
 from graphql_api.services.container import Services
@@ -379,15 +379,17 @@ async def drive_metric_series(storage: MongoStorage, running_job_id: str) -> Non
     series = storage.metric_series
     running = [TrainingStatus.RUNNING]
     points = [MetricPoint("loss", step, step / 10, 0) for step in range(0, 3000, 3)]
-    await series.append(running_job_id, points, running, 1000, 10_000_000)
-    await series.append(running_job_id, points[:10], running, 1000, 10_000_000)
+    await series.append(running_job_id, as_columns(points), running, 1000, 10_000_000)
+    await series.append(running_job_id, as_columns(points[:10]), running, 1000, 10_000_000)
     with pytest.raises(SeriesLimitExceeded):  # 1,000 stored, 1 more
-        await series.append(running_job_id, [MetricPoint("acc", 1, 0.5, 0)], running, 1000, 1_000)
+        await series.append(
+            running_job_id, as_columns([MetricPoint("acc", 1, 0.5, 0)]), running, 1000, 1_000
+        )
     # A writer that failed after writing leaves its lease stale: the next write recounts.
     leased = await series._acquire(running_job_id, [TrainingStatus.RUNNING.value])
     assert leased is not None
     await series._give_up(running_job_id, leased["metric_lease"]["seq"], heal=True)
-    await series.append(running_job_id, points[:5], running, 1000, 10_000_000)
+    await series.append(running_job_id, as_columns(points[:5]), running, 1000, 10_000_000)
     await series.keys_of([running_job_id])
     found = await series.summaries([running_job_id], ["loss"], 10, 2000)
     await series.summaries([running_job_id, "bulk-1"], None, 0, 2**63 - 1)

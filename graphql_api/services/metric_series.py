@@ -40,7 +40,7 @@ class MetricSeriesService:
         return await self._store(job_id, series.check_series(columns, utc_now()), "series")
 
     async def _store(
-        self, job_id: str, checked: Sequence[series.MetricPoint], field: str
+        self, job_id: str, checked: Sequence[series.KeyPoints], field: str
     ) -> TrainingJob:
         try:
             job = await self._series.append(

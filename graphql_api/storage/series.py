@@ -18,7 +18,7 @@ from typing import Protocol
 from graphql_api.domain.downsampling import Sample
 from graphql_api.domain.enums import TrainingStatus
 from graphql_api.domain.models import TrainingJob
-from graphql_api.domain.series import BucketSummary, MetricPoint
+from graphql_api.domain.series import BucketSummary, KeyPoints
 
 
 class SeriesLimitExceeded(Exception):
@@ -59,16 +59,17 @@ class MetricSeriesStore(Protocol):
     async def append(
         self,
         job_id: str,
-        points: Sequence[MetricPoint],
+        columns: Sequence[KeyPoints],
         allowed: Collection[TrainingStatus],
         max_keys: int,
         max_points: int,
     ) -> TrainingJob | None:
-        """Store ``points`` (a point for a stored (key, step) replaces it) and move the job's
-        latest values, if the job's status is one of ``allowed``; the job after, or None (not
-        found or not in an allowed status: nothing written). SeriesLimitExceeded (nothing
-        written) when the stored keys or points would pass the limits. ConflictError when the
-        job's series stayed busy with another writer for too long."""
+        """Store the points (each key's columns; a point for a stored (key, step) replaces it)
+        and move the job's latest values, if the job's status is one of ``allowed``; the job
+        after, or None (not found or not in an allowed status: nothing written).
+        SeriesLimitExceeded (nothing written) when the stored keys or points would pass the
+        limits. ConflictError when the job's series stayed busy with another writer for too
+        long."""
 
     async def keys_of(self, job_ids: Sequence[str]) -> dict[str, list[str]]:
         """Each job's series keys, sorted; one round trip."""

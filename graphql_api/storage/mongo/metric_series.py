@@ -6,9 +6,10 @@ and job ids never hold control characters, so the id is unambiguous). It holds i
 parallel arrays sorted by step (``s`` steps, ``v`` values, ``t`` timestamps in ms, ``q`` the
 write sequence that stored each point) and their summary: ``n`` (count), ``first``,
 ``last``, ``min``, ``max`` (each ``[step, value, timestamp]``), and ``w``, the write sequence
-of its last write. A bucket is always written whole (points and summary in one document
-write), so on every server, with or without transactions, a summary describes exactly the
-points beside it.
+of its last write. Points and summary always change in one document write (a bucket written
+whole, or points appended by an update pipeline that moves the summary in the same update),
+so on every server, with or without transactions, a summary describes exactly the points
+beside it.
 
 **Summary copies.** Collection ``metric_summaries`` holds a copy of each bucket's summary
 (same ``_id``, no points: about 200 bytes instead of up to 40 KB), written right after the
@@ -19,12 +20,20 @@ than 2.5 s that way). A copy is written only over an older one (``w`` lower), so
 whose lease expired under it cannot put an older summary back.
 
 **One writer per job at a time.** A call that writes points first takes the job's series
-lease (a conditional update of the job document: ``metric_lease {seq, until}``, the next
-write sequence, refused while another live lease is held), then reads the buckets it touches,
-merges, checks the limits against what is stored, writes the buckets (one unordered bulk
-write, each replacement conditional on the bucket's ``w`` as read), then their summary
-copies, and commits on the job
-document: the latest value and step per key (``metrics``, ``metric_steps``), the number of
+lease (one conditional update of the job document, an update pipeline: ``metric_lease {seq,
+until}``, the next write sequence, refused while another live lease is held), then checks
+the limits against what is stored and writes the buckets in one unordered bulk write, then
+their summary copies in one more, and commits on the job document. A key's points past every
+step stored for it (``metric_steps``, read with the lease: what a training script sends) are
+written without reading their buckets: a bucket past the key's last one is inserted, and an
+existing one gets them appended by an update pipeline (arrays extended, count added, last
+replaced, min and max replaced only by a strictly lower or higher value), matching only while
+the bucket's last step is below them and its ``w`` below this write's, so an append can never
+disorder, duplicate or re-apply points (a miss becomes an insert of an existing ``_id``: the
+call is refused, its lease left stale); its copy is moved by the same summary pipeline. Other
+points (a retry, a late step) are merged into their buckets as read (one more round trip), each
+replacement conditional on the bucket's ``w`` as read. The commit on the job
+document sets: the latest value and step per key (``metrics``, ``metric_steps``), the number of
 points stored (``metric_points``), ``metric_seq`` (the last completed write), the lease
 cleared, ``rev`` bumped. Concurrent callers for one job wait for the lease (bounded: then a
 ConflictError to retry); different jobs never wait for each other.
@@ -42,26 +51,32 @@ values heal with the next write, and a retry of the crashed call replaces its po
 of counting them twice. Until then a read shows the crashed call's points where it opens
 buckets and the earlier summaries where it does not, with the job's ``metrics`` and live
 cursor one write behind. A call refused by a limit releases the lease without writing
-anything.
+anything, and so does a call whose lease ran out before it wrote (a stalled process: another
+writer may hold the job by then). One window is left: a copy moved by an append assumes the
+copy was current. A writer that stalls past its lease just before writing, whose append then
+lands after the next writer has committed, leaves that bucket's copy short of its points if a
+later call's append moves the copy before its own copy write does (the bucket itself stays
+exact, and so do reads that open it); the old read-merge path rewrote copies whole instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from pymongo import ASCENDING, IndexModel, InsertOne, ReplaceOne, ReturnDocument
+from pymongo import ASCENDING, IndexModel, InsertOne, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from graphql_api.domain.downsampling import Sample, Summary
 from graphql_api.domain.enums import TrainingStatus
 from graphql_api.domain.errors import ConflictError
 from graphql_api.domain.models import TrainingJob
-from graphql_api.domain.series import BucketSummary, MetricPoint
+from graphql_api.domain.series import BucketSummary, KeyPoints
 from graphql_api.storage.base import StoreStats
 from graphql_api.storage.mongo import documents
 from graphql_api.storage.mongo.collection import MongoCollection, UpdateGuard
@@ -85,6 +100,12 @@ FIRST_WAIT, LONGEST_WAIT = 0.001, 0.05
 UNBOUNDED_WAIT = 5.0
 #: What a bucket's summary copy holds (``metric_summaries``).
 SUMMARY_FIELDS = ("job_id", "key", "b", "w", "n", "first", "last", "min", "max")
+
+
+#: What ``append`` reads of the job document when it takes the lease.
+LEASE_READS = ("status", "metrics", "metric_steps", "metric_points", "metric_seq", "metric_lease")
+_STORED_SEQ = {"$ifNull": ["$metric_seq", 0]}
+_LEASED_SEQ = {"$ifNull": ["$metric_lease.seq", 0]}
 
 
 def _summary_copy(bucket: Mapping[str, Any]) -> dict[str, Any]:
@@ -168,7 +189,7 @@ class MongoMetricSeriesStore(MongoCollection):
     async def append(
         self,
         job_id: str,
-        points: Sequence[MetricPoint],
+        columns: Sequence[KeyPoints],
         allowed: Collection[TrainingStatus],
         max_keys: int,
         max_points: int,
@@ -180,56 +201,90 @@ class MongoMetricSeriesStore(MongoCollection):
         seq = int(lease["seq"])
         written = False
         try:
-            grouped: dict[tuple[str, int], list[MetricPoint]] = defaultdict(list)
-            for point in points:
-                grouped[(point.key, point.step >> BUCKET_SHIFT)].append(point)
-            ids = {bucket_id(job_id, key, b): (key, b) for key, b in grouped}
-            self._trip()
-            current = {d["_id"]: d async for d in self._c.find({"_id": {"$in": list(ids)}})}
             stored_points = int(job.get("metric_points", 0))
             metric_steps: dict[str, int] = dict(job.get("metric_steps") or {})
             healed: dict[str, Sample] = {}
-            if lease.get("stale"):
+            stale = bool(lease.get("stale"))
+            if stale:
                 await self._resync_summaries(job_id, int(job.get("metric_seq", 0)))
                 stored_points, healed = await self._recount(job_id)
                 for key, last in healed.items():
                     if last[0] >= metric_steps.get(key, -1):
                         metric_steps[key] = last[0]
-            operations: list[InsertOne[Any] | ReplaceOne[Any]] = []
+            # Points past every stored step of their key (what a training script sends) are
+            # appended where they are, without reading their bucket (see ``_appended``); the
+            # rest (a retry, a late point) are merged into their bucket as read.
+            # FerretDB v1 (the guarded server) has no update pipelines: it merges everything.
+            appendable = not stale and not self._guard.enabled
+            appends: list[_BucketPart] = []
+            merges: dict[str, _BucketPart] = {}
+            for part in _bucket_parts(columns):
+                if appendable and part.steps[0] > metric_steps.get(part.key, -1):
+                    appends.append(part)
+                else:
+                    merges[bucket_id(job_id, part.key, part.b)] = part
+            current: dict[str, dict[str, Any]] = {}
+            if merges:
+                self._trip()
+                current = {d["_id"]: d async for d in self._c.find({"_id": {"$in": list(merges)}})}
+            operations: list[InsertOne[Any] | ReplaceOne[Any] | UpdateOne] = []
+            copies: list[dict[str, Any]] = []
+            copy_updates: list[UpdateOne] = []
             added = 0
-            for bucket, (key, b) in ids.items():
-                doc, new = _merged(current.get(bucket), job_id, key, b, grouped[(key, b)], seq)
+            for bucket, part in merges.items():
+                doc, new = _merged(current.get(bucket), job_id, part, seq)
                 added += new
                 if bucket in current:
                     operations.append(ReplaceOne({"_id": bucket, "w": current[bucket]["w"]}, doc))
                 else:
                     operations.append(InsertOne(doc))
+                copies.append(_summary_copy(doc))
+            for part in appends:
+                if part.b > metric_steps.get(part.key, -1) >> BUCKET_SHIFT:
+                    # Past the key's last bucket: no such bucket yet, a plain insert (an
+                    # update pipeline's upsert costs DocumentDB several times more).
+                    doc = _new_bucket(job_id, part, seq)
+                    operations.append(InsertOne(doc))
+                    copies.append(_summary_copy(doc))
+                else:
+                    bucket_op, copy_op = _appended(job_id, part, seq)
+                    operations.append(bucket_op)
+                    copy_updates.append(copy_op)
+                added += len(part.steps)
             stored_keys = set((job.get("metrics") or {}).keys())
-            keys_after = len(stored_keys | {p.key for p in points})
+            keys_after = len(stored_keys | {c.key for c in columns})
             if keys_after > max_keys:
                 raise SeriesLimitExceeded("keys", len(stored_keys), keys_after, max_keys)
             if stored_points + added > max_points:
                 raise SeriesLimitExceeded(
                     "points", stored_points, stored_points + added, max_points
                 )
+            if _now_ms() >= int(lease["until"]):
+                # The lease ran out before writing anything (a stalled process): another
+                # writer may hold the job now, and appends trust what the lease read; write
+                # nothing rather than race it.
+                raise ConflictError(
+                    f"the points for TrainingJob {job_id!r} took longer than "
+                    f"{LEASE_SECONDS:g} s to prepare; nothing was written: send them again",
+                    field="points",
+                )
             written = True
             await self._write_buckets(operations)
-            await self._write_summaries([_summary_copy(op._doc) for op in operations])
-            latest: dict[str, MetricPoint] = {}
-            for point in points:
-                best = latest.get(point.key)
-                if best is None or point.step > best.step:
-                    latest[point.key] = point
+            await self._write_summaries(copies, copy_updates)
+            # Each key's columns are in step order: its last point is its latest.
+            latest = {c.key: (c.steps[-1], c.values[-1]) for c in columns}
             changes: dict[str, Any] = {}
             for key, last in healed.items():
                 if last[0] >= metric_steps.get(key, -1) and key not in latest:
                     changes[f"metrics.{key}"] = last[1]
-            for key, point in latest.items():
-                if point.step >= metric_steps.get(key, -1):
-                    changes[f"metrics.{key}"] = point.value
-                    metric_steps[key] = point.step
+            for key, (step, value) in latest.items():
+                if step >= metric_steps.get(key, -1):
+                    changes[f"metrics.{key}"] = value
+                    metric_steps[key] = step
+            stored_steps = job.get("metric_steps") or {}
             for key, step in metric_steps.items():
-                changes[f"metric_steps.{key}"] = step
+                if stored_steps.get(key) != step:  # only what moved (a job has up to 1,000)
+                    changes[f"metric_steps.{key}"] = step
             changes["metric_points"] = stored_points + added
             changes["metric_seq"] = seq
             self._trip()
@@ -271,7 +326,11 @@ class MongoMetricSeriesStore(MongoCollection):
         reads = ["metric_lease", "metric_seq"]
         while True:
             try:
-                return await self._jobs._update_checked(job_id, allowed, lease_for, reads)
+                if self._jobs._guard.enabled:
+                    # FerretDB v1: a conditional update is not atomic there, so the lease goes
+                    # through the guarded read-check-write (two round trips and a claim).
+                    return await self._jobs._update_checked(job_id, allowed, lease_for, reads)
+                return await self._take_lease(job_id, allowed)
             except _Busy:
                 if time.monotonic() + pause > give_up_at:
                     raise ConflictError(
@@ -281,6 +340,45 @@ class MongoMetricSeriesStore(MongoCollection):
                     ) from None
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, LONGEST_WAIT)
+
+    async def _take_lease(self, job_id: str, allowed: list[str]) -> dict[str, Any] | None:
+        """``lease_for`` in one conditional update (an update pipeline computes the next write
+        sequence from the stored one), returning only what ``append`` reads of the job. A miss
+        costs one more read, to tell a busy job from one that cannot take points."""
+        now = _now_ms()
+        self._trip()
+        doc: dict[str, Any] | None = await self._jobs._c.find_one_and_update(
+            {
+                "_id": job_id,
+                "status": {"$in": allowed},
+                "$or": [
+                    {"metric_lease": {"$exists": False}},
+                    {"metric_lease.until": {"$lte": now}},
+                ],
+            },
+            [
+                {
+                    "$set": {
+                        "metric_lease": {
+                            "seq": {"$add": [{"$max": [_STORED_SEQ, _LEASED_SEQ]}, 1]},
+                            "until": now + int(LEASE_SECONDS * 1000),
+                            # A lease still there was left by a writer that died or failed.
+                            "stale": {"$gt": [_LEASED_SEQ, 0]},
+                        },
+                        "rev": {"$add": [{"$ifNull": ["$rev", 0]}, 1]},
+                    }
+                }
+            ],
+            projection=LEASE_READS,
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is not None:
+            return doc
+        self._trip()
+        current = await self._jobs._c.find_one({"_id": job_id}, {"status": 1})
+        if current is None or current["status"] not in allowed:
+            return None
+        raise _Busy()
 
     async def _give_up(self, job_id: str, seq: int, *, heal: bool) -> None:
         """Release the lease of a call that ends without committing: plainly when it wrote
@@ -296,20 +394,25 @@ class MongoMetricSeriesStore(MongoCollection):
         except Exception:
             pass
 
-    async def _write_buckets(self, operations: list[InsertOne[Any] | ReplaceOne[Any]]) -> None:
-        replacements = sum(isinstance(op, ReplaceOne) for op in operations)
+    async def _write_buckets(
+        self, operations: Sequence[InsertOne[Any] | ReplaceOne[Any] | UpdateOne]
+    ) -> None:
+        """One unordered bulk write. Every operation must land: a replacement whose bucket
+        changed since it was read matches nothing, and an append whose bucket is no longer
+        below its steps (or is newer) fails its upsert on the duplicate ``_id``."""
         self._trip()
         if _is_mock(self._c):
             # mongomock's bulk_write does not take the operations of the PyMongo it runs
             # with (ReplaceOne passes ``sort``): the in-memory mock applies them one by one,
             # in process (still one "round trip": nothing crosses a network).
-            matched = await self._write_one_by_one(operations)
+            landed = await self._write_one_by_one(operations)
         else:
             try:
-                matched = (await self._c.bulk_write(operations, ordered=False)).matched_count
+                result = await self._c.bulk_write(operations, ordered=False)
+                landed = result.matched_count + result.upserted_count + result.inserted_count
             except BulkWriteError:
-                matched = -1
-        if matched != replacements:
+                landed = -1
+        if landed != len(operations):
             # Only a writer whose lease expired under it (and who still wrote) can get here.
             raise ConflictError(
                 "a bucket of these points was changed by another writer meanwhile; send the "
@@ -317,22 +420,30 @@ class MongoMetricSeriesStore(MongoCollection):
                 field="points",
             )
 
-    async def _write_summaries(self, copies: list[dict[str, Any]]) -> None:
-        """Each bucket's summary copy, unless a newer one is there already (a writer whose
-        lease expired under it must not put an older summary back)."""
+    async def _write_summaries(
+        self, copies: list[dict[str, Any]], appends: Sequence[UpdateOne] = ()
+    ) -> None:
+        """Each bucket's summary copy (whole, or moved by an append as its bucket was), unless
+        a newer one is there (a writer whose lease expired under it must not put an older
+        summary back); one round trip."""
         self._trip()
         collection = self._summaries._c
         newer = [({"_id": c["_id"], "w": {"$lt": c["w"]}}, c) for c in copies]
         if _is_mock(collection):
-            # The mock's bulk_write does not take this PyMongo's operations (see below).
+            # The mock's bulk_write does not take this PyMongo's operations (see above).
             for query, copy in newer:
                 with contextlib.suppress(DuplicateKeyError):  # a newer copy is there
                     await collection.replace_one(query, copy, upsert=True)
+            for append in appends:
+                with contextlib.suppress(DuplicateKeyError):
+                    await collection.update_one(append._filter, append._doc, upsert=True)
             return
+        operations: list[ReplaceOne[Any] | UpdateOne] = [
+            ReplaceOne(query, copy, upsert=True) for query, copy in newer
+        ]
+        operations.extend(appends)
         try:
-            await collection.bulk_write(
-                [ReplaceOne(query, copy, upsert=True) for query, copy in newer], ordered=False
-            )
+            await collection.bulk_write(operations, ordered=False)
         except BulkWriteError as error:
             # A duplicate key is a newer copy already there; anything else is a failure.
             if any(not is_duplicate_key_code(e) for e in error.details.get("writeErrors", [])):
@@ -351,18 +462,26 @@ class MongoMetricSeriesStore(MongoCollection):
         if written:
             await self._write_summaries(written)
 
-    async def _write_one_by_one(self, operations: list[InsertOne[Any] | ReplaceOne[Any]]) -> int:
-        matched = 0
+    async def _write_one_by_one(
+        self, operations: Sequence[InsertOne[Any] | ReplaceOne[Any] | UpdateOne]
+    ) -> int:
+        landed = 0
         for operation in operations:
-            if isinstance(operation, InsertOne):
-                try:
+            try:
+                if isinstance(operation, InsertOne):
                     await self._c.insert_one(operation._doc)
-                except DuplicateKeyError:
-                    return -1
-            else:
-                result = await self._c.replace_one(operation._filter, operation._doc)
-                matched += result.matched_count
-        return matched
+                    landed += 1
+                elif isinstance(operation, UpdateOne):
+                    result = await self._c.update_one(
+                        operation._filter, operation._doc, upsert=True
+                    )
+                    landed += result.matched_count + (result.upserted_id is not None)
+                else:
+                    result = await self._c.replace_one(operation._filter, operation._doc)
+                    landed += result.matched_count
+            except DuplicateKeyError:
+                return -1
+        return landed
 
     async def _recount(self, job_id: str) -> tuple[int, dict[str, Sample]]:
         """The job's points and each key's last point, from the bucket summaries: after a
@@ -463,16 +582,37 @@ class MongoMetricSeriesStore(MongoCollection):
         return found
 
 
+class _BucketPart(NamedTuple):
+    """The points of one call that fall in one bucket: slices of their key's columns."""
+
+    key: str
+    b: int
+    steps: list[int]
+    values: list[float]
+    stamps: list[int]
+
+
+def _bucket_parts(columns: Sequence[KeyPoints]) -> list[_BucketPart]:
+    """Each key's columns (ascending steps) cut at bucket boundaries (a bisection per bucket,
+    not a test per point)."""
+    parts = []
+    for key, steps, values, stamps in columns:
+        start, end = 0, len(steps)
+        while start < end:
+            b = steps[start] >> BUCKET_SHIFT
+            stop = bisect.bisect_left(steps, (b + 1) << BUCKET_SHIFT, start, end)
+            parts.append(
+                _BucketPart(key, b, steps[start:stop], values[start:stop], stamps[start:stop])
+            )
+            start = stop
+    return parts
+
+
 def _merged(
-    doc: Mapping[str, Any] | None,
-    job_id: str,
-    key: str,
-    b: int,
-    points: Sequence[MetricPoint],
-    seq: int,
+    doc: Mapping[str, Any] | None, job_id: str, part: _BucketPart, seq: int
 ) -> tuple[dict[str, Any], int]:
-    """The bucket with ``points`` merged in (replacing stored points of the same step), its
-    summary recomputed; and how many points are new."""
+    """The bucket with ``part``'s points merged in (replacing stored points of the same
+    step), its summary recomputed; and how many points are new."""
     entries: dict[int, tuple[float, int, int]] = {}
     if doc is not None:
         entries = {
@@ -480,16 +620,16 @@ def _merged(
             for s, v, t, q in zip(doc["s"], doc["v"], doc["t"], doc["q"], strict=True)
         }
     before = len(entries)
-    for point in points:
-        entries[point.step] = (point.value, point.timestamp_ms, seq)
+    for step, value, ms in zip(part.steps, part.values, part.stamps, strict=True):
+        entries[step] = (value, ms, seq)
     steps = sorted(entries)
     samples = [(step, entries[step][0], entries[step][1]) for step in steps]
     summary = Summary.of(samples)
     bucket = {
-        "_id": bucket_id(job_id, key, b),
+        "_id": bucket_id(job_id, part.key, part.b),
         "job_id": job_id,
-        "key": key,
-        "b": b,
+        "key": part.key,
+        "b": part.b,
         "w": seq,
         "n": summary.count,
         "first": list(summary.first),
@@ -502,3 +642,94 @@ def _merged(
         "q": [entries[step][2] for step in steps],
     }
     return bucket, len(entries) - before
+
+
+def _summary_of(part: _BucketPart) -> Summary:
+    """``Summary.of`` the part's points, a column at a time: ``min`` and ``index`` keep the
+    first point of the lowest value, as ``Summary.of`` does (likewise the highest)."""
+    steps, values, stamps = part.steps, part.values, part.stamps
+    low = values.index(min(values))
+    high = values.index(max(values))
+    return Summary(
+        len(steps),
+        (steps[0], values[0], stamps[0]),
+        (steps[-1], values[-1], stamps[-1]),
+        (steps[low], values[low], stamps[low]),
+        (steps[high], values[high], stamps[high]),
+    )
+
+
+def _new_bucket(job_id: str, part: _BucketPart, seq: int) -> dict[str, Any]:
+    """A bucket holding only ``part``'s points (ascending, one per step already)."""
+    summary = _summary_of(part)
+    return {
+        "_id": bucket_id(job_id, part.key, part.b),
+        "job_id": job_id,
+        "key": part.key,
+        "b": part.b,
+        "w": seq,
+        "n": summary.count,
+        "first": list(summary.first),
+        "last": list(summary.last),
+        "min": list(summary.min),
+        "max": list(summary.max),
+        "s": part.steps,
+        "v": part.values,
+        "t": part.stamps,
+        "q": [seq] * len(part.steps),
+    }
+
+
+#: Stands for "no summary yet" in an append's comparisons (every stored value is finite).
+_NO_MIN, _NO_MAX = float("inf"), float("-inf")
+
+
+def _appended(job_id: str, part: _BucketPart, seq: int) -> tuple[UpdateOne, UpdateOne]:
+    """The writes that append ``points`` (all past every step the bucket holds) to their
+    bucket and to its summary copy, without reading either: each is one update pipeline that
+    extends the point arrays and moves the summary (count added, ``first`` kept, ``last``
+    replaced, ``min``/``max`` replaced only by a strictly lower/higher value, the first such
+    point on a tie as ``Summary.of`` keeps), or creates the bucket. The bucket's update
+    matches only if its last step is below the new points and its last write older than this
+    one, so it can never disorder, duplicate or re-apply points (a miss turns into an insert,
+    which fails on the existing ``_id``: the call is refused). Only the new points are sent
+    and encoded; the stored ones never leave the database."""
+    key, b, steps, values, stamps = part
+    summary = _summary_of(part)
+    moved: dict[str, Any] = {
+        # Literals: a pipeline reads a string starting with "$" as a field path.
+        "job_id": {"$literal": job_id},
+        "key": {"$literal": key},
+        "b": b,
+        "w": seq,
+        "n": {"$add": [{"$ifNull": ["$n", 0]}, summary.count]},
+        "first": {"$ifNull": ["$first", {"$literal": list(summary.first)}]},
+        "last": {"$literal": list(summary.last)},
+        "min": {
+            "$cond": [
+                {"$lt": [summary.min[1], {"$ifNull": [{"$arrayElemAt": ["$min", 1]}, _NO_MIN]}]},
+                {"$literal": list(summary.min)},
+                "$min",
+            ]
+        },
+        "max": {
+            "$cond": [
+                {"$gt": [summary.max[1], {"$ifNull": [{"$arrayElemAt": ["$max", 1]}, _NO_MAX]}]},
+                {"$literal": list(summary.max)},
+                "$max",
+            ]
+        },
+    }
+    arrays = {
+        field: {"$concatArrays": [{"$ifNull": [f"${field}", []]}, {"$literal": column}]}
+        for field, column in (("s", steps), ("v", values), ("t", stamps), ("q", [seq] * len(steps)))
+    }
+    bucket = bucket_id(job_id, key, b)
+    return (
+        UpdateOne(
+            {"_id": bucket, "w": {"$lt": seq}, "last.0": {"$lt": steps[0]}},
+            [{"$set": {**moved, **arrays}}],
+            upsert=True,
+        ),
+        UpdateOne({"_id": bucket, "w": {"$lt": seq}}, [{"$set": moved}], upsert=True),
+    )

@@ -691,6 +691,14 @@ SHAPES: tuple[QueryShape, ...] = (
         "_id_",
     ),
     _shape(
+        "metric_buckets",
+        "update",
+        ["_id", "w", "last.0"],
+        [],
+        "points appended past a bucket's last step (an update pipeline, upsert)",
+        "_id_",
+    ),
+    _shape(
         "metric_summaries",
         "find",
         ["job_id", "b"],
@@ -730,6 +738,14 @@ SHAPES: tuple[QueryShape, ...] = (
         "trainingMetricUpdates: points written after the cursor; the summary copies to "
         "rewrite after a writer died",
         "job_write_seq",
+    ),
+    _shape(
+        "training_jobs",
+        "findAndModify",
+        ["_id", "status", "metric_lease", "metric_lease.until"],
+        [],
+        "reportTrainingMetrics(points, series): the job's series lease (an update pipeline)",
+        "_id_",
     ),
     _shape(
         "training_jobs",
