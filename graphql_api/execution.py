@@ -1,4 +1,4 @@
-"""The executor every operation runs with: graphql-core's, with two shortcuts for plain fields.
+"""The executor every operation runs with: graphql-core's, with shortcuts for plain fields.
 
 A dashboard answer has about 800 fields, ~700 of them leaves read straight off a domain model
 (``jobId``, ``status``, ``createdDate``...). For each, Strawberry and graphql-core build a
@@ -11,10 +11,11 @@ was most of a request's CPU.
 1. **Plain leaves.** A field Strawberry built as a *basic* field (no resolver, no field
    extensions: Strawberry marks its resolver ``_is_default``) whose type is a scalar or enum,
    with no arguments, is read as Strawberry's default resolver reads it (``getattr(source,
-   python_name)``) and coerced by its own type, with nothing else built. Anything unusual (a
-   missing attribute, a null for a non-null type, a value that fails coercion, an awaitable,
-   an exception as value, resolver middleware) takes graphql-core's ordinary path, which
-   builds the same error it always did.
+   python_name)``) and coerced by its own type, with nothing else built (no resolve info, no
+   response path, no resolver call); the object's answers keep the selection's order.
+   Anything unusual (a missing attribute, a null for a non-null type, a value that fails
+   coercion, an awaitable, an exception as value, resolver middleware) takes graphql-core's
+   ordinary path, which builds the same error it always did.
 2. **Awaitability by type.** ``await`` looks ``__await__`` up on the type, so whether a value
    can be awaited is a property of its class (generators aside, whose flag is per code
    object). Classes found not awaitable are remembered (a bounded set), so a model instance is
@@ -30,9 +31,10 @@ was most of a request's CPU.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Awaitable
 from inspect import CO_ITERABLE_COROUTINE
 from types import CoroutineType, GeneratorType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 from graphql import (
     GraphQLLeafType,
@@ -58,7 +60,7 @@ _not_awaitable: set[type] = {
 }
 
 
-def is_awaitable(value: Any) -> bool:
+def is_awaitable(value: Any) -> TypeGuard[Awaitable[Any]]:
     """graphql-core's ``is_awaitable``, with the answer for a class remembered once it is no."""
     cls = type(value)
     if cls in _not_awaitable:
@@ -161,7 +163,7 @@ class Executor(SharingExecutor):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.is_awaitable = is_awaitable  # type: ignore[assignment]  # a TypeGuard in stubs
+        self.is_awaitable = is_awaitable
         middleware = self.middleware_manager
         # Resolver middleware must see every field: then no shortcut is taken.
         self._plain_leaves = (
@@ -191,21 +193,53 @@ class Executor(SharingExecutor):
             return_type, field_details_list, info, path, result, position_context
         )
 
-    def execute_field(
+    def execute_fields(
         self,
         parent_type: GraphQLObjectType,
-        source: Any,
-        field_details_list: Any,
-        path: Path,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: dict[str, Any],
         position_context: Any,
     ) -> Any:
         fields = self._plain_leaves.get(parent_type.name)
-        if fields is not None:
+        if fields is None:
+            return super().execute_fields(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        plain: dict[str, Any] = {}
+        rest: dict[str, Any] = {}
+        for response_name, field_details_list in grouped_field_set.items():
             leaf = fields.get(field_details_list[0].node.name.value)
             if leaf is not None:
-                value = read_plain_leaf(leaf, source)
+                value = read_plain_leaf(leaf, source_value)
                 if value is not Undefined:
-                    return value
-        return super().execute_field(
-            parent_type, source, field_details_list, path, position_context
+                    plain[response_name] = value
+                    continue
+            rest[response_name] = field_details_list
+        if not rest:
+            return plain
+        resolved = super().execute_fields(
+            parent_type, source_value, path, rest, position_context
         )
+        if not plain:
+            return resolved
+        if isinstance(resolved, dict):  # else the awaitable graphql-core returns
+            return _merged(grouped_field_set, plain, resolved)
+        return _merged_later(grouped_field_set, plain, resolved)
+
+
+def _merged(
+    grouped_field_set: dict[str, Any], plain: dict[str, Any], resolved: dict[str, Any]
+) -> dict[str, Any]:
+    """The answers in the selection's order (the order a client sees them in)."""
+    return {
+        name: plain[name] if name in plain else resolved[name]
+        for name in grouped_field_set
+        if name in plain or name in resolved
+    }
+
+
+async def _merged_later(
+    grouped_field_set: dict[str, Any], plain: dict[str, Any], resolved: Awaitable[dict[str, Any]]
+) -> dict[str, Any]:
+    return _merged(grouped_field_set, plain, await resolved)
