@@ -181,14 +181,12 @@ class Executor(SharingExecutor):
         position_context: Any,
     ) -> Any:
         classes = self._model_classes.get(return_type.name)
-        if (
-            classes is not None
-            and type(result) in classes
-            and TYPE_CAST_ATTRIBUTE not in result.__dict__
-        ):
-            return self.collect_and_execute_subfields(
-                return_type, field_details_list, path, result, position_context
-            )
+        if classes is not None and type(result) in classes:
+            marks = getattr(result, "__dict__", None)  # None: a slotted class, not checked
+            if marks is not None and TYPE_CAST_ATTRIBUTE not in marks:
+                return self.collect_and_execute_subfields(
+                    return_type, field_details_list, path, result, position_context
+                )
         return super().complete_object_value(
             return_type, field_details_list, info, path, result, position_context
         )

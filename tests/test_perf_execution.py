@@ -95,6 +95,11 @@ class RecordType:
     colour: Colour | None
 
 
+@strawberry.experimental.pydantic.type(model=Record, name="OtherRecord")
+class OtherRecordType:
+    name: strawberry.auto
+
+
 @strawberry.type
 class Plain:
     name: str
@@ -145,6 +150,14 @@ class Query:
         ]
 
     @strawberry.field
+    def cast_away(self) -> list[RecordType | None] | None:
+        # Marked as another type: RecordType's is_type_of refuses it (an error, as before).
+        return [
+            strawberry.cast(OtherRecordType, Record(name="cast")),  # type: ignore[list-item]
+            Record(name="kept"),  # type: ignore[list-item]
+        ]
+
+    @strawberry.field
     def missing(self) -> list[WithBroken | None] | None:
         return [object()]  # type: ignore[list-item]  # no attribute: graphql-core's error
 
@@ -153,6 +166,7 @@ QUERY = """{
   plain { name maybe shout count colour }
   again: plain { colour shout name maybe }
   records { name count colour }
+  castAway { name }
   missing { value }
 }"""
 
