@@ -34,7 +34,20 @@ from pathlib import Path
 from typing import Any
 
 PROJECT = Path(__file__).resolve().parent.parent
-PEERS_DIR = Path(os.environ.get("BENCH_PEERS_DIR", PROJECT.parent / "shared" / "bench-peers"))
+
+
+def _default_peers_dir() -> Path:
+    """bench/peers.py's lookup, repeated here: under --compare this file drives another tree,
+    which may predate bench/peers.py."""
+    if configured := os.environ.get("BENCH_PEERS_DIR"):
+        return Path(configured)
+    for folder in PROJECT.parents:
+        if (folder / "shared" / "bench-peers").is_dir():
+            return folder / "shared" / "bench-peers"
+    return PROJECT.parent / "shared" / "bench-peers"
+
+
+PEERS_DIR = _default_peers_dir()
 OPERATIONS = ("dashboard", "job", "floor")
 
 Sender = Callable[[], Awaitable[bytes]]

@@ -6,6 +6,8 @@
     .venv/bin/python -m bench.mutations --no-mock --uri mongodb://127.0.0.1:27306 --slice 1000
         # a server seeded already: python -m bench.seed --uri ... --pending <slice x points>
     .venv/bin/python -m bench.mutations --jobs 0 --slice 300 -d 5   # small collections
+    .venv/bin/python -m bench.mutations --no-mock --uri ... --slice 1000 --offset 2000 -c 16 \
+        --app-dir /tmp/before      # the next unused PENDING slice, served by another tree's code
 
 Seeds 10,000 jobs (``--jobs``) plus PENDING jobs, starts the server pinned to one core (like
 the query bench) and drives the PENDING jobs with wrk on the other core: startTrainingJob, then
@@ -67,12 +69,13 @@ def run_wrk(offset: int, jobs: int, conc: int, duration: int) -> dict[str, Any]:
 
 
 def measure(
-    label: str, env: dict[str, str], concs: list[int], duration: int, jobs: int
+    label: str, env: dict[str, str], concs: list[int], duration: int, jobs: int,
+    offset: int = 0, app_dir: Path = PROJECT,
 ) -> list[str]:
     rows = []
-    server = start_server(dict(os.environ, MLTRAIN_GRAPHIQL="false", **env), PORT, SERVER_CPU)
+    server = start_server(dict(os.environ, MLTRAIN_GRAPHIQL="false", **env), PORT, SERVER_CPU,
+                          app_dir=app_dir)
     try:
-        offset = 0
         for conc in concs:
             # Each concurrency drives its own slice of the PENDING jobs.
             cpu0 = group_cpu(server.pid)
@@ -101,6 +104,10 @@ def main() -> None:
     parser.add_argument("-c", "--conc", default="1,16")
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs besides the PENDING ones")
     parser.add_argument("--slice", type=int, help="PENDING jobs per point (default 1k mock, 10k)")
+    parser.add_argument("--offset", type=int, default=0,
+                        help="first PENDING job to drive at --uri (later runs: past the used ones)")
+    parser.add_argument("--app-dir", type=Path, default=PROJECT,
+                        help="the project tree whose code the server runs (default this one)")
     args = parser.parse_args()
     mock_slice, slice_ = args.slice or MOCK_SLICE, args.slice or SLICE
     size = f"{args.jobs // 1000}k jobs" if args.jobs >= 1000 else f"{args.jobs} jobs"
@@ -119,7 +126,7 @@ def main() -> None:
             uri = args.uri or start_real(args.server, pending=slice_ * len(concs), jobs=args.jobs)
             rows += measure(f"mutations ({label})", {
                 "MLTRAIN_MONGODB_URI": uri, "MLTRAIN_MONGODB_DATABASE": "mltrain_bench"},
-                concs, args.duration, slice_)
+                concs, args.duration, slice_, args.offset, args.app_dir)
         finally:
             if started:
                 stop_real(args.server)

@@ -14,14 +14,17 @@ UVICORN = PROJECT / ".venv" / "bin" / "uvicorn"
 
 
 def start_server(
-    env: dict[str, str], port: int, cpu: str, timeout: float = 300
+    env: dict[str, str], port: int, cpu: str, timeout: float = 300, app_dir: Path = PROJECT
 ) -> subprocess.Popen[bytes]:
     """``bench.server:create_app`` under uvicorn (uvloop, httptools) on ``cpu``, once it answers.
+
+    ``app_dir``: the project tree whose code the server runs (another checkout, e.g. a
+    ``git worktree`` of the commit before a change; it is first on the server's path).
 
     The bench app seeds its database in the lifespan, before it serves, so an answer means the
     data is there.
     """
-    cmd = ["taskset", "-c", cpu, str(UVICORN), "--app-dir", str(PROJECT), "--factory",
+    cmd = ["taskset", "-c", cpu, str(UVICORN), "--app-dir", str(app_dir), "--factory",
            "bench.server:create_app", "--port", str(port), "--workers", "1", "--no-access-log",
            "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"]
     server = subprocess.Popen(cmd, env=env, start_new_session=True)

@@ -21,12 +21,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.peers import default_peers_dir
 from bench.process import start_server, stop_server
 from bench.queries import write_bodies
 
 PROJECT = Path(__file__).resolve().parent.parent
 ROOT = Path(os.environ.get("PEERS_ROOT", "/tmp/peers"))
-PEERS_DIR = Path(os.environ.get("BENCH_PEERS_DIR", PROJECT.parent / "shared" / "bench-peers"))
+PEERS_DIR = default_peers_dir()
 VENV = PROJECT / ".venv" / "bin"
 PORT = 8290
 

@@ -21,8 +21,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.peers import default_peers_dir
+
 PROJECT = Path(__file__).resolve().parent.parent
-PEERS_DIR = Path(os.environ.get("BENCH_PEERS_DIR", PROJECT.parent / "shared" / "bench-peers"))
+PEERS_DIR = default_peers_dir()
 PEERS_ROOT = os.environ.get("PEERS_ROOT", "/tmp/peers")
 LOAD_CPU = os.environ.get("LOAD_CPU", "0")
 FERRETDB_PORT = "27018"

@@ -66,10 +66,13 @@ if _before:
     _servers.append(_server("mltrain-mock-100-before", 8206, "mock, 100 jobs, BEFORE",
                             _mock(100), [_DASH, _JOB], app_dir=_before))
     if _uri:
-        _servers.append(_server("mltrain-ferretdb-before", 8207, "FerretDB, 10k jobs, BEFORE",
+        _servers.append(_server("mltrain-ferretdb-before", 8207, f"{_label}, BEFORE",
                                 _real, [_JOB], app_dir=_before))
+        _servers.append(_server("mltrain-ferretdb-dashboard-before", 8208, f"{_label}, BEFORE",
+                                _real, [_DASH], app_dir=_before))
 _keep = set(filter(None, os.environ.get("MLTRAIN_BENCH_TARGETS", "").split(",")))
 # FerretDB v1 sorts every document itself (~2 s a page): its dashboard runs apart, with -c 1.
 _slow_sorts = _label in ("FerretDB", "FerretDB v1")
 EXTRA_SERVERS = [s for s in _servers if s["name"] in _keep
-                 or (not _keep and not (_slow_sorts and s["name"] == "mltrain-ferretdb-dashboard"))]
+                 or (not _keep and not (_slow_sorts and s["name"].startswith(
+                     "mltrain-ferretdb-dashboard")))]

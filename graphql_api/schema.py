@@ -14,9 +14,9 @@ from strawberry.types import ExecutionContext
 from graphql_api.auth.guard import guard_root_fields
 from graphql_api.auth.scope import scope_root_fields
 from graphql_api.errors import ClientErrors
+from graphql_api.execution import Executor
 from graphql_api.limits.documents import AcceptedDocuments
 from graphql_api.limits.rules import CostFirstValidation, QueryLimits
-from graphql_api.live.fanout import SharingExecutor
 from graphql_api.operation_name import OperationNameRequired
 from graphql_api.types.errors import (
     ConflictError,
@@ -126,8 +126,9 @@ def build_schema(
             ForbiddenError,
         ],
         extensions=extensions,
-        # Subscription events: one execution per distinct operation, shared (live.fanout).
-        execution_context_class=SharingExecutor,
+        # Subscription events: one execution per distinct operation, shared (live.fanout);
+        # plain fields and known model classes without per-field machinery (execution.py).
+        execution_context_class=Executor,
         config=StrawberryConfig(scalar_map={Int64: INT64_SCALAR}),
         **options,
     )
