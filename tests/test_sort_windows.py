@@ -358,3 +358,26 @@ async def test_property_windowed_walks_equal_plain_walks(
     assert await walk(windowed, "jobs", where, order, first) == await walk(
         plain, "jobs", where, order, first
     )
+
+
+async def test_a_date_filtered_page_after_a_cursor_keeps_the_rows_tied_with_it(
+    pair: tuple[MongoStorage, MongoStorage],
+) -> None:
+    """DocumentDB answered ``{$and: [{created_date: range}, {$or: [{created_date: {$lt: v}},
+    {created_date: v, _id: {$lt: id}}]}]}`` with the first branch's rows only: a page after a
+    cursor, filtered by created date, skipped the jobs created in the cursor's millisecond."""
+    windowed, plain = pair
+    tied = T0 + timedelta(days=3, milliseconds=7)
+    docs = [
+        job_doc(n, tied if n % 2 else tied - timedelta(seconds=n), STATUSES[0], "m")
+        for n in range(12)
+    ]
+    await windowed.database["training_jobs"].insert_many(docs)
+    for days in (1, 400):
+        where = TrainingJobFilter(created=DateRange(since=tied - timedelta(days=days)))
+        for order in TrainingJobOrder:
+            want = expected_ids(docs, lambda d: True, "created_date", order.value.endswith("DESC"))
+            for storage in (plain, windowed):
+                for first in (1, 2, 5):
+                    pages = await walk(storage, "jobs", where, order, first)
+                    assert [i for ids, _, _ in pages for i in ids] == want, (order, first)

@@ -18,8 +18,7 @@ from graphql_api.domain.errors import ConflictError
 from graphql_api.domain.queries import PageRequest
 from graphql_api.storage.base import MergeLimitExceeded, StoreStats
 from graphql_api.storage.mongo.keyset import SortSpec
-from graphql_api.storage.mongo.query_shapes import filter_fields
-from graphql_api.storage.mongo.windows import SortWindows
+from graphql_api.storage.mongo.windows import SortWindows, list_key
 
 log = logging.getLogger("mltrain.storage")
 
@@ -163,14 +162,12 @@ class MongoCollection:
     async def _page(
         self, query: dict[str, Any], spec: SortSpec, page: PageRequest
     ) -> tuple[list[dict[str, Any]], list[str], bool]:
-        # The list and its filter's fields name the windows' hint (windows.py).
-        list_key = ",".join(sorted(filter_fields(query)))
         after = spec.after_values(page.after) if page.after else None
         if page.first == 0:
             return [], [], await self._exists(spec.page_query(query, after))
         if self.windows.enabled:
             docs = await self.windows.read(
-                query, spec, after, page.first + 1, list_key, self._read_sorted
+                query, spec, after, page.first + 1, list_key(query), self._read_sorted
             )
         else:
             docs = await self._read_sorted(

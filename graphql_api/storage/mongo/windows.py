@@ -122,6 +122,18 @@ class _Axis:
         return "".join(reversed(chars)).rstrip("\x00")
 
 
+def list_key(query: dict[str, Any]) -> str:
+    """The fields a list's filter constrains (through ``$and``), naming its hint: lists that
+    differ only in values (one status or another) share one."""
+    fields: set[str] = set()
+    for key, value in query.items():
+        if key == "$and":
+            fields.update(list_key(part) for part in value)
+        else:
+            fields.add(key)
+    return ",".join(sorted(fields))
+
+
 class SortWindows:
     """Whether sorted pages are read in windows (``enabled``), and each list's hints."""
 
