@@ -88,12 +88,15 @@ class SortSpec:
             return {**rest, lead.name: merged} if merged else rest
         value, tie_value = after
         beyond = "$gt" if lead.direction == ASCENDING else "$lt"
-        tie_beyond = "$gt" if tie.direction == ASCENDING else "$lt"
+        # The ids past the cursor's, as "not up to it": with ``_id: {$lt: id}`` DocumentDB
+        # served the tie branch from the (created_date, _id) index by its _id condition and
+        # read half of 100,000 jobs (200 ms for the cursor's one millisecond; 1.3 ms so).
+        not_beyond = "$lte" if tie.direction == ASCENDING else "$gte"
         branches = [
             {lead.name: _merged_range([*conditions, {beyond: value}])},
             {
                 lead.name: _merged_range([*conditions, {"$gte": value, "$lte": value}]),
-                tie.name: {tie_beyond: tie_value},
+                "$nor": [{tie.name: {not_beyond: tie_value}}],
             },
         ]
         return {"$and": [rest, {"$or": branches}]} if rest else {"$or": branches}
