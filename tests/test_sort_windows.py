@@ -381,3 +381,43 @@ async def test_a_date_filtered_page_after_a_cursor_keeps_the_rows_tied_with_it(
                 for first in (1, 2, 5):
                     pages = await walk(storage, "jobs", where, order, first)
                     assert [i for ids, _, _ in pages for i in ids] == want, (order, first)
+
+
+async def test_round_trips_per_page_stay_few_short_lists_one(
+    pair: tuple[MongoStorage, MongoStorage],
+) -> None:
+    """A list shorter than a page is one round trip; walking a long list, after the first
+    walk taught the process its edges, no page (the last one included) takes more than a
+    few windows."""
+    windowed, _ = pair
+    store = windowed.training_jobs
+    await windowed.database["training_jobs"].insert_many(
+        [job_doc(n, T0 + timedelta(minutes=n), STATUSES[n % 5], "m") for n in range(5)]
+    )
+    for order in TrainingJobOrder:
+        for _ in range(3):
+            windowed.stats.round_trips = 0
+            page = await store.find(TrainingJobFilter(), order, PageRequest(first=10))
+            assert len(page.items) == 5
+            assert windowed.stats.round_trips == 1
+    await windowed.database["training_jobs"].insert_many(
+        [
+            job_doc(n, T0 + timedelta(minutes=3 * n, seconds=n % 11), STATUSES[n % 5], "m")
+            for n in range(5, 1200)
+        ]
+    )
+    for order in TrainingJobOrder:
+        for walk_number in range(2):
+            cursor, trips = None, []
+            while True:
+                windowed.stats.round_trips = 0
+                found = await store.find(
+                    TrainingJobFilter(), order, PageRequest(first=50, after=cursor)
+                )
+                trips.append(windowed.stats.round_trips)
+                if not found.has_next_page:
+                    break
+                cursor = found.end_cursor
+            assert len(trips) == 24
+            if walk_number:
+                assert max(trips) <= 4, trips

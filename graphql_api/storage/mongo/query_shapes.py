@@ -91,10 +91,11 @@ VERSION_DESC = ("version_sort_key:-1", "_id:-1")
 VERSION_ASC = ("version_sort_key:1", "_id:1")
 CURSOR = ("created_date", "_id")  # the keyset filter of a page after a cursor
 PLAIN_SORT = (
-    "a plain sorted page: only where windows are off (MongoDB walks this index in order and "
-    "stops after the page). DocumentDB sorts every matching row, so there the page is read in "
-    "windows (the shapes with the sort key in the filter); were this read there, the explain "
-    "test would find it reading the whole collection and fail"
+    "a plain sorted page. DocumentDB sorts every matching row (no ordered index scan), so "
+    "there pages are read in windows of the sort key (the shapes with the sort key in the "
+    "filter), and this is read only as a process's first page of the list (once per "
+    "ordering: where are its rows?) or while the list is shorter than a page "
+    "(storage/mongo/windows.py). Where windows are off, MongoDB walks the index in order"
 )
 WINDOWS = (
     "windowed (storage/mongo/windows.py): reads the rows of the windows the page needs, "
@@ -154,8 +155,9 @@ SHAPES: tuple[QueryShape, ...] = (
             "find",
             [],
             order,
-            "trainingJobs, no filter (windows off)",
+            "trainingJobs, no filter: first page of a process, short lists",
             "created_date",
+            bounded=False,
             note=PLAIN_SORT,
         )
         for order in (DESC, ASC)
@@ -289,8 +291,9 @@ SHAPES: tuple[QueryShape, ...] = (
             "find",
             [],
             order,
-            "modelVersions, no filter (windows off)",
+            "modelVersions, no filter: first page of a process, short lists",
             "created_date" if order in (DESC, ASC) else "semver",
+            bounded=False,
             note=PLAIN_SORT,
         )
         for order in (DESC, ASC, VERSION_DESC, VERSION_ASC)

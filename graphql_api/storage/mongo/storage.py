@@ -121,6 +121,14 @@ class MongoStorage:
 
     async def ensure_indexes(self) -> None:
         """Start-up: learn what the server guarantees, then create the indexes (idempotent)."""
+        await self.identify_server()
+        await self.model_versions.ensure_indexes()
+        await self.training_jobs.ensure_indexes()
+        await self.events.ensure_indexes()
+        await self.metric_series.ensure_indexes()
+
+    async def identify_server(self) -> None:
+        """Learn which server this is and decide what it needs (the update guard, windows)."""
         self.server = identify(await self._db.command("buildInfo"))
         self.guard.enabled = update_guard_wanted(self.server, self._guarded_updates)
         log.info(
@@ -133,10 +141,6 @@ class MongoStorage:
             "sorted pages: %s",
             "in windows of the sort key" if self.windows.enabled else "plain sorts",
         )
-        await self.model_versions.ensure_indexes()
-        await self.training_jobs.ensure_indexes()
-        await self.events.ensure_indexes()
-        await self.metric_series.ensure_indexes()
 
     async def ping(self) -> None:
         with pymongo.timeout(min(self.timeout or PING_TIMEOUT, PING_TIMEOUT)):

@@ -20,11 +20,12 @@ keys to the same one), and each is read in the full sort order (key, then ``_id`
 concatenation is exactly the plain sorted query, whatever the boundaries are. The boundaries
 only decide the cost: each list (sort spec and the fields its filter constrains) remembers where
 its edge was and how much of the key a row took (``Hint``), so the next page starts with a
-window that about fits it. A page after a cursor starts at the cursor's value; a filtered list
-with no hints of its own starts from the unfiltered list's. A process starts without hints: its
-first page of a list starts at now (dates, newest first; records are created at the server's
-time) or at the far end of the key's domain, and finds the rows in a few widening windows,
-the widest of which may read most of the list, once.
+window that about fits it, and where it ended (windows stop there and read the rest
+unbounded: only rows added since are beyond it). A page after a cursor starts at the cursor's
+value; a filtered list with no hints of its own starts from the unfiltered list's. The first
+page of a list that this process has never read (no hints for it or for the unfiltered list)
+is read plainly, once, to learn where its rows are; so is a list shorter than a page (one
+round trip, a few rows sorted).
 
 Every document the API writes holds its sort key with its type (a date, a string): the
 windows are ranges of that type (MongoDB brackets ranges by type), so a row whose key were
@@ -48,8 +49,8 @@ from graphql_api.storage.mongo.keyset import ASCENDING, SortField, SortSpec
 
 #: Windows read before the rest is read unbounded (a page's round trips are at most this + 1).
 MAX_WINDOWS = 12
-#: The first window of a list with no hint yet, in key units per row asked for (one second per
-#: row for dates; a string's first window spans one step of its 8th character per row).
+#: The first window of a list with no density hint yet (a page after a cursor in a process
+#: that never read the list), in key units per row asked for: one second per row for dates.
 FIRST_SPAN_PER_ROW = 1000.0
 #: Hints kept per process (lists x filter field combinations; a bound, not a working size).
 MAX_HINTS = 512
@@ -73,6 +74,11 @@ class Hint:
 
     edge: float | None = None
     span_per_row: float | None = None
+    #: Where the list ended when a read reached its end (windows stop there: the rest is read
+    #: unbounded, which holds only rows added since), and whether a first page held all of it
+    #: (a list shorter than a page is read plainly: one round trip, a few rows sorted).
+    end: float | None = None
+    short: bool = False
 
 
 class _Axis:
@@ -99,16 +105,6 @@ class _Axis:
         for digit in digits:
             number = number * 128 + digit
         return float(number)
-
-    def first_edge(self, descending: bool) -> float:
-        """Where the first page of a list never read starts: a date list newest first at
-        now (records are created at the server's time; newer ones are in window 0 anyway),
-        any other at the far end of the key's domain (found in a few widening windows)."""
-        if self.dates and descending:
-            return float((datetime.now(UTC) - _EPOCH) // timedelta(milliseconds=1))
-        if self.dates:
-            return 0.0  # the epoch: dates before it are in the unbounded rest
-        return float(self.high if descending else self.low)
 
     def value(self, number: float) -> Any:
         """A boundary on the axis (rounded down to a representable one)."""
@@ -171,18 +167,28 @@ class SortWindows:
         whole = self.hint((spec.name, "")) if list_key else hint
         descending = field.direction != ASCENDING
         step = -1.0 if descending else 1.0
+        if (start is None and whole.edge is None and hint.edge is None) or hint.short:
+            # A list never read in this process (where would its rows be?), or one shorter
+            # than a page: plainly, once, learning where its rows are.
+            plain = await read(spec.page_query(query, after), spec.mongo_sort, limit)
+            self._learn(hint, axis, 0.0, start is None, field.name, plain, limit)
+            return plain
         anchor = axis.number(start) if start is not None else hint.edge
         if anchor is None:
             anchor = whole.edge
-        if anchor is None:  # a list never read: from now (dates, newest first) or the far end
-            anchor = axis.first_edge(descending)
+        assert anchor is not None
+        end = hint.end if hint.end is not None else whole.end
         span = (hint.span_per_row or whole.span_per_row or FIRST_SPAN_PER_ROW) * limit
         near, far = ("$gte", "$lt") if descending else ("$lte", "$gt")
         docs: list[dict[str, Any]] = []
         previous: Any = None  # the boundary the last window ended at
         for window in range(MAX_WINDOWS + 1):
             boundary = anchor + step * span
-            last = window == MAX_WINDOWS or not axis.low < boundary < axis.high
+            last = (
+                window == MAX_WINDOWS
+                or not axis.low < boundary < axis.high
+                or (end is not None and (boundary - end) * step > 0)
+            )
             bound: dict[str, Any] = {} if last else {near: axis.value(boundary)}
             if previous is not None:
                 bound[far] = previous
@@ -209,6 +215,9 @@ class SortWindows:
         docs: list[dict[str, Any]],
         limit: int,
     ) -> None:
+        ended = len(docs) < limit
+        if first_page:
+            hint.short = ended
         if not docs:
             return
         if first_page:
@@ -217,6 +226,9 @@ class SortWindows:
                 hint.edge = edge
                 anchor = edge
         reached = axis.number(docs[-1].get(name))
-        if reached is None or len(docs) < limit:
-            return  # the list ended: what its rows spanned says nothing of the rest
+        if reached is None:
+            return
+        if ended:  # what its rows spanned says nothing of a list that went on
+            hint.end = reached
+            return
         hint.span_per_row = max(abs(reached - anchor) / len(docs), 1.0)
