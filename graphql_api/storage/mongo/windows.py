@@ -2,9 +2,10 @@
 
 DocumentDB (FerretDB v2) never walks an index in order: ``find(q).sort(k).limit(n)`` reads every
 row matching ``q`` and sorts them (top-N), so an unfiltered first page at 100,000 jobs read all
-of them (278 ms; docs/real-server.md). A range on the sort key is different: its index serves
-it, and the cost is the rows inside the range. So a page is read as a series of windows of the
-leading sort key, from the page's start (the cursor's value, or the list's edge) outwards:
+of them (232 ms of database CPU; bench/README.md, "Sorted pages"). A range on the sort key is
+different: its index serves it, and the cost is the rows inside the range. So a page is read
+as a series of windows of the leading sort key, from the page's start (the cursor's value, or
+the list's edge) outwards:
 
 * window 0 is unbounded on the near side (``k >= b0`` descending), so rows newer than any guess
   of the edge are never missed; each next window is ``b[i] <= k < b[i-1]`` (descending;
@@ -12,8 +13,9 @@ leading sort key, from the page's start (the cursor's value, or the list's edge)
   row, to cross empty stretches in a few steps);
 * each window is read with the page's filter, sort and the limit still needed, and the
   windows are read in order until the page is full;
-* after ``MAX_WINDOWS`` windows, or when the next boundary would leave the key's domain, the
-  rest (``k < b[last]``) is read unbounded: never more than the plain query reads.
+* after ``MAX_WINDOWS`` windows, or when the next boundary would leave the key's domain or
+  pass where the list ended last time, the rest (``k < b[last]``) is read unbounded: never
+  more than the plain query reads.
 
 The windows partition the key's values (a row belongs to exactly one window, rows with equal
 keys to the same one), and each is read in the full sort order (key, then ``_id``), so their
@@ -32,7 +34,7 @@ windows are ranges of that type (MongoDB brackets ranges by type), so a row whos
 missing or of another type would be in no window. ``MODEL_VERSIONS``/``TRAINING_JOBS`` always
 write it (``documents.py``).
 
-Windowing is on where the server needs it (``ServerInfo.sorts_from_index``): MongoDB walks its
+Windowing is on where the server needs it (``ServerInfo.needs_sort_windows``): MongoDB walks its
 ``(created_date, _id)`` index in order and stops after the page, so a window there would only
 add round trips. ``MLTRAIN_WINDOWED_SORTS`` forces it on or off; the tests force it on for the
 in-memory mock too, so the windowed path is covered on both backends.
