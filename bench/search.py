@@ -6,9 +6,12 @@ per-page cost as any list).
     .venv/bin/python -m bench.search --uri mongodb://127.0.0.1:27409 [--rows 100000]
 
 Loads ``rows`` model versions and ``rows`` jobs into a fresh database (dropped after), in
-batches of 5,000: every 10th version carries ``team`` tags, each has ``val_acc`` but every 7th
+batches of 1,000: every 10th version carries ``team`` tags, each has ``val_acc`` but every 7th
 (missing), names ``model-<n % 1000>``; jobs carry ``optimizer.lr`` from 5 values and ``loss``.
-Each query runs ``--repeat`` times; the median and the slowest are printed, in milliseconds.
+``--database NAME --keep`` loads into NAME (or, if it holds versions already, measures them
+without loading) and keeps it, to measure again. Each query runs once to warm up, then
+``--repeat`` times; the median and the slowest wall times are printed, in milliseconds, and
+with ``--pids`` (``scripts/documentdb.sh``'s pids file) the database's CPU per query.
 Bounded: 127.0.0.1 only, fixed row and repeat counts.
 """
 
@@ -22,8 +25,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+from bench.idle_cost import cpu_seconds, database_pids
 from graphql_api.domain.artifacts import Tag
 from graphql_api.domain.enums import ModelType
 from graphql_api.domain.models import ModelVersion, TrainingJob
@@ -73,26 +78,44 @@ def job_doc(n: int) -> dict[str, Any]:
     )
 
 
-async def timed(repeat: int, call: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
+async def timed(
+    repeat: int, call: Callable[[], Awaitable[Any]], pids: list[int] | None = None
+) -> tuple[float, float, float | None]:
+    """Median and slowest wall ms, and the database's CPU ms per call (FerretDB + PostgreSQL
+    processes, user + system: ``pids``; None without)."""
+    cpu_before = cpu_seconds(pids) if pids else 0.0
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         await call()
         times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), max(times)
+    cpu = (cpu_seconds(pids) - cpu_before) * 1000 / repeat if pids else None
+    return statistics.median(times), max(times), cpu
 
 
-async def main(uri: str, rows: int, repeat: int, database: str | None) -> None:
+async def main(
+    uri: str,
+    rows: int,
+    repeat: int,
+    database: str | None,
+    keep: bool,
+    pids_file: Path | None,
+    as_loaded: bool = False,
+) -> None:
     # A long timeout for the load; each query's time is printed against the API's default
     # bound (MLTRAIN_MONGODB_TIMEOUT, 2.5 s), which a query past it would hit.
     name = database or f"bench_search_{uuid.uuid4().hex[:8]}"
     storage = MongoStorage.connect(uri, name, timeout=300)
     try:
-        await storage.ensure_indexes()
+        if as_loaded:
+            await storage.identify_server()
+        else:
+            await storage.ensure_indexes()
         start = time.perf_counter()
-        if database:  # measure what an earlier (interrupted) load left
-            rows = await storage.database["model_versions"].count_documents({})
-        for lo in range(0, rows if database is None else 0, BATCH):
+        stored = await storage.database["model_versions"].count_documents({})
+        if stored:  # measure what an earlier (interrupted or kept) load left
+            rows = stored
+        for lo in range(0, 0 if stored else rows, BATCH):
             hi = min(rows, lo + BATCH)
             await storage.database["model_versions"].insert_many(
                 [version_doc(n) for n in range(lo, hi)]
@@ -118,6 +141,12 @@ async def main(uri: str, rows: int, repeat: int, database: str | None) -> None:
                 (f"modelVersions {label}: page", partial(versions.find, where, newest, first))
             )
             cases.append((f"modelVersions {label}: totalCount", partial(versions.count, where)))
+        cases.append(
+            (
+                "modelVersions no filter, orderBy VERSION_DESC: page",
+                partial(versions.find, ModelVersionFilter(), ModelVersionOrder.VERSION_DESC, first),
+            )
+        )
         cases.append(
             (
                 "modelVersions orderByMetric val_acc DESC: first page",
@@ -146,13 +175,17 @@ async def main(uri: str, rows: int, repeat: int, database: str | None) -> None:
                 lambda: jobs.find(TrainingJobFilter(), MetricOrder("loss", False), first),
             )
         )
-        print(f"| query ({rows:,} rows) | median ms | slowest ms |")
-        print("| --- | ---: | ---: |")
+        print(f"| query ({rows:,} rows) | median ms | slowest ms | db CPU ms |")
+        print("| --- | ---: | ---: | ---: |")
+        pids = database_pids(pids_file)
         for label, call in cases:
-            median, slowest = await timed(repeat, call)
-            print(f"| {label} | {median:.0f} | {slowest:.0f} |")
+            await call()  # warm-up: caches, and the windows' hints of a sorted page
+            median, slowest, cpu = await timed(repeat, call, pids)
+            shown = "-" if cpu is None else f"{cpu:.0f}"
+            print(f"| {label} | {median:.0f} | {slowest:.0f} | {shown} |", flush=True)
     finally:
-        await storage.database.client.drop_database(storage.database.name)
+        if not keep:
+            await storage.database.client.drop_database(storage.database.name)
 
 
 if __name__ == "__main__":
@@ -161,9 +194,29 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument(
-        "--database", help="measure an existing bench_search_* database (no load; dropped after)"
+        "--database",
+        help="load into this database, or measure what it holds if it has versions already "
+        "(no load); dropped after unless --keep",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the database (to measure again)")
+    parser.add_argument("--pids", type=Path, help="scripts/documentdb.sh's pids file (db CPU)")
+    parser.add_argument(
+        "--as-loaded",
+        action="store_true",
+        help="measure --database with the indexes it has (no ensure_indexes: a unique index "
+        "build over 100,000 rows can take longer than the load)",
     )
     arguments = parser.parse_args()
     if "127.0.0.1" not in arguments.uri and "localhost" not in arguments.uri:
         raise SystemExit("bench.search runs against a local server only")
-    asyncio.run(main(arguments.uri, arguments.rows, arguments.repeat, arguments.database))
+    asyncio.run(
+        main(
+            arguments.uri,
+            arguments.rows,
+            arguments.repeat,
+            arguments.database,
+            arguments.keep,
+            arguments.pids,
+            arguments.as_loaded,
+        )
+    )

@@ -297,6 +297,7 @@ def create_app(
             settings.mongodb_database,
             settings.guarded_updates,
             timeout=settings.mongodb_timeout,
+            windowed_sorts=settings.sort_windows,
         )
         if settings.in_memory and storage is None:
             log.warning(IN_MEMORY_WARNING)

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         description="Conditional updates through the claim guard (docs/real-server.md): `auto` "
         "turns it on only for servers measured to need it (FerretDB v1); `on`/`off` force it.",
     )
+    windowed_sorts: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Sorted list pages read in widening windows of the sort key "
+        "(docs/real-server.md): `auto` turns it on only for servers that sort without an "
+        "index (FerretDB v2 + DocumentDB); `on`/`off` force it.",
+    )
     host: str = Field(
         default="127.0.0.1", min_length=1, description="Address `mltrain serve` binds."
     )
@@ -302,6 +308,11 @@ class Settings(BaseSettings):
     def guarded_updates(self) -> bool | None:
         """``update_guard`` as the storage takes it: None = decide by the server."""
         return {"auto": None, "on": True, "off": False}[self.update_guard]
+
+    @property
+    def sort_windows(self) -> bool | None:
+        """``windowed_sorts`` as the storage takes it: None = decide by the server."""
+        return {"auto": None, "on": True, "off": False}[self.windowed_sorts]
 
 
 class SettingsError(ValueError):

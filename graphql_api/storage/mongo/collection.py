@@ -18,6 +18,7 @@ from graphql_api.domain.errors import ConflictError
 from graphql_api.domain.queries import PageRequest
 from graphql_api.storage.base import MergeLimitExceeded, StoreStats
 from graphql_api.storage.mongo.keyset import SortSpec
+from graphql_api.storage.mongo.windows import SortWindows, list_key
 
 log = logging.getLogger("mltrain.storage")
 
@@ -147,6 +148,8 @@ class MongoCollection:
 
     #: Seconds one public method may take; None (the in-memory mock) is unbounded.
     timeout: float | None = None
+    #: Sorted pages in windows of the sort key (set by ``MongoStorage``; off: plain sorts).
+    windows: SortWindows = SortWindows()
 
     def __init__(self, collection: Any, stats: StoreStats, guard: UpdateGuard) -> None:
         self._c = collection
@@ -159,16 +162,27 @@ class MongoCollection:
     async def _page(
         self, query: dict[str, Any], spec: SortSpec, page: PageRequest
     ) -> tuple[list[dict[str, Any]], list[str], bool]:
-        if page.after:
-            after = spec.after_filter(page.after)
-            query = {"$and": [query, after]} if query else after
+        after = spec.after_values(page.after) if page.after else None
         if page.first == 0:
-            return [], [], await self._exists(query)
-        self._trip()
-        docs = await self._c.find(query).sort(spec.mongo_sort).limit(page.first + 1).to_list(None)
+            return [], [], await self._exists(spec.page_query(query, after))
+        if self.windows.enabled:
+            docs = await self.windows.read(
+                query, spec, after, page.first + 1, list_key(query), self._read_sorted
+            )
+        else:
+            docs = await self._read_sorted(
+                spec.page_query(query, after), spec.mongo_sort, page.first + 1
+            )
         has_next = len(docs) > page.first
         docs = docs[: page.first]
         return docs, [spec.cursor_for(d) for d in docs], has_next
+
+    async def _read_sorted(
+        self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int
+    ) -> list[dict[str, Any]]:
+        self._trip()
+        docs: list[dict[str, Any]] = await self._c.find(query).sort(sort).limit(limit).to_list(None)
+        return docs
 
     async def _exists(self, query: dict[str, Any]) -> bool:
         self._trip()

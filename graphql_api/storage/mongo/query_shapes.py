@@ -90,9 +90,16 @@ ASC = ("created_date:1", "_id:1")
 VERSION_DESC = ("version_sort_key:-1", "_id:-1")
 VERSION_ASC = ("version_sort_key:1", "_id:1")
 CURSOR = ("created_date", "_id")  # the keyset filter of a page after a cursor
-ITEM_4 = (
-    "DocumentDB sorts every matching row (no ordered index scan): an unfiltered page reads the "
-    "whole collection (issue 12 item 4: bounded sorts)."
+PLAIN_SORT = (
+    "a plain sorted page. DocumentDB sorts every matching row (no ordered index scan), so "
+    "there pages are read in windows of the sort key (the shapes with the sort key in the "
+    "filter), and this is read only as a process's first page of the list (once per "
+    "ordering: where are its rows?) or while the list is shorter than a page "
+    "(storage/mongo/windows.py). Where windows are off, MongoDB walks the index in order"
+)
+WINDOWS = (
+    "windowed (storage/mongo/windows.py): reads the rows of the windows the page needs, "
+    "any filter ANDed"
 )
 PRECEDENCE_START_UP = (
     "start-up only, never a request (MongoModelVersionStore._ensure_precedence_unique): "
@@ -164,10 +171,22 @@ SHAPES: tuple[QueryShape, ...] = (
             "find",
             [],
             order,
-            "trainingJobs, no filter",
+            "trainingJobs, no filter: first page of a process, short lists",
             "created_date",
             bounded=False,
-            note=ITEM_4,
+            note=PLAIN_SORT,
+        )
+        for order in (DESC, ASC)
+    ),
+    *(
+        _shape(
+            "training_jobs",
+            "find",
+            ["created_date"],
+            order,
+            "trainingJobs pages in windows of created_date (DocumentDB)",
+            "created_date",
+            note=WINDOWS,
         )
         for order in (DESC, ASC)
     ),
@@ -179,7 +198,7 @@ SHAPES: tuple[QueryShape, ...] = (
             order,
             "trainingJobs after a cursor",
             "created_date",
-            note="reads every row past the cursor (issue 12 item 4)",
+            note="windowed: the windows past the cursor; plain: every row past the cursor",
         )
         for order in (DESC, ASC)
     ),
@@ -296,10 +315,22 @@ SHAPES: tuple[QueryShape, ...] = (
             "find",
             [],
             order,
-            "modelVersions, no filter",
-            "created_date",
+            "modelVersions, no filter: first page of a process, short lists",
+            "created_date" if order in (DESC, ASC) else "semver",
             bounded=False,
-            note=ITEM_4,
+            note=PLAIN_SORT,
+        )
+        for order in (DESC, ASC, VERSION_DESC, VERSION_ASC)
+    ),
+    *(
+        _shape(
+            "model_versions",
+            "find",
+            [order[0].partition(":")[0]],
+            order,
+            f"modelVersions pages in windows of {order[0].partition(':')[0]} (DocumentDB)",
+            "created_date" if order in (DESC, ASC) else "semver",
+            note=WINDOWS,
         )
         for order in (DESC, ASC, VERSION_DESC, VERSION_ASC)
     ),
@@ -311,7 +342,7 @@ SHAPES: tuple[QueryShape, ...] = (
             order,
             "modelVersions after a cursor",
             "created_date",
-            note="reads every row past the cursor",
+            note="windowed: the windows past the cursor; plain: every row past the cursor",
         )
         for order in (DESC, ASC)
     ),
@@ -323,7 +354,7 @@ SHAPES: tuple[QueryShape, ...] = (
             order,
             "modelVersions after a cursor",
             "semver",
-            note="reads every row past the cursor",
+            note="windowed: the windows past the cursor; plain: every row past the cursor",
         )
         for order in (VERSION_DESC, VERSION_ASC)
     ),

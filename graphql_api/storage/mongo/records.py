@@ -90,17 +90,10 @@ class MongoRecordStore(MongoCollection, Generic[R, W, O]):
             # The list's name, as its other orderings' cursors carry it ("modelVersions").
             items = next(iter(self._sorts.values())).name.partition(":")[0]
             keyset = MetricKeyset(items, order)
-            docs, cursors, has_next = await keyset.page(self._query(where), page, self._read)
+            docs, cursors, has_next = await keyset.page(self._query(where), page, self._read_sorted)
         else:
             docs, cursors, has_next = await self._page(self._query(where), self._sorts[order], page)
         return Page([self._mapping.from_doc(d) for d in docs], cursors, has_next)
-
-    async def _read(
-        self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int
-    ) -> list[dict[str, Any]]:
-        self._trip()
-        docs: list[dict[str, Any]] = await self._c.find(query).sort(sort).limit(limit).to_list(None)
-        return docs
 
     async def count(self, where: W) -> int:
         return await self._count(self._query(where))

@@ -15,8 +15,15 @@ from graphql_api.storage.mongo.events import MongoEventStore
 from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.metric_series import MongoMetricSeriesStore
 from graphql_api.storage.mongo.model_versions import MongoModelVersionStore
-from graphql_api.storage.mongo.server import ServerInfo, ServerKind, identify, update_guard_wanted
+from graphql_api.storage.mongo.server import (
+    ServerInfo,
+    ServerKind,
+    identify,
+    sort_windows_wanted,
+    update_guard_wanted,
+)
 from graphql_api.storage.mongo.training_jobs import MongoTrainingJobStore
+from graphql_api.storage.mongo.windows import SortWindows
 
 log = logging.getLogger("mltrain.storage")
 
@@ -32,7 +39,8 @@ class MongoStorage:
     or when the database cannot be reached, the method raises ``DatabaseUnavailable``.
 
     ``guarded_updates``: None decides by the server (``server.update_guard_wanted``);
-    True/False forces the claim guard on/off (``MLTRAIN_UPDATE_GUARD``).
+    True/False forces the claim guard on/off (``MLTRAIN_UPDATE_GUARD``). ``windowed_sorts``
+    likewise for sorted pages read in windows (``windows.py``, ``MLTRAIN_WINDOWED_SORTS``).
     """
 
     def __init__(
@@ -40,6 +48,7 @@ class MongoStorage:
         database: Any,
         guarded_updates: bool | None = None,
         timeout: float | None = None,
+        windowed_sorts: bool | None = None,
     ) -> None:
         self._db = database
         self.timeout = timeout
@@ -48,6 +57,8 @@ class MongoStorage:
         self.stats = StoreStats()
         self.guard = UpdateGuard(database["update_claims"], self.stats)
         self._guarded_updates = guarded_updates
+        self.windows = SortWindows()
+        self._windowed_sorts = windowed_sorts
         self.model_versions = MongoModelVersionStore(
             database["model_versions"], database["model_registry"], self.stats, self.guard
         )
@@ -82,6 +93,7 @@ class MongoStorage:
         )
         for store in stores:
             store.timeout = timeout
+            store.windows = self.windows
 
     @property
     def database(self) -> Any:
@@ -97,12 +109,26 @@ class MongoStorage:
         database: str,
         guarded_updates: bool | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        windowed_sorts: bool | None = None,
     ) -> MongoStorage:
         """``timeout``: seconds any storage operation may take (MLTRAIN_MONGODB_TIMEOUT)."""
-        return cls(connect(uri, database, timeout), guarded_updates, timeout if uri else None)
+        return cls(
+            connect(uri, database, timeout),
+            guarded_updates,
+            timeout if uri else None,
+            windowed_sorts,
+        )
 
     async def ensure_indexes(self) -> None:
         """Start-up: learn what the server guarantees, then create the indexes (idempotent)."""
+        await self.identify_server()
+        await self.model_versions.ensure_indexes()
+        await self.training_jobs.ensure_indexes()
+        await self.events.ensure_indexes()
+        await self.metric_series.ensure_indexes()
+
+    async def identify_server(self) -> None:
+        """Learn which server this is and decide what it needs (the update guard, windows)."""
         self.server = identify(await self._db.command("buildInfo"))
         self.guard.enabled = update_guard_wanted(self.server, self._guarded_updates)
         log.info(
@@ -110,10 +136,11 @@ class MongoStorage:
             self.server,
             "through the claim guard" if self.guard.enabled else "plain (atomic per document)",
         )
-        await self.model_versions.ensure_indexes()
-        await self.training_jobs.ensure_indexes()
-        await self.events.ensure_indexes()
-        await self.metric_series.ensure_indexes()
+        self.windows.enabled = sort_windows_wanted(self.server, self._windowed_sorts)
+        log.info(
+            "sorted pages: %s",
+            "in windows of the sort key" if self.windows.enabled else "plain sorts",
+        )
 
     async def ping(self) -> None:
         with pymongo.timeout(min(self.timeout or PING_TIMEOUT, PING_TIMEOUT)):
