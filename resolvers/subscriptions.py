@@ -26,7 +26,6 @@ from graphql_api.live import cursor, records
 from graphql_api.live.selectors import JobSelector, ModelVersionSelector, Selector
 from graphql_api.live.subscriber import CursorExpired, FeedStopped, FellBehind
 from graphql_api.live.throttled_log import ThrottledWarning
-from graphql_api.loaders import Loaders
 from graphql_api.types import typed
 from graphql_api.types.enums import TrainingStatus
 from graphql_api.types.live_updates import ModelVersionUpdate, TrainingJobUpdate
@@ -181,9 +180,8 @@ async def _events(
             async for event in stream:
                 if scope is not None and not await _in_scope(context, scope, event, names):
                     continue
-                # A WebSocket's context lives as long as the connection: fresh loaders per
-                # event, so nested fields never show what an earlier event cached.
-                context.loaders = Loaders(context.services)
+                # Each execution for an event gets fresh loaders (live/fanout.py), so nested
+                # fields never show what an earlier event cached.
                 yield event
     except FellBehind as ended:
         resume = cursor.encode(ended.resume_seq)
