@@ -239,6 +239,10 @@ async def all_jobs_subscriber(
     return ws
 
 
+def progress(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+
 def _epoch(occurred_at: str) -> float:
     from datetime import datetime
 
@@ -567,18 +571,25 @@ class Bench:
         try:
             started = time.perf_counter()
             for client in clients:
-                await client.read_until("ready", 600)
+                await client.read_until("ready", 900)
             opened_in = time.perf_counter() - started
+            progress(f"{n} subscribed in {opened_in:.1f} s; warm-up event")
             # Step -1 proves every subscription is live (each resumes after START).
             await self.gql(http, REPORT, id=job_id, metrics={"step": -1})
-            for client in clients:
-                await client.wait_complete(-1, 120)
+            warm_complete = True
+            try:
+                for client in clients:
+                    await client.wait_complete(-1, args.drain)
+            except TimeoutError:
+                warm_complete = False  # measured anyway: the report says who got what
+                progress("the warm-up event did not reach every subscriber")
             await asyncio.sleep(1.0)
             rss_idle = rss_bytes(pid)
             for client in clients:
                 client.command("reset")
                 await client.read_until("reset", 60)
 
+            progress(f"idle RSS {rss_idle / 2**20:.0f} MiB; {args.events} changes at {args.rate}/s")
             cpu_before = cpu_seconds(pid)
             began = time.perf_counter()
             next_at = began
@@ -588,6 +599,7 @@ class Bench:
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
             made_in = time.perf_counter() - began
             last = args.events - 1
+            progress(f"changes made in {made_in:.1f} s; waiting for the deliveries")
             with contextlib.suppress(TimeoutError):
                 for client in clients:
                     await client.wait_complete(last, args.drain)
@@ -600,6 +612,8 @@ class Bench:
                 reports.append(await client.read_until("latencies_ms", 120))
         finally:
             for client in clients:
+                with contextlib.suppress(Exception):
+                    client.command("report")  # a worker waiting for a command ends
                 with contextlib.suppress(Exception):
                     client.process.wait(timeout=60)
                 if client.process.poll() is None:
@@ -617,6 +631,8 @@ class Bench:
             "rate": args.rate,
             "events": args.events,
             "open_s": opened_in,
+            "warm_up_reached_all": warm_complete,
+            "warm_up_received": sum(int(r["per_step"].get("-1", 0)) for r in reports),
             "p50_ms": p(0.5),
             "p99_ms": p(0.99),
             "max_ms": max(latencies) if latencies else float("nan"),
