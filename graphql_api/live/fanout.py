@@ -5,8 +5,9 @@ all jobs at 20 changes/s asked the one event loop for 20,000 executions a second
 thousand got done, and every subscriber was shed as too slow (bench/README.md). Subscribers
 that sent the same operation (document text and operation name), with the same variables, and
 whose connections have the same role, get the same result for an event: it is executed once
-and the result shared (``SharedRenders``); the rest of a delivery (Strawberry's error handling
-for that subscriber, the JSON encoding and the socket send) stays per subscriber.
+and the result shared (``SharedRenders``), and encoded to JSON once (``EncodedResults``); the
+rest of a delivery (Strawberry's error handling for that subscriber, the frame around the
+encoded result and the socket send) stays per subscriber.
 
 What is shared and why it is safe:
 
