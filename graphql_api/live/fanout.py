@@ -65,6 +65,10 @@ R = TypeVar("R")
 OperationKey = tuple[str, str | None, str, str]
 
 
+#: ``SharedRenders.found``: nothing executed yet for that operation and event.
+NOT_FOUND: Any = object()
+
+
 class _Entry(NamedTuple):
     payload: object  # kept alive, so that ``id(payload)`` in the key stays its own
     result: Any  # an ExecutionResult, or the task that will produce it
@@ -84,18 +88,27 @@ class SharedRenders:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def found(self, operation: OperationKey, payload: object) -> Any:
+        """The result already executed for ``payload`` under ``operation`` (counted as shared),
+        or ``NOT_FOUND``."""
+        key = (operation, id(payload))
+        entry = self._entries.get(key)
+        if entry is None or entry.payload is not payload:
+            return NOT_FOUND
+        self._entries.move_to_end(key)
+        self.shared += 1
+        found = entry.result
+        # An awaiting execution is shared as its task: this subscriber awaits it.
+        return _awaiting(found) if isinstance(found, asyncio.Future) else found
+
     def render(self, operation: OperationKey, payload: object, execute: Callable[[], R]) -> R:
         """``execute()``'s result for ``payload`` under ``operation``: executed by the first
         subscriber that asks, the same result for the others."""
+        found = self.found(operation, payload)
+        if found is not NOT_FOUND:
+            # R is an awaitable of the result where ``execute`` returned one.
+            return cast(R, found)
         key = (operation, id(payload))
-        entry = self._entries.get(key)
-        if entry is not None and entry.payload is payload:
-            self._entries.move_to_end(key)
-            self.shared += 1
-            found = entry.result
-            # An awaiting execution is shared as its task: this subscriber awaits it (R is an
-            # awaitable of the result then, as ``execute`` returned).
-            return cast(R, _awaiting(found) if isinstance(found, asyncio.Future) else found)
         result = execute()
         self.executions += 1
         if isawaitable(result):
@@ -178,6 +191,14 @@ class SharingExecutor(StrawberryGraphQLCoreExecutionContext):
     def build_per_event_executor(self, payload: Any) -> Executor[Any]:
         if self._operation_key is None:
             self._operation_key = _operation_key(self)  # once per subscription
+        renders = getattr(getattr(self.context_value, "feed", None), "renders", None)
+        if self._operation_key and isinstance(renders, SharedRenders):
+            found = renders.found(self._operation_key, payload)
+            if found is not NOT_FOUND:
+                # Already executed for this event: no copy of the executor (graphql-core only
+                # calls ``execute_operation`` on it; the copy was ~7% of a delivery's CPU,
+                # py-spy with 300 subscribers).
+                return cast(Executor[Any], _SharedEvent(found))
         executor = super().build_per_event_executor(payload)
         assert isinstance(executor, SharingExecutor)
         executor._event = payload
@@ -199,6 +220,18 @@ class SharingExecutor(StrawberryGraphQLCoreExecutionContext):
             return execute_here(serially)
 
         return renders.render(operation, self._event, execute)
+
+
+class _SharedEvent:
+    """Stands in for a per-event executor whose result another subscriber's execution made."""
+
+    __slots__ = ("_result",)
+
+    def __init__(self, result: Any) -> None:
+        self._result = result
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        return self._result
 
 
 def _fresh_loaders(context: object) -> None:
