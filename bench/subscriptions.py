@@ -19,6 +19,23 @@ makes one job go through a stream of `reportTrainingMetrics` transitions over HT
 The client is one Python process: with thousands of subscribers its own receive loop adds to
 the latencies, so treat large-N numbers as upper bounds of the server's part.
 
+``--client-processes K`` (issue 12 item 6) runs the subscribers in K separate client
+processes instead (so their receive loops do not share this process's core), and measures
+what the goal states:
+
+    .venv/bin/python -m bench.subscriptions -n 5000 --rate 20 --events 200 --client-processes 2
+
+- latency: ``--events`` changes at ``--rate`` per second; for every (change, subscriber) pair,
+  the time from the change's ``occurredAt`` (taken just before its write commits, truncated to
+  milliseconds, so this is an upper bound) to the subscriber's receipt (``time.time()`` in the
+  client process; one machine, one clock). p50/p99/max over all pairs.
+- server CPU: the server process's user+sys seconds during the latency phase, per second of
+  wall time (cores) and per delivery; the clients' own CPU is reported apart.
+- memory: the server's RSS with N idle subscribers (subscribed, one warm-up event delivered,
+  1 s settled) minus its RSS before the first connection, per subscriber.
+- deliveries that did not arrive within ``--drain`` seconds (60) of the last change
+  (``missing``), and errors (e.g. subscriptions ended as too slow), are counted.
+
 ``--load SECONDS`` measures instead whether the control plane keeps its latency under
 subscriber overload (issue 10, item 4):
 
@@ -47,6 +64,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -221,6 +239,142 @@ async def all_jobs_subscriber(
     return ws
 
 
+def progress(text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+
+def _epoch(occurred_at: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(occurred_at.replace("Z", "+00:00")).timestamp()
+
+
+async def client_worker(url: str, job_id: str, after: str, count: int) -> None:
+    """One client process (``--worker``): ``count`` subscribers, commands on stdin, results
+    as JSON lines on stdout."""
+    latencies_ms: list[float] = []
+    per_step: dict[int, int] = {}
+    errors: list[str] = []
+    loop = asyncio.get_running_loop()
+    readers: set[asyncio.Task[None]] = set()
+
+    def say(message: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+    payload = {"query": SUBSCRIPTION, "variables": {"jobId": job_id, "after": after}}
+
+    async def one() -> ClientConnection:
+        ws = await subscribed(url, payload, False)
+
+        async def read() -> None:
+            try:
+                async for raw in ws:
+                    at = time.time()
+                    message = json.loads(raw)
+                    if message["type"] == "next":
+                        data = message["payload"].get("data")
+                        if data is None or message.get("id") != "1":
+                            errors.append(str(message)[:300])
+                            continue
+                        update = data["trainingJobUpdates"]
+                        step = int(update["job"]["metrics"]["step"])
+                        latencies_ms.append((at - _epoch(update["occurredAt"])) * 1000)
+                        got = per_step[step] = per_step.get(step, 0) + 1
+                        if got == count:
+                            say({"complete": step})
+                    elif message["type"] == "ping":
+                        await ws.send('{"type": "pong"}')
+                    elif message["type"] in ("error", "complete"):
+                        errors.append(str(message)[:300])
+            except Exception as error:  # counted, not raised
+                errors.append(repr(error)[:300])
+
+        readers.add(loop.create_task(read()))
+        return ws
+
+    opening = asyncio.Semaphore(50)
+
+    async def open_one() -> ClientConnection:
+        async with opening:
+            return await one()
+
+    started = time.perf_counter()
+    sockets = await asyncio.gather(*(open_one() for _ in range(count)))
+    say({"ready": time.perf_counter() - started})
+    while True:
+        command = (await asyncio.to_thread(sys.stdin.readline)).strip()
+        if command == "reset":
+            latencies_ms.clear()
+            say({"reset": True})
+        elif command in ("report", ""):
+            break
+    usage = os.times()
+    say(
+        {
+            "latencies_ms": [round(v, 2) for v in latencies_ms],
+            "per_step": per_step,
+            "errors": errors[:20],
+            "error_count": len(errors),
+            "cpu_s": usage.user + usage.system,
+        }
+    )
+    for ws in sockets:
+        with contextlib.suppress(Exception):
+            await ws.close()
+
+
+class ClientProcess:
+    """A ``--worker`` child process and the lines it writes (read by one thread, so that a
+    wait that times out loses no line)."""
+
+    def __init__(self, url: str, job_id: str, after: str, count: int, cpu: str | None) -> None:
+        command = [sys.executable, "-m", "bench.subscriptions", "--worker", url, job_id, after]
+        command += [str(count)]
+        if cpu is not None:
+            command = ["taskset", "-c", cpu, *command]
+        self.count = count
+        self.process = subprocess.Popen(
+            command, cwd=PROJECT, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        self.completed: set[int] = set()
+        self.lines: asyncio.Queue[bytes] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def pump() -> None:
+            assert self.process.stdout is not None
+            for line in iter(self.process.stdout.readline, b""):
+                loop.call_soon_threadsafe(self.lines.put_nowait, line)
+            loop.call_soon_threadsafe(self.lines.put_nowait, b"")
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    async def read_until(self, key: str, within: float) -> dict[str, Any]:
+        deadline = time.perf_counter() + within
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise TimeoutError(f"client process: no {key!r} within {within} s")
+            line = await asyncio.wait_for(self.lines.get(), remaining)
+            if not line:
+                raise RuntimeError("client process ended early")
+            message: dict[str, Any] = json.loads(line)
+            if "complete" in message:
+                self.completed.add(int(message["complete"]))
+            if key in message:
+                return message
+
+    async def wait_complete(self, step: int, within: float) -> None:
+        deadline = time.perf_counter() + within
+        while step not in self.completed:
+            await self.read_until("complete", deadline - time.perf_counter())
+
+    def command(self, text: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(text.encode() + b"\n")
+        self.process.stdin.flush()
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -384,10 +538,116 @@ class Bench:
                 ws_url = f"ws://127.0.0.1:{port}/graphql"
                 if self.args.load:
                     return await self.measure_load(n, server.pid, http, ws_url)
+                if self.args.client_processes:
+                    return await self.measure_processes(n, server.pid, http, ws_url)
                 return await self.measure(n, server.pid, http, ws_url)
         finally:
             server.send_signal(signal.SIGINT)  # as Ctrl-C: py-spy (if any) writes its profile
             server.wait(timeout=60)
+
+    async def measure_processes(
+        self, n: int, pid: int, http: httpx.AsyncClient, ws_url: str
+    ) -> dict[str, Any]:
+        """Subscribers in ``--client-processes`` processes; latency from the change's time."""
+        args = self.args
+        model = await self.gql(
+            http,
+            REGISTER,
+            input={"modelName": "bench", "version": "1.0.0", "modelType": "REGRESSION"},
+        )
+        job = await self.gql(
+            http, CREATE_JOB, input={"modelId": model["modelId"], "datasetId": "bench"}
+        )
+        job_id = job["jobId"]
+        await self.gql(http, START, id=job_id)
+        history = await http.post("/graphql", json={"query": HISTORY, "variables": {"id": job_id}})
+        after = history.json()["data"]["trainingJob"]["history"]["edges"][-1]["cursor"]
+        await asyncio.sleep(1.0)
+        rss_before = rss_bytes(pid)
+        k = args.client_processes
+        counts = [n // k + (1 if i < n % k else 0) for i in range(k)]
+        cpu = CLIENT_CPU if args.pin else None
+        clients = [ClientProcess(ws_url, job_id, after, c, cpu) for c in counts if c]
+        try:
+            started = time.perf_counter()
+            for client in clients:
+                await client.read_until("ready", 900)
+            opened_in = time.perf_counter() - started
+            progress(f"{n} subscribed in {opened_in:.1f} s; warm-up event")
+            # Step -1 proves every subscription is live (each resumes after START).
+            await self.gql(http, REPORT, id=job_id, metrics={"step": -1})
+            warm_complete = True
+            try:
+                for client in clients:
+                    await client.wait_complete(-1, args.drain)
+            except TimeoutError:
+                warm_complete = False  # measured anyway: the report says who got what
+                progress("the warm-up event did not reach every subscriber")
+            await asyncio.sleep(1.0)
+            rss_idle = rss_bytes(pid)
+            for client in clients:
+                client.command("reset")
+                await client.read_until("reset", 60)
+
+            progress(f"idle RSS {rss_idle / 2**20:.0f} MiB; {args.events} changes at {args.rate}/s")
+            cpu_before = cpu_seconds(pid)
+            began = time.perf_counter()
+            next_at = began
+            for step in range(args.events):
+                await self.gql(http, REPORT, id=job_id, metrics={"step": step})
+                next_at += 1 / args.rate
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            made_in = time.perf_counter() - began
+            last = args.events - 1
+            progress(f"changes made in {made_in:.1f} s; waiting for the deliveries")
+            with contextlib.suppress(TimeoutError):
+                for client in clients:
+                    await client.wait_complete(last, args.drain)
+            elapsed = time.perf_counter() - began
+            server_cpu = cpu_seconds(pid) - cpu_before
+            rss_loaded = rss_bytes(pid)
+            reports = []
+            for client in clients:
+                client.command("report")
+                reports.append(await client.read_until("latencies_ms", 120))
+        finally:
+            for client in clients:
+                with contextlib.suppress(Exception):
+                    client.command("report")  # a worker waiting for a command ends
+                with contextlib.suppress(Exception):
+                    client.process.wait(timeout=60)
+                if client.process.poll() is None:
+                    client.process.kill()
+        latencies = [v for report in reports for v in report["latencies_ms"]]
+        steps = range(args.events)
+        delivered = sum(int(r["per_step"].get(str(s), 0)) for r in reports for s in steps)
+
+        def p(q: float) -> float:
+            return percentile(latencies, q) if latencies else float("nan")
+
+        return {
+            "subscribers": n,
+            "client_processes": len(clients),
+            "rate": args.rate,
+            "events": args.events,
+            "open_s": opened_in,
+            "warm_up_reached_all": warm_complete,
+            "warm_up_received": sum(int(r["per_step"].get("-1", 0)) for r in reports),
+            "p50_ms": p(0.5),
+            "p99_ms": p(0.99),
+            "max_ms": max(latencies) if latencies else float("nan"),
+            "offered_per_s": args.events / made_in,
+            "missing": n * args.events - delivered,
+            "server_cpu_cores": server_cpu / elapsed,
+            "server_cpu_ms_per_delivery": server_cpu * 1000 / max(1, delivered),
+            "client_cpu_s": sum(r["cpu_s"] for r in reports),
+            "kib_per_idle_subscriber": (rss_idle - rss_before) / n / 1024,
+            "rss_before_mib": rss_before / 2**20,
+            "rss_idle_mib": rss_idle / 2**20,
+            "rss_loaded_mib": rss_loaded / 2**20,
+            "errors": sum(r["error_count"] for r in reports),
+            "error_samples": [e for r in reports for e in r["errors"]][:5],
+        }
 
     async def measure(
         self, n: int, pid: int, http: httpx.AsyncClient, ws_url: str
@@ -491,12 +751,28 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=5.0, help="seconds probed without load")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds before RSS after")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="no CPU pinning")
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=0,
+        help="run the subscribers in this many client processes; latency from occurredAt",
+    )
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=60.0,
+        help="with --client-processes: seconds to wait for the last change's deliveries",
+    )
     parser.add_argument("--json", help="also write the results to this file")
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        url, job_id, after, count = sys.argv[2:6]
+        asyncio.run(client_worker(url, job_id, after, int(count)))
+        return
     args = parser.parse_args()
     if args.pin:
         os.sched_setaffinity(0, {int(CLIENT_CPU)})
     bench = Bench(args)
-    if args.load:
+    if args.load or args.client_processes:
         load_rows = []
         for n in args.subscribers:
             row = asyncio.run(bench.run(n))

@@ -16,7 +16,11 @@ from typing import Any
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
+from strawberry.http.exceptions import (
+    NonJsonMessageReceived,
+    NonTextMessageReceived,
+    WebSocketDisconnected,
+)
 
 from graphql_api import wire_json
 from graphql_api.auth.keys import ApiKey, bearer_secret
@@ -176,6 +180,13 @@ class ExplainingWebSocketAdapter(ASGIWebSocketAdapter):
             payload = [error] if isinstance(message.get("payload"), list) else error
             message = {**message, "payload": payload}
         await super().send_json(message)
+
+    async def send_text(self, text: str) -> None:
+        """Send a message already encoded (``websocket.KeepAliveTransportWSHandler``)."""
+        try:
+            await self.ws.send_text(text)
+        except WebSocketDisconnect as error:
+            raise WebSocketDisconnected from error
 
     async def close(self, code: int, reason: str) -> None:
         code, reason = self.ws.scope.pop(REJECTION, (code, reason))

@@ -20,7 +20,7 @@ from collections.abc import AsyncGenerator, Callable
 
 from graphql_api.domain.errors import CursorExpiredError, ValidationError, ValidationRule
 from graphql_api.domain.events import ChangeEvent, EntityKind, StoredEvent
-from graphql_api.live.fanout import SharedRenders
+from graphql_api.live.fanout import EncodedResults, SharedRenders
 from graphql_api.live.pacing import DeliveryGate
 from graphql_api.live.selectors import Selector
 from graphql_api.live.subscriber import FeedStopped, Subscriber
@@ -52,6 +52,8 @@ class ChangeFeed:
         self.gate = DeliveryGate(delivery_slots)
         #: Subscribers of the same operation share one execution per event (``fanout``).
         self.renders = SharedRenders()
+        #: ... and their results are encoded once (``fanout.EncodedResults``).
+        self.encodings = EncodedResults()
         self._clock = clock
         self._tailer: LogTailer | None = None
         self._task: asyncio.Task[None] | None = None
