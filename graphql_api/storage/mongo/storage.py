@@ -17,6 +17,7 @@ from graphql_api.storage.mongo.metric_series import MongoMetricSeriesStore
 from graphql_api.storage.mongo.model_versions import MongoModelVersionStore
 from graphql_api.storage.mongo.server import ServerInfo, ServerKind, identify, update_guard_wanted
 from graphql_api.storage.mongo.training_jobs import MongoTrainingJobStore
+from graphql_api.storage.mongo.webhooks import MongoWebhookStore
 
 log = logging.getLogger("mltrain.storage")
 
@@ -73,7 +74,16 @@ class MongoStorage:
             StoreStats(),
             self.guard,
         )
+        self.webhooks = MongoWebhookStore(
+            database["webhooks"],
+            database["webhook_deliveries"],
+            database["leases"],
+            # Its own count, as the keys': deliveries run in the background, no request's cost.
+            StoreStats(),
+            self.guard,
+        )
         stores = (
+            self.webhooks,
             self.model_versions,
             self.training_jobs,
             self.events,
@@ -114,6 +124,7 @@ class MongoStorage:
         await self.training_jobs.ensure_indexes()
         await self.events.ensure_indexes()
         await self.metric_series.ensure_indexes()
+        await self.webhooks.ensure_indexes()
 
     async def ping(self) -> None:
         with pymongo.timeout(min(self.timeout or PING_TIMEOUT, PING_TIMEOUT)):
