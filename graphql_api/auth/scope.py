@@ -140,6 +140,7 @@ def _every(*checks: Check) -> Check:
 
     return check
 
+
 #: Root mutation field -> how to tell whether the record it changes is in the key's scope.
 MUTATION_SCOPES: dict[str, Check | None] = {
     "registerModelVersion": _new_name,
