@@ -366,3 +366,26 @@ async def test_private_targets_are_refused(storage: MongoStorage, url: str) -> N
             "public_address",
         ), result
         assert (await gql.data("query { webhooks { id } }"))["webhooks"] == []
+
+
+async def test_the_address_is_checked_again_at_every_attempt(storage: MongoStorage) -> None:
+    """A webhook stored while private targets were allowed is refused by an instance that does
+    not allow them: each attempt fails without a request reaching the receiver."""
+    async with receiving() as receiver:
+        async with serving(storage) as gql:
+            await create(gql, receiver.url, events=["REGISTERED"])
+        async with serving(storage, webhook_allow_private=False) as gql:
+            await gql.data(
+                """mutation { registerModelVersion(input: {modelName: "churn", version: "1.0.0",
+                     modelType: CLASSIFICATION}) { __typename } }"""
+            )
+
+            async def dead() -> bool:
+                logged = await deliveries(gql)
+                return bool(logged) and logged[0]["status"] == "DEAD_LETTERED"
+
+            await eventually(dead, what="the delivery to be dead-lettered")
+            [entry] = await deliveries(gql)
+            assert entry["responseCode"] is None
+            assert "not a public address" in entry["error"], entry
+        assert receiver.received == []
