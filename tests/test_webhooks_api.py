@@ -389,3 +389,22 @@ async def test_the_address_is_checked_again_at_every_attempt(storage: MongoStora
             assert entry["responseCode"] is None
             assert "not a public address" in entry["error"], entry
         assert receiver.received == []
+
+
+async def test_at_most_100_webhooks_are_kept_also_under_concurrent_creates(
+    storage: MongoStorage,
+) -> None:
+    async with serving(storage) as gql:
+        for n in range(97):
+            await create(gql, f"http://127.0.0.1:9/hook{n}")
+        racing = await asyncio.gather(
+            *(gql.data(CREATE, url=f"http://127.0.0.1:9/race{n}") for n in range(6))
+        )
+        results = [r["createWebhook"] for r in racing]
+        refused = [r for r in results if r["__typename"] == "ValidationError"]
+        assert all(r["rule"] == "max_items" for r in refused)
+        stored = (await gql.data("query { webhooks { id } }"))["webhooks"]
+        assert len(stored) <= 100
+        assert len(stored) == 97 + len(results) - len(refused)
+        last = (await gql.data(CREATE, url="http://127.0.0.1:9/one-more"))["createWebhook"]
+        assert last["__typename"] == ("ValidationError" if len(stored) == 100 else "CreatedWebhook")

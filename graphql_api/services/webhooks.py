@@ -169,12 +169,13 @@ class WebhookService:
         names = self._check_model_names(model_names)
         statuses = self._check_statuses(job_statuses)
         await self._check_url(url)
+        too_many = ValidationError(
+            "url",
+            f"at most {MAX_WEBHOOKS} webhooks are kept: delete one first",
+            rule=ValidationRule.max_items,
+        )
         if await self._store.count() >= MAX_WEBHOOKS:
-            raise ValidationError(
-                "url",
-                f"at most {MAX_WEBHOOKS} webhooks are kept: delete one first",
-                rule=ValidationRule.max_items,
-            )
+            raise too_many
         secret = new_secret()
         webhook = Webhook(
             webhook_id="wh_" + secrets.token_hex(8),
@@ -190,6 +191,11 @@ class WebhookService:
             created_by=actor,
         )
         await self._store.insert(webhook)
+        # Counted again after the insert: concurrent creates at the limit both see room
+        # before, and then at least one of them sees too many here and takes its own back.
+        if await self._store.count() > MAX_WEBHOOKS:
+            await self._store.delete(webhook.webhook_id)
+            raise too_many
         return CreatedWebhook(secret, webhook)
 
     async def update(
