@@ -5,7 +5,8 @@ each attempt), and ``leases`` (``_id`` = the lease's name, holder, expiry: the o
 that delivers, ``graphql_api.webhooks.dispatcher``).
 
 Every read is by ``_id`` or served by an index (``storage/mongo/query_shapes.py``): the
-delivery log's pages by ``delivery_webhook_newest`` and ``delivery_webhook_status_newest``;
+delivery log's pages by ``delivery_webhook_newest`` and ``delivery_webhook_status_newest`` (made by the first
+``insert``, not at start-up);
 ``webhooks`` is read whole, and holds at most ``MAX_WEBHOOKS`` documents.
 """
 
@@ -114,7 +115,9 @@ class MongoWebhookStore(MongoCollection):
         self._deliveries = deliveries
         self._leases = leases
 
-    async def ensure_indexes(self) -> None:
+    async def _ensure_indexes(self) -> None:
+        """The delivery log's indexes (idempotent): made before a webhook is stored, so every
+        delivery has them, and never at start-up for databases without webhooks."""
         for index in (
             IndexModel(
                 [("webhook_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
@@ -136,6 +139,7 @@ class MongoWebhookStore(MongoCollection):
             )
 
     async def insert(self, webhook: Webhook) -> None:
+        await self._ensure_indexes()
         self._trip()
         await self._c.insert_one(_webhook_doc(webhook))
 
