@@ -48,7 +48,9 @@ class CreatedWebhook:
 
 
 def delivery_id(webhook_id: str, seq: int) -> str:
-    return f"{webhook_id}.{seq}"
+    # Zero-padded: the log's pages order by time, then by id (two deliveries in one
+    # millisecond), and the ids of one webhook then sort as their sequence numbers do.
+    return f"{webhook_id}.{seq:019d}"
 
 
 def record_attempt(

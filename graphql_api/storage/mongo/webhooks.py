@@ -5,9 +5,9 @@ each attempt), and ``leases`` (``_id`` = the lease's name, holder, expiry: the o
 that delivers, ``graphql_api.webhooks.dispatcher``).
 
 Every read is by ``_id`` or served by an index (``storage/mongo/query_shapes.py``): the
-delivery log's pages by ``delivery_webhook_newest`` and ``delivery_webhook_status_newest`` (made by the first
-``insert``, not at start-up);
-``webhooks`` is read whole, and holds at most ``MAX_WEBHOOKS`` documents.
+delivery log's pages by ``delivery_webhook_newest`` and ``delivery_webhook_status_newest``
+(made by the first ``insert``, not at start-up); ``webhooks`` is read whole, and holds at
+most ``MAX_WEBHOOKS`` documents.
 """
 
 from __future__ import annotations
