@@ -49,6 +49,7 @@ from graphql_api.auth.ws import (
     release_connection,
 )
 from graphql_api.context import Context
+from graphql_api.domain.events import ChangeEvent
 from graphql_api.graphiql import graphiql_page
 from graphql_api.http_subscriptions import NOT_OVER_PLAIN_HTTP, accepts_multipart, is_subscription
 from graphql_api.limits.body import BodySizeLimit
@@ -66,6 +67,9 @@ from graphql_api.settings import Settings, get_settings
 from graphql_api.storage.base import DatabaseUnavailable, Storage
 from graphql_api.storage.mongo import MongoStorage
 from graphql_api.ui import ui_routes
+from graphql_api.webhooks.dispatcher import WebhookDispatcher
+from graphql_api.webhooks.http import HttpSender
+from graphql_api.webhooks.retry import RetryPolicy
 from graphql_api.websocket import (
     KeepAliveTransportWSHandler,
     client_address,
@@ -328,10 +332,34 @@ def create_app(
         )
         await retention.start()
         app.state.retention = retention
+        webhook_send = HttpSender(
+            allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout
+        )
+        webhook_policy = RetryPolicy(
+            base=settings.webhook_retry_base,
+            cap=settings.webhook_retry_cap,
+            max_attempts=settings.webhook_max_attempts,
+        )
+        dispatcher = WebhookDispatcher(
+            store,
+            webhook_send,
+            webhook_policy,
+            poll_interval=settings.webhook_poll_interval,
+            lease_seconds=settings.webhook_lease_seconds,
+            gap_grace=settings.feed_gap_grace,
+        )
+
+        def appended(event: ChangeEvent) -> None:
+            feed.notify(event)
+            dispatcher.notify(event)
+
         # This process's appends wake the feed at once; other instances' reach it by polling.
         services = Services.over(
-            NotifyingStorage(store, feed.notify),
+            NotifyingStorage(store, appended),
             configured_key_names=[k.name for k in configured.keys],
+            webhook_send=webhook_send,
+            webhook_policy=webhook_policy,
+            allow_private_webhooks=settings.webhook_allow_private,
         )
         app.state.services = services
         app.state.keys = directory
@@ -341,6 +369,8 @@ def create_app(
             interval=settings.outbox_sweep_interval,
         )
         await sweep.start()
+        await dispatcher.start()
+        app.state.webhooks = dispatcher
         try:
             if demo:
                 from graphql_api.demo import seed_demo
@@ -349,6 +379,8 @@ def create_app(
                 log.info("demo data: %s", summary)
             yield
         finally:
+            await dispatcher.stop()
+            await webhook_send.aclose()
             await sweep.stop()
             await directory.stop()
             await retention.stop()

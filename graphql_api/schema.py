@@ -32,17 +32,18 @@ from resolvers.queries import Query
 from resolvers.registry_mutations import RegistryMutation
 from resolvers.subscriptions import Subscription
 from resolvers.training_mutations import TrainingMutation
+from resolvers.webhooks import WebhookMutation, WebhookQuery
 
 
 @strawberry.type(description="Every lifecycle transition of models and training jobs.")
-class Mutation(RegistryMutation, TrainingMutation, ApiKeyMutation):
+class Mutation(RegistryMutation, TrainingMutation, ApiKeyMutation, WebhookMutation):
     pass
 
 
 @strawberry.type(
     name="Query", description="Reads for dashboards, the registry viewer and inference services."
 )
-class RootQuery(Query, ApiKeyQuery):
+class RootQuery(Query, ApiKeyQuery, WebhookQuery):
     pass
 
 

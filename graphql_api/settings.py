@@ -255,6 +255,52 @@ class Settings(BaseSettings):
         "delivery lag, and sheds fan-out the server cannot keep up with before requests wait.",
     )
 
+    # Webhooks (docs/webhooks.md).
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let webhooks target loopback, private and link-local addresses (a "
+        "receiver on the same host or network; the tests). Off: such URLs are refused at "
+        "createWebhook and at every delivery (SSRF, docs/security.md).",
+    )
+    webhook_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description="Attempts at one delivery before it is dead-lettered and the webhook's "
+        "cursor moves on.",
+    )
+    webhook_retry_base: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="Seconds: the n-th retry waits a random time up to "
+        "min(cap, base * 2^(n-1)) (exponential backoff, full jitter).",
+    )
+    webhook_retry_cap: float = Field(
+        default=600.0, gt=0, le=86400, description="Seconds: the longest wait between retries."
+    )
+    webhook_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Seconds one delivery attempt may take (connecting, sending, the answer's "
+        "status line); past it the attempt failed.",
+    )
+    webhook_poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="Seconds between the delivering instance's reads of the webhooks and the "
+        "change log (its own changes wake it at once), and between its lease renewals.",
+    )
+    webhook_lease_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="Seconds the delivering instance's lease lasts unrenewed: when it dies, "
+        "another instance takes over within this (plus one poll interval).",
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_level(cls, value: object) -> object:

@@ -110,6 +110,10 @@ class CrashingStorage:
         return self._storage.api_keys
 
     @property
+    def webhooks(self) -> Any:
+        return self._storage.webhooks
+
+    @property
     def stats(self) -> StoreStats:
         return self._storage.stats
 

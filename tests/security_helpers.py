@@ -69,7 +69,9 @@ class RoleClient:
 
 
 async def snapshot(storage: MongoStorage) -> dict[str, list[dict[str, Any]]]:
-    """Every document of every collection: equal snapshots mean nothing changed."""
+    """Every document of every collection: equal snapshots mean nothing changed. Not the
+    ``leases`` collection: the webhook delivering lease is renewed in the background, which
+    is no change a request made."""
     db = storage.database
-    names = sorted(await db.list_collection_names())
+    names = sorted(set(await db.list_collection_names()) - {"leases"})
     return {name: await db[name].find({}).sort("_id", 1).to_list(None) for name in names}

@@ -499,6 +499,7 @@ def test_every_listed_index_exists_in_the_code() -> None:
         model_versions,
         outbox,
         training_jobs,
+        webhooks,
     )
 
     modules = (
@@ -510,6 +511,7 @@ def test_every_listed_index_exists_in_the_code() -> None:
         model_versions,
         training_jobs,
         outbox,
+        webhooks,
     )
     # model_catalog's shapes all use _id_ (listed above) or model_versions' own indexes.
     source = "".join(inspect.getsource(m) for m in modules)

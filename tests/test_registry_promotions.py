@@ -105,6 +105,7 @@ class JitteredStorage:
         self.events = inner.events
         self.metric_series = inner.metric_series
         self.api_keys = inner.api_keys
+        self.webhooks = inner.webhooks
         self.stats = inner.stats
 
     async def ensure_indexes(self) -> None:

@@ -177,12 +177,25 @@ EXPECTED_ALLOWED = {
 
 #: Key management (admin only): each role against them in tests/test_keys_stored.py.
 KEY_MANAGEMENT = {"createApiKey", "revokeApiKey"}
+#: Webhooks (admin only): each role against them in tests/test_webhooks_roles.py.
+WEBHOOK_MANAGEMENT = {
+    "createWebhook",
+    "updateWebhook",
+    "deleteWebhook",
+    "testWebhook",
+    "redeliverWebhookDelivery",
+    "replayWebhook",
+}
 
 
 def test_every_mutation_is_in_the_role_table_and_tested() -> None:
     mutation_type = schema._schema.mutation_type
     assert mutation_type is not None
-    assert set(mutation_type.fields) == set(MUTATION_ROLES) == set(SETUPS) | KEY_MANAGEMENT
+    assert (
+        set(mutation_type.fields)
+        == set(MUTATION_ROLES)
+        == set(SETUPS) | KEY_MANAGEMENT | WEBHOOK_MANAGEMENT
+    )
 
 
 @pytest.mark.parametrize("role", list(Role))

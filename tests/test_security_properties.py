@@ -17,7 +17,7 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graphql_api.auth.roles import MUTATION_ROLES, Role
+from graphql_api.auth.roles import MUTATION_ROLES, OTHER_MUTATION_ROLES, Role
 from graphql_api.domain.enums import ModelStatus, TrainingStatus
 from graphql_api.domain.lifecycle import can_model_transition, can_train_transition
 from graphql_api.storage.mongo import MongoStorage
@@ -70,7 +70,11 @@ roles = st.sampled_from([*Role, None, "bogus"])
 
 
 #: The mutations of models and jobs (key management has its own tests: test_keys_*.py).
-LIFECYCLE_MUTATIONS = sorted(set(MUTATION_ROLES) - {"createApiKey", "revokeApiKey"})
+LIFECYCLE_MUTATIONS = sorted(
+    # Not key and webhook management (admin only: tests/test_keys_stored.py and
+    # tests/test_webhooks_roles.py).
+    set(MUTATION_ROLES) - {"createApiKey", "revokeApiKey"} - set(OTHER_MUTATION_ROLES)
+)
 
 
 def step_strategy() -> st.SearchStrategy[tuple[Any, ...]]:

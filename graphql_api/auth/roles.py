@@ -16,6 +16,12 @@ __all__ = ["MUTATION_ROLES", "OTHER_MUTATION_ROLES", "READ_ROLE", "Role", "requi
 OTHER_MUTATION_ROLES: dict[str, Role] = {
     "createApiKey": Role.ADMIN,
     "revokeApiKey": Role.ADMIN,
+    "createWebhook": Role.ADMIN,
+    "updateWebhook": Role.ADMIN,
+    "deleteWebhook": Role.ADMIN,
+    "testWebhook": Role.ADMIN,
+    "redeliverWebhookDelivery": Role.ADMIN,
+    "replayWebhook": Role.ADMIN,
 }
 
 #: Root mutation field (as in the schema) -> the least role that may call it.
@@ -23,7 +29,7 @@ MUTATION_ROLES: dict[str, Role] = {**mutation_roles(), **OTHER_MUTATION_ROLES}
 
 #: Queries and subscriptions: any valid key, but for these.
 READ_ROLE = Role.VIEWER
-QUERY_ROLES: dict[str, Role] = {"apiKeys": Role.ADMIN}
+QUERY_ROLES: dict[str, Role] = {"apiKeys": Role.ADMIN, "webhooks": Role.ADMIN}
 
 
 def required_role(operation: str, field: str) -> Role:

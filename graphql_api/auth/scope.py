@@ -140,6 +140,7 @@ def _every(*checks: Check) -> Check:
 
     return check
 
+
 #: Root mutation field -> how to tell whether the record it changes is in the key's scope.
 MUTATION_SCOPES: dict[str, Check | None] = {
     "registerModelVersion": _new_name,
@@ -164,6 +165,13 @@ MUTATION_SCOPES: dict[str, Check | None] = {
     # Refused to scoped keys by their resolvers (a scoped key may not manage keys).
     "createApiKey": None,
     "revokeApiKey": None,
+    # Refused to scoped keys by their resolvers (a webhook is told of every model's changes).
+    "createWebhook": None,
+    "updateWebhook": None,
+    "deleteWebhook": None,
+    "testWebhook": None,
+    "redeliverWebhookDelivery": None,
+    "replayWebhook": None,
 }
 
 #: Root query fields answering one record of a model named by an argument: null outside.
@@ -176,7 +184,7 @@ NAMED_LOOKUPS = {
 #: Root query fields answering one record by id: null when it belongs to another model.
 ID_LOOKUPS = {"modelVersion", "trainingJob"}
 #: Lists filtered by ``narrowed`` in their resolvers; fields that check for themselves.
-SELF_SCOPED = {"modelVersions", "trainingJobs", "apiKeys", "__typename"}
+SELF_SCOPED = {"modelVersions", "trainingJobs", "apiKeys", "webhooks", "__typename"}
 #: Root query fields not yet open to limited keys (refused with FORBIDDEN, fail closed): the
 #: list of models and a name's history would need the scope applied inside their queries.
 REFUSED_TO_LIMITED = {"models", "modelHistory"}

@@ -42,6 +42,9 @@ class ValidationRule(StrEnum):
     key_dot = "key_dot"
     url = "url"
     url_scheme = "url_scheme"
+    #: A webhook URL whose host resolves to a loopback, private, link-local or reserved address
+    #: (docs/webhooks.md, "Which URLs are refused").
+    public_address = "public_address"
     number = "number"
     finite_number = "finite_number"
     int64 = "int64"

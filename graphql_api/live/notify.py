@@ -19,6 +19,7 @@ from graphql_api.storage.base import (
     TrainingJobStore,
 )
 from graphql_api.storage.series import MetricSeriesStore
+from graphql_api.storage.webhooks import WebhookStore
 
 
 class NotifyingEventStore:
@@ -85,6 +86,7 @@ class NotifyingStorage:
         self.metric_series: MetricSeriesStore = storage.metric_series
         self.stats: StoreStats = storage.stats
         self.api_keys: ApiKeyStore = storage.api_keys
+        self.webhooks: WebhookStore = storage.webhooks
 
     async def ensure_indexes(self) -> None:
         await self.inner.ensure_indexes()

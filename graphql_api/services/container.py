@@ -16,7 +16,14 @@ from graphql_api.services.registry_metadata import ModelMetadataService
 from graphql_api.services.registry_models import ModelCatalogService
 from graphql_api.services.registry_resolve import VersionResolver
 from graphql_api.services.training import MLTrainingService
+from graphql_api.services.webhooks import WebhookService
 from graphql_api.storage.base import Storage
+from graphql_api.webhooks.delivery import Send
+from graphql_api.webhooks.retry import RetryPolicy
+
+
+async def _no_sender(url: str, headers: dict[str, str], body: bytes) -> int:
+    raise RuntimeError("no webhook sender configured (create_app configures one)")
 
 
 @dataclass(frozen=True)
@@ -32,9 +39,18 @@ class Services:
     history: ModelHistoryService
     resolver: VersionResolver
     models: ModelCatalogService
+    webhooks: WebhookService
 
     @classmethod
-    def over(cls, storage: Storage, configured_key_names: Collection[str] = ()) -> Services:
+    def over(
+        cls,
+        storage: Storage,
+        configured_key_names: Collection[str] = (),
+        *,
+        webhook_send: Send = _no_sender,
+        webhook_policy: RetryPolicy | None = None,
+        allow_private_webhooks: bool = False,
+    ) -> Services:
         inference = InferenceService(storage)
         return cls(
             storage=storage,
@@ -48,4 +64,11 @@ class Services:
             history=ModelHistoryService(storage),
             resolver=VersionResolver(storage),
             models=ModelCatalogService(storage, inference),
+            webhooks=WebhookService(
+                storage.webhooks,
+                storage.events,
+                webhook_send,
+                webhook_policy or RetryPolicy(),
+                allow_private=allow_private_webhooks,
+            ),
         )

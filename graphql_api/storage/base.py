@@ -48,6 +48,7 @@ from graphql_api.domain.queries import (
 from graphql_api.domain.updates import Change
 from graphql_api.storage.api_keys import ApiKeyStore
 from graphql_api.storage.series import MetricSeriesStore
+from graphql_api.storage.webhooks import WebhookStore
 
 R = TypeVar("R")
 W = TypeVar("W", contravariant=True)
@@ -504,6 +505,10 @@ class Storage(Protocol):
     @property
     def api_keys(self) -> ApiKeyStore:
         """API keys issued while running (stored hashed; see ``storage.api_keys``)."""
+
+    @property
+    def webhooks(self) -> WebhookStore:
+        """Webhooks, their delivery log and the delivering lease (see ``storage.webhooks``)."""
 
     @property
     def stats(self) -> StoreStats:

@@ -25,7 +25,12 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class TargetRefused(ValueError):
-    """The URL may not be called; the message says why (safe to show the client)."""
+    """The URL may not be called; the message says why (safe to show the client).
+    ``not_public``: refused for the address it resolves to (not for its form)."""
+
+    def __init__(self, message: str, *, not_public: bool = False) -> None:
+        super().__init__(message)
+        self.not_public = not_public
 
 
 def public(address: IPAddress) -> bool:
@@ -68,6 +73,7 @@ async def resolve_target(url: str, *, allow_private: bool) -> list[IPAddress]:
         if refused:
             raise TargetRefused(
                 f"the host {host!r} resolves to {refused[0]}, which is not a public address "
-                "(loopback, private, link-local and reserved ranges are refused)"
+                "(loopback, private, link-local and reserved ranges are refused)",
+                not_public=True,
             )
     return addresses

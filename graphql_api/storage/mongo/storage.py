@@ -23,6 +23,7 @@ from graphql_api.storage.mongo.server import (
     update_guard_wanted,
 )
 from graphql_api.storage.mongo.training_jobs import MongoTrainingJobStore
+from graphql_api.storage.mongo.webhooks import MongoWebhookStore
 from graphql_api.storage.mongo.windows import SortWindows
 
 log = logging.getLogger("mltrain.storage")
@@ -84,7 +85,16 @@ class MongoStorage:
             StoreStats(),
             self.guard,
         )
+        self.webhooks = MongoWebhookStore(
+            database["webhooks"],
+            database["webhook_deliveries"],
+            database["leases"],
+            # Its own count, as the keys': deliveries run in the background, no request's cost.
+            StoreStats(),
+            self.guard,
+        )
         stores = (
+            self.webhooks,
             self.model_versions,
             self.training_jobs,
             self.events,
@@ -126,6 +136,9 @@ class MongoStorage:
         await self.training_jobs.ensure_indexes()
         await self.events.ensure_indexes()
         await self.metric_series.ensure_indexes()
+        # Not the webhooks' delivery log indexes: made by the first createWebhook instead (a
+        # start-up is bounded by the operation timeout as a whole, and creating two more
+        # collections' indexes on DocumentDB pushed loaded test runs past it).
 
     async def identify_server(self) -> None:
         """Learn which server this is and decide what it needs (the update guard, windows)."""

@@ -1,0 +1,64 @@
+"""The storage contract of webhooks, their delivery log, and the delivering lease (MongoDB:
+``mongo/webhooks.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from graphql_api.domain.events import ChangeKind
+from graphql_api.domain.queries import Page, PageRequest
+from graphql_api.domain.webhooks import Delivery, DeliveryStatus, Webhook
+
+
+class WebhookStore(Protocol):
+    async def insert(self, webhook: Webhook) -> None:
+        """Store a new webhook (its id is new: random)."""
+
+    async def get(self, webhook_id: str) -> Webhook | None: ...
+
+    async def all(self) -> list[Webhook]:
+        """Every webhook, oldest first (at most ``MAX_WEBHOOKS`` are ever stored)."""
+
+    async def count(self) -> int: ...
+
+    async def update(
+        self,
+        webhook_id: str,
+        *,
+        url: str | None = None,
+        kinds: Sequence[ChangeKind] | None = None,
+        model_names: Sequence[str] | None = None,
+        job_statuses: Sequence[str] | None = None,
+        cursor: int | None = None,
+    ) -> Webhook | None:
+        """Set the given fields and bump the revision; the webhook after, None if none."""
+
+    async def advance_cursor(self, webhook_id: str, revision: int, cursor: int) -> bool:
+        """Move the cursor to ``cursor`` if the webhook is still at ``revision`` (not changed
+        or replayed since it was read) and the cursor is below it; whether it moved."""
+
+    async def delete(self, webhook_id: str) -> Webhook | None:
+        """Delete the webhook and its delivery log; the webhook as it was, None if none."""
+
+    async def save_delivery(self, delivery: Delivery) -> Delivery:
+        """Write ``delivery`` (its attempts, last response code, latency, error and status)
+        over the stored one with its id, or insert it."""
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    async def deliveries(
+        self, webhook_id: str, status: DeliveryStatus | None, page: PageRequest
+    ) -> Page[Delivery]:
+        """The webhook's deliveries, newest first (keyset pages), with this status if given."""
+
+    async def count_deliveries(self, webhook_id: str, status: DeliveryStatus | None) -> int: ...
+
+    async def take_lease(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` until ``until``, if it is free,
+        expired at ``now``, or held by ``holder`` already; whether ``holder`` holds it."""
+
+    async def drop_lease(self, name: str, holder: str) -> None:
+        """Give the lease up, if ``holder`` holds it (a clean shutdown: another instance takes
+        over at once instead of after the expiry)."""
