@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
 
 from graphql_api.context import Info
+from graphql_api.domain.leases import DEFAULT_LEASE_SECONDS, MAX_LEASE_SECONDS
 from graphql_api.domain.models import TrainingJob
+from graphql_api.domain.values import DEFAULT_QUEUE
 from graphql_api.types import typed
 from graphql_api.types.errors import MutationError
 from graphql_api.types.inputs import CreateTrainingJobInput, TrainingJobResult
 from resolvers.results import result_of
+
+LEASE_SECONDS_DOC = (
+    f"How long the lease lasts without a heartbeat: 1-{MAX_LEASE_SECONDS} s, "
+    f"{DEFAULT_LEASE_SECONDS} when omitted."
+)
+LEASE_TOKEN_DOC = (
+    "The lease token of the claim (or start). Required when a worker holds the job "
+    "(workerId set); a token that is not the job's current lease is a LeaseLostError."
+)
 
 
 @strawberry.type
@@ -35,19 +46,63 @@ class TrainingMutation:
                 hyperparameters=cast("Mapping[str, Any] | None", input.hyperparameters),
                 job_id=None if input.job_id is None else str(input.job_id),
                 logs_url=input.logs_url,
+                queue=input.queue,
                 actor=info.context.actor,
             )
         )
 
     @typed.mutation(
-        description="PENDING -> RUNNING; sets startedDate.",
+        description="PENDING -> RUNNING for a caller that picked the job; sets startedDate and "
+        "grants a lease (`leaseToken` in this answer only). With a workerId the job is held "
+        "like a claimed one: its writes must carry the token (docs/workers.md).",
         graphql_type=TrainingJobResult,
     )
     async def start_training_job(
-        self, info: Info, job_id: strawberry.ID
+        self,
+        info: Info,
+        job_id: strawberry.ID,
+        worker_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="The worker that will run the job."),
+        ] = None,
+        lease_seconds: Annotated[
+            int | None, strawberry.argument(description=LEASE_SECONDS_DOC)
+        ] = None,
     ) -> TrainingJob | MutationError:
         return await result_of(
-            info.context.services.training.start(str(job_id), actor=info.context.actor)
+            info.context.services.training.start(
+                str(job_id),
+                worker_id=None if worker_id is None else str(worker_id),
+                lease_seconds=lease_seconds,
+                actor=info.context.actor,
+            )
+        )
+
+    @typed.mutation(
+        description="The oldest PENDING job of the queue, now RUNNING for this worker, with "
+        "its lease (`leaseToken` in this answer only); null when the queue has no PENDING "
+        "job. Racing workers never get the same job. Errors: ValidationError (queue, "
+        "workerId, leaseSeconds), ConflictError (lost too many races in a row: retry).",
+        graphql_type=TrainingJobResult | None,
+    )
+    async def claim_training_job(
+        self,
+        info: Info,
+        worker_id: Annotated[
+            strawberry.ID,
+            strawberry.argument(description="Who claims: an identifier like jobId."),
+        ],
+        queue: Annotated[
+            str, strawberry.argument(description="The queue to claim from.")
+        ] = DEFAULT_QUEUE,
+        lease_seconds: Annotated[
+            int | None, strawberry.argument(description=LEASE_SECONDS_DOC)
+        ] = None,
+    ) -> TrainingJob | MutationError | None:
+        return await result_of(
+            info.context.services.training.claim(
+                queue, str(worker_id), lease_seconds, actor=info.context.actor
+            )
         )
 
     @typed.mutation(
@@ -55,13 +110,18 @@ class TrainingMutation:
         graphql_type=TrainingJobResult,
     )
     async def complete_training_job(
-        self, info: Info, job_id: strawberry.ID, metrics: JSON | None = None
+        self,
+        info: Info,
+        job_id: strawberry.ID,
+        metrics: JSON | None = None,
+        lease_token: Annotated[str | None, strawberry.argument(description=LEASE_TOKEN_DOC)] = None,
     ) -> TrainingJob | MutationError:
         return await result_of(
             info.context.services.training.complete(
                 str(job_id),
                 # Any JSON value: the service validates it (ValidationError unless name -> number).
                 cast("Mapping[str, float] | None", metrics),
+                lease_token=lease_token,
                 actor=info.context.actor,
             )
         )
@@ -71,10 +131,16 @@ class TrainingMutation:
         graphql_type=TrainingJobResult,
     )
     async def fail_training_job(
-        self, info: Info, job_id: strawberry.ID, reason: str
+        self,
+        info: Info,
+        job_id: strawberry.ID,
+        reason: str,
+        lease_token: Annotated[str | None, strawberry.argument(description=LEASE_TOKEN_DOC)] = None,
     ) -> TrainingJob | MutationError:
         return await result_of(
-            info.context.services.training.fail(str(job_id), reason, actor=info.context.actor)
+            info.context.services.training.fail(
+                str(job_id), reason, lease_token=lease_token, actor=info.context.actor
+            )
         )
 
     @typed.mutation(
@@ -94,13 +160,18 @@ class TrainingMutation:
         graphql_type=TrainingJobResult,
     )
     async def report_training_metrics(
-        self, info: Info, job_id: strawberry.ID, metrics: JSON
+        self,
+        info: Info,
+        job_id: strawberry.ID,
+        metrics: JSON,
+        lease_token: Annotated[str | None, strawberry.argument(description=LEASE_TOKEN_DOC)] = None,
     ) -> TrainingJob | MutationError:
         return await result_of(
             info.context.services.training.report_metrics(
                 str(job_id),
                 # Any JSON value: the service validates it (ValidationError unless name -> number).
                 cast("Mapping[str, float]", metrics),
+                lease_token=lease_token,
                 actor=info.context.actor,
             )
         )

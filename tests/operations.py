@@ -62,3 +62,17 @@ SET_LOGS = job_mutation("setTrainingJobLogsUrl", ", logsUrl: $url", ", $url: Str
 
 MODEL = f"query($id: ID!) {{ modelVersion(modelId: $id) {{ {MODEL_FIELDS} }} }}"
 JOB = f"query($id: ID!) {{ trainingJob(jobId: $id) {{ {JOB_FIELDS} }} }}"
+
+#: The job mutations' shape for ``claimTrainingJob``: ``$id`` is the claiming worker's id.
+CLAIM_DEFAULT_QUEUE = f"""
+mutation($id: ID!) {{
+  claimTrainingJob(workerId: $id) {{ ... on TrainingJob {{ {JOB_FIELDS} }} {ERROR_FIELDS} }}
+}}"""
+
+CLAIM = f"""
+mutation($queue: String!, $worker: ID!, $leaseSeconds: Int) {{
+  claimTrainingJob(queue: $queue, workerId: $worker, leaseSeconds: $leaseSeconds) {{
+    ... on TrainingJob {{ {JOB_FIELDS} queue workerId leaseToken leaseExpiresAt lastHeartbeatAt }}
+    {ERROR_FIELDS}
+  }}
+}}"""

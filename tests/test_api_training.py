@@ -12,6 +12,7 @@ from graphql_api.domain.lifecycle import JOB_TRANSITIONS, Transition, path_to
 from tests.conftest import GraphQLClient
 from tests.operations import (
     CANCEL,
+    CLAIM_DEFAULT_QUEUE,
     COMPLETE,
     CREATE_JOB,
     FAIL,
@@ -49,13 +50,15 @@ OPERATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     "completeTrainingJob": (COMPLETE, {"metrics": {"loss": 0.2}}),
     "failTrainingJob": (FAIL, {"reason": "OOM on GPU 0"}),
     "cancelTrainingJob": (CANCEL, {}),
+    # A claim names a queue, not a job: each test's job is alone in the default queue.
+    "claimTrainingJob": (CLAIM_DEFAULT_QUEUE, {}),
 }
 MOVES: list[Transition[TrainingStatus]] = [row for row in JOB_TRANSITIONS if row.moves]
 
 
 def row_to(target: TrainingStatus) -> Transition[TrainingStatus]:
-    (row,) = [row for row in MOVES if row.target is target]
-    return row
+    # The first row leading there, in table order (RUNNING: startTrainingJob, not a claim).
+    return next(row for row in MOVES if row.target is target)
 
 
 async def move(
@@ -131,6 +134,10 @@ async def test_every_transition_is_allowed_or_refused_per_the_lifecycle(
     if current in row.sources:
         assert result["__typename"] == "TrainingJob"
         assert result["status"] == target
+    elif row.mutation == "claimTrainingJob":
+        # The queue has no PENDING job: nothing to claim, and nothing changes.
+        assert result is None
+        assert await read_job(gql, job["jobId"]) == before
     else:
         assert result["__typename"] == "InvalidTransitionError"
         assert result["code"] == "INVALID_TRANSITION"
@@ -206,7 +213,12 @@ async def test_logs_url_can_be_set_in_any_status(gql: GraphQLClient, model_id: s
     assert (await read_job(gql, job["jobId"]))["logsUrl"] == "gs://logs/run-1/"
 
 
-@pytest.mark.parametrize("row", MOVES, ids=lambda row: row.name)
+@pytest.mark.parametrize(
+    # A claim names no job (test_workers_claims.py covers an empty queue).
+    "row",
+    [row for row in MOVES if row.mutation != "claimTrainingJob"],
+    ids=lambda row: row.name,
+)
 async def test_unknown_job_is_not_found(
     gql: GraphQLClient, row: Transition[TrainingStatus]
 ) -> None:

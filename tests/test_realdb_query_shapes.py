@@ -329,6 +329,9 @@ async def test_every_query_is_listed_and_none_reads_a_whole_collection_unless_li
     job = await services.training.create(model_id=model_ids[3], dataset_id="d1")
     await services.training.start(job.job_id)
     await guarded_services.training.complete(job.job_id, {"loss": 0.2})
+    # Claims (the seed's jobs joined the default queue at the recorded start-up).
+    await services.training.claim("default", "w-1")
+    await guarded_services.training.claim("default", "w-2")
     await guarded_services.registry.promote(model_ids[5], ModelStatus.TESTING)
     # Deployments, plain (m1: model_ids[1::4]) and through the guard (m2: model_ids[2::4]).
     await drive_deployments(storage, model_ids[1], model_ids[9])

@@ -105,6 +105,17 @@ async def create_job(api: RoleClient) -> Call:
     )
 
 
+async def claim_job(api: RoleClient) -> Call:
+    model_id = await fresh_model(api)
+    job_id, queue = new_id("j"), new_id("q")
+    await api.data(
+        Role.ADMIN,
+        ops.CREATE_JOB,
+        input={"modelId": model_id, "datasetId": "d", "jobId": job_id, "queue": queue},
+    )
+    return ops.CLAIM, job_id, {"queue": queue, "worker": "w-1"}
+
+
 #: Each mutation, set up (as admin) so that it would succeed.
 SETUPS: dict[str, Callable[[RoleClient], Awaitable[Call]]] = {
     "registerModelVersion": register,
@@ -114,6 +125,7 @@ SETUPS: dict[str, Callable[[RoleClient], Awaitable[Call]]] = {
     "createTrainingJob": create_job,
     "cancelTrainingJob": job_call(ops.CANCEL, running=False),
     "startTrainingJob": job_call(ops.START, running=False),
+    "claimTrainingJob": claim_job,
     "reportTrainingMetrics": job_call(ops.REPORT, running=True, metrics={"loss": 0.1}),
     "completeTrainingJob": job_call(ops.COMPLETE, running=True, metrics={"loss": 0.1}),
     "failTrainingJob": job_call(ops.FAIL, running=True, reason="out of memory"),
@@ -124,6 +136,7 @@ EXPECTED_ALLOWED = {
     Role.VIEWER: set(),
     Role.WORKER: {
         "startTrainingJob",
+        "claimTrainingJob",
         "reportTrainingMetrics",
         "completeTrainingJob",
         "failTrainingJob",

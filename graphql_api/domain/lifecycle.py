@@ -71,6 +71,12 @@ class JobTransitions:
         "START", "startTrainingJob", _sources(_PENDING), _RUNNING, ChangeKind.STARTED, Role.WORKER,
         ("started_date",),
     )  # fmt: skip
+    # The worker's way to start a job (docs/workers.md): the oldest PENDING job of a queue,
+    # with a lease the worker's later writes are fenced by.
+    CLAIM = Transition(
+        "CLAIM", "claimTrainingJob", _sources(_PENDING), _RUNNING, ChangeKind.CLAIMED,
+        Role.WORKER, ("started_date",),
+    )  # fmt: skip
     REPORT_METRICS = Transition(
         "REPORT_METRICS", "reportTrainingMetrics", _sources(_RUNNING), None,
         ChangeKind.METRICS_REPORTED, Role.WORKER,

@@ -13,6 +13,7 @@ from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
 from graphql_api.domain.semver import SemVer
 from graphql_api.domain.text import is_new_input
 from graphql_api.domain.values import (
+    DEFAULT_QUEUE,
     FreeText,
     Hyperparameters,
     Identifier,
@@ -100,3 +101,35 @@ class TrainingJob(BaseModel):
         default=None,
         description="(addition) Why the job failed, as reported with failTrainingJob.",
     )
+    # Workers (docs/workers.md). Jobs stored before these existed read with the defaults.
+    queue: Identifier = Field(
+        default=DEFAULT_QUEUE,
+        description="(addition) The queue workers claim the job from (claimTrainingJob).",
+    )
+    worker_id: Identifier | None = Field(
+        default=None,
+        description="(addition) The worker holding the job's lease: set by claimTrainingJob "
+        "(and startTrainingJob given a workerId).",
+    )
+    lease_expires_at: UtcDatetime | None = Field(
+        default=None,
+        description="(addition) When the current lease lapses unless the worker heartbeats.",
+    )
+    last_heartbeat_at: UtcDatetime | None = Field(
+        default=None,
+        description="(addition) The worker's last sign of life: the claim or start that "
+        "granted the lease, then each heartbeat.",
+    )
+    #: Never shown to clients, nor copied into events (services.changes): the SHA-256 of the
+    #: lease token, so that what is stored cannot be replayed as a token.
+    lease_token_hash: str | None = Field(
+        default=None,
+        description="(addition, internal) SHA-256 of the lease token the fenced writes carry.",
+    )
+
+
+class LeasedTrainingJob(TrainingJob):
+    """A job in the answer of the change that just granted its lease (claimTrainingJob,
+    startTrainingJob): the only place the lease token is ever shown. Never stored."""
+
+    granted_lease_token: str = Field(description="The lease token (docs/workers.md).")

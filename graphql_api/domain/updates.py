@@ -15,7 +15,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from graphql_api.domain.lifecycle import Transition
-from graphql_api.domain.values import MAX_METRICS, FreeText, Metrics, Url, UtcDatetime
+from graphql_api.domain.values import (
+    MAX_METRICS,
+    FreeText,
+    Identifier,
+    Metrics,
+    Url,
+    UtcDatetime,
+)
 
 _CHANGE = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
@@ -61,6 +68,26 @@ class LogsUrl(BaseModel):
         return {"logs_url": self.logs_url}
 
 
+class LeaseGrant(BaseModel):
+    """A worker takes the job's lease: the token's hash fences its later writes
+    (``domain.leases``), and the grant counts as its first heartbeat."""
+
+    model_config = _CHANGE
+
+    worker_id: Identifier | None
+    token_hash: str
+    expires_at: UtcDatetime
+    at: UtcDatetime
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "worker_id": self.worker_id,
+            "lease_token_hash": self.token_hash,
+            "lease_expires_at": self.expires_at,
+            "last_heartbeat_at": self.at,
+        }
+
+
 class MetricsMerge(BaseModel):
     """Metrics merged into the stored ones (a key given again replaces its value); the record
     may hold at most ``limit`` metrics afterwards, whatever concurrent merges do."""
@@ -72,4 +99,4 @@ class MetricsMerge(BaseModel):
 
 
 #: Every change a service can hand storage.
-Change = Move | FailureReason | LogsUrl | MetricsMerge
+Change = Move | FailureReason | LogsUrl | LeaseGrant | MetricsMerge

@@ -11,21 +11,38 @@ from graphql_api.domain.errors import (
     ConflictError,
     CursorExpiredError,
     InvalidTransitionError,
+    LeaseLostError,
     NotFoundError,
     ValidationError,
     ValidationRule,
 )
 from graphql_api.domain.events import StoredEvent
 from graphql_api.domain.ids import new_id
+from graphql_api.domain.leases import (
+    DEFAULT_LEASE_SECONDS,
+    MAX_LEASE_SECONDS,
+    MIN_LEASE_SECONDS,
+    GrantedLease,
+    token_hash,
+)
 from graphql_api.domain.lifecycle import JobTransitions, Transition
-from graphql_api.domain.models import TrainingJob
+from graphql_api.domain.models import LeasedTrainingJob, TrainingJob
 from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, TrainingJobOrder
-from graphql_api.domain.updates import Change, FailureReason, LogsUrl, MetricsMerge, Move
-from graphql_api.domain.values import utc_now
+from graphql_api.domain.updates import (
+    Change,
+    FailureReason,
+    LeaseGrant,
+    LogsUrl,
+    MetricsMerge,
+    Move,
+)
+from graphql_api.domain.values import DEFAULT_QUEUE, utc_now
 from graphql_api.services.changes import ChangeRecorder
 from graphql_api.storage.base import MergeLimitExceeded, Storage
 
 RESOURCE = "TrainingJob"
+#: Jobs one claim may lose to racing workers before it gives up with a ConflictError.
+MAX_CLAIM_ATTEMPTS = 200
 
 
 class MLTrainingService:
@@ -88,9 +105,11 @@ class MLTrainingService:
         hyperparameters: Mapping[str, Any] | None = None,
         job_id: str | None = None,
         logs_url: str | None = None,
+        queue: str | None = None,
         actor: str | None = None,
     ) -> TrainingJob:
-        """A PENDING job for an existing model version."""
+        """A PENDING job for an existing model version, in ``queue`` (the default one if
+        None)."""
         job = validation.build(
             TrainingJob,
             job_id=job_id if job_id is not None else new_id(),
@@ -98,6 +117,7 @@ class MLTrainingService:
             dataset_id=dataset_id,
             hyperparameters=hyperparameters if hyperparameters is not None else {},
             logs_url=logs_url,
+            queue=DEFAULT_QUEUE if queue is None else queue,
             created_date=utc_now(),
         )
         version = await self._versions.get(model_id)
@@ -108,31 +128,97 @@ class MLTrainingService:
         await self._record.job(job, JobTransitions.CREATE.kind, None, actor)
         return job
 
-    async def start(self, job_id: str, *, actor: str | None = None) -> TrainingJob:
-        return await self._move(job_id, JobTransitions.START, actor)
+    async def start(
+        self,
+        job_id: str,
+        *,
+        worker_id: str | None = None,
+        lease_seconds: int | None = None,
+        actor: str | None = None,
+    ) -> LeasedTrainingJob:
+        """PENDING -> RUNNING for a caller that picked the job itself, with a lease. Given a
+        ``worker_id``, the job is held like a claimed one: its writes must carry the token."""
+        at = utc_now()
+        lease = GrantedLease.starting(at, _lease_seconds(lease_seconds))
+        grant = LeaseGrant(
+            worker_id=_worker_id(worker_id, required=False),
+            token_hash=token_hash(lease.token),
+            expires_at=lease.expires_at,
+            at=at,
+        )
+        job = await self._move(job_id, JobTransitions.START, actor, [grant])
+        return _leased(job, lease)
+
+    async def claim(
+        self,
+        queue: str,
+        worker_id: str,
+        lease_seconds: int | None = None,
+        *,
+        actor: str | None = None,
+    ) -> LeasedTrainingJob | None:
+        """The oldest PENDING job of ``queue``, now RUNNING for ``worker_id`` under a new
+        lease; None when the queue has no PENDING job. Racing workers never get the same job
+        (storage: one conditional update per attempt)."""
+        queue = validation.checked(text.check_id, queue, "queue")
+        holder = _worker_id(worker_id, required=True)
+        at = utc_now()
+        lease = GrantedLease.starting(at, _lease_seconds(lease_seconds))
+        changes: list[Change] = [
+            Move(transition=JobTransitions.CLAIM, at=at),
+            LeaseGrant(
+                worker_id=holder,
+                token_hash=token_hash(lease.token),
+                expires_at=lease.expires_at,
+                at=at,
+            ),
+        ]
+        job = await self._jobs.claim(queue, changes, max_attempts=MAX_CLAIM_ATTEMPTS)
+        if job is None:
+            return None
+        await self._record.job(job, JobTransitions.CLAIM.kind, TrainingStatus.PENDING, actor)
+        return _leased(job, lease)
 
     async def complete(
         self,
         job_id: str,
         metrics: Mapping[str, float] | None = None,
         *,
+        lease_token: str | None = None,
         actor: str | None = None,
     ) -> TrainingJob:
         """RUNNING -> COMPLETED, merging the final ``metrics`` into those reported so far."""
         final = validation.metrics(metrics if metrics is not None else {})
         return await self._move(
-            job_id, JobTransitions.COMPLETE, actor, [MetricsMerge(metrics=final)] if final else []
+            job_id,
+            JobTransitions.COMPLETE,
+            actor,
+            [MetricsMerge(metrics=final)] if final else [],
+            fence=Fence(lease_token),
         )
 
-    async def fail(self, job_id: str, reason: str, *, actor: str | None = None) -> TrainingJob:
+    async def fail(
+        self, job_id: str, reason: str, *, lease_token: str | None = None, actor: str | None = None
+    ) -> TrainingJob:
         reason = validation.checked(text.check_text, reason.strip(), "reason")
-        return await self._move(job_id, JobTransitions.FAIL, actor, [FailureReason(reason=reason)])
+        return await self._move(
+            job_id,
+            JobTransitions.FAIL,
+            actor,
+            [FailureReason(reason=reason)],
+            fence=Fence(lease_token),
+        )
 
     async def cancel(self, job_id: str, *, actor: str | None = None) -> TrainingJob:
         return await self._move(job_id, JobTransitions.CANCEL, actor)
 
     async def report_metrics(
-        self, job_id: str, metrics: Mapping[str, float], *, actor: str | None = None
+        self,
+        job_id: str,
+        metrics: Mapping[str, float],
+        *,
+        lease_token: str | None = None,
+        actor: str | None = None,
     ) -> TrainingJob:
         """Merge progress metrics into a RUNNING job (later values of a key replace earlier)."""
         checked = validation.metrics(metrics)
@@ -140,11 +226,13 @@ class MLTrainingService:
             raise ValidationError(
                 "metrics", "must name at least one metric", rule=ValidationRule.min_length
             )
+        fence = Fence(lease_token)
         job = await self._update(
-            job_id, JobTransitions.REPORT_METRICS.sources, [MetricsMerge(metrics=checked)]
+            job_id, JobTransitions.REPORT_METRICS.sources, [MetricsMerge(metrics=checked)], fence
         )
         if job is None:
             current = await self._require(job_id)
+            fence.refuse(current)
             raise InvalidTransitionError(
                 RESOURCE,
                 job_id,
@@ -177,28 +265,45 @@ class MLTrainingService:
         transition: Transition[TrainingStatus],
         actor: str | None,
         also: Sequence[Change] = (),
+        *,
+        fence: Fence | None = None,
     ) -> TrainingJob:
-        """``transition`` (with the changes ``also`` made by the same update) and its event."""
+        """``transition`` (with the changes ``also`` made by the same update) and its event;
+        with a ``fence``, only under the worker's lease."""
         target = transition.target
         assert target is not None
         changes = [Move(transition=transition, at=utc_now()), *also]
         # One atomic conditional update per allowed source status, so the event knows exactly
         # which status the job left, and two callers can never both make the move.
         for source in sorted(transition.sources):
-            job = await self._update(job_id, {source}, changes)
+            job = await self._update(job_id, {source}, changes, fence)
             if job is not None:
                 await self._record.job(job, transition.kind, source, actor)
                 return job
         current = await self._require(job_id)
+        if fence is not None:
+            fence.refuse(current)
         raise InvalidTransitionError(RESOURCE, job_id, current.status.value, target.value)
 
     async def _update(
-        self, job_id: str, sources: Collection[TrainingStatus], changes: Sequence[Change]
+        self,
+        job_id: str,
+        sources: Collection[TrainingStatus],
+        changes: Sequence[Change],
+        fence: Fence | None = None,
     ) -> TrainingJob | None:
         """``update``, with a merge that would take the *stored* metrics over their limit (not
         only each call's) as the client's ValidationError."""
         try:
-            return await self._jobs.update(job_id, sources, changes)
+            if fence is None:
+                return await self._jobs.update(job_id, sources, changes)
+            return await self._jobs.update(
+                job_id,
+                sources,
+                changes,
+                lease_token_hash=fence.token_hash,
+                unclaimed_only=fence.token_hash is None,
+            )
         except MergeLimitExceeded as error:
             raise ValidationError(
                 "metrics",
@@ -212,6 +317,53 @@ class MLTrainingService:
         if job is None:
             raise NotFoundError(RESOURCE, job_id, field="jobId")
         return job
+
+
+class Fence:
+    """A worker's write under its lease (docs/workers.md). With a token, the write lands only
+    while the job's lease is that token. Without one (clients from before leases, and callers
+    of startTrainingJob without a workerId), only while no worker holds the job: a claimed
+    job's writes must carry its token."""
+
+    def __init__(self, lease_token: str | None) -> None:
+        self.token_hash = None if lease_token is None else token_hash(lease_token)
+
+    def refuse(self, job: TrainingJob) -> None:
+        """After a fenced write matched nothing: LeaseLostError if the lease is why."""
+        if self.token_hash is not None and job.lease_token_hash != self.token_hash:
+            raise LeaseLostError(job.job_id)
+        if self.token_hash is None and job.worker_id is not None:
+            raise LeaseLostError(
+                job.job_id,
+                f"{RESOURCE} {job.job_id!r} is held by worker {job.worker_id!r}: its writes "
+                "must carry the lease token (leaseToken) the claim returned",
+            )
+
+
+def _leased(job: TrainingJob, lease: GrantedLease) -> LeasedTrainingJob:
+    return LeasedTrainingJob.model_construct(**dict(job), granted_lease_token=lease.token)
+
+
+def _lease_seconds(value: int | None) -> int:
+    if value is None:
+        return DEFAULT_LEASE_SECONDS
+    if value < MIN_LEASE_SECONDS:
+        raise ValidationError(
+            "leaseSeconds", f"must be at least {MIN_LEASE_SECONDS}", rule=ValidationRule.min
+        )
+    if value > MAX_LEASE_SECONDS:
+        raise ValidationError(
+            "leaseSeconds", f"must be at most {MAX_LEASE_SECONDS}", rule=ValidationRule.max
+        )
+    return value
+
+
+def _worker_id(value: str | None, *, required: bool) -> str | None:
+    if value is None:
+        if required:
+            raise ValidationError("workerId", "is required", rule=ValidationRule.required)
+        return None
+    return validation.checked(text.check_id, value, "workerId")
 
 
 def _refuse_retired(model_id: str, status: ModelStatus) -> None:

@@ -252,15 +252,33 @@ class TrainingJobStore(RecordStore[TrainingJob, TrainingJobFilter, TrainingJobOr
         """Store a new job. ConflictError (field ``jobId``) if its ``job_id`` is taken."""
 
     async def update(
-        self, job_id: str, sources: Collection[TrainingStatus], changes: Sequence[Change]
+        self,
+        job_id: str,
+        sources: Collection[TrainingStatus],
+        changes: Sequence[Change],
+        *,
+        lease_token_hash: str | None = None,
+        unclaimed_only: bool = False,
     ) -> TrainingJob | None:
-        """Apply ``changes`` if the status is one of ``sources``; the job after, or None when
-        no job matched (missing, or in another status).
+        """Apply ``changes`` if the status is one of ``sources`` (and, with
+        ``lease_token_hash``, the job's lease is still that one: fencing; with
+        ``unclaimed_only``, no worker holds it); the job after, or None when no job matched
+        (missing, in another status, or under another lease).
 
         With a ``MetricsMerge``: MergeLimitExceeded (nothing written) if the stored metrics
         would then number more than its limit, also when concurrent merges race.
         ConflictError (no field) after too many concurrent writers.
         """
+
+    async def claim(
+        self, queue: str, changes: Sequence[Change], *, max_attempts: int
+    ) -> TrainingJob | None:
+        """Apply ``changes`` (a ``Move`` to RUNNING and a ``LeaseGrant``) to the oldest PENDING
+        job of ``queue`` (by creation date, then id); that job after, or None when the queue
+        has no PENDING job. Each job is claimed by exactly one caller however many race: a
+        claim is one conditional update on the job's status, and a caller that loses a job to
+        another moves on to the next one. ConflictError (no field) after ``max_attempts``
+        lost races in a row."""
 
     async def find_per_model(
         self,

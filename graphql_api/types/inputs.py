@@ -60,6 +60,11 @@ class CreateTrainingJobInput:
         default=None,
         description="Training logs location: an http(s), s3, gs, az, abfs(s) or hdfs URL.",
     )
+    queue: str | None = strawberry.field(
+        default=None,
+        description="The queue workers claim it from (claimTrainingJob): an identifier like "
+        'jobId; "default" when omitted.',
+    )
 
 
 ModelVersionResult = Annotated[

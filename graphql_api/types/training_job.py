@@ -38,6 +38,26 @@ class TrainingJobType:
     logs_url: strawberry.auto
     created_date: strawberry.auto
     failure_reason: strawberry.auto
+    queue: str = strawberry.field(
+        description='The queue workers claim the job from (claimTrainingJob); "default" '
+        "unless set at creation."
+    )
+    worker_id: strawberry.ID | None = strawberry.field(
+        description="The worker holding the job's lease (claimTrainingJob, or "
+        "startTrainingJob with a workerId); null when no worker claimed it."
+    )
+    lease_expires_at: strawberry.auto
+    last_heartbeat_at: strawberry.auto
+
+    @typed.field(
+        description="The lease token, in the answer of the mutation that granted the lease "
+        "(claimTrainingJob, startTrainingJob) and nowhere else: the worker's later writes "
+        "carry it (docs/workers.md). Null in every other answer."
+    )
+    def lease_token(self) -> str | None:
+        # At run time ``self`` is the domain record; only a LeasedTrainingJob has a token.
+        token: str | None = getattr(self, "granted_lease_token", None)
+        return token
 
     # Not async: when a list field primed the loader, the value is returned at once
     # (see resolvers/prefetch.py); otherwise the pending load is returned for GraphQL to await.

@@ -127,6 +127,22 @@ SHAPES: tuple[QueryShape, ...] = (
     _shape("training_jobs", "findAndModify", ["_id", "status"], [], "every job mutation", "_id_"),
     _shape("training_jobs", "findAndModify", ["_id", "rev"], [], "job mutation (guard)", "_id_"),
     _shape("training_jobs", "insert", [], [], "createTrainingJob", "_id_ (unique)"),
+    _shape(
+        "training_jobs",
+        "find",
+        ["queue", "status"],
+        ASC,
+        "claimTrainingJob: the oldest PENDING jobs of a queue",
+        "queue_status_created_date",
+    ),
+    _shape(
+        "training_jobs",
+        "update",
+        ["queue"],
+        [],
+        "start-up: jobs stored before queues join the default queue",
+        "queue_status_created_date",
+    ),
     *(
         _shape(
             "training_jobs",

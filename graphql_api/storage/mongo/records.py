@@ -101,14 +101,14 @@ class MongoRecordStore(MongoCollection, Generic[R, W, O]):
         also_set: Mapping[str, Any] | None = None,
     ) -> R | None:
         """Apply ``changes`` (and the storage-only fields ``also_set``) if the record's status
-        is one of ``sources`` and it matches ``where``; the record after, or None. With no
-        changes, only the revision is bumped."""
+        is one of ``sources`` and it matches ``where`` (field equalities); the record after, or
+        None. With no changes, only the revision is bumped."""
         fields, merge = update_of(self._mapping, changes)
         fields.update(also_set or {})
         statuses = [s.value for s in sources]
         if merge is not None:
-            # A checked merge conditions on the revision it read; it takes no other condition.
-            assert not where, "a metrics merge takes no condition beyond the status"
+            # A checked merge conditions on the revision it read; ``where`` (equalities only)
+            # is checked on that same read.
             doc = await self._merge_within(
                 record_id,
                 statuses,
@@ -116,6 +116,7 @@ class MongoRecordStore(MongoCollection, Generic[R, W, O]):
                 self._mapping.stored_name("metrics"),
                 merge.metrics,
                 merge.limit,
+                where,
             )
         else:
             query = {"_id": record_id, "status": {"$in": statuses}, **(where or {})}

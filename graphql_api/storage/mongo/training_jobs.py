@@ -12,6 +12,7 @@ from graphql_api.domain.errors import ConflictError
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.queries import Page, TrainingJobFilter, TrainingJobOrder
 from graphql_api.domain.updates import Change
+from graphql_api.domain.values import DEFAULT_QUEUE
 from graphql_api.storage.base import StoreStats
 from graphql_api.storage.mongo.collection import UpdateGuard
 from graphql_api.storage.mongo.documents import TRAINING_JOBS
@@ -19,6 +20,11 @@ from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.filters import training_job_query
 from graphql_api.storage.mongo.records import MongoRecordStore
 from graphql_api.storage.mongo.sorts import TRAINING_JOB_SORTS
+
+#: The order jobs are claimed in (the claim index serves it).
+CLAIM_ORDER = [("created_date", ASCENDING), ("_id", ASCENDING)]
+#: Candidates one claim reads at a time: about the number of workers racing on one queue.
+CLAIM_BATCH = 16
 
 
 @bounded_methods
@@ -84,9 +90,52 @@ class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, Tra
         return counts
 
     async def update(
-        self, job_id: str, sources: Collection[TrainingStatus], changes: Sequence[Change]
+        self,
+        job_id: str,
+        sources: Collection[TrainingStatus],
+        changes: Sequence[Change],
+        *,
+        lease_token_hash: str | None = None,
+        unclaimed_only: bool = False,
     ) -> TrainingJob | None:
-        return await self._update(job_id, sources, changes)
+        where: dict[str, Any] = {}
+        if lease_token_hash is not None:
+            where["lease_token_hash"] = lease_token_hash
+        if unclaimed_only:
+            where["worker_id"] = None  # also matches jobs stored before workers existed
+        return await self._update(job_id, sources, changes, where=where)
+
+    async def claim(
+        self, queue: str, changes: Sequence[Change], *, max_attempts: int
+    ) -> TrainingJob | None:
+        # Candidates are read a batch at a time and tried oldest first; a racer that lost one
+        # tries the next of its batch instead of reading again, so N racing workers cost about
+        # N conditional updates per job rather than N reads and N updates per lost race.
+        pending = {"queue": queue, "status": TrainingStatus.PENDING.value}
+        attempts = 0
+        while attempts < max_attempts:
+            self._trip()
+            candidates = (
+                await self._c.find(pending, projection={"_id": 1})
+                .sort(CLAIM_ORDER)
+                .limit(CLAIM_BATCH)
+                .to_list(None)
+            )
+            if not candidates:
+                return None
+            for candidate in candidates:
+                job = await self._update(
+                    candidate["_id"], {TrainingStatus.PENDING}, changes, where={"queue": queue}
+                )
+                if job is not None:
+                    return job
+                attempts += 1
+                if attempts >= max_attempts:
+                    break
+        raise ConflictError(
+            f"claiming a job of queue {queue!r}: lost the race for {attempts} jobs in a row to "
+            "other workers; retry"
+        )
 
     async def ensure_indexes(self) -> None:
         await self._create_indexes(
@@ -110,5 +159,19 @@ class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, Tra
                 # whole collection (found by the explain test, query_shapes.py).
                 IndexModel([("started_date", DESCENDING)], name="started_date"),
                 IndexModel([("completed_date", DESCENDING)], name="completed_date"),
+                # claimTrainingJob: the oldest PENDING job of a queue.
+                IndexModel(
+                    [
+                        ("queue", ASCENDING),
+                        ("status", ASCENDING),
+                        ("created_date", ASCENDING),
+                        ("_id", ASCENDING),
+                    ],
+                    name="queue_status_created_date",
+                ),
             ]
         )
+        # Jobs stored before queues existed are in the default queue: give them the field, so
+        # the claim query (an equality on ``queue``) finds them through the index.
+        self._trip()
+        await self._c.update_many({"queue": {"$exists": False}}, {"$set": {"queue": DEFAULT_QUEUE}})

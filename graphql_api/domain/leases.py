@@ -1,0 +1,41 @@
+"""Leases: how a worker holds a RUNNING job (docs/workers.md).
+
+A claim (or a start) grants a lease: a random token, returned once to the worker, and an
+expiry. The worker's later writes carry the token; storage applies them only while the job's
+stored lease is that token (fencing), so a worker whose job was taken from it changes nothing.
+Only the token's SHA-256 is stored, so a database reader cannot write as the worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+#: Lease lengths a worker may ask for, in seconds, and the one it gets when it does not say.
+MIN_LEASE_SECONDS = 1
+MAX_LEASE_SECONDS = 3600
+DEFAULT_LEASE_SECONDS = 60
+
+
+def new_token() -> str:
+    """A fresh lease token: 256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    """What is stored of a token and what a write's token is compared by."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class GrantedLease:
+    """A lease just granted: the token exists only here and in the claimer's answer."""
+
+    token: str
+    expires_at: datetime
+
+    @classmethod
+    def starting(cls, at: datetime, seconds: int) -> GrantedLease:
+        return cls(new_token(), at + timedelta(seconds=seconds))
