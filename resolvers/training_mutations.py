@@ -177,6 +177,27 @@ class TrainingMutation:
         )
 
     @typed.mutation(
+        description="The worker holding the job is alive: its lease runs its full length "
+        "again from now (lastHeartbeatAt, leaseExpiresAt). Errors: LeaseLostError (the token "
+        "is not the job's lease: stop working on it; nothing changed), "
+        "InvalidTransitionError (the job is no longer RUNNING, e.g. cancelled), NotFoundError.",
+        graphql_type=TrainingJobResult,
+    )
+    async def heartbeat_training_job(
+        self,
+        info: Info,
+        job_id: strawberry.ID,
+        lease_token: Annotated[
+            str, strawberry.argument(description="The lease token of the claim (or start).")
+        ],
+    ) -> TrainingJob | MutationError:
+        return await result_of(
+            info.context.services.training.heartbeat(
+                str(job_id), lease_token, actor=info.context.actor
+            )
+        )
+
+    @typed.mutation(
         description="Set where the job's logs are; allowed in every status.",
         graphql_type=TrainingJobResult,
     )

@@ -76,3 +76,41 @@ mutation($queue: String!, $worker: ID!, $leaseSeconds: Int) {{
     {ERROR_FIELDS}
   }}
 }}"""
+
+LEASE_FIELDS = "queue workerId leaseToken leaseExpiresAt lastHeartbeatAt"
+HEARTBEAT = f"""
+mutation($id: ID!, $token: String!) {{
+  heartbeatTrainingJob(jobId: $id, leaseToken: $token) {{
+    ... on TrainingJob {{ {JOB_FIELDS} {LEASE_FIELDS} }}
+    {ERROR_FIELDS}
+    ... on LeaseLostError {{ jobId }}
+  }}
+}}"""
+START_LEASED = f"""
+mutation($id: ID!, $worker: ID, $leaseSeconds: Int) {{
+  startTrainingJob(jobId: $id, workerId: $worker, leaseSeconds: $leaseSeconds) {{
+    ... on TrainingJob {{ {JOB_FIELDS} {LEASE_FIELDS} }}
+    {ERROR_FIELDS}
+  }}
+}}"""
+
+
+def fenced_job_mutation(name: str, args: str = "", params: str = "") -> str:
+    """A worker's write under its lease (``$token`` may be null)."""
+    return f"""
+mutation($id: ID!, $token: String{params}) {{
+  {name}(jobId: $id, leaseToken: $token{args}) {{
+    ... on TrainingJob {{ {JOB_FIELDS} {LEASE_FIELDS} }}
+    {ERROR_FIELDS}
+    ... on LeaseLostError {{ jobId }}
+  }}
+}}"""
+
+
+FENCED_REPORT = fenced_job_mutation(
+    "reportTrainingMetrics", ", metrics: $metrics", ", $metrics: JSON!"
+)
+FENCED_COMPLETE = fenced_job_mutation(
+    "completeTrainingJob", ", metrics: $metrics", ", $metrics: JSON"
+)
+FENCED_FAIL = fenced_job_mutation("failTrainingJob", ", reason: $reason", ", $reason: String!")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 #: Lease lengths a worker may ask for, in seconds, and the one it gets when it does not say.
 MIN_LEASE_SECONDS = 1
@@ -34,8 +33,8 @@ class GrantedLease:
     """A lease just granted: the token exists only here and in the claimer's answer."""
 
     token: str
-    expires_at: datetime
+    seconds: int
 
     @classmethod
-    def starting(cls, at: datetime, seconds: int) -> GrantedLease:
-        return cls(new_token(), at + timedelta(seconds=seconds))
+    def new(cls, seconds: int) -> GrantedLease:
+        return cls(new_token(), seconds)

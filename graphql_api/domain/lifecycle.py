@@ -77,6 +77,13 @@ class JobTransitions:
         "CLAIM", "claimTrainingJob", _sources(_PENDING), _RUNNING, ChangeKind.CLAIMED,
         Role.WORKER, ("started_date",),
     )  # fmt: skip
+    # Extends the lease. A heartbeat is not an event (one every few seconds per job would bury
+    # the history): its row's kind is recorded only when the heartbeat changes what a reader
+    # sees (a LATE job whose worker came back: docs/workers.md).
+    HEARTBEAT = Transition(
+        "HEARTBEAT", "heartbeatTrainingJob", _sources(_RUNNING), None, ChangeKind.RECOVERED,
+        Role.WORKER,
+    )  # fmt: skip
     REPORT_METRICS = Transition(
         "REPORT_METRICS", "reportTrainingMetrics", _sources(_RUNNING), None,
         ChangeKind.METRICS_REPORTED, Role.WORKER,

@@ -115,6 +115,10 @@ class TrainingJob(BaseModel):
         default=None,
         description="(addition) When the current lease lapses unless the worker heartbeats.",
     )
+    lease_seconds: int | None = Field(
+        default=None,
+        description="(addition) The lease's length: each heartbeat extends it by this much.",
+    )
     last_heartbeat_at: UtcDatetime | None = Field(
         default=None,
         description="(addition) The worker's last sign of life: the claim or start that "

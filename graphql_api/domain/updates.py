@@ -10,6 +10,7 @@ merge is the one change that depends on what is stored (the merged result must s
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -76,14 +77,30 @@ class LeaseGrant(BaseModel):
 
     worker_id: Identifier | None
     token_hash: str
-    expires_at: UtcDatetime
+    seconds: int
     at: UtcDatetime
 
     def fields(self) -> dict[str, Any]:
         return {
             "worker_id": self.worker_id,
             "lease_token_hash": self.token_hash,
-            "lease_expires_at": self.expires_at,
+            "lease_seconds": self.seconds,
+            "lease_expires_at": self.at + timedelta(seconds=self.seconds),
+            "last_heartbeat_at": self.at,
+        }
+
+
+class Heartbeat(BaseModel):
+    """The worker is alive at ``at``: its lease runs ``seconds`` from then."""
+
+    model_config = _CHANGE
+
+    seconds: int
+    at: UtcDatetime
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "lease_expires_at": self.at + timedelta(seconds=self.seconds),
             "last_heartbeat_at": self.at,
         }
 
@@ -99,4 +116,4 @@ class MetricsMerge(BaseModel):
 
 
 #: Every change a service can hand storage.
-Change = Move | FailureReason | LogsUrl | LeaseGrant | MetricsMerge
+Change = Move | FailureReason | LogsUrl | LeaseGrant | Heartbeat | MetricsMerge

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from graphql_api.domain import text, validation
@@ -31,6 +32,7 @@ from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, Tra
 from graphql_api.domain.updates import (
     Change,
     FailureReason,
+    Heartbeat,
     LeaseGrant,
     LogsUrl,
     MetricsMerge,
@@ -138,15 +140,14 @@ class MLTrainingService:
     ) -> LeasedTrainingJob:
         """PENDING -> RUNNING for a caller that picked the job itself, with a lease. Given a
         ``worker_id``, the job is held like a claimed one: its writes must carry the token."""
-        at = utc_now()
-        lease = GrantedLease.starting(at, _lease_seconds(lease_seconds))
+        lease = GrantedLease.new(_lease_seconds(lease_seconds))
         grant = LeaseGrant(
             worker_id=_worker_id(worker_id, required=False),
             token_hash=token_hash(lease.token),
-            expires_at=lease.expires_at,
-            at=at,
+            seconds=lease.seconds,
+            at=utc_now(),
         )
-        job = await self._move(job_id, JobTransitions.START, actor, [grant])
+        job = await self._move(job_id, JobTransitions.START, actor, [grant], at=grant.at)
         return _leased(job, lease)
 
     async def claim(
@@ -163,14 +164,11 @@ class MLTrainingService:
         queue = validation.checked(text.check_id, queue, "queue")
         holder = _worker_id(worker_id, required=True)
         at = utc_now()
-        lease = GrantedLease.starting(at, _lease_seconds(lease_seconds))
+        lease = GrantedLease.new(_lease_seconds(lease_seconds))
         changes: list[Change] = [
             Move(transition=JobTransitions.CLAIM, at=at),
             LeaseGrant(
-                worker_id=holder,
-                token_hash=token_hash(lease.token),
-                expires_at=lease.expires_at,
-                at=at,
+                worker_id=holder, token_hash=token_hash(lease.token), seconds=lease.seconds, at=at
             ),
         ]
         job = await self._jobs.claim(queue, changes, max_attempts=MAX_CLAIM_ATTEMPTS)
@@ -244,6 +242,32 @@ class MLTrainingService:
         await self._record.job(job, JobTransitions.REPORT_METRICS.kind, job.status, actor)
         return job
 
+    async def heartbeat(
+        self, job_id: str, lease_token: str, *, actor: str | None = None
+    ) -> TrainingJob:
+        """The worker holding ``job_id`` under ``lease_token`` is alive: its lease runs its
+        length again from now. LeaseLostError if the token is not the job's lease (nothing
+        changes); InvalidTransitionError once the job is no longer RUNNING."""
+        fence = Fence(lease_token)
+        # The lease's length as granted: a read, since the update cannot compute it (no
+        # pipeline updates on every server this runs on); 60 s for a job from before leases.
+        current = await self._require(job_id)
+        seconds = current.lease_seconds or DEFAULT_LEASE_SECONDS
+        change = Heartbeat(seconds=seconds, at=utc_now())
+        job = await self._update(job_id, JobTransitions.HEARTBEAT.sources, [change], fence)
+        if job is None:
+            current = await self._require(job_id)
+            fence.refuse(current)
+            raise InvalidTransitionError(
+                RESOURCE,
+                job_id,
+                current.status.value,
+                None,
+                f"{RESOURCE} {job_id!r} is {current.status.value}: heartbeats are only "
+                "taken while it is RUNNING",
+            )
+        return job
+
     async def set_logs_url(
         self, job_id: str, logs_url: str, *, actor: str | None = None
     ) -> TrainingJob:
@@ -267,12 +291,13 @@ class MLTrainingService:
         also: Sequence[Change] = (),
         *,
         fence: Fence | None = None,
+        at: datetime | None = None,
     ) -> TrainingJob:
         """``transition`` (with the changes ``also`` made by the same update) and its event;
         with a ``fence``, only under the worker's lease."""
         target = transition.target
         assert target is not None
-        changes = [Move(transition=transition, at=utc_now()), *also]
+        changes = [Move(transition=transition, at=at or utc_now()), *also]
         # One atomic conditional update per allowed source status, so the event knows exactly
         # which status the job left, and two callers can never both make the move.
         for source in sorted(transition.sources):
