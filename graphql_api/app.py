@@ -49,6 +49,7 @@ from graphql_api.live.retention import LogRetention
 from graphql_api.responses import graphql_error_response
 from graphql_api.schema import build_schema
 from graphql_api.services.container import Services
+from graphql_api.services.liveness import LivenessSweep
 from graphql_api.settings import Settings, get_settings
 from graphql_api.storage.base import DatabaseUnavailable, Storage
 from graphql_api.storage.mongo import MongoStorage
@@ -283,6 +284,14 @@ def create_app(
         services = Services.over(NotifyingStorage(store, feed.notify))
         app.state.services = services
         app.state.feed = feed
+        sweep = LivenessSweep(
+            services.training,
+            store.leaders,
+            interval=settings.sweep_interval,
+            grace=settings.heartbeat_grace,
+        )
+        await sweep.start()
+        app.state.sweep = sweep
         try:
             if demo:
                 from graphql_api.demo import seed_demo
@@ -291,6 +300,7 @@ def create_app(
                 log.info("demo data: %s", summary)
             yield
         finally:
+            await sweep.stop()
             await retention.stop()
             await feed.stop()
             if storage is None:

@@ -9,6 +9,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from graphql_api.context import Info
+from graphql_api.domain.enums import FailureKind
 from graphql_api.domain.leases import DEFAULT_LEASE_SECONDS, MAX_LEASE_SECONDS
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.values import DEFAULT_QUEUE
@@ -136,10 +137,14 @@ class TrainingMutation:
         job_id: strawberry.ID,
         reason: str,
         lease_token: Annotated[str | None, strawberry.argument(description=LEASE_TOKEN_DOC)] = None,
+        kind: Annotated[
+            FailureKind,
+            strawberry.argument(description="What kind of failure (failure.kind)."),
+        ] = FailureKind.USER_CODE,
     ) -> TrainingJob | MutationError:
         return await result_of(
             info.context.services.training.fail(
-                str(job_id), reason, lease_token=lease_token, actor=info.context.actor
+                str(job_id), reason, kind=kind, lease_token=lease_token, actor=info.context.actor
             )
         )
 

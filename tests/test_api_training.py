@@ -53,7 +53,10 @@ OPERATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     # A claim names a queue, not a job: each test's job is alone in the default queue.
     "claimTrainingJob": (CLAIM_DEFAULT_QUEUE, {}),
 }
-MOVES: list[Transition[TrainingStatus]] = [row for row in JOB_TRANSITIONS if row.moves]
+#: Moves a client asks for (the liveness sweep's own: test_workers_liveness.py).
+MOVES: list[Transition[TrainingStatus]] = [
+    row for row in JOB_TRANSITIONS if row.moves and row.mutation is not None
+]
 
 
 def row_to(target: TrainingStatus) -> Transition[TrainingStatus]:
@@ -65,6 +68,7 @@ async def move(
     gql: GraphQLClient, job_id: str, step: TrainingStatus | Transition[TrainingStatus]
 ) -> dict[str, Any]:
     row = row_to(step) if isinstance(step, TrainingStatus) else step
+    assert row.mutation is not None
     operation, args = OPERATIONS[row.mutation]
     result: dict[str, Any] = (await gql.data(operation, id=job_id, **args))[row.mutation]
     return result

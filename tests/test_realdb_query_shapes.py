@@ -32,6 +32,7 @@ from graphql_api.domain.queries import (
 from graphql_api.domain.updates import MetricsMerge, Move
 from graphql_api.domain.values import utc_now
 from graphql_api.services.container import Services
+from graphql_api.services.liveness import LivenessSweep
 from graphql_api.storage.base import PendingChange
 from graphql_api.storage.mongo import MongoStorage, documents
 from graphql_api.storage.mongo.query_shapes import SHAPES, ShapeKey, declared, shape_of
@@ -332,6 +333,14 @@ async def test_every_query_is_listed_and_none_reads_a_whole_collection_unless_li
     # Claims (the seed's jobs joined the default queue at the recorded start-up).
     await services.training.claim("default", "w-1")
     await guarded_services.training.claim("default", "w-2")
+    # The liveness sweep and its leader lease, plain and through the guard.
+    for over, name in ((storage, "plain"), (guarded, "guarded")):
+        sweep = LivenessSweep(
+            Services.over(over).training, over.leaders, interval=1, grace=0, instance=name
+        )
+        if await sweep.lead():
+            await sweep.sweep_once(datetime.now(UTC) + timedelta(hours=1))
+        await over.leaders.release("liveness-sweep", name)
     await guarded_services.registry.promote(model_ids[5], ModelStatus.TESTING)
     # Deployments, plain (m1: model_ids[1::4]) and through the guard (m2: model_ids[2::4]).
     await drive_deployments(storage, model_ids[1], model_ids[9])

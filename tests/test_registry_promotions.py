@@ -102,6 +102,7 @@ class JitteredStorage:
         self.model_versions = Jittered(inner.model_versions, jitter)
         self.training_jobs = inner.training_jobs
         self.events = inner.events
+        self.leaders = inner.leaders
         self.stats = inner.stats
 
     async def ensure_indexes(self) -> None:

@@ -31,8 +31,9 @@ class Transition(Generic[S]):
     """One named change of a record."""
 
     name: str
-    #: The root mutation a client asks for it with.
-    mutation: str
+    #: The root mutation a client asks for it with; None for a change only the server makes
+    #: (the liveness sweep), which no client may ask for.
+    mutation: str | None
     #: Statuses the record may be in; empty for the change that creates the record.
     sources: frozenset[S]
     #: The status afterwards; None when the change leaves the status as it is.
@@ -100,6 +101,14 @@ class JobTransitions:
     FAIL = Transition(
         "FAIL", "failTrainingJob", _sources(_RUNNING), TrainingStatus.FAILED, ChangeKind.FAILED,
         Role.WORKER, ("completed_date",),
+    )  # fmt: skip
+    # Made by the server's liveness sweep (services.liveness), never by a client.
+    MARK_LATE = Transition(
+        "MARK_LATE", None, _sources(_RUNNING), None, ChangeKind.LATE, Role.ADMIN,
+    )  # fmt: skip
+    LOSE = Transition(
+        "LOSE", None, _sources(_RUNNING), TrainingStatus.FAILED, ChangeKind.LOST, Role.ADMIN,
+        ("completed_date",),
     )  # fmt: skip
     CANCEL = Transition(
         "CANCEL", "cancelTrainingJob", _sources(_PENDING, _RUNNING), TrainingStatus.CANCELLED,
@@ -200,6 +209,8 @@ def mutation_roles() -> dict[str, Role]:
     roles: dict[str, Role] = {}
     rows: list[Transition[Any]] = [*JOB_TRANSITIONS, *VERSION_TRANSITIONS]
     for row in rows:
+        if row.mutation is None:
+            continue
         if roles.setdefault(row.mutation, row.role) is not row.role:
             raise ValueError(f"{row.mutation} has rows needing different roles")
     return roles

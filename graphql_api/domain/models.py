@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
+from graphql_api.domain.enums import (
+    FailureKind,
+    JobHealth,
+    ModelStatus,
+    ModelType,
+    TrainingStatus,
+)
 from graphql_api.domain.semver import SemVer
 from graphql_api.domain.text import is_new_input
 from graphql_api.domain.values import (
@@ -123,6 +129,15 @@ class TrainingJob(BaseModel):
         default=None,
         description="(addition) The worker's last sign of life: the claim or start that "
         "granted the lease, then each heartbeat.",
+    )
+    health: JobHealth = Field(
+        default=JobHealth.HEALTHY,
+        description="(addition) Whether the worker is alive: LATE once its lease lapsed, LOST "
+        "when it was failed for it.",
+    )
+    failure_kind: FailureKind | None = Field(
+        default=None,
+        description="(addition) Why the job failed (None: failed before kinds existed).",
     )
     #: Never shown to clients, nor copied into events (services.changes): the SHA-256 of the
     #: lease token, so that what is stored cannot be replayed as a token.

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from graphql_api.domain.enums import FailureKind, JobHealth
 from graphql_api.domain.lifecycle import Transition
 from graphql_api.domain.values import (
     MAX_METRICS,
@@ -48,14 +49,29 @@ class Move(BaseModel):
 
 
 class FailureReason(BaseModel):
-    """Why a job failed."""
+    """Why a job failed: its kind and the message."""
 
     model_config = _CHANGE
 
     reason: FreeText
+    kind: FailureKind = FailureKind.USER_CODE
 
     def fields(self) -> dict[str, Any]:
-        return {"failure_reason": self.reason}
+        return {"failure_reason": self.reason, "failure_kind": self.kind}
+
+
+class HealthChange(BaseModel):
+    """The worker's liveness as the sweep (or a heartbeat) found it. Losing the job also
+    ends its lease: the worker's token then fences nothing but a LeaseLostError."""
+
+    model_config = _CHANGE
+
+    health: JobHealth
+
+    def fields(self) -> dict[str, Any]:
+        if self.health is JobHealth.LOST:
+            return {"health": self.health, "lease_token_hash": None}
+        return {"health": self.health}
 
 
 class LogsUrl(BaseModel):
@@ -116,4 +132,4 @@ class MetricsMerge(BaseModel):
 
 
 #: Every change a service can hand storage.
-Change = Move | FailureReason | LogsUrl | LeaseGrant | Heartbeat | MetricsMerge
+Change = Move | FailureReason | HealthChange | LogsUrl | LeaseGrant | Heartbeat | MetricsMerge

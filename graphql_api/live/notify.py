@@ -12,6 +12,7 @@ from datetime import datetime
 from graphql_api.domain.events import ChangeEvent, LogEntry, StoredEvent
 from graphql_api.storage.base import (
     EventStore,
+    LeaderStore,
     ModelVersionStore,
     Storage,
     StoreStats,
@@ -72,6 +73,7 @@ class NotifyingStorage:
         self.training_jobs: TrainingJobStore = storage.training_jobs
         self.events: EventStore = NotifyingEventStore(storage.events, on_append)
         self.stats: StoreStats = storage.stats
+        self.leaders: LeaderStore = storage.leaders
 
     async def ensure_indexes(self) -> None:
         await self.inner.ensure_indexes()

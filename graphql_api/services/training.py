@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from graphql_api.domain import text, validation
-from graphql_api.domain.enums import ModelStatus, TrainingStatus
+from graphql_api.domain.enums import FailureKind, JobHealth, ModelStatus, TrainingStatus
 from graphql_api.domain.errors import (
     ConflictError,
     CursorExpiredError,
@@ -32,6 +32,7 @@ from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, Tra
 from graphql_api.domain.updates import (
     Change,
     FailureReason,
+    HealthChange,
     Heartbeat,
     LeaseGrant,
     LogsUrl,
@@ -45,6 +46,8 @@ from graphql_api.storage.base import MergeLimitExceeded, Storage
 RESOURCE = "TrainingJob"
 #: Jobs one claim may lose to racing workers before it gives up with a ConflictError.
 MAX_CLAIM_ATTEMPTS = 200
+#: The actor of the changes the liveness sweep makes (services.liveness).
+SWEEP_ACTOR = "system:liveness-sweep"
 
 
 class MLTrainingService:
@@ -63,6 +66,10 @@ class MLTrainingService:
         self, where: TrainingJobFilter, order: TrainingJobOrder, page: PageRequest
     ) -> Page[TrainingJob]:
         return await self._jobs.find(where, order, page)
+
+    async def lapsed(self, before: datetime, health: JobHealth, limit: int) -> list[TrainingJob]:
+        """RUNNING jobs of ``health`` whose lease lapsed before ``before`` (the sweep)."""
+        return await self._jobs.lapsed(before, health, limit)
 
     async def count(self, where: TrainingJobFilter) -> int:
         return await self._jobs.count(where)
@@ -196,14 +203,20 @@ class MLTrainingService:
         )
 
     async def fail(
-        self, job_id: str, reason: str, *, lease_token: str | None = None, actor: str | None = None
+        self,
+        job_id: str,
+        reason: str,
+        *,
+        kind: FailureKind = FailureKind.USER_CODE,
+        lease_token: str | None = None,
+        actor: str | None = None,
     ) -> TrainingJob:
         reason = validation.checked(text.check_text, reason.strip(), "reason")
         return await self._move(
             job_id,
             JobTransitions.FAIL,
             actor,
-            [FailureReason(reason=reason)],
+            [FailureReason(reason=reason, kind=kind)],
             fence=Fence(lease_token),
         )
 
@@ -254,7 +267,21 @@ class MLTrainingService:
         current = await self._require(job_id)
         seconds = current.lease_seconds or DEFAULT_LEASE_SECONDS
         change = Heartbeat(seconds=seconds, at=utc_now())
-        job = await self._update(job_id, JobTransitions.HEARTBEAT.sources, [change], fence)
+        sources = JobTransitions.HEARTBEAT.sources
+        if current.health is JobHealth.LATE:
+            # The worker came back before the grace ran out: the job is HEALTHY again, and
+            # that is an event (LATE was one).
+            back = await self._update(
+                job_id,
+                sources,
+                [change, HealthChange(health=JobHealth.HEALTHY)],
+                fence,
+                health=JobHealth.LATE,
+            )
+            if back is not None:
+                await self._record.job(back, JobTransitions.HEARTBEAT.kind, back.status, actor)
+                return back
+        job = await self._update(job_id, sources, [change], fence)
         if job is None:
             current = await self._require(job_id)
             fence.refuse(current)
@@ -267,6 +294,42 @@ class MLTrainingService:
                 "taken while it is RUNNING",
             )
         return job
+
+    async def mark_late(self, job: TrainingJob, now: datetime) -> TrainingJob | None:
+        """The sweep: ``job``'s lease lapsed before ``now``, so it is LATE (an event); None
+        if it changed meanwhile (a heartbeat came, or another sweep was first)."""
+        late = await self._update(
+            job.job_id,
+            JobTransitions.MARK_LATE.sources,
+            [HealthChange(health=JobHealth.LATE)],
+            lease_lapsed_before=now,
+            health=JobHealth.HEALTHY,
+        )
+        if late is not None:
+            await self._record.job(late, JobTransitions.MARK_LATE.kind, late.status, SWEEP_ACTOR)
+        return late
+
+    async def lose(self, job: TrainingJob, lapsed_before: datetime) -> TrainingJob | None:
+        """The sweep: ``job`` is LATE and its lease lapsed before ``lapsed_before`` (now less
+        the grace): it fails with HEARTBEAT_LOST and its lease ends, so its worker's writes
+        get LeaseLostError. None if it changed meanwhile (a heartbeat, a final status)."""
+        last = job.last_heartbeat_at.isoformat() if job.last_heartbeat_at else "never"
+        reason = f"no heartbeat from worker {job.worker_id or '(unnamed)'} since {last}"
+        row = JobTransitions.LOSE
+        lost = await self._update(
+            job.job_id,
+            row.sources,
+            [
+                Move(transition=row, at=utc_now()),
+                HealthChange(health=JobHealth.LOST),
+                FailureReason(reason=reason, kind=FailureKind.HEARTBEAT_LOST),
+            ],
+            lease_lapsed_before=lapsed_before,
+            health=JobHealth.LATE,
+        )
+        if lost is not None:
+            await self._record.job(lost, row.kind, TrainingStatus.RUNNING, SWEEP_ACTOR)
+        return lost
 
     async def set_logs_url(
         self, job_id: str, logs_url: str, *, actor: str | None = None
@@ -316,18 +379,21 @@ class MLTrainingService:
         sources: Collection[TrainingStatus],
         changes: Sequence[Change],
         fence: Fence | None = None,
+        *,
+        lease_lapsed_before: datetime | None = None,
+        health: JobHealth | None = None,
     ) -> TrainingJob | None:
         """``update``, with a merge that would take the *stored* metrics over their limit (not
         only each call's) as the client's ValidationError."""
         try:
-            if fence is None:
-                return await self._jobs.update(job_id, sources, changes)
             return await self._jobs.update(
                 job_id,
                 sources,
                 changes,
-                lease_token_hash=fence.token_hash,
-                unclaimed_only=fence.token_hash is None,
+                lease_token_hash=None if fence is None else fence.token_hash,
+                unclaimed_only=fence is not None and fence.token_hash is None,
+                lease_lapsed_before=lease_lapsed_before,
+                health=health,
             )
         except MergeLimitExceeded as error:
             raise ValidationError(

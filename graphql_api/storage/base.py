@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from graphql_api.domain.enums import ModelStatus, TrainingStatus
+from graphql_api.domain.enums import JobHealth, ModelStatus, TrainingStatus
 from graphql_api.domain.events import ChangeEvent, ChangeKind, LogEntry, StoredEvent
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.queries import (
@@ -259,11 +259,14 @@ class TrainingJobStore(RecordStore[TrainingJob, TrainingJobFilter, TrainingJobOr
         *,
         lease_token_hash: str | None = None,
         unclaimed_only: bool = False,
+        lease_lapsed_before: datetime | None = None,
+        health: JobHealth | None = None,
     ) -> TrainingJob | None:
         """Apply ``changes`` if the status is one of ``sources`` (and, with
         ``lease_token_hash``, the job's lease is still that one: fencing; with
-        ``unclaimed_only``, no worker holds it); the job after, or None when no job matched
-        (missing, in another status, or under another lease).
+        ``unclaimed_only``, no worker holds it; with ``lease_lapsed_before``, the lease
+        expired before then; with ``health``, the job has that health); the job after, or
+        None when no job matched (missing, in another status, or a condition failed).
 
         With a ``MetricsMerge``: MergeLimitExceeded (nothing written) if the stored metrics
         would then number more than its limit, also when concurrent merges race.
@@ -279,6 +282,11 @@ class TrainingJobStore(RecordStore[TrainingJob, TrainingJobFilter, TrainingJobOr
         claim is one conditional update on the job's status, and a caller that loses a job to
         another moves on to the next one. ConflictError (no field) after ``max_attempts``
         lost races in a row."""
+
+    async def lapsed(self, before: datetime, health: JobHealth, limit: int) -> list[TrainingJob]:
+        """RUNNING jobs held by a worker (``worker_id`` set), of this ``health``, whose lease
+        expired before ``before``, soonest expired first, at most ``limit`` (the sweep takes
+        the rest on its next run)."""
 
     async def find_per_model(
         self,
@@ -355,6 +363,20 @@ class EventStore(Protocol):
         instances at once (the floor only rises; deleting twice deletes nothing more)."""
 
 
+class LeaderStore(Protocol):
+    """Leader leases: which instance does a job that exactly one instance may do at a time
+    (the liveness sweep)."""
+
+    async def acquire(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` until ``until``: True if ``holder``
+        holds it now (it held it, or the lease was free or had expired by ``now``), False if
+        another holder's lease runs past ``now``. Concurrent callers: at most one gets True."""
+
+    async def release(self, name: str, holder: str) -> None:
+        """Give the lease up if ``holder`` has it (a clean shutdown: another takes over at
+        once); idempotent."""
+
+
 @dataclass
 class StoreStats:
     """Database round trips made so far; tests pin the cost of queries with it."""
@@ -374,6 +396,10 @@ class Storage(Protocol):
     @property
     def events(self) -> EventStore:
         """The change log."""
+
+    @property
+    def leaders(self) -> LeaderStore:
+        """Leader leases between server instances."""
 
     @property
     def stats(self) -> StoreStats:

@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 
 from graphql_api.context import Info
 from graphql_api.domain import models
+from graphql_api.domain.enums import FailureKind, TrainingStatus
 from graphql_api.domain.events import StoredEvent
 from graphql_api.domain.models import ModelVersion
 from graphql_api.domain.queries import DEFAULT_PAGE_SIZE
@@ -17,6 +18,14 @@ from graphql_api.loaders import history_page_args, now_or_later
 from graphql_api.types import typed
 from graphql_api.types.change_event import ChangeEventConnection
 from graphql_api.types.model_version import ModelVersionType
+
+
+@strawberry.type(description="Why a job failed.")
+class TrainingFailure:
+    kind: FailureKind | None = strawberry.field(
+        description="What kind of failure; null for a job failed before kinds existed."
+    )
+    message: str = strawberry.field(description="The reason given (equal to failureReason).")
 
 
 @strawberry.experimental.pydantic.type(
@@ -48,6 +57,19 @@ class TrainingJobType:
     )
     lease_expires_at: strawberry.auto
     last_heartbeat_at: strawberry.auto
+    health: strawberry.auto
+
+    @typed.field(
+        description="Why the job failed; null unless it is FAILED.",
+        graphql_type=TrainingFailure | None,
+    )
+    def failure(self) -> TrainingFailure | None:
+        # At run time ``self`` is the domain record (models.TrainingJob).
+        if self.status is not TrainingStatus.FAILED:
+            return None
+        kind: FailureKind | None = getattr(self, "failure_kind", None)
+        message: str | None = getattr(self, "failure_reason", None)
+        return TrainingFailure(kind=kind, message=message or "")
 
     @typed.field(
         description="The lease token, in the answer of the mutation that granted the lease "

@@ -12,6 +12,7 @@ from graphql_api.storage.mongo.client import DEFAULT_TIMEOUT, connect
 from graphql_api.storage.mongo.collection import UpdateGuard
 from graphql_api.storage.mongo.events import MongoEventStore
 from graphql_api.storage.mongo.failures import bounded_methods
+from graphql_api.storage.mongo.leaders import MongoLeaderStore
 from graphql_api.storage.mongo.model_versions import MongoModelVersionStore
 from graphql_api.storage.mongo.server import ServerInfo, ServerKind, identify, update_guard_wanted
 from graphql_api.storage.mongo.training_jobs import MongoTrainingJobStore
@@ -55,7 +56,8 @@ class MongoStorage:
         self.events = MongoEventStore(
             database["events"], database["counters"], self.stats, self.guard
         )
-        for store in (self.model_versions, self.training_jobs, self.events):
+        self.leaders = MongoLeaderStore(database["leaders"], self.stats, self.guard)
+        for store in (self.model_versions, self.training_jobs, self.events, self.leaders):
             store.timeout = timeout
 
     @classmethod

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from graphql_api.domain.enums import TrainingStatus
+from graphql_api.domain.enums import JobHealth, TrainingStatus
 from graphql_api.domain.errors import ConflictError
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.queries import Page, TrainingJobFilter, TrainingJobOrder
@@ -97,13 +98,43 @@ class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, Tra
         *,
         lease_token_hash: str | None = None,
         unclaimed_only: bool = False,
+        lease_lapsed_before: datetime | None = None,
+        health: JobHealth | None = None,
     ) -> TrainingJob | None:
         where: dict[str, Any] = {}
+        if lease_lapsed_before is not None:
+            where["lease_expires_at"] = {"$lt": lease_lapsed_before}
+        if health is not None:
+            # A job stored before health existed is HEALTHY.
+            where["health"] = (
+                {"$in": [health.value, None]} if health is JobHealth.HEALTHY else health.value
+            )
         if lease_token_hash is not None:
             where["lease_token_hash"] = lease_token_hash
         if unclaimed_only:
             where["worker_id"] = None  # also matches jobs stored before workers existed
         return await self._update(job_id, sources, changes, where=where)
+
+    async def lapsed(self, before: datetime, health: JobHealth, limit: int) -> list[TrainingJob]:
+        self._trip()
+        docs = (
+            await self._c.find(
+                {
+                    "status": TrainingStatus.RUNNING.value,
+                    "lease_expires_at": {"$lt": before},
+                    # Only jobs a worker holds: clients from before leases start jobs without
+                    # a worker and never heartbeat.
+                    "worker_id": {"$ne": None},
+                    "health": {"$in": [health.value, None]}
+                    if health is JobHealth.HEALTHY
+                    else health.value,
+                }
+            )
+            .sort([("lease_expires_at", ASCENDING)])
+            .limit(limit)
+            .to_list(None)
+        )
+        return [TRAINING_JOBS.from_doc(d) for d in docs]
 
     async def claim(
         self, queue: str, changes: Sequence[Change], *, max_attempts: int
@@ -168,6 +199,11 @@ class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, Tra
                         ("_id", ASCENDING),
                     ],
                     name="queue_status_created_date",
+                ),
+                # The liveness sweep: RUNNING jobs whose lease lapsed.
+                IndexModel(
+                    [("status", ASCENDING), ("lease_expires_at", ASCENDING)],
+                    name="status_lease_expires_at",
                 ),
             ]
         )
