@@ -48,6 +48,7 @@ class TrainingMutation:
                 job_id=None if input.job_id is None else str(input.job_id),
                 logs_url=input.logs_url,
                 queue=input.queue,
+                max_runtime_seconds=input.max_runtime_seconds,
                 actor=info.context.actor,
             )
         )

@@ -239,3 +239,62 @@ async def test_the_servers_sweep_fails_a_job_whose_worker_died(swept: GraphQLCli
         "HEARTBEAT_LOST",
     )
     assert kinds(job) == ["CREATED", "CLAIMED", "LATE", "LOST"]
+
+
+async def test_a_job_running_past_its_max_runtime_fails_with_timed_out(
+    gql: GraphQLClient, sweep: LivenessSweep
+) -> None:
+    model = await gql.data(
+        REGISTER, input={"modelName": "capped", "version": "1.0.0", "modelType": "REGRESSION"}
+    )
+    created = await gql.data(
+        CREATE_JOB,
+        input={
+            "modelId": model["registerModelVersion"]["modelId"],
+            "datasetId": "d",
+            "queue": "capped",
+            "maxRuntimeSeconds": 300,
+        },
+    )
+    job_id = created["createTrainingJob"]["jobId"]
+    job = (await gql.data(CLAIM, queue="capped", worker="w-1", leaseSeconds=3600))[
+        "claimTrainingJob"
+    ]
+    started = datetime.fromisoformat(job["startedDate"])
+    assert (await sweep.sweep_once(started + timedelta(seconds=299))).timed_out == []
+    assert (await read(gql, job_id))["status"] == "RUNNING"
+
+    result = await sweep.sweep_once(started + timedelta(seconds=301))
+    assert result.timed_out == [job_id] and result.late == []
+    failed = await read(gql, job_id)
+    assert (failed["status"], failed["failure"]["kind"]) == ("FAILED", "TIMED_OUT")
+    assert "300" in failed["failure"]["message"]
+    assert kinds(failed) == ["CREATED", "CLAIMED", "TIMED_OUT"]
+    beat = (await gql.data(HEARTBEAT, id=job_id, token=job["leaseToken"]))["heartbeatTrainingJob"]
+    assert beat["__typename"] == "LeaseLostError"
+    assert (await sweep.sweep_once(started + timedelta(seconds=400))).timed_out == []
+
+
+@pytest.mark.parametrize(("value", "rule"), [(0, "min"), (-1, "min"), (30 * 86400 + 1, "max")])
+async def test_a_bad_max_runtime_is_a_validation_error(
+    gql: GraphQLClient, value: int, rule: str
+) -> None:
+    model = await gql.data(
+        REGISTER, input={"modelName": "capped", "version": "1.0.0", "modelType": "REGRESSION"}
+    )
+    created = await gql.data(
+        CREATE_JOB,
+        input={
+            "modelId": model["registerModelVersion"]["modelId"],
+            "datasetId": "d",
+            "maxRuntimeSeconds": value,
+        },
+    )
+    error = created["createTrainingJob"]
+    assert (error["__typename"], error["field"], error["rule"]) == (
+        "ValidationError",
+        "maxRuntimeSeconds",
+        rule,
+    )
+    total = await gql.data("{ trainingJobs { totalCount } }")
+    assert total["trainingJobs"]["totalCount"] == 0

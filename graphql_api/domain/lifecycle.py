@@ -110,6 +110,10 @@ class JobTransitions:
         "LOSE", None, _sources(_RUNNING), TrainingStatus.FAILED, ChangeKind.LOST, Role.ADMIN,
         ("completed_date",),
     )  # fmt: skip
+    TIME_OUT = Transition(
+        "TIME_OUT", None, _sources(_RUNNING), TrainingStatus.FAILED, ChangeKind.TIMED_OUT,
+        Role.ADMIN, ("completed_date",),
+    )  # fmt: skip
     CANCEL = Transition(
         "CANCEL", "cancelTrainingJob", _sources(_PENDING, _RUNNING), TrainingStatus.CANCELLED,
         ChangeKind.CANCELLED, Role.OPERATOR, ("completed_date",),

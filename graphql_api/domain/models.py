@@ -139,6 +139,13 @@ class TrainingJob(BaseModel):
         default=None,
         description="(addition) Why the job failed (None: failed before kinds existed).",
     )
+    max_runtime_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=30 * 86400,
+        description="(addition) How long the job may run; past it the sweep fails it with "
+        "TIMED_OUT. None: no limit.",
+    )
     #: Never shown to clients, nor copied into events (services.changes): the SHA-256 of the
     #: lease token, so that what is stored cannot be replayed as a token.
     lease_token_hash: str | None = Field(

@@ -121,6 +121,15 @@ class Heartbeat(BaseModel):
         }
 
 
+class LeaseEnd(BaseModel):
+    """The job is taken from its worker: its token fences nothing but a LeaseLostError."""
+
+    model_config = _CHANGE
+
+    def fields(self) -> dict[str, Any]:
+        return {"lease_token_hash": None}
+
+
 class MetricsMerge(BaseModel):
     """Metrics merged into the stored ones (a key given again replaces its value); the record
     may hold at most ``limit`` metrics afterwards, whatever concurrent merges do."""
@@ -132,4 +141,6 @@ class MetricsMerge(BaseModel):
 
 
 #: Every change a service can hand storage.
-Change = Move | FailureReason | HealthChange | LogsUrl | LeaseGrant | Heartbeat | MetricsMerge
+Change = (
+    Move | FailureReason | HealthChange | LogsUrl | LeaseGrant | Heartbeat | LeaseEnd | MetricsMerge
+)

@@ -33,6 +33,7 @@ BATCH = 500
 class SweepResult:
     late: list[str]
     lost: list[str]
+    timed_out: list[str]
 
 
 class LivenessSweep:
@@ -55,7 +56,8 @@ class LivenessSweep:
 
     async def sweep_once(self, now: datetime | None = None) -> SweepResult:
         """One sweep (whether or not this instance leads: callers decide): lapsed leases of
-        HEALTHY jobs make them LATE; LATE jobs lapsed for longer than the grace fail."""
+        HEALTHY jobs make them LATE; LATE jobs lapsed for longer than the grace fail; jobs
+        running past their maxRuntimeSeconds fail with TIMED_OUT."""
         now = now or utc_now()
         jobs = self._training
         late = [
@@ -69,7 +71,12 @@ class LivenessSweep:
             for job in await jobs.lapsed(cutoff, JobHealth.LATE, BATCH)
             if await jobs.lose(job, cutoff) is not None
         ]
-        return SweepResult(late, lost)
+        timed_out = [
+            job.job_id
+            for job in await jobs.running_with_max_runtime(BATCH)
+            if await jobs.time_out(job, now) is not None
+        ]
+        return SweepResult(late, lost, timed_out)
 
     async def lead(self, now: datetime | None = None) -> bool:
         """Take or renew the leader lease; whether this instance leads."""
@@ -95,8 +102,8 @@ class LivenessSweep:
             try:
                 if await self.lead():
                     result = await self.sweep_once()
-                    if result.late or result.lost:
-                        log.info("liveness sweep: late %s, lost %s", result.late, result.lost)
+                    if result.late or result.lost or result.timed_out:
+                        log.info("liveness sweep: %s", result)
             except Exception:
                 # The database is away or failing: the next run tries again.
                 log.exception("liveness sweep failed; retrying in %.1f s", self._interval)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from graphql_api.domain import text, validation
@@ -34,6 +34,7 @@ from graphql_api.domain.updates import (
     FailureReason,
     HealthChange,
     Heartbeat,
+    LeaseEnd,
     LeaseGrant,
     LogsUrl,
     MetricsMerge,
@@ -115,6 +116,7 @@ class MLTrainingService:
         job_id: str | None = None,
         logs_url: str | None = None,
         queue: str | None = None,
+        max_runtime_seconds: int | None = None,
         actor: str | None = None,
     ) -> TrainingJob:
         """A PENDING job for an existing model version, in ``queue`` (the default one if
@@ -127,6 +129,7 @@ class MLTrainingService:
             hyperparameters=hyperparameters if hyperparameters is not None else {},
             logs_url=logs_url,
             queue=DEFAULT_QUEUE if queue is None else queue,
+            max_runtime_seconds=_max_runtime(max_runtime_seconds),
             created_date=utc_now(),
         )
         version = await self._versions.get(model_id)
@@ -331,6 +334,33 @@ class MLTrainingService:
             await self._record.job(lost, row.kind, TrainingStatus.RUNNING, SWEEP_ACTOR)
         return lost
 
+    async def time_out(self, job: TrainingJob, now: datetime) -> TrainingJob | None:
+        """The sweep: ``job`` ran past its ``max_runtime_seconds`` by ``now``: it fails with
+        TIMED_OUT and its lease ends. None if it is no longer RUNNING (a job runs once: a
+        retry is another job) or has no limit."""
+        limit = job.max_runtime_seconds
+        if limit is None or job.started_date is None:
+            return None
+        if job.started_date + timedelta(seconds=limit) > now:
+            return None
+        row = JobTransitions.TIME_OUT
+        reason = f"ran longer than its maxRuntimeSeconds ({limit} s)"
+        timed_out = await self._update(
+            job.job_id,
+            row.sources,
+            [
+                Move(transition=row, at=utc_now()),
+                FailureReason(reason=reason, kind=FailureKind.TIMED_OUT),
+                LeaseEnd(),
+            ],
+        )
+        if timed_out is not None:
+            await self._record.job(timed_out, row.kind, TrainingStatus.RUNNING, SWEEP_ACTOR)
+        return timed_out
+
+    async def running_with_max_runtime(self, limit: int) -> list[TrainingJob]:
+        return await self._jobs.running_with_max_runtime(limit)
+
     async def set_logs_url(
         self, job_id: str, logs_url: str, *, actor: str | None = None
     ) -> TrainingJob:
@@ -433,6 +463,22 @@ class Fence:
 
 def _leased(job: TrainingJob, lease: GrantedLease) -> LeasedTrainingJob:
     return LeasedTrainingJob.model_construct(**dict(job), granted_lease_token=lease.token)
+
+
+#: The longest maxRuntimeSeconds: 30 days.
+MAX_RUNTIME_SECONDS = 30 * 86400
+
+
+def _max_runtime(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise ValidationError("maxRuntimeSeconds", "must be at least 1", rule=ValidationRule.min)
+    if value is not None and value > MAX_RUNTIME_SECONDS:
+        raise ValidationError(
+            "maxRuntimeSeconds",
+            f"must be at most {MAX_RUNTIME_SECONDS} (30 days)",
+            rule=ValidationRule.max,
+        )
+    return value
 
 
 def _lease_seconds(value: int | None) -> int:

@@ -288,6 +288,10 @@ class TrainingJobStore(RecordStore[TrainingJob, TrainingJobFilter, TrainingJobOr
         expired before ``before``, soonest expired first, at most ``limit`` (the sweep takes
         the rest on its next run)."""
 
+    async def running_with_max_runtime(self, limit: int) -> list[TrainingJob]:
+        """RUNNING jobs that have a ``max_runtime_seconds``, longest running first, at most
+        ``limit`` (the sweep: which of them ran past it)."""
+
     async def find_per_model(
         self,
         model_ids: Sequence[str],

@@ -60,6 +60,11 @@ class CreateTrainingJobInput:
         default=None,
         description="Training logs location: an http(s), s3, gs, az, abfs(s) or hdfs URL.",
     )
+    max_runtime_seconds: int | None = strawberry.field(
+        default=None,
+        description="How long the job may run (1 s to 30 days); past it the server fails it "
+        "with failure.kind TIMED_OUT. No limit when omitted.",
+    )
     queue: str | None = strawberry.field(
         default=None,
         description="The queue workers claim it from (claimTrainingJob): an identifier like "

@@ -58,6 +58,7 @@ class TrainingJobType:
     lease_expires_at: strawberry.auto
     last_heartbeat_at: strawberry.auto
     health: strawberry.auto
+    max_runtime_seconds: strawberry.auto
 
     @typed.field(
         description="Why the job failed; null unless it is FAILED.",

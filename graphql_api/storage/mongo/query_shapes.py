@@ -159,6 +159,15 @@ SHAPES: tuple[QueryShape, ...] = (
         "liveness sweep through the guard",
         "_id_",
     ),
+    _shape(
+        "training_jobs",
+        "find",
+        ["status", "max_runtime_seconds"],
+        ["started_date:1"],
+        "liveness sweep: RUNNING jobs with a maxRuntimeSeconds",
+        "status_created_date",
+        note="sorts the RUNNING jobs (about one per worker) in memory",
+    ),
     # ---- leader leases (one document per lease)
     _shape("leaders", "findAndModify", ["_id"], [], "taking a leader lease", "_id_"),
     _shape("leaders", "find", ["_id"], [], "taking a leader lease (guard)", "_id_"),

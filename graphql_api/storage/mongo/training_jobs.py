@@ -136,6 +136,18 @@ class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, Tra
         )
         return [TRAINING_JOBS.from_doc(d) for d in docs]
 
+    async def running_with_max_runtime(self, limit: int) -> list[TrainingJob]:
+        self._trip()
+        docs = (
+            await self._c.find(
+                {"status": TrainingStatus.RUNNING.value, "max_runtime_seconds": {"$ne": None}}
+            )
+            .sort([("started_date", ASCENDING)])
+            .limit(limit)
+            .to_list(None)
+        )
+        return [TRAINING_JOBS.from_doc(d) for d in docs]
+
     async def claim(
         self, queue: str, changes: Sequence[Change], *, max_attempts: int
     ) -> TrainingJob | None:
