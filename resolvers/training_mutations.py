@@ -13,6 +13,7 @@ from graphql_api.domain.enums import FailureKind
 from graphql_api.domain.leases import DEFAULT_LEASE_SECONDS, MAX_LEASE_SECONDS
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.values import DEFAULT_QUEUE
+from graphql_api.services.training import RetryPolicy
 from graphql_api.types import typed
 from graphql_api.types.errors import MutationError
 from graphql_api.types.inputs import CreateTrainingJobInput, TrainingJobResult
@@ -49,6 +50,13 @@ class TrainingMutation:
                 logs_url=input.logs_url,
                 queue=input.queue,
                 max_runtime_seconds=input.max_runtime_seconds,
+                retry_policy=None
+                if input.retry_policy is None
+                else RetryPolicy(
+                    max_attempts=input.retry_policy.max_attempts,
+                    retry_on=tuple(input.retry_policy.retry_on),
+                    backoff_seconds=input.retry_policy.backoff_seconds,
+                ),
                 actor=info.context.actor,
             )
         )
@@ -142,10 +150,44 @@ class TrainingMutation:
             FailureKind,
             strawberry.argument(description="What kind of failure (failure.kind)."),
         ] = FailureKind.USER_CODE,
+        exit_code: Annotated[
+            int | None,
+            strawberry.argument(description="The training process's exit code, if any."),
+        ] = None,
     ) -> TrainingJob | MutationError:
         return await result_of(
             info.context.services.training.fail(
-                str(job_id), reason, kind=kind, lease_token=lease_token, actor=info.context.actor
+                str(job_id),
+                reason,
+                kind=kind,
+                exit_code=exit_code,
+                lease_token=lease_token,
+                actor=info.context.actor,
+            )
+        )
+
+    @typed.mutation(
+        description="The next attempt of a job that ended (COMPLETED, FAILED or CANCELLED): a "
+        "new PENDING job in the same queue with the same hyperparameters, or these. Errors: "
+        "InvalidTransitionError (the job has not ended), ConflictError (this attempt exists "
+        "already, or the chain has 100), ValidationError, NotFoundError.",
+        graphql_type=TrainingJobResult,
+    )
+    async def retry_training_job(
+        self,
+        info: Info,
+        job_id: strawberry.ID,
+        hyperparameters: Annotated[
+            JSON | None,
+            strawberry.argument(description="Replace the hyperparameters (any JSON object)."),
+        ] = None,
+    ) -> TrainingJob | MutationError:
+        return await result_of(
+            info.context.services.training.retry(
+                str(job_id),
+                # Any JSON value: the service validates it (ValidationError unless an object).
+                cast("Mapping[str, Any] | None", hyperparameters),
+                actor=info.context.actor,
             )
         )
 

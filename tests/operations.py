@@ -114,3 +114,11 @@ FENCED_COMPLETE = fenced_job_mutation(
     "completeTrainingJob", ", metrics: $metrics", ", $metrics: JSON"
 )
 FENCED_FAIL = fenced_job_mutation("failTrainingJob", ", reason: $reason", ", $reason: String!")
+
+RETRY = f"""
+mutation($id: ID!, $hyperparameters: JSON) {{
+  retryTrainingJob(jobId: $id, hyperparameters: $hyperparameters) {{
+    ... on TrainingJob {{ {JOB_FIELDS} attempt retryOf queue }}
+    {ERROR_FIELDS}
+  }}
+}}"""

@@ -333,6 +333,9 @@ async def test_every_query_is_listed_and_none_reads_a_whole_collection_unless_li
     # Claims (the seed's jobs joined the default queue at the recorded start-up).
     await services.training.claim("default", "w-1")
     await guarded_services.training.claim("default", "w-2")
+    # A retry by hand (the chain's read, the new attempt, the mark on the old one).
+    await services.training.retry(job.job_id)
+    await services.training.attempts(job)
     # The liveness sweep and its leader lease, plain and through the guard.
     for over, name in ((storage, "plain"), (guarded, "guarded")):
         sweep = LivenessSweep(

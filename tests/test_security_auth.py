@@ -123,6 +123,12 @@ async def heartbeat_job(api: RoleClient) -> Call:
     return ops.HEARTBEAT, job_id, {"id": job_id, "token": token}
 
 
+async def retry_job(api: RoleClient) -> Call:
+    job_id = await fresh_job(api, running=True)
+    await api.data(Role.ADMIN, ops.COMPLETE, id=job_id, metrics={"loss": 0.1})
+    return ops.RETRY, job_id, {"id": job_id}
+
+
 #: Each mutation, set up (as admin) so that it would succeed.
 SETUPS: dict[str, Callable[[RoleClient], Awaitable[Call]]] = {
     "registerModelVersion": register,
@@ -134,6 +140,7 @@ SETUPS: dict[str, Callable[[RoleClient], Awaitable[Call]]] = {
     "startTrainingJob": job_call(ops.START, running=False),
     "claimTrainingJob": claim_job,
     "heartbeatTrainingJob": heartbeat_job,
+    "retryTrainingJob": retry_job,
     "reportTrainingMetrics": job_call(ops.REPORT, running=True, metrics={"loss": 0.1}),
     "completeTrainingJob": job_call(ops.COMPLETE, running=True, metrics={"loss": 0.1}),
     "failTrainingJob": job_call(ops.FAIL, running=True, reason="out of memory"),

@@ -102,6 +102,13 @@ class JobTransitions:
         "FAIL", "failTrainingJob", _sources(_RUNNING), TrainingStatus.FAILED, ChangeKind.FAILED,
         Role.WORKER, ("completed_date",),
     )  # fmt: skip
+    # Creates the next attempt (a new PENDING job) of a job that ended; by hand, or by the
+    # sweep when the retry policy says so. The ended job keeps its status.
+    RETRY = Transition(
+        "RETRY", "retryTrainingJob",
+        _sources(TrainingStatus.COMPLETED, TrainingStatus.FAILED, TrainingStatus.CANCELLED),
+        None, ChangeKind.RETRIED, Role.OPERATOR,
+    )  # fmt: skip
     # Made by the server's liveness sweep (services.liveness), never by a client.
     MARK_LATE = Transition(
         "MARK_LATE", None, _sources(_RUNNING), None, ChangeKind.LATE, Role.ADMIN,

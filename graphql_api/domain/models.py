@@ -146,6 +146,37 @@ class TrainingJob(BaseModel):
         description="(addition) How long the job may run; past it the sweep fails it with "
         "TIMED_OUT. None: no limit.",
     )
+    # Retries (docs/workers.md): the policy, and where this job is in its chain of attempts.
+    retry_max_attempts: int = Field(
+        default=1, ge=1, le=20, description="(addition) Attempts in all, the first included."
+    )
+    retry_on: list[FailureKind] = Field(
+        default_factory=list, description="(addition) Failure kinds that are retried."
+    )
+    retry_backoff_seconds: float = Field(
+        default=0.0, ge=0, le=86400, description="(addition) Pause before the next attempt."
+    )
+    attempt: int = Field(default=1, ge=1, description="(addition) 1 for the first attempt.")
+    retry_of: Identifier | None = Field(
+        default=None, description="(addition) The attempt this one retries."
+    )
+    retry_root: Identifier | None = Field(
+        default=None, description="(addition) The chain's first attempt (None: this is it)."
+    )
+    retry_due_at: UtcDatetime | None = Field(
+        default=None,
+        description="(addition) When the sweep creates the automatic next attempt.",
+    )
+    retried_by: Identifier | None = Field(
+        default=None, description="(addition) The attempt that retried this one."
+    )
+    failure_retryable: bool = Field(
+        default=False,
+        description="(addition) Whether the failure gets an automatic next attempt.",
+    )
+    failure_exit_code: int | None = Field(
+        default=None, description="(addition) The training process's exit code, if reported."
+    )
     #: Never shown to clients, nor copied into events (services.changes): the SHA-256 of the
     #: lease token, so that what is stored cannot be replayed as a token.
     lease_token_hash: str | None = Field(

@@ -121,6 +121,39 @@ class Heartbeat(BaseModel):
         }
 
 
+class RetryScheduled(BaseModel):
+    """The failure is retried automatically: the sweep creates the next attempt at ``due``."""
+
+    model_config = _CHANGE
+
+    due: UtcDatetime
+
+    def fields(self) -> dict[str, Any]:
+        return {"retry_due_at": self.due, "failure_retryable": True}
+
+
+class Retried(BaseModel):
+    """The next attempt exists: ``by``."""
+
+    model_config = _CHANGE
+
+    by: Identifier
+
+    def fields(self) -> dict[str, Any]:
+        return {"retried_by": self.by, "retry_due_at": None}
+
+
+class ExitCode(BaseModel):
+    """The exit code the training process ended with."""
+
+    model_config = _CHANGE
+
+    exit_code: int
+
+    def fields(self) -> dict[str, Any]:
+        return {"failure_exit_code": self.exit_code}
+
+
 class LeaseEnd(BaseModel):
     """The job is taken from its worker: its token fences nothing but a LeaseLostError."""
 
@@ -142,5 +175,15 @@ class MetricsMerge(BaseModel):
 
 #: Every change a service can hand storage.
 Change = (
-    Move | FailureReason | HealthChange | LogsUrl | LeaseGrant | Heartbeat | LeaseEnd | MetricsMerge
+    Move
+    | FailureReason
+    | HealthChange
+    | LogsUrl
+    | LeaseGrant
+    | Heartbeat
+    | LeaseEnd
+    | RetryScheduled
+    | Retried
+    | ExitCode
+    | MetricsMerge
 )

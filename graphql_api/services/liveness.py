@@ -34,6 +34,8 @@ class SweepResult:
     late: list[str]
     lost: list[str]
     timed_out: list[str]
+    #: Failed jobs whose automatic next attempt this run created.
+    retried: list[str]
 
 
 class LivenessSweep:
@@ -76,7 +78,12 @@ class LivenessSweep:
             for job in await jobs.running_with_max_runtime(BATCH)
             if await jobs.time_out(job, now) is not None
         ]
-        return SweepResult(late, lost, timed_out)
+        retried = [
+            job.job_id
+            for job in await jobs.retries_due(now, BATCH)
+            if await jobs.retry_due(job) is not None
+        ]
+        return SweepResult(late, lost, timed_out, retried)
 
     async def lead(self, now: datetime | None = None) -> bool:
         """Take or renew the leader lease; whether this instance leads."""
@@ -102,7 +109,7 @@ class LivenessSweep:
             try:
                 if await self.lead():
                     result = await self.sweep_once()
-                    if result.late or result.lost or result.timed_out:
+                    if result.late or result.lost or result.timed_out or result.retried:
                         log.info("liveness sweep: %s", result)
             except Exception:
                 # The database is away or failing: the next run tries again.

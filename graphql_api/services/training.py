@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +33,7 @@ from graphql_api.domain.models import LeasedTrainingJob, TrainingJob
 from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, TrainingJobOrder
 from graphql_api.domain.updates import (
     Change,
+    ExitCode,
     FailureReason,
     HealthChange,
     Heartbeat,
@@ -39,6 +42,8 @@ from graphql_api.domain.updates import (
     LogsUrl,
     MetricsMerge,
     Move,
+    Retried,
+    RetryScheduled,
 )
 from graphql_api.domain.values import DEFAULT_QUEUE, utc_now
 from graphql_api.services.changes import ChangeRecorder
@@ -47,6 +52,10 @@ from graphql_api.storage.base import MergeLimitExceeded, Storage
 RESOURCE = "TrainingJob"
 #: Jobs one claim may lose to racing workers before it gives up with a ConflictError.
 MAX_CLAIM_ATTEMPTS = 200
+#: A chain holds at most this many attempts (automatic and by hand), so ``attempts`` is whole.
+MAX_ATTEMPTS_LISTED = 100
+#: Namespace of the attempts' ids: uuid5(chain's first job id + "#" + attempt number).
+ATTEMPT_IDS = uuid.UUID("6f1c1d0e-6a47-4d53-9a3f-2b3c1f0e9a11")
 #: The actor of the changes the liveness sweep makes (services.liveness).
 SWEEP_ACTOR = "system:liveness-sweep"
 
@@ -117,6 +126,7 @@ class MLTrainingService:
         logs_url: str | None = None,
         queue: str | None = None,
         max_runtime_seconds: int | None = None,
+        retry_policy: RetryPolicy | None = None,
         actor: str | None = None,
     ) -> TrainingJob:
         """A PENDING job for an existing model version, in ``queue`` (the default one if
@@ -130,6 +140,7 @@ class MLTrainingService:
             logs_url=logs_url,
             queue=DEFAULT_QUEUE if queue is None else queue,
             max_runtime_seconds=_max_runtime(max_runtime_seconds),
+            **_retry_fields(retry_policy),
             created_date=utc_now(),
         )
         version = await self._versions.get(model_id)
@@ -211,17 +222,129 @@ class MLTrainingService:
         reason: str,
         *,
         kind: FailureKind = FailureKind.USER_CODE,
+        exit_code: int | None = None,
         lease_token: str | None = None,
         actor: str | None = None,
     ) -> TrainingJob:
         reason = validation.checked(text.check_text, reason.strip(), "reason")
-        return await self._move(
-            job_id,
-            JobTransitions.FAIL,
-            actor,
-            [FailureReason(reason=reason, kind=kind)],
-            fence=Fence(lease_token),
+        also: list[Change] = [FailureReason(reason=reason, kind=kind)]
+        if exit_code is not None:
+            also.append(ExitCode(exit_code=exit_code))
+        failed = await self._move(
+            job_id, JobTransitions.FAIL, actor, also, fence=Fence(lease_token)
         )
+        return await self._schedule_retry(failed)
+
+    async def _schedule_retry(self, failed: TrainingJob) -> TrainingJob:
+        """If the job's retry policy covers its failure and attempts are left, mark it for
+        the sweep to create the next attempt after the backoff. A second write after the
+        failure: a server dying between the two leaves the failure without its retry
+        (retryTrainingJob does it by hand)."""
+        kind = failed.failure_kind
+        if kind is None or kind not in failed.retry_on:
+            return failed
+        if failed.attempt >= failed.retry_max_attempts:
+            return failed
+        due = utc_now() + timedelta(seconds=failed.retry_backoff_seconds)
+        scheduled = await self._update(
+            failed.job_id, {TrainingStatus.FAILED}, [RetryScheduled(due=due)]
+        )
+        return scheduled or failed
+
+    async def retry(
+        self,
+        job_id: str,
+        hyperparameters: Mapping[str, Any] | None = None,
+        *,
+        actor: str | None = None,
+    ) -> TrainingJob:
+        """The next attempt of a job that ended: a new PENDING job in the same queue, with
+        the same hyperparameters (or ``hyperparameters``), ``retry_of`` this one. Its id is
+        derived from the chain and the attempt number, so an attempt is retried at most once
+        (however many ask at the same time): the others get ConflictError."""
+        params = None if hyperparameters is None else validation.hyperparameters(hyperparameters)
+        job = await self._require(job_id)
+        row = JobTransitions.RETRY
+        if job.status not in row.sources:
+            raise InvalidTransitionError(
+                RESOURCE,
+                job_id,
+                job.status.value,
+                None,
+                f"{RESOURCE} {job_id!r} is {job.status.value}: only a job that ended "
+                "(COMPLETED, FAILED or CANCELLED) can be retried",
+            )
+        root = job.retry_root or job.job_id
+        # A chain is a line: each attempt is retried at most once (the next attempt's id is
+        # fixed by the chain and its number, so a second retry of it is a ConflictError).
+        attempt = job.attempt + 1
+        if attempt > MAX_ATTEMPTS_LISTED:
+            raise ConflictError(
+                f"{RESOURCE} {root!r} has {attempt - 1} attempts, the most a chain may have",
+                field="jobId",
+            )
+        nxt = job.model_copy(
+            update={
+                "job_id": str(uuid.uuid5(ATTEMPT_IDS, f"{root}#{attempt}")),
+                "status": TrainingStatus.PENDING,
+                "hyperparameters": job.hyperparameters if params is None else params,
+                "started_date": None,
+                "completed_date": None,
+                "metrics": {},
+                "logs_url": None,
+                "created_date": utc_now(),
+                "failure_reason": None,
+                "failure_kind": None,
+                "failure_retryable": False,
+                "failure_exit_code": None,
+                "worker_id": None,
+                "lease_expires_at": None,
+                "lease_seconds": None,
+                "last_heartbeat_at": None,
+                "lease_token_hash": None,
+                "health": JobHealth.HEALTHY,
+                "attempt": attempt,
+                "retry_of": job.job_id,
+                "retry_root": root,
+                "retry_due_at": None,
+                "retried_by": None,
+            }
+        )
+        await self._jobs.insert(nxt)  # ConflictError (jobId) if this attempt exists
+        await self._record.job(nxt, JobTransitions.CREATE.kind, None, actor)
+        ended = await self._update(job_id, row.sources, [Retried(by=nxt.job_id)])
+        if ended is not None:
+            await self._record.job(ended, row.kind, ended.status, actor)
+        return nxt
+
+    async def retry_due(self, job: TrainingJob) -> TrainingJob | None:
+        """The sweep: create the automatic next attempt of ``job``; None if another sweep did
+        it first."""
+        try:
+            return await self.retry(job.job_id, actor=SWEEP_ACTOR)
+        except ConflictError:
+            # Created by a run that died before clearing the mark: clear it now.
+            await self._update(
+                job.job_id,
+                {TrainingStatus.FAILED},
+                [
+                    Retried(
+                        by=str(
+                            uuid.uuid5(
+                                ATTEMPT_IDS, f"{job.retry_root or job.job_id}#{job.attempt + 1}"
+                            )
+                        )
+                    )
+                ],
+            )
+            return None
+
+    async def retries_due(self, now: datetime, limit: int) -> list[TrainingJob]:
+        return await self._jobs.retries_due(now, limit)
+
+    async def attempts(self, job: TrainingJob) -> list[TrainingJob]:
+        """The job's chain of attempts, first to last."""
+        return await self._jobs.attempts(job.retry_root or job.job_id, MAX_ATTEMPTS_LISTED)
 
     async def cancel(self, job_id: str, *, actor: str | None = None) -> TrainingJob:
         return await self._move(job_id, JobTransitions.CANCEL, actor)
@@ -330,9 +453,10 @@ class MLTrainingService:
             lease_lapsed_before=lapsed_before,
             health=JobHealth.LATE,
         )
-        if lost is not None:
-            await self._record.job(lost, row.kind, TrainingStatus.RUNNING, SWEEP_ACTOR)
-        return lost
+        if lost is None:
+            return None
+        await self._record.job(lost, row.kind, TrainingStatus.RUNNING, SWEEP_ACTOR)
+        return await self._schedule_retry(lost)
 
     async def time_out(self, job: TrainingJob, now: datetime) -> TrainingJob | None:
         """The sweep: ``job`` ran past its ``max_runtime_seconds`` by ``now``: it fails with
@@ -354,9 +478,10 @@ class MLTrainingService:
                 LeaseEnd(),
             ],
         )
-        if timed_out is not None:
-            await self._record.job(timed_out, row.kind, TrainingStatus.RUNNING, SWEEP_ACTOR)
-        return timed_out
+        if timed_out is None:
+            return None
+        await self._record.job(timed_out, row.kind, TrainingStatus.RUNNING, SWEEP_ACTOR)
+        return await self._schedule_retry(timed_out)
 
     async def running_with_max_runtime(self, limit: int) -> list[TrainingJob]:
         return await self._jobs.running_with_max_runtime(limit)
@@ -463,6 +588,32 @@ class Fence:
 
 def _leased(job: TrainingJob, lease: GrantedLease) -> LeasedTrainingJob:
     return LeasedTrainingJob.model_construct(**dict(job), granted_lease_token=lease.token)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``retryPolicy`` at creation: attempts in all (first included), the failure kinds that
+    are retried automatically, and the pause before each next attempt."""
+
+    max_attempts: int
+    retry_on: tuple[FailureKind, ...]
+    backoff_seconds: float = 0.0
+
+
+def _retry_fields(policy: RetryPolicy | None) -> dict[str, Any]:
+    if policy is None:
+        return {}
+    if not 1 <= policy.max_attempts <= 20:
+        rule = ValidationRule.min if policy.max_attempts < 1 else ValidationRule.max
+        raise ValidationError("retryPolicy.maxAttempts", "must be 1-20", rule=rule)
+    if not 0 <= policy.backoff_seconds <= 86400:
+        rule = ValidationRule.min if policy.backoff_seconds < 0 else ValidationRule.max
+        raise ValidationError("retryPolicy.backoffSeconds", "must be 0-86400", rule=rule)
+    return {
+        "retry_max_attempts": policy.max_attempts,
+        "retry_on": sorted(set(policy.retry_on)),
+        "retry_backoff_seconds": float(policy.backoff_seconds),
+    }
 
 
 #: The longest maxRuntimeSeconds: 30 days.

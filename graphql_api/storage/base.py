@@ -288,6 +288,13 @@ class TrainingJobStore(RecordStore[TrainingJob, TrainingJobFilter, TrainingJobOr
         expired before ``before``, soonest expired first, at most ``limit`` (the sweep takes
         the rest on its next run)."""
 
+    async def retries_due(self, now: datetime, limit: int) -> list[TrainingJob]:
+        """FAILED jobs whose automatic next attempt is due by ``now``, at most ``limit``."""
+
+    async def attempts(self, root: str, limit: int) -> list[TrainingJob]:
+        """The chain of attempts that starts with job ``root``, by attempt, at most
+        ``limit``."""
+
     async def running_with_max_runtime(self, limit: int) -> list[TrainingJob]:
         """RUNNING jobs that have a ``max_runtime_seconds``, longest running first, at most
         ``limit`` (the sweep: which of them ran past it)."""

@@ -26,6 +26,19 @@ class TrainingFailure:
         description="What kind of failure; null for a job failed before kinds existed."
     )
     message: str = strawberry.field(description="The reason given (equal to failureReason).")
+    exit_code: int | None = strawberry.field(
+        description="The training process's exit code, when the worker reported one."
+    )
+    retryable: bool = strawberry.field(
+        description="Whether the job's retry policy gives this failure an automatic next attempt."
+    )
+
+
+@strawberry.type(description="The retry policy a job was created with.")
+class RetryPolicy:
+    max_attempts: int = strawberry.field(description="Attempts in all, the first included.")
+    retry_on: list[FailureKind] = strawberry.field(description="The failure kinds retried.")
+    backoff_seconds: float = strawberry.field(description="Pause before each next attempt.")
 
 
 @strawberry.experimental.pydantic.type(
@@ -59,6 +72,10 @@ class TrainingJobType:
     last_heartbeat_at: strawberry.auto
     health: strawberry.auto
     max_runtime_seconds: strawberry.auto
+    attempt: int = strawberry.field(description="1 for the first attempt, then 2, 3, ...")
+    retry_of: strawberry.ID | None = strawberry.field(
+        description="The attempt this job retries; null for a first attempt."
+    )
 
     @typed.field(
         description="Why the job failed; null unless it is FAILED.",
@@ -68,9 +85,37 @@ class TrainingJobType:
         # At run time ``self`` is the domain record (models.TrainingJob).
         if self.status is not TrainingStatus.FAILED:
             return None
-        kind: FailureKind | None = getattr(self, "failure_kind", None)
-        message: str | None = getattr(self, "failure_reason", None)
-        return TrainingFailure(kind=kind, message=message or "")
+        job: models.TrainingJob = self  # type: ignore[assignment]  # the record (see above)
+        return TrainingFailure(
+            kind=job.failure_kind,
+            message=job.failure_reason or "",
+            exit_code=job.failure_exit_code,
+            retryable=job.failure_retryable,
+        )
+
+    @typed.field(
+        description="The retry policy; null when the job was created without one.",
+        graphql_type=RetryPolicy | None,
+    )
+    def retry_policy(self) -> RetryPolicy | None:
+        job: models.TrainingJob = self  # type: ignore[assignment]  # the record (see failure)
+        if job.retry_max_attempts == 1 and not job.retry_on:
+            return None
+        return RetryPolicy(
+            max_attempts=job.retry_max_attempts,
+            retry_on=[FailureKind(k) for k in job.retry_on],
+            backoff_seconds=job.retry_backoff_seconds,
+        )
+
+    @typed.field(
+        description="Every attempt of this job's chain, first to last (at most 100: a chain "
+        "holds no more). One query per job asking for it.",
+        # This very type, which does not exist yet while its body runs.
+        graphql_type=list[Annotated["TrainingJobType", strawberry.lazy(__name__)]],
+    )
+    async def attempts(self, info: Info) -> list[models.TrainingJob]:
+        job: models.TrainingJob = self  # type: ignore[assignment]  # the record (see failure)
+        return await info.context.services.training.attempts(job)
 
     @typed.field(
         description="The lease token, in the answer of the mutation that granted the lease "

@@ -168,6 +168,22 @@ SHAPES: tuple[QueryShape, ...] = (
         "status_created_date",
         note="sorts the RUNNING jobs (about one per worker) in memory",
     ),
+    _shape(
+        "training_jobs",
+        "find",
+        ["status", "retry_due_at"],
+        ["retry_due_at:1"],
+        "sweep: failed jobs whose automatic retry is due",
+        "retry_due_at",
+    ),
+    _shape(
+        "training_jobs",
+        "find",
+        ["_id", "retry_root"],
+        ["attempt:1"],
+        "TrainingJob.attempts, retryTrainingJob",
+        "_id_ + retry_root",
+    ),
     # ---- leader leases (one document per lease)
     _shape("leaders", "findAndModify", ["_id"], [], "taking a leader lease", "_id_"),
     _shape("leaders", "find", ["_id"], [], "taking a leader lease (guard)", "_id_"),

@@ -136,6 +136,28 @@ class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, Tra
         )
         return [TRAINING_JOBS.from_doc(d) for d in docs]
 
+    async def retries_due(self, now: datetime, limit: int) -> list[TrainingJob]:
+        self._trip()
+        docs = (
+            await self._c.find(
+                {"status": TrainingStatus.FAILED.value, "retry_due_at": {"$lte": now}}
+            )
+            .sort([("retry_due_at", ASCENDING)])
+            .limit(limit)
+            .to_list(None)
+        )
+        return [TRAINING_JOBS.from_doc(d) for d in docs]
+
+    async def attempts(self, root: str, limit: int) -> list[TrainingJob]:
+        self._trip()
+        docs = (
+            await self._c.find({"$or": [{"_id": root}, {"retry_root": root}]})
+            .sort([("attempt", ASCENDING)])
+            .limit(limit)
+            .to_list(None)
+        )
+        return [TRAINING_JOBS.from_doc(d) for d in docs]
+
     async def running_with_max_runtime(self, limit: int) -> list[TrainingJob]:
         self._trip()
         docs = (
@@ -212,6 +234,9 @@ class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, Tra
                     ],
                     name="queue_status_created_date",
                 ),
+                # The sweep's due retries, and a job's chain of attempts.
+                IndexModel([("retry_due_at", ASCENDING)], name="retry_due_at"),
+                IndexModel([("retry_root", ASCENDING)], name="retry_root"),
                 # The liveness sweep: RUNNING jobs whose lease lapsed.
                 IndexModel(
                     [("status", ASCENDING), ("lease_expires_at", ASCENDING)],
