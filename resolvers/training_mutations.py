@@ -192,14 +192,42 @@ class TrainingMutation:
         )
 
     @typed.mutation(
-        description="PENDING or RUNNING -> CANCELLED; sets completedDate.",
+        description="PENDING or RUNNING -> CANCELLED; sets completedDate. With graceSeconds "
+        "(0-86400) a RUNNING job is asked to stop instead: cancelRequestedAt and a "
+        "CANCEL_REQUESTED event; its worker acknowledges (acknowledgeTrainingJobCancel) or "
+        "the server cancels it when the grace runs out (docs/workers.md).",
         graphql_type=TrainingJobResult,
     )
     async def cancel_training_job(
-        self, info: Info, job_id: strawberry.ID
+        self,
+        info: Info,
+        job_id: strawberry.ID,
+        grace_seconds: Annotated[
+            int | None,
+            strawberry.argument(description="Let a RUNNING job's worker stop within this."),
+        ] = None,
     ) -> TrainingJob | MutationError:
         return await result_of(
-            info.context.services.training.cancel(str(job_id), actor=info.context.actor)
+            info.context.services.training.cancel(
+                str(job_id), grace_seconds, actor=info.context.actor
+            )
+        )
+
+    @typed.mutation(
+        description="The worker stopped after a graceful cancel: RUNNING -> CANCELLED. Errors: "
+        "InvalidTransitionError (no cancel was asked for, or the job ended), LeaseLostError.",
+        graphql_type=TrainingJobResult,
+    )
+    async def acknowledge_training_job_cancel(
+        self,
+        info: Info,
+        job_id: strawberry.ID,
+        lease_token: Annotated[str | None, strawberry.argument(description=LEASE_TOKEN_DOC)] = None,
+    ) -> TrainingJob | MutationError:
+        return await result_of(
+            info.context.services.training.acknowledge_cancel(
+                str(job_id), lease_token=lease_token, actor=info.context.actor
+            )
         )
 
     @typed.mutation(

@@ -122,3 +122,12 @@ mutation($id: ID!, $hyperparameters: JSON) {{
     {ERROR_FIELDS}
   }}
 }}"""
+
+CANCEL_GRACEFULLY = f"""
+mutation($id: ID!, $grace: Int) {{
+  cancelTrainingJob(jobId: $id, graceSeconds: $grace) {{
+    ... on TrainingJob {{ {JOB_FIELDS} cancelRequestedAt }}
+    {ERROR_FIELDS}
+  }}
+}}"""
+ACKNOWLEDGE_CANCEL = fenced_job_mutation("acknowledgeTrainingJobCancel")

@@ -53,9 +53,12 @@ OPERATIONS: dict[str, tuple[str, dict[str, Any]]] = {
     # A claim names a queue, not a job: each test's job is alone in the default queue.
     "claimTrainingJob": (CLAIM_DEFAULT_QUEUE, {}),
 }
-#: Moves a client asks for (the liveness sweep's own: test_workers_liveness.py).
+#: Moves a client asks for (the liveness sweep's own: test_workers_liveness.py), on the status
+#: alone (acknowledging a cancel also needs one asked for: test_workers_cancel.py).
 MOVES: list[Transition[TrainingStatus]] = [
-    row for row in JOB_TRANSITIONS if row.moves and row.mutation is not None
+    row
+    for row in JOB_TRANSITIONS
+    if row.moves and row.mutation not in (None, "acknowledgeTrainingJobCancel")
 ]
 
 

@@ -129,6 +129,14 @@ async def retry_job(api: RoleClient) -> Call:
     return ops.RETRY, job_id, {"id": job_id}
 
 
+async def acknowledge_job(api: RoleClient) -> Call:
+    document, job_id, variables = await claim_job(api)
+    claimed = await api.data(Role.ADMIN, document, **variables)
+    await api.data(Role.ADMIN, ops.CANCEL_GRACEFULLY, id=job_id, grace=60)
+    token = claimed["claimTrainingJob"]["leaseToken"]
+    return ops.ACKNOWLEDGE_CANCEL, job_id, {"id": job_id, "token": token}
+
+
 #: Each mutation, set up (as admin) so that it would succeed.
 SETUPS: dict[str, Callable[[RoleClient], Awaitable[Call]]] = {
     "registerModelVersion": register,
@@ -141,6 +149,7 @@ SETUPS: dict[str, Callable[[RoleClient], Awaitable[Call]]] = {
     "claimTrainingJob": claim_job,
     "heartbeatTrainingJob": heartbeat_job,
     "retryTrainingJob": retry_job,
+    "acknowledgeTrainingJobCancel": acknowledge_job,
     "reportTrainingMetrics": job_call(ops.REPORT, running=True, metrics={"loss": 0.1}),
     "completeTrainingJob": job_call(ops.COMPLETE, running=True, metrics={"loss": 0.1}),
     "failTrainingJob": job_call(ops.FAIL, running=True, reason="out of memory"),
@@ -156,6 +165,7 @@ EXPECTED_ALLOWED = {
         "startTrainingJob",
         "claimTrainingJob",
         "heartbeatTrainingJob",
+        "acknowledgeTrainingJobCancel",
         "reportTrainingMetrics",
         "completeTrainingJob",
         "failTrainingJob",

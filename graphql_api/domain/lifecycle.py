@@ -102,6 +102,21 @@ class JobTransitions:
         "FAIL", "failTrainingJob", _sources(_RUNNING), TrainingStatus.FAILED, ChangeKind.FAILED,
         Role.WORKER, ("completed_date",),
     )  # fmt: skip
+    # A graceful cancel of a RUNNING job: asked for, then acknowledged by the worker (after
+    # it saved a checkpoint), or forced by the sweep when the grace runs out.
+    REQUEST_CANCEL = Transition(
+        "REQUEST_CANCEL", "cancelTrainingJob", _sources(_RUNNING), None,
+        ChangeKind.CANCEL_REQUESTED, Role.OPERATOR, ("cancel_requested_at",),
+    )  # fmt: skip
+    ACKNOWLEDGE_CANCEL = Transition(
+        "ACKNOWLEDGE_CANCEL", "acknowledgeTrainingJobCancel", _sources(_RUNNING),
+        TrainingStatus.CANCELLED, ChangeKind.CANCEL_ACKNOWLEDGED, Role.WORKER,
+        ("completed_date",),
+    )  # fmt: skip
+    FORCE_CANCEL = Transition(
+        "FORCE_CANCEL", None, _sources(_RUNNING), TrainingStatus.CANCELLED,
+        ChangeKind.CANCEL_FORCED, Role.ADMIN, ("completed_date",),
+    )  # fmt: skip
     # Creates the next attempt (a new PENDING job) of a job that ended; by hand, or by the
     # sweep when the retry policy says so. The ended job keeps its status.
     RETRY = Transition(

@@ -177,6 +177,15 @@ class TrainingJob(BaseModel):
     failure_exit_code: int | None = Field(
         default=None, description="(addition) The training process's exit code, if reported."
     )
+    cancel_requested_at: UtcDatetime | None = Field(
+        default=None,
+        description="(addition) When a graceful cancel was asked for (cancelTrainingJob with "
+        "graceSeconds on a RUNNING job); the worker acknowledges it.",
+    )
+    cancel_deadline_at: UtcDatetime | None = Field(
+        default=None,
+        description="(addition) When the sweep cancels the job if the worker has not.",
+    )
     #: Never shown to clients, nor copied into events (services.changes): the SHA-256 of the
     #: lease token, so that what is stored cannot be replayed as a token.
     lease_token_hash: str | None = Field(

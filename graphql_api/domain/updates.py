@@ -154,6 +154,28 @@ class ExitCode(BaseModel):
         return {"failure_exit_code": self.exit_code}
 
 
+class CancelRequest(BaseModel):
+    """A graceful cancel was asked for at ``at``."""
+
+    model_config = _CHANGE
+
+    at: UtcDatetime
+
+    def fields(self) -> dict[str, Any]:
+        return {"cancel_requested_at": self.at}
+
+
+class CancelDeadline(BaseModel):
+    """A graceful cancel: the sweep cancels the job at ``deadline`` unless the worker did."""
+
+    model_config = _CHANGE
+
+    deadline: UtcDatetime
+
+    def fields(self) -> dict[str, Any]:
+        return {"cancel_deadline_at": self.deadline}
+
+
 class LeaseEnd(BaseModel):
     """The job is taken from its worker: its token fences nothing but a LeaseLostError."""
 
@@ -185,5 +207,7 @@ Change = (
     | RetryScheduled
     | Retried
     | ExitCode
+    | CancelRequest
+    | CancelDeadline
     | MetricsMerge
 )

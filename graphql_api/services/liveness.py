@@ -36,6 +36,8 @@ class SweepResult:
     timed_out: list[str]
     #: Failed jobs whose automatic next attempt this run created.
     retried: list[str]
+    #: Jobs whose graceful cancel ran out of grace, cancelled by this run.
+    cancelled: list[str]
 
 
 class LivenessSweep:
@@ -83,7 +85,12 @@ class LivenessSweep:
             for job in await jobs.retries_due(now, BATCH)
             if await jobs.retry_due(job) is not None
         ]
-        return SweepResult(late, lost, timed_out, retried)
+        cancelled = [
+            job.job_id
+            for job in await jobs.cancels_due(now, BATCH)
+            if await jobs.force_cancel(job, now) is not None
+        ]
+        return SweepResult(late, lost, timed_out, retried, cancelled)
 
     async def lead(self, now: datetime | None = None) -> bool:
         """Take or renew the leader lease; whether this instance leads."""
@@ -109,7 +116,7 @@ class LivenessSweep:
             try:
                 if await self.lead():
                     result = await self.sweep_once()
-                    if result.late or result.lost or result.timed_out or result.retried:
+                    if any(vars(result).values()):
                         log.info("liveness sweep: %s", result)
             except Exception:
                 # The database is away or failing: the next run tries again.

@@ -32,6 +32,8 @@ from graphql_api.domain.lifecycle import JobTransitions, Transition
 from graphql_api.domain.models import LeasedTrainingJob, TrainingJob
 from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, TrainingJobOrder
 from graphql_api.domain.updates import (
+    CancelDeadline,
+    CancelRequest,
     Change,
     ExitCode,
     FailureReason,
@@ -52,6 +54,8 @@ from graphql_api.storage.base import MergeLimitExceeded, Storage
 RESOURCE = "TrainingJob"
 #: Jobs one claim may lose to racing workers before it gives up with a ConflictError.
 MAX_CLAIM_ATTEMPTS = 200
+#: The longest grace a graceful cancel may give: a day.
+MAX_CANCEL_GRACE_SECONDS = 86400
 #: A chain holds at most this many attempts (automatic and by hand), so ``attempts`` is whole.
 MAX_ATTEMPTS_LISTED = 100
 #: Namespace of the attempts' ids: uuid5(chain's first job id + "#" + attempt number).
@@ -346,8 +350,94 @@ class MLTrainingService:
         """The job's chain of attempts, first to last."""
         return await self._jobs.attempts(job.retry_root or job.job_id, MAX_ATTEMPTS_LISTED)
 
-    async def cancel(self, job_id: str, *, actor: str | None = None) -> TrainingJob:
-        return await self._move(job_id, JobTransitions.CANCEL, actor)
+    async def cancel(
+        self, job_id: str, grace_seconds: int | None = None, *, actor: str | None = None
+    ) -> TrainingJob:
+        """Without ``grace_seconds``: CANCELLED at once (PENDING or RUNNING). With it: a
+        PENDING job is cancelled at once; a RUNNING one gets ``cancel_requested_at`` and a
+        CANCEL_REQUESTED event, its worker acknowledges (acknowledge_cancel) within the grace,
+        or the sweep cancels it when the grace runs out. Asking again changes nothing."""
+        if grace_seconds is None:
+            return await self._move(job_id, JobTransitions.CANCEL, actor)
+        if not 0 <= grace_seconds <= MAX_CANCEL_GRACE_SECONDS:
+            rule = ValidationRule.min if grace_seconds < 0 else ValidationRule.max
+            raise ValidationError(
+                "graceSeconds", f"must be 0-{MAX_CANCEL_GRACE_SECONDS}", rule=rule
+            )
+        pending = await self._update(
+            job_id,
+            {TrainingStatus.PENDING},
+            [Move(transition=JobTransitions.CANCEL, at=utc_now())],
+        )
+        if pending is not None:
+            await self._record.job(
+                pending, JobTransitions.CANCEL.kind, TrainingStatus.PENDING, actor
+            )
+            return pending
+        row = JobTransitions.REQUEST_CANCEL
+        at = utc_now()
+        requested = await self._update(
+            job_id,
+            row.sources,
+            [
+                CancelRequest(at=at),
+                CancelDeadline(deadline=at + timedelta(seconds=grace_seconds)),
+            ],
+            cancel_requested=False,
+        )
+        if requested is not None:
+            await self._record.job(requested, row.kind, requested.status, actor)
+            return requested
+        current = await self._require(job_id)
+        if current.status is TrainingStatus.RUNNING:
+            return current  # asked already: the first request's grace stands
+        raise InvalidTransitionError(
+            RESOURCE, job_id, current.status.value, TrainingStatus.CANCELLED.value
+        )
+
+    async def acknowledge_cancel(
+        self, job_id: str, *, lease_token: str | None = None, actor: str | None = None
+    ) -> TrainingJob:
+        """The worker stopped (having saved what it needs) after a graceful cancel was asked
+        for: RUNNING -> CANCELLED. InvalidTransitionError if no cancel was asked for."""
+        row = JobTransitions.ACKNOWLEDGE_CANCEL
+        fence = Fence(lease_token)
+        job = await self._update(
+            job_id,
+            row.sources,
+            [Move(transition=row, at=utc_now()), LeaseEnd()],
+            fence,
+            cancel_requested=True,
+        )
+        if job is not None:
+            await self._record.job(job, row.kind, TrainingStatus.RUNNING, actor)
+            return job
+        current = await self._require(job_id)
+        fence.refuse(current)
+        raise InvalidTransitionError(
+            RESOURCE,
+            job_id,
+            current.status.value,
+            TrainingStatus.CANCELLED.value,
+            f"{RESOURCE} {job_id!r} is {current.status.value} with no cancel asked for: "
+            "only a requested cancel is acknowledged",
+        )
+
+    async def force_cancel(self, job: TrainingJob, now: datetime) -> TrainingJob | None:
+        """The sweep: the grace of ``job``'s cancel ran out before ``now``: CANCELLED, and its
+        lease ends. None if it is no longer RUNNING (acknowledged meanwhile)."""
+        if job.cancel_deadline_at is None or job.cancel_deadline_at >= now:
+            return None
+        row = JobTransitions.FORCE_CANCEL
+        forced = await self._update(
+            job.job_id, row.sources, [Move(transition=row, at=utc_now()), LeaseEnd()]
+        )
+        if forced is not None:
+            await self._record.job(forced, row.kind, TrainingStatus.RUNNING, SWEEP_ACTOR)
+        return forced
+
+    async def cancels_due(self, now: datetime, limit: int) -> list[TrainingJob]:
+        return await self._jobs.cancels_due(now, limit)
 
     async def report_metrics(
         self,
@@ -537,6 +627,7 @@ class MLTrainingService:
         *,
         lease_lapsed_before: datetime | None = None,
         health: JobHealth | None = None,
+        cancel_requested: bool | None = None,
     ) -> TrainingJob | None:
         """``update``, with a merge that would take the *stored* metrics over their limit (not
         only each call's) as the client's ValidationError."""
@@ -549,6 +640,7 @@ class MLTrainingService:
                 unclaimed_only=fence is not None and fence.token_hash is None,
                 lease_lapsed_before=lease_lapsed_before,
                 health=health,
+                cancel_requested=cancel_requested,
             )
         except MergeLimitExceeded as error:
             raise ValidationError(

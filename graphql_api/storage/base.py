@@ -261,8 +261,10 @@ class TrainingJobStore(RecordStore[TrainingJob, TrainingJobFilter, TrainingJobOr
         unclaimed_only: bool = False,
         lease_lapsed_before: datetime | None = None,
         health: JobHealth | None = None,
+        cancel_requested: bool | None = None,
     ) -> TrainingJob | None:
-        """Apply ``changes`` if the status is one of ``sources`` (and, with
+        """``cancel_requested``: only if a graceful cancel was (True) or was not (False) asked
+        for. Apply ``changes`` if the status is one of ``sources`` (and, with
         ``lease_token_hash``, the job's lease is still that one: fencing; with
         ``unclaimed_only``, no worker holds it; with ``lease_lapsed_before``, the lease
         expired before then; with ``health``, the job has that health); the job after, or
@@ -293,6 +295,10 @@ class TrainingJobStore(RecordStore[TrainingJob, TrainingJobFilter, TrainingJobOr
 
     async def attempts(self, root: str, limit: int) -> list[TrainingJob]:
         """The chain of attempts that starts with job ``root``, by attempt, at most
+        ``limit``."""
+
+    async def cancels_due(self, now: datetime, limit: int) -> list[TrainingJob]:
+        """RUNNING jobs whose graceful cancel's grace ran out before ``now``, at most
         ``limit``."""
 
     async def running_with_max_runtime(self, limit: int) -> list[TrainingJob]:

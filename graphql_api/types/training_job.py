@@ -72,6 +72,7 @@ class TrainingJobType:
     last_heartbeat_at: strawberry.auto
     health: strawberry.auto
     max_runtime_seconds: strawberry.auto
+    cancel_requested_at: strawberry.auto
     attempt: int = strawberry.field(description="1 for the first attempt, then 2, 3, ...")
     retry_of: strawberry.ID | None = strawberry.field(
         description="The attempt this job retries; null for a first attempt."

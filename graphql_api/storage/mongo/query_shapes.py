@@ -184,6 +184,15 @@ SHAPES: tuple[QueryShape, ...] = (
         "TrainingJob.attempts, retryTrainingJob",
         "_id_ + retry_root",
     ),
+    _shape(
+        "training_jobs",
+        "find",
+        ["status", "cancel_deadline_at"],
+        ["cancel_deadline_at:1"],
+        "sweep: graceful cancels whose grace ran out",
+        "status_created_date",
+        note="reads the RUNNING jobs (about one per worker)",
+    ),
     # ---- leader leases (one document per lease)
     _shape("leaders", "findAndModify", ["_id"], [], "taking a leader lease", "_id_"),
     _shape("leaders", "find", ["_id"], [], "taking a leader lease (guard)", "_id_"),

@@ -100,8 +100,11 @@ class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, Tra
         unclaimed_only: bool = False,
         lease_lapsed_before: datetime | None = None,
         health: JobHealth | None = None,
+        cancel_requested: bool | None = None,
     ) -> TrainingJob | None:
         where: dict[str, Any] = {}
+        if cancel_requested is not None:
+            where["cancel_requested_at"] = {"$ne": None} if cancel_requested else None
         if lease_lapsed_before is not None:
             where["lease_expires_at"] = {"$lt": lease_lapsed_before}
         if health is not None:
@@ -153,6 +156,18 @@ class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, Tra
         docs = (
             await self._c.find({"$or": [{"_id": root}, {"retry_root": root}]})
             .sort([("attempt", ASCENDING)])
+            .limit(limit)
+            .to_list(None)
+        )
+        return [TRAINING_JOBS.from_doc(d) for d in docs]
+
+    async def cancels_due(self, now: datetime, limit: int) -> list[TrainingJob]:
+        self._trip()
+        docs = (
+            await self._c.find(
+                {"status": TrainingStatus.RUNNING.value, "cancel_deadline_at": {"$lt": now}}
+            )
+            .sort([("cancel_deadline_at", ASCENDING)])
             .limit(limit)
             .to_list(None)
         )
