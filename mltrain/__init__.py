@@ -1,0 +1,37 @@
+"""mltrain: the Python client of the mltrain control plane, for training code and workers.
+
+    from mltrain import Client
+
+    client = Client("http://127.0.0.1:8000", api_key="mlt_...")
+    job = client.claim("gpu")
+    if job is not None:
+        with client.run(job) as run:
+            for step in range(100):
+                if run.cancel_requested:
+                    break
+                run.log(step, loss=..., acc=...)
+
+The protocol it speaks is docs/workers.md.
+"""
+
+from mltrain.client import (
+    AsyncClient,
+    ClaimedJob,
+    Client,
+    FailureKind,
+    LeaseLost,
+    MltrainError,
+    Run,
+    failure_kind_of,
+)
+
+__all__ = [
+    "AsyncClient",
+    "ClaimedJob",
+    "Client",
+    "FailureKind",
+    "LeaseLost",
+    "MltrainError",
+    "Run",
+    "failure_kind_of",
+]
