@@ -77,14 +77,6 @@ def stop_real(server: str) -> None:
                        check=False)
 
 
-def start_ferretdb(pending: int = 0, jobs: int = 10_000) -> str:
-    return start_real("ferretdb", pending, jobs)
-
-
-def stop_ferretdb() -> None:
-    stop_real("ferretdb")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="mltrain vs floors and peers")
     parser.add_argument("--peers", action="store_true", help="also Dagster and MLflow")

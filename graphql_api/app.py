@@ -1,5 +1,6 @@
 """The Starlette application: one GraphQL endpoint (GraphiQL on GET, subscriptions over
-WebSocket), a health check, and the live change feed that subscriptions read."""
+WebSocket), a health check, the browser UI (graphql_api/ui), and the live change feed that
+subscriptions read."""
 
 from __future__ import annotations
 
@@ -32,6 +33,16 @@ from graphql_api import wire_json
 from graphql_api.auth.hosts import LocalHostsOnly
 from graphql_api.auth.http import RequireApiKey, scope_key
 from graphql_api.auth.keys import KeyRing
+from graphql_api.auth.rate_limit import (
+    CURRENT_HOLDER,
+    LimitRequests,
+    RateLimited,
+    RateLimiter,
+    RateLimits,
+    charge,
+    mutation_cost,
+)
+from graphql_api.auth.stored_keys import KeyDirectory
 from graphql_api.auth.ws import (
     ExplainingWebSocketAdapter,
     authenticate_connection,
@@ -53,6 +64,7 @@ from graphql_api.services.liveness import LivenessSweep
 from graphql_api.settings import Settings, get_settings
 from graphql_api.storage.base import DatabaseUnavailable, Storage
 from graphql_api.storage.mongo import MongoStorage
+from graphql_api.ui import ui_routes
 from graphql_api.websocket import (
     KeepAliveTransportWSHandler,
     client_address,
@@ -79,6 +91,9 @@ HEALTH_TIMEOUT = 0.8
 #: Where a subscription stream keeps its connection slot in the ASGI scope.
 STREAM_SLOT = "mltrain.stream_slot"
 
+#: Where a WebSocket opened with a stored key keeps (key name, socket) for its unregistering.
+REGISTERED_SOCKET = "mltrain.registered_socket"
+
 #: ``extensions.code`` of the HTTP refusals Strawberry makes before any GraphQL work.
 HTTP_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
@@ -90,13 +105,15 @@ class GraphQLEndpoint(GraphQL[Context, None]):
     def __init__(
         self,
         *args: Any,
-        keys: KeyRing,
+        keys: KeyDirectory,
         connections: ConnectionCounter,
         addresses: ConnectionCounter,
         max_tokens: int,
+        rate_limits: RateLimits,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.rate_limits = rate_limits
         self.keys = keys
         self.connections = connections
         self.addresses = addresses
@@ -123,6 +140,9 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         finally:
             if scope["type"] == "websocket":
                 release_connection(scope, self.connections)
+                registered = scope.pop(REGISTERED_SOCKET, None)
+                if registered is not None:
+                    self.keys.unregister_socket(*registered)
 
     async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Strawberry's HTTP handling, with its refusals (400, 404, 405) in the GraphQL
@@ -131,6 +151,8 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         try:
             try:
                 response = await self.run(Request(scope, receive))
+            except RateLimited as refusal:
+                response = refusal.response()
             except HTTPException as refusal:
                 response = graphql_error_response(
                     refusal.status_code,
@@ -149,6 +171,15 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         """A subscription over HTTP is streamed as multipart if the client accepts that, else
         refused with the reason (graphql_api/http_subscriptions.py)."""
         data = await super().parse_http_body(request)
+        holder = CURRENT_HOLDER.get()
+        if (
+            isinstance(data, GraphQLRequestData)
+            and holder is not None
+            and self.rate_limits.mutations.enabled
+        ):
+            # The mutation cost bucket (the request token was taken by LimitRequests).
+            cost = mutation_cost(data.query, data.operation_name, self.max_tokens)
+            charge(self.rate_limits, holder, cost, request=False)
         if (
             isinstance(data, GraphQLRequestData)
             and data.protocol == "http"
@@ -214,6 +245,7 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         services: Services = request.app.state.services
         context = Context.for_request(services, request, response)
         context.feed = request.app.state.feed
+        context.keys = self.keys
         # HTTP: RequireApiKey verified the key; WebSocket: on_ws_connect does.
         context.open_access = not self.keys.enabled
         context.api_key = scope_key(request.scope)
@@ -226,6 +258,11 @@ class GraphQLEndpoint(GraphQL[Context, None]):
         )
         context.api_key = key
         context.actor = key.name if key else None
+        if key is not None and key.stored:
+            # Closed with 4403 when the key is revoked or expires (auth/stored_keys.py).
+            websocket = context.request
+            self.keys.register_socket(key, websocket)
+            websocket.scope[REGISTERED_SOCKET] = (key.name, websocket)
         return UNSET  # type: ignore[no-any-return]  # (an ack without a payload)
 
     async def reject_websocket(self, request: WebSocket) -> WebSocket:
@@ -243,7 +280,14 @@ def create_app(
     """The ASGI app. ``storage`` overrides the one the settings name (tests pass their own);
     so does ``keys`` (by default loaded from the settings; none configured = open access)."""
     settings = settings or get_settings()
-    keys = keys if keys is not None else KeyRing.load(settings.api_keys, settings.api_keys_file)
+    configured = (
+        keys if keys is not None else KeyRing.load(settings.api_keys, settings.api_keys_file)
+    )
+    directory = KeyDirectory(
+        configured,
+        poll_interval=settings.key_poll_interval,
+        last_used_interval=settings.key_last_used_interval,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -256,11 +300,13 @@ def create_app(
         if settings.in_memory and storage is None:
             log.warning(IN_MEMORY_WARNING)
         await store.ensure_indexes()
-        if keys.enabled:
+        await directory.start(store.api_keys)
+        if directory.enabled:
             log.info(
-                "authentication ON: %d API keys (%s)",
-                len(keys.keys),
-                ", ".join(f"{k.name}={k.role.value}" for k in keys.keys),
+                "authentication ON: %d API keys (%s); %d stored in the database",
+                len(configured.keys),
+                ", ".join(f"{k.name}={k.role.value}" for k in configured.keys),
+                len(directory.names) - len(configured.keys),
             )
         else:
             log.warning(OPEN_ACCESS_WARNING)
@@ -281,8 +327,12 @@ def create_app(
         await retention.start()
         app.state.retention = retention
         # This process's appends wake the feed at once; other instances' reach it by polling.
-        services = Services.over(NotifyingStorage(store, feed.notify))
+        services = Services.over(
+            NotifyingStorage(store, feed.notify),
+            configured_key_names=[k.name for k in configured.keys],
+        )
         app.state.services = services
+        app.state.keys = directory
         app.state.feed = feed
         sweep = LivenessSweep(
             services.training,
@@ -301,11 +351,16 @@ def create_app(
             yield
         finally:
             await sweep.stop()
+            await directory.stop()
             await retention.stop()
             await feed.stop()
             if storage is None:
                 await store.close()
 
+    rate_limits = RateLimits(
+        requests=RateLimiter(settings.rate_limit_requests, settings.rate_limit_request_burst),
+        mutations=RateLimiter(settings.rate_limit_mutations, settings.rate_limit_mutation_burst),
+    )
     limits = QueryLimits(
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,
@@ -316,10 +371,11 @@ def create_app(
     )
     graphql = GraphQLEndpoint(
         build_schema(limits, introspection=settings.introspection),
-        keys=keys,
+        keys=directory,
         connections=ConnectionCounter(settings.max_connections_per_key),
         addresses=ConnectionCounter(settings.max_connections_per_address),
         max_tokens=settings.max_tokens,
+        rate_limits=rate_limits,
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         graphql_ide="graphiql" if settings.graphiql else None,
         # WebSocket (both protocols), and HTTP multipart for GraphiQL and Apollo Client.
@@ -354,19 +410,26 @@ def create_app(
             Route(
                 "/graphql",
                 RequireApiKey(
-                    BodySizeLimit(graphql, settings.max_body_bytes),
-                    keys,
+                    LimitRequests(BodySizeLimit(graphql, settings.max_body_bytes), rate_limits),
+                    directory,
                     ide_page=settings.graphiql,
                 ),
                 methods=["GET", "POST"],
             ),
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", health),
+            *ui_routes(),  # the app at /, its files and GraphiQL's under /assets (no CDN)
         ],
         # Open mode: every route answers only requests addressed to this machine (DNS
         # rebinding); with keys, a rebinding page has no key to send.
         middleware=[]
-        if keys.enabled
-        else [Middleware(LocalHostsOnly, allowed_hosts=settings.allowed_hosts)],
+        if configured.enabled
+        else [
+            Middleware(
+                LocalHostsOnly,
+                allowed_hosts=settings.allowed_hosts,
+                keys_required=lambda: directory.enabled,
+            )
+        ],
         lifespan=lifespan,
     )

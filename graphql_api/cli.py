@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -20,9 +20,10 @@ def cannot_start(reason: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def check_database(settings: Settings) -> None:
+def check_database(settings: Settings) -> bool:
     """Reach the configured database (and create its indexes) before serving, so an
-    unreachable server or a bad URI is one clear line within MLTRAIN_MONGODB_TIMEOUT."""
+    unreachable server or a bad URI is one clear line within MLTRAIN_MONGODB_TIMEOUT.
+    Whether the database holds API keys (then authentication is on)."""
     import asyncio
 
     from graphql_api.storage.base import DatabaseConfigError, DatabaseUnavailable
@@ -30,19 +31,20 @@ def check_database(settings: Settings) -> None:
 
     uri = settings.mongodb_uri
     if not uri:
-        return
+        return False
 
-    async def reach() -> None:
+    async def reach() -> bool:
         storage = MongoStorage.connect(
             uri, settings.mongodb_database, timeout=settings.mongodb_timeout
         )
         try:
             await storage.ensure_indexes()
+            return await storage.api_keys.any_stored()
         finally:
             await storage.close()
 
     try:
-        asyncio.run(reach())
+        return asyncio.run(reach())
     except DatabaseConfigError as error:
         cannot_start(f"MLTRAIN_MONGODB_URI is not a usable MongoDB URI: {error}")
     except DatabaseUnavailable as error:
@@ -94,7 +96,13 @@ def serve(
         keys = KeyRing.load(settings.api_keys, settings.api_keys_file)
     except KeyConfigError as error:
         cannot_start(str(error))
-    if not keys.enabled and not is_loopback(bind_host) and not allow_open_network:
+    stored_keys = check_database(settings)
+    if (
+        not keys.enabled
+        and not stored_keys
+        and not is_loopback(bind_host)
+        and not allow_open_network
+    ):
         typer.echo(
             f"mltrain: refusing to serve on {bind_host} without API keys: anyone who can reach "
             "it could change every model and job. Configure keys (`mltrain keys create`, then "
@@ -103,10 +111,10 @@ def serve(
             err=True,
         )
         raise typer.Exit(2)
-    check_database(settings)
     typer.echo(
-        f"mltrain: authentication {'ON' if keys.enabled else 'OFF (open access)'}"
+        f"mltrain: authentication {'ON' if keys.enabled or stored_keys else 'OFF (open access)'}"
         f"{f', {len(keys.keys)} API keys' if keys.enabled else ''}"
+        f"{', keys stored in the database' if stored_keys else ''}"
     )
     typer.echo(f"mltrain: GraphiQL at http://{bind_host}:{bind_port}/graphql")
     uvicorn.run(
@@ -140,26 +148,163 @@ keys_app = typer.Typer(help="API keys (docs/security.md).", no_args_is_help=True
 app.add_typer(keys_app, name="keys")
 
 
+DatabaseUri = Annotated[
+    str | None,
+    typer.Option(
+        "--database-uri",
+        help="Keep the key in this database (a MongoDB URI; every instance over it accepts "
+        "the key within a second). Without it, print an entry for MLTRAIN_API_KEYS.",
+    ),
+]
+URI_HELP = "The database (MongoDB URI)."
+DatabaseName = Annotated[
+    str | None,
+    typer.Option(
+        "--database", help="Database name (default: MLTRAIN_MONGODB_DATABASE, else mltrain)."
+    ),
+]
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"mltrain: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _run_with_keys(uri: str, database: str | None, use: Any) -> Any:
+    """Run ``use(service)`` against the keys stored in the database at ``uri``."""
+    import asyncio
+    import os
+
+    from graphql_api.domain.api_keys import ROLE_NAMES
+    from graphql_api.domain.errors import DomainError
+    from graphql_api.services.api_keys import ApiKeyService
+    from graphql_api.storage.base import DatabaseConfigError, DatabaseUnavailable
+    from graphql_api.storage.mongo import MongoStorage, masked
+
+    name = database or os.environ.get("MLTRAIN_MONGODB_DATABASE") or "mltrain"
+
+    async def run() -> Any:
+        storage = MongoStorage.connect(uri, name)
+        try:
+            await storage.ensure_indexes()
+            return await use(ApiKeyService(storage.api_keys, ROLE_NAMES))
+        finally:
+            await storage.close()
+
+    try:
+        return asyncio.run(run())
+    except DatabaseConfigError as error:
+        _fail(f"--database-uri is not a usable MongoDB URI: {error}")
+    except DatabaseUnavailable as error:
+        _fail(f"the database at {masked(uri)} is unavailable: {error.reason}")
+    except DomainError as error:
+        field = getattr(error, "field", None)
+        option = {"name": "--name", "role": "--role", "expiresAt": "--expires-at"}.get(
+            str(field), f"--model-name ({field})" if field else ""
+        )
+        message = error.message.removeprefix(f"{field}: ")
+        _fail(f"{option}: {message}" if option else message)
+
+
 @keys_app.command("create")
 def create_key(
     name: Annotated[str, typer.Option(help="Who uses the key; recorded as the actor.")],
     role: Annotated[str, typer.Option(help="viewer, worker, operator or admin.")],
+    database_uri: DatabaseUri = None,
+    database: DatabaseName = None,
+    expires_at: Annotated[
+        str | None,
+        typer.Option(help="With --database-uri: when it stops working (ISO 8601 with a zone)."),
+    ] = None,
+    model_name: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --database-uri: limit it to model names matching this pattern "
+            "(`churn-*`; repeat for several)."
+        ),
+    ] = None,
 ) -> None:
-    """Make a new API key: prints the secret (once; it is not stored) and its config entry."""
+    """Make a new API key: prints the secret (once; it is not stored) and where it is kept."""
     from graphql_api.auth.keys import KeyConfigError, generate
     from graphql_api.auth.roles import Role
 
-    try:
-        secret, key = generate(name, Role(role.lower()))
-    except ValueError as error:  # KeyConfigError, or an unknown role
-        message = str(error) if isinstance(error, KeyConfigError) else f"unknown role {role!r}"
-        typer.echo(f"mltrain: {message} (roles: viewer, worker, operator, admin)", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(f"secret (shown once; give it to {key.name}, it cannot be recovered):")
-    typer.echo(f"  {secret}")
-    typer.echo("server entry (add to MLTRAIN_API_KEYS, comma-separated, or a line of the file")
-    typer.echo("named by MLTRAIN_API_KEYS_FILE):")
-    typer.echo(f"  {key.entry()}")
+    if database_uri is None:
+        if expires_at is not None or model_name:
+            _fail("--expires-at and --model-name need --database-uri (stored keys only)")
+        try:
+            secret, key = generate(name, Role(role.lower()))
+        except ValueError as error:  # KeyConfigError, or an unknown role
+            message = str(error) if isinstance(error, KeyConfigError) else f"unknown role {role!r}"
+            _fail(f"{message} (roles: viewer, worker, operator, admin)")
+        typer.echo(f"secret (shown once; give it to {key.name}, it cannot be recovered):")
+        typer.echo(f"  {secret}")
+        typer.echo("server entry (add to MLTRAIN_API_KEYS, comma-separated, or a line of the file")
+        typer.echo("named by MLTRAIN_API_KEYS_FILE):")
+        typer.echo(f"  {key.entry()}")
+        return
+    from datetime import datetime
+
+    expiry = None
+    if expires_at is not None:
+        try:
+            expiry = datetime.fromisoformat(expires_at)
+        except ValueError:
+            _fail(f"--expires-at: {expires_at!r} is not an ISO 8601 date and time")
+
+    async def create(service: Any) -> Any:
+        return await service.create(name, role.lower(), expiry, model_name or None)
+
+    issued = _run_with_keys(database_uri, database, create)
+    typer.echo(f"secret (shown once; give it to {issued.key.name}, it cannot be recovered):")
+    typer.echo(f"  {issued.secret}")
+    typer.echo("stored in the database: every instance accepts it within a second.")
+
+
+@keys_app.command("list")
+def list_keys(
+    database_uri: Annotated[
+        str, typer.Option("--database-uri", help="The database (MongoDB URI).")
+    ],
+    database: DatabaseName = None,
+) -> None:
+    """The keys stored in the database (never their secrets): name, role, scope, dates."""
+    from datetime import UTC, datetime
+
+    async def read(service: Any) -> Any:
+        return await service.all()
+
+    keys = _run_with_keys(database_uri, database, read)
+    now = datetime.now(UTC)
+    typer.echo("name\trole\tstatus\tmodel_names\tcreated_at\tlast_used_at\texpires_at")
+    for key in keys:
+        status = (
+            "revoked"
+            if key.revoked_at
+            else "expired"
+            if key.expires_at and key.expires_at <= now
+            else "active"
+        )
+        dates = (key.created_at, key.last_used_at, key.expires_at)
+        shown = ["-" if d is None else d.isoformat(timespec="seconds") for d in dates]
+        scope = ",".join(key.scope.patterns) or "*"
+        typer.echo("\t".join([key.name, key.role, status, scope, *shown]))
+
+
+@keys_app.command("revoke")
+def revoke_key(
+    name: Annotated[str, typer.Argument(help="The key's name.")],
+    database_uri: Annotated[
+        str, typer.Option("--database-uri", help="The database (MongoDB URI).")
+    ],
+    database: DatabaseName = None,
+) -> None:
+    """Revoke a stored key: every instance refuses it within a second and closes its WebSockets."""
+
+    async def revoke(service: Any) -> Any:
+        return await service.revoke(name)
+
+    key = _run_with_keys(database_uri, database, revoke)
+    typer.echo(f"revoked {key.name} (at {key.revoked_at.isoformat(timespec='seconds')})")
 
 
 def main() -> None:

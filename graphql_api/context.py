@@ -13,6 +13,7 @@ from graphql_api.services.container import Services
 
 if TYPE_CHECKING:
     from graphql_api.auth.keys import ApiKey
+    from graphql_api.auth.stored_keys import KeyDirectory
     from graphql_api.live.feed import ChangeFeed
 
 
@@ -32,6 +33,8 @@ class Context:
     open_access: bool = False
     #: The WebSocket ``connection_init`` payload (Strawberry sets it; it carries the key).
     connection_params: dict[str, Any] | None = None
+    #: Every key the server accepts (configured and stored), where a server runs.
+    keys: KeyDirectory | None = None
 
     @classmethod
     def for_request(cls, services: Services, request: Any = None, response: Any = None) -> Context:

@@ -1,6 +1,10 @@
-"""A realistic handful of models, versions and jobs, so GraphiQL shows something on first open."""
+"""A realistic handful of models, versions and jobs (with metric curves), so GraphiQL and the
+app show something on first open."""
 
 from __future__ import annotations
+
+import math
+import random
 
 from graphql_api.domain.enums import ModelStatus, ModelType
 from graphql_api.domain.lifecycle import VERSION_TRANSITIONS, VersionTransitions, path_to
@@ -61,6 +65,21 @@ async def seed_demo(services: Services) -> str:
     return f"{versions} model versions, {jobs} training jobs"
 
 
+def _curve(steps: int, seed: int) -> list[dict[str, float | int | str]]:
+    """A plausible loss and accuracy curve (noisy, with one spike, so downsampling that keeps
+    extremes has something to keep): two keys, ``steps`` points each."""
+    rng = random.Random(seed)
+    points: list[dict[str, float | int | str]] = []
+    for step in range(1, steps + 1):
+        loss = 2.0 * math.exp(-step / (steps / 4)) + 0.3 + rng.gauss(0, 0.03)
+        if step == steps // 3:
+            loss += 0.8  # a bad batch
+        accuracy = 0.95 - 0.5 * math.exp(-step / (steps / 5)) + rng.gauss(0, 0.01)
+        points.append({"key": "loss", "step": step, "value": round(loss, 5)})
+        points.append({"key": "accuracy", "step": step, "value": round(accuracy, 5)})
+    return points
+
+
 async def _seed_jobs(services: Services, model_id: str, name: str) -> int:
     training = services.training
     params = {
@@ -73,6 +92,7 @@ async def _seed_jobs(services: Services, model_id: str, name: str) -> int:
         model_id=model_id, dataset_id=f"{name}-2026-10", hyperparameters=params, actor="demo"
     )
     await training.start(done.job_id, actor="demo")
+    await services.series.report_points(done.job_id, _curve(steps=500, seed=len(name)))
     await training.report_metrics(done.job_id, {"loss": 0.41, "epoch": 5}, actor="demo")
     await training.set_logs_url(done.job_id, f"s3://ml-logs/{name}/{done.job_id}.log")
     await training.complete(done.job_id, {"loss": 0.32, "accuracy": 0.88}, actor="demo")
@@ -89,6 +109,7 @@ async def _seed_jobs(services: Services, model_id: str, name: str) -> int:
         model_id=model_id, dataset_id=f"{name}-2026-11", hyperparameters=params
     )
     await training.start(running.job_id, actor="demo")
+    await services.series.report_points(running.job_id, _curve(steps=200, seed=len(name) + 1))
     await training.report_metrics(running.job_id, {"loss": 0.55, "epoch": 2}, actor="demo")
 
     cancelled = await training.create(model_id=model_id, dataset_id=f"{name}-2026-11")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Hashable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
@@ -23,6 +24,7 @@ from graphql_api.domain.queries import (
     TrainingJobOrder,
 )
 from graphql_api.live import cursor as log_cursor
+from graphql_api.series_loaders import SeriesLoaders
 from graphql_api.services.container import Services
 
 JobPageArgs = tuple[TrainingJobFilter, TrainingJobOrder, int]
@@ -56,10 +58,34 @@ class Loaders:
         self.model_version: DataLoader[str, ModelVersion | None] = DataLoader(
             load_fn=self._load_model_versions
         )
+        self.training_job: DataLoader[str, TrainingJob | None] = DataLoader(
+            load_fn=self._load_training_jobs
+        )
+        self.produced_model_versions: DataLoader[str, list[ModelVersion]] = DataLoader(
+            load_fn=self._load_produced_model_versions
+        )
+        self.aliases_of_model: DataLoader[str, dict[str, str]] = DataLoader(
+            load_fn=self._load_aliases
+        )
+        self.version_history_count: DataLoader[str, int] = DataLoader(
+            load_fn=self._load_version_history_counts
+        )
+        self._version_history_pages: dict[HistoryPageArgs, DataLoader[str, list[StoredEvent]]] = {}
+        self.latest_of_model: DataLoader[str, ModelVersion | None] = DataLoader(
+            load_fn=self._services.models.latest
+        )
+        self.production_of_model: DataLoader[str, ModelVersion | None] = DataLoader(
+            load_fn=self._services.models.production
+        )
+        self.model_stats: DataLoader[str, tuple[int, datetime | None]] = DataLoader(
+            load_fn=self._load_model_stats
+        )
         self.history_count: DataLoader[str, int] = DataLoader(load_fn=self._load_history_counts)
         self._history_pages: dict[HistoryPageArgs, DataLoader[str, list[StoredEvent]]] = {}
         self._job_pages: dict[JobPageArgs, DataLoader[str, Page[TrainingJob]]] = {}
         self._job_counts: dict[TrainingJobFilter, DataLoader[str, int]] = {}
+        #: Metric series and keys (graphql_api/series_loaders.py).
+        self.series = SeriesLoaders(services)
 
     def jobs_of_model(self, args: JobPageArgs) -> DataLoader[str, Page[TrainingJob]]:
         """Pages of jobs per model id; one loader (so one query) per distinct argument set."""
@@ -99,6 +125,19 @@ class Loaders:
             loader = self._history_pages[args] = DataLoader(load_fn=load)
         return loader
 
+    def version_history_page(self, args: HistoryPageArgs) -> DataLoader[str, list[StoredEvent]]:
+        """Pages of model version histories, as ``history_page`` is for jobs."""
+        loader = self._version_history_pages.get(args)
+        if loader is None:
+            after_seq, first = args
+
+            async def load(model_ids: Sequence[str]) -> list[list[StoredEvent]]:
+                pages = await self._services.history.version_pages(model_ids, after_seq, first)
+                return [pages[m] for m in model_ids]
+
+            loader = self._version_history_pages[args] = DataLoader(load_fn=load)
+        return loader
+
     def history_page_of(
         self, arguments: Mapping[str, Any]
     ) -> DataLoader[str, list[StoredEvent]] | None:
@@ -116,3 +155,27 @@ class Loaders:
     async def _load_model_versions(self, model_ids: Sequence[str]) -> list[ModelVersion | None]:
         found = await self._services.registry.get_many(list(model_ids))
         return [found.get(m) for m in model_ids]
+
+    async def _load_training_jobs(self, job_ids: Sequence[str]) -> list[TrainingJob | None]:
+        found = await self._services.metadata.source_jobs(list(job_ids))
+        return [found.get(j) for j in job_ids]
+
+    async def _load_produced_model_versions(
+        self, job_ids: Sequence[str]
+    ) -> list[list[ModelVersion]]:
+        found = await self._services.metadata.produced_by(list(job_ids))
+        return [found[j] for j in job_ids]
+
+    async def _load_aliases(self, model_names: Sequence[str]) -> list[dict[str, str]]:
+        found = await self._services.aliases.aliases_by_name(list(model_names))
+        return [found[n] for n in model_names]
+
+    async def _load_version_history_counts(self, model_ids: Sequence[str]) -> list[int]:
+        counts = await self._services.history.version_counts(list(model_ids))
+        return [counts[m] for m in model_ids]
+
+    async def _load_model_stats(
+        self, model_names: Sequence[str]
+    ) -> list[tuple[int, datetime | None]]:
+        found = await self._services.models.stats(list(model_names))
+        return [found[n] for n in model_names]

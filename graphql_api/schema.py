@@ -7,10 +7,12 @@ from typing import Any, cast
 import strawberry
 from graphql.error import GraphQLError
 from strawberry.extensions import DisableIntrospection, MaxTokensLimiter
+from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import SubscriptionResult
 from strawberry.types import ExecutionContext
 
 from graphql_api.auth.guard import guard_root_fields
+from graphql_api.auth.scope import scope_root_fields
 from graphql_api.errors import ClientErrors
 from graphql_api.limits.documents import AcceptedDocuments
 from graphql_api.limits.rules import CostFirstValidation, QueryLimits
@@ -24,6 +26,8 @@ from graphql_api.types.errors import (
     UnauthenticatedError,
     ValidationError,
 )
+from graphql_api.types.metric_series import INT64_SCALAR, Int64
+from resolvers.api_keys import ApiKeyMutation, ApiKeyQuery
 from resolvers.queries import Query
 from resolvers.registry_mutations import RegistryMutation
 from resolvers.subscriptions import Subscription
@@ -31,11 +35,19 @@ from resolvers.training_mutations import TrainingMutation
 
 
 @strawberry.type(description="Every lifecycle transition of models and training jobs.")
-class Mutation(RegistryMutation, TrainingMutation):
+class Mutation(RegistryMutation, TrainingMutation, ApiKeyMutation):
     pass
 
 
-guard_root_fields(Query, Mutation)
+@strawberry.type(
+    name="Query", description="Reads for dashboards, the registry viewer and inference services."
+)
+class RootQuery(Query, ApiKeyQuery):
+    pass
+
+
+guard_root_fields(RootQuery, Mutation)
+scope_root_fields(RootQuery, Mutation)
 
 
 class MLTrainSchema(strawberry.Schema):
@@ -102,7 +114,7 @@ def build_schema(
     if not introspection:
         extensions.append(DisableIntrospection)
     schema = MLTrainSchema(
-        query=Query,
+        query=RootQuery,
         mutation=Mutation,
         subscription=Subscription,
         types=[
@@ -116,6 +128,7 @@ def build_schema(
         extensions=extensions,
         # Subscription events: one execution per distinct operation, shared (live.fanout).
         execution_context_class=SharingExecutor,
+        config=StrawberryConfig(scalar_map={Int64: INT64_SCALAR}),
         **options,
     )
     schema.accepted_documents = accepted

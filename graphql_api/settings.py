@@ -65,6 +65,46 @@ class Settings(BaseSettings):
         description="File of API keys: name:role:sha256hex lines, or a JSON list of "
         '{"name", "role", "sha256"} objects.',
     )
+    key_poll_interval: float = Field(
+        default=0.25,
+        gt=0,
+        le=60,
+        description="Seconds between reads of the stored keys' revision: a key issued or "
+        "revoked while running (createApiKey, mltrain keys) takes effect on every instance "
+        "within this plus one read (docs/security.md).",
+    )
+    key_last_used_interval: float = Field(
+        default=30.0,
+        gt=0,
+        le=86400,
+        description="Seconds between writes of stored keys' last-use times (coalesced: "
+        "one round trip for all keys used since, never one per request).",
+    )
+    rate_limit_requests: float = Field(
+        default=0,
+        ge=0,
+        description="Requests per second one key may make on this instance (per client "
+        "address without keys): HTTP requests and operations started over a WebSocket. "
+        "0 (default): no limit (docs/security.md, rate limits).",
+    )
+    rate_limit_request_burst: int = Field(
+        default=0,
+        ge=0,
+        description="Requests one key may make at once above the rate (the bucket's size); "
+        "0: twice the rate, at least 1.",
+    )
+    rate_limit_mutations: float = Field(
+        default=0,
+        ge=0,
+        description="Mutation cost per second one key may spend on this instance (each "
+        "mutation root field costs 1). 0 (default): no limit.",
+    )
+    rate_limit_mutation_burst: int = Field(
+        default=0,
+        ge=0,
+        description="Mutation cost one key may spend at once above the rate; 0: twice the "
+        "rate, at least 1.",
+    )
     introspection: bool = Field(
         default=True, description="Answer introspection queries (switch off in production)."
     )

@@ -17,7 +17,9 @@ import strawberry
 from graphql.error import GraphQLError
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
-from graphql_api.context import Info
+from graphql_api.auth.scope import key_scope
+from graphql_api.context import Context, Info
+from graphql_api.domain.api_keys import ModelScope
 from graphql_api.domain.errors import CursorExpiredError
 from graphql_api.domain.events import ChangeEvent, StoredEvent
 from graphql_api.live import cursor, records
@@ -28,6 +30,7 @@ from graphql_api.loaders import Loaders
 from graphql_api.types import typed
 from graphql_api.types.enums import TrainingStatus
 from graphql_api.types.live_updates import ModelVersionUpdate, TrainingJobUpdate
+from resolvers.metric_subscriptions import MetricSubscription
 
 log = logging.getLogger("mltrain.live")
 #: Subscriptions are shed in bursts: one line per burst, with its count.
@@ -43,7 +46,7 @@ AFTER_HELP = (
 
 
 @strawberry.type(description="Changes pushed over WebSocket (graphql-transport-ws or graphql-ws).")
-class Subscription:
+class Subscription(MetricSubscription):
     @typed.subscription(
         description="One event per change of a matching training job: creation, every status "
         "transition, metrics reported, logs location set. All filters given must match.",
@@ -147,6 +150,22 @@ async def _read_hyperparameters(info: Info, job_id: str) -> dict[str, Any]:
     return dict(job.hyperparameters)
 
 
+async def _in_scope(
+    context: Context, scope: ModelScope, event: StoredEvent, names: dict[str, str | None]
+) -> bool:
+    """Whether a key limited to ``scope`` may receive ``event`` (auth/scope.py). An unreadable
+    event cannot say whose it is: not delivered to such keys."""
+    if not isinstance(event, ChangeEvent):
+        return False
+    name = event.model_name
+    if name is None:
+        if event.model_id not in names:
+            version = await context.services.registry.get(event.model_id)
+            names[event.model_id] = None if version is None else version.model_name
+        name = names[event.model_id]
+    return scope.allows(name)
+
+
 async def _events(
     info: Info, selector: Selector, after: str | None
 ) -> AsyncGenerator[StoredEvent, None]:
@@ -154,9 +173,14 @@ async def _events(
     if context.feed is None:
         raise RuntimeError("subscriptions need the server's change feed (create_app runs one)")
     stream = context.feed.stream(selector, None if after is None else cursor.decode(after))
+    scope = key_scope(context)
+    #: model id -> its name (a version's name never changes), for a key limited to names.
+    names: dict[str, str | None] = {}
     try:
         async with aclosing(stream):
             async for event in stream:
+                if scope is not None and not await _in_scope(context, scope, event, names):
+                    continue
                 # A WebSocket's context lives as long as the connection: fresh loaders per
                 # event, so nested fields never show what an earlier event cached.
                 context.loaders = Loaders(context.services)

@@ -8,15 +8,18 @@ from typing import Annotated, Any, cast
 import strawberry
 from strawberry.scalars import JSON
 
+from graphql_api.auth.scope import claimable_model_ids
 from graphql_api.context import Info
 from graphql_api.domain.enums import FailureKind
+from graphql_api.domain.errors import ValidationError, ValidationRule
 from graphql_api.domain.leases import DEFAULT_LEASE_SECONDS, MAX_LEASE_SECONDS
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.values import DEFAULT_QUEUE
 from graphql_api.services.training import RetryPolicy
 from graphql_api.types import typed
-from graphql_api.types.errors import MutationError
+from graphql_api.types.errors import MutationError, to_graphql
 from graphql_api.types.inputs import CreateTrainingJobInput, TrainingJobResult
+from graphql_api.types.metric_series import MetricPointInput, MetricSeriesInput
 from resolvers.results import result_of
 
 LEASE_SECONDS_DOC = (
@@ -111,7 +114,11 @@ class TrainingMutation:
     ) -> TrainingJob | MutationError | None:
         return await result_of(
             info.context.services.training.claim(
-                queue, str(worker_id), lease_seconds, actor=info.context.actor
+                queue,
+                str(worker_id),
+                lease_seconds,
+                model_ids=await claimable_model_ids(info.context),
+                actor=info.context.actor,
             )
         )
 
@@ -231,19 +238,61 @@ class TrainingMutation:
         )
 
     @typed.mutation(
-        description="Merge progress metrics into a RUNNING job (a key replaces its old value). "
-        "ValidationError (rule max_items) if the job would then hold more than 256 metrics.",
+        description="Progress of a RUNNING job, in one of two forms. `metrics`: merge latest "
+        "values (a key replaces its old value; a change event). `points`: per-step points of "
+        "metric series, at most 1,000 per call (a point for a stored (key, step) replaces it, "
+        "so a retry never duplicates; `metrics` moves to each key's highest-step value in the "
+        "same call; no change event: watch trainingMetricUpdates). `series`: the same points "
+        "as columns per key (steps, values, timestamps of equal length), same rules and "
+        "limits (1,000 points per call, all keys together), and far cheaper to send: "
+        "prefer it. A job holds at most 1,000 "
+        "metric keys and 10,000,000 points: ValidationError (rule max_items) past them, "
+        "nothing written. InvalidTransitionError unless RUNNING. docs/metrics.md.",
         graphql_type=TrainingJobResult,
     )
     async def report_training_metrics(
         self,
         info: Info,
         job_id: strawberry.ID,
-        metrics: JSON,
+        metrics: JSON | None = None,
+        points: list[MetricPointInput] | None = None,
+        series: list[MetricSeriesInput] | None = None,
         lease_token: Annotated[str | None, strawberry.argument(description=LEASE_TOKEN_DOC)] = None,
     ) -> TrainingJob | MutationError:
+        training = info.context.services
+        given = [
+            name
+            for name, value in (("metrics", metrics), ("points", points), ("series", series))
+            if value is not None
+        ]
+        if len(given) > 1:
+            return to_graphql(
+                ValidationError(
+                    given[0],
+                    f"give one of metrics, points or series, not {' and '.join(given)}",
+                    rule=ValidationRule.invalid,
+                )
+            )
+        if series is not None:
+            # The columns arrive as coerced mappings (MetricSeriesInput's from_input).
+            columns = cast("list[Mapping[str, Any]]", series)
+            return await result_of(
+                training.series.report_series(str(job_id), columns, lease_token=lease_token)
+            )
+        if points is not None:
+            # The points arrive as coerced mappings (MetricPointInput's from_input).
+            coerced = cast("list[Mapping[str, Any]]", points)
+            return await result_of(
+                training.series.report_points(str(job_id), coerced, lease_token=lease_token)
+            )
+        if metrics is None:
+            return to_graphql(
+                ValidationError(
+                    "metrics", "give metrics, points or series", rule=ValidationRule.required
+                )
+            )
         return await result_of(
-            info.context.services.training.report_metrics(
+            training.training.report_metrics(
                 str(job_id),
                 # Any JSON value: the service validates it (ValidationError unless name -> number).
                 cast("Mapping[str, float]", metrics),

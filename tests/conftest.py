@@ -35,7 +35,7 @@ async def storage(request: pytest.FixtureRequest) -> AsyncIterator[MongoStorage]
         yield store
     finally:
         if request.param == "real":
-            await store._db.client.drop_database(name)
+            await store.database.client.drop_database(name)
         await store.close()
 
 

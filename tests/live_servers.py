@@ -245,9 +245,13 @@ class WSClient:
         stop = "complete" if self.protocol == TRANSPORT_WS else "stop"
         await self.ws.send(json.dumps({"id": op_id, "type": stop}))
 
+    async def next_message(self, op_id: str, within: float = 5.0) -> dict[str, Any]:
+        """The next protocol message for ``op_id``, as sent (type and payload)."""
+        return await asyncio.wait_for(self._queue(op_id).get(), within)
+
     async def next(self, op_id: str, within: float = 5.0) -> dict[str, Any]:
         """The next result's ``data``; SubscriptionEnded if it came with errors instead."""
-        message = await asyncio.wait_for(self._queue(op_id).get(), within)
+        message = await self.next_message(op_id, within)
         kind = message["type"]
         if kind in ("next", "data"):
             payload = message["payload"]

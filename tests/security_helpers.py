@@ -71,6 +71,6 @@ class RoleClient:
 async def snapshot(storage: MongoStorage) -> dict[str, list[dict[str, Any]]]:
     """Every document of every collection: equal snapshots mean nothing changed. Leader
     leases are left out: the server renews its own in the background (services.liveness)."""
-    db = storage._db
+    db = storage.database
     names = sorted(n for n in await db.list_collection_names() if n != "leaders")
     return {name: await db[name].find({}).sort("_id", 1).to_list(None) for name in names}

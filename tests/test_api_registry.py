@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.api_helpers import promote, register
 from tests.conftest import GraphQLClient
 from tests.operations import (
     ARCHIVE,
@@ -15,17 +16,6 @@ from tests.operations import (
     REGISTER,
     UPDATE_MODEL_METRICS,
 )
-
-
-async def register(gql: GraphQLClient, **fields: Any) -> dict[str, Any]:
-    payload = {"modelName": "churn", "version": "1.0.0", "modelType": "CLASSIFICATION", **fields}
-    result: dict[str, Any] = (await gql.data(REGISTER, input=payload))["registerModelVersion"]
-    return result
-
-
-async def promote(gql: GraphQLClient, model_id: str, to: str | None = None) -> dict[str, Any]:
-    result: dict[str, Any] = (await gql.data(PROMOTE, id=model_id, to=to))["promoteModelVersion"]
-    return result
 
 
 async def all_versions(gql: GraphQLClient) -> list[dict[str, Any]]:

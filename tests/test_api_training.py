@@ -9,15 +9,13 @@ import pytest
 
 from graphql_api.domain.enums import TrainingStatus
 from graphql_api.domain.lifecycle import JOB_TRANSITIONS, Transition, path_to
+from tests.api_helpers import create_job, read_job, register_id
 from tests.conftest import GraphQLClient
 from tests.operations import (
     CANCEL,
     CLAIM_DEFAULT_QUEUE,
     COMPLETE,
-    CREATE_JOB,
     FAIL,
-    JOB,
-    REGISTER,
     REPORT,
     SET_LOGS,
     START,
@@ -26,21 +24,7 @@ from tests.operations import (
 
 @pytest.fixture
 async def model_id(gql: GraphQLClient) -> str:
-    created = await gql.data(
-        REGISTER, input={"modelName": "churn", "version": "1.0.0", "modelType": "CLASSIFICATION"}
-    )
-    return str(created["registerModelVersion"]["modelId"])
-
-
-async def create_job(gql: GraphQLClient, model_id: str, **fields: Any) -> dict[str, Any]:
-    payload = {"modelId": model_id, "datasetId": "churn-2026-11", **fields}
-    result: dict[str, Any] = (await gql.data(CREATE_JOB, input=payload))["createTrainingJob"]
-    return result
-
-
-async def read_job(gql: GraphQLClient, job_id: str) -> dict[str, Any]:
-    result: dict[str, Any] = (await gql.data(JOB, id=job_id))["trainingJob"]
-    return result
+    return await register_id(gql)
 
 
 # The operation (with arguments) of each job mutation; the moves themselves come from the

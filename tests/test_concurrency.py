@@ -19,8 +19,9 @@ from asgi_lifespan import LifespanManager
 from graphql_api.app import create_app
 from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
+from tests.api_helpers import register_id
 from tests.conftest import REAL_URI, GraphQLClient
-from tests.operations import CREATE_JOB, PROMOTE, REGISTER, START
+from tests.operations import CREATE_JOB, PROMOTE, START
 
 MODES = ["mock", "mock-guarded", *(["real"] if REAL_URI else [])]
 
@@ -40,19 +41,12 @@ async def racing(request: pytest.FixtureRequest) -> AsyncIterator[GraphQLClient]
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             yield GraphQLClient(http)
     if mode == "real":
-        await storage._db.client.drop_database(name)
+        await storage.database.client.drop_database(name)
     await storage.close()
 
 
-async def register(gql: GraphQLClient, version: str) -> str:
-    data = await gql.data(
-        REGISTER, input={"modelName": "churn", "version": version, "modelType": "REGRESSION"}
-    )
-    return str(data["registerModelVersion"]["modelId"])
-
-
 async def test_twenty_concurrent_starts_of_one_job_have_one_winner(racing: GraphQLClient) -> None:
-    model_id = await register(racing, "1.0.0")
+    model_id = await register_id(racing, "1.0.0")
     job = await racing.data(CREATE_JOB, input={"modelId": model_id, "datasetId": "d"})
     job_id = job["createTrainingJob"]["jobId"]
 
@@ -75,7 +69,7 @@ async def test_twenty_concurrent_starts_of_one_job_have_one_winner(racing: Graph
 async def test_ten_concurrent_deployments_leave_exactly_one_in_production(
     racing: GraphQLClient,
 ) -> None:
-    ids = [await register(racing, f"1.{n}.0") for n in range(10)]
+    ids = [await register_id(racing, f"1.{n}.0") for n in range(10)]
     for model_id in ids:
         await racing.data(PROMOTE, id=model_id, to="TESTING")
 

@@ -82,7 +82,7 @@ def test_model_transition_table_matches_the_lifecycle() -> None:
         ModelStatus.PRODUCTION,
         ModelStatus.ARCHIVED,
     )
-    allowed = {(d, t), (t, p), (d, a), (t, a), (p, a)}
+    allowed = {(d, t), (t, p), (d, a), (t, a), (p, a), (a, p)}  # (a, p): a rollback
     for current in ModelStatus:
         for target in ModelStatus:
             assert can_model_transition(current, target) == ((current, target) in allowed)

@@ -16,6 +16,7 @@ import bson
 
 from graphql_api.services.container import Services
 from graphql_api.storage.mongo import MongoStorage
+from tests.api_helpers import create_job_id, mutate, register_id, report
 from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
 from tests.live_servers import eventually
 from tests.test_subscriptions import (
@@ -23,11 +24,7 @@ from tests.test_subscriptions import (
     SET_LOGS,
     START,
     Live,
-    create_job,
     history_of,
-    mutate,
-    register,
-    report,
     updates,
 )
 
@@ -48,7 +45,7 @@ PROMOTE = """mutation($id: ID!) {
 
 
 async def stored_event_bytes(storage: MongoStorage, entity_id: str) -> list[int]:
-    docs = await storage.events._c.find({"entity_id": entity_id}).to_list(None)
+    docs = await storage.database["events"].find({"entity_id": entity_id}).to_list(None)
     return [len(bson.encode(doc)) for doc in docs]
 
 
@@ -83,9 +80,9 @@ async def test_updates_show_the_job_as_of_each_event_and_relations_as_of_now(
 ) -> None:
     server = await live.start()
     http = live.http(server)
-    model_id = await register(http)
+    model_id = await register_id(http)
     hyperparameters = {"lr": 0.01, "layers": [64, 32], "name": f"run-{uuid.uuid4().hex[:6]}"}
-    job_id = await create_job(http, model_id, hyperparameters=hyperparameters)
+    job_id = await create_job_id(http, model_id, hyperparameters=hyperparameters)
     created = history_of(await http.data(HISTORY, id=job_id))[0]["cursor"]
     await mutate(http, START, id=job_id)
     for step in range(3):
@@ -115,13 +112,13 @@ async def test_events_recorded_with_the_whole_record_still_read(live: Live) -> N
     # Events written before this change carry the hyperparameters in their copy.
     server = await live.start()
     http = live.http(server)
-    job_id = await create_job(http, await register(http), hyperparameters={"lr": 0.5})
+    job_id = await create_job_id(http, await register_id(http), hyperparameters={"lr": 0.5})
     created = history_of(await http.data(HISTORY, id=job_id))[0]["cursor"]
     storage = live.storage
     assert storage is not None
 
     async def widen() -> None:
-        await storage.events._c.update_many(
+        await storage.database["events"].update_many(
             {"entity_id": job_id}, {"$set": {"snapshot.hyperparameters": {"lr": 0.5}}}
         )
 
@@ -136,7 +133,7 @@ async def test_events_recorded_with_the_whole_record_still_read(live: Live) -> N
 async def test_hyperparameters_cost_one_read_per_job_and_only_when_selected(live: Live) -> None:
     server = await live.start()
     http = live.http(server)
-    model_id = await register(http)
+    model_id = await register_id(http)
     storage = live.storage
     assert storage is not None
     without = """subscription($id: ID) {
@@ -145,7 +142,7 @@ async def test_hyperparameters_cost_one_read_per_job_and_only_when_selected(live
       trainingJobUpdates(jobId: $id) { kind job { jobId metrics hyperparameters } } }"""
 
     async def round_trips_for(query: str) -> int:
-        job_id = await create_job(http, model_id, hyperparameters={"lr": 0.1})
+        job_id = await create_job_id(http, model_id, hyperparameters={"lr": 0.1})
         await mutate(http, START, id=job_id)
         clients = [await live.ws(server) for _ in range(4)]
         ops = [await client.subscribe(query, id=job_id) for client in clients]

@@ -24,6 +24,7 @@ from websockets.typing import Subprotocol
 from graphql_api.auth.roles import Role
 from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
+from tests.api_helpers import create_job_id, mutate, register_id, report
 from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
 from tests.live_servers import LEGACY_WS, TRANSPORT_WS, Server, ServerLoop, WSClient, eventually
 from tests.security_helpers import KEYS, SECRETS
@@ -33,10 +34,6 @@ from tests.test_subscriptions import (
     REGISTER,
     START,
     Live,
-    create_job,
-    mutate,
-    register,
-    report,
 )
 
 #: The same subscription, selecting less: a different document.
@@ -82,7 +79,7 @@ async def test_subscribers_of_the_same_operation_share_one_execution_per_event(
 ) -> None:
     server = await live.start()
     http = live.http(server)
-    job_id = await create_job(http, await register(http))
+    job_id = await create_job_id(http, await register_id(http))
     subscribers = await subscribed(live, server, count, JOB_UPDATES, protocol, jobId=job_id)
     await wait_subscribed(live, server, count)
     before = await executions(live, server)
@@ -101,9 +98,9 @@ async def test_subscribers_of_the_same_operation_share_one_execution_per_event(
 async def test_different_documents_and_variables_are_executed_apart(live: Live) -> None:
     server = await live.start()
     http = live.http(server)
-    model_id = await register(http)
-    watched = await create_job(http, model_id)
-    other = await create_job(http, model_id)
+    model_id = await register_id(http)
+    watched = await create_job_id(http, model_id)
+    other = await create_job_id(http, model_id)
     everything = await subscribed(live, server, 3, JOB_UPDATES)
     one_job = await subscribed(live, server, 2, JOB_UPDATES, jobId=watched)
     statuses_only = await subscribed(live, server, 2, JOB_STATUS_UPDATES)
@@ -208,7 +205,7 @@ async def test_a_selection_that_reads_the_database_is_executed_once_for_all(live
     # job { modelVersion } is resolved now, through the loaders: the execution awaits a read.
     server = await live.start()
     http = live.http(server)
-    job_id = await create_job(http, await register(http))
+    job_id = await create_job_id(http, await register_id(http))
     subscribers = await subscribed(live, server, 5, RELATION_UPDATES, jobId=job_id)
     await wait_subscribed(live, server, 5)
     before = await executions(live, server)

@@ -25,16 +25,13 @@ from graphql_api.live.feed import ChangeFeed
 from graphql_api.live.selectors import JobSelector
 from graphql_api.live.subscriber import FellBehind, Subscriber
 from graphql_api.storage.mongo import MongoStorage
+from tests.api_helpers import create_job_id, mutate, register_id, report
 from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
 from tests.live_servers import SubscriptionEnded, eventually
 from tests.test_subscriptions import (
     BIG_JOB_UPDATES,
     START,
     Live,
-    create_job,
-    mutate,
-    register,
-    report,
     updates,
 )
 
@@ -180,7 +177,7 @@ async def test_a_client_that_stops_reading_is_ended_by_the_lag_limit_and_loses_n
     server = await live.start(subscriber_buffer=100_000, subscriber_max_lag=0.2, send_buffer=16384)
     http = live.http(server)
     blob = {f"p{i}": "x" * 4000 for i in range(8)}
-    job_id = await create_job(http, await register(http), hyperparameters=blob)
+    job_id = await create_job_id(http, await register_id(http), hyperparameters=blob)
     await mutate(http, START, id=job_id)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

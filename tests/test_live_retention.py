@@ -19,16 +19,14 @@ from graphql_api.live.retention import LogRetention
 from graphql_api.live.tailer import LogTailer
 from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
+from tests.api_helpers import create_job_id, mutate, register_id
 from tests.live_fixtures import live_fixture
 from tests.live_servers import Server, SubscriptionEnded
 from tests.test_subscriptions import (
     JOB_UPDATES,
     START,
     Live,
-    create_job,
     history_of,
-    mutate,
-    register,
     updates,
 )
 
@@ -83,7 +81,7 @@ async def sealed_count(live: Live) -> int:
     assert storage is not None
 
     async def count() -> int:
-        return int(await storage._db["events"].count_documents({"sealed": True}))
+        return int(await storage.database["events"].count_documents({"sealed": True}))
 
     return await live.loop.call(count())
 
@@ -104,8 +102,8 @@ async def test_a_cursor_older_than_the_kept_count_expires_everywhere_and_live_go
 ) -> None:
     server = await live.start(event_retention_count=beyond)
     http = live.http(server)
-    model_id = await register(http)
-    job_id = await create_job(http, model_id)
+    model_id = await register_id(http)
+    job_id = await create_job_id(http, model_id)
     await mutate(http, START, id=job_id)
     created, started = history_of(await http.data(HISTORY, id=job_id))
     client = await live.ws(server)
@@ -156,8 +154,8 @@ async def test_retention_by_age_keeps_every_event_from_the_first_young_one_on(li
     http = live.http(server)
     long_ago = datetime.now(UTC) - timedelta(days=2)
     await append_fillers(live, 150, long_ago)
-    model_id = await register(http)
-    job_id = await create_job(http, model_id)
+    model_id = await register_id(http)
+    job_id = await create_job_id(http, model_id)
     (created,) = history_of(await http.data(HISTORY, id=job_id))
     await append_fillers(live, 1200, long_ago)
 
@@ -184,7 +182,7 @@ async def test_instances_trimming_at_once_agree_and_delete_each_event_once(live:
     assert storage is not None
 
     async def state() -> tuple[int, int, int]:
-        events = storage._db["events"]
+        events = storage.database["events"]
         return (
             await storage.events.floor(),
             int(await events.count_documents({})),
@@ -227,8 +225,8 @@ async def test_subscribers_of_an_instance_that_fell_behind_past_the_floor_get_cu
     server = await live.start(feed_gap_grace=0.05)
     http = live.http(server)
     client = await live.ws(server)
-    model_id = await register(http)
-    job_id = await create_job(http, model_id)
+    model_id = await register_id(http)
+    job_id = await create_job_id(http, model_id)
     op = await client.subscribe(JOB_UPDATES, jobId=job_id)
     await append_fillers(live, 1300)
     storage = live.storage

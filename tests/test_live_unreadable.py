@@ -10,15 +10,15 @@ arrives as usual.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from tests.api_helpers import create_job_id, mutate, register_id, report
 from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
-from tests.live_servers import WSClient
+from tests.live_servers import Server, WSClient, eventually
 from tests.test_subscriptions import (
     HISTORY,
     JOB_UPDATES,
@@ -26,11 +26,7 @@ from tests.test_subscriptions import (
     PROMOTE,
     START,
     Live,
-    create_job,
     history_of,
-    mutate,
-    register,
-    report,
 )
 
 Doc = dict[str, Any]
@@ -96,21 +92,26 @@ async def insert_raw_copy(live: Live, entity_id: str, corrupt: Callable[[Doc], N
 
     async def insert() -> int:
         events = storage.events
-        cursor = events._c.find({"entity_id": entity_id}).sort("_id", -1).limit(1)
+        cursor = storage.database["events"].find({"entity_id": entity_id}).sort("_id", -1).limit(1)
         (latest,) = await cursor.to_list(None)
         seq = await events._next_seq()
         doc = {**latest, "_id": seq, "event_id": uuid.uuid4().hex}
         doc["snapshot"] = dict(latest["snapshot"])
         corrupt(doc)
-        await events._c.insert_one(doc)
+        await storage.database["events"].insert_one(doc)
         return seq
 
     return await live.loop.call(insert())
 
 
+async def subscribed(live: Live, server: Server, count: int) -> bool:
+    """The feed has ``count`` subscribers: what a subscription needs before changes are made."""
+    return bool(await live.loop.peek(lambda: server.feed.subscriber_count) == count)
+
+
 async def next_message(client: WSClient, op_id: str) -> dict[str, Any]:
     """The next result of ``op_id`` as sent (data and errors), failing if the stream ended."""
-    message = await asyncio.wait_for(client._queue(op_id).get(), 10)
+    message = await client.next_message(op_id, within=10)
     assert message["type"] in ("next", "data"), message
     payload: dict[str, Any] = message["payload"]
     return payload
@@ -150,17 +151,15 @@ async def test_job_streams_and_history_get_past_an_unreadable_event(
 ) -> None:
     server = await live.start()
     http = live.http(server)
-    job_id = await create_job(http, await register(http))
+    job_id = await create_job_id(http, await register_id(http))
     await mutate(http, START, id=job_id)
     before = history_of(await http.data(HISTORY, id=job_id))[-1]["cursor"]
     watching = await live.ws(server)
     live_op = await watching.subscribe(JOB_UPDATES, jobId=job_id)
     everything_op = await watching.subscribe(JOB_UPDATES)
-    await asyncio.sleep(0)  # the subscriptions are registered before the feed moves on
-    for _ in range(100):
-        if await live.loop.peek(lambda: server.feed.subscriber_count) == 2:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(
+        lambda: subscribed(live, server, 2), within=10, what="both subscriptions registered"
+    )
 
     seq = await insert_raw_copy(live, job_id, corrupt)
     await report(http, job_id, 7)
@@ -204,7 +203,7 @@ async def test_job_streams_and_history_get_past_an_unreadable_event(
 async def test_a_copy_written_under_older_limits_is_shown_as_recorded(live: Live) -> None:
     server = await live.start()
     http = live.http(server)
-    job_id = await create_job(http, await register(http))
+    job_id = await create_job_id(http, await register_id(http))
     await mutate(http, START, id=job_id)
     before = history_of(await http.data(HISTORY, id=job_id))[-1]["cursor"]
     await insert_raw_copy(live, job_id, too_many_metrics)
@@ -227,13 +226,10 @@ async def test_the_model_version_stream_gets_past_an_unreadable_event(
 ) -> None:
     server = await live.start()
     http = live.http(server)
-    model_id = await register(http)
+    model_id = await register_id(http)
     client = await live.ws(server)
     op = await client.subscribe(MODEL_UPDATES, modelName="churn")
-    for _ in range(100):
-        if await live.loop.peek(lambda: server.feed.subscriber_count) == 1:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: subscribed(live, server, 1), within=10, what="the subscription")
     await insert_raw_copy(live, model_id, corrupt)
     await mutate(http, PROMOTE, id=model_id)
 

@@ -22,9 +22,9 @@ async def put_events(storage: MongoStorage, seqs: list[int], counter: int | None
     """Log entries with these numbers (as appends and seals leave them) and the counter."""
     docs = [{"_id": s, "sealed": True, "sealed_at": datetime.now(UTC)} for s in seqs]
     if docs:
-        await storage._db["events"].insert_many(docs)
+        await storage.database["events"].insert_many(docs)
     if counter is not None:
-        await storage._db["counters"].insert_one({"_id": "events", "seq": counter})
+        await storage.database["counters"].insert_one({"_id": "events", "seq": counter})
 
 
 @pytest.mark.parametrize(
@@ -58,7 +58,7 @@ async def test_head_of_a_long_log_reads_a_window_not_the_log(
     (find,) = recorder.finds("events")
     assert filter_fields(find["filter"]) == {"_id"}
     assert find["filter"]["_id"] == {"$gt": 5_000 - HEAD_WINDOW}
-    reply = await storage._db.command(
+    reply = await storage.database.command(
         "explain",
         {"find": "events", "filter": find["filter"], "sort": {"_id": -1}, "limit": 1},
         verbosity="queryPlanner",

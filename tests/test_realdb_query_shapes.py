@@ -23,13 +23,18 @@ from graphql_api.domain.events import ChangeKind
 from graphql_api.domain.lifecycle import JobTransitions, VersionTransitions
 from graphql_api.domain.queries import (
     DateRange,
+    HyperparameterCondition,
+    MetricCondition,
+    MetricOrder,
     ModelVersionFilter,
     ModelVersionOrder,
     PageRequest,
+    TagCondition,
     TrainingJobFilter,
     TrainingJobOrder,
 )
-from graphql_api.domain.updates import MetricsMerge, Move
+from graphql_api.domain.series import MetricPoint
+from graphql_api.domain.updates import MetricsMerge, Move, VersionMetadata
 from graphql_api.domain.values import utc_now
 from graphql_api.services.container import Services
 from graphql_api.services.liveness import LivenessSweep
@@ -37,6 +42,7 @@ from graphql_api.storage.base import PendingChange
 from graphql_api.storage.mongo import MongoStorage, documents
 from graphql_api.storage.mongo.query_shapes import SHAPES, ShapeKey, declared, shape_of
 from graphql_api.storage.mongo.server import ServerKind
+from graphql_api.storage.series import SeriesLimitExceeded
 from tests.conftest import REAL_URI
 from tests.recorded_commands import Recorder, recorded_fixture  # noqa: F401 (fixture)
 
@@ -88,13 +94,13 @@ async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
         )
         for n in range(JOBS)
     ]
-    await storage._db["training_jobs"].insert_many(bulk)
+    await storage.database["training_jobs"].insert_many(bulk)
     # Versions and events in bulk too: on a table of a few dozen rows PostgreSQL rightly scans
     # (once it has statistics), which would make the verdicts depend on autovacuum's timing.
     # The bulk rows match none of the filters the test uses, so each filter stays selective.
     version = await services.registry.get(model_ids[1])
     assert version is not None
-    await storage._db["model_versions"].insert_many(
+    await storage.database["model_versions"].insert_many(
         [
             documents.MODEL_VERSIONS.to_doc(
                 version.model_copy(
@@ -111,18 +117,18 @@ async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
             for n in range(JOBS)
         ]
     )
-    event = await storage._db["events"].find_one({"_id": 1})
+    event = await storage.database["events"].find_one({"_id": 1})
     assert event is not None
     event.pop("event_id", None)
     events = [
         {**event, "_id": BULK_EVENTS_FROM + n, "entity_id": f"bulk-{n % 300}"} for n in range(JOBS)
     ]
-    await storage._db["events"].insert_many(events)
-    await storage._db["counters"].update_one(
+    await storage.database["events"].insert_many(events)
+    await storage.database["counters"].update_one(
         {"_id": "events"}, {"$max": {"seq": BULK_EVENTS_FROM + JOBS}}
     )
     # Production pointers in bulk (one per model name), for the same reason.
-    await storage._db["model_registry"].insert_many(
+    await storage.database["model_registry"].insert_many(
         [
             {
                 "_id": f"bulk-{n}",
@@ -136,7 +142,7 @@ async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
     )
     # What a release before the precedence rule could store: equal-precedence twins without
     # ``precedence_twin`` (and no index over it), for the start-up path that builds the index.
-    await storage._db["model_versions"].drop_index("model_name_precedence_unique")
+    await storage.database["model_versions"].drop_index("model_name_precedence_unique")
     twins = []
     for n in range(3):
         twin = documents.MODEL_VERSIONS.to_doc(
@@ -151,7 +157,30 @@ async def seed(storage: MongoStorage) -> tuple[list[str], list[str]]:
         )
         twin.pop("precedence_twin")
         twins.append(twin)
-    await storage._db["model_versions"].insert_many(twins)
+    await storage.database["model_versions"].insert_many(twins)
+    # Metric series of other jobs in bulk (buckets and their summary copies), for the same
+    # reason: the series queries must find theirs through the indexes.
+    series_bulk = [
+        {
+            "_id": f"bulk-{n % 300}\x1floss\x1f{n // 300}",
+            "job_id": f"bulk-{n % 300}",
+            "key": "loss",
+            "b": n // 300,
+            "w": 1,
+            "n": 1,
+            **{field: [n, 0.5, 0] for field in ("first", "last", "min", "max")},
+            "s": [n],
+            "v": [0.5],
+            "t": [0],
+            "q": [1],
+        }
+        for n in range(JOBS)
+    ]
+    await storage.database["metric_buckets"].insert_many(series_bulk)
+    summary_fields = ("_id", "job_id", "key", "b", "w", "n", "first", "last", "min", "max")
+    await storage.database["metric_summaries"].insert_many(
+        [{field: doc[field] for field in summary_fields} for doc in series_bulk]
+    )
     return model_ids, job_ids
 
 
@@ -169,6 +198,8 @@ def job_filters(model_ids: list[str], job_ids: list[str]) -> list[TrainingJobFil
         TrainingJobFilter(started=hour),
         TrainingJobFilter(completed=hour),
         TrainingJobFilter(statuses=(TrainingStatus.FAILED,), model_ids=(model_ids[2],)),
+        TrainingJobFilter(hyperparameters=(HyperparameterCondition(("optimizer", "lr"), 0.1),)),
+        TrainingJobFilter(metrics=(MetricCondition("loss", lt=0.2),)),
     ]
 
 
@@ -182,6 +213,9 @@ def version_filters(model_ids: list[str]) -> list[ModelVersionFilter]:
         ModelVersionFilter(model_types=(ModelType.REGRESSION,)),
         ModelVersionFilter(created=day),
         ModelVersionFilter(deployed=day),
+        ModelVersionFilter(tags=(TagCondition("team", ("fraud", "risk")),)),
+        ModelVersionFilter(name_contains="M1"),
+        ModelVersionFilter(metrics=(MetricCondition("f1", gte=0.1, lt=0.9),)),
     ]
 
 
@@ -216,6 +250,22 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
             if found.cursors:
                 after = PageRequest(first=3, after=found.cursors[-1])
                 await versions.find(version_where, version_order, after)
+    # Ordered by a metric (search): a first page, and the pages after it until the end.
+    for descending in (True, False):
+        job_cursor = version_cursor = None
+        for _ in range(3):  # past the one record with the metric, into those without it
+            job_page = await jobs.find(
+                TrainingJobFilter(),
+                MetricOrder("loss", descending),
+                PageRequest(first=1, after=job_cursor),
+            )
+            job_cursor = job_page.end_cursor
+            version_page = await versions.find(
+                ModelVersionFilter(),
+                MetricOrder("f1", descending),
+                PageRequest(first=1, after=version_cursor),
+            )
+            version_cursor = version_page.end_cursor
     await versions.get(model_ids[0])
     await versions.get_many(model_ids)
     await versions.get_revisioned(model_ids[0])
@@ -255,8 +305,34 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
         [Move(transition=VersionTransitions.ARCHIVE, at=utc_now())],
         before_production_revision=0,
     )
+    # Deployable versions: metadata updates and lineage.
+    await versions.update(
+        model_ids[1], {ModelStatus.DEVELOPMENT}, [VersionMetadata(description="d")]
+    )
+    await versions.produced_by(job_ids[:2])
+    await versions.count_produced_by(job_ids[0])
+    # The list of models: names (a page and the next), their count, the page's stats.
+    await versions.add_model_name("m1")
+    names = await versions.model_names(None, PageRequest(first=2))
+    await versions.model_names(None, PageRequest(first=2, after=names.cursors[-1]))
+    await versions.count_model_names(None)
+    await versions.model_stats(names.items)
+    # resolveModelVersion: a name's versions by precedence, a page and the page after it.
+    top = await versions.by_precedence("m1", {ModelStatus.DEVELOPMENT}, None, 2)
+    below = (top[-1].semver.sort_key, top[-1].model_id)
+    await versions.by_precedence("m1", {ModelStatus.DEVELOPMENT}, below, 2)
+    # A model name's history (all its versions' events, in log order).
+    await events.page_for_model("m0", 0, 3)
+    await events.count_for_model("m0")
+    # Aliases, in the registry documents (m0's exists: the pointer above).
+    await versions.aliases_of(["m0", "m1"])
+    assert await versions.move_alias("m0", "champion", model_ids[0], None, 100)
+    assert await versions.move_alias("m0", "champion", model_ids[4], model_ids[0], 100)
+    assert await versions.move_alias("m0", "champion", None, model_ids[4], 100)
     services = Services.over(storage)
     await services.inference.production_version("m0")
+    await services.inference.production_versions(["m0", "m1", "m3", "none"])
+    await services.models.latest(["m0", "m1", "twins", "none"])
     await services.inference.latest_version("m2")
     for model_name, version in (("m1", "1.1.0"), ("m1", "1.1.0+other"), ("twins", "5.0.0")):
         with pytest.raises(ConflictError):  # a taken version or precedence: which one?
@@ -274,9 +350,34 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
     await events.entries_after(head - 10, 50)
     await events.seal(10_000)  # a hole far ahead: inserted, so no read
     await events.seal(1)  # an existing event: the insert fails, the event is read
+    await drive_metric_series(storage, job_ids[1])
     # Retention (last: it deletes events): the floor, and one step by age and count.
     await events.floor()
     await events.trim(datetime.now(UTC), 5, 10, 100)
+
+
+async def drive_metric_series(storage: MongoStorage, running_job_id: str) -> None:
+    """Points written (new buckets, then rewritten ones, a refusal, a recount after an
+    abandoned write) and read every way the API reads them, over bulk buckets of other jobs."""
+    series = storage.metric_series
+    running = [TrainingStatus.RUNNING]
+    points = [MetricPoint("loss", step, step / 10, 0) for step in range(0, 3000, 3)]
+    await series.append(running_job_id, points, running, 1000, 10_000_000)
+    await series.append(running_job_id, points[:10], running, 1000, 10_000_000)
+    with pytest.raises(SeriesLimitExceeded):  # 1,000 stored, 1 more
+        await series.append(running_job_id, [MetricPoint("acc", 1, 0.5, 0)], running, 1000, 1_000)
+    # A writer that failed after writing leaves its lease stale: the next write recounts.
+    leased = await series._acquire(running_job_id, [TrainingStatus.RUNNING.value])
+    assert leased is not None
+    await series._give_up(running_job_id, leased["metric_lease"]["seq"], heal=True)
+    await series.append(running_job_id, points[:5], running, 1000, 10_000_000)
+    await series.keys_of([running_job_id])
+    found = await series.summaries([running_job_id], ["loss"], 10, 2000)
+    await series.summaries([running_job_id, "bulk-1"], None, 0, 2**63 - 1)
+    await series.open([b.ref for b in found[(running_job_id, "loss")]])
+    position = (await series.positions([running_job_id]))[running_job_id]
+    await series.written_between({running_job_id: (0, position.seq)}, None)
+    await series.written_between({running_job_id: (0, position.seq), "bulk-2": (0, 5)}, ["loss"])
 
 
 async def drive_deployments(storage: MongoStorage, first: str, second: str) -> None:
@@ -310,7 +411,9 @@ async def explain(storage: MongoStorage, command: dict[str, Any]) -> dict[str, A
     name = next(iter(command))
     keep = {"find": ("filter", "sort", "limit", "projection"), "aggregate": ("pipeline", "cursor")}
     body = {name: command[name], **{k: command[k] for k in keep[name] if k in command}}
-    reply: dict[str, Any] = await storage._db.command("explain", body, verbosity="queryPlanner")
+    reply: dict[str, Any] = await storage.database.command(
+        "explain", body, verbosity="queryPlanner"
+    )
     return reply
 
 
@@ -319,7 +422,7 @@ async def test_every_query_is_listed_and_none_reads_a_whole_collection_unless_li
     recorded: tuple[MongoStorage, Recorder],
 ) -> None:
     storage, recorder = recorded
-    guarded = MongoStorage(storage._db, guarded_updates=True)
+    guarded = MongoStorage(storage.database, guarded_updates=True)
     await guarded.ensure_indexes()  # before seed: its old records are for the recorded start-up
     model_ids, job_ids = await seed(storage)
 
@@ -382,9 +485,25 @@ def test_every_listed_index_exists_in_the_code() -> None:
     """The table names real indexes (the index names ensure_indexes creates)."""
     import inspect
 
-    from graphql_api.storage.mongo import events, model_versions, training_jobs
+    from graphql_api.storage.mongo import (
+        events,
+        metric_series,
+        model_history,
+        model_metadata,
+        model_versions,
+        training_jobs,
+    )
 
-    source = "".join(inspect.getsource(m) for m in (events, model_versions, training_jobs))
+    modules = (
+        events,
+        metric_series,
+        model_history,
+        model_metadata,
+        model_versions,
+        training_jobs,
+    )
+    # model_catalog's shapes all use _id_ (listed above) or model_versions' own indexes.
+    source = "".join(inspect.getsource(m) for m in modules)
     for shape in SHAPES:
         index = shape.index.split(" ")[0].rstrip(",")
         assert index == "_id_" or f'name="{index}"' in source, shape

@@ -102,7 +102,7 @@ async def unguarded(request: pytest.FixtureRequest) -> AsyncIterator[MongoStorag
     await storage.ensure_indexes()
     yield storage
     if request.param == "real":
-        await storage._db.client.drop_database(name)
+        await storage.database.client.drop_database(name)
     await storage.close()
 
 
@@ -146,7 +146,7 @@ async def test_twenty_way_races_have_one_winner_in_each_of_ten_trials_without_th
 async def test_a_forced_guard_is_used_on_a_server_that_does_not_need_it(
     unguarded: MongoStorage,
 ) -> None:
-    forced = MongoStorage(unguarded._db, guarded_updates=True)
+    forced = MongoStorage(unguarded.database, guarded_updates=True)
     await forced.ensure_indexes()
     assert forced.guard.enabled
     services = Services.over(forced)
@@ -159,4 +159,4 @@ async def test_a_forced_guard_is_used_on_a_server_that_does_not_need_it(
     )
     assert sum(not isinstance(o, BaseException) for o in outcomes) == 1
     # The guard's revision claims were taken and released.
-    assert await forced._db["update_claims"].count_documents({}) == 0
+    assert await forced.database["update_claims"].count_documents({}) == 0

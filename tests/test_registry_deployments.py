@@ -7,22 +7,11 @@ from typing import Any
 
 from graphql_api.domain.events import ChangeKind, EntityKind
 from graphql_api.storage.mongo import MongoStorage
+from tests.api_helpers import promote, register_id
 from tests.conftest import GraphQLClient
-from tests.operations import ARCHIVE, CREATE_JOB, PROMOTE, REGISTER, START
+from tests.operations import ARCHIVE, CREATE_JOB, START
 
 PRODUCTION = "query($n: String!) { productionModelVersion(modelName: $n) { modelId status } }"
-
-
-async def register(gql: GraphQLClient, version: str, name: str = "churn") -> str:
-    data = await gql.data(
-        REGISTER, input={"modelName": name, "version": version, "modelType": "REGRESSION"}
-    )
-    return str(data["registerModelVersion"]["modelId"])
-
-
-async def promote(gql: GraphQLClient, model_id: str, to: str | None = None) -> dict[str, Any]:
-    result: dict[str, Any] = (await gql.data(PROMOTE, id=model_id, to=to))["promoteModelVersion"]
-    return result
 
 
 async def kinds_of(storage: MongoStorage, model_id: str) -> list[tuple[str, str | None, str]]:
@@ -37,7 +26,7 @@ async def in_production(gql: GraphQLClient, name: str = "churn") -> Any:
 async def test_a_repeated_deployment_is_answered_without_a_second_change(
     gql: GraphQLClient, storage: MongoStorage
 ) -> None:
-    old, new = await register(gql, "1.0.0"), await register(gql, "2.0.0")
+    old, new = await register_id(gql, "1.0.0"), await register_id(gql, "2.0.0")
     for model_id in (old, new):
         await promote(gql, model_id, "TESTING")
     await promote(gql, old, "PRODUCTION")
@@ -61,7 +50,7 @@ async def test_a_repeated_deployment_is_answered_without_a_second_change(
 async def test_transition_errors_spell_statuses_as_the_schema_and_name_the_next_stage(
     gql: GraphQLClient,
 ) -> None:
-    model_id = await register(gql, "1.0.0")
+    model_id = await register_id(gql, "1.0.0")
     skipped = await promote(gql, model_id, "PRODUCTION")
     assert skipped["__typename"] == "InvalidTransitionError"
     assert (skipped["currentStatus"], skipped["requestedStatus"]) == ("DEVELOPMENT", "PRODUCTION")
@@ -81,7 +70,7 @@ async def test_transition_errors_spell_statuses_as_the_schema_and_name_the_next_
 
 
 async def test_job_history_statuses_are_the_training_status_enum(gql: GraphQLClient) -> None:
-    model_id = await register(gql, "1.0.0")
+    model_id = await register_id(gql, "1.0.0")
     job = (await gql.data(CREATE_JOB, input={"modelId": model_id, "datasetId": "d"}))[
         "createTrainingJob"
     ]
@@ -111,11 +100,11 @@ async def test_a_database_written_before_the_pointer_keeps_its_production_versio
     """The shape the previous release stored: a production version, its unique production
     slot, no pointer document. It stays the production version; the next deployment retires
     it with its event."""
-    old, new = await register(gql, "1.0.0"), await register(gql, "2.0.0")
+    old, new = await register_id(gql, "1.0.0"), await register_id(gql, "2.0.0")
     for model_id in (old, new):
         await promote(gql, model_id, "TESTING")
     await promote(gql, old, "PRODUCTION")
-    db = storage._db
+    db = storage.database
     await db["model_registry"].delete_many({})
     await db["model_versions"].update_one(
         {"_id": old},
@@ -131,7 +120,7 @@ async def test_a_database_written_before_the_pointer_keeps_its_production_versio
 async def test_start_up_drops_the_unique_production_slot_of_the_previous_release(
     storage: MongoStorage,
 ) -> None:
-    versions = storage._db["model_versions"]
+    versions = storage.database["model_versions"]
     await versions.create_index("production_slot", unique=True, name="production_slot_unique")
     await storage.ensure_indexes()
     assert "production_slot_unique" not in await versions.index_information()
@@ -141,7 +130,7 @@ async def test_start_up_drops_the_unique_production_slot_of_the_previous_release
 async def test_a_deployment_that_died_after_moving_the_pointer_is_completed_by_the_next(
     gql: GraphQLClient, storage: MongoStorage
 ) -> None:
-    old, new = await register(gql, "1.0.0"), await register(gql, "2.0.0")
+    old, new = await register_id(gql, "1.0.0"), await register_id(gql, "2.0.0")
     for model_id in (old, new):
         await promote(gql, model_id, "TESTING")
     await promote(gql, old, "PRODUCTION")
@@ -164,10 +153,10 @@ async def test_a_change_whose_event_was_not_written_gets_it_before_the_next_chan
 ) -> None:
     """A writer that died between its status change and its event: the next writer of that
     version appends the event first, so the log has every change, in order."""
-    model_id = await register(gql, "1.0.0")
+    model_id = await register_id(gql, "1.0.0")
     await promote(gql, model_id, "TESTING")
     # What the dead writer left: the change made and its event pending, not appended.
-    await storage._db["model_versions"].update_one(
+    await storage.database["model_versions"].update_one(
         {"_id": model_id},
         {
             "$set": {
@@ -183,7 +172,7 @@ async def test_a_change_whose_event_was_not_written_gets_it_before_the_next_chan
             }
         },
     )
-    await storage._db["model_registry"].insert_one(
+    await storage.database["model_registry"].insert_one(
         {"_id": "churn", "model_id": model_id, "revision": 1, "previous_model_id": None}
     )
     archived = (await gql.data(ARCHIVE, id=model_id))["archiveModelVersion"]

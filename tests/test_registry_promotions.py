@@ -40,8 +40,9 @@ from graphql_api.app import create_app
 from graphql_api.domain.events import ChangeEvent, EntityKind
 from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
+from tests.api_helpers import register_id
 from tests.conftest import REAL_URI, GraphQLClient
-from tests.operations import ARCHIVE, PROMOTE, REGISTER
+from tests.operations import ARCHIVE, PROMOTE
 
 MODES = ["mock", "mock-guarded", *(["real"] if REAL_URI else [])]
 #: Each run explores other interleavings; a failure names its seed, and
@@ -103,6 +104,8 @@ class JitteredStorage:
         self.training_jobs = inner.training_jobs
         self.events = inner.events
         self.leaders = inner.leaders
+        self.metric_series = inner.metric_series
+        self.api_keys = inner.api_keys
         self.stats = inner.stats
 
     async def ensure_indexes(self) -> None:
@@ -139,7 +142,7 @@ async def racing(request: pytest.FixtureRequest) -> AsyncIterator[Racing]:
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
             yield Racing(GraphQLClient(http), storage, jitter, mode)
     if mode == "real":
-        await storage._db.client.drop_database(name)
+        await storage.database.client.drop_database(name)
     await storage.close()
 
 
@@ -148,13 +151,6 @@ class Call:
     kind: str  # "deploy" (to: PRODUCTION), "step" (no `to`) or "archive"
     version: str
     answer: dict[str, Any] = field(default_factory=dict)
-
-
-async def register(gql: GraphQLClient, name: str, version: str) -> str:
-    data = await gql.data(
-        REGISTER, input={"modelName": name, "version": version, "modelType": "REGRESSION"}
-    )
-    return str(data["registerModelVersion"]["modelId"])
 
 
 async def run_call(gql: GraphQLClient, call: Call, model_id: str) -> None:
@@ -209,7 +205,7 @@ async def one_trial(racing: Racing, trial: int) -> None:
     rng = random.Random(f"{BASE_SEED}-{racing.mode}-{trial}")
     name = f"m{trial}"
     labels = [f"{n}.0.0" for n in range(1, rng.randrange(3, 5))]
-    ids = {label: await register(gql, name, label) for label in labels}
+    ids = {label: await register_id(gql, label, name) for label in labels}
     for label in labels:
         if rng.random() < 0.9:
             await gql.data(PROMOTE, id=ids[label], to="TESTING")
@@ -319,8 +315,8 @@ async def test_twenty_duplicate_deployments_answer_production_with_one_event(
     for trial in range(5 if racing.mode == "real" else 10):
         racing.jitter.reseed(BASE_SEED + 1000 + trial)
         name = f"dup{trial}"
-        old = await register(racing.gql, name, "1.0.0")
-        new = await register(racing.gql, name, "2.0.0")
+        old = await register_id(racing.gql, "1.0.0", name)
+        new = await register_id(racing.gql, "2.0.0", name)
         for model_id in (old, new):
             await racing.gql.data(PROMOTE, id=model_id, to="TESTING")
         await racing.gql.data(PROMOTE, id=old, to="PRODUCTION")
@@ -349,7 +345,7 @@ async def test_a_reader_polling_through_thirty_deployments_never_sees_none(
     pauses around every registry call, so the reader's requests land between its writes)."""
     gql = racing.gql
     racing.jitter.reseed(BASE_SEED)
-    ids = [await register(gql, "gapless", f"1.{n}.0") for n in range(31)]
+    ids = [await register_id(gql, f"1.{n}.0", "gapless") for n in range(31)]
     for model_id in ids:
         await gql.data(PROMOTE, id=model_id, to="TESTING")
     await gql.data(PROMOTE, id=ids[0], to="PRODUCTION")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
+from graphql_api.domain.values import to_storage_precision
 from graphql_api.services.container import Services
 from graphql_api.storage.mongo import MongoStorage
 from tests.conftest import GraphQLClient
@@ -76,6 +77,8 @@ async def test_enums_metrics_and_nested_hyperparameters_round_trip(
 
 
 async def test_api_datetimes_parse_as_aware_utc(gql: GraphQLClient) -> None:
+    # Stored to the millisecond: the moment the request was sent, so truncated.
+    sent_at = to_storage_precision(datetime.now(UTC))
     created = (
         await gql.data(
             REGISTER,
@@ -88,4 +91,5 @@ async def test_api_datetimes_parse_as_aware_utc(gql: GraphQLClient) -> None:
     )["registerModelVersion"]
     moment = datetime.fromisoformat(created["createdDate"])
     assert moment.utcoffset() == timedelta(0)
-    assert abs((datetime.now(UTC) - moment).total_seconds()) < 60
+    # Set while the request was served (bracketed, not compared with a time limit).
+    assert sent_at <= moment <= datetime.now(UTC)

@@ -24,9 +24,10 @@ from typing import Any
 import pymongo
 import pytest
 
+from tests.api_helpers import create_job_id, mutate, register_id
 from tests.conftest import REAL_URI
 from tests.live_servers import GraphQLHTTP, WSClient, serving
-from tests.operations import COMPLETE, CREATE_JOB, PROMOTE, REGISTER, REPORT, START
+from tests.operations import COMPLETE, PROMOTE, REPORT, START
 
 pytestmark = pytest.mark.skipif(REAL_URI is None, reason="needs MLTRAIN_TEST_MONGODB_URI")
 
@@ -74,23 +75,6 @@ async def instances() -> AsyncIterator[tuple[Instance, Instance]]:
             client.drop_database(database)
 
 
-async def mutate(instance: Instance, operation: str, **variables: Any) -> dict[str, Any]:
-    data = await instance.http.data(operation, **variables)
-    result: dict[str, Any] = next(iter(data.values()))
-    assert "code" not in result, result
-    return result
-
-
-async def register(instance: Instance, name: str, version: str) -> str:
-    payload = {"modelName": name, "version": version, "modelType": "CLASSIFICATION"}
-    return str((await mutate(instance, REGISTER, input=payload))["modelId"])
-
-
-async def create_job(instance: Instance, model_id: str) -> str:
-    payload = {"modelId": model_id, "datasetId": "churn-2026-11"}
-    return str((await mutate(instance, CREATE_JOB, input=payload))["jobId"])
-
-
 async def history(instance: Instance, job_id: str) -> list[dict[str, Any]]:
     data = await instance.http.data(JOB_HISTORY, id=job_id)
     return [edge["node"] for edge in data["trainingJob"]["history"]["edges"]]
@@ -98,10 +82,10 @@ async def history(instance: Instance, job_id: str) -> list[dict[str, Any]]:
 
 async def run_job(instance: Instance, job_id: str, steps: int) -> None:
     """A job's life through ``instance``: started, ``steps`` metric reports, completed."""
-    await mutate(instance, START, id=job_id)
+    await mutate(instance.http, START, id=job_id)
     for step in range(steps):
-        await mutate(instance, REPORT, id=job_id, metrics={"step": step})
-    await mutate(instance, COMPLETE, id=job_id, metrics={"loss": 0.1})
+        await mutate(instance.http, REPORT, id=job_id, metrics={"step": step})
+    await mutate(instance.http, COMPLETE, id=job_id, metrics={"loss": 0.1})
 
 
 async def logged_changes(instance: Instance, job_ids: list[str]) -> list[tuple[str, str, str]]:
@@ -127,15 +111,15 @@ async def test_concurrent_changes_through_a_reach_a_subscriber_on_b_in_log_order
     instances: tuple[Instance, Instance],
 ) -> None:
     a, b = instances
-    model_id = await register(a, f"scale-{uuid.uuid4().hex[:6]}", "1.0.0")
-    first_job = await create_job(a, model_id)
+    model_id = await register_id(a.http, "1.0.0", f"scale-{uuid.uuid4().hex[:6]}")
+    first_job = await create_job_id(a.http, model_id)
     (created,) = await history(a, first_job)
     client = await WSClient.open(b.ws_url)
     try:
         # From A's cursor of the first creation: the subscription on B cannot miss what A does
         # while B sets it up.
         op = await client.subscribe(JOB_UPDATES, modelId=model_id, after=created["cursor"])
-        jobs = [first_job, *[await create_job(a, model_id) for _ in range(3)]]
+        jobs = [first_job, *[await create_job_id(a.http, model_id) for _ in range(3)]]
         # Each job's life runs concurrently with the others', so A's appends interleave.
         await asyncio.gather(*(run_job(a, job_id, steps) for steps, job_id in enumerate(jobs)))
         expected = [c for c in await logged_changes(a, jobs) if c[0] != created["cursor"]]
@@ -159,8 +143,8 @@ async def test_a_cursor_given_by_a_resumes_on_b_from_exactly_there_then_live(
     instances: tuple[Instance, Instance],
 ) -> None:
     a, b = instances
-    model_id = await register(a, f"scale-{uuid.uuid4().hex[:6]}", "1.0.0")
-    job_id = await create_job(a, model_id)
+    model_id = await register_id(a.http, "1.0.0", f"scale-{uuid.uuid4().hex[:6]}")
+    job_id = await create_job_id(a.http, model_id)
     await run_job(a, job_id, 4)
     logged = await history(a, job_id)
     assert [e["kind"] for e in logged][:2] == ["CREATED", "STARTED"]
@@ -179,7 +163,7 @@ async def test_a_cursor_given_by_a_resumes_on_b_from_exactly_there_then_live(
         # Joined live at the seam: the next change through A arrives once, after the replay.
         op = await client.subscribe(JOB_UPDATES, modelId=model_id, after=logged[-1]["cursor"])
         assert await client.nothing_more(op)
-        second_job = await create_job(a, model_id)
+        second_job = await create_job_id(a.http, model_id)
         (live_change,) = delivered(await client.take(op, 1, within=10))
         assert live_change[1:] == (second_job, "CREATED")
         assert live_change[0] == (await history(a, second_job))[0]["cursor"]
@@ -194,9 +178,9 @@ async def test_promotions_racing_across_both_instances_keep_exactly_one_producti
     a, b = instances
     rng = random.Random(trial)
     name = f"scale-{uuid.uuid4().hex[:6]}"
-    versions = [await register(rng.choice((a, b)), name, f"1.{n}.0") for n in range(4)]
+    versions = [await register_id(rng.choice((a, b)).http, f"1.{n}.0", name) for n in range(4)]
     for version in versions:  # DEVELOPMENT -> TESTING, the stage production is reached from
-        await mutate(rng.choice((a, b)), PROMOTE, id=version, to="TESTING")
+        await mutate(rng.choice((a, b)).http, PROMOTE, id=version, to="TESTING")
     # Each version twice or more, through either instance, all at once.
     calls = [(rng.choice((a, b)), version) for version in versions * 3]
     rng.shuffle(calls)

@@ -13,6 +13,7 @@ from graphql_api.auth.roles import MUTATION_ROLES, Role
 from graphql_api.schema import schema
 from graphql_api.storage.mongo import MongoStorage
 from tests import operations as ops
+from tests import registry_operations as registry_ops
 from tests.security_helpers import KEY_NAMES, RoleClient, client, secured_app, snapshot
 
 
@@ -137,12 +138,52 @@ async def acknowledge_job(api: RoleClient) -> Call:
     return ops.ACKNOWLEDGE_CANCEL, job_id, {"id": job_id, "token": token}
 
 
+def alias_call(*, set_it: bool) -> Callable[[RoleClient], Awaitable[Call]]:
+    """setModelAlias of a fresh version, or deleteModelAlias of an alias set (as admin)."""
+
+    async def setup(api: RoleClient) -> Call:
+        model_id = await fresh_model(api)
+        version = await api.data(Role.ADMIN, registry_ops.VERSION, id=model_id)
+        name = version["modelVersion"]["modelName"]
+        variables = {"name": name, "alias": "champion", "id": model_id, "expected": None}
+        if not set_it:
+            return registry_ops.SET_ALIAS, model_id, variables
+        await api.data(Role.ADMIN, registry_ops.SET_ALIAS, **variables)
+        del variables["id"]
+        return registry_ops.DELETE_ALIAS, model_id, variables
+
+    return setup
+
+
+async def rollback_call(api: RoleClient) -> Call:
+    """A name with 1.0.0 deployed, then replaced by 1.1.0: 1.0.0 can be put back."""
+    name = new_id("name")
+    ids = []
+    for version in ("1.0.0", "1.1.0"):
+        model_id = new_id("m")
+        new = {
+            "modelName": name,
+            "version": version,
+            "modelType": "PREDICTION",
+            "modelId": model_id,
+        }
+        await api.data(Role.ADMIN, ops.REGISTER, input=new)
+        for stage in ("TESTING", "PRODUCTION"):
+            await api.data(Role.ADMIN, ops.PROMOTE, id=model_id, to=stage)
+        ids.append(model_id)
+    return registry_ops.ROLLBACK, ids[0], {"name": name, "to": ids[0], "reason": "regression"}
+
+
 #: Each mutation, set up (as admin) so that it would succeed.
 SETUPS: dict[str, Callable[[RoleClient], Awaitable[Call]]] = {
     "registerModelVersion": register,
     "promoteModelVersion": model_call(ops.PROMOTE),
     "archiveModelVersion": model_call(ops.ARCHIVE),
     "updateModelVersionMetrics": model_call(ops.UPDATE_MODEL_METRICS, metrics={"f1": 0.5}),
+    "updateModelVersion": model_call(registry_ops.UPDATE_VERSION, description="why"),
+    "setModelAlias": alias_call(set_it=False),
+    "deleteModelAlias": alias_call(set_it=True),
+    "rollbackModelVersion": rollback_call,
     "createTrainingJob": create_job,
     "cancelTrainingJob": job_call(ops.CANCEL, running=False),
     "startTrainingJob": job_call(ops.START, running=False),
@@ -176,10 +217,14 @@ EXPECTED_ALLOWED = {
 }
 
 
+#: Key management (admin only): each role against them in tests/test_keys_stored.py.
+KEY_MANAGEMENT = {"createApiKey", "revokeApiKey"}
+
+
 def test_every_mutation_is_in_the_role_table_and_tested() -> None:
     mutation_type = schema._schema.mutation_type
     assert mutation_type is not None
-    assert set(mutation_type.fields) == set(MUTATION_ROLES) == set(SETUPS)
+    assert set(mutation_type.fields) == set(MUTATION_ROLES) == set(SETUPS) | KEY_MANAGEMENT
 
 
 @pytest.mark.parametrize("role", list(Role))

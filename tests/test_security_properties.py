@@ -22,6 +22,7 @@ from graphql_api.domain.enums import ModelStatus, TrainingStatus
 from graphql_api.domain.lifecycle import can_model_transition, can_train_transition
 from graphql_api.storage.mongo import MongoStorage
 from tests import operations as ops
+from tests import registry_operations as registry_ops
 from tests.security_helpers import KEY_NAMES, SECRETS, client, secured_app, snapshot
 
 REFUSALS = {
@@ -68,10 +69,14 @@ hostile_objects = st.one_of(json_objects, st.integers(1, 12).map(deep))
 roles = st.sampled_from([*Role, None, "bogus"])
 
 
+#: The mutations of models and jobs (key management has its own tests: test_keys_*.py).
+LIFECYCLE_MUTATIONS = sorted(set(MUTATION_ROLES) - {"createApiKey", "revokeApiKey"})
+
+
 def step_strategy() -> st.SearchStrategy[tuple[Any, ...]]:
     return st.tuples(
         roles,
-        st.sampled_from(sorted(MUTATION_ROLES)),
+        st.sampled_from(LIFECYCLE_MUTATIONS),
         st.sampled_from(IDS),
         st.sampled_from(MODEL_NAMES),
         hostile_objects,
@@ -137,6 +142,16 @@ def request_for(field: str, target: str, name: str, blob: Any) -> tuple[str, dic
             return ops.ACKNOWLEDGE_CANCEL, {"id": job_id, "token": None}
         case "retryTrainingJob":
             return ops.RETRY, {"id": job_id}
+        case "updateModelVersion":
+            return registry_ops.UPDATE_VERSION, {"id": model_id, "description": str(blob)[:50]}
+        case "setModelAlias":
+            alias = {"name": name, "alias": "champion", "id": model_id, "expected": None}
+            return registry_ops.SET_ALIAS, alias
+        case "deleteModelAlias":
+            return registry_ops.DELETE_ALIAS, {"name": name, "alias": "champion", "expected": None}
+        case "rollbackModelVersion":
+            reason = str(blob)[:100]
+            return registry_ops.ROLLBACK, {"name": name, "to": model_id, "reason": reason}
     raise AssertionError(field)
 
 
@@ -243,7 +258,7 @@ def _admin_sequences() -> st.SearchStrategy[list[tuple[Any, ...]]]:
     # Mostly admin: random roles refuse most steps, so this drives deep into the lifecycle.
     admin_step = st.tuples(
         st.just(Role.ADMIN),
-        st.sampled_from(sorted(MUTATION_ROLES)),
+        st.sampled_from(LIFECYCLE_MUTATIONS),
         st.sampled_from(IDS),
         st.sampled_from(MODEL_NAMES),
         st.one_of(st.just({"loss": 0.5}), hostile_objects),

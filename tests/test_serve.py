@@ -22,6 +22,8 @@ def query(url: str, document: str) -> dict[str, Any]:
 
 
 STATUSES = "{ trainingJobs(first: 100) { edges { node { status } } } }"
+CURVES = """{ trainingJobs(first: 100) { edges { node {
+  status metricSeries(keys: ["loss"], maxPoints: 50) { totalPoints max } } } } }"""
 
 
 def test_serve_demo_in_memory_warns_and_shows_every_status() -> None:
@@ -32,10 +34,19 @@ def test_serve_demo_in_memory_warns_and_shows_every_status() -> None:
         production = query(
             url, '{ productionModelVersion(modelName: "churn-predictor") { version status } }'
         )
+        curves = query(url, CURVES)
     statuses = {e["node"]["status"] for e in data["trainingJobs"]["edges"]}
     assert statuses == {"PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"}
     assert production == {"productionModelVersion": {"version": "1.1.0", "status": "PRODUCTION"}}
     assert "DATA IS NOT KEPT" in log.read_text()
+    # Completed and running jobs have loss curves to draw, each with its spike.
+    series = [
+        s
+        for e in curves["trainingJobs"]["edges"]
+        if e["node"]["status"] in ("COMPLETED", "RUNNING")
+        for s in e["node"]["metricSeries"]
+    ]
+    assert series and all(s["totalPoints"] >= 200 and s["max"] > 1.0 for s in series), series
 
 
 @pytest.mark.skipif(REAL_URI is None, reason="needs MLTRAIN_TEST_MONGODB_URI (a real server)")

@@ -20,6 +20,7 @@ import websockets
 
 from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
+from tests.api_helpers import create_job_id, mutate, register_id, report
 from tests.conftest import BACKENDS, REAL_URI
 from tests.live_servers import (
     LEGACY_WS,
@@ -142,7 +143,7 @@ class Live:
 
         async def drop_and_close() -> None:
             if self.backend == "real" and storages:
-                await storages[0]._db.client.drop_database(self.database)
+                await storages[0].database.client.drop_database(self.database)
             for storage in storages:
                 await storage.close()
 
@@ -161,27 +162,6 @@ async def live(request: pytest.FixtureRequest, server_loop: ServerLoop) -> Async
 # Changes, made as a client makes them -----------------------------------------------------
 
 
-async def mutate(http: GraphQLHTTP, operation: str, **variables: Any) -> dict[str, Any]:
-    data = await http.data(operation, **variables)
-    result: dict[str, Any] = next(iter(data.values()))
-    assert "code" not in result, result
-    return result
-
-
-async def register(http: GraphQLHTTP, name: str = "churn", version: str = "1.0.0") -> str:
-    payload = {"modelName": name, "version": version, "modelType": "CLASSIFICATION"}
-    return str((await mutate(http, REGISTER, input=payload))["modelId"])
-
-
-async def create_job(http: GraphQLHTTP, model_id: str, **fields: Any) -> str:
-    payload = {"modelId": model_id, "datasetId": "churn-2026-11", **fields}
-    return str((await mutate(http, CREATE_JOB, input=payload))["jobId"])
-
-
-async def report(http: GraphQLHTTP, job_id: str, step: int) -> None:
-    await mutate(http, REPORT, id=job_id, metrics={"step": step})
-
-
 def updates(results: list[dict[str, Any]], field: str = "trainingJobUpdates") -> list[Any]:
     return [r[field] for r in results]
 
@@ -194,11 +174,11 @@ async def test_every_change_of_a_job_arrives_live_in_order(live: Live, protocol:
     server = await live.start()
     http = live.http(server)
     client = await live.ws(server, protocol)
-    model_id = await register(http)
+    model_id = await register_id(http)
     op = await client.subscribe(JOB_UPDATES)
     await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 1))
 
-    job_id = await create_job(http, model_id)
+    job_id = await create_job_id(http, model_id)
     await mutate(http, START, id=job_id)
     await report(http, job_id, 1)
     await mutate(http, SET_LOGS, id=job_id, url="s3://logs/run-1")
@@ -234,11 +214,11 @@ async def test_model_version_updates_let_an_inference_service_swap_versions(live
     op = await client.subscribe(MODEL_UPDATES, modelName="churn")
     await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 1))
 
-    v1 = await register(http, "churn", "1.0.0")
-    await register(http, "fraud", "1.0.0")  # another model: not for this subscriber
+    v1 = await register_id(http, "1.0.0", "churn")
+    await register_id(http, "1.0.0", "fraud")  # another model: not for this subscriber
     await mutate(http, PROMOTE, id=v1)
     await mutate(http, PROMOTE, id=v1)
-    v2 = await register(http, "churn", "1.1.0")
+    v2 = await register_id(http, "1.1.0", "churn")
     await mutate(http, PROMOTE, id=v2)
     await mutate(http, PROMOTE, id=v2)
 
@@ -266,8 +246,8 @@ async def test_a_client_that_comes_back_gets_what_it_missed_then_live_changes(
 ) -> None:
     server = await live.start()
     http = live.http(server)
-    model_id = await register(http)
-    job_id = await create_job(http, model_id)
+    model_id = await register_id(http)
+    job_id = await create_job_id(http, model_id)
     await mutate(http, START, id=job_id)
 
     client = await live.ws(server, protocol)
@@ -295,8 +275,8 @@ async def test_a_client_that_comes_back_gets_what_it_missed_then_live_changes(
 async def test_resuming_while_changes_keep_coming_has_no_gap_and_no_duplicate(live: Live) -> None:
     server = await live.start()
     http = live.http(server)
-    model_id = await register(http)
-    job_id = await create_job(http, model_id)
+    model_id = await register_id(http)
+    job_id = await create_job_id(http, model_id)
     await mutate(http, START, id=job_id)
     (start_cursor,) = [h["cursor"] for h in history_of(await http.data(HISTORY, id=job_id))][-1:]
 
@@ -323,8 +303,8 @@ async def test_resuming_while_changes_keep_coming_has_no_gap_and_no_duplicate(li
 async def test_a_history_cursor_starts_a_subscription_right_after_that_change(live: Live) -> None:
     server = await live.start()
     http = live.http(server)
-    model_id = await register(http)
-    job_id = await create_job(http, model_id)
+    model_id = await register_id(http)
+    job_id = await create_job_id(http, model_id)
     await mutate(http, START, id=job_id)
     history = history_of(await http.data(HISTORY, id=job_id))
     assert [h["kind"] for h in history] == ["CREATED", "STARTED"]
@@ -364,17 +344,17 @@ async def test_a_cursor_ahead_of_the_log_is_refused(live: Live) -> None:
 async def test_filters_deliver_only_matching_jobs(live: Live) -> None:
     server = await live.start()
     http = live.http(server)
-    churn = await register(http, "churn")
-    fraud = await register(http, "fraud")
-    watched = await create_job(http, churn)
+    churn = await register_id(http, name="churn")
+    fraud = await register_id(http, name="fraud")
+    watched = await create_job_id(http, churn)
     client = await live.ws(server)
     by_job = await client.subscribe(JOB_UPDATES, jobId=watched)
     by_model = await client.subscribe(JOB_UPDATES, modelId=fraud)
     ended = await client.subscribe(JOB_UPDATES, statuses=["COMPLETED", "CANCELLED"])
     await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 3))
 
-    other = await create_job(http, churn)
-    fraud_job = await create_job(http, fraud)
+    other = await create_job_id(http, churn)
+    fraud_job = await create_job_id(http, fraud)
     await mutate(http, START, id=other)
     await mutate(http, CANCEL, id=fraud_job)
     await mutate(http, START, id=watched)
@@ -430,8 +410,8 @@ async def test_a_change_on_one_instance_reaches_a_subscriber_on_another(
     http = GraphQLHTTP(writer_url)
     client = await WSClient.open(reader_ws)
     try:
-        model_id = await register(http)
-        job_id = await create_job(http, model_id)
+        model_id = await register_id(http)
+        job_id = await create_job_id(http, model_id)
         history = history_of(await http.data(HISTORY, id=job_id))
         # Resuming from the creation: the subscription cannot miss the start, however long
         # the other process takes to set it up; once the start arrives, it is live.
@@ -458,11 +438,11 @@ async def test_a_client_that_stops_reading_is_ended_with_a_resume_cursor_and_los
 ) -> None:
     server = await live.start(subscriber_buffer=4, send_buffer=16384)
     http = live.http(server)
-    model_id = await register(http)
+    model_id = await register_id(http)
     # Big events (~32 KB each, sent uncompressed) fill the socket buffers after a few, so the
     # server's sends stall.
     blob = {f"p{i}": "x" * 4000 for i in range(8)}
-    job_id = await create_job(http, model_id, hyperparameters=blob)
+    job_id = await create_job_id(http, model_id, hyperparameters=blob)
     await mutate(http, START, id=job_id)
 
     # A small receive window, set before connecting, so that it is what the server sees.

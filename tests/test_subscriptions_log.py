@@ -161,7 +161,7 @@ async def test_appends_continue_after_the_counter_falls_behind_the_log(
     # What a lost `$inc` on a server without atomic updates (FerretDB v1) leaves behind.
     for i in range(3):
         await storage.events.append(event(f"job-{i}"))
-    await storage.events._counters.update_one({"_id": "events"}, {"$set": {"seq": 0}})
+    await storage.database["counters"].update_one({"_id": "events"}, {"$set": {"seq": 0}})
     stored = await storage.events.append(event("job-next"))
     assert stored.seq == 4
     assert [e.seq for e in await storage.events.since(0, 10)] == [1, 2, 3, 4]
@@ -195,7 +195,7 @@ async def test_a_starting_feed_waits_for_a_recent_hole_and_seals_an_old_one(
 ) -> None:
     for name, ago in [("a", 60), (None, 0), ("c", 60), (None, 0), ("e", 0)]:
         if name is None:  # a number taken and never written
-            await storage.events._counters.update_one({"_id": "events"}, {"$inc": {"seq": 1}})
+            await storage.database["counters"].update_one({"_id": "events"}, {"$inc": {"seq": 1}})
         else:
             await storage.events.append(event(name, ago=timedelta(seconds=ago)))
     # seq 2 is missing before an old event (its writer is long dead), seq 4 before a new one.

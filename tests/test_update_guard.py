@@ -24,7 +24,7 @@ async def guarded(request: pytest.FixtureRequest) -> AsyncIterator[MongoStorage]
     await storage.ensure_indexes()
     yield storage
     if request.param == "real":
-        await storage._db.client.drop_database(name)
+        await storage.database.client.drop_database(name)
     await storage.close()
 
 
@@ -41,8 +41,8 @@ async def test_claims_are_released_after_each_update(guarded: MongoStorage) -> N
     job_id = await new_job(services)
     await services.training.start(job_id)
     await services.training.report_metrics(job_id, {"loss": 0.5})
-    assert await guarded._db["update_claims"].count_documents({}) == 0
-    doc = await guarded._db["training_jobs"].find_one({"_id": job_id})
+    assert await guarded.database["update_claims"].count_documents({}) == 0
+    doc = await guarded.database["training_jobs"].find_one({"_id": job_id})
     assert doc is not None and doc["rev"] == 2
 
 
@@ -53,7 +53,7 @@ async def test_a_fresh_claim_of_another_writer_is_waited_for_not_overridden(
     job_id = await new_job(services)
     # Another writer holds revision 0 right now and keeps it for the whole test: the update
     # cannot proceed and, after its bounded retries, reports a conflict, changing nothing.
-    await guarded._db["update_claims"].insert_one(
+    await guarded.database["update_claims"].insert_one(
         {"_id": f"training_jobs:{job_id}:0", "at": datetime.now(UTC)}
     )
     with pytest.raises(ConflictError, match="too many writers"):
@@ -66,7 +66,7 @@ async def test_a_claim_left_by_a_crashed_writer_is_cleared(guarded: MongoStorage
     services = Services.over(guarded)
     job_id = await new_job(services)
     crashed_at = datetime.now(UTC) - STALE_CLAIM_AFTER - timedelta(seconds=1)
-    await guarded._db["update_claims"].insert_one(
+    await guarded.database["update_claims"].insert_one(
         {"_id": f"training_jobs:{job_id}:0", "at": crashed_at}
     )
     started = await services.training.start(job_id)

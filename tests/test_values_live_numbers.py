@@ -3,6 +3,7 @@ subscriber receives shows ``epoch: 4`` as 4, like the mutation and the query."""
 
 from __future__ import annotations
 
+from tests.api_helpers import create_job_id, mutate, register_id
 from tests.live_servers import eventually
 
 # The subscription harness (a real uvicorn server per test, both backends) and its fixtures.
@@ -10,10 +11,7 @@ from tests.test_subscriptions import (  # noqa: F401  (fixtures are used by name
     JOB_UPDATES,
     START,
     Live,
-    create_job,
     live,
-    mutate,
-    register,
 )
 
 REPORT = """mutation($id: ID!, $metrics: JSON!) {
@@ -27,8 +25,8 @@ async def test_a_subscriber_sees_integer_metrics_as_integers(
     server = await live.start()
     http = live.http(server)
     client = await live.ws(server)
-    model_id = await register(http)
-    job_id = await create_job(http, model_id)
+    model_id = await register_id(http)
+    job_id = await create_job_id(http, model_id)
     await mutate(http, START, id=job_id)
     op = await client.subscribe(JOB_UPDATES, jobId=job_id)
     await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 1))

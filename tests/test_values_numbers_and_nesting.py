@@ -12,6 +12,7 @@ from graphql_api.demo import seed_demo
 from graphql_api.domain.queries import PageRequest, TrainingJobFilter, TrainingJobOrder
 from graphql_api.services.container import Services
 from graphql_api.storage.mongo import MongoStorage
+from tests.api_helpers import register, running_job
 from tests.conftest import GraphQLClient
 from tests.operations import (
     ARCHIVE,
@@ -20,26 +21,10 @@ from tests.operations import (
     JOB,
     MODEL,
     PROMOTE,
-    REGISTER,
     REPORT,
     START,
     UPDATE_MODEL_METRICS,
 )
-
-
-async def register(gql: GraphQLClient, version: str = "1.0.0", **fields: Any) -> dict[str, Any]:
-    payload = {"modelName": "churn", "version": version, "modelType": "REGRESSION", **fields}
-    result: dict[str, Any] = (await gql.data(REGISTER, input=payload))["registerModelVersion"]
-    return result
-
-
-async def running_job(gql: GraphQLClient) -> str:
-    model = await register(gql)
-    job = (await gql.data(CREATE_JOB, input={"modelId": model["modelId"], "datasetId": "d"}))[
-        "createTrainingJob"
-    ]
-    await gql.data(START, id=job["jobId"])
-    return str(job["jobId"])
 
 
 async def raw(gql: GraphQLClient, query: str, **variables: Any) -> str:

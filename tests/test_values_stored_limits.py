@@ -1,7 +1,8 @@
 """Limits hold for the stored record, not only per call (issue 10, item 2).
 
 Metrics merge: each report adds keys to what is stored. A report that would take the stored
-record over 256 metrics is refused with a ValidationError (rule ``max_items``) and writes
+record over its limit (a model version: 256 metrics; a job: 1,000 keys, its metric series'
+keys included, issue 13) is refused with a ValidationError (rule ``max_items``) and writes
 nothing, no event either; concurrent reports that each fit can never together exceed it.
 """
 
@@ -12,18 +13,18 @@ from typing import Any
 
 import pytest
 
+from graphql_api.domain.series import MAX_KEYS_PER_JOB
 from graphql_api.domain.values import MAX_METRICS
 from graphql_api.storage.mongo import MongoStorage
+from tests.api_helpers import register
+from tests.api_helpers import running_job as new_running_job
 from tests.conftest import GraphQLClient
 from tests.operations import (
     COMPLETE,
-    CREATE_JOB,
     JOB,
     MODEL,
     PROMOTE,
-    REGISTER,
     REPORT,
-    START,
     UPDATE_MODEL_METRICS,
 )
 
@@ -32,20 +33,23 @@ def keys(prefix: str, count: int, value: float = 0.5) -> dict[str, float]:
     return {f"{prefix}{i}": value for i in range(count)}
 
 
-async def register(gql: GraphQLClient, name: str = "churn", **fields: Any) -> dict[str, Any]:
-    payload = {"modelName": name, "version": "1.0.0", "modelType": "CLASSIFICATION", **fields}
-    result: dict[str, Any] = (await gql.data(REGISTER, input=payload))["registerModelVersion"]
-    return result
+#: Keys a job is filled with first, so that it has room for MAX_METRICS more: the per-call cap
+#: (256) and the job's stored limit (1,000) then meet as a model version's limits do.
+FILL = MAX_KEYS_PER_JOB - MAX_METRICS
 
 
-async def running_job(gql: GraphQLClient) -> str:
-    model = await register(gql)
-    job = (await gql.data(CREATE_JOB, input={"modelId": model["modelId"], "datasetId": "d"}))[
-        "createTrainingJob"
-    ]
-    started = (await gql.data(START, id=job["jobId"]))["startTrainingJob"]
-    assert started["status"] == "RUNNING"
-    return str(job["jobId"])
+def filled(metrics: dict[str, float]) -> dict[str, float]:
+    return {**keys("fill", FILL), **metrics}
+
+
+async def running_job(gql: GraphQLClient, *, fill: bool = True) -> str:
+    """A RUNNING job holding FILL keys (unless ``fill`` is False)."""
+    job_id = await new_running_job(gql)
+    for start in range(0, FILL if fill else 0, MAX_METRICS):
+        batch = {f"fill{i}": 0.5 for i in range(start, min(start + MAX_METRICS, FILL))}
+        stored = (await gql.data(REPORT, id=job_id, metrics=batch))["reportTrainingMetrics"]
+        assert stored["__typename"] == "TrainingJob", stored
+    return job_id
 
 
 async def job_metrics(gql: GraphQLClient, job_id: str) -> dict[str, Any]:
@@ -58,12 +62,14 @@ async def model_metrics(gql: GraphQLClient, model_id: str) -> dict[str, Any]:
     return result
 
 
-def assert_over_limit(result: dict[str, Any], stored: int, merged: int) -> None:
+def assert_over_limit(
+    result: dict[str, Any], stored: int, merged: int, limit: int = MAX_METRICS
+) -> None:
     assert result["__typename"] == "ValidationError", result
     assert (result["field"], result["rule"]) == ("metrics", "max_items")
     assert f"has {stored} metrics" in result["message"]
     assert f"would have {merged}" in result["message"]
-    assert str(MAX_METRICS) in result["message"]
+    assert str(limit) in result["message"]
 
 
 # (first call's new keys, second call's new keys): each call is within the per-call cap.
@@ -76,31 +82,31 @@ async def test_reports_that_together_exceed_the_cap_are_refused_and_write_nothin
 ) -> None:
     job_id = await running_job(gql)
     ok = (await gql.data(REPORT, id=job_id, metrics=keys("a", first)))["reportTrainingMetrics"]
-    assert ok["__typename"] == "TrainingJob" and len(ok["metrics"]) == first
+    assert ok["__typename"] == "TrainingJob" and len(ok["metrics"]) == FILL + first
     head = await storage.events.head()
 
     refused = (await gql.data(REPORT, id=job_id, metrics=keys("b", second, 0.9)))[
         "reportTrainingMetrics"
     ]
 
-    assert_over_limit(refused, first, first + second)
-    assert await job_metrics(gql, job_id) == keys("a", first)
+    assert_over_limit(refused, FILL + first, FILL + first + second, MAX_KEYS_PER_JOB)
+    assert await job_metrics(gql, job_id) == filled(keys("a", first))
     assert await storage.events.head() == head  # no event for a refused call
 
 
 async def test_replacing_stored_keys_at_the_cap_is_allowed(gql: GraphQLClient) -> None:
     job_id = await running_job(gql)
     await gql.data(REPORT, id=job_id, metrics=keys("m", MAX_METRICS))
-    # Same keys, new values: the stored record keeps 256 metrics.
+    # Same keys, new values: the stored record keeps 1,000 metrics.
     again = (await gql.data(REPORT, id=job_id, metrics=keys("m", MAX_METRICS, 0.7)))[
         "reportTrainingMetrics"
     ]
     assert again["__typename"] == "TrainingJob"
-    assert again["metrics"] == keys("m", MAX_METRICS, 0.7)
-    # Some old keys and one new: 257.
+    assert again["metrics"] == filled(keys("m", MAX_METRICS, 0.7))
+    # Some old keys and one new: 1,001.
     mixed = {**keys("m", 10, 0.1), "new": 1.0}
     refused = (await gql.data(REPORT, id=job_id, metrics=mixed))["reportTrainingMetrics"]
-    assert_over_limit(refused, MAX_METRICS, MAX_METRICS + 1)
+    assert_over_limit(refused, MAX_KEYS_PER_JOB, MAX_KEYS_PER_JOB + 1, MAX_KEYS_PER_JOB)
 
 
 async def test_many_small_reports_cannot_grow_a_job_without_bound(gql: GraphQLClient) -> None:
@@ -112,7 +118,7 @@ async def test_many_small_reports_cannot_grow_a_job_without_bound(gql: GraphQLCl
         ]
         outcomes.append(result["__typename"])
     assert outcomes == ["TrainingJob"] * 10 + ["ValidationError"] * 2
-    assert len(await job_metrics(gql, job_id)) == 250
+    assert len(await job_metrics(gql, job_id)) == FILL + 250
 
 
 async def test_final_metrics_of_a_completion_count_too(
@@ -124,13 +130,13 @@ async def test_final_metrics_of_a_completion_count_too(
     refused = (await gql.data(COMPLETE, id=job_id, metrics=keys("final", 100)))[
         "completeTrainingJob"
     ]
-    assert_over_limit(refused, 200, 300)
+    assert_over_limit(refused, FILL + 200, FILL + 300, MAX_KEYS_PER_JOB)
     job = (await gql.data(JOB, id=job_id))["trainingJob"]
     assert job["status"] == "RUNNING" and job["completedDate"] is None
-    assert len(job["metrics"]) == 200
+    assert len(job["metrics"]) == FILL + 200
     assert await storage.events.head() == head
     done = (await gql.data(COMPLETE, id=job_id, metrics=keys("final", 56)))["completeTrainingJob"]
-    assert done["status"] == "COMPLETED" and len(done["metrics"]) == MAX_METRICS
+    assert done["status"] == "COMPLETED" and len(done["metrics"]) == MAX_KEYS_PER_JOB
 
 
 @pytest.mark.parametrize(("first", "second"), SPLITS)
@@ -176,7 +182,7 @@ async def test_concurrent_reports_never_exceed_the_cap_together(
     fits = MAX_METRICS // per_call
     assert kinds.count("TrainingJob") == fits, kinds
     assert kinds.count("ValidationError") == calls - fits
-    assert len(stored) == fits * per_call <= MAX_METRICS
+    assert len(stored) == FILL + fits * per_call <= MAX_KEYS_PER_JOB
 
 
 async def test_concurrent_model_metric_updates_never_exceed_the_cap_together(

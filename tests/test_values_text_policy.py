@@ -20,8 +20,9 @@ from graphql_api.domain import text, validation
 from graphql_api.domain.errors import ValidationError
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.storage.mongo import MongoStorage
+from tests.api_helpers import create_job, register
 from tests.conftest import GraphQLClient
-from tests.operations import CREATE_JOB, FAIL, JOB, REGISTER, REPORT, SET_LOGS, START
+from tests.operations import FAIL, JOB, REPORT, SET_LOGS, START
 
 VERSIONS = "{ modelVersions(first: 100) { edges { node { modelId modelName } } } }"
 JOBS = "{ trainingJobs(first: 100) { edges { node { jobId datasetId logsUrl } } } }"
@@ -65,23 +66,11 @@ VISIBLE_NAMES = [
 ]
 
 
-async def register(gql: GraphQLClient, **fields: Any) -> dict[str, Any]:
-    payload = {"modelName": "churn", "version": "1.0.0", "modelType": "REGRESSION", **fields}
-    result: dict[str, Any] = (await gql.data(REGISTER, input=payload))["registerModelVersion"]
-    return result
-
-
 async def model_id(gql: GraphQLClient) -> str:
     existing = (await gql.data(VERSIONS))["modelVersions"]["edges"]
     if existing:
         return str(existing[0]["node"]["modelId"])
     return str((await register(gql))["modelId"])
-
-
-async def create_job(gql: GraphQLClient, **fields: Any) -> dict[str, Any]:
-    payload = {"modelId": await model_id(gql), "datasetId": "d-1", **fields}
-    result: dict[str, Any] = (await gql.data(CREATE_JOB, input=payload))["createTrainingJob"]
-    return result
 
 
 def assert_refused(result: dict[str, Any], field: str, rule: str) -> None:
@@ -105,7 +94,7 @@ async def test_visible_model_names_are_kept_as_sent(gql: GraphQLClient, name: st
 
 @pytest.mark.parametrize(("name", "rule"), HIDDEN_OR_STRAY)
 async def test_dataset_ids_follow_the_name_policy(gql: GraphQLClient, name: str, rule: str) -> None:
-    assert_refused(await create_job(gql, datasetId=name), "datasetId", rule)
+    assert_refused(await create_job(gql, await model_id(gql), datasetId=name), "datasetId", rule)
     assert (await gql.data(JOBS))["trainingJobs"]["edges"] == []
 
 
@@ -121,7 +110,7 @@ async def test_dataset_ids_follow_the_name_policy(gql: GraphQLClient, name: str,
     ],
 )
 async def test_failure_reasons_hide_nothing(gql: GraphQLClient, reason: str, rule: str) -> None:
-    job = await create_job(gql)
+    job = await create_job(gql, await model_id(gql))
     await gql.data(START, id=job["jobId"])
     assert_refused(
         (await gql.data(FAIL, id=job["jobId"], reason=reason))["failTrainingJob"], "reason", rule
@@ -130,7 +119,7 @@ async def test_failure_reasons_hide_nothing(gql: GraphQLClient, reason: str, rul
 
 
 async def test_a_failure_reason_may_span_lines(gql: GraphQLClient) -> None:
-    job = await create_job(gql)
+    job = await create_job(gql, await model_id(gql))
     await gql.data(START, id=job["jobId"])
     reason = "CUDA out of memory\n\tat step 1200\r\nretry with batch 32 \U0001f642"
     failed = (await gql.data(FAIL, id=job["jobId"], reason=reason))["failTrainingJob"]
@@ -165,9 +154,9 @@ GOOD_URLS = [
 
 @pytest.mark.parametrize(("url", "rule"), BAD_URLS)
 async def test_logs_urls_are_http_or_storage_only(gql: GraphQLClient, url: str, rule: str) -> None:
-    assert_refused(await create_job(gql, logsUrl=url), "logsUrl", rule)
+    assert_refused(await create_job(gql, await model_id(gql), logsUrl=url), "logsUrl", rule)
     assert (await gql.data(JOBS))["trainingJobs"]["edges"] == []
-    job = await create_job(gql, jobId="ok-job")
+    job = await create_job(gql, await model_id(gql), jobId="ok-job")
     set_result = (await gql.data(SET_LOGS, id=job["jobId"], url=url))["setTrainingJobLogsUrl"]
     assert_refused(set_result, "logsUrl", rule)
     assert (await gql.data(JOB, id="ok-job"))["trainingJob"]["logsUrl"] is None
@@ -175,7 +164,7 @@ async def test_logs_urls_are_http_or_storage_only(gql: GraphQLClient, url: str, 
 
 @pytest.mark.parametrize("url", GOOD_URLS)
 async def test_http_and_storage_urls_are_kept(gql: GraphQLClient, url: str) -> None:
-    job = await create_job(gql, logsUrl=url)
+    job = await create_job(gql, await model_id(gql), logsUrl=url)
     assert job["logsUrl"] == url
     again = (await gql.data(SET_LOGS, id=job["jobId"], url=url))["setTrainingJobLogsUrl"]
     assert again["logsUrl"] == url
@@ -185,11 +174,11 @@ async def test_http_and_storage_urls_are_kept(gql: GraphQLClient, url: str) -> N
 async def test_metric_and_hyperparameter_keys_hide_nothing(gql: GraphQLClient, key: str) -> None:
     assert_refused(await register(gql, metrics={key: 1.0}), "metrics", "characters")
     assert_refused(
-        await create_job(gql, hyperparameters={"optimizer": {key: 1}}),
+        await create_job(gql, await model_id(gql), hyperparameters={"optimizer": {key: 1}}),
         "hyperparameters",
         "characters",
     )
-    job = await create_job(gql, jobId="keys-ok")
+    job = await create_job(gql, await model_id(gql), jobId="keys-ok")
     await gql.data(START, id="keys-ok")
     report = (await gql.data(REPORT, id=job["jobId"], metrics={key: 1.0}))["reportTrainingMetrics"]
     assert_refused(report, "metrics", "characters")
@@ -236,7 +225,7 @@ async def test_records_stored_before_the_policy_keep_loading(
     gql: GraphQLClient, storage: MongoStorage
 ) -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    await storage.model_versions._c.insert_one(
+    await storage.database["model_versions"].insert_one(
         {
             "_id": "old-model",
             "model_name": "hostile\u200b",
@@ -252,7 +241,7 @@ async def test_records_stored_before_the_policy_keep_loading(
             "rev": 0,
         }
     )
-    await storage.training_jobs._c.insert_one(
+    await storage.database["training_jobs"].insert_one(
         {
             "_id": "old-job",
             "model_id": "old-model",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from hypothesis import given
@@ -18,17 +17,11 @@ from hypothesis import strategies as st
 
 from graphql_api.domain.semver import SemVer, version_sort_key
 from graphql_api.storage.mongo import MongoStorage
+from tests.api_helpers import register
 from tests.conftest import GraphQLClient
-from tests.operations import REGISTER
 
 LATEST = "query($n: String!) { latestModelVersion(modelName: $n) { modelId version } }"
 ALL = "{ modelVersions(first: 100, orderBy: VERSION_DESC) { edges { node { version } } } }"
-
-
-async def register(gql: GraphQLClient, version: str, name: str = "churn") -> dict[str, Any]:
-    payload = {"modelName": name, "version": version, "modelType": "REGRESSION"}
-    result: dict[str, Any] = (await gql.data(REGISTER, input=payload))["registerModelVersion"]
-    return result
 
 
 @pytest.mark.parametrize(
@@ -105,7 +98,7 @@ async def test_versions_stored_before_the_rule_keep_loading(
 ) -> None:
     # What an older release could store: equal-precedence twins and a trailing newline,
     # without the precedence_twin field.
-    collection = storage.model_versions._c
+    collection = storage.database["model_versions"]
     await collection.drop_index("model_name_precedence_unique")
     start = datetime(2026, 1, 1, tzinfo=UTC)
     legacy = ["1.0.0+build.2", "1.0.0+build.1", "1.0.0\n", "0.9.0"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -66,12 +66,19 @@ def host_allowed(name: str, allowed: Sequence[str]) -> bool:
 class LocalHostsOnly:
     """Refuses requests whose ``Host`` is not this machine or an allowed name (module doc)."""
 
-    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        allowed_hosts: Sequence[str],
+        keys_required: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.app = app
         self.allowed = [pattern.lower() for pattern in allowed_hosts]
+        #: With keys (a key stored while running turns them on), the check is off.
+        self.keys_required = keys_required
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] not in ("http", "websocket") or self.keys_required():
             await self.app(scope, receive, send)
             return
         header = Headers(scope=scope).get("host")

@@ -11,7 +11,8 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from graphql_api.auth.keys import ApiKey, KeyRing, bearer_secret
+from graphql_api.auth.keys import ApiKey, bearer_secret
+from graphql_api.auth.stored_keys import Keys
 from graphql_api.responses import graphql_error_response
 
 SCOPE_KEY = "mltrain.api_key"
@@ -31,7 +32,7 @@ def scope_key(scope: Scope) -> ApiKey | None:
 
 
 class RequireApiKey:
-    def __init__(self, app: ASGIApp, keys: KeyRing, *, ide_page: bool) -> None:
+    def __init__(self, app: ASGIApp, keys: Keys, *, ide_page: bool) -> None:
         self.app = app
         self.keys = keys
         self.ide_page = ide_page

@@ -18,9 +18,11 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from graphql_api.auth.roles import Role
+from graphql_api.domain.api_keys import EVERY_MODEL, ModelScope
 
 SECRET_PREFIX = "mlt_"
 # Matched with ``fullmatch``: a ``$`` anchor would also match before a trailing newline.
@@ -37,6 +39,13 @@ class ApiKey:
     name: str
     role: Role
     digest: str  # sha256 hex of the secret; the secret itself is never kept
+    #: Model names the key may see and change (keys issued while running; configured keys
+    #: see every model).
+    scope: ModelScope = EVERY_MODEL
+    #: When it stops working (keys issued while running); None: never.
+    expires_at: datetime | None = None
+    #: Issued while running (kept in the database): may expire and be revoked.
+    stored: bool = False
 
     def entry(self) -> str:
         """The ``name:role:sha256hex`` line an operator puts in the environment or key file."""

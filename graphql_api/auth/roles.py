@@ -10,16 +10,20 @@ from __future__ import annotations
 from graphql_api.domain.lifecycle import mutation_roles
 from graphql_api.domain.roles import Role
 
-__all__ = ["MUTATION_ROLES", "READ_ROLE", "Role", "required_role"]
+__all__ = ["MUTATION_ROLES", "OTHER_MUTATION_ROLES", "READ_ROLE", "Role", "required_role"]
 
-#: Root mutation field (as in the schema) -> the least role that may call it.
-MUTATION_ROLES: dict[str, Role] = {
-    **mutation_roles(),
-    # Mutations that are no lifecycle change of a record go here.
+#: Mutations that are no lifecycle change of a record, and the least role for each.
+OTHER_MUTATION_ROLES: dict[str, Role] = {
+    "createApiKey": Role.ADMIN,
+    "revokeApiKey": Role.ADMIN,
 }
 
-#: Queries and subscriptions: any valid key.
+#: Root mutation field (as in the schema) -> the least role that may call it.
+MUTATION_ROLES: dict[str, Role] = {**mutation_roles(), **OTHER_MUTATION_ROLES}
+
+#: Queries and subscriptions: any valid key, but for these.
 READ_ROLE = Role.VIEWER
+QUERY_ROLES: dict[str, Role] = {"apiKeys": Role.ADMIN}
 
 
 def required_role(operation: str, field: str) -> Role:
@@ -27,4 +31,4 @@ def required_role(operation: str, field: str) -> Role:
     subscription)."""
     if operation == "mutation":
         return MUTATION_ROLES.get(field, Role.ADMIN)
-    return READ_ROLE
+    return QUERY_ROLES.get(field, READ_ROLE)

@@ -19,10 +19,22 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import NonJsonMessageReceived, NonTextMessageReceived
 
 from graphql_api import wire_json
-from graphql_api.auth.keys import ApiKey, KeyRing, bearer_secret
+from graphql_api.auth.keys import ApiKey, bearer_secret
+from graphql_api.auth.rate_limit import (
+    RATE_LIMITED_CLOSE,
+    RateLimited,
+    RateLimits,
+    charge,
+    holder_of,
+    mutation_cost,
+)
+from graphql_api.auth.stored_keys import Keys
 from graphql_api.limits.connections import ConnectionCounter
+from graphql_api.websocket import client_address
 
 REJECTION = "mltrain.ws_rejection"
+#: Messages that start an operation (graphql-transport-ws, graphql-ws).
+STARTS = frozenset({"subscribe", "start"})
 COUNTED_KEY = "mltrain.ws_key"
 BAD_MESSAGE = 4400
 UNAUTHORIZED = 4401
@@ -48,7 +60,7 @@ def reject(scope: MutableMapping[str, Any], code: int, reason: str) -> Connectio
 def authenticate_connection(
     scope: MutableMapping[str, Any],
     params: object,
-    keys: KeyRing,
+    keys: Keys,
     connections: ConnectionCounter,
 ) -> ApiKey | None:
     """The connection's key (None in open mode); raises ConnectionRejectionError to refuse."""
@@ -114,6 +126,10 @@ class ExplainingWebSocketAdapter(ASGIWebSocketAdapter):
                     reason = f"WebSocket message must be valid JSON: {error}"
                 else:
                     if isinstance(message, dict):
+                        refused = self._over_rate(message)
+                        if refused is not None:
+                            await self.ws.close(RATE_LIMITED_CLOSE, refused[:123])
+                            return
                         yield message
                         continue
                     reason = (
@@ -127,6 +143,30 @@ class ExplainingWebSocketAdapter(ASGIWebSocketAdapter):
             raise NonTextMessageReceived from error
         except WebSocketDisconnect:
             pass
+
+    def _over_rate(self, message: dict[str, Any]) -> str | None:
+        """Why an operation started over this socket is over its key's (or address's) rate,
+        or None: each ``subscribe``/``start`` takes a request token, and a mutation's root
+        fields take mutation tokens (auth/rate_limit.py)."""
+        limits: RateLimits | None = getattr(self.view, "rate_limits", None)
+        if limits is None or not limits.enabled or message.get("type") not in STARTS:
+            return None
+        payload = message.get("payload")
+        query = payload.get("query") if isinstance(payload, dict) else None
+        name = payload.get("operationName") if isinstance(payload, dict) else None
+        holder = holder_of(self.ws.scope.get(COUNTED_KEY), client_address(self.ws.scope))
+        cost = 0
+        if limits.mutations.enabled:
+            cost = mutation_cost(
+                query if isinstance(query, str) else None,
+                name if isinstance(name, str) else None,
+                getattr(self.view, "max_tokens", 2000),
+            )
+        try:
+            charge(limits, holder, cost)
+        except RateLimited as refused:
+            return refused.message
+        return None
 
     async def send_json(self, message: Mapping[str, object]) -> None:
         if message.get("type") == "error" and STRAWBERRY_SUBSCRIPTION_LIMIT in str(

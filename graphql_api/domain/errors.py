@@ -49,6 +49,17 @@ class ValidationRule(StrEnum):
     json = "json"
     max_depth = "max_depth"
     max_items = "max_items"
+    #: Lists that go together (a metric series' steps, values, timestamps) differ in length.
+    same_length = "same_length"
+    # The registry (domain/artifacts.py, aliases, ranges).
+    alias_pattern = "alias_pattern"
+    digest = "digest"
+    duplicate = "duplicate"
+    immutable = "immutable"
+    job_status = "job_status"
+    model_name = "model_name"
+    reserved = "reserved"
+    semver_range = "semver_range"
     # Query arguments: pages, cursors, filters, the operation to run.
     min = "min"
     max = "max"

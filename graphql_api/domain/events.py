@@ -43,6 +43,13 @@ class ChangeKind(StrEnum):
     DEPLOYED = "DEPLOYED"
     ARCHIVED = "ARCHIVED"
     METRICS_UPDATED = "METRICS_UPDATED"
+    #: Description, tags or (in development) the artifact changed: updateModelVersion.
+    UPDATED = "UPDATED"
+    #: An alias (``ChangeEvent.alias``) now names this version; ``previous_model_id`` is the
+    #: version it named before, if any.
+    ALIAS_SET = "ALIAS_SET"
+    #: The alias that named this version was deleted.
+    ALIAS_DELETED = "ALIAS_DELETED"
 
 
 class ChangeEvent(BaseModel):
@@ -67,6 +74,13 @@ class ChangeEvent(BaseModel):
     #: Unique per change, set by the recorder: a retried append that had in fact landed is
     #: recognised by it instead of being stored twice under two sequence numbers.
     event_id: str | None = None
+    # Registry moves (issue 14); absent from other events and from events stored before.
+    #: The alias an ALIAS_SET / ALIAS_DELETED event is about.
+    alias: str | None = None
+    #: The version the alias (or production, for a rollback) named before this change.
+    previous_model_id: str | None = None
+    #: Why, as the client said (a rollback's reason).
+    reason: str | None = None
 
 
 @dataclass(frozen=True)

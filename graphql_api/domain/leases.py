@@ -12,6 +12,9 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
+from graphql_api.domain.errors import LeaseLostError
+from graphql_api.domain.models import TrainingJob
+
 #: Lease lengths a worker may ask for, in seconds, and the one it gets when it does not say.
 MIN_LEASE_SECONDS = 1
 MAX_LEASE_SECONDS = 3600
@@ -38,3 +41,24 @@ class GrantedLease:
     @classmethod
     def new(cls, seconds: int) -> GrantedLease:
         return cls(new_token(), seconds)
+
+
+class Fence:
+    """A worker's write under its lease (docs/workers.md). With a token, the write lands only
+    while the job's lease is that token. Without one (clients from before leases, and callers
+    of startTrainingJob without a workerId), only while no worker holds the job: a claimed
+    job's writes must carry its token."""
+
+    def __init__(self, lease_token: str | None) -> None:
+        self.token_hash = None if lease_token is None else token_hash(lease_token)
+
+    def refuse(self, job: TrainingJob) -> None:
+        """After a fenced write matched nothing: LeaseLostError if the lease is why."""
+        if self.token_hash is not None and job.lease_token_hash != self.token_hash:
+            raise LeaseLostError(job.job_id)
+        if self.token_hash is None and job.worker_id is not None:
+            raise LeaseLostError(
+                job.job_id,
+                f"TrainingJob {job.job_id!r} is held by worker {job.worker_id!r}: its writes "
+                "must carry the lease token (leaseToken) the claim returned",
+            )

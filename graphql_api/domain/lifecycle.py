@@ -144,7 +144,8 @@ class JobTransitions:
 
 class VersionTransitions:
     """Model versions: development -> testing -> production, one step at a time; archived
-    (retired for good) from any live status. Which version of a name is in production is its
+    from any live status, and back to production only by a rollback of a version that was in
+    production before. Which version of a name is in production is its
     production pointer: see ``services.registry``."""
 
     REGISTER = Transition(
@@ -166,6 +167,28 @@ class VersionTransitions:
     UPDATE_METRICS = Transition(
         "UPDATE_METRICS", "updateModelVersionMetrics", _sources(_DEV, _TEST, _PROD), None,
         ChangeKind.METRICS_UPDATED, Role.OPERATOR,
+    )  # fmt: skip
+    # Description and tags in every status; the artifact only in development
+    # (services.registry_metadata checks which fields a call changes).
+    UPDATE = Transition(
+        "UPDATE", "updateModelVersion", frozenset(ModelStatus), None, ChangeKind.UPDATED,
+        Role.OPERATOR,
+    )  # fmt: skip
+    # An alias names a live version; deleting one is allowed whatever its version's status.
+    SET_ALIAS = Transition(
+        "SET_ALIAS", "setModelAlias", _sources(_DEV, _TEST, _PROD), None, ChangeKind.ALIAS_SET,
+        Role.OPERATOR,
+    )  # fmt: skip
+    DELETE_ALIAS = Transition(
+        "DELETE_ALIAS", "deleteModelAlias", frozenset(ModelStatus), None,
+        ChangeKind.ALIAS_DELETED, Role.OPERATOR,
+    )  # fmt: skip
+    # Puts back a version that was in production before (services.registry_rollback checks
+    # it had a deployed date). A rollback is a deployment: it records DEPLOYED, with the
+    # reason and the version it replaced, so a consumer of deployments needs no new case.
+    ROLLBACK = Transition(
+        "ROLLBACK", "rollbackModelVersion", _sources(ModelStatus.ARCHIVED), _PROD,
+        ChangeKind.DEPLOYED, Role.OPERATOR, ("deployed_date",),
     )  # fmt: skip
 
 

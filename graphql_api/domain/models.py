@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from graphql_api.domain.artifacts import ArtifactDigest, ArtifactUri, Tags
 from graphql_api.domain.enums import (
     FailureKind,
     JobHealth,
@@ -56,6 +57,32 @@ class ModelVersion(BaseModel):
     deployed_date: UtcDatetime | None = Field(
         default=None, description="When the version reached production (UTC)."
     )
+    # Additions to the seed: what a deployment needs (domain/artifacts.py). Records stored
+    # before them load with these defaults.
+    artifact_uri: ArtifactUri | None = Field(
+        default=None,
+        description="(addition) Where the weights are: s3, gs, az, abfs(s), wasbs, hdfs, "
+        "http(s) or file URI. Fixed once the version has left development.",
+    )
+    artifact_digest: ArtifactDigest | None = Field(
+        default=None,
+        description="(addition) sha256:<64 hex> of the artifact, to check what was fetched. "
+        "Fixed once the version has left development.",
+    )
+    description: FreeText | None = Field(
+        default=None, description="(addition) What this version is, for people."
+    )
+    tags: Tags = Field(
+        default_factory=list, description="(addition) Key/value labels, each key once."
+    )
+    created_by: str | None = Field(
+        default=None,
+        description="(addition) Name of the API key that registered it (null in open mode "
+        "and for versions registered before this field existed).",
+    )
+    source_job_id: Identifier | None = Field(
+        default=None, description="(addition) The COMPLETED training job that produced it."
+    )
 
     @field_validator("version")
     @classmethod
@@ -68,6 +95,7 @@ class ModelVersion(BaseModel):
 
     @property
     def semver(self) -> SemVer:
+        """The version parsed (resolveModelVersion matches ranges against it)."""
         return SemVer.parse_stored(self.version)
 
 

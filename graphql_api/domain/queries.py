@@ -28,6 +28,53 @@ class DateRange:
     until: datetime | None = None
 
 
+#: Limits of the search conditions of one list filter (docs/input-policy.md): each condition
+#: is one more clause the server evaluates per candidate record, so their number is bounded.
+MAX_TAG_CONDITIONS = 10
+MAX_METRIC_CONDITIONS = 10
+MAX_HYPERPARAMETER_CONDITIONS = 10
+MAX_NAME_CONTAINS_LENGTH = 200
+
+#: A hyperparameter value ``eq`` compares with: a JSON scalar other than null.
+Scalar = str | int | float | bool
+
+
+@dataclass(frozen=True, slots=True)
+class TagCondition:
+    """A version carries the tag ``key`` with any of ``values``."""
+
+    key: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricCondition:
+    """The record has metric ``key`` within the bounds (at least one is set)."""
+
+    key: str
+    gt: float | int | None = None
+    gte: float | int | None = None
+    lt: float | int | None = None
+    lte: float | int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HyperparameterCondition:
+    """The job's hyperparameter at ``path`` (keys from the top object down) equals ``eq``."""
+
+    path: tuple[str, ...]
+    eq: Scalar
+
+
+@dataclass(frozen=True, slots=True)
+class MetricOrder:
+    """Order by the value of metric ``key``; records without it come after all that have it,
+    in either direction (then by id, so ties keep one total order)."""
+
+    key: str
+    descending: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class ModelVersionFilter:
     model_ids: tuple[str, ...] | None = None
@@ -36,6 +83,9 @@ class ModelVersionFilter:
     model_types: tuple[ModelType, ...] | None = None
     created: DateRange | None = None
     deployed: DateRange | None = None
+    tags: tuple[TagCondition, ...] = ()
+    name_contains: str | None = None
+    metrics: tuple[MetricCondition, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +97,8 @@ class TrainingJobFilter:
     created: DateRange | None = None
     started: DateRange | None = None
     completed: DateRange | None = None
+    hyperparameters: tuple[HyperparameterCondition, ...] = ()
+    metrics: tuple[MetricCondition, ...] = ()
 
 
 class ModelVersionOrder(StrEnum):

@@ -76,6 +76,13 @@ def check_name(value: str) -> str:
     return value
 
 
+def check_label(value: str, maximum: int) -> str:
+    """A name of another length (tag keys and values): 1-``maximum`` visible characters."""
+    _check_length(value, maximum)
+    _check_visible(value, "")
+    return value
+
+
 def check_id(value: str) -> str:
     if not _ID.fullmatch(value):
         raise PolicyError(

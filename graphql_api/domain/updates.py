@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from graphql_api.domain.artifacts import Tag
 from graphql_api.domain.enums import FailureKind, JobHealth
 from graphql_api.domain.lifecycle import Transition
 from graphql_api.domain.values import (
@@ -195,6 +196,22 @@ class MetricsMerge(BaseModel):
     limit: int = MAX_METRICS
 
 
+class VersionMetadata(BaseModel):
+    """A model version's description, tags or artifact (``updateModelVersion``): only the
+    fields given are changed (a description given as None is cleared; tags replace them all).
+    The service checks each value with the field's own rule first, to name it in errors."""
+
+    model_config = _CHANGE
+
+    description: FreeText | None = None
+    tags: list[Tag] | None = None
+    artifact_uri: str | None = None
+    artifact_digest: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
+
+
 #: Every change a service can hand storage.
 Change = (
     Move
@@ -210,4 +227,5 @@ Change = (
     | CancelRequest
     | CancelDeadline
     | MetricsMerge
+    | VersionMetadata
 )

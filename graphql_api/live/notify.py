@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from graphql_api.domain.events import ChangeEvent, LogEntry, StoredEvent
+from graphql_api.storage.api_keys import ApiKeyStore
 from graphql_api.storage.base import (
     EventStore,
     LeaderStore,
@@ -18,6 +19,7 @@ from graphql_api.storage.base import (
     StoreStats,
     TrainingJobStore,
 )
+from graphql_api.storage.series import MetricSeriesStore
 
 
 class NotifyingEventStore:
@@ -42,6 +44,12 @@ class NotifyingEventStore:
 
     async def count_for_entities(self, entity_ids: Sequence[str]) -> dict[str, int]:
         return await self._inner.count_for_entities(entity_ids)
+
+    async def page_for_model(self, model_name: str, after: int, first: int) -> list[StoredEvent]:
+        return await self._inner.page_for_model(model_name, after, first)
+
+    async def count_for_model(self, model_name: str) -> int:
+        return await self._inner.count_for_model(model_name)
 
     async def since(self, seq: int, limit: int) -> list[StoredEvent]:
         return await self._inner.since(seq, limit)
@@ -72,8 +80,10 @@ class NotifyingStorage:
         self.model_versions: ModelVersionStore = storage.model_versions
         self.training_jobs: TrainingJobStore = storage.training_jobs
         self.events: EventStore = NotifyingEventStore(storage.events, on_append)
+        self.metric_series: MetricSeriesStore = storage.metric_series
         self.stats: StoreStats = storage.stats
         self.leaders: LeaderStore = storage.leaders
+        self.api_keys: ApiKeyStore = storage.api_keys
 
     async def ensure_indexes(self) -> None:
         await self.inner.ensure_indexes()

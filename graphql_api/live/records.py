@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
+from graphql_api.domain.artifacts import Tag
 from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
 from graphql_api.domain.events import ChangeEvent
 from graphql_api.domain.models import ModelVersion, TrainingJob
@@ -68,6 +69,13 @@ class _ModelVersionAsRecorded(_AsRecorded):
     metrics: dict[str, int | float] = {}
     created_date: datetime
     deployed_date: datetime | None = None
+    # Absent from events recorded before deployable versions.
+    artifact_uri: str | None = None
+    artifact_digest: str | None = None
+    description: str | None = None
+    tags: list[Tag] = []
+    created_by: str | None = None
+    source_job_id: str | None = None
 
 
 def event_key(event: ChangeEvent) -> EventKey:

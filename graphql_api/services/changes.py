@@ -71,6 +71,9 @@ class ChangeRecorder:
         *,
         event_id: str | None = None,
         occurred_at: datetime | None = None,
+        alias: str | None = None,
+        previous_model_id: str | None = None,
+        reason: str | None = None,
     ) -> ChangeEvent:
         """``event_id`` and ``occurred_at``: of a change recorded with the record before its
         event (the registry's pending changes), so that whoever appends it appends the same."""
@@ -88,6 +91,9 @@ class ChangeRecorder:
                 model_name=version.model_name,
                 actor=actor,
                 snapshot=version.model_dump(mode="python"),
+                alias=alias,
+                previous_model_id=previous_model_id,
+                reason=reason,
             )
         )
 

@@ -26,10 +26,18 @@ from graphql_api.domain.lifecycle import (
     VersionTransitions,
 )
 from graphql_api.domain.models import ModelVersion
-from graphql_api.domain.queries import ModelVersionFilter, ModelVersionOrder, Page, PageRequest
+from graphql_api.domain.queries import (
+    MetricOrder,
+    ModelVersionFilter,
+    ModelVersionOrder,
+    Page,
+    PageRequest,
+)
 from graphql_api.domain.updates import MetricsMerge, Move
 from graphql_api.domain.values import utc_now
 from graphql_api.services.changes import ChangeRecorder
+from graphql_api.services.registry_metadata import ModelMetadataService, VersionDetails
+from graphql_api.services.registry_rollback import RollbackMixin
 from graphql_api.storage.base import (
     MergeLimitExceeded,
     PendingChange,
@@ -55,10 +63,11 @@ MAX_SETTLE_DELAY = 0.05
 _DEPLOYABLE = frozenset({ModelStatus.TESTING, ModelStatus.PRODUCTION})
 
 
-class ModelRegistryService:
+class ModelRegistryService(RollbackMixin):
     def __init__(self, storage: Storage) -> None:
         self._versions = storage.model_versions
         self._record = ChangeRecorder(storage.events)
+        self._metadata = ModelMetadataService(storage)
 
     # Reads -----------------------------------------------------------------------------
 
@@ -69,7 +78,10 @@ class ModelRegistryService:
         return await self._versions.get_many(model_ids)
 
     async def find(
-        self, where: ModelVersionFilter, order: ModelVersionOrder, page: PageRequest
+        self,
+        where: ModelVersionFilter,
+        order: ModelVersionOrder | MetricOrder,
+        page: PageRequest,
     ) -> Page[ModelVersion]:
         return await self._versions.find(where, order, page)
 
@@ -87,8 +99,12 @@ class ModelRegistryService:
         metrics: Mapping[str, float] | None = None,
         model_id: str | None = None,
         actor: str | None = None,
+        details: VersionDetails | None = None,
     ) -> ModelVersion:
-        """A new version in ``development``; ``(model_name, version)`` must be new."""
+        """A new version in ``development``; ``(model_name, version)`` must be new.
+        ``details``: its artifact, metadata and source job (``registry_metadata``); the
+        version records ``actor`` as ``created_by``."""
+        extra = await self._metadata.registration_fields(details or VersionDetails())
         record = validation.build(
             ModelVersion,
             model_id=model_id if model_id is not None else new_id(),
@@ -97,9 +113,12 @@ class ModelRegistryService:
             model_type=model_type,
             metrics=metrics if metrics is not None else {},
             created_date=utc_now(),
+            created_by=actor,
+            **extra,
         )
         pending = _pending(VersionTransitions.REGISTER.kind, None, actor)
         await self._versions.insert(record, pending)
+        await self._versions.add_model_name(record.model_name)  # the list of models
         await self._publish(record, pending)
         return record
 
@@ -192,7 +211,10 @@ class ModelRegistryService:
             if (
                 previous is not None
                 and previous != pointer.model_id
-                and await self._versions.touch(previous, {ModelStatus.TESTING})
+                # ARCHIVED: a version on its way back by a rollback (registry_rollback.py).
+                and await self._versions.touch(
+                    previous, {ModelStatus.TESTING, ModelStatus.ARCHIVED}
+                )
             ):
                 await self._versions.release_holding(pointer.model_name, previous)
             await self._retire_displaced(pointer, actor)
@@ -417,6 +439,8 @@ class ModelRegistryService:
             pending.actor,
             event_id=pending.event_id,
             occurred_at=pending.occurred_at,
+            reason=pending.reason,
+            previous_model_id=pending.previous_model_id,
         )
         await self._versions.clear_pending(version.model_id, pending.event_id)
 

@@ -14,7 +14,6 @@ from graphql_api.domain.errors import (
     ConflictError,
     CursorExpiredError,
     InvalidTransitionError,
-    LeaseLostError,
     NotFoundError,
     ValidationError,
     ValidationRule,
@@ -25,12 +24,20 @@ from graphql_api.domain.leases import (
     DEFAULT_LEASE_SECONDS,
     MAX_LEASE_SECONDS,
     MIN_LEASE_SECONDS,
+    Fence,
     GrantedLease,
     token_hash,
 )
 from graphql_api.domain.lifecycle import JobTransitions, Transition
 from graphql_api.domain.models import LeasedTrainingJob, TrainingJob
-from graphql_api.domain.queries import Page, PageRequest, TrainingJobFilter, TrainingJobOrder
+from graphql_api.domain.queries import (
+    MetricOrder,
+    Page,
+    PageRequest,
+    TrainingJobFilter,
+    TrainingJobOrder,
+)
+from graphql_api.domain.series import MAX_KEYS_PER_JOB
 from graphql_api.domain.updates import (
     CancelDeadline,
     CancelRequest,
@@ -77,7 +84,10 @@ class MLTrainingService:
         return await self._jobs.get(job_id)
 
     async def find(
-        self, where: TrainingJobFilter, order: TrainingJobOrder, page: PageRequest
+        self,
+        where: TrainingJobFilter,
+        order: TrainingJobOrder | MetricOrder,
+        page: PageRequest,
     ) -> Page[TrainingJob]:
         return await self._jobs.find(where, order, page)
 
@@ -181,11 +191,13 @@ class MLTrainingService:
         worker_id: str,
         lease_seconds: int | None = None,
         *,
+        model_ids: Collection[str] | None = None,
         actor: str | None = None,
     ) -> LeasedTrainingJob | None:
         """The oldest PENDING job of ``queue``, now RUNNING for ``worker_id`` under a new
         lease; None when the queue has no PENDING job. Racing workers never get the same job
-        (storage: one conditional update per attempt)."""
+        (storage: one conditional update per attempt). With ``model_ids`` (a key limited to
+        model names), only jobs of those versions are claimed."""
         queue = validation.checked(text.check_id, queue, "queue")
         holder = _worker_id(worker_id, required=True)
         at = utc_now()
@@ -196,7 +208,9 @@ class MLTrainingService:
                 worker_id=holder, token_hash=token_hash(lease.token), seconds=lease.seconds, at=at
             ),
         ]
-        job = await self._jobs.claim(queue, changes, max_attempts=MAX_CLAIM_ATTEMPTS)
+        job = await self._jobs.claim(
+            queue, changes, max_attempts=MAX_CLAIM_ATTEMPTS, model_ids=model_ids
+        )
         if job is None:
             return None
         await self._record.job(job, JobTransitions.CLAIM.kind, TrainingStatus.PENDING, actor)
@@ -216,7 +230,7 @@ class MLTrainingService:
             job_id,
             JobTransitions.COMPLETE,
             actor,
-            [MetricsMerge(metrics=final)] if final else [],
+            [MetricsMerge(metrics=final, limit=MAX_KEYS_PER_JOB)] if final else [],
             fence=Fence(lease_token),
         )
 
@@ -455,7 +469,10 @@ class MLTrainingService:
             )
         fence = Fence(lease_token)
         job = await self._update(
-            job_id, JobTransitions.REPORT_METRICS.sources, [MetricsMerge(metrics=checked)], fence
+            job_id,
+            JobTransitions.REPORT_METRICS.sources,
+            [MetricsMerge(metrics=checked, limit=MAX_KEYS_PER_JOB)],
+            fence,
         )
         if job is None:
             current = await self._require(job_id)
@@ -630,7 +647,8 @@ class MLTrainingService:
         cancel_requested: bool | None = None,
     ) -> TrainingJob | None:
         """``update``, with a merge that would take the *stored* metrics over their limit (not
-        only each call's) as the client's ValidationError."""
+        only each call's) as the client's ValidationError. A job may hold MAX_KEYS_PER_JOB (1,000:
+        its series keys are its metrics keys too)."""
         try:
             return await self._jobs.update(
                 job_id,
@@ -655,27 +673,6 @@ class MLTrainingService:
         if job is None:
             raise NotFoundError(RESOURCE, job_id, field="jobId")
         return job
-
-
-class Fence:
-    """A worker's write under its lease (docs/workers.md). With a token, the write lands only
-    while the job's lease is that token. Without one (clients from before leases, and callers
-    of startTrainingJob without a workerId), only while no worker holds the job: a claimed
-    job's writes must carry its token."""
-
-    def __init__(self, lease_token: str | None) -> None:
-        self.token_hash = None if lease_token is None else token_hash(lease_token)
-
-    def refuse(self, job: TrainingJob) -> None:
-        """After a fenced write matched nothing: LeaseLostError if the lease is why."""
-        if self.token_hash is not None and job.lease_token_hash != self.token_hash:
-            raise LeaseLostError(job.job_id)
-        if self.token_hash is None and job.worker_id is not None:
-            raise LeaseLostError(
-                job.job_id,
-                f"{RESOURCE} {job.job_id!r} is held by worker {job.worker_id!r}: its writes "
-                "must carry the lease token (leaseToken) the claim returned",
-            )
 
 
 def _leased(job: TrainingJob, lease: GrantedLease) -> LeasedTrainingJob:

@@ -37,6 +37,7 @@ from graphql_api.domain.enums import JobHealth, ModelStatus, TrainingStatus
 from graphql_api.domain.events import ChangeEvent, ChangeKind, LogEntry, StoredEvent
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.queries import (
+    MetricOrder,
     ModelVersionFilter,
     ModelVersionOrder,
     Page,
@@ -45,6 +46,8 @@ from graphql_api.domain.queries import (
     TrainingJobOrder,
 )
 from graphql_api.domain.updates import Change
+from graphql_api.storage.api_keys import ApiKeyStore
+from graphql_api.storage.series import MetricSeriesStore
 
 R = TypeVar("R")
 W = TypeVar("W", contravariant=True)
@@ -100,6 +103,9 @@ class PendingChange:
     previous_status: str | None
     occurred_at: datetime
     actor: str | None
+    #: A rollback's: why, and the version it replaced in production.
+    reason: str | None = None
+    previous_model_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,8 +149,9 @@ class RecordStore(Protocol[R, W, O]):
         """The records with these keys, by key, in one round trip; keys with no record are
         absent from the result."""
 
-    async def find(self, where: W, order: O, page: PageRequest) -> Page[R]:
-        """One page of the records matching ``where``, in ``order``: ``page.first`` of them
+    async def find(self, where: W, order: O | MetricOrder, page: PageRequest) -> Page[R]:
+        """One page of the records matching ``where``, in ``order`` (or by a metric, records
+        without it last: storage/mongo/metric_order.py): ``page.first`` of them
         after the cursor ``page.after`` (keyset: stable while records are added), with each
         record's cursor and whether a next page exists. ValidationError (field ``after``) if
         the cursor is not one of this list and order."""
@@ -197,6 +204,18 @@ class ModelVersionStore(RecordStore[ModelVersion, ModelVersionFilter, ModelVersi
         """The version with its storage revision (for ``update(at_revision=...)``) and the
         pointer revision at which it reached production; None if there is no such version."""
 
+    async def get_many_revisioned(self, model_ids: Sequence[str]) -> dict[str, Revisioned]:
+        """``get_revisioned`` of many versions in one round trip, by id (absent: none)."""
+
+    async def read_production_pointers(
+        self, model_names: Sequence[str]
+    ) -> dict[str, ProductionPointer]:
+        """``read_production_pointer`` of many names in one round trip, by name (absent:
+        none)."""
+
+    async def latest_of(self, model_names: Sequence[str]) -> dict[str, ModelVersion]:
+        """``latest`` of many names in two round trips, by name (absent: no version)."""
+
     async def latest(self, model_name: str) -> ModelVersion | None:
         """The name's version of highest SemVer precedence, whatever its status; None if the
         name has no version."""
@@ -235,6 +254,9 @@ class ModelVersionStore(RecordStore[ModelVersion, ModelVersionFilter, ModelVersi
         """Forget that ``model_id`` held the pointer (it never reached production then), so it
         may be deployed again; idempotent."""
 
+    async def newest_in_production_of(self, model_names: Sequence[str]) -> dict[str, ModelVersion]:
+        """``newest_in_production`` of many names in one round trip, by name (absent: none)."""
+
     async def newest_in_production(self, model_name: str) -> ModelVersion | None:
         """The version of the name with status production that reached it last: the one
         still serving while a deployment is under way, and the production version of a name
@@ -245,6 +267,51 @@ class ModelVersionStore(RecordStore[ModelVersion, ModelVersionFilter, ModelVersi
     ) -> list[ModelVersion]:
         """Versions of the name with status production, other than ``keep``, that reached
         production at a pointer revision below ``before`` (or before pointers existed)."""
+
+    async def produced_by(self, job_ids: Sequence[str]) -> dict[str, list[ModelVersion]]:
+        """The versions each job produced (``source_job_id``), newest first, all of them."""
+
+    async def count_produced_by(self, job_id: str) -> int:
+        """How many versions name ``job_id`` as their source."""
+
+    async def by_precedence(
+        self,
+        model_name: str,
+        statuses: Collection[ModelStatus],
+        below: tuple[str, str] | None,
+        limit: int,
+    ) -> list[ModelVersion]:
+        """The name's versions in ``statuses``, highest SemVer precedence first (then id),
+        after ``below`` (a version's sort key and id); at most ``limit``."""
+
+    async def add_model_name(self, model_name: str) -> None:
+        """Record the name in the list of models (idempotent)."""
+
+    async def model_names(self, name_contains: str | None, page: PageRequest) -> Page[str]:
+        """Model names in code point order, a keyset page (``models``)."""
+
+    async def count_model_names(self, name_contains: str | None) -> int:
+        """How many model names ``models`` would list with this filter."""
+
+    async def model_stats(
+        self, model_names: Sequence[str]
+    ) -> dict[str, tuple[int, datetime | None]]:
+        """Per name: its number of versions and latest ``deployed_date``, one round trip."""
+
+    async def aliases_of(self, model_names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Each name's aliases (alias -> model id) in one round trip; {} for a name without."""
+
+    async def move_alias(
+        self,
+        model_name: str,
+        alias: str,
+        model_id: str | None,
+        expected: str | None,
+        limit: int,
+    ) -> bool:
+        """Compare-and-set on one alias of the name's registry document (which must exist):
+        point it at ``model_id`` (None: delete it) if it names ``expected`` now (None: if it
+        does not exist and the name has fewer than ``limit`` aliases). Whether it moved."""
 
 
 class TrainingJobStore(RecordStore[TrainingJob, TrainingJobFilter, TrainingJobOrder], Protocol):
@@ -276,14 +343,19 @@ class TrainingJobStore(RecordStore[TrainingJob, TrainingJobFilter, TrainingJobOr
         """
 
     async def claim(
-        self, queue: str, changes: Sequence[Change], *, max_attempts: int
+        self,
+        queue: str,
+        changes: Sequence[Change],
+        *,
+        max_attempts: int,
+        model_ids: Collection[str] | None = None,
     ) -> TrainingJob | None:
         """Apply ``changes`` (a ``Move`` to RUNNING and a ``LeaseGrant``) to the oldest PENDING
-        job of ``queue`` (by creation date, then id); that job after, or None when the queue
-        has no PENDING job. Each job is claimed by exactly one caller however many race: a
-        claim is one conditional update on the job's status, and a caller that loses a job to
-        another moves on to the next one. ConflictError (no field) after ``max_attempts``
-        lost races in a row."""
+        job of ``queue`` (by creation date, then id; with ``model_ids``, of those versions
+        only); that job after, or None when the queue has no such PENDING job. Each job is
+        claimed by exactly one caller however many race: a claim is one conditional update on
+        the job's status, and a caller that loses a job to another moves on to the next one.
+        ConflictError (no field) after ``max_attempts`` lost races in a row."""
 
     async def lapsed(self, before: datetime, health: JobHealth, limit: int) -> list[TrainingJob]:
         """RUNNING jobs held by a worker (``worker_id`` set), of this ``health``, whose lease
@@ -353,6 +425,12 @@ class EventStore(Protocol):
     async def count_for_entities(self, entity_ids: Sequence[str]) -> dict[str, int]:
         """How many events each entity has, in one round trip."""
 
+    async def page_for_model(self, model_name: str, after: int, first: int) -> list[StoredEvent]:
+        """The model name's events (all its versions) above ``after``, oldest first: ``first``
+        and one more when a next page exists."""
+
+    async def count_for_model(self, model_name: str) -> int: ...
+
     async def since(self, seq: int, limit: int) -> list[StoredEvent]:
         """Events with a sequence number above ``seq``, in sequence order (holes skipped,
         unreadable events kept in their place)."""
@@ -417,6 +495,14 @@ class Storage(Protocol):
     @property
     def leaders(self) -> LeaderStore:
         """Leader leases between server instances."""
+
+    @property
+    def metric_series(self) -> MetricSeriesStore:
+        """The jobs' per-step metric series (see ``storage.series``)."""
+
+    @property
+    def api_keys(self) -> ApiKeyStore:
+        """API keys issued while running (stored hashed; see ``storage.api_keys``)."""
 
     @property
     def stats(self) -> StoreStats:

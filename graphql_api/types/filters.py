@@ -9,7 +9,9 @@ import strawberry
 
 from graphql_api.domain import queries, text, validation
 from graphql_api.domain.errors import ValidationError, ValidationRule
+from graphql_api.types import search
 from graphql_api.types.enums import ModelStatus, ModelType, TrainingStatus
+from graphql_api.types.search import HyperparameterFilterInput, MetricFilterInput, TagFilterInput
 
 MAX_FILTER_VALUES = 100
 
@@ -43,6 +45,21 @@ class ModelVersionFilter:
     deployed_date: DateRangeInput | None = strawberry.field(
         default=None, description="Deployed to production within this range."
     )
+    tags: list[TagFilterInput] | None = strawberry.field(
+        default=None,
+        description="Every condition holds: the version has each tag key with any of its "
+        "values (at most 10 conditions).",
+    )
+    name_contains: str | None = strawberry.field(
+        default=None,
+        description="The model name contains this, ignoring case (a scan of the matching "
+        "versions' names: docs/real-server.md).",
+    )
+    metrics: list[MetricFilterInput] | None = strawberry.field(
+        default=None,
+        description="Every condition holds: the version has each metric within its bounds "
+        "(at most 10 conditions).",
+    )
 
 
 @strawberry.input(
@@ -70,6 +87,16 @@ class TrainingJobFilter:
     )
     completed_date: DateRangeInput | None = strawberry.field(
         default=None, description="Ended (completed, failed or cancelled) within this range."
+    )
+    hyperparameters: list[HyperparameterFilterInput] | None = strawberry.field(
+        default=None,
+        description="Every condition holds: the job's hyperparameter at each path equals its "
+        "value (at most 10 conditions).",
+    )
+    metrics: list[MetricFilterInput] | None = strawberry.field(
+        default=None,
+        description="Every condition holds: the job has each metric within its bounds "
+        "(at most 10 conditions).",
     )
 
 
@@ -119,6 +146,9 @@ def model_version_filter(value: ModelVersionFilter | None) -> queries.ModelVersi
         model_types=tuple(value.model_types) if value.model_types is not None else None,
         created=_range("createdDate", value.created_date),
         deployed=_range("deployedDate", value.deployed_date),
+        tags=search.tag_conditions(value.tags),
+        name_contains=search.name_contains(value.name_contains),
+        metrics=search.metric_conditions(value.metrics),
     )
 
 
@@ -133,4 +163,6 @@ def training_job_filter(value: TrainingJobFilter | None) -> queries.TrainingJobF
         created=_range("createdDate", value.created_date),
         started=_range("startedDate", value.started_date),
         completed=_range("completedDate", value.completed_date),
+        hyperparameters=search.hyperparameter_conditions(value.hyperparameters),
+        metrics=search.metric_conditions(value.metrics),
     )

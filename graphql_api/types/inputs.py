@@ -11,6 +11,7 @@ from graphql_api.domain.enums import FailureKind
 from graphql_api.types.enums import ModelType
 from graphql_api.types.errors import MutationError
 from graphql_api.types.model_version import ModelVersionType
+from graphql_api.types.tags import TagInput
 from graphql_api.types.training_job import TrainingJobType
 
 
@@ -36,6 +37,26 @@ class RegisterModelVersionInput:
         default=None,
         description="Choose the id (letters, digits, '.', '_', ':', '-'; up to 128); "
         "generated when omitted. Reusing an id is a ConflictError, so retries are safe.",
+    )
+    artifact_uri: str | None = strawberry.field(
+        default=None,
+        description="Where the weights are: an s3, gs, az, abfs(s), wasbs, hdfs, http(s) URI "
+        "with a bucket or host, or file:///absolute/path. Changeable only in development.",
+    )
+    artifact_digest: str | None = strawberry.field(
+        default=None,
+        description="sha256: and 64 lowercase hex digits. Changeable only in development.",
+    )
+    description: str | None = strawberry.field(
+        default=None, description="Free text, up to 4,096 characters."
+    )
+    tags: list[TagInput] | None = strawberry.field(
+        default=None, description="At most 50 key/value labels, each key once."
+    )
+    source_job_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="The COMPLETED training job that produced this version (lineage: "
+        "ModelVersion.sourceJob, TrainingJob.producedModelVersions).",
     )
 
 

@@ -129,7 +129,8 @@ class ModelVersionUpdate:
     cursor: str = strawberry.field(description=CURSOR_HELP)
     kind: ChangeKind = strawberry.field(
         description="What happened: REGISTERED, PROMOTED, DEPLOYED (reached production), "
-        "ARCHIVED or METRICS_UPDATED."
+        "ARCHIVED, METRICS_UPDATED, UPDATED (description, tags, artifact), ALIAS_SET or "
+        "ALIAS_DELETED."
     )
     previous_status: ModelStatus | None = strawberry.field(
         description="Status before the change (null for a registration)."
@@ -140,6 +141,20 @@ class ModelVersionUpdate:
         graphql_type=ModelVersionType,
         description="The model version as it was right after the change (relations such as "
         "trainingJobs are resolved now).",
+    )
+    alias: str | None = strawberry.field(
+        default=None, description="ALIAS_SET, ALIAS_DELETED: the alias that moved."
+    )
+    previous_model_id: strawberry.ID | None = strawberry.field(
+        default=None,
+        description="ALIAS_SET: the version the alias named before; DEPLOYED by a rollback: "
+        "the version it replaced in production. Null otherwise.",
+    )
+    reason: str | None = strawberry.field(
+        default=None, description="Why, as the client said (a rollback's reason)."
+    )
+    actor: str | None = strawberry.field(
+        default=None, description="The name of the API key that made the change, when known."
     )
 
     @classmethod
@@ -156,6 +171,12 @@ class ModelVersionUpdate:
             status=DomainModelStatus(event.status),
             occurred_at=event.occurred_at,
             model_version=version,
+            alias=event.alias,
+            previous_model_id=None
+            if event.previous_model_id is None
+            else strawberry.ID(event.previous_model_id),
+            reason=event.reason,
+            actor=event.actor,
         )
 
     @classmethod

@@ -68,6 +68,13 @@ def unwrap_annotation(annotation: Any) -> tuple[Any, bool]:
 
 def _restorer(annotation: Any) -> Restore | None:
     """What a read must do to a stored value of this type (None: use it as it is)."""
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation)
+        item, _ = unwrap_annotation(item)
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            # A list of small records (a version's tags): stored as documents, rebuilt trusted.
+            construct = item.model_construct
+            return lambda values: [construct(**value) for value in values]
     if isinstance(annotation, type):
         if issubclass(annotation, datetime):
             return _utc
@@ -80,6 +87,17 @@ def _restorer(annotation: Any) -> Restore | None:
             enum = item
             return lambda values: [enum(v) for v in values]
     return None
+
+
+def _stored(value: Any) -> Any:
+    """A model field's value as a document holds it: enums by value, records as documents."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="python")
+    if isinstance(value, list) and value and isinstance(value[0], BaseModel):
+        return [item.model_dump(mode="python") for item in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -128,10 +146,7 @@ class RecordMapping(Generic[M]):
     def stored_values(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Model field values as an update stores them: keyed by document field, enums by
         value."""
-        return {
-            self.stored_name(name): value.value if isinstance(value, Enum) else value
-            for name, value in fields.items()
-        }
+        return {self.stored_name(name): _stored(value) for name, value in fields.items()}
 
     def field_values(self, record: M) -> dict[str, Any]:
         """The record's fields as stored (enums by value), keyed by document field."""
@@ -205,8 +220,16 @@ MODEL_VERSIONS: RecordMapping[ModelVersion] = RecordMapping(
 TRAINING_JOBS: RecordMapping[TrainingJob] = RecordMapping(TrainingJob, key="job_id")
 
 
+#: Event fields only some kinds carry (registry moves): left out of the others' documents,
+#: which keep the shape they had before these fields existed.
+_EVENT_OPTIONAL = ("alias", "previous_model_id", "reason")
+
+
 def event_to_doc(event: ChangeEvent) -> dict[str, Any]:
     doc = event.model_dump(mode="python")
+    for optional in _EVENT_OPTIONAL:
+        if doc[optional] is None:
+            del doc[optional]
     doc["_id"] = doc.pop("seq")
     doc["entity"] = event.entity.value
     doc["kind"] = event.kind.value
@@ -230,4 +253,8 @@ def event_from_doc(doc: dict[str, Any]) -> ChangeEvent:
         model_name=doc.get("model_name"),
         actor=doc.get("actor"),
         snapshot=snapshot,
+        event_id=doc.get("event_id"),
+        alias=doc.get("alias"),
+        previous_model_id=doc.get("previous_model_id"),
+        reason=doc.get("reason"),
     )

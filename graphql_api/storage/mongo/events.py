@@ -27,6 +27,7 @@ from graphql_api.storage.mongo.collection import (
     is_duplicate_key,
 )
 from graphql_api.storage.mongo.failures import bounded_methods
+from graphql_api.storage.mongo.model_history import MongoModelHistory
 
 #: How far below the counter ``head`` looks first (appends in flight leave holes there).
 HEAD_WINDOW = 64
@@ -36,7 +37,7 @@ FLOOR_ID = "events_floor"
 
 
 @bounded_methods
-class MongoEventStore(MongoCollection):
+class MongoEventStore(MongoModelHistory, MongoCollection):
     """The change log: ``_id`` is the sequence number, taken from a counter document (``$inc``).
 
     Taking a number and writing the event are two writes, so concurrent appends can become
@@ -274,7 +275,11 @@ class MongoEventStore(MongoCollection):
                 return int(docs[0]["_id"]) if docs else 0
             window *= 16
 
+    def _read(self, doc: dict[str, Any]) -> StoredEvent:
+        return _stored_event(doc)
+
     async def ensure_indexes(self) -> None:
+        await self._ensure_history_indexes()
         await self._create_indexes(
             [
                 IndexModel([("entity_id", ASCENDING), ("_id", ASCENDING)], name="entity_seq"),

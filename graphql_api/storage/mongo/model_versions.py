@@ -37,12 +37,20 @@ from graphql_api.storage.mongo.collection import (
 from graphql_api.storage.mongo.documents import MODEL_VERSIONS
 from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.filters import model_version_query
+from graphql_api.storage.mongo.model_aliases import MongoModelAliases
+from graphql_api.storage.mongo.model_catalog import MongoModelCatalog
+from graphql_api.storage.mongo.model_metadata import MongoModelMetadata
 from graphql_api.storage.mongo.records import MongoRecordStore
 from graphql_api.storage.mongo.sorts import MODEL_VERSION_SORTS
 
 
 @bounded_methods
-class MongoModelVersionStore(MongoRecordStore[ModelVersion, ModelVersionFilter, ModelVersionOrder]):
+class MongoModelVersionStore(
+    MongoModelAliases,
+    MongoModelCatalog,
+    MongoModelMetadata,
+    MongoRecordStore[ModelVersion, ModelVersionFilter, ModelVersionOrder],
+):
     def __init__(
         self, collection: Any, registry: Any, stats: StoreStats, guard: UpdateGuard
     ) -> None:
@@ -123,10 +131,14 @@ class MongoModelVersionStore(MongoRecordStore[ModelVersion, ModelVersionFilter, 
         }
         query: dict[str, Any] = {"_id": pointer.model_name, "revision": pointer.revision}
         update: dict[str, Any] = {"$set": changes}
-        if model_id is not None:
-            update["$addToSet"] = {"held": model_id}
-            if first_holding:
-                query["held"] = {"$ne": model_id}
+        if model_id is not None and first_holding:
+            # New to ``held`` by the filter. Never ``$addToSet`` an element that may be there
+            # already together with ``$set``: DocumentDB then fails the ~20th such update of
+            # the document with "Size 30408734 is larger than MaxDocumentSize" (the size it
+            # computes doubles each time; found by rollbacks back and forth, which move the
+            # pointer to versions that held it; docs/real-server.md).
+            query["held"] = {"$ne": model_id}
+            update["$push"] = {"held": model_id}
         guard = self._guard
         claim = f"{self._registry.name}:{pointer.model_name}:{pointer.revision}"
         if guard.enabled and not await self._claim_pointer(pointer, claim):
@@ -143,7 +155,19 @@ class MongoModelVersionStore(MongoRecordStore[ModelVersion, ModelVersionFilter, 
             if guard.enabled:
                 self._trip()
                 await guard.claims.delete_one({"_id": claim})
-        return None if doc is None else _pointer(doc)
+        if doc is None:
+            return None
+        if model_id is not None and not first_holding:
+            # A version that may have held it before (an undo, a rollback): recorded apart.
+            self._trip()
+            await retry_transient(
+                lambda: self._registry.update_one(
+                    {"_id": pointer.model_name, "held": {"$ne": model_id}},
+                    {"$push": {"held": model_id}},
+                ),
+                "recording a holding of the production pointer",
+            )
+        return _pointer(doc)
 
     async def _claim_pointer(self, pointer: ProductionPointer, claim: str) -> bool:
         """Under the claim guard: claim the move from ``pointer.revision``. Another writer's
@@ -179,6 +203,19 @@ class MongoModelVersionStore(MongoRecordStore[ModelVersion, ModelVersionFilter, 
         )
         return MODEL_VERSIONS.from_doc(docs[0]) if docs else None
 
+    async def newest_in_production_of(self, model_names: Sequence[str]) -> dict[str, ModelVersion]:
+        if not model_names:
+            return {}
+        self._trip()
+        # Every production version of these names: at most two per name (one only outside a
+        # hand-over), so the read is bounded by the names asked.
+        query = {"model_name": {"$in": list(model_names)}, "status": ModelStatus.PRODUCTION.value}
+        sort = [("deployed_date", DESCENDING), ("_id", DESCENDING)]
+        newest: dict[str, ModelVersion] = {}
+        async for doc in self._c.find(query).sort(sort):
+            newest.setdefault(doc["model_name"], MODEL_VERSIONS.from_doc(doc))
+        return newest
+
     async def displaced_in_production(
         self, model_name: str, keep: str | None, before: int
     ) -> list[ModelVersion]:
@@ -196,19 +233,23 @@ class MongoModelVersionStore(MongoRecordStore[ModelVersion, ModelVersionFilter, 
     async def get_revisioned(self, model_id: str) -> Revisioned | None:
         self._trip()
         doc = await self._c.find_one({"_id": model_id})
-        if doc is None:
-            return None
-        version = MODEL_VERSIONS.from_doc(doc)
-        reached = doc.get("production_revision")
-        return Revisioned(
-            version,
-            int(doc.get("rev", 0)),
-            None
-            if version.status is not ModelStatus.PRODUCTION
-            else 0
-            if reached is None
-            else int(reached),
-        )
+        return None if doc is None else _revisioned(doc)
+
+    async def get_many_revisioned(self, model_ids: Sequence[str]) -> dict[str, Revisioned]:
+        if not model_ids:
+            return {}
+        self._trip()
+        docs = await self._c.find({"_id": {"$in": list(model_ids)}}).to_list(None)
+        return {d["_id"]: _revisioned(d) for d in docs}
+
+    async def read_production_pointers(
+        self, model_names: Sequence[str]
+    ) -> dict[str, ProductionPointer]:
+        if not model_names:
+            return {}
+        self._trip()
+        docs = await self._registry.find({"_id": {"$in": list(model_names)}}).to_list(None)
+        return {d["_id"]: _pointer(d) for d in docs}
 
     async def pending_change(self, model_id: str) -> tuple[ModelVersion, PendingChange] | None:
         self._trip()
@@ -222,6 +263,8 @@ class MongoModelVersionStore(MongoRecordStore[ModelVersion, ModelVersionFilter, 
             previous_status=pending.get("previous_status"),
             occurred_at=pending["occurred_at"].replace(tzinfo=UTC),
             actor=pending.get("actor"),
+            reason=pending.get("reason"),
+            previous_model_id=pending.get("previous_model_id"),
         )
 
     async def clear_pending(self, model_id: str, event_id: str) -> None:
@@ -239,6 +282,27 @@ class MongoModelVersionStore(MongoRecordStore[ModelVersion, ModelVersionFilter, 
         return await self._update(model_id, sources, ()) is not None
 
     # Versions --------------------------------------------------------------------------
+
+    async def latest_of(self, model_names: Sequence[str]) -> dict[str, ModelVersion]:
+        if not model_names:
+            return {}
+        # Two round trips whatever the number of names: each name's highest precedence, then
+        # the versions holding it (twins stored before the precedence rule share one: the
+        # highest id wins, as in ``latest``).
+        self._trip()
+        pipeline = [
+            {"$match": {"model_name": {"$in": list(model_names)}}},
+            {"$group": {"_id": "$model_name", "top": {"$max": "$version_sort_key"}}},
+        ]
+        tops = [(row["_id"], row["top"]) async for row in self._c.aggregate(pipeline)]
+        if not tops:
+            return {}
+        self._trip()
+        query = {"$or": [{"model_name": name, "version_sort_key": top} for name, top in tops]}
+        latest: dict[str, ModelVersion] = {}
+        async for doc in self._c.find(query).sort([("_id", DESCENDING)]):
+            latest.setdefault(doc["model_name"], MODEL_VERSIONS.from_doc(doc))
+        return latest
 
     async def latest(self, model_name: str) -> ModelVersion | None:
         self._trip()
@@ -352,6 +416,8 @@ class MongoModelVersionStore(MongoRecordStore[ModelVersion, ModelVersionFilter, 
         if "production_slot_unique" in existing:
             await self._c.drop_index("production_slot_unique")
         await self._ensure_precedence_unique()
+        await self._ensure_metadata_indexes()
+        await self._backfill_catalog()
         await self._create_indexes(
             [
                 IndexModel(
@@ -375,6 +441,8 @@ class MongoModelVersionStore(MongoRecordStore[ModelVersion, ModelVersionFilter, 
                 # query_shapes.py: without these they read the whole collection).
                 IndexModel([("model_type", ASCENDING)], name="model_type"),
                 IndexModel([("deployed_date", DESCENDING)], name="deployed_date"),
+                # filter.tags: {tags: {$elemMatch: {key, value: {$in}}}} (a multikey index).
+                IndexModel([("tags.key", ASCENDING), ("tags.value", ASCENDING)], name="tags"),
             ]
         )
 
@@ -396,7 +464,23 @@ def _pending_doc(pending: PendingChange) -> dict[str, Any]:
         "previous_status": pending.previous_status,
         "occurred_at": pending.occurred_at,
         "actor": pending.actor,
+        "reason": pending.reason,
+        "previous_model_id": pending.previous_model_id,
     }
+
+
+def _revisioned(doc: Mapping[str, Any]) -> Revisioned:
+    version = MODEL_VERSIONS.from_doc(doc)
+    reached = doc.get("production_revision")
+    return Revisioned(
+        version,
+        int(doc.get("rev", 0)),
+        None
+        if version.status is not ModelStatus.PRODUCTION
+        else 0
+        if reached is None
+        else int(reached),
+    )
 
 
 def _pointer(doc: Mapping[str, Any]) -> ProductionPointer:

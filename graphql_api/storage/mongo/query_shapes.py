@@ -103,6 +103,21 @@ PRECEDENCE_START_UP = (
     "ms at 30,000."
 )
 
+NAME_CONTAINS = (
+    "a case-insensitive substring of the name: DocumentDB matches it against every entry of "
+    "the name index (not the documents). Measured in bench/README.md"
+)
+KEYED_SCAN = (
+    "a metric or hyperparameter of the client's choosing: no index serves every key, so "
+    "the filter reads every record (combine with another filter to narrow it). Measured in "
+    "bench/README.md"
+)
+METRIC_ORDER = (
+    "ordered by a metric of the client's choosing: sorts every record that matches the "
+    "filter (no index per key; DocumentDB sorts without one anyway). Measured in "
+    "bench/README.md"
+)
+
 JOB_FILTERS = {  # filter field -> the index that serves it
     "_id": "_id_",
     "model_id": "model_id_created_date",
@@ -372,6 +387,118 @@ SHAPES: tuple[QueryShape, ...] = (
         for field, index in VERSION_FILTERS.items()
         for order in (DESC, ASC, VERSION_DESC, VERSION_ASC)
     ),
+    # ---- search (issue 14 item 8): tags by index; the rest scan (bench/README.md, "Search")
+    *(
+        _shape(
+            "model_versions",
+            "find",
+            ["tags", "tags.key"],
+            order,
+            "modelVersions(filter: tags)",
+            "tags",
+            note="the versions with the tag key; their values are checked row by row",
+        )
+        for order in (DESC, ASC, VERSION_DESC, VERSION_ASC)
+    ),
+    _shape(
+        "model_versions", "aggregate", ["tags", "tags.key"], [], "totalCount (filter: tags)", "tags"
+    ),
+    *(
+        _shape(
+            "model_versions",
+            "find",
+            ["model_name", "model_name~"],
+            order,
+            "modelVersions(filter: nameContains)",
+            "model_name_version_unique",
+            note=NAME_CONTAINS,
+        )
+        for order in (DESC, ASC, VERSION_DESC, VERSION_ASC)
+    ),
+    _shape(
+        "model_versions",
+        "aggregate",
+        ["model_name", "model_name~"],
+        [],
+        "totalCount (filter: nameContains)",
+        "model_name_version_unique",
+        note=NAME_CONTAINS,
+    ),
+    *(
+        _shape(
+            collection,
+            "find",
+            [field],
+            order,
+            f"{items}(filter: {name})",
+            "created_date",
+            bounded=False,
+            note=KEYED_SCAN,
+        )
+        for collection, items, orders in (
+            ("model_versions", "modelVersions", (DESC, ASC, VERSION_DESC, VERSION_ASC)),
+            ("training_jobs", "trainingJobs", (DESC, ASC)),
+        )
+        for field, name in (("metrics.*", "metrics"), ("hyperparameters.*", "hyperparameters"))
+        if not (collection == "model_versions" and name == "hyperparameters")
+        for order in orders
+    ),
+    *(
+        _shape(
+            collection,
+            "aggregate",
+            [field],
+            [],
+            f"totalCount (filter: {field.partition('.')[0]})",
+            "_id_",
+            bounded=False,
+            note=KEYED_SCAN,
+        )
+        for collection in ("model_versions", "training_jobs")
+        for field in ("metrics.*", "hyperparameters.*")
+        if not (collection == "model_versions" and field == "hyperparameters.*")
+    ),
+    *(
+        _shape(
+            collection,
+            "find",
+            fields,
+            sort,
+            f"{items}(orderByMetric): {run}",
+            "_id_",
+            bounded=False,
+            note=METRIC_ORDER,
+        )
+        for collection, items in (
+            ("model_versions", "modelVersions"),
+            ("training_jobs", "trainingJobs"),
+        )
+        for direction in (-1, 1)
+        for fields, sort, run in (
+            (
+                ["metrics.*"],
+                (f"metrics.*:{direction}", f"_id:{direction}"),
+                "the records with the metric",
+            ),
+            (["metrics.*"], (f"_id:{direction}",), "then those without it"),
+        )
+    ),
+    *(
+        _shape(
+            collection,
+            "find",
+            ["_id", "metrics.*"],
+            (f"_id:{direction}",),
+            f"{items}(orderByMetric) after a cursor among those without the metric",
+            "_id_",
+            note="reads every row past the cursor",
+        )
+        for collection, items in (
+            ("model_versions", "modelVersions"),
+            ("training_jobs", "trainingJobs"),
+        )
+        for direction in (-1, 1)
+    ),
     # ---- start-up: the precedence index over records stored before the rule
     _shape(
         "model_versions",
@@ -427,6 +554,71 @@ SHAPES: tuple[QueryShape, ...] = (
         _shape("model_versions", "aggregate", [field], [], f"totalCount (filter: {field})", index)
         for field, index in VERSION_FILTERS.items()
     ),
+    # ---- the list of models (model_catalog: one document per model name, _id the name)
+    _shape("model_catalog", "update", ["_id"], [], "registerModelVersion (name, if new)", "_id_"),
+    _shape("model_catalog", "find", ["_id"], [], "start-up: back-fill done?", "_id_"),
+    _shape("model_catalog", "find", ["_id"], ["_id:1"], "models(first, after)", "_id_"),
+    _shape(
+        "model_catalog",
+        "aggregate",
+        ["_id"],
+        [],
+        "models { totalCount }; nameContains scans the names (one document per model)",
+        "_id_",
+    ),
+    _shape(
+        "model_versions",
+        "aggregate",
+        ["model_name"],
+        [],
+        "models { versionCount lastDeployedDate } (the page's names only)",
+        "model_name_version_unique",
+    ),
+    _shape(
+        "model_versions",
+        "aggregate",
+        [],
+        [],
+        "start-up, once per database: the names registered before the list of models",
+        "_id_",
+        bounded=False,
+        matches_all=True,
+        note="reads every version once, then never again (a marker records it)",
+    ),
+    _shape(
+        "model_versions",
+        "find",
+        ["model_name", "version_sort_key"],
+        ["_id:-1"],
+        "models { latestVersion } (the page's names, each at its highest precedence)",
+        "model_name_semver",
+    ),
+    # ---- resolveModelVersion: a name's versions by precedence, highest first
+    _shape(
+        "model_versions",
+        "find",
+        ["model_name", "status"],
+        ["version_sort_key:-1", "_id:-1"],
+        "resolveModelVersion(modelName, range) (pages of 100 until one matches)",
+        "model_name_semver",
+    ),
+    # ---- lineage of deployable versions (source_job_id)
+    _shape(
+        "model_versions",
+        "find",
+        ["source_job_id"],
+        ["created_date:-1", "_id:-1"],
+        "TrainingJob.producedModelVersions (batched)",
+        "source_job_id",
+    ),
+    _shape(
+        "model_versions",
+        "aggregate",
+        ["source_job_id"],
+        [],
+        "registerModelVersion(sourceJobId): the versions-per-job limit",
+        "source_job_id",
+    ),
     # ---- production pointers (model_registry: one document per model name, _id the name)
     _shape(
         "model_registry",
@@ -451,6 +643,14 @@ SHAPES: tuple[QueryShape, ...] = (
         ["_id", "revision", "held"],
         [],
         "move the pointer to a version that never held it (promotion)",
+        "_id_",
+    ),
+    _shape(
+        "model_registry",
+        "findAndModify",
+        ["_id"],
+        [],
+        "setModelAlias, deleteModelAlias (compare-and-set on the alias's field)",
         "_id_",
     ),
     _shape(
@@ -492,6 +692,17 @@ SHAPES: tuple[QueryShape, ...] = (
     _shape("events", "delete", ["_id"], [], "retention: delete up to the floor", "_id_"),
     _shape("events", "find", ["entity_id"], ["_id:1"], "trainingJob { history }", "entity_seq"),
     _shape("events", "aggregate", ["entity_id"], [], "history { totalCount }", "entity_seq"),
+    _shape(
+        "events",
+        "find",
+        ["model_name", "_id"],
+        ["_id:1"],
+        "modelHistory(modelName)",
+        "model_name_seq",
+    ),
+    _shape(
+        "events", "aggregate", ["model_name"], [], "modelHistory { totalCount }", "model_name_seq"
+    ),
     _shape("counters", "findAndModify", ["_id"], [], "next sequence number", "_id_"),
     _shape("counters", "find", ["_id"], [], "head of the log (counter), retention floor", "_id_"),
     _shape(
@@ -502,6 +713,82 @@ SHAPES: tuple[QueryShape, ...] = (
         "counter catch-up after collisions, retention raising the floor",
         "_id_",
     ),
+    # ---- metric series (metric_buckets: one document per job x key x step range; the job
+    # document carries the series lease and counters: storage/mongo/metric_series.py)
+    _shape(
+        "metric_buckets",
+        "find",
+        ["_id"],
+        [],
+        "reportTrainingMetrics(points) (the buckets it touches); opening buckets",
+        "_id_",
+    ),
+    _shape("metric_buckets", "insert", [], [], "a point in a new bucket", "_id_ (unique)"),
+    _shape(
+        "metric_buckets",
+        "update",
+        ["_id", "w"],
+        [],
+        "a bucket rewritten with new points (conditional on its last write)",
+        "_id_",
+    ),
+    _shape(
+        "metric_summaries",
+        "find",
+        ["job_id", "b"],
+        [],
+        "metricSeries (all keys): bucket summaries of a step range",
+        "summary_job_key_bucket",
+    ),
+    _shape(
+        "metric_summaries",
+        "find",
+        ["job_id", "key", "b"],
+        [],
+        "metricSeries(keys): bucket summaries of a step range",
+        "summary_job_key_bucket",
+    ),
+    _shape(
+        "metric_summaries",
+        "update",
+        ["_id", "w"],
+        [],
+        "a bucket's summary copy, unless a newer one is there (upsert)",
+        "_id_",
+    ),
+    _shape(
+        "metric_buckets",
+        "aggregate",
+        ["job_id"],
+        [],
+        "a write after a writer died mid-call recounts the job's series",
+        "job_key_bucket",
+    ),
+    _shape(
+        "metric_buckets",
+        "find",
+        ["job_id", "w"],
+        [],
+        "trainingMetricUpdates: points written after the cursor; the summary copies to "
+        "rewrite after a writer died",
+        "job_write_seq",
+    ),
+    _shape(
+        "training_jobs",
+        "findAndModify",
+        ["_id", "metric_lease.seq"],
+        [],
+        "reportTrainingMetrics(points): commit (latest values, counters, lease released)",
+        "_id_",
+    ),
+    _shape(
+        "training_jobs",
+        "update",
+        ["_id", "metric_lease.seq"],
+        [],
+        "reportTrainingMetrics(points) refused or failed: release the lease",
+        "_id_",
+    ),
     # ---- update claims (the guard, FerretDB v1 only)
     _shape("update_claims", "insert", [], [], "claim a revision (guard)", "_id_ (unique)"),
     _shape("update_claims", "find", ["_id"], [], "who holds a claim (guard)", "_id_"),
@@ -510,20 +797,36 @@ SHAPES: tuple[QueryShape, ...] = (
 )
 
 
+#: Fields under these take a client's key (a metric, a hyperparameter path): one shape each.
+KEYED_FIELDS = ("metrics.", "hyperparameters.")
+
+
+def _field(key: str) -> str:
+    """``metrics.val_acc`` -> ``metrics.*``: no index serves a key of the client's choosing."""
+    for prefix in KEYED_FIELDS:
+        if key.startswith(prefix):
+            return prefix + "*"
+    return key
+
+
 def filter_fields(query: Mapping[str, Any]) -> frozenset[str]:
-    """The fields a filter constrains, through ``$and``/``$or``/``$nor``."""
+    """The fields a filter constrains, through ``$and``/``$or``/``$nor``. A ``$regex``
+    condition adds ``<field>~`` too (a substring search reads every entry, where ``$in`` on
+    the same field is served by its index)."""
     fields: set[str] = set()
     for key, value in query.items():
         if key in ("$and", "$or", "$nor"):
             for branch in value:
                 fields |= filter_fields(branch)
         elif not key.startswith("$"):
-            fields.add(key)
+            fields.add(_field(key))
+            if isinstance(value, Mapping) and "$regex" in value:
+                fields.add(f"{_field(key)}~")
     return frozenset(fields)
 
 
 def _sort(sort: Mapping[str, Any] | None) -> tuple[str, ...]:
-    return tuple(f"{field}:{int(direction)}" for field, direction in (sort or {}).items())
+    return tuple(f"{_field(field)}:{int(direction)}" for field, direction in (sort or {}).items())
 
 
 def shape_of(command: Mapping[str, Any]) -> ShapeKey | None:

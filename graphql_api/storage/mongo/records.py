@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from graphql_api.domain.errors import ConflictError
-from graphql_api.domain.queries import Page, PageRequest
+from graphql_api.domain.queries import MetricOrder, Page, PageRequest
 from graphql_api.domain.updates import Change
 from graphql_api.storage.base import StoreStats
 from graphql_api.storage.mongo.collection import (
@@ -23,6 +23,7 @@ from graphql_api.storage.mongo.collection import (
 from graphql_api.storage.mongo.documents import RecordMapping
 from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.keyset import SortSpec
+from graphql_api.storage.mongo.metric_order import MetricKeyset
 from graphql_api.storage.mongo.updates import update_of
 
 R = TypeVar("R", bound=BaseModel)
@@ -84,9 +85,22 @@ class MongoRecordStore(MongoCollection, Generic[R, W, O]):
         docs = await self._c.find({"_id": {"$in": list(record_ids)}}).to_list(None)
         return {d["_id"]: self._mapping.from_doc(d) for d in docs}
 
-    async def find(self, where: W, order: O, page: PageRequest) -> Page[R]:
-        docs, cursors, has_next = await self._page(self._query(where), self._sorts[order], page)
+    async def find(self, where: W, order: O | MetricOrder, page: PageRequest) -> Page[R]:
+        if isinstance(order, MetricOrder):
+            # The list's name, as its other orderings' cursors carry it ("modelVersions").
+            items = next(iter(self._sorts.values())).name.partition(":")[0]
+            keyset = MetricKeyset(items, order)
+            docs, cursors, has_next = await keyset.page(self._query(where), page, self._read)
+        else:
+            docs, cursors, has_next = await self._page(self._query(where), self._sorts[order], page)
         return Page([self._mapping.from_doc(d) for d in docs], cursors, has_next)
+
+    async def _read(
+        self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int
+    ) -> list[dict[str, Any]]:
+        self._trip()
+        docs: list[dict[str, Any]] = await self._c.find(query).sort(sort).limit(limit).to_list(None)
+        return docs
 
     async def count(self, where: W) -> int:
         return await self._count(self._query(where))

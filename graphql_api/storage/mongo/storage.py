@@ -8,11 +8,13 @@ from typing import Any
 import pymongo
 
 from graphql_api.storage.base import StoreStats
+from graphql_api.storage.mongo.api_keys import MongoApiKeyStore
 from graphql_api.storage.mongo.client import DEFAULT_TIMEOUT, connect
 from graphql_api.storage.mongo.collection import UpdateGuard
 from graphql_api.storage.mongo.events import MongoEventStore
 from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.leaders import MongoLeaderStore
+from graphql_api.storage.mongo.metric_series import MongoMetricSeriesStore
 from graphql_api.storage.mongo.model_versions import MongoModelVersionStore
 from graphql_api.storage.mongo.server import ServerInfo, ServerKind, identify, update_guard_wanted
 from graphql_api.storage.mongo.training_jobs import MongoTrainingJobStore
@@ -57,8 +59,39 @@ class MongoStorage:
             database["events"], database["counters"], self.stats, self.guard
         )
         self.leaders = MongoLeaderStore(database["leaders"], self.stats, self.guard)
-        for store in (self.model_versions, self.training_jobs, self.events, self.leaders):
+        self.metric_series = MongoMetricSeriesStore(
+            database["metric_buckets"],
+            database["metric_summaries"],
+            database["training_jobs"],
+            self.stats,
+            self.guard,
+        )
+        self.api_keys = MongoApiKeyStore(
+            database["api_keys"],
+            database["api_key_revision"],
+            database["model_versions"],
+            # Its own count: every instance reads the keys' revision in the background, which
+            # is no request's cost (the request counts above stay exact).
+            StoreStats(),
+            self.guard,
+        )
+        stores = (
+            self.model_versions,
+            self.training_jobs,
+            self.events,
+            self.metric_series,
+            self.api_keys,
+            self.leaders,
+        )
+        for store in stores:
             store.timeout = timeout
+
+    @property
+    def database(self) -> Any:
+        """The driver's database, for tools and tests that must reach past the contract: seed
+        documents no API call writes (damaged or written by an older version), explain a
+        query, drop a test database. The application goes through the stores."""
+        return self._db
 
     @classmethod
     def connect(
@@ -83,6 +116,7 @@ class MongoStorage:
         await self.model_versions.ensure_indexes()
         await self.training_jobs.ensure_indexes()
         await self.events.ensure_indexes()
+        await self.metric_series.ensure_indexes()
 
     async def ping(self) -> None:
         with pymongo.timeout(min(self.timeout or PING_TIMEOUT, PING_TIMEOUT)):

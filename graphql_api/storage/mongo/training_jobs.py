@@ -186,12 +186,19 @@ class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, Tra
         return [TRAINING_JOBS.from_doc(d) for d in docs]
 
     async def claim(
-        self, queue: str, changes: Sequence[Change], *, max_attempts: int
+        self,
+        queue: str,
+        changes: Sequence[Change],
+        *,
+        max_attempts: int,
+        model_ids: Collection[str] | None = None,
     ) -> TrainingJob | None:
         # Candidates are read a batch at a time and tried oldest first; a racer that lost one
         # tries the next of its batch instead of reading again, so N racing workers cost about
         # N conditional updates per job rather than N reads and N updates per lost race.
-        pending = {"queue": queue, "status": TrainingStatus.PENDING.value}
+        pending: dict[str, Any] = {"queue": queue, "status": TrainingStatus.PENDING.value}
+        if model_ids is not None:
+            pending["model_id"] = {"$in": sorted(model_ids)}
         attempts = 0
         while attempts < max_attempts:
             self._trip()
