@@ -23,6 +23,7 @@ from mltrain.client import (
     MltrainError,
     Run,
     failure_kind_of,
+    job_from_env,
 )
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "MltrainError",
     "Run",
     "failure_kind_of",
+    "job_from_env",
 ]

@@ -2,25 +2,45 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import signal
 import socket
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 import httpx
 
+log = logging.getLogger("mltrain")
+
 #: Seconds a call keeps retrying while the server cannot be reached (a restart), with backoff.
 DEFAULT_RETRY_FOR = 60.0
+#: Points one reportTrainingMetrics call carries at most (the server's limit, all keys together).
+MAX_POINTS_PER_CALL = 1000
+
+#: The environment ``mltrain worker`` gives the command it runs (docs/workers.md).
+ENV_URL = "MLTRAIN_URL"
+ENV_API_KEY = "MLTRAIN_API_KEY"
+ENV_WORKER_ID = "MLTRAIN_WORKER_ID"
+ENV_JOB_ID = "MLTRAIN_JOB_ID"
+ENV_LEASE_TOKEN = "MLTRAIN_LEASE_TOKEN"
+ENV_QUEUE = "MLTRAIN_QUEUE"
+ENV_ATTEMPT = "MLTRAIN_ATTEMPT"
+ENV_HYPERPARAMETERS = "MLTRAIN_HYPERPARAMETERS"
+ENV_HYPERPARAMETERS_FILE = "MLTRAIN_HYPERPARAMETERS_FILE"
 
 _CLAIM = """
 mutation($queue: String!, $worker: ID!, $lease: Int) {
   claimTrainingJob(queue: $queue, workerId: $worker, leaseSeconds: $lease) {
     __typename
-    ... on TrainingJob { jobId queue hyperparameters leaseToken }
+    ... on TrainingJob { jobId queue attempt hyperparameters leaseToken }
     ... on Error { code message }
   }
 }"""
@@ -36,6 +56,18 @@ mutation($id: ID!, $token: String!) {
 _REPORT = """
 mutation($id: ID!, $token: String, $metrics: JSON!) {
   reportTrainingMetrics(jobId: $id, leaseToken: $token, metrics: $metrics) {
+    __typename ... on Error { code message }
+  }
+}"""
+_REPORT_SERIES = """
+mutation($id: ID!, $token: String, $series: [MetricSeriesInput!]) {
+  reportTrainingMetrics(jobId: $id, leaseToken: $token, series: $series) {
+    __typename ... on Error { code message }
+  }
+}"""
+_SET_LOGS = """
+mutation($id: ID!, $url: String!) {
+  setTrainingJobLogsUrl(jobId: $id, logsUrl: $url) {
     __typename ... on Error { code message }
   }
 }"""
@@ -86,13 +118,42 @@ class LeaseLost(MltrainError):
 
 @dataclass(frozen=True)
 class ClaimedJob:
-    """A job this worker holds: its id, hyperparameters and lease token."""
+    """A job this worker holds: its id, hyperparameters and lease token. ``held_by_worker``:
+    another process (``mltrain worker``) holds the lease and heartbeats; this one only
+    reports metrics (``job_from_env``)."""
 
     job_id: str
     queue: str
     hyperparameters: dict[str, Any]
     lease_token: str
     lease_seconds: int
+    attempt: int = 1
+    held_by_worker: bool = False
+
+
+def job_from_env(environ: Mapping[str, str] | None = None) -> ClaimedJob | None:
+    """The job ``mltrain worker`` runs this process for (its environment: docs/workers.md), or
+    None when not run by a worker. Its ``Run`` reports metrics and leaves heartbeats and the
+    job's end to the worker (the process's exit status says how it ended)."""
+    env = os.environ if environ is None else environ
+    job_id = env.get(ENV_JOB_ID)
+    if not job_id:
+        return None
+    path = env.get(ENV_HYPERPARAMETERS_FILE)
+    if path:
+        with open(path, encoding="utf-8") as file:
+            hyperparameters = json.load(file)
+    else:
+        hyperparameters = json.loads(env.get(ENV_HYPERPARAMETERS) or "{}")
+    return ClaimedJob(
+        job_id=job_id,
+        queue=env.get(ENV_QUEUE, "default"),
+        hyperparameters=hyperparameters,
+        lease_token=env.get(ENV_LEASE_TOKEN, ""),
+        lease_seconds=0,
+        attempt=int(env.get(ENV_ATTEMPT, "1")),
+        held_by_worker=True,
+    )
 
 
 def failure_kind_of(error: BaseException) -> FailureKind:
@@ -106,6 +167,31 @@ def failure_kind_of(error: BaseException) -> FailureKind:
     if isinstance(error, KeyboardInterrupt):
         return FailureKind.PREEMPTED
     return FailureKind.USER_CODE
+
+
+def _claimed(job: dict[str, Any], lease_seconds: int) -> ClaimedJob:
+    return ClaimedJob(
+        job["jobId"],
+        job["queue"],
+        job["hyperparameters"],
+        job["leaseToken"],
+        lease_seconds,
+        attempt=int(job.get("attempt") or 1),
+    )
+
+
+def _columns(points: Mapping[tuple[str, int], tuple[float, str]]) -> list[dict[str, Any]]:
+    """Points as ``series`` columns: per key its steps, values and timestamps."""
+    by_key: dict[str, tuple[list[int], list[float], list[str]]] = {}
+    for (key, step), (value, at) in points.items():
+        steps, values, timestamps = by_key.setdefault(key, ([], [], []))
+        steps.append(step)
+        values.append(value)
+        timestamps.append(at)
+    return [
+        {"key": key, "steps": steps, "values": values, "timestamps": timestamps}
+        for key, (steps, values, timestamps) in by_key.items()
+    ]
 
 
 def _result(body: dict[str, Any], field: str) -> dict[str, Any] | None:
@@ -144,6 +230,20 @@ class Client:
         self._retry_for = retry_for
         self._http = httpx.Client(headers=_headers(api_key), timeout=timeout)
 
+    @classmethod
+    def from_env(cls, **options: Any) -> Client:
+        """The client of a process ``mltrain worker`` runs: the server, key and worker id of
+        its environment (MLTRAIN_URL, MLTRAIN_API_KEY, MLTRAIN_WORKER_ID)."""
+        url = os.environ.get(ENV_URL)
+        if not url:
+            raise MltrainError("NOT_CONFIGURED", f"{ENV_URL} is not set (not run by a worker?)")
+        return cls(
+            url,
+            os.environ.get(ENV_API_KEY) or None,
+            worker_id=os.environ.get(ENV_WORKER_ID) or None,
+            **options,
+        )
+
     def close(self) -> None:
         self._http.close()
 
@@ -174,11 +274,7 @@ class Client:
         """The oldest PENDING job of ``queue``, now held by this worker; None if none."""
         body = self.execute(_CLAIM, queue=queue, worker=self.worker_id, lease=lease_seconds)
         job = _result(body, "claimTrainingJob")
-        if job is None:
-            return None
-        return ClaimedJob(
-            job["jobId"], job["queue"], job["hyperparameters"], job["leaseToken"], lease_seconds
-        )
+        return None if job is None else _claimed(job, lease_seconds)
 
     def heartbeat(self, job: ClaimedJob) -> bool:
         """Extend the lease; whether a cancel was asked for (or the job was cancelled).
@@ -188,8 +284,22 @@ class Client:
         return beat is not None and beat.get("cancelRequestedAt") is not None
 
     def report(self, job: ClaimedJob, metrics: Mapping[str, float]) -> None:
+        """Set the job's latest metric values (no series points)."""
         body = self.execute(_REPORT, id=job.job_id, token=job.lease_token, metrics=dict(metrics))
         _result(body, "reportTrainingMetrics")
+
+    def report_points(
+        self, job: ClaimedJob, points: Mapping[tuple[str, int], tuple[float, str]]
+    ) -> None:
+        """Store metric points ((key, step) -> (value, ISO timestamp); at most 1,000) as
+        series columns. A point for a stored step replaces it, so a retry never duplicates."""
+        series = _columns(points)
+        body = self.execute(_REPORT_SERIES, id=job.job_id, token=job.lease_token, series=series)
+        _result(body, "reportTrainingMetrics")
+
+    def set_logs_url(self, job: ClaimedJob, url: str) -> None:
+        body = self.execute(_SET_LOGS, id=job.job_id, url=url)
+        _result(body, "setTrainingJobLogsUrl")
 
     def complete(self, job: ClaimedJob, metrics: Mapping[str, float] | None = None) -> None:
         body = self.execute(
@@ -219,22 +329,33 @@ class Client:
 
 
 class Run:
-    """Running one job: heartbeats in the background (every third of the lease), ``log``
-    batches metrics and sends them every ``flush_interval`` seconds, ``cancel_requested``
-    says the job should stop. On a clean exit the job completes (with the last metrics); on an
-    exception it fails with the kind ``failure_kind_of`` gives, and the exception goes on.
-    Leaving the ``with`` after a cancel was asked for acknowledges it instead."""
+    """Running one job. ``log`` records each step's metrics; a background thread sends them
+    as per-step series every ``flush_interval`` seconds (at most 1,000 points a call; points
+    a call could not deliver, e.g. while the server restarts, are kept and sent again, so
+    none is lost) and heartbeats (every third of the lease). ``cancel_requested`` says the
+    job should stop. On a clean exit the job completes; on an exception it fails with the
+    kind ``failure_kind_of`` gives, and the exception goes on. Leaving the ``with`` after a
+    cancel was asked for acknowledges it instead.
+
+    Under ``mltrain worker`` (a job from ``job_from_env``) the worker heartbeats and ends
+    the job from the process's exit status: the run only sends points, and a SIGTERM (how
+    the worker forwards a cancel) sets ``cancel_requested`` instead of killing the process,
+    so it can save a checkpoint and exit 0."""
 
     def __init__(self, client: Client, job: ClaimedJob, *, flush_interval: float) -> None:
         self.client = client
         self.job = job
         self._flush_interval = flush_interval
-        self._pending: dict[str, float] = {}
+        #: (key, step) -> (value, timestamp): a step logged twice keeps its last value.
+        self._pending: dict[tuple[str, int], tuple[float, str]] = {}
         self._lock = threading.Lock()
+        self._sending = threading.Lock()
         self._stop = threading.Event()
         self._cancel = threading.Event()
         self._lost = threading.Event()
+        self._ended = threading.Event()
         self._thread = threading.Thread(target=self._background, daemon=True)
+        self._previous_sigterm: Any = None
         self.last_metrics: dict[str, float] = {}
 
     @property
@@ -242,25 +363,66 @@ class Run:
         """A cancel was asked for (or the job was taken): stop soon and leave the ``with``."""
         return self._cancel.is_set() or self._lost.is_set()
 
+    @property
+    def lease_lost(self) -> bool:
+        """The job was taken from this worker: nothing more is recorded for it."""
+        return self._lost.is_set()
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        return self.job.hyperparameters
+
     def log(self, step: int, **metrics: float) -> None:
-        """Record this step's metrics; sent in the background (the last value of each metric,
-        and ``step``, until per-step series land: docs/workers.md)."""
+        """Record this step's metrics (each a per-step series: ``TrainingJob.metricSeries``);
+        sent in the background."""
+        at = datetime.now(UTC).isoformat()
         with self._lock:
-            self._pending.update(metrics)
-            self._pending["step"] = step
+            for key, value in metrics.items():
+                self._pending[(key, step)] = (float(value), at)
+                self.last_metrics[key] = float(value)
+
+    @property
+    def unsent(self) -> int:
+        """Points logged and not yet stored."""
+        with self._lock:
+            return len(self._pending)
 
     def flush(self) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, {}
-        if batch and not self._lost.is_set():
-            try:
-                self.client.report(self.job, batch)
-            except LeaseLost:
-                self._lost.set()
-                return
-            self.last_metrics.update(batch)
+        """Send what is pending now, 1,000 points a call. Points of a call that fails for want
+        of the server stay pending (the next flush sends them); a refused call's points are
+        dropped with a warning (sending them again would be refused again)."""
+        with self._sending:
+            with self._lock:
+                snapshot = list(self._pending.items())
+            for start in range(0, len(snapshot), MAX_POINTS_PER_CALL):
+                if self._lost.is_set() or self._ended.is_set():
+                    return
+                batch = dict(snapshot[start : start + MAX_POINTS_PER_CALL])
+                try:
+                    self.client.report_points(self.job, batch)
+                except LeaseLost:
+                    self._lost.set()
+                    return
+                except MltrainError as error:
+                    if error.code == "UNAVAILABLE":
+                        return  # kept: the next flush tries again
+                    if error.code == "INVALID_TRANSITION":
+                        # Ended by someone else (cancelled, failed): nothing more is stored.
+                        self._ended.set()
+                        self._cancel.set()
+                        return
+                    log.warning("mltrain: %d points refused: %s", len(batch), error)
+                with self._lock:
+                    for point, sent in batch.items():
+                        if self._pending.get(point) == sent:
+                            del self._pending[point]
+
+    def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        self._cancel.set()
 
     def __enter__(self) -> Run:
+        if self.job.held_by_worker and threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
         self._thread.start()
         return self
 
@@ -272,12 +434,14 @@ class Run:
     ) -> None:
         self._stop.set()
         self._thread.join()
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
         if self._lost.is_set():
             return
+        self._flush_all()
+        if self._lost.is_set() or self.job.held_by_worker:
+            return
         try:
-            self.flush()
-            if self._lost.is_set():
-                return
             if error is not None:
                 self.client.fail(
                     self.job, f"{type(error).__name__}: {error}", failure_kind_of(error)
@@ -292,22 +456,33 @@ class Run:
             if refused.code != "INVALID_TRANSITION":  # ended by someone else: nothing to do
                 raise
 
+    def _flush_all(self) -> None:
+        """Flush until nothing is pending, for as long as the client retries a call."""
+        give_up_at = time.monotonic() + self.client._retry_for
+        while self.unsent and not self._lost.is_set() and not self._ended.is_set():
+            self.flush()
+            if time.monotonic() > give_up_at:
+                log.warning("mltrain: %d points could not be sent", self.unsent)
+                return
+
     def _background(self) -> None:
         beat_every = max(self.job.lease_seconds / 3, 0.2)
         next_beat = time.monotonic() + beat_every
         while not self._stop.wait(min(self._flush_interval, beat_every)):
-            try:
-                self.flush()
-                if time.monotonic() >= next_beat:
-                    next_beat = time.monotonic() + beat_every
+            if not self.job.held_by_worker and time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + beat_every
+                try:
                     if self.client.heartbeat(self.job):
                         self._cancel.set()
-            except LeaseLost:
-                self._lost.set()
+                except LeaseLost:
+                    self._lost.set()
+                    return
+                except MltrainError as error:
+                    if error.code == "INVALID_TRANSITION":
+                        self._cancel.set()  # ended by someone else (cancelled)
+            self.flush()
+            if self._lost.is_set():
                 return
-            except MltrainError as error:
-                if error.code == "INVALID_TRANSITION":
-                    self._cancel.set()  # ended by someone else (cancelled)
 
 
 class AsyncClient:
@@ -334,11 +509,7 @@ class AsyncClient:
     async def claim(self, queue: str = "default", lease_seconds: int = 60) -> ClaimedJob | None:
         body = await self.execute(_CLAIM, queue=queue, worker=self.worker_id, lease=lease_seconds)
         job = _result(body, "claimTrainingJob")
-        if job is None:
-            return None
-        return ClaimedJob(
-            job["jobId"], job["queue"], job["hyperparameters"], job["leaseToken"], lease_seconds
-        )
+        return None if job is None else _claimed(job, lease_seconds)
 
     async def heartbeat(self, job: ClaimedJob) -> bool:
         body = await self.execute(_HEARTBEAT, id=job.job_id, token=job.lease_token)
@@ -348,6 +519,16 @@ class AsyncClient:
     async def report(self, job: ClaimedJob, metrics: Mapping[str, float]) -> None:
         body = await self.execute(
             _REPORT, id=job.job_id, token=job.lease_token, metrics=dict(metrics)
+        )
+        _result(body, "reportTrainingMetrics")
+
+    async def report_points(
+        self, job: ClaimedJob, points: Mapping[tuple[str, int], tuple[float, str]]
+    ) -> None:
+        """``Client.report_points``, awaited."""
+        series = _columns(points)
+        body = await self.execute(
+            _REPORT_SERIES, id=job.job_id, token=job.lease_token, series=series
         )
         _result(body, "reportTrainingMetrics")
 

@@ -16,6 +16,7 @@ from tests.live_servers import serving
 from tests.operations import CANCEL_GRACEFULLY, CREATE_JOB, REGISTER
 
 READ = """query($id: ID!) { trainingJob(jobId: $id) { status metrics workerId
+  metricSeries { key totalPoints firstStep lastStep }
   failure { kind message } history(first: 50) { edges { node { kind } } } } }"""
 
 
@@ -59,7 +60,12 @@ def test_a_clean_run_logs_its_steps_and_completes(server: str) -> None:
                 run.log(step, loss=1 / (step + 1), acc=step / 100)
         done = read(client, job_id)
         assert done["status"] == "COMPLETED" and done["workerId"] == "laptop-1"
-        assert done["metrics"] == {"step": 99, "loss": 0.01, "acc": 0.99}
+        assert done["metrics"] == {"loss": 0.01, "acc": 0.99}
+        # Every step is stored, as a per-step series (reportTrainingMetrics(series:)).
+        assert done["metricSeries"] == [
+            {"key": key, "totalPoints": 100, "firstStep": 0, "lastStep": 99}
+            for key in ("acc", "loss")
+        ]
 
 
 @pytest.mark.parametrize(
