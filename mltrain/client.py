@@ -48,7 +48,7 @@ _HEARTBEAT = """
 mutation($id: ID!, $token: String!) {
   heartbeatTrainingJob(jobId: $id, leaseToken: $token) {
     __typename
-    ... on TrainingJob { status cancelRequestedAt }
+    ... on TrainingJob { status cancelRequestedAt cancelDeadlineAt }
     ... on InvalidTransitionError { currentStatus }
     ... on Error { code message }
   }
@@ -129,6 +129,22 @@ class ClaimedJob:
     lease_seconds: int
     attempt: int = 1
     held_by_worker: bool = False
+
+
+@dataclass(frozen=True)
+class HeartbeatAnswer:
+    """What a heartbeat answered: whether a graceful cancel was asked for, and until when
+    the worker may take to stop (then the server cancels the job itself)."""
+
+    cancel_requested: bool
+    cancel_deadline: datetime | None = None
+
+    @classmethod
+    def of(cls, beat: dict[str, Any] | None) -> HeartbeatAnswer:
+        if beat is None or beat.get("cancelRequestedAt") is None:
+            return cls(False)
+        deadline = beat.get("cancelDeadlineAt")
+        return cls(True, None if deadline is None else datetime.fromisoformat(deadline))
 
 
 def job_from_env(environ: Mapping[str, str] | None = None) -> ClaimedJob | None:
@@ -279,9 +295,13 @@ class Client:
     def heartbeat(self, job: ClaimedJob) -> bool:
         """Extend the lease; whether a cancel was asked for (or the job was cancelled).
         LeaseLost if the job was taken from this worker."""
+        return self.heartbeat_answer(job).cancel_requested
+
+    def heartbeat_answer(self, job: ClaimedJob) -> HeartbeatAnswer:
+        """``heartbeat``, with the cancel's deadline (when the server cancels the job if the
+        worker has not acknowledged)."""
         body = self.execute(_HEARTBEAT, id=job.job_id, token=job.lease_token)
-        beat = _result(body, "heartbeatTrainingJob")
-        return beat is not None and beat.get("cancelRequestedAt") is not None
+        return HeartbeatAnswer.of(_result(body, "heartbeatTrainingJob"))
 
     def report(self, job: ClaimedJob, metrics: Mapping[str, float]) -> None:
         """Set the job's latest metric values (no series points)."""
@@ -513,8 +533,7 @@ class AsyncClient:
 
     async def heartbeat(self, job: ClaimedJob) -> bool:
         body = await self.execute(_HEARTBEAT, id=job.job_id, token=job.lease_token)
-        beat = _result(body, "heartbeatTrainingJob")
-        return beat is not None and beat.get("cancelRequestedAt") is not None
+        return HeartbeatAnswer.of(_result(body, "heartbeatTrainingJob")).cancel_requested
 
     async def report(self, job: ClaimedJob, metrics: Mapping[str, float]) -> None:
         body = await self.execute(

@@ -362,7 +362,6 @@ NOT_SHOWN_AS_FIELDS: dict[type[BaseModel], set[str]] = {
         "retry_due_at",
         "retried_by",
         "lease_seconds",
-        "cancel_deadline_at",
         "lease_token_hash",
     },
 }

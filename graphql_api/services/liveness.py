@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from graphql_api.domain.enums import JobHealth
 from graphql_api.domain.values import utc_now
 from graphql_api.services.training import MLTrainingService
-from graphql_api.storage.base import LeaderStore
+from graphql_api.storage.base import LeaderStore, uncounted
 
 log = logging.getLogger("mltrain.liveness")
 
@@ -112,6 +112,7 @@ class LivenessSweep:
                 await self._leaders.release(LEADER_LEASE, self.instance)
 
     async def _run(self) -> None:
+        uncounted()  # background work: no request's round trips (StoreStats)
         while True:
             try:
                 if await self.lead():

@@ -29,6 +29,7 @@ status: see ``graphql_api.services.registry`` for how statuses follow it.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
@@ -474,9 +475,24 @@ class LeaderStore(Protocol):
 
 @dataclass
 class StoreStats:
-    """Database round trips made so far; tests pin the cost of queries with it."""
+    """Database round trips made so far; tests pin the cost of queries with it. Work the
+    server does in the background (the liveness sweep: ``uncounted``) is not counted, so a
+    request's count stays exact while the sweep runs beside it."""
 
     round_trips: int = 0
+
+
+#: Set in a background task (``uncounted``): its round trips are no request's cost.
+_UNCOUNTED: ContextVar[bool] = ContextVar("mltrain_uncounted_round_trips", default=False)
+
+
+def uncounted() -> None:
+    """Leave the round trips of the current task (and tasks it starts) out of StoreStats."""
+    _UNCOUNTED.set(True)
+
+
+def counted() -> bool:
+    return not _UNCOUNTED.get()
 
 
 class Storage(Protocol):

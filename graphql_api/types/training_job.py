@@ -81,6 +81,7 @@ class TrainingJobType:
     health: strawberry.auto
     max_runtime_seconds: strawberry.auto
     cancel_requested_at: strawberry.auto
+    cancel_deadline_at: strawberry.auto
     attempt: int = strawberry.field(description="1 for the first attempt, then 2, 3, ...")
     retry_of: strawberry.ID | None = strawberry.field(
         description="The attempt this job retries; null for a first attempt."
