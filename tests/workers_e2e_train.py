@@ -30,6 +30,8 @@ def main() -> int:
     with Client.from_env() as client, client.run(job, flush_interval=0.05) as run:
         for step in range(100):
             run.log(step, loss=1 / (step + 1), acc=step / 100)
+            if holds and hold_at is not None and step > hold_at:
+                run.flush()  # at once: a lost lease shows at the first step after the hold
             if run.cancel_requested:
                 print(f"stopping at step {step}: lease lost {run.lease_lost}")
                 return 0
