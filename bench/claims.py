@@ -5,8 +5,10 @@
 
 Creates ``--jobs`` PENDING jobs (through the API, not timed), then 8 asyncio workers claim
 until the queue is empty (each HTTP claim from 127.0.0.1, keep-alive). Reported: claims per
-second over the claiming phase, claims per worker, and that every job was claimed exactly once.
-Bounded in count (the jobs) and time (the server's own timeouts).
+second over the claiming phase, the server process's CPU time per claim (user + system, from
+/proc: meaningful on a loaded machine, where wall time is not), claims per worker, and that
+every job was claimed exactly once. Bounded in count (the jobs) and time (the server's own
+timeouts). ``--profile FILE`` runs the server under cProfile and writes its stats there.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -44,7 +47,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def bench(url: str, jobs: int, workers: int) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def bench(url: str, jobs: int, workers: int, server_pid: int) -> None:
     # bench/ is outside mypy (pyproject); the JSON answers are read as Any.
     async with httpx.AsyncClient(timeout=30) as http:
 
@@ -66,12 +76,18 @@ async def bench(url: str, jobs: int, workers: int) -> None:
                     return got
                 got.append(job["jobId"])
 
+        cpu_before = cpu_seconds(server_pid)
         start = time.perf_counter()
         results = await asyncio.gather(*(worker(n) for n in range(workers)))
         elapsed = time.perf_counter() - start
+        cpu = cpu_seconds(server_pid) - cpu_before
     claimed = Counter(job for got in results for job in got)
     once = len(claimed) == jobs and set(claimed.values()) == {1}
     print(f"{jobs} jobs, {workers} workers: {jobs / elapsed:.0f} claims/s ({elapsed:.2f} s)")
+    print(
+        f"server CPU: {cpu * 1000 / jobs:.2f} ms per claim ({cpu:.2f} s in all), "
+        f"{jobs / cpu:.0f} claims per server CPU-second"
+    )
     print(f"per worker: {[len(got) for got in results]}; each claimed exactly once: {once}")
 
 
@@ -80,6 +96,7 @@ def main() -> None:
     parser.add_argument("--mongodb-uri", required=True)
     parser.add_argument("--jobs", type=int, default=400)
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--profile", help="write the server's cProfile stats to this file")
     args = parser.parse_args()
     port = free_port()
     database = f"bench_claims_{uuid.uuid4().hex[:8]}"
@@ -89,11 +106,13 @@ def main() -> None:
         "MLTRAIN_MONGODB_DATABASE": database,
         "MLTRAIN_LOG_LEVEL": "warning",
     }
-    mltrain = os.path.join(os.path.dirname(sys.executable), "mltrain")
-    server = subprocess.Popen([mltrain, "serve", "--port", str(port)], env=env)
+    serve = ["-m", "graphql_api.cli", "serve", "--port", str(port)]
+    if args.profile:
+        serve = ["-m", "cProfile", "-o", args.profile, *serve]
+    server = subprocess.Popen([sys.executable, *serve], env=env)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + (120 if args.profile else 30)
         while True:
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
@@ -103,9 +122,10 @@ def main() -> None:
             if time.monotonic() > deadline:
                 raise SystemExit("the server did not start")
             time.sleep(0.1)
-        asyncio.run(bench(f"{base}/graphql", args.jobs, args.workers))
+        asyncio.run(bench(f"{base}/graphql", args.jobs, args.workers, server.pid))
     finally:
-        server.terminate()
+        # SIGINT: a clean shutdown, so that cProfile writes its stats.
+        server.send_signal(signal.SIGINT)
         server.wait(timeout=10)
         import pymongo
 
