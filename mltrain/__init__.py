@@ -11,6 +11,16 @@
                     break
                 run.log(step, loss=..., acc=...)
 
+A script run by ``mltrain worker --queue Q -- python train.py`` (the reference worker:
+``mltrain.worker``) reads its job from the environment instead of claiming it:
+
+    from mltrain import Client, job_from_env
+
+    job = job_from_env()
+    with Client.from_env() as client, client.run(job) as run:
+        for step in range(100):
+            run.log(step, loss=...)
+
 The protocol it speaks is docs/workers.md.
 """
 
