@@ -56,11 +56,13 @@ from graphql_api.limits.connections import ConnectionCounter
 from graphql_api.limits.rules import QueryLimits
 from graphql_api.live.feed import ChangeFeed
 from graphql_api.live.notify import NotifyingStorage
+from graphql_api.live.relay import OutboxSweep
 from graphql_api.live.retention import LogRetention
 from graphql_api.responses import graphql_error_response
 from graphql_api.schema import build_schema
 from graphql_api.services.container import Services
 from graphql_api.services.liveness import LivenessSweep
+from graphql_api.services.outbox import Outbox
 from graphql_api.settings import Settings, get_settings
 from graphql_api.storage.base import DatabaseUnavailable, Storage
 from graphql_api.storage.mongo import MongoStorage
@@ -334,14 +336,19 @@ def create_app(
         app.state.services = services
         app.state.keys = directory
         app.state.feed = feed
-        sweep = LivenessSweep(
+        sweep = OutboxSweep(
+            Outbox(services.storage, grace=settings.outbox_grace),
+            interval=settings.outbox_sweep_interval,
+        )
+        await sweep.start()
+        liveness = LivenessSweep(
             services.training,
             store.leaders,
             interval=settings.sweep_interval,
             grace=settings.heartbeat_grace,
         )
-        await sweep.start()
-        app.state.sweep = sweep
+        await liveness.start()
+        app.state.sweep = liveness
         try:
             if demo:
                 from graphql_api.demo import seed_demo
@@ -350,6 +357,7 @@ def create_app(
                 log.info("demo data: %s", summary)
             yield
         finally:
+            await liveness.stop()
             await sweep.stop()
             await directory.stop()
             await retention.stop()

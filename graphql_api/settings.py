@@ -224,6 +224,23 @@ class Settings(BaseSettings):
         description="Seconds a LATE job (its lease lapsed) waits for its worker before it "
         "fails with HEARTBEAT_LOST.",
     )
+    outbox_sweep_interval: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="Seconds between sweeps for changes whose event a crashed writer left "
+        "pending in the record (docs/subscriptions.md, 'Never a change without its event').",
+    )
+    outbox_grace: float = Field(
+        # Seconds, not the next writer's 0.5 s: a sweep that relays an event its writer is
+        # still appending (a loaded server) costs a hole in the log, which holds subscribers
+        # back for the gap grace; a crash's events can wait a few seconds.
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="Seconds a change's own writer is given to relay its event before the "
+        "sweep relays it instead.",
+    )
     event_retention_interval: float = Field(
         default=60.0,
         gt=0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,7 +39,7 @@ from graphql_api.domain.updates import MetricsMerge, Move, VersionMetadata
 from graphql_api.domain.values import utc_now
 from graphql_api.services.container import Services
 from graphql_api.services.liveness import LivenessSweep
-from graphql_api.storage.base import PendingChange
+from graphql_api.storage.base import PendingChange, RecordBusy
 from graphql_api.storage.mongo import MongoStorage, documents
 from graphql_api.storage.mongo.query_shapes import SHAPES, ShapeKey, declared, shape_of
 from graphql_api.storage.mongo.server import ServerKind
@@ -329,6 +330,23 @@ async def drive_every_read(storage: MongoStorage, model_ids: list[str], job_ids:
     assert await versions.move_alias("m0", "champion", model_ids[0], None, 100)
     assert await versions.move_alias("m0", "champion", model_ids[4], model_ids[0], 100)
     assert await versions.move_alias("m0", "champion", None, model_ids[4], 100)
+    # An alias move with its event pending in the registry document (the outbox's alias lane):
+    # a second move finds it busy; the relay's reads, the sweep's read and the clearing.
+    alias_pending = replace(
+        PendingChange(uuid.uuid4().hex, ChangeKind.ALIAS_SET, None, utc_now(), None, True),
+        alias="champion",
+        model_id=model_ids[0],
+    )
+    assert await versions.move_alias(
+        "m0", "champion", model_ids[0], None, 100, pending=alias_pending
+    )
+    with pytest.raises(RecordBusy):
+        await versions.move_alias(
+            "m0", "champion", model_ids[4], model_ids[0], 100, pending=alias_pending
+        )
+    assert await versions.alias_pending_change("m0") is not None
+    assert await versions.alias_pending_before(utc_now() + timedelta(seconds=1), 10)
+    await versions.clear_alias_pending("m0", alias_pending.event_id)
     services = Services.over(storage)
     await services.inference.production_version("m0")
     await services.inference.production_versions(["m0", "m1", "m3", "none"])
@@ -488,19 +506,23 @@ def test_every_listed_index_exists_in_the_code() -> None:
     from graphql_api.storage.mongo import (
         events,
         metric_series,
+        model_aliases,
         model_history,
         model_metadata,
         model_versions,
+        outbox,
         training_jobs,
     )
 
     modules = (
         events,
         metric_series,
+        model_aliases,
         model_history,
         model_metadata,
         model_versions,
         training_jobs,
+        outbox,
     )
     # model_catalog's shapes all use _id_ (listed above) or model_versions' own indexes.
     source = "".join(inspect.getsource(m) for m in modules)

@@ -34,6 +34,9 @@ class NotifyingEventStore:
         self._on_append(stored)
         return stored
 
+    async def has_event(self, event_id: str) -> bool:
+        return await self._inner.has_event(event_id)
+
     async def for_entity(self, entity_id: str, limit: int) -> list[ChangeEvent]:
         return await self._inner.for_entity(entity_id, limit)
 

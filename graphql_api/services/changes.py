@@ -1,10 +1,11 @@
-"""Recording changes in the event log, shared by the registry and training services.
+"""Appending change events to the log, for the outbox relay (``services.outbox``).
 
-A service makes its change first and records the event right after (there are no transactions
-to make the two one write: FerretDB v1 has none). So that a passing database hiccup cannot leave
-a change without its event, the append is retried with backoff; the event's ``event_id`` makes
-the retries idempotent. What remains is a crash of the process (or a database outage longer
-than the retries) between the two writes: see docs/subscriptions.md.
+A change is written together with its pending event (one write of the record); the relay
+appends the event here. So that a passing database hiccup does not leave the event waiting
+for the sweep, the append is retried with backoff; the event's ``event_id`` makes the retries
+(and every other relay of the same change) idempotent. A crash between the change and the
+append leaves the event pending in the record, where the next writer of that record or the
+server's sweep finds it: see docs/subscriptions.md.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import datetime
 from graphql_api.domain.events import ChangeEvent, ChangeKind, EntityKind
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.values import utc_now
-from graphql_api.storage.base import EventStore
+from graphql_api.storage.base import EventStore, PendingChange
 
 log = logging.getLogger("mltrain.changes")
 
@@ -40,12 +41,40 @@ class ChangeRecorder:
     def __init__(self, events: EventStore) -> None:
         self._events = events
 
+    async def pending_job(self, job: TrainingJob, pending: PendingChange) -> ChangeEvent:
+        """The event of the job's pending change (``services.outbox``), with its id and time."""
+        return await self.job(
+            job,
+            pending.kind,
+            job.status.value if pending.keeps_status else pending.previous_status,
+            pending.actor,
+            event_id=pending.event_id,
+            occurred_at=pending.occurred_at,
+        )
+
+    async def pending_version(self, version: ModelVersion, pending: PendingChange) -> ChangeEvent:
+        """The event of the version's pending change (``services.outbox``)."""
+        return await self.model_version(
+            version,
+            pending.kind,
+            version.status.value if pending.keeps_status else pending.previous_status,
+            pending.actor,
+            event_id=pending.event_id,
+            occurred_at=pending.occurred_at,
+            reason=pending.reason,
+            previous_model_id=pending.previous_model_id,
+            alias=pending.alias,
+        )
+
     async def job(
         self,
         job: TrainingJob,
         kind: ChangeKind,
         previous_status: str | None,
         actor: str | None,
+        *,
+        event_id: str | None = None,
+        occurred_at: datetime | None = None,
     ) -> ChangeEvent:
         return await self._append(
             ChangeEvent(
@@ -55,7 +84,8 @@ class ChangeRecorder:
                 kind=kind,
                 previous_status=previous_status,
                 status=job.status.value,
-                occurred_at=utc_now(),
+                occurred_at=occurred_at or utc_now(),
+                event_id=event_id,
                 model_id=job.model_id,
                 actor=actor,
                 snapshot=job.model_dump(mode="python", exclude=IMMUTABLE_FIELDS | INTERNAL_FIELDS),
@@ -105,10 +135,11 @@ class ChangeRecorder:
                 return await self._events.append(event)
             except Exception:
                 if attempt == APPEND_ATTEMPTS:
-                    # The change is made and its event is not: say so with everything needed
-                    # to append it by hand.
+                    # The change is made and its event waits in the record, for the next
+                    # writer of the record or the server's sweep (``services.outbox``).
                     log.error(
-                        "change recorded WITHOUT its event after %d attempts: %s",
+                        "appending an event failed %d times; it stays pending in its record "
+                        "for the outbox sweep: %s",
                         attempt,
                         event.model_dump_json(),
                     )

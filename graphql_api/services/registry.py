@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
 
 from graphql_api.domain import validation
@@ -35,13 +33,14 @@ from graphql_api.domain.queries import (
 )
 from graphql_api.domain.updates import MetricsMerge, Move
 from graphql_api.domain.values import utc_now
-from graphql_api.services.changes import ChangeRecorder
+from graphql_api.services.outbox import Outbox, new_pending
 from graphql_api.services.registry_metadata import ModelMetadataService, VersionDetails
 from graphql_api.services.registry_rollback import RollbackMixin
 from graphql_api.storage.base import (
     MergeLimitExceeded,
     PendingChange,
     ProductionPointer,
+    RecordBusy,
     Storage,
 )
 
@@ -52,13 +51,10 @@ RESOURCE = "ModelVersion"
 MAX_DEPLOY_ATTEMPTS = 20
 #: Undone deployments one call follows before it gives up (each needs a concurrent archive).
 MAX_FOLLOW_STEPS = 3
-#: Pending changes of others one status change waits for before it gives up.
-MAX_SETTLE_ATTEMPTS = 10
-#: How long a pending change's own writer is given to append its event before another
-#: writer does it instead (it normally takes a few milliseconds), and the polling pauses.
-SETTLE_GRACE = 0.5
-FIRST_SETTLE_DELAY = 0.002
-MAX_SETTLE_DELAY = 0.05
+#: Pending changes of others one change waits for before it gives up. Concurrent changes of
+#: one record take turns (one lands per turn, each waiting for the last one's event): 10 left
+#: some of 20 concurrent metric reports of one job with a ConflictError on DocumentDB.
+MAX_SETTLE_ATTEMPTS = 100
 #: Statuses a version may be in while it holds (or gets back) the production pointer.
 _DEPLOYABLE = frozenset({ModelStatus.TESTING, ModelStatus.PRODUCTION})
 
@@ -66,7 +62,7 @@ _DEPLOYABLE = frozenset({ModelStatus.TESTING, ModelStatus.PRODUCTION})
 class ModelRegistryService(RollbackMixin):
     def __init__(self, storage: Storage) -> None:
         self._versions = storage.model_versions
-        self._record = ChangeRecorder(storage.events)
+        self._outbox = Outbox(storage)
         self._metadata = ModelMetadataService(storage)
 
     # Reads -----------------------------------------------------------------------------
@@ -252,13 +248,16 @@ class ModelRegistryService(RollbackMixin):
                 # Given back by an undone move: still in production (no status change, no
                 # event), it takes the new holding's revision, so that nothing that read the
                 # pointer before the undo retires it as displaced.
-                kept = await self._versions.update(
-                    holder_id,
-                    {ModelStatus.PRODUCTION},
-                    (),
-                    at_revision=read.revision,
-                    production_revision=pointer.revision,
-                )
+                try:
+                    kept = await self._versions.update(
+                        holder_id,
+                        {ModelStatus.PRODUCTION},
+                        (),
+                        at_revision=read.revision,
+                        production_revision=pointer.revision,
+                    )
+                except RecordBusy:
+                    kept = None
                 if kept is not None:
                     return kept
                 await self._settle(holder_id)
@@ -359,7 +358,7 @@ class ModelRegistryService(RollbackMixin):
             raise ValidationError(
                 "metrics", "must name at least one metric", rule=ValidationRule.min_length
             )
-        updated = await self._merge_metrics(model_id, checked)
+        updated = await self._merge_metrics(model_id, checked, actor)
         if updated is None:
             current = await self._require(model_id)
             raise InvalidTransitionError(
@@ -369,9 +368,6 @@ class ModelRegistryService(RollbackMixin):
                 None,
                 f"{RESOURCE} {model_id!r} is {current.status.value}: its metrics are frozen",
             )
-        await self._record.model_version(
-            updated, VersionTransitions.UPDATE_METRICS.kind, updated.status, actor
-        )
         return updated
 
     # Helpers ---------------------------------------------------------------------------
@@ -392,14 +388,16 @@ class ModelRegistryService(RollbackMixin):
         for _ in range(MAX_SETTLE_ATTEMPTS):
             pending = _pending(transition.kind, source, actor)
             move = Move(transition=transition, at=pending.occurred_at)
-            changed = await self._versions.update(
-                model_id, {source}, [move], pending=pending, **conditions
-            )
+            try:
+                changed = await self._versions.update(
+                    model_id, {source}, [move], pending=pending, **conditions
+                )
+            except RecordBusy:
+                await self._settle(model_id)
+                continue
             if changed is not None:
                 await self._publish(changed, pending)
-                return changed
-            if not await self._settle(model_id):
-                return None
+            return changed
         raise ConflictError(
             f"{RESOURCE} {model_id!r} is being changed by too many requests at once; retry",
             field="modelId",
@@ -407,51 +405,35 @@ class ModelRegistryService(RollbackMixin):
 
     async def _settle(self, model_id: str) -> bool:
         """Make sure the version's pending change, if it has one, is in the log; whether there
-        was one. Its writer appends it right after its update, so that is waited for first, a
-        bounded time (many callers appending one event at once only collide: on DocumentDB,
-        concurrent inserts of one unique key deadlock); after that the writer is taken to be
-        gone, and the event is appended here (idempotent by event id)."""
-        found = await self._versions.pending_change(model_id)
-        if found is None:
-            return False
-        delay, waited = FIRST_SETTLE_DELAY, 0.0
-        while found is not None and waited < SETTLE_GRACE:
-            await asyncio.sleep(delay)
-            waited += delay
-            delay = min(delay * 2, MAX_SETTLE_DELAY)
-            found = await self._versions.pending_change(model_id)
-        if found is not None:
-            version, pending = found
-            log.warning(
-                "publishing the %s event of %s %s left pending by another writer",
-                pending.kind.value,
-                RESOURCE,
-                model_id,
-            )
-            await self._publish(version, pending)
-        return True
+        was one (``Outbox.settle_version``)."""
+        return await self._outbox.settle_version(model_id)
 
     async def _publish(self, version: ModelVersion, pending: PendingChange) -> None:
-        await self._record.model_version(
-            version,
-            pending.kind,
-            pending.previous_status,
-            pending.actor,
-            event_id=pending.event_id,
-            occurred_at=pending.occurred_at,
-            reason=pending.reason,
-            previous_model_id=pending.previous_model_id,
-        )
-        await self._versions.clear_pending(version.model_id, pending.event_id)
+        await self._outbox.publish_version(version, pending)
 
     async def _merge_metrics(
-        self, model_id: str, metrics: Mapping[str, float]
+        self, model_id: str, metrics: Mapping[str, float], actor: str | None
     ) -> ModelVersion | None:
-        """Merge keeping the *stored* metrics within MAX_METRICS, not only each call's."""
+        """Merge keeping the *stored* metrics within MAX_METRICS, not only each call's, with
+        its event (pending, then relayed, like every change: see ``_change``)."""
         try:
-            return await self._versions.update(
-                model_id, VersionTransitions.UPDATE_METRICS.sources, [MetricsMerge(metrics=metrics)]
-            )
+            for _ in range(MAX_SETTLE_ATTEMPTS):
+                pending = new_pending(
+                    VersionTransitions.UPDATE_METRICS.kind, None, actor, keeps_status=True
+                )
+                try:
+                    updated = await self._versions.update(
+                        model_id,
+                        VersionTransitions.UPDATE_METRICS.sources,
+                        [MetricsMerge(metrics=metrics)],
+                        pending=pending,
+                    )
+                except RecordBusy:
+                    await self._settle(model_id)
+                    continue
+                if updated is not None:
+                    await self._publish(updated, pending)
+                return updated
         except MergeLimitExceeded as error:
             raise ValidationError(
                 "metrics",
@@ -460,6 +442,10 @@ class ModelRegistryService(RollbackMixin):
                 "written)",
                 rule=ValidationRule.max_items,
             ) from None
+        raise ConflictError(
+            f"{RESOURCE} {model_id!r} is being changed by too many requests at once; retry",
+            field="modelId",
+        )
 
     async def _require(self, model_id: str) -> ModelVersion:
         version = await self._versions.get(model_id)
@@ -474,13 +460,7 @@ class ModelRegistryService(RollbackMixin):
 
 
 def _pending(kind: ChangeKind, source: ModelStatus | None, actor: str | None) -> PendingChange:
-    return PendingChange(
-        event_id=uuid.uuid4().hex,
-        kind=kind,
-        previous_status=None if source is None else source.value,
-        occurred_at=utc_now(),
-        actor=actor,
-    )
+    return new_pending(kind, None if source is None else source.value, actor)
 
 
 def _cannot_promote(version: ModelVersion, requested: ModelStatus | None) -> InvalidTransitionError:

@@ -5,11 +5,15 @@ names ``expectedModelId`` (null: only if it does not exist yet), so two release 
 overwrite each other's move unknowingly: the loser gets a ConflictError naming the version the
 alias names now. ``production`` is not stored: it is the production pointer, read as
 ``productionModelVersion`` reads it (no gap during a hand-over).
+
+Each move carries its event in its own write (the name's registry document: see
+``storage/mongo/model_aliases.py``), relayed to the log like every change (``services.outbox``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from graphql_api.domain import aliases, text, validation
 from graphql_api.domain.enums import ModelStatus
@@ -21,9 +25,9 @@ from graphql_api.domain.errors import (
 )
 from graphql_api.domain.events import ChangeKind
 from graphql_api.domain.models import ModelVersion
-from graphql_api.services.changes import ChangeRecorder
 from graphql_api.services.inference import InferenceService
-from graphql_api.storage.base import Storage
+from graphql_api.services.outbox import MAX_SETTLE_ATTEMPTS, Outbox, new_pending
+from graphql_api.storage.base import RecordBusy, Storage
 
 RESOURCE = "ModelVersion"
 
@@ -32,7 +36,7 @@ class ModelAliasService:
     def __init__(self, storage: Storage, inference: InferenceService) -> None:
         self._versions = storage.model_versions
         self._inference = inference
-        self._record = ChangeRecorder(storage.events)
+        self._outbox = Outbox(storage)
 
     async def by_alias(self, model_name: str, alias: str) -> ModelVersion | None:
         validation.checked(text.check_name, model_name, "modelName")
@@ -79,23 +83,29 @@ class ModelAliasService:
                 field="modelId",
             )
         await self._versions.production_pointer(model_name)  # the registry document exists
-        moved = await self._versions.move_alias(
-            model_name, alias, model_id, expected_model_id, aliases.MAX_ALIASES
-        )
+        if expected_model_id == model_id:
+            # Names it already: the compare-and-set changes nothing, and records no event.
+            moved = await self._versions.move_alias(
+                model_name, alias, model_id, expected_model_id, aliases.MAX_ALIASES
+            )
+        else:
+            moved = (
+                await self._move(
+                    model_name,
+                    alias,
+                    model_id,
+                    expected_model_id,
+                    about=target,
+                    kind=ChangeKind.ALIAS_SET,
+                    actor=actor,
+                )
+                is not None
+            )
         if not moved:
             current = await self._holder(model_name, alias)
             if current == model_id:
                 return target  # a retry of a move that landed: nothing more to do
             raise await self._refused(model_name, alias, current, expected_model_id)
-        if expected_model_id != model_id:
-            await self._record.model_version(
-                target,
-                ChangeKind.ALIAS_SET,
-                target.status.value,
-                actor,
-                alias=alias,
-                previous_model_id=expected_model_id,
-            )
         return target
 
     async def delete(
@@ -115,20 +125,63 @@ class ModelAliasService:
             raise NotFoundError("ModelAlias", f"{model_name}:{alias}", field="alias")
         if expected_model_id is not None and current != expected_model_id:
             raise await self._refused(model_name, alias, current, expected_model_id)
-        if not await self._versions.move_alias(
-            model_name, alias, None, current, aliases.MAX_ALIASES
-        ):
+        version = await self._move(
+            model_name,
+            alias,
+            None,
+            current,
+            about=current,
+            kind=ChangeKind.ALIAS_DELETED,
+            actor=actor,
+        )
+        if version is None:
             now = await self._holder(model_name, alias)
             if now is None:
                 raise NotFoundError("ModelAlias", f"{model_name}:{alias}", field="alias")
             raise await self._refused(model_name, alias, now, current)
-        version = await self._versions.get(current)
-        if version is None:  # a version is never deleted; an alias outlives nothing
-            raise NotFoundError(RESOURCE, current, field="alias")
-        await self._record.model_version(
-            version, ChangeKind.ALIAS_DELETED, version.status.value, actor, alias=alias
-        )
         return version
+
+    async def _move(
+        self,
+        model_name: str,
+        alias: str,
+        model_id: str | None,
+        expected: str | None,
+        *,
+        about: ModelVersion | str,
+        kind: ChangeKind,
+        actor: str | None,
+    ) -> ModelVersion | None:
+        """The compare-and-set with its event pending in the same write, then the event
+        relayed; the version the event is about (``about``, read after the move when given by
+        id), or None if it did not move. An alias change of the name still pending from someone else
+        is relayed first (the name's alias events keep the order of the moves)."""
+        for _ in range(MAX_SETTLE_ATTEMPTS):
+            pending = new_pending(kind, None, actor, keeps_status=True)
+            pending = replace(
+                pending,
+                alias=alias,
+                model_id=about if isinstance(about, str) else about.model_id,
+                previous_model_id=expected if kind is ChangeKind.ALIAS_SET else None,
+            )
+            try:
+                moved = await self._versions.move_alias(
+                    model_name, alias, model_id, expected, aliases.MAX_ALIASES, pending=pending
+                )
+            except RecordBusy:
+                await self._outbox.settle_aliases(model_name)
+                continue
+            if not moved:
+                return None
+            version = await self._versions.get(about) if isinstance(about, str) else about
+            if version is None:  # a version is never deleted; an alias outlives nothing
+                raise NotFoundError(RESOURCE, pending.model_id or "", field="alias")
+            await self._outbox.publish_alias(version, pending)
+            return version
+        raise ConflictError(
+            f"aliases of {model_name!r} are being changed by too many requests at once; retry",
+            field="alias",
+        )
 
     async def _holder(self, model_name: str, alias: str) -> str | None:
         return (await self._versions.aliases_of([model_name]))[model_name].get(alias)

@@ -16,6 +16,7 @@ from graphql_api.domain import artifacts, text, validation
 from graphql_api.domain.artifacts import Tag
 from graphql_api.domain.enums import ModelStatus, TrainingStatus
 from graphql_api.domain.errors import (
+    ConflictError,
     NotFoundError,
     ValidationError,
     ValidationRule,
@@ -24,8 +25,8 @@ from graphql_api.domain.errors import (
 from graphql_api.domain.lifecycle import VersionTransitions
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.updates import VersionMetadata
-from graphql_api.services.changes import ChangeRecorder
-from graphql_api.storage.base import Storage
+from graphql_api.services.outbox import MAX_SETTLE_ATTEMPTS, Outbox, new_pending
+from graphql_api.storage.base import RecordBusy, Storage
 
 RESOURCE = "ModelVersion"
 #: Versions one training job may produce: ``TrainingJob.producedModelVersions`` lists them
@@ -73,7 +74,7 @@ class ModelMetadataService:
     def __init__(self, storage: Storage) -> None:
         self._versions = storage.model_versions
         self._jobs = storage.training_jobs
-        self._record = ChangeRecorder(storage.events)
+        self._outbox = Outbox(storage)
 
     async def registration_fields(self, details: VersionDetails) -> dict[str, Any]:
         """The model fields ``details`` sets, each checked; the source job must exist, be
@@ -145,7 +146,7 @@ class ModelMetadataService:
                 rule=ValidationRule.required,
             )
         allowed = ARTIFACT_EDITABLE if artifact_fields else VersionTransitions.UPDATE.sources
-        updated = await self._versions.update(model_id, allowed, [VersionMetadata(**changes)])
+        updated = await self._update(model_id, allowed, VersionMetadata(**changes), actor)
         if updated is None:
             current = await self._versions.get(model_id)
             if current is None:
@@ -157,10 +158,33 @@ class ModelMetadataService:
                 "artifact; nothing was changed)",
                 rule=ValidationRule.immutable,
             )
-        await self._record.model_version(
-            updated, VersionTransitions.UPDATE.kind, updated.status.value, actor
-        )
         return updated
+
+    async def _update(
+        self,
+        model_id: str,
+        allowed: frozenset[ModelStatus],
+        change: VersionMetadata,
+        actor: str | None,
+    ) -> ModelVersion | None:
+        """The change written with its UPDATED event pending (one write: ``services.outbox``),
+        then the event relayed; None if the version is missing or in another status. A change of
+        the version still pending from someone else is relayed first (the events keep the
+        order of the changes)."""
+        for _ in range(MAX_SETTLE_ATTEMPTS):
+            pending = new_pending(VersionTransitions.UPDATE.kind, None, actor, keeps_status=True)
+            try:
+                updated = await self._versions.update(model_id, allowed, [change], pending=pending)
+            except RecordBusy:
+                await self._outbox.settle_version(model_id)
+                continue
+            if updated is not None:
+                await self._outbox.publish_version(updated, pending)
+            return updated
+        raise ConflictError(
+            f"{RESOURCE} {model_id!r} is being changed by too many requests at once; retry",
+            field="modelId",
+        )
 
     async def source_jobs(self, job_ids: Sequence[str]) -> dict[str, TrainingJob]:
         """The jobs versions name as their source, by id (one round trip)."""

@@ -33,7 +33,12 @@ from graphql_api.domain.lifecycle import VersionTransitions
 from graphql_api.domain.models import ModelVersion
 from graphql_api.domain.updates import Move
 from graphql_api.domain.values import utc_now
-from graphql_api.storage.base import ModelVersionStore, PendingChange, ProductionPointer
+from graphql_api.storage.base import (
+    ModelVersionStore,
+    PendingChange,
+    ProductionPointer,
+    RecordBusy,
+)
 
 RESOURCE = "ModelVersion"
 #: Re-reads of the version being put back when its revision moved (a metadata update).
@@ -92,11 +97,14 @@ class RollbackMixin:
             if read.production_revision == pointer.revision:
                 await self._settle(model_id)  # a concurrent duplicate put it back
                 return
-            if read.version.status is not ModelStatus.ARCHIVED:
-                raise _not_a_previous_production(read.version)
             now = await self._versions.read_production_pointer(pointer.model_name)
+            # The pointer first: a version that left ARCHIVED under a later pointer revision
+            # (put back by a duplicate whose holding an undone deployment then renewed) lost
+            # to a concurrent change, a ConflictError, not a version that cannot be rolled to.
             if now is None or now.revision != pointer.revision:
                 raise await self._lost(pointer.model_name, model_id)
+            if read.version.status is not ModelStatus.ARCHIVED:
+                raise _not_a_previous_production(read.version)
             pending = PendingChange(
                 event_id=uuid.uuid4().hex,
                 kind=VersionTransitions.ROLLBACK.kind,
@@ -106,14 +114,17 @@ class RollbackMixin:
                 reason=reason,
                 previous_model_id=pointer.previous_model_id,
             )
-            changed = await self._versions.update(
-                model_id,
-                VersionTransitions.ROLLBACK.sources,
-                [Move(transition=VersionTransitions.ROLLBACK, at=utc_now())],
-                at_revision=read.revision,
-                production_revision=pointer.revision,
-                pending=pending,
-            )
+            try:
+                changed = await self._versions.update(
+                    model_id,
+                    VersionTransitions.ROLLBACK.sources,
+                    [Move(transition=VersionTransitions.ROLLBACK, at=pending.occurred_at)],
+                    at_revision=read.revision,
+                    production_revision=pointer.revision,
+                    pending=pending,
+                )
+            except RecordBusy:  # another change's event is pending: relay it, then retry
+                changed = None
             if changed is not None:
                 await self._publish(changed, pending)
                 return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +18,7 @@ from graphql_api.domain.errors import (
     ValidationError,
     ValidationRule,
 )
-from graphql_api.domain.events import StoredEvent
+from graphql_api.domain.events import ChangeKind, StoredEvent
 from graphql_api.domain.ids import new_id
 from graphql_api.domain.leases import (
     DEFAULT_LEASE_SECONDS,
@@ -55,8 +55,8 @@ from graphql_api.domain.updates import (
     RetryScheduled,
 )
 from graphql_api.domain.values import DEFAULT_QUEUE, utc_now
-from graphql_api.services.changes import ChangeRecorder
-from graphql_api.storage.base import MergeLimitExceeded, Storage
+from graphql_api.services.outbox import Outbox, new_pending
+from graphql_api.storage.base import MergeLimitExceeded, PendingChange, RecordBusy, Storage
 
 RESOURCE = "TrainingJob"
 #: Jobs one claim may lose to racing workers before it gives up with a ConflictError.
@@ -69,6 +69,13 @@ MAX_ATTEMPTS_LISTED = 100
 ATTEMPT_IDS = uuid.UUID("6f1c1d0e-6a47-4d53-9a3f-2b3c1f0e9a11")
 #: The actor of the changes the liveness sweep makes (services.liveness).
 SWEEP_ACTOR = "system:liveness-sweep"
+#: Pending changes of others one change waits for before it gives up. Concurrent changes of
+#: one record take turns (one lands per turn, each waiting for the last one's event): 10 left
+#: some of 20 concurrent metric reports of one job with a ConflictError on DocumentDB.
+MAX_SETTLE_ATTEMPTS = 100
+
+#: The changes of one write: given, or made at the time of the change's event (its dates).
+Changes = Sequence[Change] | Callable[[datetime], Sequence[Change]]
 
 
 class MLTrainingService:
@@ -76,7 +83,7 @@ class MLTrainingService:
         self._jobs = storage.training_jobs
         self._versions = storage.model_versions
         self._events = storage.events
-        self._record = ChangeRecorder(storage.events)
+        self._outbox = Outbox(storage)
 
     # Reads -----------------------------------------------------------------------------
 
@@ -161,8 +168,9 @@ class MLTrainingService:
         if version is None:
             raise NotFoundError("ModelVersion", model_id, field="modelId")
         _refuse_retired(version.model_id, version.status)
-        await self._jobs.insert(job)
-        await self._record.job(job, JobTransitions.CREATE.kind, None, actor)
+        pending = new_pending(JobTransitions.CREATE.kind, None, actor)
+        await self._jobs.insert(job, pending)
+        await self._outbox.publish_job(job, pending)
         return job
 
     async def start(
@@ -176,13 +184,13 @@ class MLTrainingService:
         """PENDING -> RUNNING for a caller that picked the job itself, with a lease. Given a
         ``worker_id``, the job is held like a claimed one: its writes must carry the token."""
         lease = GrantedLease.new(_lease_seconds(lease_seconds))
-        grant = LeaseGrant(
-            worker_id=_worker_id(worker_id, required=False),
-            token_hash=token_hash(lease.token),
-            seconds=lease.seconds,
-            at=utc_now(),
-        )
-        job = await self._move(job_id, JobTransitions.START, actor, [grant], at=grant.at)
+        holder = _worker_id(worker_id, required=False)
+
+        def grant(at: datetime) -> list[Change]:
+            hashed = token_hash(lease.token)
+            return [LeaseGrant(worker_id=holder, token_hash=hashed, seconds=lease.seconds, at=at)]
+
+        job = await self._move(job_id, JobTransitions.START, actor, grant)
         return _leased(job, lease)
 
     async def claim(
@@ -200,21 +208,41 @@ class MLTrainingService:
         model names), only jobs of those versions are claimed."""
         queue = validation.checked(text.check_id, queue, "queue")
         holder = _worker_id(worker_id, required=True)
-        at = utc_now()
         lease = GrantedLease.new(_lease_seconds(lease_seconds))
-        changes: list[Change] = [
-            Move(transition=JobTransitions.CLAIM, at=at),
-            LeaseGrant(
-                worker_id=holder, token_hash=token_hash(lease.token), seconds=lease.seconds, at=at
-            ),
-        ]
-        job = await self._jobs.claim(
-            queue, changes, max_attempts=MAX_CLAIM_ATTEMPTS, model_ids=model_ids
+        row = JobTransitions.CLAIM
+        for _ in range(MAX_SETTLE_ATTEMPTS):
+            # The claim and its event are one write (the outbox); the event's time is the
+            # claim's (startedDate, lastHeartbeatAt).
+            pending = new_pending(row.kind, TrainingStatus.PENDING.value, actor)
+            at = pending.occurred_at
+            changes: list[Change] = [
+                Move(transition=row, at=at),
+                LeaseGrant(
+                    worker_id=holder,
+                    token_hash=token_hash(lease.token),
+                    seconds=lease.seconds,
+                    at=at,
+                ),
+            ]
+            try:
+                job = await self._jobs.claim(
+                    queue,
+                    changes,
+                    max_attempts=MAX_CLAIM_ATTEMPTS,
+                    model_ids=model_ids,
+                    pending=pending,
+                )
+            except RecordBusy as busy:
+                # The oldest job is blocked by its own event (just created): relay it first.
+                await self._outbox.settle_job(busy.record_id)
+                continue
+            if job is None:
+                return None
+            await self._outbox.publish_job(job, pending)
+            return _leased(job, lease)
+        raise ConflictError(
+            f"claiming a job of queue {queue!r}: the oldest jobs stayed busy; retry"
         )
-        if job is None:
-            return None
-        await self._record.job(job, JobTransitions.CLAIM.kind, TrainingStatus.PENDING, actor)
-        return _leased(job, lease)
 
     async def complete(
         self,
@@ -245,29 +273,19 @@ class MLTrainingService:
         actor: str | None = None,
     ) -> TrainingJob:
         reason = validation.checked(text.check_text, reason.strip(), "reason")
-        also: list[Change] = [FailureReason(reason=reason, kind=kind)]
-        if exit_code is not None:
-            also.append(ExitCode(exit_code=exit_code))
-        failed = await self._move(
-            job_id, JobTransitions.FAIL, actor, also, fence=Fence(lease_token)
-        )
-        return await self._schedule_retry(failed)
+        # The retry policy (fixed at creation) says whether this failure is retried: read
+        # first, so that the mark for the sweep is part of the failure's own write.
+        policy = await self._require(job_id)
 
-    async def _schedule_retry(self, failed: TrainingJob) -> TrainingJob:
-        """If the job's retry policy covers its failure and attempts are left, mark it for
-        the sweep to create the next attempt after the backoff. A second write after the
-        failure: a server dying between the two leaves the failure without its retry
-        (retryTrainingJob does it by hand)."""
-        kind = failed.failure_kind
-        if kind is None or kind not in failed.retry_on:
-            return failed
-        if failed.attempt >= failed.retry_max_attempts:
-            return failed
-        due = utc_now() + timedelta(seconds=failed.retry_backoff_seconds)
-        scheduled = await self._update(
-            failed.job_id, {TrainingStatus.FAILED}, [RetryScheduled(due=due)]
+        def failure(at: datetime) -> list[Change]:
+            made: list[Change] = [FailureReason(reason=reason, kind=kind)]
+            if exit_code is not None:
+                made.append(ExitCode(exit_code=exit_code))
+            return made + _retry_mark(policy, kind, at)
+
+        return await self._move(
+            job_id, JobTransitions.FAIL, actor, failure, fence=Fence(lease_token)
         )
-        return scheduled or failed
 
     async def retry(
         self,
@@ -328,11 +346,10 @@ class MLTrainingService:
                 "retried_by": None,
             }
         )
-        await self._jobs.insert(nxt)  # ConflictError (jobId) if this attempt exists
-        await self._record.job(nxt, JobTransitions.CREATE.kind, None, actor)
-        ended = await self._update(job_id, row.sources, [Retried(by=nxt.job_id)])
-        if ended is not None:
-            await self._record.job(ended, row.kind, ended.status, actor)
+        created = new_pending(JobTransitions.CREATE.kind, None, actor)
+        await self._jobs.insert(nxt, created)  # ConflictError (jobId) if this attempt exists
+        await self._outbox.publish_job(nxt, created)
+        await self._change(job_id, row.sources, [Retried(by=nxt.job_id)], row.kind, actor)
         return nxt
 
     async def retry_due(self, job: TrainingJob) -> TrainingJob | None:
@@ -342,7 +359,7 @@ class MLTrainingService:
             return await self.retry(job.job_id, actor=SWEEP_ACTOR)
         except ConflictError:
             # Created by a run that died before clearing the mark: clear it now.
-            await self._update(
+            await self._change(
                 job.job_id,
                 {TrainingStatus.FAILED},
                 [
@@ -354,6 +371,8 @@ class MLTrainingService:
                         )
                     )
                 ],
+                JobTransitions.RETRY.kind,
+                SWEEP_ACTOR,
             )
             return None
 
@@ -378,29 +397,30 @@ class MLTrainingService:
             raise ValidationError(
                 "graceSeconds", f"must be 0-{MAX_CANCEL_GRACE_SECONDS}", rule=rule
             )
-        pending = await self._update(
+        cancel = JobTransitions.CANCEL
+        unstarted = await self._change(
             job_id,
             {TrainingStatus.PENDING},
-            [Move(transition=JobTransitions.CANCEL, at=utc_now())],
+            lambda at: [Move(transition=cancel, at=at)],
+            cancel.kind,
+            actor,
+            previous=TrainingStatus.PENDING,
         )
-        if pending is not None:
-            await self._record.job(
-                pending, JobTransitions.CANCEL.kind, TrainingStatus.PENDING, actor
-            )
-            return pending
+        if unstarted is not None:
+            return unstarted
         row = JobTransitions.REQUEST_CANCEL
-        at = utc_now()
-        requested = await self._update(
+        requested = await self._change(
             job_id,
             row.sources,
-            [
+            lambda at: [
                 CancelRequest(at=at),
                 CancelDeadline(deadline=at + timedelta(seconds=grace_seconds)),
             ],
+            row.kind,
+            actor,
             cancel_requested=False,
         )
         if requested is not None:
-            await self._record.job(requested, row.kind, requested.status, actor)
             return requested
         current = await self._require(job_id)
         if current.status is TrainingStatus.RUNNING:
@@ -416,15 +436,17 @@ class MLTrainingService:
         for: RUNNING -> CANCELLED. InvalidTransitionError if no cancel was asked for."""
         row = JobTransitions.ACKNOWLEDGE_CANCEL
         fence = Fence(lease_token)
-        job = await self._update(
+        job = await self._change(
             job_id,
             row.sources,
-            [Move(transition=row, at=utc_now()), LeaseEnd()],
-            fence,
+            lambda at: [Move(transition=row, at=at), LeaseEnd()],
+            row.kind,
+            actor,
+            previous=TrainingStatus.RUNNING,
+            fence=fence,
             cancel_requested=True,
         )
         if job is not None:
-            await self._record.job(job, row.kind, TrainingStatus.RUNNING, actor)
             return job
         current = await self._require(job_id)
         fence.refuse(current)
@@ -443,12 +465,14 @@ class MLTrainingService:
         if job.cancel_deadline_at is None or job.cancel_deadline_at >= now:
             return None
         row = JobTransitions.FORCE_CANCEL
-        forced = await self._update(
-            job.job_id, row.sources, [Move(transition=row, at=utc_now()), LeaseEnd()]
+        return await self._change(
+            job.job_id,
+            row.sources,
+            lambda at: [Move(transition=row, at=at), LeaseEnd()],
+            row.kind,
+            SWEEP_ACTOR,
+            previous=TrainingStatus.RUNNING,
         )
-        if forced is not None:
-            await self._record.job(forced, row.kind, TrainingStatus.RUNNING, SWEEP_ACTOR)
-        return forced
 
     async def cancels_due(self, now: datetime, limit: int) -> list[TrainingJob]:
         return await self._jobs.cancels_due(now, limit)
@@ -468,11 +492,13 @@ class MLTrainingService:
                 "metrics", "must name at least one metric", rule=ValidationRule.min_length
             )
         fence = Fence(lease_token)
-        job = await self._update(
+        job = await self._change(
             job_id,
             JobTransitions.REPORT_METRICS.sources,
             [MetricsMerge(metrics=checked, limit=MAX_KEYS_PER_JOB)],
-            fence,
+            JobTransitions.REPORT_METRICS.kind,
+            actor,
+            fence=fence,
         )
         if job is None:
             current = await self._require(job_id)
@@ -485,7 +511,6 @@ class MLTrainingService:
                 f"{RESOURCE} {job_id!r} is {current.status.value}: metrics can only be "
                 "reported while it is RUNNING",
             )
-        await self._record.job(job, JobTransitions.REPORT_METRICS.kind, job.status, actor)
         return job
 
     async def heartbeat(
@@ -504,17 +529,20 @@ class MLTrainingService:
         if current.health is JobHealth.LATE:
             # The worker came back before the grace ran out: the job is HEALTHY again, and
             # that is an event (LATE was one).
-            back = await self._update(
+            back = await self._change(
                 job_id,
                 sources,
                 [change, HealthChange(health=JobHealth.HEALTHY)],
-                fence,
+                JobTransitions.HEARTBEAT.kind,
+                actor,
+                fence=fence,
                 health=JobHealth.LATE,
             )
             if back is not None:
-                await self._record.job(back, JobTransitions.HEARTBEAT.kind, back.status, actor)
                 return back
-        job = await self._update(job_id, sources, [change], fence)
+        # A plain heartbeat is no event (see the lifecycle row): written as it is, like a
+        # metric point, even while another change's event is pending.
+        job = await self._change(job_id, sources, [change], None, actor, fence=fence)
         if job is None:
             current = await self._require(job_id)
             fence.refuse(current)
@@ -531,16 +559,15 @@ class MLTrainingService:
     async def mark_late(self, job: TrainingJob, now: datetime) -> TrainingJob | None:
         """The sweep: ``job``'s lease lapsed before ``now``, so it is LATE (an event); None
         if it changed meanwhile (a heartbeat came, or another sweep was first)."""
-        late = await self._update(
+        return await self._change(
             job.job_id,
             JobTransitions.MARK_LATE.sources,
             [HealthChange(health=JobHealth.LATE)],
+            JobTransitions.MARK_LATE.kind,
+            SWEEP_ACTOR,
             lease_lapsed_before=now,
             health=JobHealth.HEALTHY,
         )
-        if late is not None:
-            await self._record.job(late, JobTransitions.MARK_LATE.kind, late.status, SWEEP_ACTOR)
-        return late
 
     async def lose(self, job: TrainingJob, lapsed_before: datetime) -> TrainingJob | None:
         """The sweep: ``job`` is LATE and its lease lapsed before ``lapsed_before`` (now less
@@ -549,21 +576,22 @@ class MLTrainingService:
         last = job.last_heartbeat_at.isoformat() if job.last_heartbeat_at else "never"
         reason = f"no heartbeat from worker {job.worker_id or '(unnamed)'} since {last}"
         row = JobTransitions.LOSE
-        lost = await self._update(
+        lost = await self._change(
             job.job_id,
             row.sources,
-            [
-                Move(transition=row, at=utc_now()),
+            lambda at: [
+                Move(transition=row, at=at),
                 HealthChange(health=JobHealth.LOST),
                 FailureReason(reason=reason, kind=FailureKind.HEARTBEAT_LOST),
+                *_retry_mark(job, FailureKind.HEARTBEAT_LOST, at),
             ],
+            row.kind,
+            SWEEP_ACTOR,
+            previous=TrainingStatus.RUNNING,
             lease_lapsed_before=lapsed_before,
             health=JobHealth.LATE,
         )
-        if lost is None:
-            return None
-        await self._record.job(lost, row.kind, TrainingStatus.RUNNING, SWEEP_ACTOR)
-        return await self._schedule_retry(lost)
+        return lost
 
     async def time_out(self, job: TrainingJob, now: datetime) -> TrainingJob | None:
         """The sweep: ``job`` ran past its ``max_runtime_seconds`` by ``now``: it fails with
@@ -576,19 +604,20 @@ class MLTrainingService:
             return None
         row = JobTransitions.TIME_OUT
         reason = f"ran longer than its maxRuntimeSeconds ({limit} s)"
-        timed_out = await self._update(
+        timed_out = await self._change(
             job.job_id,
             row.sources,
-            [
-                Move(transition=row, at=utc_now()),
+            lambda at: [
+                Move(transition=row, at=at),
                 FailureReason(reason=reason, kind=FailureKind.TIMED_OUT),
                 LeaseEnd(),
+                *_retry_mark(job, FailureKind.TIMED_OUT, at),
             ],
+            row.kind,
+            SWEEP_ACTOR,
+            previous=TrainingStatus.RUNNING,
         )
-        if timed_out is None:
-            return None
-        await self._record.job(timed_out, row.kind, TrainingStatus.RUNNING, SWEEP_ACTOR)
-        return await self._schedule_retry(timed_out)
+        return timed_out
 
     async def running_with_max_runtime(self, limit: int) -> list[TrainingJob]:
         return await self._jobs.running_with_max_runtime(limit)
@@ -598,12 +627,15 @@ class MLTrainingService:
     ) -> TrainingJob:
         """Where the logs are; allowed in every status (logs are often uploaded at the end)."""
         logs_url = validation.checked(text.check_url, logs_url.strip(), "logsUrl")
-        job = await self._update(
-            job_id, JobTransitions.SET_LOGS_URL.sources, [LogsUrl(logs_url=logs_url)]
+        job = await self._change(
+            job_id,
+            JobTransitions.SET_LOGS_URL.sources,
+            [LogsUrl(logs_url=logs_url)],
+            JobTransitions.SET_LOGS_URL.kind,
+            actor,
         )
         if job is None:
             raise NotFoundError(RESOURCE, job_id, field="jobId")
-        await self._record.job(job, JobTransitions.SET_LOGS_URL.kind, job.status, actor)
         return job
 
     # Helpers ---------------------------------------------------------------------------
@@ -613,27 +645,87 @@ class MLTrainingService:
         job_id: str,
         transition: Transition[TrainingStatus],
         actor: str | None,
-        also: Sequence[Change] = (),
+        also: Changes = (),
         *,
         fence: Fence | None = None,
-        at: datetime | None = None,
     ) -> TrainingJob:
         """``transition`` (with the changes ``also`` made by the same update) and its event;
         with a ``fence``, only under the worker's lease."""
         target = transition.target
         assert target is not None
-        changes = [Move(transition=transition, at=at or utc_now()), *also]
+
+        def changes(at: datetime) -> list[Change]:
+            more = also(at) if callable(also) else also
+            return [Move(transition=transition, at=at), *more]
+
         # One atomic conditional update per allowed source status, so the event knows exactly
         # which status the job left, and two callers can never both make the move.
         for source in sorted(transition.sources):
-            job = await self._update(job_id, {source}, changes, fence)
+            job = await self._change(
+                job_id, {source}, changes, transition.kind, actor, previous=source, fence=fence
+            )
             if job is not None:
-                await self._record.job(job, transition.kind, source, actor)
                 return job
         current = await self._require(job_id)
         if fence is not None:
             fence.refuse(current)
         raise InvalidTransitionError(RESOURCE, job_id, current.status.value, target.value)
+
+    async def _change(
+        self,
+        job_id: str,
+        sources: Collection[TrainingStatus],
+        changes: Changes,
+        kind: ChangeKind | None,
+        actor: str | None,
+        *,
+        previous: TrainingStatus | None = None,
+        fence: Fence | None = None,
+        lease_lapsed_before: datetime | None = None,
+        health: JobHealth | None = None,
+        cancel_requested: bool | None = None,
+    ) -> TrainingJob | None:
+        """``changes`` (or the changes made at a time) if the job meets the conditions (see
+        ``_update``), written with their event (``kind``) pending in the same write (the
+        outbox: ``services.outbox``), then the event relayed to the log; None if a condition
+        failed. ``previous``: the status a move leaves (None: a change that keeps the status).
+        A change still pending from someone else is relayed first, so the job's events keep
+        the order of its changes. ``kind`` None: a change no one is told of (a heartbeat, the
+        sweep's marks), written without an event."""
+        for _ in range(MAX_SETTLE_ATTEMPTS):
+            pending = (
+                None
+                if kind is None
+                else new_pending(
+                    kind,
+                    None if previous is None else previous.value,
+                    actor,
+                    keeps_status=previous is None,
+                )
+            )
+            at = utc_now() if pending is None else pending.occurred_at
+            made = changes(at) if callable(changes) else changes
+            try:
+                job = await self._update(
+                    job_id,
+                    sources,
+                    made,
+                    fence,
+                    lease_lapsed_before=lease_lapsed_before,
+                    health=health,
+                    cancel_requested=cancel_requested,
+                    pending=pending,
+                )
+            except RecordBusy:
+                await self._outbox.settle_job(job_id)
+                continue
+            if job is not None and pending is not None:
+                await self._outbox.publish_job(job, pending)
+            return job
+        raise ConflictError(
+            f"{RESOURCE} {job_id!r} is being changed by too many requests at once; retry",
+            field="jobId",
+        )
 
     async def _update(
         self,
@@ -645,6 +737,7 @@ class MLTrainingService:
         lease_lapsed_before: datetime | None = None,
         health: JobHealth | None = None,
         cancel_requested: bool | None = None,
+        pending: PendingChange | None = None,
     ) -> TrainingJob | None:
         """``update``, with a merge that would take the *stored* metrics over their limit (not
         only each call's) as the client's ValidationError. A job may hold MAX_KEYS_PER_JOB (1,000:
@@ -659,6 +752,7 @@ class MLTrainingService:
                 lease_lapsed_before=lease_lapsed_before,
                 health=health,
                 cancel_requested=cancel_requested,
+                pending=pending,
             )
         except MergeLimitExceeded as error:
             raise ValidationError(
@@ -673,6 +767,15 @@ class MLTrainingService:
         if job is None:
             raise NotFoundError(RESOURCE, job_id, field="jobId")
         return job
+
+
+def _retry_mark(job: TrainingJob, kind: FailureKind, at: datetime) -> list[Change]:
+    """The mark that has the sweep create the next attempt after the backoff, if ``job``'s
+    retry policy covers a failure of ``kind`` and attempts are left; written with the failure
+    itself (one write, its event in it: the outbox), so no crash can separate the two."""
+    if kind not in job.retry_on or job.attempt >= job.retry_max_attempts:
+        return []
+    return [RetryScheduled(due=at + timedelta(seconds=job.retry_backoff_seconds))]
 
 
 def _leased(job: TrainingJob, lease: GrantedLease) -> LeasedTrainingJob:

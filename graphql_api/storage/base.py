@@ -67,6 +67,17 @@ class MergeLimitExceeded(Exception):
         self.limit = limit
 
 
+class RecordBusy(Exception):
+    """An update recording a ``PendingChange`` found the record in a status it allows (and
+    meeting its other conditions), but did not apply: another change's event is pending, or
+    was until a moment ago. The caller settles that change (relays its event) and tries again;
+    nothing was written."""
+
+    def __init__(self, record_id: str) -> None:
+        super().__init__(f"{record_id!r} has a change whose event is pending")
+        self.record_id = record_id
+
+
 @dataclass(frozen=True)
 class ProductionPointer:
     """The registry document of one model name: which version is in production.
@@ -89,14 +100,16 @@ class ProductionPointer:
 
 @dataclass(frozen=True)
 class PendingChange:
-    """The event of a status change, written into the version's document by the very update
-    that makes the change, and cleared once the event is in the log.
+    """The event of a change, written into the record's document by the very write that
+    makes the change (its insert or its conditional update), and cleared once the event is in
+    the log: a change and its event are one atomic write.
 
-    While one is there the version's status cannot change again (``update`` matches
-    nothing), so whoever wants to change it next first appends this event (idempotent by
-    ``event_id``) and clears it: each version's events are in the log in the order its status
-    changed, and a change whose writer died before appending its event gets it from the next
-    writer. A one-entry outbox per record; the general outbox is another issue's.
+    While one is there the record cannot change again (``update`` matches nothing), so the
+    stored record is the record as of that event, and whoever wants to change it next first
+    appends this event (idempotent by ``event_id``) and clears it: each record's events are in
+    the log in the order it changed, and a change whose writer died before appending its event
+    gets it from the next writer or from the server's sweep (``graphql_api.services.outbox``).
+    A one-entry outbox per record, for every change of model versions and training jobs.
     """
 
     event_id: str
@@ -104,9 +117,17 @@ class PendingChange:
     previous_status: str | None
     occurred_at: datetime
     actor: str | None
+    #: A change that leaves the status as it was: the event's previous status is the record's
+    #: status (the record cannot change while this is pending).
+    keeps_status: bool = False
     #: A rollback's: why, and the version it replaced in production.
     reason: str | None = None
     previous_model_id: str | None = None
+    #: An alias move's (``ALIAS_SET``, ``ALIAS_DELETED``): the alias, and the version the event
+    #: is about. An alias lives in its name's registry document, so its pending change is kept
+    #: there (the document the move writes), not in the version's.
+    alias: str | None = None
+    model_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,7 +182,27 @@ class RecordStore(Protocol[R, W, O]):
         """How many records match ``where``."""
 
 
-class ModelVersionStore(RecordStore[ModelVersion, ModelVersionFilter, ModelVersionOrder], Protocol):
+class OutboxStore(Protocol[R]):
+    """The records' changes whose events are not yet in the log (``PendingChange``)."""
+
+    async def pending_change(self, record_id: str) -> tuple[R, PendingChange] | None:
+        """The record and its change whose event is not yet known to be in the log; None if
+        it has none (or there is no such record)."""
+
+    async def pending_before(self, before: datetime, limit: int) -> list[tuple[R, PendingChange]]:
+        """Up to ``limit`` records whose pending change occurred before ``before``, oldest
+        first, with it (the sweep for what a writer that died left behind)."""
+
+    async def clear_pending(self, record_id: str, event_id: str) -> None:
+        """Forget the pending change ``event_id`` (its event is in the log); idempotent, and
+        not a change of the record (the revision stays)."""
+
+
+class ModelVersionStore(
+    RecordStore[ModelVersion, ModelVersionFilter, ModelVersionOrder],
+    OutboxStore[ModelVersion],
+    Protocol,
+):
     async def insert(self, version: ModelVersion, pending: PendingChange | None = None) -> None:
         """Store a new version, with ``pending`` as its change whose event is not yet in the
         log. ConflictError (field ``modelId`` or ``version``) if its ``model_id``, its (name,
@@ -184,7 +225,8 @@ class ModelVersionStore(RecordStore[ModelVersion, ModelVersionFilter, ModelVersi
 
         A change of status (a ``Move``), and any update with ``production_revision`` or
         ``pending``, also requires that no change is pending (see ``PendingChange``), and
-        records ``pending`` as this change's. ``at_revision``: only if the record is still at
+        records ``pending`` as this change's; RecordBusy when the version meets every other
+        condition but the update did not apply. ``at_revision``: only if the record is still at
         that revision. ``production_revision`` records the pointer revision at which a version
         reaches production; ``before_production_revision``: only if it reached production below
         that revision. The status alone does not make a version the production one: the
@@ -220,14 +262,6 @@ class ModelVersionStore(RecordStore[ModelVersion, ModelVersionFilter, ModelVersi
     async def latest(self, model_name: str) -> ModelVersion | None:
         """The name's version of highest SemVer precedence, whatever its status; None if the
         name has no version."""
-
-    async def pending_change(self, model_id: str) -> tuple[ModelVersion, PendingChange] | None:
-        """The version and its change whose event is not yet known to be in the log; None if
-        it has none (or there is no such version)."""
-
-    async def clear_pending(self, model_id: str, event_id: str) -> None:
-        """Forget the pending change ``event_id`` (its event is in the log); idempotent, and
-        not a change of the record (the revision stays)."""
 
     async def production_pointer(self, model_name: str) -> ProductionPointer:
         """The name's pointer. A name without one (never deployed, or stored before pointers
@@ -309,15 +343,38 @@ class ModelVersionStore(RecordStore[ModelVersion, ModelVersionFilter, ModelVersi
         model_id: str | None,
         expected: str | None,
         limit: int,
+        *,
+        pending: PendingChange | None = None,
     ) -> bool:
         """Compare-and-set on one alias of the name's registry document (which must exist):
         point it at ``model_id`` (None: delete it) if it names ``expected`` now (None: if it
-        does not exist and the name has fewer than ``limit`` aliases). Whether it moved."""
+        does not exist and the name has fewer than ``limit`` aliases). Whether it moved.
+        With ``pending``: only if no alias change of the name is pending, recording ``pending``
+        in the same write; RecordBusy when only that condition failed."""
+
+    async def alias_pending_change(
+        self, model_name: str
+    ) -> tuple[ModelVersion, PendingChange] | None:
+        """The name's alias change whose event is not yet in the log, with the version it is
+        about (as stored now); None if there is none."""
+
+    async def alias_pending_before(
+        self, before: datetime, limit: int
+    ) -> list[tuple[ModelVersion, PendingChange]]:
+        """Up to ``limit`` alias changes pending since before ``before``, oldest first."""
+
+    async def clear_alias_pending(self, model_name: str, event_id: str) -> None:
+        """Forget the name's pending alias change ``event_id`` (its event is in the log)."""
 
 
-class TrainingJobStore(RecordStore[TrainingJob, TrainingJobFilter, TrainingJobOrder], Protocol):
-    async def insert(self, job: TrainingJob) -> None:
-        """Store a new job. ConflictError (field ``jobId``) if its ``job_id`` is taken."""
+class TrainingJobStore(
+    RecordStore[TrainingJob, TrainingJobFilter, TrainingJobOrder],
+    OutboxStore[TrainingJob],
+    Protocol,
+):
+    async def insert(self, job: TrainingJob, pending: PendingChange | None = None) -> None:
+        """Store a new job, with ``pending`` as its change whose event is not yet in the log.
+        ConflictError (field ``jobId``) if its ``job_id`` is taken."""
 
     async def update(
         self,
@@ -330,13 +387,17 @@ class TrainingJobStore(RecordStore[TrainingJob, TrainingJobFilter, TrainingJobOr
         lease_lapsed_before: datetime | None = None,
         health: JobHealth | None = None,
         cancel_requested: bool | None = None,
+        pending: PendingChange | None = None,
     ) -> TrainingJob | None:
-        """``cancel_requested``: only if a graceful cancel was (True) or was not (False) asked
-        for. Apply ``changes`` if the status is one of ``sources`` (and, with
+        """Apply ``changes`` if the status is one of ``sources`` (and, with
         ``lease_token_hash``, the job's lease is still that one: fencing; with
         ``unclaimed_only``, no worker holds it; with ``lease_lapsed_before``, the lease
-        expired before then; with ``health``, the job has that health); the job after, or
-        None when no job matched (missing, in another status, or a condition failed).
+        expired before then; with ``health``, the job has that health; with
+        ``cancel_requested``, a graceful cancel was (True) or was not (False) asked for); the
+        job after, or None when no job matched (missing, in another status, or a condition
+        failed). With ``pending``: only if no change is pending, and recording ``pending`` as
+        this change's, in the same write; RecordBusy when the job meets every other condition
+        but the update did not apply (a change pending).
 
         With a ``MetricsMerge``: MergeLimitExceeded (nothing written) if the stored metrics
         would then number more than its limit, also when concurrent merges race.
@@ -350,10 +411,14 @@ class TrainingJobStore(RecordStore[TrainingJob, TrainingJobFilter, TrainingJobOr
         *,
         max_attempts: int,
         model_ids: Collection[str] | None = None,
+        pending: PendingChange | None = None,
     ) -> TrainingJob | None:
         """Apply ``changes`` (a ``Move`` to RUNNING and a ``LeaseGrant``) to the oldest PENDING
         job of ``queue`` (by creation date, then id; with ``model_ids``, of those versions
-        only); that job after, or None when the queue has no such PENDING job. Each job is
+        only), recording ``pending`` as its change (see ``update``); that job after, or None
+        when the queue has no such PENDING job. RecordBusy (with the job's id) when the oldest
+        candidate stays PENDING but blocked by its own change's pending event (a job just
+        created): the caller relays that event and claims again. Each job is
         claimed by exactly one caller however many race: a claim is one conditional update on
         the job's status, and a caller that loses a job to another moves on to the next one.
         ConflictError (no field) after ``max_attempts`` lost races in a row."""
@@ -412,6 +477,9 @@ class EventStore(Protocol):
         error, masked for clients) if no sequence number could be had after a bounded number
         of attempts; the caller (``services.changes``) retries the append.
         """
+
+    async def has_event(self, event_id: str) -> bool:
+        """Whether the event with this ``event_id`` is in the log (one indexed read)."""
 
     async def for_entity(self, entity_id: str, limit: int) -> list[ChangeEvent]:
         """The entity's first ``limit`` readable events, oldest first."""

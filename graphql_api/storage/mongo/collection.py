@@ -260,7 +260,7 @@ class MongoCollection:
         allowed: Collection[str],
         check: Callable[[dict[str, Any]], dict[str, Any]],
         reads: Collection[str],
-        match: Mapping[str, Any] | None = None,
+        where: Mapping[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """Like ``_conditional``, for a change that depends on what is stored (a merge that must
         keep the record within a limit): ``check(current)`` returns the ``$set`` changes or
@@ -268,23 +268,22 @@ class MongoCollection:
         on. Two concurrent merges that each fit can then never both land when together they
         do not: the second one's write matches nothing, and it is checked again on a fresh read.
         Only the fields in ``reads`` (and status, rev) are read: a job's hyperparameters can be
-        large, and a progress report must not fetch them. ``match``: fields the record must
-        hold exactly these values in (a lease), checked on the same read.
+        large, and a progress report must not fetch them. ``where``: equality conditions the
+        record must also meet (None when it does not).
         """
-        match = match or {}
-        projection = {name: 1 for name in ["status", "rev", *reads, *match]}
+        where = dict(where or {})
+        projection = {name: 1 for name in ["status", "rev", *reads]}
         waits = self._claim_waits()
         for attempt in range(MAX_UPDATE_ATTEMPTS):
             self._trip()
-            current = await self._c.find_one({"_id": record_id}, projection=projection)
+            current = await self._c.find_one({"_id": record_id, **where}, projection=projection)
             if current is None or current["status"] not in allowed:
                 return None
-            if any(current.get(name) != value for name, value in match.items()):
-                return None
             changes = check(current)
-            at_rev: dict[str, Any] = (
-                {"rev": current["rev"]} if "rev" in current else {"rev": {"$exists": False}}
-            )
+            at_rev: dict[str, Any] = {
+                **where,
+                **({"rev": current["rev"]} if "rev" in current else {"rev": {"$exists": False}}),
+            }
             rev = int(current.get("rev", 0))
             if not self._guard.enabled:
                 self._trip()
@@ -311,7 +310,7 @@ class MongoCollection:
         field: str,
         additions: Mapping[str, Any],
         limit: int,
-        match: Mapping[str, Any] | None = None,
+        where: Mapping[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """``$set`` ``changes`` and merge ``additions`` into the sub-document ``field`` (keys
         are validated: no '.' or '$', so each names exactly one entry), if the merged
@@ -324,7 +323,7 @@ class MongoCollection:
                 raise MergeLimitExceeded(field, len(stored), merged, limit)
             return {**changes, **{f"{field}.{k}": v for k, v in additions.items()}}
 
-        return await self._update_checked(record_id, allowed, within_limit, [field], match)
+        return await self._update_checked(record_id, allowed, within_limit, [field], where)
 
     async def _claim(self, claim: str) -> bool:
         now = datetime.now(UTC)

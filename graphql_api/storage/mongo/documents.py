@@ -35,7 +35,7 @@ STORAGE_FIELDS: Mapping[str, str] = {
     "version_sort_key": "SemVer precedence as a sortable string (model versions)",
     "precedence_twin": "'' or the id of a pre-existing equal-precedence twin (model versions)",
     "production_revision": "pointer revision at which a version reached production",
-    "pending_event": "the change whose event is not yet in the log (model versions)",
+    "pending_event": "the change whose event is not yet in the log (storage/mongo/outbox.py)",
     "production_slot": "legacy: written before the production pointer; nothing reads it",
 }
 

@@ -83,6 +83,10 @@ class MongoEventStore(MongoModelHistory, MongoCollection):
                         return found
         raise RuntimeError(f"no free sequence number after {MAX_APPEND_ATTEMPTS} attempts")
 
+    async def has_event(self, event_id: str) -> bool:
+        self._trip()
+        return await self._c.find_one({"event_id": event_id}, {"_id": 1}) is not None
+
     async def _next_seq(self) -> int:
         for _ in range(3):
             self._trip()

@@ -283,7 +283,7 @@ class MongoMetricSeriesStore(MongoCollection):
         while True:
             try:
                 return await self._jobs._update_checked(
-                    job_id, allowed, lease_for, reads, match=fence
+                    job_id, allowed, lease_for, reads, where=fence
                 )
             except _Busy:
                 if time.monotonic() + pause > give_up_at:

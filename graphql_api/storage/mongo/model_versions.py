@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection, Mapping, Sequence
-from datetime import UTC
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
@@ -21,7 +20,6 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from graphql_api.domain.enums import ModelStatus
 from graphql_api.domain.errors import ConflictError
-from graphql_api.domain.events import ChangeKind
 from graphql_api.domain.models import ModelVersion
 from graphql_api.domain.queries import ModelVersionFilter, ModelVersionOrder
 from graphql_api.domain.semver import version_sort_key
@@ -40,7 +38,7 @@ from graphql_api.storage.mongo.filters import model_version_query
 from graphql_api.storage.mongo.model_aliases import MongoModelAliases
 from graphql_api.storage.mongo.model_catalog import MongoModelCatalog
 from graphql_api.storage.mongo.model_metadata import MongoModelMetadata
-from graphql_api.storage.mongo.records import MongoRecordStore
+from graphql_api.storage.mongo.outbox import PENDING, MongoOutboxStore, unless_pending
 from graphql_api.storage.mongo.sorts import MODEL_VERSION_SORTS
 
 
@@ -49,7 +47,7 @@ class MongoModelVersionStore(
     MongoModelAliases,
     MongoModelCatalog,
     MongoModelMetadata,
-    MongoRecordStore[ModelVersion, ModelVersionFilter, ModelVersionOrder],
+    MongoOutboxStore[ModelVersion, ModelVersionFilter, ModelVersionOrder],
 ):
     def __init__(
         self, collection: Any, registry: Any, stats: StoreStats, guard: UpdateGuard
@@ -67,9 +65,7 @@ class MongoModelVersionStore(
         self._registry = registry
 
     async def insert(self, version: ModelVersion, pending: PendingChange | None = None) -> None:
-        await self._insert(
-            version, None if pending is None else {"pending_event": _pending_doc(pending)}
-        )
+        await self._insert_pending(version, pending)
 
     async def _duplicate(self, record: ModelVersion) -> ConflictError:
         # Which unique index refused it: servers word the error differently, so ask.
@@ -251,33 +247,6 @@ class MongoModelVersionStore(
         docs = await self._registry.find({"_id": {"$in": list(model_names)}}).to_list(None)
         return {d["_id"]: _pointer(d) for d in docs}
 
-    async def pending_change(self, model_id: str) -> tuple[ModelVersion, PendingChange] | None:
-        self._trip()
-        doc = await self._c.find_one({"_id": model_id, "pending_event": {"$type": "object"}})
-        if doc is None:
-            return None
-        pending = doc["pending_event"]
-        return MODEL_VERSIONS.from_doc(doc), PendingChange(
-            event_id=pending["event_id"],
-            kind=ChangeKind(pending["kind"]),
-            previous_status=pending.get("previous_status"),
-            occurred_at=pending["occurred_at"].replace(tzinfo=UTC),
-            actor=pending.get("actor"),
-            reason=pending.get("reason"),
-            previous_model_id=pending.get("previous_model_id"),
-        )
-
-    async def clear_pending(self, model_id: str, event_id: str) -> None:
-        # Not a change of the record: the revision stays, so no reader's update is refused.
-        self._trip()
-        await retry_transient(
-            lambda: self._c.update_one(
-                {"_id": model_id, "pending_event.event_id": event_id},
-                {"$set": {"pending_event": None}},
-            ),
-            "clearing the recorded change",
-        )
-
     async def touch(self, model_id: str, sources: Collection[ModelStatus]) -> bool:
         return await self._update(model_id, sources, ()) is not None
 
@@ -325,21 +294,20 @@ class MongoModelVersionStore(
         before_production_revision: int | None = None,
         pending: PendingChange | None = None,
     ) -> ModelVersion | None:
-        also_set: dict[str, Any] = {}
-        where: dict[str, Any] = {}
+        where, also_set = unless_pending(pending)
         if production_revision is not None:
             also_set["production_revision"] = production_revision
-        if pending is not None:
-            also_set["pending_event"] = _pending_doc(pending)
         if also_set or any(isinstance(c, Move) for c in changes):
-            # A status change (or a production holding) waits for the one still pending; a
-            # missing field matches too (documents written before pending changes existed).
-            where["pending_event"] = None
+            # A change (or a production holding) waits for the one still pending; a missing
+            # field matches too (documents written before pending changes existed).
+            where[PENDING] = None
         if at_revision is not None:
             where["rev"] = at_revision
         if before_production_revision is not None:
             where.update(_reached_production_before(before_production_revision))
-        return await self._update(model_id, sources, changes, where=where, also_set=also_set)
+        return await self._update_or_busy(
+            model_id, sources, changes, where=where, also_set=also_set
+        )
 
     async def _version_conflict(self, version: ModelVersion) -> ConflictError:
         """The ConflictError for a (name, version) or (name, precedence) that is taken."""
@@ -416,6 +384,8 @@ class MongoModelVersionStore(
         if "production_slot_unique" in existing:
             await self._c.drop_index("production_slot_unique")
         await self._ensure_precedence_unique()
+        await self._ensure_outbox_index()
+        await self._ensure_alias_outbox_index()
         await self._ensure_metadata_indexes()
         await self._backfill_catalog()
         await self._create_indexes(
@@ -454,18 +424,6 @@ def _reached_production_before(revision: int) -> dict[str, Any]:
             {"production_revision": {"$lt": revision}},
             {"production_revision": {"$exists": False}},
         ]
-    }
-
-
-def _pending_doc(pending: PendingChange) -> dict[str, Any]:
-    return {
-        "event_id": pending.event_id,
-        "kind": pending.kind.value,
-        "previous_status": pending.previous_status,
-        "occurred_at": pending.occurred_at,
-        "actor": pending.actor,
-        "reason": pending.reason,
-        "previous_model_id": pending.previous_model_id,
     }
 
 

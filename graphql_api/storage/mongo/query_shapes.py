@@ -221,6 +221,22 @@ SHAPES: tuple[QueryShape, ...] = (
         "start-up: jobs stored before queues join the default queue",
         "queue_status_created_date",
     ),
+    _shape(
+        "training_jobs",
+        "update",
+        ["_id", "pending_event.event_id"],
+        [],
+        "a change's event is in the log (clear it)",
+        "_id_",
+    ),
+    _shape(
+        "training_jobs",
+        "find",
+        ["pending_event.occurred_at"],
+        ["pending_event.occurred_at:1"],
+        "the outbox sweep: changes left without their event",
+        "pending_event_occurred_at (sparse: only records with a pending event)",
+    ),
     *(
         _shape(
             "training_jobs",
@@ -297,7 +313,7 @@ SHAPES: tuple[QueryShape, ...] = (
         "find",
         ["_id", "pending_event"],
         [],
-        "a status change waiting for another's pending event",
+        "a change waiting for another's pending event",
         "_id_",
     ),
     _shape(
@@ -321,8 +337,16 @@ SHAPES: tuple[QueryShape, ...] = (
         "update",
         ["_id", "pending_event.event_id"],
         [],
-        "a status change's event is in the log (clear it)",
+        "a change's event is in the log (clear it)",
         "_id_",
+    ),
+    _shape(
+        "model_versions",
+        "find",
+        ["pending_event.occurred_at"],
+        ["pending_event.occurred_at:1"],
+        "the outbox sweep: changes left without their event",
+        "pending_event_occurred_at (sparse: only records with a pending event)",
     ),
     _shape(
         "model_versions",
@@ -661,10 +685,23 @@ SHAPES: tuple[QueryShape, ...] = (
         "a displaced holder that never reached production",
         "_id_",
     ),
+    _shape(
+        "model_registry",
+        "find",
+        ["pending_event.occurred_at"],
+        ["pending_event.occurred_at:1"],
+        "the outbox sweep: alias moves left without their event",
+        "alias_pending_occurred_at (sparse: only names with a pending alias event)",
+    ),
     # ---- change log (events: _id is the sequence number) and its counter
     _shape("events", "insert", [], [], "every change (append), seal", "_id_ (unique)"),
     _shape(
-        "events", "find", ["event_id"], [], "append retried after a lost reply", "event_id_unique"
+        "events",
+        "find",
+        ["event_id"],
+        [],
+        "append retried after a lost reply; a relay of another's change (is it logged?)",
+        "event_id_unique",
     ),
     _shape("events", "find", ["_id"], [], "seal (was the hole filled?)", "_id_"),
     _shape("events", "find", ["_id"], ["_id:1"], "live feed poll, subscription catch-up", "_id_"),

@@ -121,8 +121,8 @@ class MongoRecordStore(MongoCollection, Generic[R, W, O]):
         fields.update(also_set or {})
         statuses = [s.value for s in sources]
         if merge is not None:
-            # A checked merge conditions on the revision it read; ``where`` (equalities only)
-            # is checked on that same read.
+            # A checked merge conditions on the revision it read, and on ``where`` (a pending
+            # change: see ``outbox.py``).
             doc = await self._merge_within(
                 record_id,
                 statuses,
@@ -130,7 +130,7 @@ class MongoRecordStore(MongoCollection, Generic[R, W, O]):
                 self._mapping.stored_name("metrics"),
                 merge.metrics,
                 merge.limit,
-                where,
+                where=where or {},
             )
         else:
             query = {"_id": record_id, "status": {"$in": statuses}, **(where or {})}

@@ -15,12 +15,12 @@ from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.queries import Page, TrainingJobFilter, TrainingJobOrder
 from graphql_api.domain.updates import Change
 from graphql_api.domain.values import DEFAULT_QUEUE
-from graphql_api.storage.base import StoreStats
+from graphql_api.storage.base import PendingChange, RecordBusy, StoreStats
 from graphql_api.storage.mongo.collection import UpdateGuard
 from graphql_api.storage.mongo.documents import TRAINING_JOBS
 from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.filters import training_job_query
-from graphql_api.storage.mongo.records import MongoRecordStore
+from graphql_api.storage.mongo.outbox import MongoOutboxStore, unless_pending
 from graphql_api.storage.mongo.sorts import TRAINING_JOB_SORTS
 
 #: The order jobs are claimed in (the claim index serves it).
@@ -30,7 +30,7 @@ CLAIM_BATCH = 16
 
 
 @bounded_methods
-class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, TrainingJobOrder]):
+class MongoTrainingJobStore(MongoOutboxStore[TrainingJob, TrainingJobFilter, TrainingJobOrder]):
     def __init__(self, collection: Any, stats: StoreStats, guard: UpdateGuard) -> None:
         super().__init__(
             collection,
@@ -43,8 +43,8 @@ class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, Tra
             changing="changing the job",
         )
 
-    async def insert(self, job: TrainingJob) -> None:
-        await self._insert(job)
+    async def insert(self, job: TrainingJob, pending: PendingChange | None = None) -> None:
+        await self._insert_pending(job, pending)
 
     async def _duplicate(self, record: TrainingJob) -> ConflictError:
         return ConflictError(
@@ -102,8 +102,9 @@ class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, Tra
         lease_lapsed_before: datetime | None = None,
         health: JobHealth | None = None,
         cancel_requested: bool | None = None,
+        pending: PendingChange | None = None,
     ) -> TrainingJob | None:
-        where: dict[str, Any] = {}
+        where, also_set = unless_pending(pending)
         if cancel_requested is not None:
             where["cancel_requested_at"] = {"$ne": None} if cancel_requested else None
         if lease_lapsed_before is not None:
@@ -117,7 +118,7 @@ class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, Tra
             where["lease_token_hash"] = lease_token_hash
         if unclaimed_only:
             where["worker_id"] = None  # also matches jobs stored before workers existed
-        return await self._update(job_id, sources, changes, where=where)
+        return await self._update_or_busy(job_id, sources, changes, where=where, also_set=also_set)
 
     async def lapsed(self, before: datetime, health: JobHealth, limit: int) -> list[TrainingJob]:
         self._trip()
@@ -193,34 +194,46 @@ class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, Tra
         *,
         max_attempts: int,
         model_ids: Collection[str] | None = None,
+        pending: PendingChange | None = None,
     ) -> TrainingJob | None:
         # Candidates are read a batch at a time; the oldest is tried first. A racer that lost
         # it tries another of its batch instead of reading again, picked at random: racers
         # that read the same batch and lost the same job then scatter over the rest instead
         # of all losing the next one too (8 workers on DocumentDB, bench.claims: 9.2 round
         # trips per claim trying them in order, 5.2 scattered; one worker: 4 either way).
-        pending: dict[str, Any] = {"queue": queue, "status": TrainingStatus.PENDING.value}
+        query: dict[str, Any] = {"queue": queue, "status": TrainingStatus.PENDING.value}
         if model_ids is not None:
-            pending["model_id"] = {"$in": sorted(model_ids)}
+            query["model_id"] = {"$in": sorted(model_ids)}
+        where, also_set = unless_pending(pending)
         attempts = 0
+        lost: set[Any] = set()
         while attempts < max_attempts:
             self._trip()
             candidates = (
-                await self._c.find(pending, projection={"_id": 1})
+                await self._c.find(query, projection={"_id": 1})
                 .sort(CLAIM_ORDER)
                 .limit(CLAIM_BATCH)
                 .to_list(None)
             )
             if not candidates:
                 return None
+            if candidates[0]["_id"] in lost:
+                # Still PENDING after this claim lost it: not taken, but blocked by its own
+                # change's event (a job just created): the caller relays it and claims again.
+                raise RecordBusy(candidates[0]["_id"])
             rest = candidates[1:]
             random.shuffle(rest)
             for candidate in [candidates[0], *rest]:
                 job = await self._update(
-                    candidate["_id"], {TrainingStatus.PENDING}, changes, where={"queue": queue}
+                    candidate["_id"],
+                    {TrainingStatus.PENDING},
+                    changes,
+                    where={"queue": queue, **where},
+                    also_set=also_set,
                 )
                 if job is not None:
                     return job
+                lost.add(candidate["_id"])
                 attempts += 1
                 if attempts >= max_attempts:
                     break
@@ -230,6 +243,7 @@ class MongoTrainingJobStore(MongoRecordStore[TrainingJob, TrainingJobFilter, Tra
         )
 
     async def ensure_indexes(self) -> None:
+        await self._ensure_outbox_index()
         await self._create_indexes(
             [
                 IndexModel(
