@@ -416,8 +416,15 @@ def test_every_model_field_has_a_generator() -> None:
 
 
 def as_stored(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """A snapshot as the log keeps it: enums (StrEnum) are stored, and read back, as values."""
-    return {key: v.value if isinstance(v, Enum) else v for key, v in snapshot.items()}
+    """A snapshot as the log keeps it: enums (StrEnum) are stored, and read back, as values
+    (also in lists: a job's ``retry_on``)."""
+
+    def stored(value: Any) -> Any:
+        if isinstance(value, list):
+            return [stored(item) for item in value]
+        return value.value if isinstance(value, Enum) else value
+
+    return {key: stored(v) for key, v in snapshot.items()}
 
 
 # --- Storage and GraphQL reads -----------------------------------------------------------------
