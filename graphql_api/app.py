@@ -62,6 +62,7 @@ from graphql_api.live.retention import LogRetention
 from graphql_api.responses import graphql_error_response
 from graphql_api.schema import build_schema
 from graphql_api.services.container import Services
+from graphql_api.services.liveness import LivenessSweep
 from graphql_api.services.outbox import Outbox
 from graphql_api.settings import Settings, get_settings
 from graphql_api.storage.base import DatabaseUnavailable, Storage
@@ -371,6 +372,14 @@ def create_app(
         await sweep.start()
         await dispatcher.start()
         app.state.webhooks = dispatcher
+        liveness = LivenessSweep(
+            services.training,
+            store.leaders,
+            interval=settings.sweep_interval,
+            grace=settings.heartbeat_grace,
+        )
+        await liveness.start()
+        app.state.sweep = liveness
         try:
             if demo:
                 from graphql_api.demo import seed_demo
@@ -379,6 +388,7 @@ def create_app(
                 log.info("demo data: %s", summary)
             yield
         finally:
+            await liveness.stop()
             await dispatcher.stop()
             await webhook_send.aclose()
             await sweep.stop()

@@ -307,6 +307,93 @@ def revoke_key(
     typer.echo(f"revoked {key.name} (at {key.revoked_at.isoformat(timespec='seconds')})")
 
 
+@app.command(context_settings={"allow_interspersed_args": False})
+def worker(
+    command: Annotated[
+        list[str],
+        typer.Argument(
+            help="The training command and its arguments, after `--`; run once per job, with "
+            "the job in its environment (MLTRAIN_JOB_ID, MLTRAIN_HYPERPARAMETERS_FILE, ...: "
+            "docs/workers.md).",
+            show_default=False,
+        ),
+    ],
+    queue: Annotated[str, typer.Option(help="The queue to claim jobs from.")] = "default",
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=64, help="Jobs run at once (one command each).")
+    ] = 1,
+    url: Annotated[
+        str,
+        typer.Option(envvar="MLTRAIN_URL", help="The server (env MLTRAIN_URL)."),
+    ] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MLTRAIN_API_KEY",
+            help="A key of role worker or higher (env MLTRAIN_API_KEY).",
+            show_default=False,
+        ),
+    ] = None,
+    worker_id: Annotated[
+        str | None,
+        typer.Option(help="How this worker is shown (TrainingJob.workerId); the host name."),
+    ] = None,
+    lease_seconds: Annotated[
+        int,
+        typer.Option(min=1, max=3600, help="Lease per claim; heartbeats every third of it."),
+    ] = 60,
+    logs_dir: Annotated[
+        Path,
+        typer.Option(
+            envvar="MLTRAIN_WORKER_LOGS_DIR",
+            help="Each job's output goes to LOGS_DIR/JOB_ID/output.log (env "
+            "MLTRAIN_WORKER_LOGS_DIR).",
+        ),
+    ] = Path("mltrain-logs"),
+    logs_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MLTRAIN_WORKER_LOGS_URL",
+            help="Where LOGS_DIR can be read (https://host/logs, s3://bucket/logs): each "
+            "job's logsUrl is set to LOGS_URL/JOB_ID/output.log (env MLTRAIN_WORKER_LOGS_URL).",
+            show_default=False,
+        ),
+    ] = None,
+    poll_interval: Annotated[
+        float, typer.Option(min=0.05, help="Seconds between claims while the queue is empty.")
+    ] = 1.0,
+    max_jobs: Annotated[
+        int | None,
+        typer.Option(min=1, help="Exit after this many jobs.", show_default=False),
+    ] = None,
+) -> None:
+    """Claim jobs of a queue and run COMMAND for each: heartbeats, output to a log file, the
+    job ended from the command's exit status, a cancel forwarded as SIGTERM (docs/workers.md)."""
+    from mltrain.worker import WorkerConfig, run_worker
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = WorkerConfig(
+        url=url,
+        queue=queue,
+        command=command,
+        api_key=api_key,
+        worker_id=worker_id,
+        concurrency=concurrency,
+        lease_seconds=lease_seconds,
+        logs_dir=logs_dir.resolve(),
+        logs_url=logs_url,
+        poll_interval=poll_interval,
+        max_jobs=max_jobs,
+    )
+    typer.echo(
+        f"mltrain worker: queue {queue!r}, {concurrency} at a time, server {url}, "
+        f"logs in {config.logs_dir}"
+    )
+    run_worker(config)
+
+
 def main() -> None:
     app()
 

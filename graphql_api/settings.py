@@ -216,6 +216,20 @@ class Settings(BaseSettings):
         description="At most this many of the newest sequence numbers are kept in the change "
         "log (0: no limit by count; otherwise at least 1000).",
     )
+    sweep_interval: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="Seconds between runs of the liveness sweep (docs/workers.md); the leader "
+        "lease that makes one instance sweep lasts three of them.",
+    )
+    heartbeat_grace: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="Seconds a LATE job (its lease lapsed) waits for its worker before it "
+        "fails with HEARTBEAT_LOST.",
+    )
     outbox_sweep_interval: float = Field(
         default=1.0,
         gt=0,

@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
 
+from graphql_api.auth.scope import claimable_model_ids
 from graphql_api.context import Info
+from graphql_api.domain.enums import FailureKind
 from graphql_api.domain.errors import ValidationError, ValidationRule
+from graphql_api.domain.leases import DEFAULT_LEASE_SECONDS, MAX_LEASE_SECONDS
 from graphql_api.domain.models import TrainingJob
+from graphql_api.domain.values import DEFAULT_QUEUE
+from graphql_api.services.training import RetryPolicy
 from graphql_api.types import typed
 from graphql_api.types.errors import MutationError, to_graphql
 from graphql_api.types.inputs import CreateTrainingJobInput, TrainingJobResult
 from graphql_api.types.metric_series import MetricPointInput, MetricSeriesInput
 from resolvers.results import result_of
+
+LEASE_SECONDS_DOC = (
+    f"How long the lease lasts without a heartbeat: 1-{MAX_LEASE_SECONDS} s, "
+    f"{DEFAULT_LEASE_SECONDS} when omitted."
+)
+LEASE_TOKEN_DOC = (
+    "The lease token of the claim (or start). Required when a worker holds the job "
+    "(workerId set); a token that is not the job's current lease is a LeaseLostError."
+)
 
 
 @strawberry.type
@@ -37,19 +51,75 @@ class TrainingMutation:
                 hyperparameters=cast("Mapping[str, Any] | None", input.hyperparameters),
                 job_id=None if input.job_id is None else str(input.job_id),
                 logs_url=input.logs_url,
+                queue=input.queue,
+                max_runtime_seconds=input.max_runtime_seconds,
+                retry_policy=None
+                if input.retry_policy is None
+                else RetryPolicy(
+                    max_attempts=input.retry_policy.max_attempts,
+                    retry_on=tuple(input.retry_policy.retry_on),
+                    backoff_seconds=input.retry_policy.backoff_seconds,
+                ),
                 actor=info.context.actor,
             )
         )
 
     @typed.mutation(
-        description="PENDING -> RUNNING; sets startedDate.",
+        description="PENDING -> RUNNING for a caller that picked the job; sets startedDate and "
+        "grants a lease (`leaseToken` in this answer only). With a workerId the job is held "
+        "like a claimed one: its writes must carry the token (docs/workers.md).",
         graphql_type=TrainingJobResult,
     )
     async def start_training_job(
-        self, info: Info, job_id: strawberry.ID
+        self,
+        info: Info,
+        job_id: strawberry.ID,
+        worker_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="The worker that will run the job."),
+        ] = None,
+        lease_seconds: Annotated[
+            int | None, strawberry.argument(description=LEASE_SECONDS_DOC)
+        ] = None,
     ) -> TrainingJob | MutationError:
         return await result_of(
-            info.context.services.training.start(str(job_id), actor=info.context.actor)
+            info.context.services.training.start(
+                str(job_id),
+                worker_id=None if worker_id is None else str(worker_id),
+                lease_seconds=lease_seconds,
+                actor=info.context.actor,
+            )
+        )
+
+    @typed.mutation(
+        description="The oldest PENDING job of the queue, now RUNNING for this worker, with "
+        "its lease (`leaseToken` in this answer only); null when the queue has no PENDING "
+        "job. Racing workers never get the same job. Errors: ValidationError (queue, "
+        "workerId, leaseSeconds), ConflictError (lost too many races in a row: retry).",
+        graphql_type=TrainingJobResult | None,
+    )
+    async def claim_training_job(
+        self,
+        info: Info,
+        worker_id: Annotated[
+            strawberry.ID,
+            strawberry.argument(description="Who claims: an identifier like jobId."),
+        ],
+        queue: Annotated[
+            str, strawberry.argument(description="The queue to claim from.")
+        ] = DEFAULT_QUEUE,
+        lease_seconds: Annotated[
+            int | None, strawberry.argument(description=LEASE_SECONDS_DOC)
+        ] = None,
+    ) -> TrainingJob | MutationError | None:
+        return await result_of(
+            info.context.services.training.claim(
+                queue,
+                str(worker_id),
+                lease_seconds,
+                model_ids=await claimable_model_ids(info.context),
+                actor=info.context.actor,
+            )
         )
 
     @typed.mutation(
@@ -57,13 +127,18 @@ class TrainingMutation:
         graphql_type=TrainingJobResult,
     )
     async def complete_training_job(
-        self, info: Info, job_id: strawberry.ID, metrics: JSON | None = None
+        self,
+        info: Info,
+        job_id: strawberry.ID,
+        metrics: JSON | None = None,
+        lease_token: Annotated[str | None, strawberry.argument(description=LEASE_TOKEN_DOC)] = None,
     ) -> TrainingJob | MutationError:
         return await result_of(
             info.context.services.training.complete(
                 str(job_id),
                 # Any JSON value: the service validates it (ValidationError unless name -> number).
                 cast("Mapping[str, float] | None", metrics),
+                lease_token=lease_token,
                 actor=info.context.actor,
             )
         )
@@ -73,21 +148,93 @@ class TrainingMutation:
         graphql_type=TrainingJobResult,
     )
     async def fail_training_job(
-        self, info: Info, job_id: strawberry.ID, reason: str
+        self,
+        info: Info,
+        job_id: strawberry.ID,
+        reason: str,
+        lease_token: Annotated[str | None, strawberry.argument(description=LEASE_TOKEN_DOC)] = None,
+        kind: Annotated[
+            FailureKind,
+            strawberry.argument(description="What kind of failure (failure.kind)."),
+        ] = FailureKind.USER_CODE,
+        exit_code: Annotated[
+            int | None,
+            strawberry.argument(description="The training process's exit code, if any."),
+        ] = None,
     ) -> TrainingJob | MutationError:
         return await result_of(
-            info.context.services.training.fail(str(job_id), reason, actor=info.context.actor)
+            info.context.services.training.fail(
+                str(job_id),
+                reason,
+                kind=kind,
+                exit_code=exit_code,
+                lease_token=lease_token,
+                actor=info.context.actor,
+            )
         )
 
     @typed.mutation(
-        description="PENDING or RUNNING -> CANCELLED; sets completedDate.",
+        description="The next attempt of a job that ended (COMPLETED, FAILED or CANCELLED): a "
+        "new PENDING job in the same queue with the same hyperparameters, or these. Errors: "
+        "InvalidTransitionError (the job has not ended), ConflictError (this attempt exists "
+        "already, or the chain has 100), ValidationError, NotFoundError.",
+        graphql_type=TrainingJobResult,
+    )
+    async def retry_training_job(
+        self,
+        info: Info,
+        job_id: strawberry.ID,
+        hyperparameters: Annotated[
+            JSON | None,
+            strawberry.argument(description="Replace the hyperparameters (any JSON object)."),
+        ] = None,
+    ) -> TrainingJob | MutationError:
+        return await result_of(
+            info.context.services.training.retry(
+                str(job_id),
+                # Any JSON value: the service validates it (ValidationError unless an object).
+                cast("Mapping[str, Any] | None", hyperparameters),
+                actor=info.context.actor,
+            )
+        )
+
+    @typed.mutation(
+        description="PENDING or RUNNING -> CANCELLED; sets completedDate. With graceSeconds "
+        "(0-86400) a RUNNING job is asked to stop instead: cancelRequestedAt and a "
+        "CANCEL_REQUESTED event; its worker acknowledges (acknowledgeTrainingJobCancel) or "
+        "the server cancels it when the grace runs out (docs/workers.md).",
         graphql_type=TrainingJobResult,
     )
     async def cancel_training_job(
-        self, info: Info, job_id: strawberry.ID
+        self,
+        info: Info,
+        job_id: strawberry.ID,
+        grace_seconds: Annotated[
+            int | None,
+            strawberry.argument(description="Let a RUNNING job's worker stop within this."),
+        ] = None,
     ) -> TrainingJob | MutationError:
         return await result_of(
-            info.context.services.training.cancel(str(job_id), actor=info.context.actor)
+            info.context.services.training.cancel(
+                str(job_id), grace_seconds, actor=info.context.actor
+            )
+        )
+
+    @typed.mutation(
+        description="The worker stopped after a graceful cancel: RUNNING -> CANCELLED. Errors: "
+        "InvalidTransitionError (no cancel was asked for, or the job ended), LeaseLostError.",
+        graphql_type=TrainingJobResult,
+    )
+    async def acknowledge_training_job_cancel(
+        self,
+        info: Info,
+        job_id: strawberry.ID,
+        lease_token: Annotated[str | None, strawberry.argument(description=LEASE_TOKEN_DOC)] = None,
+    ) -> TrainingJob | MutationError:
+        return await result_of(
+            info.context.services.training.acknowledge_cancel(
+                str(job_id), lease_token=lease_token, actor=info.context.actor
+            )
         )
 
     @typed.mutation(
@@ -110,6 +257,7 @@ class TrainingMutation:
         metrics: JSON | None = None,
         points: list[MetricPointInput] | None = None,
         series: list[MetricSeriesInput] | None = None,
+        lease_token: Annotated[str | None, strawberry.argument(description=LEASE_TOKEN_DOC)] = None,
     ) -> TrainingJob | MutationError:
         training = info.context.services
         given = [
@@ -128,11 +276,15 @@ class TrainingMutation:
         if series is not None:
             # The columns arrive as coerced mappings (MetricSeriesInput's from_input).
             columns = cast("list[Mapping[str, Any]]", series)
-            return await result_of(training.series.report_series(str(job_id), columns))
+            return await result_of(
+                training.series.report_series(str(job_id), columns, lease_token=lease_token)
+            )
         if points is not None:
             # The points arrive as coerced mappings (MetricPointInput's from_input).
             coerced = cast("list[Mapping[str, Any]]", points)
-            return await result_of(training.series.report_points(str(job_id), coerced))
+            return await result_of(
+                training.series.report_points(str(job_id), coerced, lease_token=lease_token)
+            )
         if metrics is None:
             return to_graphql(
                 ValidationError(
@@ -144,7 +296,29 @@ class TrainingMutation:
                 str(job_id),
                 # Any JSON value: the service validates it (ValidationError unless name -> number).
                 cast("Mapping[str, float]", metrics),
+                lease_token=lease_token,
                 actor=info.context.actor,
+            )
+        )
+
+    @typed.mutation(
+        description="The worker holding the job is alive: its lease runs its full length "
+        "again from now (lastHeartbeatAt, leaseExpiresAt). Errors: LeaseLostError (the token "
+        "is not the job's lease: stop working on it; nothing changed), "
+        "InvalidTransitionError (the job is no longer RUNNING, e.g. cancelled), NotFoundError.",
+        graphql_type=TrainingJobResult,
+    )
+    async def heartbeat_training_job(
+        self,
+        info: Info,
+        job_id: strawberry.ID,
+        lease_token: Annotated[
+            str, strawberry.argument(description="The lease token of the claim (or start).")
+        ],
+    ) -> TrainingJob | MutationError:
+        return await result_of(
+            info.context.services.training.heartbeat(
+                str(job_id), lease_token, actor=info.context.actor
             )
         )
 

@@ -114,6 +114,11 @@ class CrashingStorage:
         return self._storage.webhooks
 
     @property
+    def leaders(self) -> Any:
+        # Leader leases (the liveness sweep's) are not change events; not part of the model.
+        return self._storage.leaders
+
+    @property
     def stats(self) -> StoreStats:
         return self._storage.stats
 

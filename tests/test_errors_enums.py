@@ -82,6 +82,7 @@ def error_instances() -> list[domain.DomainError]:
         domain.ValidationError("metrics", "bad", rule=domain.ValidationRule.max_items),
         domain.UnauthenticatedError(),
         domain.ForbiddenError("promoteModelVersion", "viewer", "operator"),
+        domain.LeaseLostError("j"),
     ]
 
 

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from itertools import pairwise
 from typing import Any
 
@@ -27,8 +28,11 @@ from graphql_api.domain.events import ChangeEvent, ChangeKind
 from graphql_api.domain.lifecycle import JOB_TRANSITIONS, VERSION_TRANSITIONS
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.queries import PageRequest
+from graphql_api.domain.values import utc_now
 from graphql_api.services import changes
-from graphql_api.services.changes import IMMUTABLE_FIELDS
+from graphql_api.services.changes import IMMUTABLE_FIELDS, INTERNAL_FIELDS
+from graphql_api.services.container import Services
+from graphql_api.services.training import ATTEMPT_IDS
 from graphql_api.settings import Settings
 from graphql_api.storage.base import Storage
 from graphql_api.storage.mongo import MongoStorage
@@ -112,7 +116,19 @@ async def _job(gql: GraphQLClient, status: str = "PENDING") -> tuple[str, str]:
     return model_id, job_id
 
 
-Setup = Callable[[GraphQLClient], Awaitable[tuple[Records, str, dict[str, Any]]]]
+class InstanceClient(GraphQLClient):
+    """A client of one instance, with that instance's services: the liveness sweep's changes
+    are made by the server itself, not asked for over GraphQL."""
+
+    def __init__(self, http: httpx.AsyncClient, services: Services) -> None:
+        super().__init__(http)
+        self.services = services
+
+
+#: A change the server makes by itself (the liveness sweep's), run on an instance: whether it
+#: applied. Stands where a scenario's mutation document would.
+SweepChange = Callable[[Services], Awaitable[bool]]
+Setup = Callable[[InstanceClient], Awaitable[tuple[Records, str | SweepChange, dict[str, Any]]]]
 
 
 async def _register(gql: GraphQLClient) -> tuple[Records, str, dict[str, Any]]:
@@ -196,6 +212,120 @@ def _on_job(status: str, mutation: str) -> Setup:
     return setup
 
 
+# Workers (docs/workers.md): every change a worker or the liveness sweep makes carries its
+# event in its own write too.
+CREATE_IN_QUEUE = """mutation($input: CreateTrainingJobInput!) { createTrainingJob(input: $input) {
+  __typename ... on Error { code message } } }"""
+CLAIM = """mutation($queue: String!) { claimTrainingJob(queue: $queue, workerId: "w-1",
+  leaseSeconds: 60) { __typename ... on TrainingJob { leaseToken }
+  ... on Error { code message } } }"""
+HEARTBEAT = """mutation($id: ID!, $token: String!) { heartbeatTrainingJob(jobId: $id,
+  leaseToken: $token) { __typename ... on Error { code message } } }"""
+CANCEL_GRACEFULLY = """mutation($id: ID!) { cancelTrainingJob(jobId: $id, graceSeconds: 600) {
+  __typename ... on Error { code message } } }"""
+ACKNOWLEDGE = """mutation($id: ID!, $token: String) { acknowledgeTrainingJobCancel(jobId: $id,
+  leaseToken: $token) { __typename ... on Error { code message } } }"""
+FAIL_PREEMPTED = """mutation($id: ID!, $token: String) { failTrainingJob(jobId: $id,
+  leaseToken: $token, reason: "spot instance reclaimed", kind: PREEMPTED, exitCode: 143) {
+  __typename ... on Error { code message } } }"""
+RETRY = """mutation($id: ID!) { retryTrainingJob(jobId: $id) {
+  __typename ... on Error { code message } } }"""
+# A long backoff: the restarted instance's sweep must not make the next attempt meanwhile.
+RETRY_POLICY = {
+    "maxAttempts": 3,
+    "retryOn": ["PREEMPTED", "HEARTBEAT_LOST", "TIMED_OUT"],
+    "backoffSeconds": 3600,
+}
+
+
+async def _claimed(gql: InstanceClient, **fields: Any) -> tuple[str, str, str]:
+    """A job created in a queue of its own and claimed by w-1: its model, id and lease token."""
+    model_id = await _version(gql, f"m-{uuid.uuid4().hex[:8]}")
+    job_id, queue = f"job-{uuid.uuid4().hex[:8]}", f"q-{uuid.uuid4().hex[:8]}"
+    job = {"modelId": model_id, "datasetId": "ds", "jobId": job_id, "queue": queue, **fields}
+    await _ok(gql, CREATE_IN_QUEUE, input=job)
+    claimed = await _ok(gql, CLAIM, queue=queue)
+    return model_id, job_id, str(claimed["leaseToken"])
+
+
+async def _claim(gql: InstanceClient) -> tuple[Records, str | SweepChange, dict[str, Any]]:
+    model_id = await _version(gql, f"m-{uuid.uuid4().hex[:8]}")
+    job_id, queue = f"job-{uuid.uuid4().hex[:8]}", f"q-{uuid.uuid4().hex[:8]}"
+    job = {"modelId": model_id, "datasetId": "ds", "jobId": job_id, "queue": queue}
+    await _ok(gql, CREATE_IN_QUEUE, input=job)
+    return Records([model_id], [job_id]), CLAIM, {"queue": queue}
+
+
+async def _late(gql: InstanceClient, job_id: str) -> None:
+    job = await gql.services.training.get(job_id)
+    assert job is not None
+    assert await gql.services.training.mark_late(job, utc_now() + timedelta(seconds=120))
+
+
+async def _recovering_heartbeat(
+    gql: InstanceClient,
+) -> tuple[Records, str | SweepChange, dict[str, Any]]:
+    model_id, job_id, token = await _claimed(gql)
+    await _late(gql, job_id)
+    return Records([model_id], [job_id]), HEARTBEAT, {"id": job_id, "token": token}
+
+
+async def _cancel_requested(
+    gql: InstanceClient,
+) -> tuple[Records, str | SweepChange, dict[str, Any]]:
+    model_id, job_id, _ = await _claimed(gql)
+    return Records([model_id], [job_id]), CANCEL_GRACEFULLY, {"id": job_id}
+
+
+async def _acknowledge(gql: InstanceClient) -> tuple[Records, str | SweepChange, dict[str, Any]]:
+    model_id, job_id, token = await _claimed(gql)
+    await _ok(gql, CANCEL_GRACEFULLY, id=job_id)
+    return Records([model_id], [job_id]), ACKNOWLEDGE, {"id": job_id, "token": token}
+
+
+async def _fail_retried(gql: InstanceClient) -> tuple[Records, str | SweepChange, dict[str, Any]]:
+    model_id, job_id, token = await _claimed(gql, retryPolicy=RETRY_POLICY)
+    return Records([model_id], [job_id]), FAIL_PREEMPTED, {"id": job_id, "token": token}
+
+
+async def _retry(gql: InstanceClient) -> tuple[Records, str | SweepChange, dict[str, Any]]:
+    model_id, job_id, token = await _claimed(gql)
+    await _ok(gql, FAIL_PREEMPTED, id=job_id, token=token)
+    following = str(uuid.uuid5(ATTEMPT_IDS, f"{job_id}#2"))
+    return Records([model_id], [job_id, following]), RETRY, {"id": job_id}
+
+
+def _sweep(change: str) -> Setup:
+    """A liveness sweep change (``change``: the row's name) on a job set up for it."""
+
+    async def setup(gql: InstanceClient) -> tuple[Records, str | SweepChange, dict[str, Any]]:
+        fields: dict[str, Any] = {"retryPolicy": RETRY_POLICY}
+        if change == "TIME_OUT":
+            fields["maxRuntimeSeconds"] = 1
+        model_id, job_id, _ = await _claimed(gql, **fields)
+        if change == "LOSE":
+            await _late(gql, job_id)
+        if change == "FORCE_CANCEL":
+            await _ok(gql, CANCEL_GRACEFULLY, id=job_id)
+        later = utc_now() + timedelta(days=2)  # past every lease, grace and runtime here
+
+        async def sweep(services: Services) -> bool:
+            training = services.training
+            job = await training.get(job_id)
+            assert job is not None
+            if change == "MARK_LATE":
+                return await training.mark_late(job, later) is not None
+            if change == "LOSE":
+                return await training.lose(job, later) is not None
+            if change == "TIME_OUT":
+                return await training.time_out(job, later) is not None
+            return await training.force_cancel(job, later) is not None
+
+        return Records([model_id], [job_id]), sweep, {}
+
+    return setup
+
+
 SCENARIOS: dict[str, Setup] = {
     "registerModelVersion": _register,
     "promoteModelVersion(TESTING)": _promote,
@@ -214,16 +344,26 @@ SCENARIOS: dict[str, Setup] = {
     "failTrainingJob": _on_job("RUNNING", FAIL),
     "cancelTrainingJob": _on_job("RUNNING", CANCEL),
     "setTrainingJobLogsUrl": _on_job("RUNNING", LOGS),
+    "claimTrainingJob": _claim,
+    "heartbeatTrainingJob (a LATE job recovers)": _recovering_heartbeat,
+    "cancelTrainingJob(graceSeconds) of a RUNNING job": _cancel_requested,
+    "acknowledgeTrainingJobCancel": _acknowledge,
+    "failTrainingJob with a retry policy (the retry's mark in the same write)": _fail_retried,
+    "retryTrainingJob": _retry,
+    "MARK_LATE (liveness sweep)": _sweep("MARK_LATE"),
+    "LOSE (liveness sweep: HEARTBEAT_LOST, retry mark)": _sweep("LOSE"),
+    "TIME_OUT (liveness sweep: TIMED_OUT, retry mark)": _sweep("TIME_OUT"),
+    "FORCE_CANCEL (liveness sweep)": _sweep("FORCE_CANCEL"),
 }
 
 
 @asynccontextmanager
-async def _instance(storage: Storage, **settings: Any) -> AsyncIterator[GraphQLClient]:
+async def _instance(storage: Storage, **settings: Any) -> AsyncIterator[InstanceClient]:
     application = create_app(Settings(allowed_hosts=["testserver"], **settings), storage=storage)
     async with LifespanManager(application):
         transport = httpx.ASGITransport(app=application)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield GraphQLClient(http)
+            yield InstanceClient(http, application.state.services)
 
 
 Record = ModelVersion | TrainingJob
@@ -261,8 +401,8 @@ def _alias_events_expected(
 
 def _as_of(event: ChangeEvent, record: Record) -> dict[str, Any]:
     """The event's copy of the record, read as the record's model (immutable fields, which
-    events leave out, taken from the record)."""
-    kept = record.model_dump(mode="python", include=IMMUTABLE_FIELDS)
+    events leave out, taken from the record; so are the internal ones, a lease's hash)."""
+    kept = record.model_dump(mode="python", include=IMMUTABLE_FIELDS | INTERNAL_FIELDS)
     return type(record).model_validate({**event.snapshot, **kept}).model_dump(mode="json")
 
 
@@ -290,7 +430,14 @@ async def _run(
             await storage.events.head(),
         )
         crash.arm(allow)
-        body = await gql.execute(mutation, **variables)
+        if callable(mutation):
+            try:
+                applied = await mutation(gql.services)
+                body: dict[str, Any] = {"data": {"sweep": {} if applied else {"code": "NONE"}}}
+            except Exception as error:  # the instance died under it
+                body = {"errors": [{"message": repr(error)}]}
+        else:
+            body = await gql.execute(mutation, **variables)
         writes = crash.writes
         crash.arm(None)
     acknowledged = "errors" not in body and all(
@@ -378,8 +525,9 @@ def test_every_mutation_that_records_an_event_has_a_crash_scenario() -> None:
     """A new row of the lifecycle table (a new mutation with an event) needs a scenario here,
     so that no change can bypass the outbox unnoticed."""
     covered = {name.split(" ")[0].split("(")[0] for name in SCENARIOS}
-    mutations = {row.mutation for row in JOB_TRANSITIONS} | {
-        row.mutation for row in VERSION_TRANSITIONS
+    # Rows without a mutation are the liveness sweep's (scenarios below name them by row).
+    mutations = {row.mutation or row.name for row in JOB_TRANSITIONS} | {
+        row.mutation or row.name for row in VERSION_TRANSITIONS
     }
     assert mutations <= covered, sorted(mutations - covered)
 

@@ -38,6 +38,7 @@ from graphql_api.domain.series import MetricPoint, as_columns
 from graphql_api.domain.updates import MetricsMerge, Move, VersionMetadata
 from graphql_api.domain.values import utc_now
 from graphql_api.services.container import Services
+from graphql_api.services.liveness import LivenessSweep
 from graphql_api.storage.base import PendingChange, RecordBusy
 from graphql_api.storage.mongo import MongoStorage, documents
 from graphql_api.storage.mongo.query_shapes import SHAPES, ShapeKey, declared, shape_of
@@ -452,6 +453,20 @@ async def test_every_query_is_listed_and_none_reads_a_whole_collection_unless_li
     job = await services.training.create(model_id=model_ids[3], dataset_id="d1")
     await services.training.start(job.job_id)
     await guarded_services.training.complete(job.job_id, {"loss": 0.2})
+    # Claims (the seed's jobs joined the default queue at the recorded start-up).
+    await services.training.claim("default", "w-1")
+    await guarded_services.training.claim("default", "w-2")
+    # A retry by hand (the chain's read, the new attempt, the mark on the old one).
+    await services.training.retry(job.job_id)
+    await services.training.attempts(job)
+    # The liveness sweep and its leader lease, plain and through the guard.
+    for over, name in ((storage, "plain"), (guarded, "guarded")):
+        sweep = LivenessSweep(
+            Services.over(over).training, over.leaders, interval=1, grace=0, instance=name
+        )
+        if await sweep.lead():
+            await sweep.sweep_once(datetime.now(UTC) + timedelta(hours=1))
+        await over.leaders.release("liveness-sweep", name)
     await guarded_services.registry.promote(model_ids[5], ModelStatus.TESTING)
     # Deployments, plain (m1: model_ids[1::4]) and through the guard (m2: model_ids[2::4]).
     await drive_deployments(storage, model_ids[1], model_ids[9])

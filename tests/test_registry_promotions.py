@@ -103,6 +103,7 @@ class JitteredStorage:
         self.model_versions = Jittered(inner.model_versions, jitter)
         self.training_jobs = inner.training_jobs
         self.events = inner.events
+        self.leaders = inner.leaders
         self.metric_series = inner.metric_series
         self.api_keys = inner.api_keys
         self.webhooks = inner.webhooks

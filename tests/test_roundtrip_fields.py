@@ -31,11 +31,17 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 
 from graphql_api.domain import artifacts, text, values
-from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
+from graphql_api.domain.enums import (
+    FailureKind,
+    JobHealth,
+    ModelStatus,
+    ModelType,
+    TrainingStatus,
+)
 from graphql_api.domain.events import ChangeEvent, ChangeKind, EntityKind
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.live import records
-from graphql_api.services.changes import IMMUTABLE_FIELDS
+from graphql_api.services.changes import IMMUTABLE_FIELDS, INTERNAL_FIELDS
 from graphql_api.storage.mongo import MongoStorage
 from graphql_api.storage.mongo.documents import unwrap_annotation
 from tests import operations as ops
@@ -222,6 +228,28 @@ TRAINING_JOB_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "logs_url": st.none() | urls,
     "created_date": datetimes,
     "failure_reason": st.none() | free_texts,
+    # Workers (docs/workers.md).
+    "queue": identifiers,
+    "worker_id": st.none() | identifiers,
+    "lease_expires_at": st.none() | datetimes,
+    "lease_seconds": st.none() | st.integers(1, 3600),
+    "last_heartbeat_at": st.none() | datetimes,
+    "health": st.sampled_from(JobHealth),
+    "failure_kind": st.none() | st.sampled_from(FailureKind),
+    "max_runtime_seconds": st.none() | st.integers(1, 30 * 86400),
+    "retry_max_attempts": st.integers(1, 20),
+    "retry_on": st.lists(st.sampled_from(FailureKind), unique=True, max_size=3),
+    "retry_backoff_seconds": st.sampled_from([0.0, 0.5, 30.0, 86400.0]),
+    "attempt": st.integers(1, 100),
+    "retry_of": st.none() | identifiers,
+    "retry_root": st.none() | identifiers,
+    "retry_due_at": st.none() | datetimes,
+    "retried_by": st.none() | identifiers,
+    "failure_retryable": st.booleans(),
+    "failure_exit_code": st.none() | st.integers(-255, 255),
+    "cancel_requested_at": st.none() | datetimes,
+    "cancel_deadline_at": st.none() | datetimes,
+    "lease_token_hash": st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
 }
 CHANGE_EVENT_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "seq": st.just(0),  # storage assigns it
@@ -319,11 +347,37 @@ def _record_type(annotation: Any) -> type[BaseModel] | None:
     return plain if isinstance(plain, type) and issubclass(plain, BaseModel) else None
 
 
+#: Stored fields GraphQL shows other than as a field of their own (still read back whole from
+#: storage above): grouped under ``failure`` and ``retryPolicy`` (shown only when the job
+#: failed / has a policy), the sweep's own bookkeeping, and the lease token's hash (never shown).
+NOT_SHOWN_AS_FIELDS: dict[type[BaseModel], set[str]] = {
+    TrainingJob: {
+        "failure_kind",
+        "failure_retryable",
+        "failure_exit_code",
+        "retry_max_attempts",
+        "retry_on",
+        "retry_backoff_seconds",
+        "retry_root",
+        "retry_due_at",
+        "retried_by",
+        "lease_seconds",
+        "lease_token_hash",
+    },
+}
+
+
+def shown_fields(model: type[BaseModel]) -> list[str]:
+    hidden = NOT_SHOWN_AS_FIELDS.get(model, set())
+    return [name for name in model.model_fields if name not in hidden]
+
+
 def selection(model: type[BaseModel]) -> str:
     """Every field of the model, as GraphQL names it: a field the type lacks fails the query.
     A field holding records selects all of theirs."""
     parts = []
-    for name, info in model.model_fields.items():
+    for name in shown_fields(model):
+        info = model.model_fields[name]
         inner = _record_type(info.annotation)
         parts.append(camel(name) if inner is None else f"{camel(name)} {{ {selection(inner)} }}")
     return " ".join(parts)
@@ -340,7 +394,7 @@ def _as_shown(value: Any) -> Any:
 
 def assert_shown(shown: Mapping[str, Any], expected: BaseModel, where: str) -> None:
     """What GraphQL answered for ``expected``: enums by name, datetimes as ISO 8601."""
-    for name in type(expected).model_fields:
+    for name in shown_fields(type(expected)):
         value = getattr(expected, name)
         got = shown[camel(name)]
         if isinstance(value, Enum):
@@ -362,8 +416,15 @@ def test_every_model_field_has_a_generator() -> None:
 
 
 def as_stored(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """A snapshot as the log keeps it: enums (StrEnum) are stored, and read back, as values."""
-    return {key: v.value if isinstance(v, Enum) else v for key, v in snapshot.items()}
+    """A snapshot as the log keeps it: enums (StrEnum) are stored, and read back, as values
+    (also in lists: a job's ``retry_on``)."""
+
+    def stored(value: Any) -> Any:
+        if isinstance(value, list):
+            return [stored(item) for item in value]
+        return value.value if isinstance(value, Enum) else value
+
+    return {key: stored(v) for key, v in snapshot.items()}
 
 
 # --- Storage and GraphQL reads -----------------------------------------------------------------
@@ -422,7 +483,10 @@ async def test_a_logged_change_reads_back_whole_with_its_record(
     event_id = None if event.event_id is None else unique_id(event.event_id)
     job = job.model_copy(update={"job_id": entity_id})
     for sent, snapshot in [
-        (event, as_stored(job.model_dump(mode="python", exclude=IMMUTABLE_FIELDS))),
+        (
+            event,
+            as_stored(job.model_dump(mode="python", exclude=IMMUTABLE_FIELDS | INTERNAL_FIELDS)),
+        ),
         (
             event.model_copy(update={"entity": EntityKind.MODEL_VERSION}),
             as_stored(version.model_dump(mode="python")),
@@ -436,7 +500,9 @@ async def test_a_logged_change_reads_back_whole_with_its_record(
         [read] = [e for e in await storage.events.for_entity(entity_id, 10) if e.seq == stored.seq]
         assert_same_record(read, expected, "for_entity")
         if sent.entity is EntityKind.TRAINING_JOB:
-            assert_same_record(records.job_after(read, job.hyperparameters), job, "job_after")
+            # No event carries the lease token's hash (services.changes.INTERNAL_FIELDS).
+            unfenced = job.model_copy(update={"lease_token_hash": None})
+            assert_same_record(records.job_after(read, job.hyperparameters), unfenced, "job_after")
         else:
             assert_same_record(records.model_version_after(read), version, "version_after")
 
@@ -470,15 +536,25 @@ def result_of(data: dict[str, Any]) -> dict[str, Any]:
     return dict(result)
 
 
-def as_record(model: type[M], shown: Mapping[str, Any]) -> M:
-    """The model a GraphQL answer stands for (enums by name, as the schema spells them)."""
+def as_record(model: type[M], shown: Mapping[str, Any], hidden_from: M | None = None) -> M:
+    """The model a GraphQL answer stands for (enums by name, as the schema spells them); the
+    fields GraphQL does not show as fields (NOT_SHOWN_AS_FIELDS) taken from ``hidden_from``."""
     data: dict[str, Any] = {}
     for name, field in model.model_fields.items():
+        if name in NOT_SHOWN_AS_FIELDS.get(model, set()):
+            data[name] = getattr(hidden_from, name)
+            continue
         value = shown[camel(name)]
         annotation = field.annotation
         enum = annotation if isinstance(annotation, type) and issubclass(annotation, Enum) else None
         data[name] = enum[value] if enum is not None else value
     return model.model_validate(data)
+
+
+def whole_jobs(document: str) -> str:
+    """``document`` answering every field of the jobs it returns, not the usual few."""
+    assert ops.JOB_FIELDS in document
+    return document.replace(ops.JOB_FIELDS, selection(TrainingJob))
 
 
 def whole_versions(document: str) -> str:
@@ -563,7 +639,7 @@ async def test_a_created_training_job_reads_back_as_written(
         "hyperparameters": job.hyperparameters,
         "logsUrl": job.logs_url,
     }
-    result = result_of(await gql.data(ops.CREATE_JOB, input=sent))
+    result = result_of(await gql.data(whole_jobs(ops.CREATE_JOB), input=sent))
     assert result["__typename"] == "TrainingJob", result
     for key, value in sent.items():
         assert_same(result[key], value, f"createTrainingJob.{key}")
@@ -575,7 +651,9 @@ async def test_a_created_training_job_reads_back_as_written(
     }
     for document, variables in steps:
         result = result_of(
-            await gql.data(document, id=job_id, **(extras[variables] if variables else {}))
+            await gql.data(
+                whole_jobs(document), id=job_id, **(extras[variables] if variables else {})
+            )
         )
         assert result["__typename"] == "TrainingJob", result
         # What the step wrote is in its answer (which services read back from storage).
@@ -586,9 +664,13 @@ async def test_a_created_training_job_reads_back_as_written(
         elif variables == "metrics":
             for key, value in extras["metrics"]["metrics"].items():
                 assert_same(result["metrics"][key], value, f"metrics.{key}")
-    written = as_record(TrainingJob, result)
+    stored = await storage.training_jobs.get(job_id)
+    assert stored is not None
+    written = as_record(TrainingJob, result, hidden_from=stored)
 
     assert_shown((await gql.data(JOB_QUERY, id=job_id))["trainingJob"], written, "query")
-    assert_same_record(await storage.training_jobs.get(job_id), written, "storage")
+    assert_same_record(stored, written, "storage")
     last = (await storage.events.for_entity(job_id, 100))[-1]
-    assert_same_record(records.job_after(last, written.hyperparameters), written, "last event")
+    # No event carries the lease token's hash (services.changes.INTERNAL_FIELDS).
+    unfenced = written.model_copy(update={"lease_token_hash": None})
+    assert_same_record(records.job_after(last, written.hyperparameters), unfenced, "last event")

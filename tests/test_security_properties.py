@@ -137,6 +137,15 @@ def request_for(field: str, target: str, name: str, blob: Any) -> tuple[str, dic
             return ops.REPORT, {"id": job_id, "metrics": blob}
         case "setTrainingJobLogsUrl":
             return ops.SET_LOGS, {"id": job_id, "url": "s3://logs/" + target}
+        # Workers (docs/workers.md): a claim from the default queue, a stale token's writes.
+        case "claimTrainingJob":
+            return ops.CLAIM, {"queue": "default", "worker": f"w-{target}"}
+        case "heartbeatTrainingJob":
+            return ops.HEARTBEAT, {"id": job_id, "token": str(blob)[:50]}
+        case "acknowledgeTrainingJobCancel":
+            return ops.ACKNOWLEDGE_CANCEL, {"id": job_id, "token": None}
+        case "retryTrainingJob":
+            return ops.RETRY, {"id": job_id}
         case "updateModelVersion":
             return registry_ops.UPDATE_VERSION, {"id": model_id, "description": str(blob)[:50]}
         case "setModelAlias":

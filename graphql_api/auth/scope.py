@@ -16,6 +16,10 @@ know: a field extension on every root query and mutation field.
 * **Subscriptions** skip the events of other models (``resolvers/subscriptions.py``);
   ``trainingMetricUpdates`` answers NotFoundError for a job of another model, as for one
   that does not exist (``resolvers/metric_subscriptions.py``).
+* **Claims** (``claimTrainingJob``) name no record: the key claims only jobs of its models
+  (``claimable_model_ids``, applied in the claim's query), and the queue looks empty to it
+  when the queue holds only other models' jobs. The other worker mutations name a job and
+  are checked like every job mutation.
 * A root field this table does not know (added later) is refused to scoped keys: fail closed.
   ``models`` and ``modelHistory`` are refused to them for now (``REFUSED_TO_LIMITED``).
 
@@ -154,6 +158,11 @@ MUTATION_SCOPES: dict[str, Check | None] = {
     "completeTrainingJob": _job_argument,
     "failTrainingJob": _job_argument,
     "setTrainingJobLogsUrl": _job_argument,
+    "heartbeatTrainingJob": _job_argument,
+    "acknowledgeTrainingJobCancel": _job_argument,
+    "retryTrainingJob": _job_argument,
+    # Names no job: its resolver claims only jobs of the key's models (claimable_model_ids).
+    "claimTrainingJob": None,
     "updateModelVersion": _version_argument("model_id", "modelId"),
     "setModelAlias": _every(
         _named_model("setModelAlias"), _version_argument("model_id", "modelId")
@@ -201,6 +210,16 @@ async def narrowed(context: Any, where: F) -> F:
     asked = where.model_ids
     allowed = in_scope if asked is None else [i for i in asked if i in set(in_scope)]
     return dataclasses.replace(where, model_ids=tuple(allowed))
+
+
+async def claimable_model_ids(context: Any) -> list[str] | None:
+    """The versions whose jobs the caller may claim: None for every one, else those in its
+    scope (applied in the claim's query, so a queue of other models' jobs looks empty)."""
+    scope = key_scope(context)
+    if scope is None:
+        return None
+    ids: list[str] = await context.services.api_keys.model_ids_in_scope(scope)
+    return ids
 
 
 class ScopeCheck(FieldExtension):

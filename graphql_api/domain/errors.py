@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     VALIDATION_ERROR = "VALIDATION_ERROR"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FORBIDDEN = "FORBIDDEN"
+    LEASE_LOST = "LEASE_LOST"
     #: Not a mutation's: a query or subscription ``after`` older than the change log keeps
     #: (``CursorExpiredError``, a GraphQL error whose ``extensions.code`` says it).
     CURSOR_EXPIRED = "CURSOR_EXPIRED"
@@ -127,6 +128,22 @@ class InvalidTransitionError(DomainError):
         self.resource_id = resource_id
         self.current_status = current_name
         self.requested_status = requested_name
+
+
+class LeaseLostError(DomainError):
+    """A worker's write carried a lease token that is not the job's current lease (the job
+    was claimed again, or finished, after the lease lapsed): the worker must stop working on
+    the job. Nothing was changed."""
+
+    code = ErrorCode.LEASE_LOST
+
+    def __init__(self, job_id: str, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or f"TrainingJob {job_id!r}: this lease token is not the job's current lease "
+            "(the job was taken from this worker); stop working on it"
+        )
+        self.resource_id = job_id
 
 
 class ConflictError(DomainError):

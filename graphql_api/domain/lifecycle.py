@@ -31,8 +31,9 @@ class Transition(Generic[S]):
     """One named change of a record."""
 
     name: str
-    #: The root mutation a client asks for it with.
-    mutation: str
+    #: The root mutation a client asks for it with; None for a change only the server makes
+    #: (the liveness sweep), which no client may ask for.
+    mutation: str | None
     #: Statuses the record may be in; empty for the change that creates the record.
     sources: frozenset[S]
     #: The status afterwards; None when the change leaves the status as it is.
@@ -71,6 +72,19 @@ class JobTransitions:
         "START", "startTrainingJob", _sources(_PENDING), _RUNNING, ChangeKind.STARTED, Role.WORKER,
         ("started_date",),
     )  # fmt: skip
+    # The worker's way to start a job (docs/workers.md): the oldest PENDING job of a queue,
+    # with a lease the worker's later writes are fenced by.
+    CLAIM = Transition(
+        "CLAIM", "claimTrainingJob", _sources(_PENDING), _RUNNING, ChangeKind.CLAIMED,
+        Role.WORKER, ("started_date",),
+    )  # fmt: skip
+    # Extends the lease. A heartbeat is not an event (one every few seconds per job would bury
+    # the history): its row's kind is recorded only when the heartbeat changes what a reader
+    # sees (a LATE job whose worker came back: docs/workers.md).
+    HEARTBEAT = Transition(
+        "HEARTBEAT", "heartbeatTrainingJob", _sources(_RUNNING), None, ChangeKind.RECOVERED,
+        Role.WORKER,
+    )  # fmt: skip
     REPORT_METRICS = Transition(
         "REPORT_METRICS", "reportTrainingMetrics", _sources(_RUNNING), None,
         ChangeKind.METRICS_REPORTED, Role.WORKER,
@@ -87,6 +101,40 @@ class JobTransitions:
     FAIL = Transition(
         "FAIL", "failTrainingJob", _sources(_RUNNING), TrainingStatus.FAILED, ChangeKind.FAILED,
         Role.WORKER, ("completed_date",),
+    )  # fmt: skip
+    # A graceful cancel of a RUNNING job: asked for, then acknowledged by the worker (after
+    # it saved a checkpoint), or forced by the sweep when the grace runs out.
+    REQUEST_CANCEL = Transition(
+        "REQUEST_CANCEL", "cancelTrainingJob", _sources(_RUNNING), None,
+        ChangeKind.CANCEL_REQUESTED, Role.OPERATOR, ("cancel_requested_at",),
+    )  # fmt: skip
+    ACKNOWLEDGE_CANCEL = Transition(
+        "ACKNOWLEDGE_CANCEL", "acknowledgeTrainingJobCancel", _sources(_RUNNING),
+        TrainingStatus.CANCELLED, ChangeKind.CANCEL_ACKNOWLEDGED, Role.WORKER,
+        ("completed_date",),
+    )  # fmt: skip
+    FORCE_CANCEL = Transition(
+        "FORCE_CANCEL", None, _sources(_RUNNING), TrainingStatus.CANCELLED,
+        ChangeKind.CANCEL_FORCED, Role.ADMIN, ("completed_date",),
+    )  # fmt: skip
+    # Creates the next attempt (a new PENDING job) of a job that ended; by hand, or by the
+    # sweep when the retry policy says so. The ended job keeps its status.
+    RETRY = Transition(
+        "RETRY", "retryTrainingJob",
+        _sources(TrainingStatus.COMPLETED, TrainingStatus.FAILED, TrainingStatus.CANCELLED),
+        None, ChangeKind.RETRIED, Role.OPERATOR,
+    )  # fmt: skip
+    # Made by the server's liveness sweep (services.liveness), never by a client.
+    MARK_LATE = Transition(
+        "MARK_LATE", None, _sources(_RUNNING), None, ChangeKind.LATE, Role.ADMIN,
+    )  # fmt: skip
+    LOSE = Transition(
+        "LOSE", None, _sources(_RUNNING), TrainingStatus.FAILED, ChangeKind.LOST, Role.ADMIN,
+        ("completed_date",),
+    )  # fmt: skip
+    TIME_OUT = Transition(
+        "TIME_OUT", None, _sources(_RUNNING), TrainingStatus.FAILED, ChangeKind.TIMED_OUT,
+        Role.ADMIN, ("completed_date",),
     )  # fmt: skip
     CANCEL = Transition(
         "CANCEL", "cancelTrainingJob", _sources(_PENDING, _RUNNING), TrainingStatus.CANCELLED,
@@ -210,6 +258,8 @@ def mutation_roles() -> dict[str, Role]:
     roles: dict[str, Role] = {}
     rows: list[Transition[Any]] = [*JOB_TRANSITIONS, *VERSION_TRANSITIONS]
     for row in rows:
+        if row.mutation is None:
+            continue
         if roles.setdefault(row.mutation, row.role) is not row.role:
             raise ValueError(f"{row.mutation} has rows needing different roles")
     return roles

@@ -10,13 +10,22 @@ merge is the one change that depends on what is stored (the merged result must s
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from graphql_api.domain.artifacts import Tag
+from graphql_api.domain.enums import FailureKind, JobHealth
 from graphql_api.domain.lifecycle import Transition
-from graphql_api.domain.values import MAX_METRICS, FreeText, Metrics, Url, UtcDatetime
+from graphql_api.domain.values import (
+    MAX_METRICS,
+    FreeText,
+    Identifier,
+    Metrics,
+    Url,
+    UtcDatetime,
+)
 
 _CHANGE = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
@@ -41,14 +50,29 @@ class Move(BaseModel):
 
 
 class FailureReason(BaseModel):
-    """Why a job failed."""
+    """Why a job failed: its kind and the message."""
 
     model_config = _CHANGE
 
     reason: FreeText
+    kind: FailureKind = FailureKind.USER_CODE
 
     def fields(self) -> dict[str, Any]:
-        return {"failure_reason": self.reason}
+        return {"failure_reason": self.reason, "failure_kind": self.kind}
+
+
+class HealthChange(BaseModel):
+    """The worker's liveness as the sweep (or a heartbeat) found it. Losing the job also
+    ends its lease: the worker's token then fences nothing but a LeaseLostError."""
+
+    model_config = _CHANGE
+
+    health: JobHealth
+
+    def fields(self) -> dict[str, Any]:
+        if self.health is JobHealth.LOST:
+            return {"health": self.health, "lease_token_hash": None}
+        return {"health": self.health}
 
 
 class LogsUrl(BaseModel):
@@ -60,6 +84,106 @@ class LogsUrl(BaseModel):
 
     def fields(self) -> dict[str, Any]:
         return {"logs_url": self.logs_url}
+
+
+class LeaseGrant(BaseModel):
+    """A worker takes the job's lease: the token's hash fences its later writes
+    (``domain.leases``), and the grant counts as its first heartbeat."""
+
+    model_config = _CHANGE
+
+    worker_id: Identifier | None
+    token_hash: str
+    seconds: int
+    at: UtcDatetime
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "worker_id": self.worker_id,
+            "lease_token_hash": self.token_hash,
+            "lease_seconds": self.seconds,
+            "lease_expires_at": self.at + timedelta(seconds=self.seconds),
+            "last_heartbeat_at": self.at,
+        }
+
+
+class Heartbeat(BaseModel):
+    """The worker is alive at ``at``: its lease runs ``seconds`` from then."""
+
+    model_config = _CHANGE
+
+    seconds: int
+    at: UtcDatetime
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "lease_expires_at": self.at + timedelta(seconds=self.seconds),
+            "last_heartbeat_at": self.at,
+        }
+
+
+class RetryScheduled(BaseModel):
+    """The failure is retried automatically: the sweep creates the next attempt at ``due``."""
+
+    model_config = _CHANGE
+
+    due: UtcDatetime
+
+    def fields(self) -> dict[str, Any]:
+        return {"retry_due_at": self.due, "failure_retryable": True}
+
+
+class Retried(BaseModel):
+    """The next attempt exists: ``by``."""
+
+    model_config = _CHANGE
+
+    by: Identifier
+
+    def fields(self) -> dict[str, Any]:
+        return {"retried_by": self.by, "retry_due_at": None}
+
+
+class ExitCode(BaseModel):
+    """The exit code the training process ended with."""
+
+    model_config = _CHANGE
+
+    exit_code: int
+
+    def fields(self) -> dict[str, Any]:
+        return {"failure_exit_code": self.exit_code}
+
+
+class CancelRequest(BaseModel):
+    """A graceful cancel was asked for at ``at``."""
+
+    model_config = _CHANGE
+
+    at: UtcDatetime
+
+    def fields(self) -> dict[str, Any]:
+        return {"cancel_requested_at": self.at}
+
+
+class CancelDeadline(BaseModel):
+    """A graceful cancel: the sweep cancels the job at ``deadline`` unless the worker did."""
+
+    model_config = _CHANGE
+
+    deadline: UtcDatetime
+
+    def fields(self) -> dict[str, Any]:
+        return {"cancel_deadline_at": self.deadline}
+
+
+class LeaseEnd(BaseModel):
+    """The job is taken from its worker: its token fences nothing but a LeaseLostError."""
+
+    model_config = _CHANGE
+
+    def fields(self) -> dict[str, Any]:
+        return {"lease_token_hash": None}
 
 
 class MetricsMerge(BaseModel):
@@ -89,4 +213,19 @@ class VersionMetadata(BaseModel):
 
 
 #: Every change a service can hand storage.
-Change = Move | FailureReason | LogsUrl | MetricsMerge | VersionMetadata
+Change = (
+    Move
+    | FailureReason
+    | HealthChange
+    | LogsUrl
+    | LeaseGrant
+    | Heartbeat
+    | LeaseEnd
+    | RetryScheduled
+    | Retried
+    | ExitCode
+    | CancelRequest
+    | CancelDeadline
+    | MetricsMerge
+    | VersionMetadata
+)

@@ -129,6 +129,8 @@ MetricValue = Annotated[int | float, PlainValidator(_metric_value)]
 Metrics = Annotated[dict[str, MetricValue], AfterValidator(_metrics)]
 Hyperparameters = Annotated[dict[str, Any], AfterValidator(_hyperparameters)]
 Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
+#: The queue of a job created without one (claimTrainingJob, docs/workers.md).
+DEFAULT_QUEUE = "default"
 Name = Annotated[
     str,
     Field(min_length=1, max_length=text.MAX_NAME_LENGTH),

@@ -13,6 +13,7 @@ from graphql_api.domain.events import ChangeEvent, LogEntry, StoredEvent
 from graphql_api.storage.api_keys import ApiKeyStore
 from graphql_api.storage.base import (
     EventStore,
+    LeaderStore,
     ModelVersionStore,
     Storage,
     StoreStats,
@@ -85,6 +86,7 @@ class NotifyingStorage:
         self.events: EventStore = NotifyingEventStore(storage.events, on_append)
         self.metric_series: MetricSeriesStore = storage.metric_series
         self.stats: StoreStats = storage.stats
+        self.leaders: LeaderStore = storage.leaders
         self.api_keys: ApiKeyStore = storage.api_keys
         self.webhooks: WebhookStore = storage.webhooks
 

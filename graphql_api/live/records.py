@@ -26,7 +26,13 @@ from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
 from graphql_api.domain.artifacts import Tag
-from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
+from graphql_api.domain.enums import (
+    FailureKind,
+    JobHealth,
+    ModelStatus,
+    ModelType,
+    TrainingStatus,
+)
 from graphql_api.domain.events import ChangeEvent
 from graphql_api.domain.models import ModelVersion, TrainingJob
 
@@ -58,6 +64,27 @@ class _JobAsRecorded(_AsRecorded):
     logs_url: str | None = None
     created_date: datetime
     failure_reason: str | None = None
+    # Workers (docs/workers.md); events written before them read with these defaults.
+    queue: str = "default"
+    worker_id: str | None = None
+    lease_expires_at: datetime | None = None
+    lease_seconds: int | None = None
+    last_heartbeat_at: datetime | None = None
+    health: JobHealth = JobHealth.HEALTHY
+    failure_kind: FailureKind | None = None
+    max_runtime_seconds: int | None = None
+    retry_max_attempts: int = 1
+    retry_on: list[FailureKind] = []
+    retry_backoff_seconds: float = 0.0
+    attempt: int = 1
+    retry_of: str | None = None
+    retry_root: str | None = None
+    retry_due_at: datetime | None = None
+    retried_by: str | None = None
+    failure_retryable: bool = False
+    failure_exit_code: int | None = None
+    cancel_requested_at: datetime | None = None
+    cancel_deadline_at: datetime | None = None
 
 
 class _ModelVersionAsRecorded(_AsRecorded):

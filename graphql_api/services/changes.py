@@ -28,6 +28,9 @@ log = logging.getLogger("mltrain.changes")
 #: up to about 1 MB: copying them into every event grew the log by 46 MB for 50 small metric
 #: reports). Subscriptions read them from the record when a selection asks for them.
 IMMUTABLE_FIELDS = {"hyperparameters"}
+#: Fields no event carries: the hash of a job's lease token fences the worker's writes
+#: (domain.leases), and subscribers have no use for it.
+INTERNAL_FIELDS = {"lease_token_hash"}
 
 #: Attempts at appending one event, and the first pause between them (doubling): about 1.5 s.
 APPEND_ATTEMPTS = 5
@@ -85,7 +88,7 @@ class ChangeRecorder:
                 event_id=event_id,
                 model_id=job.model_id,
                 actor=actor,
-                snapshot=job.model_dump(mode="python", exclude=IMMUTABLE_FIELDS),
+                snapshot=job.model_dump(mode="python", exclude=IMMUTABLE_FIELDS | INTERNAL_FIELDS),
             )
         )
 

@@ -13,6 +13,7 @@ from graphql_api.domain.errors import (
     ValidationError,
     ValidationRule,
 )
+from graphql_api.domain.leases import Fence
 from graphql_api.domain.lifecycle import JobTransitions
 from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.series import MetricSeries, SeriesRange
@@ -28,19 +29,34 @@ class MetricSeriesService:
         self._series = storage.metric_series
         self._jobs = storage.training_jobs
 
-    async def report_points(self, job_id: str, points: Sequence[Mapping[str, Any]]) -> TrainingJob:
+    async def report_points(
+        self,
+        job_id: str,
+        points: Sequence[Mapping[str, Any]],
+        *,
+        lease_token: str | None = None,
+    ) -> TrainingJob:
         """Store a batch of points of a RUNNING job (a point for a stored (key, step) replaces
         it) and move its latest ``metrics``. Points are not change events: nothing goes to the
-        change log (the live series feed has its own cursor)."""
-        return await self._store(job_id, series.check_points(points, utc_now()), "points")
+        change log (the live series feed has its own cursor). Fenced by the worker's lease
+        like every write a worker makes (``Fence``): LeaseLostError, nothing written."""
+        checked = series.check_points(points, utc_now())
+        return await self._store(job_id, checked, "points", Fence(lease_token))
 
-    async def report_series(self, job_id: str, columns: Sequence[Mapping[str, Any]]) -> TrainingJob:
+    async def report_series(
+        self,
+        job_id: str,
+        columns: Sequence[Mapping[str, Any]],
+        *,
+        lease_token: str | None = None,
+    ) -> TrainingJob:
         """``report_points`` for the columnar form (per key ``steps``, ``values`` and optional
         ``timestamps``): the same rules, limits and write; only the shape differs."""
-        return await self._store(job_id, series.check_series(columns, utc_now()), "series")
+        checked = series.check_series(columns, utc_now())
+        return await self._store(job_id, checked, "series", Fence(lease_token))
 
     async def _store(
-        self, job_id: str, checked: Sequence[series.KeyPoints], field: str
+        self, job_id: str, checked: Sequence[series.KeyPoints], field: str, fence: Fence
     ) -> TrainingJob:
         try:
             job = await self._series.append(
@@ -49,6 +65,8 @@ class MetricSeriesService:
                 JobTransitions.REPORT_METRICS.sources,
                 series.MAX_KEYS_PER_JOB,
                 series.MAX_POINTS_PER_JOB,
+                lease_token_hash=fence.token_hash,
+                unclaimed_only=fence.token_hash is None,
             )
         except SeriesLimitExceeded as error:
             raise ValidationError(
@@ -62,6 +80,7 @@ class MetricSeriesService:
             current = await self._jobs.get(job_id)
             if current is None:
                 raise NotFoundError(RESOURCE, job_id, field="jobId")
+            fence.refuse(current)
             raise InvalidTransitionError(
                 RESOURCE,
                 job_id,

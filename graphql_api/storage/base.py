@@ -29,11 +29,12 @@ status: see ``graphql_api.services.registry`` for how statuses follow it.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from graphql_api.domain.enums import ModelStatus, TrainingStatus
+from graphql_api.domain.enums import JobHealth, ModelStatus, TrainingStatus
 from graphql_api.domain.events import ChangeEvent, ChangeKind, LogEntry, StoredEvent
 from graphql_api.domain.models import ModelVersion, TrainingJob
 from graphql_api.domain.queries import (
@@ -382,17 +383,66 @@ class TrainingJobStore(
         sources: Collection[TrainingStatus],
         changes: Sequence[Change],
         *,
+        lease_token_hash: str | None = None,
+        unclaimed_only: bool = False,
+        lease_lapsed_before: datetime | None = None,
+        health: JobHealth | None = None,
+        cancel_requested: bool | None = None,
         pending: PendingChange | None = None,
     ) -> TrainingJob | None:
-        """Apply ``changes`` if the status is one of ``sources``; the job after, or None when
-        no job matched (missing, or in another status). With ``pending``: only if no change
-        is pending, and recording ``pending`` as this change's, in the same write; RecordBusy
-        when the job is in an allowed status but the update did not apply (a change pending).
+        """Apply ``changes`` if the status is one of ``sources`` (and, with
+        ``lease_token_hash``, the job's lease is still that one: fencing; with
+        ``unclaimed_only``, no worker holds it; with ``lease_lapsed_before``, the lease
+        expired before then; with ``health``, the job has that health; with
+        ``cancel_requested``, a graceful cancel was (True) or was not (False) asked for); the
+        job after, or None when no job matched (missing, in another status, or a condition
+        failed). With ``pending``: only if no change is pending, and recording ``pending`` as
+        this change's, in the same write; RecordBusy when the job meets every other condition
+        but the update did not apply (a change pending).
 
         With a ``MetricsMerge``: MergeLimitExceeded (nothing written) if the stored metrics
         would then number more than its limit, also when concurrent merges race.
         ConflictError (no field) after too many concurrent writers.
         """
+
+    async def claim(
+        self,
+        queue: str,
+        changes: Sequence[Change],
+        *,
+        max_attempts: int,
+        model_ids: Collection[str] | None = None,
+        pending: PendingChange | None = None,
+    ) -> TrainingJob | None:
+        """Apply ``changes`` (a ``Move`` to RUNNING and a ``LeaseGrant``) to the oldest PENDING
+        job of ``queue`` (by creation date, then id; with ``model_ids``, of those versions
+        only), recording ``pending`` as its change (see ``update``); that job after, or None
+        when the queue has no such PENDING job. RecordBusy (with the job's id) when the oldest
+        candidate stays PENDING but blocked by its own change's pending event (a job just
+        created): the caller relays that event and claims again. Each job is
+        claimed by exactly one caller however many race: a claim is one conditional update on
+        the job's status, and a caller that loses a job to another moves on to the next one.
+        ConflictError (no field) after ``max_attempts`` lost races in a row."""
+
+    async def lapsed(self, before: datetime, health: JobHealth, limit: int) -> list[TrainingJob]:
+        """RUNNING jobs held by a worker (``worker_id`` set), of this ``health``, whose lease
+        expired before ``before``, soonest expired first, at most ``limit`` (the sweep takes
+        the rest on its next run)."""
+
+    async def retries_due(self, now: datetime, limit: int) -> list[TrainingJob]:
+        """FAILED jobs whose automatic next attempt is due by ``now``, at most ``limit``."""
+
+    async def attempts(self, root: str, limit: int) -> list[TrainingJob]:
+        """The chain of attempts that starts with job ``root``, by attempt, at most
+        ``limit``."""
+
+    async def cancels_due(self, now: datetime, limit: int) -> list[TrainingJob]:
+        """RUNNING jobs whose graceful cancel's grace ran out before ``now``, at most
+        ``limit``."""
+
+    async def running_with_max_runtime(self, limit: int) -> list[TrainingJob]:
+        """RUNNING jobs that have a ``max_runtime_seconds``, longest running first, at most
+        ``limit`` (the sweep: which of them ran past it)."""
 
     async def find_per_model(
         self,
@@ -478,11 +528,40 @@ class EventStore(Protocol):
         instances at once (the floor only rises; deleting twice deletes nothing more)."""
 
 
+class LeaderStore(Protocol):
+    """Leader leases: which instance does a job that exactly one instance may do at a time
+    (the liveness sweep)."""
+
+    async def acquire(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` until ``until``: True if ``holder``
+        holds it now (it held it, or the lease was free or had expired by ``now``), False if
+        another holder's lease runs past ``now``. Concurrent callers: at most one gets True."""
+
+    async def release(self, name: str, holder: str) -> None:
+        """Give the lease up if ``holder`` has it (a clean shutdown: another takes over at
+        once); idempotent."""
+
+
 @dataclass
 class StoreStats:
-    """Database round trips made so far; tests pin the cost of queries with it."""
+    """Database round trips made so far; tests pin the cost of queries with it. Work the
+    server does in the background (the liveness sweep: ``uncounted``) is not counted, so a
+    request's count stays exact while the sweep runs beside it."""
 
     round_trips: int = 0
+
+
+#: Set in a background task (``uncounted``): its round trips are no request's cost.
+_UNCOUNTED: ContextVar[bool] = ContextVar("mltrain_uncounted_round_trips", default=False)
+
+
+def uncounted() -> None:
+    """Leave the round trips of the current task (and tasks it starts) out of StoreStats."""
+    _UNCOUNTED.set(True)
+
+
+def counted() -> bool:
+    return not _UNCOUNTED.get()
 
 
 class Storage(Protocol):
@@ -497,6 +576,10 @@ class Storage(Protocol):
     @property
     def events(self) -> EventStore:
         """The change log."""
+
+    @property
+    def leaders(self) -> LeaderStore:
+        """Leader leases between server instances."""
 
     @property
     def metric_series(self) -> MetricSeriesStore:

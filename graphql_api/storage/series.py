@@ -63,13 +63,17 @@ class MetricSeriesStore(Protocol):
         allowed: Collection[TrainingStatus],
         max_keys: int,
         max_points: int,
+        *,
+        lease_token_hash: str | None = None,
+        unclaimed_only: bool = False,
     ) -> TrainingJob | None:
         """Store the points (each key's columns; a point for a stored (key, step) replaces it)
-        and move the job's latest values, if the job's status is one of ``allowed``; the job
-        after, or None (not found or not in an allowed status: nothing written).
-        SeriesLimitExceeded (nothing written) when the stored keys or points would pass the
-        limits. ConflictError when the job's series stayed busy with another writer for too
-        long."""
+        and move the job's latest values, if the job's status is one of ``allowed`` (and, with
+        ``lease_token_hash``, its lease is that one; with ``unclaimed_only``, no worker holds
+        it: the fencing of ``TrainingJobStore.update``); the job after, or None (not found, not
+        in an allowed status, or fenced off: nothing written). SeriesLimitExceeded (nothing
+        written) when the stored keys or points would pass the limits. ConflictError when the
+        job's series stayed busy with another writer for too long."""
 
     async def keys_of(self, job_ids: Sequence[str]) -> dict[str, list[str]]:
         """Each job's series keys, sorted; one round trip."""

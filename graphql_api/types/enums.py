@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import strawberry
 
-from graphql_api.domain.enums import ModelStatus, ModelType, TrainingStatus
+from graphql_api.domain.enums import FailureKind, JobHealth, ModelStatus, ModelType, TrainingStatus
 from graphql_api.domain.events import ChangeKind
 from graphql_api.domain.queries import ModelVersionOrder, TrainingJobOrder
 
 __all__ = [
     "ChangeKind",
+    "FailureKind",
+    "JobHealth",
     "ModelStatus",
     "ModelType",
     "ModelVersionOrder",
@@ -36,3 +38,9 @@ strawberry.enum(
     description="Orderings of model versions; VERSION_* follow SemVer precedence.",
 )
 strawberry.enum(TrainingJobOrder, description="Orderings of jobs.")
+strawberry.enum(
+    JobHealth,
+    description="Whether a job's worker is alive: LATE once its lease lapsed (no heartbeat in "
+    "time), LOST when the job was failed for it (docs/workers.md).",
+)
+strawberry.enum(FailureKind, description="Why a job failed.")

@@ -69,6 +69,15 @@ class ForbiddenError(Error):
     required_role: str = strawberry.field(description="The least role that may make the change.")
 
 
+@strawberry.type(
+    description="The lease token is not the job's current lease (the job was taken from this "
+    "worker, or it was claimed and the write carried no token); nothing was changed. The "
+    "worker must stop working on the job."
+)
+class LeaseLostError(Error):
+    job_id: strawberry.ID = strawberry.field(description="The job whose lease was lost.")
+
+
 #: Every typed error a mutation can return: the one list each result union is built from.
 MutationError = (
     NotFoundError
@@ -77,6 +86,7 @@ MutationError = (
     | ValidationError
     | UnauthenticatedError
     | ForbiddenError
+    | LeaseLostError
 )
 
 
@@ -111,5 +121,9 @@ def to_graphql(error: domain.DomainError) -> MutationError:
                 message=error.message,
                 role=error.role,
                 required_role=error.required_role,
+            )
+        case domain.LeaseLostError():
+            return LeaseLostError(
+                code=error.code, message=error.message, job_id=strawberry.ID(error.resource_id)
             )
     raise TypeError(f"no GraphQL error type for {type(error).__name__}")

@@ -7,6 +7,7 @@ from typing import Annotated
 import strawberry
 from strawberry.scalars import JSON
 
+from graphql_api.domain.enums import FailureKind
 from graphql_api.types.enums import ModelType
 from graphql_api.types.errors import MutationError
 from graphql_api.types.model_version import ModelVersionType
@@ -59,6 +60,18 @@ class RegisterModelVersionInput:
     )
 
 
+@strawberry.input(
+    description="Automatic retries: a failure of a listed kind, with attempts left, creates "
+    "the next attempt (a new PENDING job, same hyperparameters) after the backoff."
+)
+class RetryPolicyInput:
+    max_attempts: int = strawberry.field(description="Attempts in all, the first included: 1-20.")
+    retry_on: list[FailureKind] = strawberry.field(description="The failure kinds retried.")
+    backoff_seconds: float = strawberry.field(
+        default=0.0, description="Pause before each next attempt: 0-86400 s."
+    )
+
+
 @strawberry.input(description="A new training job; it starts PENDING.")
 class CreateTrainingJobInput:
     model_id: strawberry.ID = strawberry.field(
@@ -80,6 +93,19 @@ class CreateTrainingJobInput:
     logs_url: str | None = strawberry.field(
         default=None,
         description="Training logs location: an http(s), s3, gs, az, abfs(s) or hdfs URL.",
+    )
+    retry_policy: RetryPolicyInput | None = strawberry.field(
+        default=None, description="Automatic retries; none when omitted."
+    )
+    max_runtime_seconds: int | None = strawberry.field(
+        default=None,
+        description="How long the job may run (1 s to 30 days); past it the server fails it "
+        "with failure.kind TIMED_OUT. No limit when omitted.",
+    )
+    queue: str | None = strawberry.field(
+        default=None,
+        description="The queue workers claim it from (claimTrainingJob): an identifier like "
+        'jobId; "default" when omitted.',
     )
 
 

@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from graphql_api.domain.errors import ConflictError
 from graphql_api.domain.queries import PageRequest
-from graphql_api.storage.base import MergeLimitExceeded, StoreStats
+from graphql_api.storage.base import MergeLimitExceeded, StoreStats, counted
 from graphql_api.storage.mongo.keyset import SortSpec
 from graphql_api.storage.mongo.windows import SortWindows, list_key
 
@@ -157,7 +157,8 @@ class MongoCollection:
         self._guard = guard
 
     def _trip(self) -> None:
-        self._stats.round_trips += 1
+        if counted():
+            self._stats.round_trips += 1
 
     async def _page(
         self, query: dict[str, Any], spec: SortSpec, page: PageRequest

@@ -80,6 +80,12 @@ def _restorer(annotation: Any) -> Restore | None:
             return _utc
         if issubclass(annotation, Enum):
             return annotation
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation)
+        if isinstance(item, type) and issubclass(item, Enum):
+            # A list of enum members (a job's retryOn): each from its stored value.
+            enum = item
+            return lambda values: [enum(v) for v in values]
     return None
 
 

@@ -193,8 +193,16 @@ class MongoMetricSeriesStore(MongoCollection):
         allowed: Collection[TrainingStatus],
         max_keys: int,
         max_points: int,
+        *,
+        lease_token_hash: str | None = None,
+        unclaimed_only: bool = False,
     ) -> TrainingJob | None:
-        job = await self._acquire(job_id, [s.value for s in allowed])
+        fence: dict[str, Any] = {}
+        if lease_token_hash is not None:
+            fence["lease_token_hash"] = lease_token_hash
+        if unclaimed_only:
+            fence["worker_id"] = None  # also matches jobs stored before workers existed
+        job = await self._acquire(job_id, [s.value for s in allowed], fence)
         if job is None:
             return None
         lease = job["metric_lease"]
@@ -307,9 +315,12 @@ class MongoMetricSeriesStore(MongoCollection):
             )
         return documents.TRAINING_JOBS.from_doc(committed)
 
-    async def _acquire(self, job_id: str, allowed: list[str]) -> dict[str, Any] | None:
-        """The job's document with this call's lease in it, or None (no such job, or not in an
-        allowed status). Waits while another writer holds a live lease."""
+    async def _acquire(
+        self, job_id: str, allowed: list[str], fence: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """The job's document with this call's lease in it, or None (no such job, not in an
+        allowed status, or not matching ``fence``: a worker's lease). Waits while another
+        writer holds a live lease."""
         self._jobs.timeout = self.timeout
         wait_for = UNBOUNDED_WAIT if self.timeout is None else self.timeout / 2
         give_up_at = time.monotonic() + wait_for
@@ -329,8 +340,10 @@ class MongoMetricSeriesStore(MongoCollection):
                 if self._jobs._guard.enabled:
                     # FerretDB v1: a conditional update is not atomic there, so the lease goes
                     # through the guarded read-check-write (two round trips and a claim).
-                    return await self._jobs._update_checked(job_id, allowed, lease_for, reads)
-                return await self._take_lease(job_id, allowed)
+                    return await self._jobs._update_checked(
+                        job_id, allowed, lease_for, reads, where=fence
+                    )
+                return await self._take_lease(job_id, allowed, fence or {})
             except _Busy:
                 if time.monotonic() + pause > give_up_at:
                     raise ConflictError(
@@ -341,16 +354,20 @@ class MongoMetricSeriesStore(MongoCollection):
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, LONGEST_WAIT)
 
-    async def _take_lease(self, job_id: str, allowed: list[str]) -> dict[str, Any] | None:
+    async def _take_lease(
+        self, job_id: str, allowed: list[str], fence: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """``lease_for`` in one conditional update (an update pipeline computes the next write
         sequence from the stored one), returning only what ``append`` reads of the job. A miss
-        costs one more read, to tell a busy job from one that cannot take points."""
+        costs one more read, to tell a busy job from one that cannot take points (not in an
+        allowed status, or not matching ``fence``, the worker's lease: equalities)."""
         now = _now_ms()
         self._trip()
         doc: dict[str, Any] | None = await self._jobs._c.find_one_and_update(
             {
                 "_id": job_id,
                 "status": {"$in": allowed},
+                **fence,
                 "$or": [
                     {"metric_lease": {"$exists": False}},
                     {"metric_lease.until": {"$lte": now}},
@@ -375,9 +392,13 @@ class MongoMetricSeriesStore(MongoCollection):
         if doc is not None:
             return doc
         self._trip()
-        current = await self._jobs._c.find_one({"_id": job_id}, {"status": 1})
+        current = await self._jobs._c.find_one(
+            {"_id": job_id}, {"status": 1, **dict.fromkeys(fence, 1)}
+        )
         if current is None or current["status"] not in allowed:
             return None
+        if any(current.get(field) != wanted for field, wanted in fence.items()):
+            return None  # fenced off: another worker's job, or a claimed one
         raise _Busy()
 
     async def _give_up(self, job_id: str, seq: int, *, heal: bool) -> None:

@@ -108,8 +108,8 @@ class MongoRecordStore(MongoCollection, Generic[R, W, O]):
         also_set: Mapping[str, Any] | None = None,
     ) -> R | None:
         """Apply ``changes`` (and the storage-only fields ``also_set``) if the record's status
-        is one of ``sources`` and it matches ``where``; the record after, or None. With no
-        changes, only the revision is bumped."""
+        is one of ``sources`` and it matches ``where`` (field equalities); the record after, or
+        None. With no changes, only the revision is bumped."""
         fields, merge = update_of(self._mapping, changes)
         fields.update(also_set or {})
         statuses = [s.value for s in sources]

@@ -13,6 +13,7 @@ from graphql_api.storage.mongo.client import DEFAULT_TIMEOUT, connect
 from graphql_api.storage.mongo.collection import UpdateGuard
 from graphql_api.storage.mongo.events import MongoEventStore
 from graphql_api.storage.mongo.failures import bounded_methods
+from graphql_api.storage.mongo.leaders import MongoLeaderStore
 from graphql_api.storage.mongo.metric_series import MongoMetricSeriesStore
 from graphql_api.storage.mongo.model_versions import MongoModelVersionStore
 from graphql_api.storage.mongo.server import (
@@ -69,6 +70,7 @@ class MongoStorage:
         self.events = MongoEventStore(
             database["events"], database["counters"], self.stats, self.guard
         )
+        self.leaders = MongoLeaderStore(database["leaders"], self.stats, self.guard)
         self.metric_series = MongoMetricSeriesStore(
             database["metric_buckets"],
             database["metric_summaries"],
@@ -100,6 +102,7 @@ class MongoStorage:
             self.events,
             self.metric_series,
             self.api_keys,
+            self.leaders,
         )
         for store in stores:
             store.timeout = timeout

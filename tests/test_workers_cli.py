@@ -1,0 +1,204 @@
+"""``mltrain worker`` (issue 15 item 8) as a process: how a command's exit maps to the job's end
+(exit status, signal, a command that cannot start), and a worker that keeps going while its
+server restarts. The whole story with two workers is tests/test_workers_e2e.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mltrain.client import FailureKind
+from mltrain.worker import failure_of
+from tests.conftest import BACKENDS, REAL_URI
+from tests.live_servers import MLTRAIN, ROOT, free_port, serving
+from tests.test_workers_e2e import CREATE, REGISTER, Api, wait_for
+
+#: A command driven by the job's hyperparameters: print, then exit with ``exit`` or kill
+#: itself with ``signal``; with ``wait_for`` (a path), first wait until it exists.
+COMMAND = """
+import json, os, signal, sys, time
+hp = json.loads(os.environ["MLTRAIN_HYPERPARAMETERS"])
+print("training", os.environ["MLTRAIN_JOB_ID"], flush=True)
+while hp.get("wait_for") and not os.path.exists(hp["wait_for"]):
+    time.sleep(0.02)
+print(hp.get("say", "bye"), flush=True)
+if hp.get("signal"):
+    os.kill(os.getpid(), getattr(signal, hp["signal"]))
+sys.exit(hp.get("exit", 0))
+"""
+
+JOB = """query($id: ID!) { trainingJob(jobId: $id) {
+  status workerId failure { kind message exitCode } } }"""
+
+
+def test_exit_statuses_and_signals_map_to_failure_kinds() -> None:
+    assert failure_of(1) is FailureKind.USER_CODE
+    assert failure_of(3) is FailureKind.USER_CODE
+    assert failure_of(-signal.SIGKILL) is FailureKind.OUT_OF_MEMORY
+    assert failure_of(128 + signal.SIGKILL) is FailureKind.OUT_OF_MEMORY  # through a shell
+    assert failure_of(-signal.SIGTERM) is FailureKind.PREEMPTED
+    assert failure_of(128 + signal.SIGINT) is FailureKind.PREEMPTED
+    assert failure_of(-signal.SIGSEGV) is FailureKind.USER_CODE
+    assert failure_of(124) is FailureKind.TIMED_OUT
+    assert failure_of(127) is FailureKind.INFRASTRUCTURE
+    assert failure_of(75) is FailureKind.INFRASTRUCTURE
+
+
+@contextmanager
+def command_worker(
+    url: str, queue: str, directory: Path, command: list[str], *extra: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIN_")}
+    with (directory / f"worker-{queue}.log").open("w") as out:
+        process = subprocess.Popen(
+            [
+                *MLTRAIN, "worker", "--url", url, "--queue", queue, "--lease-seconds", "3",
+                "--poll-interval", "0.1", "--logs-dir", str(directory / "logs"), *extra,
+                "--", *command,
+            ],
+            cwd=ROOT,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def create(api: Api, queue: str, **hyperparameters: Any) -> str:
+    version = {"modelName": f"m-{uuid.uuid4().hex[:6]}", "version": "1.0.0"}
+    model = api.data(REGISTER, input={**version, "modelType": "REGRESSION"})
+    fields = {
+        "modelId": model["registerModelVersion"]["modelId"],
+        "datasetId": "d",
+        "queue": queue,
+        "hyperparameters": hyperparameters,
+    }
+    return str(api.data(CREATE, input=fields)["createTrainingJob"]["jobId"])
+
+
+def ended(api: Api, job_id: str) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        job: dict[str, Any] = api.data(JOB, id=job_id)["trainingJob"]
+        return job if job["status"] not in ("PENDING", "RUNNING") else None
+
+    found: dict[str, Any] = wait_for(check, f"{job_id} to end")
+    return found
+
+
+def test_a_commands_exit_ends_its_job(tmp_path: Path) -> None:
+    with serving() as (url, _log):
+        api = Api(url)
+        queue = f"q-{uuid.uuid4().hex[:6]}"
+        cases = {
+            create(api, queue, say="all good"): ("COMPLETED", None, None),
+            create(api, queue, exit=3, say="loss is nan"): ("FAILED", "USER_CODE", 3),
+            create(api, queue, signal="SIGKILL", say="alloc"): ("FAILED", "OUT_OF_MEMORY", 137),
+            create(api, queue, signal="SIGTERM"): ("FAILED", "PREEMPTED", 143),
+            create(api, queue, exit=75): ("FAILED", "INFRASTRUCTURE", 75),
+        }  # fmt: skip
+        with command_worker(
+            url, queue, tmp_path, [sys.executable, "-c", COMMAND], "--concurrency", "2"
+        ):
+            for job_id, (status, kind, code) in cases.items():
+                job = ended(api, job_id)
+                assert job["status"] == status, job
+                if status == "FAILED":
+                    failure = job["failure"]
+                    assert (failure["kind"], failure["exitCode"]) == (kind, code), job
+                output = (tmp_path / "logs" / job_id / "output.log").read_text()
+                assert output.startswith(f"training {job_id}\n"), output
+        # The failure message names the exit and the command's last line of output.
+        failed = api.data(JOB, id=list(cases)[1])
+        message = failed["trainingJob"]["failure"]["message"]
+        assert message == "exit status 3; last output: loss is nan"
+
+        # A command that cannot start: INFRASTRUCTURE, nothing run.
+        missing = f"q-{uuid.uuid4().hex[:6]}"
+        job_id = create(api, missing)
+        with command_worker(url, missing, tmp_path, [str(tmp_path / "no-such-command")]):
+            job = ended(api, job_id)
+        assert (job["status"], job["failure"]["kind"]) == ("FAILED", "INFRASTRUCTURE")
+        assert "cannot start the command" in job["failure"]["message"]
+        api.http.close()
+
+
+@contextmanager
+def serve_on(port: int, env: dict[str, str], log: Path) -> Iterator[None]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIN_")}
+    environment.update(env)
+    with log.open("a") as out:
+        process = subprocess.Popen(
+            [*MLTRAIN, "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=environment,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def healthy() -> bool:
+            assert process.poll() is None, log.read_text()
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(healthy, "the server to start", within=30)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_worker_keeps_going_across_a_server_restart(backend: str, tmp_path: Path) -> None:
+    """The server goes away while a job's command runs and comes back on the same address:
+    the worker's calls wait it out (backoff); with a database that outlived the server, the
+    job that finished meanwhile is completed, and new jobs are claimed either way."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {}
+    if backend == "real":
+        assert REAL_URI
+        env = {"MLTRAIN_MONGODB_URI": REAL_URI, "MLTRAIN_MONGODB_DATABASE": f"w_{port}"}
+    log = tmp_path / "serve.log"
+    queue = "restart"
+    release = tmp_path / "release"
+    api = Api(url)
+    with command_worker(url, queue, tmp_path, [sys.executable, "-c", COMMAND]):
+        with serve_on(port, env, log):
+            during = create(api, queue, wait_for=str(release))
+            wait_for(
+                lambda: api.data(JOB, id=during)["trainingJob"]["status"] == "RUNNING",
+                "the job to start",
+            )
+        # The server is down; the command finishes now.
+        release.write_text("go")
+        wait_for(
+            lambda: "bye" in (tmp_path / "logs" / during / "output.log").read_text(),
+            "the command to finish",
+        )
+        with serve_on(port, env, log):
+            if backend == "real":
+                assert ended(api, during)["status"] == "COMPLETED"
+            after = create(api, queue)
+            assert ended(api, after)["status"] == "COMPLETED"
+    api.http.close()
