@@ -48,6 +48,7 @@ from typing import Any
 
 from graphql_api.app import create_app
 from graphql_api.domain.enums import ModelType
+from graphql_api.domain.leases import Fence
 from graphql_api.services.container import Services
 from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
@@ -223,11 +224,11 @@ async def ingest_parts(services: Services, storage: MongoStorage, calls: int) ->
         for c in range(calls + 3)
     ]
     for batch in checked[:3]:  # warm-up
-        await services.series._store(job_id, batch, "series")
+        await services.series._store(job_id, batch, "series", Fence(None))
     before = storage.stats.round_trips
     with Timer() as store:
         for batch in checked[3:]:
-            await services.series._store(job_id, batch, "series")
+            await services.series._store(job_id, batch, "series", Fence(None))
     trips = (storage.stats.round_trips - before) / calls
     print(
         f"  parts, CPU per call: variable coercion {coercion.cpu / calls:.2f} ms, "

@@ -119,8 +119,12 @@ async def test_relaying_an_event_that_was_already_logged_leaves_no_hole_in_the_l
     async def relayed() -> bool:
         return await storage.training_jobs.pending_change(job_id) is None
 
-    async with _instance(storage, outbox_grace=0, outbox_sweep_interval=0.005) as gql:
+    async with _instance(storage, outbox_grace=0, outbox_sweep_interval=0.005):
         await wait_for(relayed, "the sweep")
+    # The next change through an instance whose sweep waits its default grace: a sweep with no
+    # grace may relay a change its writer is still appending, a hole of its own (docs/deploy.md)
+    # that is not the one this test is about.
+    async with _instance(storage) as gql:
         await gql.data(REPORT, id=job_id)
         assert await _history(gql, job_id) == [
             ("CREATED", None, "PENDING"),
