@@ -15,64 +15,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 from websockets.asyncio.client import connect
 
-from bench.subscriptions import CREATE_JOB, HISTORY, PROJECT, REGISTER, REPORT, START, free_port
+from bench.servers import serve
+from bench.subscriptions import CREATE_JOB, HISTORY, REGISTER, REPORT, START
 
 SUBSCRIPTION = """subscription($jobId: ID!, $after: String) {
   trainingJobUpdates(jobId: $jobId, after: $after) { kind job { metrics } }
 }"""
-
-
-@contextlib.contextmanager
-def two_servers(uri: str) -> Iterator[list[str]]:
-    database = f"bench_cross_{uuid.uuid4().hex[:8]}"
-    processes, urls = [], []
-    try:
-        for _ in range(2):
-            port = free_port()
-            env = {
-                **os.environ,
-                "MLTRAIN_PORT": str(port),
-                "MLTRAIN_LOG_LEVEL": "warning",
-                "MLTRAIN_MONGODB_URI": uri,
-                "MLTRAIN_MONGODB_DATABASE": database,
-            }
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "graphql_api.cli", "serve"],
-                    env=env,
-                    cwd=PROJECT,
-                    stdout=subprocess.DEVNULL,
-                )
-            )
-            urls.append(f"http://127.0.0.1:{port}")
-        for url in urls:
-            deadline = time.monotonic() + 60
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{url} did not start")
-                time.sleep(0.1)
-        yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 async def gql(http: httpx.AsyncClient, query: str, **variables: Any) -> dict[str, Any]:
@@ -136,8 +93,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--rate", type=float, default=2.0, help="changes per second")
     args = parser.parse_args()
-    with two_servers(args.uri) as (writer, reader):
-        latencies = asyncio.run(measure(writer, reader, args.events, args.rate))
+    with serve(args.uri, f"bench_cross_{uuid.uuid4().hex[:8]}", 2) as (writer, reader):
+        latencies = asyncio.run(measure(writer.url, reader.url, args.events, args.rate))
     ordered = sorted(latencies)
     print(
         f"{len(latencies)} changes: p50 {statistics.median(latencies):.0f} ms, "

@@ -24,18 +24,15 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from bench.subscriptions import PROJECT, free_port
+from bench.servers import serve
 from graphql_api.auth.keys import generate
 from graphql_api.auth.roles import Role
 from graphql_api.storage.mongo import MongoStorage
@@ -44,47 +41,6 @@ CREATE = """mutation($name: String!) { createApiKey(name: $name, role: VIEWER) {
   ... on CreatedApiKey { secret } ... on Error { message } } }"""
 REVOKE = """mutation($name: String!) { revokeApiKey(name: $name) { __typename } }"""
 STEP = 0.005
-
-
-@contextlib.contextmanager
-def servers(
-    uri: str, database: str, count: int, **env: str
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    processes = []
-    try:
-        for _ in range(count):
-            port = free_port()
-            environment = {
-                **os.environ,
-                "MLTRAIN_PORT": str(port),
-                "MLTRAIN_LOG_LEVEL": "warning",
-                "MLTRAIN_MONGODB_URI": uri,
-                "MLTRAIN_MONGODB_DATABASE": database,
-                **env,
-            }
-            process = subprocess.Popen(
-                [sys.executable, "-m", "graphql_api.cli", "serve"],
-                env=environment,
-                cwd=PROJECT,
-                stdout=subprocess.DEVNULL,
-            )
-            process.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]  # bench only
-            processes.append(process)
-        for process in processes:
-            url = process.url  # type: ignore[attr-defined]  # set above
-            deadline = time.monotonic() + 60
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{url} did not start")
-                time.sleep(0.1)
-        yield processes
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 async def until(check: Any, limit: float = 10.0) -> float:
@@ -170,11 +126,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 def idle_cpu(uri: str, seconds: float, **env: str) -> float:
-    with servers(uri, f"bench_keys_idle_{uuid.uuid4().hex[:8]}", 1, **env) as [process]:
+    with serve(uri, f"bench_keys_idle_{uuid.uuid4().hex[:8]}", 1, **env) as [server]:
         time.sleep(2)  # start-up done
-        before = cpu_seconds(process.pid)
+        before = cpu_seconds(server.process.pid)
         time.sleep(seconds)
-        return (cpu_seconds(process.pid) - before) / seconds * 1000  # ms of CPU a second
+        return (cpu_seconds(server.process.pid) - before) / seconds * 1000  # ms of CPU a second
 
 
 async def revision_read_ms(uri: str, reads: int) -> float:
@@ -208,9 +164,8 @@ def main() -> None:
     secret, admin = generate("bench-admin", Role.ADMIN)
     database = f"bench_keys_{uuid.uuid4().hex[:8]}"
     try:
-        with servers(args.uri, database, 2, MLTRAIN_API_KEYS=admin.entry()) as (a, b):
-            urls = a.url, b.url  # type: ignore[attr-defined]  # set by servers()
-            results = asyncio.run(rounds(*urls, secret, args.rounds))
+        with serve(args.uri, database, 2, MLTRAIN_API_KEYS=admin.entry()) as (a, b):
+            results = asyncio.run(rounds(a.url, b.url, secret, args.rounds))
     finally:
         asyncio.run(drop(args.uri, database))
     print(summary("issued via A, accepted by B", results["issue"]))

@@ -46,6 +46,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bench.inprocess import _app_sender
 from graphql_api.app import create_app
 from graphql_api.domain.enums import ModelType
 from graphql_api.domain.leases import Fence
@@ -68,46 +69,11 @@ COMPARE = """query($ids: [ID!]) { trainingJobs(first: 100, filter: {jobIds: $ids
 
 
 def sender(app: Any) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
-    """POST /graphql through the whole ASGI app, in-process."""
+    """POST /graphql through the whole ASGI app, in-process (``bench.inprocess``'s request)."""
 
     async def post(body: dict[str, Any]) -> dict[str, Any]:
-        payload = json.dumps(body).encode()
-        chunks: list[bytes] = []
-        sent = False
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": payload, "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/graphql",
-            "raw_path": b"/graphql",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [
-                (b"host", b"127.0.0.1"),
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8000),
-            "app": app,
-            "state": {},
-        }
-        await app(scope, receive, send)
-        answer: dict[str, Any] = json.loads(b"".join(chunks))
+        send_one = await _app_sender(app, body)
+        answer: dict[str, Any] = json.loads(await send_one())
         if "errors" in answer:
             raise RuntimeError(answer["errors"])
         return answer

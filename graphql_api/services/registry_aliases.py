@@ -27,6 +27,7 @@ from graphql_api.domain.events import ChangeKind
 from graphql_api.domain.models import ModelVersion
 from graphql_api.services.inference import InferenceService
 from graphql_api.services.outbox import MAX_SETTLE_ATTEMPTS, Outbox, new_pending
+from graphql_api.services.registry_lookup import version_of_model
 from graphql_api.storage.base import RecordBusy, Storage
 
 RESOURCE = "ModelVersion"
@@ -67,16 +68,13 @@ class ModelAliasService:
     ) -> ModelVersion:
         validation.checked(text.check_name, model_name, "modelName")
         validation.checked(aliases.check_alias, alias, "alias")
-        target = await self._versions.get(model_id)
-        if target is None:
-            raise NotFoundError(RESOURCE, model_id, field="modelId")
-        if target.model_name != model_name:
-            raise ValidationError(
-                "modelId",
-                f"{RESOURCE} {model_id!r} is a version of {target.model_name!r}, not of "
-                f"{model_name!r}: an alias names a version of its own model",
-                rule=ValidationRule.model_name,
-            )
+        target = await version_of_model(
+            self._versions,
+            model_name,
+            model_id,
+            field="modelId",
+            why=": an alias names a version of its own model",
+        )
         if target.status is ModelStatus.ARCHIVED:
             raise ConflictError(
                 f"{RESOURCE} {model_id!r} is ARCHIVED (retired for good): an alias may not name it",

@@ -25,14 +25,13 @@ from graphql_api.domain.errors import (
     ConflictError,
     InvalidTransitionError,
     NotFoundError,
-    ValidationError,
-    ValidationRule,
     status_name,
 )
 from graphql_api.domain.lifecycle import VersionTransitions
 from graphql_api.domain.models import ModelVersion
 from graphql_api.domain.updates import Move
 from graphql_api.domain.values import utc_now
+from graphql_api.services.registry_lookup import version_of_model
 from graphql_api.storage.base import (
     ModelVersionStore,
     PendingChange,
@@ -55,16 +54,7 @@ class RollbackMixin:
         of the current production version, recording ``reason``."""
         validation.checked(text.check_name, model_name, "modelName")
         reason = validation.checked(text.check_text, reason, "reason")
-        target = await self._versions.get(to_model_id)
-        if target is None:
-            raise NotFoundError(RESOURCE, to_model_id, field="toModelId")
-        if target.model_name != model_name:
-            raise ValidationError(
-                "toModelId",
-                f"{RESOURCE} {to_model_id!r} is a version of {target.model_name!r}, not of "
-                f"{model_name!r}",
-                rule=ValidationRule.model_name,
-            )
+        target = await version_of_model(self._versions, model_name, to_model_id, field="toModelId")
         if target.status is ModelStatus.PRODUCTION:
             stored = await self._versions.read_production_pointer(model_name)
             if stored is None or stored.model_id == to_model_id:

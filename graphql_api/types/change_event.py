@@ -56,6 +56,24 @@ def unreadable_error(seq: int) -> GraphQLError:
     )
 
 
+def log_page(
+    found: Sequence[StoredEvent], first: int
+) -> tuple[list[tuple[str, StoredEvent]], PageInfo]:
+    """One forward page of change-log events, each with its cursor, and its PageInfo.
+
+    ``found``: up to ``first + 1`` events, oldest first (the extra one says a next page exists).
+    Shared by a job's history and a model version's history, which page the log alike.
+    """
+    page = found[:first]
+    cursors = [log_cursor.encode(event.seq) for event in page]
+    return list(zip(cursors, page, strict=True)), PageInfo(
+        has_next_page=len(found) > first,
+        has_previous_page=False,
+        start_cursor=cursors[0] if cursors else None,
+        end_cursor=cursors[-1] if cursors else None,
+    )
+
+
 @strawberry.type(description="A recorded change and its position in the job's history.")
 class ChangeEventEdge:
     cursor: str = strawberry.field(
@@ -121,15 +139,9 @@ class ChangeEventConnection:
         cls, found: Sequence[StoredEvent], first: int, count_all: Callable[[], Awaitable[int]]
     ) -> ChangeEventConnection:
         """``found``: up to ``first + 1`` events (the extra one says a next page exists)."""
-        page = found[:first]
-        cursors = [log_cursor.encode(event.seq) for event in page]
+        page, page_info = log_page(found, first)
         return cls(
-            edges=[ChangeEventEdge(cursor=c, entry=e) for c, e in zip(cursors, page, strict=True)],
-            page_info=PageInfo(
-                has_next_page=len(found) > first,
-                has_previous_page=False,
-                start_cursor=cursors[0] if cursors else None,
-                end_cursor=cursors[-1] if cursors else None,
-            ),
+            edges=[ChangeEventEdge(cursor=c, entry=e) for c, e in page],
+            page_info=page_info,
             count_all=count_all,
         )

@@ -13,7 +13,7 @@ from graphql_api.domain import events
 from graphql_api.domain.events import StoredEvent
 from graphql_api.live import cursor as log_cursor
 from graphql_api.types import typed
-from graphql_api.types.change_event import unreadable_error
+from graphql_api.types.change_event import log_page, unreadable_error
 from graphql_api.types.enums import ChangeKind, ModelStatus
 from graphql_api.types.pagination import PageInfo
 
@@ -111,18 +111,9 @@ class ModelVersionChangeConnection:
         cls, found: Sequence[StoredEvent], first: int, count_all: Callable[[], Awaitable[int]]
     ) -> ModelVersionChangeConnection:
         """``found``: up to ``first + 1`` events (the extra one says a next page exists)."""
-        page = found[:first]
-        cursors = [log_cursor.encode(event.seq) for event in page]
+        page, page_info = log_page(found, first)
         return cls(
-            edges=[
-                ModelVersionChangeEdge(cursor=c, entry=e)
-                for c, e in zip(cursors, page, strict=True)
-            ],
-            page_info=PageInfo(
-                has_next_page=len(found) > first,
-                has_previous_page=False,
-                start_cursor=cursors[0] if cursors else None,
-                end_cursor=cursors[-1] if cursors else None,
-            ),
+            edges=[ModelVersionChangeEdge(cursor=c, entry=e) for c, e in page],
+            page_info=page_info,
             count_all=count_all,
         )

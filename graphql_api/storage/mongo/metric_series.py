@@ -645,23 +645,16 @@ def _merged(
         entries[step] = (value, ms, seq)
     steps = sorted(entries)
     samples = [(step, entries[step][0], entries[step][1]) for step in steps]
-    summary = Summary.of(samples)
-    bucket = {
-        "_id": bucket_id(job_id, part.key, part.b),
-        "job_id": job_id,
-        "key": part.key,
-        "b": part.b,
-        "w": seq,
-        "n": summary.count,
-        "first": list(summary.first),
-        "last": list(summary.last),
-        "min": list(summary.min),
-        "max": list(summary.max),
-        "s": steps,
-        "v": [entries[step][0] for step in steps],
-        "t": [entries[step][1] for step in steps],
-        "q": [entries[step][2] for step in steps],
-    }
+    bucket = _bucket_doc(
+        job_id,
+        part,
+        seq,
+        Summary.of(samples),
+        steps,
+        [entries[step][0] for step in steps],
+        [entries[step][1] for step in steps],
+        [entries[step][2] for step in steps],
+    )
     return bucket, len(entries) - before
 
 
@@ -682,7 +675,31 @@ def _summary_of(part: _BucketPart) -> Summary:
 
 def _new_bucket(job_id: str, part: _BucketPart, seq: int) -> dict[str, Any]:
     """A bucket holding only ``part``'s points (ascending, one per step already)."""
-    summary = _summary_of(part)
+    return _bucket_doc(
+        job_id,
+        part,
+        seq,
+        _summary_of(part),
+        part.steps,
+        part.values,
+        part.stamps,
+        [seq] * len(part.steps),
+    )
+
+
+def _bucket_doc(
+    job_id: str,
+    part: _BucketPart,
+    seq: int,
+    summary: Summary,
+    steps: Sequence[int],
+    values: Sequence[float],
+    stamps: Sequence[int],
+    seqs: Sequence[int],
+) -> dict[str, Any]:
+    """The stored bucket document of ``part``'s key and bucket, written at ``seq``: its summary
+    and its points as columns (step, value, timestamp, write sequence), one layout for a new
+    bucket and a merged one."""
     return {
         "_id": bucket_id(job_id, part.key, part.b),
         "job_id": job_id,
@@ -694,10 +711,10 @@ def _new_bucket(job_id: str, part: _BucketPart, seq: int) -> dict[str, Any]:
         "last": list(summary.last),
         "min": list(summary.min),
         "max": list(summary.max),
-        "s": part.steps,
-        "v": part.values,
-        "t": part.stamps,
-        "q": [seq] * len(part.steps),
+        "s": steps,
+        "v": values,
+        "t": stamps,
+        "q": seqs,
     }
 
 
