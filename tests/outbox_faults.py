@@ -115,7 +115,8 @@ class CrashingStorage:
 
     @property
     def leaders(self) -> Any:
-        # Leader leases (the liveness sweep's) are not change events; not part of the model.
+        # Leader leases (the liveness sweep's, webhook deliveries') are not change events; not
+        # part of the model.
         return self._storage.leaders
 
     @property

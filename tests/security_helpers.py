@@ -70,8 +70,8 @@ class RoleClient:
 
 async def snapshot(storage: MongoStorage) -> dict[str, list[dict[str, Any]]]:
     """Every document of every collection: equal snapshots mean nothing changed. Not the
-    ``leases`` (webhook delivery) and ``leaders`` (liveness sweep) collections: the server
-    renews those in the background, which is no change a request made."""
+    ``leaders`` collection (the leases of the liveness sweep and of webhook deliveries): the
+    server renews those in the background, which is no change a request made."""
     db = storage.database
-    names = sorted(set(await db.list_collection_names()) - {"leases", "leaders"})
+    names = sorted(set(await db.list_collection_names()) - {"leaders"})
     return {name: await db[name].find({}).sort("_id", 1).to_list(None) for name in names}

@@ -97,7 +97,7 @@ async def test_another_instance_takes_over_when_the_delivering_one_is_killed() -
                 await eventually(lambda: received(1), within=20, what="the first delivery")
 
                 async def holder() -> str:
-                    doc = await client[database]["leases"].find_one({"_id": "webhooks"})
+                    doc = await client[database]["leaders"].find_one({"_id": "webhooks"})
                     return str(doc["holder"]) if doc else ""
 
                 leader_pid = int((await holder()).split(":")[1])

@@ -530,7 +530,7 @@ class EventStore(Protocol):
 
 class LeaderStore(Protocol):
     """Leader leases: which instance does a job that exactly one instance may do at a time
-    (the liveness sweep)."""
+    (the liveness sweep, webhook deliveries)."""
 
     async def acquire(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
         """Take or renew the lease ``name`` for ``holder`` until ``until``: True if ``holder``
@@ -591,7 +591,7 @@ class Storage(Protocol):
 
     @property
     def webhooks(self) -> WebhookStore:
-        """Webhooks, their delivery log and the delivering lease (see ``storage.webhooks``)."""
+        """Webhooks and their delivery log (see ``storage.webhooks``)."""
 
     @property
     def stats(self) -> StoreStats:

@@ -1,10 +1,9 @@
-"""The storage contract of webhooks, their delivery log, and the delivering lease (MongoDB:
-``mongo/webhooks.py``)."""
+"""The storage contract of webhooks and their delivery log (MongoDB: ``mongo/webhooks.py``;
+the delivering instance's lease is a leader lease, ``storage.base.LeaderStore``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Protocol
 
 from graphql_api.domain.events import ChangeKind
@@ -54,11 +53,3 @@ class WebhookStore(Protocol):
         """The webhook's deliveries, newest first (keyset pages), with this status if given."""
 
     async def count_deliveries(self, webhook_id: str, status: DeliveryStatus | None) -> int: ...
-
-    async def take_lease(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
-        """Take or renew the lease ``name`` for ``holder`` until ``until``, if it is free,
-        expired at ``now``, or held by ``holder`` already; whether ``holder`` holds it."""
-
-    async def drop_lease(self, name: str, holder: str) -> None:
-        """Give the lease up, if ``holder`` holds it (a clean shutdown: another instance takes
-        over at once instead of after the expiry)."""

@@ -1,11 +1,12 @@
 """Webhook deliveries in the server: each webhook a durable subscriber of the change log.
 
-One instance delivers at a time: the holder of the lease ``webhooks`` (a document in
-``leases``, taken and renewed by one conditional write every ``poll_interval``, lasting
-``lease_seconds``). The others renew nothing and deliver nothing; when the holder dies, its
-lease expires and the next instance to try takes it, and starts from each webhook's stored
-cursor. A holder that fails to renew (another took the lease, or the database is away) stops
-its deliveries at once.
+One instance delivers at a time: the holder of the leader lease ``webhooks`` (``LeaderStore``,
+the ``leaders`` collection the liveness sweep's lease is in too; taken and renewed by one
+conditional write every ``poll_interval``, lasting ``lease_seconds``). The others renew
+nothing and deliver nothing; when the holder dies, its lease expires and the next instance to
+try takes it, and starts from each webhook's stored cursor. A holder that fails to renew
+(another took the lease, or the database is away) stops its deliveries at once. Its lease and
+its deliveries are background work: no request's round trips (``uncounted``).
 
 Per webhook one task, with at most one request in flight: it reads the log from the
 webhook's cursor through a ``LogTailer`` (contiguous: never skips an event appended late),
@@ -35,7 +36,7 @@ from graphql_api.domain.events import ChangeEvent, EntityKind
 from graphql_api.domain.webhooks import Webhook
 from graphql_api.live.tailer import LogTailer
 from graphql_api.services.webhooks import delivery_id, record_attempt
-from graphql_api.storage.base import Storage
+from graphql_api.storage.base import Storage, uncounted
 from graphql_api.webhooks.delivery import Attempt, Send, Target, deliver_event
 from graphql_api.webhooks.payload import matches
 from graphql_api.webhooks.retry import RetryPolicy
@@ -83,6 +84,7 @@ class WebhookDispatcher:
     ) -> None:
         self._storage = storage
         self._store = storage.webhooks
+        self._leaders = storage.leaders
         self._send = send
         self._policy = policy
         self._poll = min(poll_interval, lease_seconds / 3)
@@ -115,7 +117,7 @@ class WebhookDispatcher:
         if self.leading:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
-                    await self._store.drop_lease(LEASE, self.holder)
+                    await self._leaders.release(LEASE, self.holder)
             self.leading = False
 
     async def _stop_all(self) -> None:
@@ -128,6 +130,7 @@ class WebhookDispatcher:
                 await task
 
     async def _run(self) -> None:
+        uncounted()  # background work (and the tasks it starts): no request's round trips
         while True:
             try:
                 await self._step()
@@ -139,7 +142,7 @@ class WebhookDispatcher:
 
     async def _step(self) -> None:
         now = datetime.now(UTC)
-        held = await self._store.take_lease(
+        held = await self._leaders.acquire(
             LEASE, self.holder, now, now + timedelta(seconds=self._lease_seconds)
         )
         if held and not self.leading:

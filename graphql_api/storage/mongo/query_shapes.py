@@ -215,7 +215,7 @@ SHAPES: tuple[QueryShape, ...] = (
         "status_created_date",
         note="reads the RUNNING jobs (about one per worker)",
     ),
-    # ---- leader leases (one document per lease)
+    # ---- leader leases (one document per lease: the liveness sweep, webhook deliveries)
     _shape("leaders", "findAndModify", ["_id"], [], "taking a leader lease", "_id_"),
     _shape("leaders", "find", ["_id"], [], "taking a leader lease (guard)", "_id_"),
     _shape("leaders", "insert", [], [], "the first leader lease", "_id_ (unique)"),
@@ -971,15 +971,6 @@ SHAPES: tuple[QueryShape, ...] = (
         "deleteWebhook: its delivery log",
         "delivery_webhook_newest",
     ),
-    _shape(
-        "leases",
-        "update",
-        ["_id", "holder", "until"],
-        [],
-        "the delivering instance takes or renews its lease (upsert)",
-        "_id_",
-    ),
-    _shape("leases", "delete", ["_id", "holder"], [], "the lease given up at shutdown", "_id_"),
     # ---- update claims (the guard, FerretDB v1 only)
     _shape("update_claims", "insert", [], [], "claim a revision (guard)", "_id_ (unique)"),
     _shape("update_claims", "find", ["_id"], [], "who holds a claim (guard)", "_id_"),

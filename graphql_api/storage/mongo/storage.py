@@ -90,7 +90,6 @@ class MongoStorage:
         self.webhooks = MongoWebhookStore(
             database["webhooks"],
             database["webhook_deliveries"],
-            database["leases"],
             # Its own count, as the keys': deliveries run in the background, no request's cost.
             StoreStats(),
             self.guard,

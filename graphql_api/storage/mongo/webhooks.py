@@ -1,8 +1,8 @@
 """Webhooks in MongoDB: collection ``webhooks`` (``_id`` = the webhook id; the signing secret,
 the filters, the change log cursor and a revision), the delivery log ``webhook_deliveries``
 (one document per message to one webhook: ``_id`` = ``<webhook id>.<seq>``, overwritten by
-each attempt), and ``leases`` (``_id`` = the lease's name, holder, expiry: the one instance
-that delivers, ``graphql_api.webhooks.dispatcher``).
+each attempt). Which instance delivers is a leader lease (``leaders.py``, lease ``webhooks``;
+``graphql_api.webhooks.dispatcher``).
 
 Every read is by ``_id`` or served by an index (``storage/mongo/query_shapes.py``): the
 delivery log's pages by ``delivery_webhook_newest`` and ``delivery_webhook_status_newest``
@@ -17,13 +17,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from graphql_api.domain.events import ChangeKind
 from graphql_api.domain.queries import Page, PageRequest
 from graphql_api.domain.webhooks import Delivery, DeliveryStatus, Webhook
 from graphql_api.storage.base import StoreStats
-from graphql_api.storage.mongo.collection import MongoCollection, UpdateGuard, is_duplicate_key
+from graphql_api.storage.mongo.collection import MongoCollection, UpdateGuard
 from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.keyset import SortField, SortSpec
 
@@ -109,11 +108,10 @@ def _delivery(doc: Mapping[str, Any]) -> Delivery:
 @bounded_methods
 class MongoWebhookStore(MongoCollection):
     def __init__(
-        self, webhooks: Any, deliveries: Any, leases: Any, stats: StoreStats, guard: UpdateGuard
+        self, webhooks: Any, deliveries: Any, stats: StoreStats, guard: UpdateGuard
     ) -> None:
         super().__init__(webhooks, stats, guard)
         self._deliveries = deliveries
-        self._leases = leases
 
     async def _ensure_indexes(self) -> None:
         """The delivery log's indexes (idempotent): made before a webhook is stored, so every
@@ -243,23 +241,3 @@ class MongoWebhookStore(MongoCollection):
             query["status"] = status.value
         self._trip()
         return int(await self._deliveries.count_documents(query))
-
-    async def take_lease(self, name: str, holder: str, now: datetime, until: datetime) -> bool:
-        """One conditional upsert: a lease held by another, unexpired, matches nothing, and
-        the upsert's insert then fails on ``_id`` (someone holds it)."""
-        self._trip()
-        try:
-            await self._leases.update_one(
-                {"_id": name, "$or": [{"holder": holder}, {"until": {"$lt": now}}]},
-                {"$set": {"holder": holder, "until": until}},
-                upsert=True,
-            )
-        except (DuplicateKeyError, OperationFailure) as error:
-            if not is_duplicate_key(error):
-                raise
-            return False
-        return True
-
-    async def drop_lease(self, name: str, holder: str) -> None:
-        self._trip()
-        await self._leases.delete_one({"_id": name, "holder": holder})
