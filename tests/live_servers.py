@@ -322,6 +322,18 @@ def free_port() -> int:
 
 @contextmanager
 def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, Path]]:
+    """A ``mltrain serve`` process with ``args`` and ``env`` (over no other MLTRAIN_ setting),
+    once it answers /healthz: its URL and its log."""
+    with serving_process(*args, env=env) as (url, _, log):
+        yield url, log
+
+
+@contextmanager
+def serving_process(
+    *args: str, env: dict[str, str] | None = None, start_within: float = 30
+) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+    """``serving``, with the process too, for tests that kill it; stopped at the end unless
+    it already ended."""
     port = free_port()
     log = ROOT / ".pytest_cache" / f"serve-{port}.log"
     log.parent.mkdir(exist_ok=True)
@@ -337,7 +349,7 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + start_within
         while True:
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
@@ -347,7 +359,8 @@ def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        yield url, log
+        yield url, process, log
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=10)

@@ -7,19 +7,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import httpx
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from tests.conftest import REAL_URI
-from tests.live_servers import MLTRAIN, ROOT, GraphQLHTTP, eventually, free_port
+from tests.live_servers import GraphQLHTTP, eventually, serving_process
 from tests.webhook_receiver import receiving
 
 pytestmark = pytest.mark.skipif(not REAL_URI, reason="needs MLTRAIN_TEST_MONGODB_URI")
@@ -27,11 +25,7 @@ pytestmark = pytest.mark.skipif(not REAL_URI, reason="needs MLTRAIN_TEST_MONGODB
 
 @contextmanager
 def instance(database: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    log = ROOT / ".pytest_cache" / f"webhooks-serve-{port}.log"
-    log.parent.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIN_")}
-    env.update(
+    env = dict(
         MLTRAIN_MONGODB_URI=str(REAL_URI),
         MLTRAIN_MONGODB_DATABASE=database,
         MLTRAIN_WEBHOOK_ALLOW_PRIVATE="true",
@@ -39,31 +33,8 @@ def instance(database: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         MLTRAIN_WEBHOOK_LEASE_SECONDS="1.5",
         MLTRAIN_FEED_POLL_INTERVAL="0.1",
     )
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [*MLTRAIN, "serve", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+    with serving_process(env=env, start_within=60) as (url, process, _):
         yield f"{url}/graphql", process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=10)
 
 
 async def register(gql: GraphQLHTTP, name: str, version: str) -> None:
