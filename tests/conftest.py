@@ -20,6 +20,7 @@ from graphql_api.app import create_app
 from graphql_api.services.container import Services
 from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
+from graphql_api.storage.mongo.collection import retry_transient
 from tests.live_servers import ServerLoop
 
 REAL_URI = os.environ.get("MLTRAIN_TEST_MONGODB_URI")
@@ -50,13 +51,24 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 async def storage(request: pytest.FixtureRequest) -> AsyncIterator[MongoStorage]:
     name = f"mltrain_test_{uuid.uuid4().hex[:12]}"
     store = MongoStorage.connect(REAL_URI if request.param == "real" else None, name)
-    await store.ensure_indexes()
     try:
+        await store.ensure_indexes()
         yield store
-    finally:
         if request.param == "real":
-            await store.database.client.drop_database(name)
+            await drop_test_database(store, name)
+    finally:
+        # Closed however set-up or tear-down ended: a client left to the garbage collector
+        # warns (an error under -W error) in whichever later test happens to collect it.
         await store.close()
+
+
+async def drop_test_database(store: MongoStorage, name: str) -> None:
+    """Dropped like indexes are made: DocumentDB's DDL can deadlock with other test workers'."""
+
+    async def drop() -> None:
+        await store.database.client.drop_database(name)
+
+    await retry_transient(drop, f"dropping {name}")
 
 
 @pytest.fixture(scope="module")

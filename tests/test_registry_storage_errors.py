@@ -7,11 +7,13 @@ from FerretDB v1 (SQLite) and from MongoDB; see docs/real-server.md.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pymongo.errors import DuplicateKeyError, OperationFailure, WriteError
 
 from graphql_api.domain.errors import ConflictError
-from graphql_api.storage.mongo import collection
+from graphql_api.storage.mongo import MongoStorage, collection
 from graphql_api.storage.mongo.collection import is_duplicate_key, is_transient, retry_transient
 
 DOCUMENTDB_EXCLUSION = OperationFailure(
@@ -119,3 +121,31 @@ async def test_other_errors_are_not_retried(error: OperationFailure) -> None:
     with pytest.raises(OperationFailure):
         await retry_transient(failing, "x")
     assert calls == 1
+
+
+async def test_start_up_survives_index_creation_that_deadlocks_with_another_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Instances (or CI's test workers) creating indexes at once on DocumentDB can deadlock
+    on PostgreSQL's catalog; the start-up retries instead of failing (seen once in CI)."""
+    monkeypatch.setattr(collection, "FIRST_TRANSIENT_DELAY", 0.0)
+    store = MongoStorage.connect(None, "mltrain_index_deadlock")
+    mock_collection = type(store.database["training_jobs"])
+    create_index = mock_collection.create_index
+    refused: list[str] = []
+
+    async def deadlocking_once(self: Any, keys: Any, **options: Any) -> Any:
+        name = f"{self.name}.{options.get('name')}"
+        if name not in refused:
+            refused.append(name)
+            raise DOCUMENTDB_DEADLOCK_ON_UPDATE
+        return await create_index(self, keys, **options)
+
+    monkeypatch.setattr(mock_collection, "create_index", deadlocking_once)
+    try:
+        await store.ensure_indexes()
+        assert "training_jobs.status_created_date" in refused
+        indexes = await store.database["training_jobs"].index_information()
+        assert {"created_date", "status_created_date"} <= set(indexes)
+    finally:
+        await store.close()

@@ -120,6 +120,21 @@ async def retry_transient(operation: Callable[[], Awaitable[T]], what: str) -> T
     )
 
 
+async def create_index(collection: Any, index: IndexModel) -> None:
+    """Create ``index`` on ``collection`` (idempotent), retried while the server reports a
+    transient failure: on DocumentDB an index is PostgreSQL DDL, and processes creating
+    indexes at the same moment (instances starting together, or test workers, even in other
+    databases) can deadlock on the catalog; seen in CI as ``deadlock detected`` at start-up."""
+
+    async def create() -> None:
+        await collection.create_index(
+            index.document["key"].items(),
+            **{k: v for k, v in index.document.items() if k != "key"},
+        )
+
+    await retry_transient(create, f"creating index {index.document.get('name')!r}")
+
+
 class UpdateGuard:
     """How conditional updates are made atomic.
 
@@ -196,10 +211,7 @@ class MongoCollection:
     async def _create_indexes(self, indexes: list[IndexModel]) -> None:
         # One at a time: FerretDB v1's createIndexes fails when several already exist.
         for index in indexes:
-            await self._c.create_index(
-                index.document["key"].items(),
-                **{k: v for k, v in index.document.items() if k != "key"},
-            )
+            await create_index(self._c, index)
 
     async def _conditional(
         self, query: dict[str, Any], changes: Mapping[str, Any], what: str

@@ -29,7 +29,11 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 
 from graphql_api.domain.models import ModelVersion
 from graphql_api.storage.base import PendingChange, RecordBusy
-from graphql_api.storage.mongo.collection import MongoCollection, retry_transient
+from graphql_api.storage.mongo.collection import (
+    MongoCollection,
+    create_index,
+    retry_transient,
+)
 from graphql_api.storage.mongo.documents import MODEL_VERSIONS
 from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.outbox import PENDING, pending_doc, pending_from_doc
@@ -151,7 +155,4 @@ class MongoModelAliases(MongoCollection):
 
     async def _ensure_alias_outbox_index(self) -> None:
         self._trip()
-        await self._registry.create_index(
-            ALIAS_PENDING_INDEX.document["key"].items(),
-            **{k: v for k, v in ALIAS_PENDING_INDEX.document.items() if k != "key"},
-        )
+        await create_index(self._registry, ALIAS_PENDING_INDEX)

@@ -22,7 +22,7 @@ from graphql_api.domain.events import ChangeKind
 from graphql_api.domain.queries import Page, PageRequest
 from graphql_api.domain.webhooks import Delivery, DeliveryStatus, Webhook
 from graphql_api.storage.base import StoreStats
-from graphql_api.storage.mongo.collection import MongoCollection, UpdateGuard
+from graphql_api.storage.mongo.collection import MongoCollection, UpdateGuard, create_index
 from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.keyset import SortField, SortSpec
 
@@ -131,10 +131,7 @@ class MongoWebhookStore(MongoCollection):
                 name="delivery_webhook_status_newest",
             ),
         ):
-            await self._deliveries.create_index(
-                index.document["key"].items(),
-                **{k: v for k, v in index.document.items() if k != "key"},
-            )
+            await create_index(self._deliveries, index)
 
     async def insert(self, webhook: Webhook) -> None:
         await self._ensure_indexes()
