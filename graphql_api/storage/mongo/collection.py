@@ -120,6 +120,42 @@ async def retry_transient(operation: Callable[[], Awaitable[T]], what: str) -> T
     )
 
 
+async def create_missing_indexes(collection: Any, indexes: Collection[IndexModel]) -> None:
+    """Create those of ``indexes`` that ``collection`` does not already have as specified.
+
+    One listing instead of a ``createIndexes`` per index: on DocumentDB each is PostgreSQL DDL
+    even when the index exists (measured: 80-300 ms for a start-up over a database that has
+    every index, against 300-500 ms for an empty one). An index that exists under the same
+    name with another key or options is still sent, so the server refuses it as before
+    (MongoDB: IndexOptionsConflict) instead of it being silently kept.
+    """
+    existing: dict[str, dict[str, Any]] = await collection.index_information()
+    # One at a time: FerretDB v1's createIndexes fails when several already exist.
+    for index in indexes:
+        if not _is_in_place(index, existing):
+            await create_index(collection, index)
+
+
+def _is_in_place(index: IndexModel, existing: Mapping[str, Mapping[str, Any]]) -> bool:
+    wanted = index.document
+    found = existing.get(str(wanted["name"]))
+    if found is None:
+        return False
+    found_key = [(field, _direction(d)) for field, d in found.get("key", [])]
+    if found_key != [(field, _direction(d)) for field, d in wanted["key"].items()]:
+        return False
+    return all(
+        found.get(option) == value
+        for option, value in wanted.items()
+        if option not in ("key", "name")
+    )
+
+
+def _direction(direction: Any) -> Any:
+    # Servers give 1 and -1 back as int, long or double; "text", "hashed" stay strings.
+    return direction if isinstance(direction, str) else int(direction)
+
+
 async def create_index(collection: Any, index: IndexModel) -> None:
     """Create ``index`` on ``collection`` (idempotent), retried while the server reports a
     transient failure: on DocumentDB an index is PostgreSQL DDL, and processes creating
@@ -209,9 +245,7 @@ class MongoCollection:
         return int(await self._c.count_documents(query))
 
     async def _create_indexes(self, indexes: list[IndexModel]) -> None:
-        # One at a time: FerretDB v1's createIndexes fails when several already exist.
-        for index in indexes:
-            await create_index(self._c, index)
+        await create_missing_indexes(self._c, indexes)
 
     async def _conditional(
         self, query: dict[str, Any], changes: Mapping[str, Any], what: str
