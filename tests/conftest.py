@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import pymongo
 import pytest
 from asgi_lifespan import LifespanManager
 
@@ -47,28 +48,56 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         )
 
 
+#: This test process's database on the real server: made with its indexes by the first test
+#: that asks, emptied (and its indexes put back) before each test, dropped when the session
+#: ends. A database per test cost about 0.5 s of PostgreSQL DDL on DocumentDB (its indexes,
+#: then the drop), minutes of CI over a thousand tests; emptying one costs a few round trips.
+_real_database: str | None = None
+
+
 @pytest.fixture(params=BACKENDS)
 async def storage(request: pytest.FixtureRequest) -> AsyncIterator[MongoStorage]:
-    name = f"mltrain_test_{uuid.uuid4().hex[:12]}"
-    store = MongoStorage.connect(REAL_URI if request.param == "real" else None, name)
+    if request.param == "real":
+        store = MongoStorage.connect(REAL_URI, real_test_database())
+    else:
+        store = MongoStorage.connect(None, f"mltrain_test_{uuid.uuid4().hex[:12]}")
     try:
+        if request.param == "real":
+            await empty_database(store)
+        # Puts back what a test dropped (an index, a collection) and learns the server.
         await store.ensure_indexes()
         yield store
-        if request.param == "real":
-            await drop_test_database(store, name)
     finally:
         # Closed however set-up or tear-down ended: a client left to the garbage collector
         # warns (an error under -W error) in whichever later test happens to collect it.
         await store.close()
 
 
-async def drop_test_database(store: MongoStorage, name: str) -> None:
-    """Dropped like indexes are made: DocumentDB's DDL can deadlock with other test workers'."""
+def real_test_database() -> str:
+    global _real_database
+    if _real_database is None:
+        _real_database = f"mltrain_test_{uuid.uuid4().hex[:12]}"
+    return _real_database
 
-    async def drop() -> None:
-        await store.database.client.drop_database(name)
 
-    await retry_transient(drop, f"dropping {name}")
+async def empty_database(store: MongoStorage) -> None:
+    """Every document of every collection deleted: what a test finds is what a fresh
+    database holds, with the collections and indexes kept."""
+    database = store.database
+    for name in await database.list_collection_names():
+        collection = database[name]
+
+        async def empty(collection: Any = collection) -> None:
+            await collection.delete_many({})
+
+        await retry_transient(empty, f"emptying {name}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _real_database is not None and REAL_URI is not None:
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(REAL_URI)
+        with client:
+            client.drop_database(_real_database)
 
 
 @pytest.fixture(scope="module")
