@@ -4,6 +4,7 @@ errors, and conditional updates that stay atomic on servers that do not make the
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -120,11 +121,23 @@ async def retry_transient(operation: Callable[[], Awaitable[T]], what: str) -> T
     )
 
 
+#: The index option that makes DocumentDB keep one ordered key per document for a compound
+#: index (server.py, ``ServerInfo.needs_ordered_indexes``).
+ORDERED_INDEX = "enableOrderedIndex"
+#: An index of that name exists with other keys or options (IndexKeySpecsConflict: DocumentDB
+#: answers an existing unordered index so; IndexOptionsConflict).
+_INDEX_SPEC_CONFLICTS = (85, 86)
+_INDEX_NOT_FOUND = 27
+
+
 async def create_index(collection: Any, index: IndexModel) -> None:
     """Create ``index`` on ``collection`` (idempotent), retried while the server reports a
     transient failure: on DocumentDB an index is PostgreSQL DDL, and processes creating
     indexes at the same moment (instances starting together, or test workers, even in other
-    databases) can deadlock on the catalog; seen in CI as ``deadlock detected`` at start-up."""
+    databases) can deadlock on the catalog; seen in CI as ``deadlock detected`` at start-up.
+    An index asked ordered (``ORDERED_INDEX``) that exists unordered under its name (made by
+    an earlier release) is dropped and rebuilt."""
+    name = index.document.get("name")
 
     async def create() -> None:
         await collection.create_index(
@@ -132,7 +145,25 @@ async def create_index(collection: Any, index: IndexModel) -> None:
             **{k: v for k, v in index.document.items() if k != "key"},
         )
 
-    await retry_transient(create, f"creating index {index.document.get('name')!r}")
+    try:
+        await retry_transient(create, f"creating index {name!r}")
+    except OperationFailure as error:
+        if error.code not in _INDEX_SPEC_CONFLICTS or not index.document.get(ORDERED_INDEX):
+            raise
+        # Stored unordered by an earlier release (server.py: DocumentDB's compound indexes are
+        # ordered only when asked): rebuilt once, ordered. Instances starting together may
+        # both drop it: the second finds none.
+        log.info("rebuilding index %r of %s as an ordered index", name, collection.name)
+
+        async def drop() -> None:
+            try:
+                await collection.drop_index(name)
+            except OperationFailure as dropped:
+                if dropped.code != _INDEX_NOT_FOUND:
+                    raise
+
+        await retry_transient(drop, f"dropping index {name!r}")
+        await retry_transient(create, f"creating index {name!r}")
 
 
 class UpdateGuard:
@@ -165,6 +196,12 @@ class MongoCollection:
     timeout: float | None = None
     #: Sorted pages in windows of the sort key (set by ``MongoStorage``; off: plain sorts).
     windows: SortWindows = SortWindows()
+    #: Whether compound indexes that serve a filter with a range of the sort key are made
+    #: ordered (``ORDERED_INDEX``; set by ``MongoStorage`` at start-up: DocumentDB only).
+    ordered_indexes: bool = False
+    #: Filter field -> the ordered compound index (the field, then the sort key) that reads a
+    #: window of a list filtered on it, most selective field first (``_window_index``).
+    WINDOW_INDEXES: Mapping[str, str] = {}
 
     def __init__(self, collection: Any, stats: StoreStats, guard: UpdateGuard) -> None:
         self._c = collection
@@ -182,8 +219,12 @@ class MongoCollection:
         if page.first == 0:
             return [], [], await self._exists(spec.page_query(query, after))
         if self.windows.enabled:
+            read = self._read_sorted
+            index = self._window_index(query)
+            if index is not None:
+                read = functools.partial(self._read_sorted, hint=index)
             docs = await self.windows.read(
-                query, spec, after, page.first + 1, list_key(query), self._read_sorted
+                query, spec, after, page.first + 1, list_key(query), read
             )
         else:
             docs = await self._read_sorted(
@@ -193,11 +234,31 @@ class MongoCollection:
         docs = docs[: page.first]
         return docs, [spec.cursor_for(d) for d in docs], has_next
 
+    def _window_index(self, query: dict[str, Any]) -> str | None:
+        """The ordered index a window of this list is read through, named (``hint``) where
+        the planner may pick another: a filter of only ``WINDOW_INDEXES``' fields, on a
+        server that needs ordered indexes. The first of its fields in ``WINDOW_INDEXES``
+        order: DocumentDB took a (status, lease) index for a model's FAILED jobs, reading
+        every FAILED entry (tests/test_realdb_filtered_windows.py)."""
+        if not self.ordered_indexes or not query:
+            return None
+        fields = set(list_key(query).split(","))
+        if not fields <= set(self.WINDOW_INDEXES):
+            return None  # other conditions (a date range, ids) may narrow more: the planner's
+        return next(index for field, index in self.WINDOW_INDEXES.items() if field in fields)
+
     async def _read_sorted(
-        self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int
+        self,
+        query: dict[str, Any],
+        sort: list[tuple[str, int]],
+        limit: int,
+        hint: str | None = None,
     ) -> list[dict[str, Any]]:
         self._trip()
-        docs: list[dict[str, Any]] = await self._c.find(query).sort(sort).limit(limit).to_list(None)
+        cursor = self._c.find(query).sort(sort).limit(limit)
+        if hint is not None:
+            cursor = cursor.hint(hint)
+        docs: list[dict[str, Any]] = await cursor.to_list(None)
         return docs
 
     async def _exists(self, query: dict[str, Any]) -> bool:

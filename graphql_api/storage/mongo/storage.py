@@ -152,6 +152,7 @@ class MongoStorage:
             "through the claim guard" if self.guard.enabled else "plain (atomic per document)",
         )
         self.windows.enabled = sort_windows_wanted(self.server, self._windowed_sorts)
+        self.training_jobs.ordered_indexes = self.server.needs_ordered_indexes
         log.info(
             "sorted pages: %s",
             "in windows of the sort key" if self.windows.enabled else "plain sorts",
