@@ -136,6 +136,8 @@ class MongoStorage:
         await self.identify_server()
         await self.model_versions.ensure_indexes()
         await self.training_jobs.ensure_indexes()
+        # Once after an upgrade on DocumentDB: unordered compound indexes rebuilt ordered.
+        await self.training_jobs.rebuild_unordered_indexes()
         await self.events.ensure_indexes()
         await self.metric_series.ensure_indexes()
         # Not the webhooks' delivery log indexes: made by the first createWebhook instead (a
