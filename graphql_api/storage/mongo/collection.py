@@ -4,7 +4,6 @@ errors, and conditional updates that stay atomic on servers that do not make the
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 import time
@@ -175,7 +174,13 @@ async def rebuild_index(collection: Any, index: IndexModel) -> None:
             if dropped.code != _INDEX_NOT_FOUND:
                 raise
 
-    log.info("rebuilding index %r of %s as an ordered index (once)", name, collection.name)
+    log.warning(
+        "rebuilding index %r of %s as an ordered index (once, after an upgrade; it reads the "
+        "whole collection: if the start-up runs out of time, start once with a larger "
+        "MLTRAIN_MONGODB_TIMEOUT)",
+        name,
+        collection.name,
+    )
     await retry_transient(drop, f"dropping index {name!r}")
     await create_index(collection, index)
 
@@ -235,10 +240,17 @@ class MongoCollection:
         if page.first == 0:
             return [], [], await self._exists(spec.page_query(query, after))
         if self.windows.enabled:
-            read = self._read_sorted
             index = self._window_index(query)
-            if index is not None:
-                read = functools.partial(self._read_sorted, hint=index)
+            unbounded = spec.page_query(query, after) if index is not None else None
+
+            async def read(
+                q: dict[str, Any], sort: list[tuple[str, int]], limit: int
+            ) -> list[dict[str, Any]]:
+                # Windows only: a short list's plain read is small whichever index serves it
+                # (the hint's planning cost more there: 10,000 jobs, bench.sorted_pages).
+                return await self._read_sorted(
+                    q, sort, limit, hint=None if q == unbounded else index
+                )
             docs = await self.windows.read(
                 query, spec, after, page.first + 1, list_key(query), read
             )
@@ -309,7 +321,8 @@ class MongoCollection:
                 with pymongo.timeout(INDEX_REBUILD_TIMEOUT):
                     await rebuild_index(self._c, self._unordered[0])
             except PyMongoError as error:
-                translated = unavailable(error, INDEX_REBUILD_TIMEOUT)
+                # No bound named: under Motor the client's timeoutMS, not this one, applies.
+                translated = unavailable(error, None)
                 if translated is None:
                     raise
                 raise translated from error
