@@ -136,6 +136,8 @@ class MongoStorage:
         await self.identify_server()
         await self.model_versions.ensure_indexes()
         await self.training_jobs.ensure_indexes()
+        # Once after an upgrade on DocumentDB: unordered compound indexes rebuilt ordered.
+        await self.training_jobs.rebuild_unordered_indexes()
         await self.events.ensure_indexes()
         await self.metric_series.ensure_indexes()
         # Not the webhooks' delivery log indexes: made by the first createWebhook instead (a
@@ -152,6 +154,7 @@ class MongoStorage:
             "through the claim guard" if self.guard.enabled else "plain (atomic per document)",
         )
         self.windows.enabled = sort_windows_wanted(self.server, self._windowed_sorts)
+        self.training_jobs.ordered_indexes = self.server.needs_ordered_indexes
         log.info(
             "sorted pages: %s",
             "in windows of the sort key" if self.windows.enabled else "plain sorts",
