@@ -93,6 +93,16 @@ async def empty_database(store: MongoStorage) -> None:
         await retry_transient(empty, f"emptying {name}")
 
 
+async def drop_test_database(store: MongoStorage, name: str) -> None:
+    """For a test's own database: dropped like indexes are made, retried while DocumentDB's
+    DDL deadlocks with another test process's."""
+
+    async def drop() -> None:
+        await store.database.client.drop_database(name)
+
+    await retry_transient(drop, f"dropping {name}")
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if _real_database is not None and REAL_URI is not None:
         client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(REAL_URI)
