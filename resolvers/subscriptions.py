@@ -8,6 +8,7 @@ resume from. See docs/subscriptions.md.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
@@ -23,6 +24,8 @@ from graphql_api.domain.api_keys import ModelScope
 from graphql_api.domain.errors import CursorExpiredError
 from graphql_api.domain.events import ChangeEvent, StoredEvent
 from graphql_api.live import cursor, records
+from graphql_api.live.direct import GroupKey
+from graphql_api.live.fanout import render_scope
 from graphql_api.live.selectors import JobSelector, ModelVersionSelector, Selector
 from graphql_api.live.subscriber import CursorExpired, FeedStopped, FellBehind
 from graphql_api.live.throttled_log import ThrottledWarning
@@ -169,14 +172,35 @@ async def _in_scope(
     return scope.allows(name)
 
 
+def _delivery_group(info: Info, scope: ModelScope | None) -> GroupKey | None:
+    """What makes this subscription's frames the same as another's but for their ids
+    (live/direct.py): its operation and variables (every argument: filters, ``after``), its
+    connection's role, and its key's model-name patterns (the events it may see)."""
+    operation = info.operation
+    if operation.loc is None:
+        return None  # parsed without locations: no source text to compare
+    variables = json.dumps(
+        info.variable_values, sort_keys=True, default=repr, separators=(",", ":")
+    )
+    patterns = "" if scope is None else json.dumps(scope.patterns)
+    return (
+        operation.loc.source.body,
+        None if operation.name is None else operation.name.value,
+        variables,
+        f"{render_scope(info.context)} {patterns}",
+    )
+
+
 async def _events(
     info: Info, selector: Selector, after: str | None
 ) -> AsyncGenerator[StoredEvent, None]:
     context = info.context
     if context.feed is None:
         raise RuntimeError("subscriptions need the server's change feed (create_app runs one)")
-    stream = context.feed.stream(selector, None if after is None else cursor.decode(after))
     scope = key_scope(context)
+    stream = context.feed.stream(
+        selector, None if after is None else cursor.decode(after), _delivery_group(info, scope)
+    )
     #: model id -> its name (a version's name never changes), for a key limited to names.
     names: dict[str, str | None] = {}
     try:
