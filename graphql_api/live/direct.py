@@ -73,6 +73,16 @@ class FrameWriter:
             return None
         return cls(protocol)
 
+    def forget_handshake(self) -> None:
+        """Drop the handshake's request and response (their headers: ~4.5 KiB per connection,
+        tracemalloc), which uvicorn keeps for the connection's life but reads only until it
+        has sent the response; the ASGI scope keeps the request headers the app reads."""
+        protocol = self._protocol
+        if protocol.handshake_complete and not protocol.close_sent:
+            for name in ("request", "response"):
+                if hasattr(protocol, name):
+                    setattr(protocol, name, None)
+
     def write(self, text: str) -> bool:
         protocol = self._protocol
         transport = protocol.transport
