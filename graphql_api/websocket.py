@@ -132,11 +132,12 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             send_text = getattr(self.websocket, "send_text", None)
             if feed is not None and send_text is not None and payload.keys() == {"data"}:
                 data = feed.encodings.encode(payload["data"])
-                await send_text(next_frame(message["id"], data))
                 target = current_target.get()
                 if target is not None and target.subscriber is not None:
-                    # Its followers get the same frame, with their own ids (live/direct.py).
+                    # Its followers get the same frame, with their own ids (live/direct.py);
+                    # first, so that a send stalled on this socket stalls none of them.
                     target.subscriber.sent_plain(data)
+                await send_text(next_frame(message["id"], data))
                 return
         await super().send_message(message)
 

@@ -10,10 +10,12 @@ order, its own id on every frame, nothing after it completed.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
+from graphql_api.auth.ws import ExplainingWebSocketAdapter
 from graphql_api.live.direct import FrameWriter
 from graphql_api.live.subscriber import Subscriber
 from tests.api_helpers import create_job_id, mutate, register_id, report
@@ -141,3 +143,48 @@ async def wait_subscribed_exactly(live: Live, server: Server, count: int) -> Non
         return await live.loop.peek(lambda: server.feed.subscriber_count) == count
 
     await eventually(ready, what=f"{count} subscribers in the feed")
+
+
+async def test_a_leader_whose_send_stalls_stalls_none_of_its_followers(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The member woken for an event may have a full socket (a slow client): its followers'
+    # frames are written before its own send, not after it.
+    server = await live.start()
+    http = live.http(server)
+    job_id = await create_job_id(http, await register_id(http))
+    subscribers = await subscribed(live, server, 3, JOB_UPDATES, jobId=job_id)
+    await wait_subscribed(live, server, 3)
+    released = asyncio.Event()  # set on the servers' loop
+    held: list[str] = []
+    original = ExplainingWebSocketAdapter.send_text
+
+    async def stalled(self: ExplainingWebSocketAdapter, text: str) -> None:
+        held.append(text)
+        await released.wait()
+        await original(self, text)
+
+    monkeypatch.setattr(ExplainingWebSocketAdapter, "send_text", stalled)
+    await mutate(http, START, id=job_id)
+
+    try:
+        receiving = [
+            asyncio.ensure_future(client.next(op, within=10)) for client, op in subscribers
+        ]
+        done, pending = await asyncio.wait(
+            receiving, timeout=10, return_when=asyncio.FIRST_COMPLETED
+        )
+        while len(done) < 2 and pending:
+            more, pending = await asyncio.wait(
+                pending, timeout=10, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not more:
+                break
+            done |= more
+        received = [task for task in done if task.exception() is None]
+        assert len(received) == 2  # the followers, while the leader's send is held
+        assert len(held) == 1
+    finally:
+        await live.loop.peek(released.set)  # (also when the assertions fail)
+    got = [await task for task in receiving]
+    assert all(u["trainingJobUpdates"]["kind"] == "STARTED" for u in got)

@@ -25,8 +25,9 @@ call. What keeps the guarantees of docs/subscriptions.md:
   leader sent no plain result (an error, an unreadable event, a leader that left or was shed)
   is woken and delivers the event itself, through the whole chain: its lag limit
   (``SUBSCRIBER_TOO_SLOW`` with its resume cursor), its error masking, its end.
-- **Nothing waits on a follower**: a write is a copy into the socket's buffer; the leader's
-  task does it for the whole group after its own send.
+- **Nothing waits on a follower, and no follower on the leader's socket**: a write is a copy
+  into the socket's buffer, done by the leader's task for the whole group before its own send
+  (which may wait for a slow client's socket).
 """
 
 from __future__ import annotations

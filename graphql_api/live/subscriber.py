@@ -155,7 +155,7 @@ class Subscriber:
         return group
 
     def sent_plain(self, encoded_data: str) -> None:
-        """Its consumer sent the event last handed out as a plain result (``data`` only)."""
+        """Its consumer is sending the event last handed out as a plain result (``data`` only)."""
         if self._direct is not None and self._leading == self.delivered_seq:
             group, _, stats = self._direct
             group.sent(self.delivered_seq, encoded_data, stats)
