@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import strawberry
 from graphql.error import GraphQLError
+from graphql.language import VariableNode, Visitor, visit
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from graphql_api.auth.scope import key_scope
@@ -174,14 +175,19 @@ async def _in_scope(
 
 def _delivery_group(info: Info, scope: ModelScope | None) -> GroupKey | None:
     """What makes this subscription's frames the same as another's but for their ids
-    (live/direct.py): its operation and variables (every argument: filters, ``after``), its
-    connection's role, and its key's model-name patterns (the events it may see)."""
+    (live/direct.py): its operation and variables (filters and whatever else the selection
+    reads), its connection's role, and its key's model-name patterns (the events it may see).
+    Not the variable that only gives ``after``: it says where the stream starts, and once the
+    subscription is live an event's frame is the same whichever cursor it resumed from (clients
+    that reconnect each resume from their own cursor)."""
     operation = info.operation
     if operation.loc is None:
         return None  # parsed without locations: no source text to compare
-    variables = json.dumps(
-        info.variable_values, sort_keys=True, default=repr, separators=(",", ":")
-    )
+    values = dict(info.variable_values)
+    cursor_variable = _after_variable(info)
+    if cursor_variable is not None:
+        values.pop(cursor_variable, None)
+    variables = json.dumps(values, sort_keys=True, default=repr, separators=(",", ":"))
     patterns = "" if scope is None else json.dumps(scope.patterns)
     return (
         operation.loc.source.body,
@@ -189,6 +195,30 @@ def _delivery_group(info: Info, scope: ModelScope | None) -> GroupKey | None:
         variables,
         f"{render_scope(info.context)} {patterns}",
     )
+
+
+def _after_variable(info: Info) -> str | None:
+    """The variable the root field's ``after`` is given, if it is used nowhere else in the
+    operation (or in any fragment of the document: a conservative count)."""
+    # Strawberry's Info keeps graphql-core's resolve info as _raw_info (see prefetch.py).
+    raw = info._raw_info
+    name = None
+    for argument in raw.field_nodes[0].arguments or ():
+        if argument.name.value == "after" and isinstance(argument.value, VariableNode):
+            name = argument.value.name.value
+    if name is None:
+        return None
+    uses = 0
+
+    class CountUses(Visitor):
+        def enter_variable(self, node: VariableNode, *_: object) -> None:
+            nonlocal uses
+            uses += node.name.value == name
+
+    for node in [raw.operation, *raw.fragments.values()]:
+        visit(node, CountUses())
+    # Its definition (``$cursor: String``) and the ``after`` argument: nothing else.
+    return name if uses == 2 else None
 
 
 async def _events(

@@ -188,3 +188,76 @@ async def test_a_leader_whose_send_stalls_stalls_none_of_its_followers(
         await live.loop.peek(released.set)  # (also when the assertions fail)
     got = [await task for task in receiving]
     assert all(u["trainingJobUpdates"]["kind"] == "STARTED" for u in got)
+
+
+HISTORY_FROM_AFTER = """
+subscription($jobId: ID, $after: String) {
+  trainingJobUpdates(jobId: $jobId, after: $after) {
+    cursor kind job { jobId history(first: 10, after: $after) { edges { node { kind } } } }
+  }
+}"""
+
+
+async def test_subscribers_resumed_from_different_cursors_share_one_chain_once_live(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Clients that reconnect each resume from their own cursor: once live, an event's frame
+    # is the same for all of them, so they are one group.
+    handed = count_hand_outs(monkeypatch)
+    server = await live.start()
+    http = live.http(server)
+    job_id = await create_job_id(http, await register_id(http))
+    watcher = await live.ws(server)
+    watching = await watcher.subscribe(JOB_UPDATES, jobId=job_id)
+    await wait_subscribed(live, server, 1)
+    await mutate(http, START, id=job_id)
+    for step in range(3):
+        await report(http, job_id, step)
+    cursors = [u["trainingJobUpdates"]["cursor"] for u in await watcher.take(watching, 4)]
+    await watcher.close()
+    await wait_subscribed_exactly(live, server, 0)
+
+    resumed = []
+    for cursor in cursors:  # each replays what came after its cursor, then joins live
+        client = await live.ws(server)
+        op = await client.subscribe(JOB_UPDATES, jobId=job_id, after=cursor)
+        resumed.append((client, op, cursors.index(cursor)))
+    for client, op, index in resumed:
+        await client.take(op, 3 - index)
+    await wait_subscribed(live, server, 4)
+    handed.clear()
+
+    await report(http, job_id, 9)
+    for client, op, _ in resumed:
+        got = (await client.next(op))["trainingJobUpdates"]
+        assert got["job"]["metrics"] == {"step": 9}
+    assert len(handed) == 1
+
+
+async def test_a_cursor_the_selection_also_reads_keeps_subscribers_apart(live: Live) -> None:
+    # ``$after`` also pages the job's history here: the frames differ, so each subscriber
+    # gets its own.
+    server = await live.start()
+    http = live.http(server)
+    job_id = await create_job_id(http, await register_id(http))
+    watcher = await live.ws(server)
+    watching = await watcher.subscribe(JOB_UPDATES, jobId=job_id)
+    await wait_subscribed(live, server, 1)
+    await mutate(http, START, id=job_id)
+    await report(http, job_id, 0)
+    cursors = [u["trainingJobUpdates"]["cursor"] for u in await watcher.take(watching, 2)]
+
+    subscribers = []
+    for cursor in cursors:
+        client = await live.ws(server)
+        op = await client.subscribe(HISTORY_FROM_AFTER, jobId=job_id, after=cursor)
+        subscribers.append((client, op))
+    await subscribers[0][0].take(subscribers[0][1], 1)  # the report, replayed after START
+    await wait_subscribed(live, server, 3)
+    await report(http, job_id, 1)
+
+    histories = []
+    for client, op in subscribers:
+        got = (await client.next(op))["trainingJobUpdates"]
+        histories.append([e["node"]["kind"] for e in got["job"]["history"]["edges"]])
+    assert histories == [["METRICS_REPORTED"] * 2, ["METRICS_REPORTED"]]

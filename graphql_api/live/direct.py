@@ -8,8 +8,9 @@ uvicorn): ~0.1 ms of CPU per delivery, where 5,000 subscribers at 20 changes/s n
 (bench/README.md, "5,000 subscribers on one process").
 
 Subscriptions that would get the same ``next`` frame but for their ``id`` form a
-``DeliveryGroup``: same operation (document, operation name, variables), same scope (role and
-the key's model-name patterns), graphql-transport-ws, and their connection is served by
+``DeliveryGroup``: same operation (document, operation name, variables but the one that only
+gives ``after``), same scope (role and the key's model-name patterns), graphql-transport-ws,
+and their connection is served by
 uvicorn's sans-I/O WebSocket protocol (``FrameWriter``). For each event the feed wakes the
 first idle member of a group (the leader), which delivers it as before; the other idle members
 (followers) keep the event in their buffer without being woken. When the leader sends a plain
