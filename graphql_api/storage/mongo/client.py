@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Any
 
 from graphql_api.storage.base import DatabaseConfigError
@@ -53,6 +54,9 @@ def connect(uri: str | None, database: str, timeout: float = DEFAULT_TIMEOUT) ->
                 client: Any = AsyncMongoClient(
                     uri,
                     tz_aware=True,
+                    # datetime.UTC itself, not bson's own UTC zone: documents.py keeps a
+                    # datetime in this zone as it is, instead of rebuilding it.
+                    tzinfo=UTC,
                     timeoutMS=milliseconds,
                     serverSelectionTimeoutMS=milliseconds,
                     connectTimeoutMS=milliseconds,
