@@ -22,7 +22,6 @@ from __future__ import annotations
 import inspect
 import warnings
 from collections.abc import Sequence
-from datetime import UTC
 from typing import Any
 
 from graphql_api.storage.base import DatabaseConfigError
@@ -53,10 +52,11 @@ def connect(uri: str | None, database: str, timeout: float = DEFAULT_TIMEOUT) ->
                 warnings.simplefilter("error", UserWarning)
                 client: Any = AsyncMongoClient(
                     uri,
-                    tz_aware=True,
-                    # datetime.UTC itself, not bson's own UTC zone: documents.py keeps a
-                    # datetime in this zone as it is, instead of rebuilding it.
-                    tzinfo=UTC,
+                    # Datetimes decoded naive, as the mock gives them, and made UTC where the
+                    # stores read them (documents.py): BSON's zone-aware decoding cost more
+                    # (51 job documents: 0.31-0.39 ms naive, 0.41-0.65 ms tz_aware, 0.50-0.81
+                    # ms with tzinfo=UTC) than attaching the zone afterwards.
+                    tz_aware=False,
                     timeoutMS=milliseconds,
                     serverSelectionTimeoutMS=milliseconds,
                     connectTimeoutMS=milliseconds,

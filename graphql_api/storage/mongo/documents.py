@@ -45,9 +45,8 @@ Restore = Callable[[Any], Any]
 
 
 def _utc(value: datetime) -> datetime:
-    # MongoDB stores UTC; drivers hand it back naive (the mock) or with a zone: the real
-    # server's client is asked for ``datetime.UTC`` itself (client.py), kept as it is.
-    return value if value.tzinfo is UTC else value.replace(tzinfo=UTC)
+    # MongoDB stores UTC; both backends hand it back naive (client.py).
+    return value.replace(tzinfo=UTC)
 
 
 def unwrap_annotation(annotation: Any) -> tuple[Any, bool]:
