@@ -9,7 +9,7 @@ import pymongo
 
 from graphql_api.storage.base import StoreStats
 from graphql_api.storage.mongo.api_keys import MongoApiKeyStore
-from graphql_api.storage.mongo.client import DEFAULT_TIMEOUT, connect
+from graphql_api.storage.mongo.client import DEFAULT_TIMEOUT, close, connect
 from graphql_api.storage.mongo.collection import UpdateGuard
 from graphql_api.storage.mongo.events import MongoEventStore
 from graphql_api.storage.mongo.failures import bounded_methods
@@ -165,4 +165,4 @@ class MongoStorage:
             await self._db.command("ping")
 
     async def close(self) -> None:
-        self._db.client.close()
+        await close(self._db)

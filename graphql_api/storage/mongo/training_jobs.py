@@ -16,6 +16,7 @@ from graphql_api.domain.queries import Page, TrainingJobFilter, TrainingJobOrder
 from graphql_api.domain.updates import Change
 from graphql_api.domain.values import DEFAULT_QUEUE
 from graphql_api.storage.base import PendingChange, RecordBusy, StoreStats
+from graphql_api.storage.mongo.client import aggregate
 from graphql_api.storage.mongo.collection import ORDERED_INDEX, UpdateGuard
 from graphql_api.storage.mongo.documents import TRAINING_JOBS
 from graphql_api.storage.mongo.failures import bounded_methods
@@ -94,7 +95,7 @@ class MongoTrainingJobStore(MongoOutboxStore[TrainingJob, TrainingJobFilter, Tra
         self._trip()
         counts = dict.fromkeys(model_ids, 0)
         pipeline = [{"$match": query}, {"$group": {"_id": "$model_id", "n": {"$sum": 1}}}]
-        async for row in self._c.aggregate(pipeline):
+        async for row in await aggregate(self._c, pipeline):
             counts[row["_id"]] = int(row["n"])
         return counts
 
