@@ -183,7 +183,12 @@ async def test_a_leader_whose_send_stalls_stalls_none_of_its_followers(
             done |= more
         received = [task for task in done if task.exception() is None]
         assert len(received) == 2  # the followers, while the leader's send is held
-        assert len(held) == 1
+
+        async def leader_held() -> bool:  # it sends after its followers' frames are written
+            return len(held) == 1
+
+        await eventually(leader_held, what="the leader's send to be held")
+        assert all(not task.done() for task in pending)
     finally:
         await live.loop.peek(released.set)  # (also when the assertions fail)
     got = [await task for task in receiving]
@@ -198,6 +203,23 @@ subscription($jobId: ID, $after: String) {
 }"""
 
 
+async def watched_from_its_start(
+    live: Live, server: Server, reports: int
+) -> tuple[Any, str, Any, list[str]]:
+    """A job started and reported ``reports`` times under a subscriber from its start: the
+    HTTP client, the job's id, that subscriber, and the cursors of what it received."""
+    http = live.http(server)
+    job_id = await create_job_id(http, await register_id(http))
+    watcher = await live.ws(server)
+    watching = await watcher.subscribe(JOB_UPDATES, jobId=job_id)
+    await wait_subscribed(live, server, 1)
+    await mutate(http, START, id=job_id)
+    for step in range(reports):
+        await report(http, job_id, step)
+    updates = await watcher.take(watching, 1 + reports)
+    return http, job_id, watcher, [u["trainingJobUpdates"]["cursor"] for u in updates]
+
+
 async def test_subscribers_resumed_from_different_cursors_share_one_chain_once_live(
     live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -205,15 +227,7 @@ async def test_subscribers_resumed_from_different_cursors_share_one_chain_once_l
     # is the same for all of them, so they are one group.
     handed = count_hand_outs(monkeypatch)
     server = await live.start()
-    http = live.http(server)
-    job_id = await create_job_id(http, await register_id(http))
-    watcher = await live.ws(server)
-    watching = await watcher.subscribe(JOB_UPDATES, jobId=job_id)
-    await wait_subscribed(live, server, 1)
-    await mutate(http, START, id=job_id)
-    for step in range(3):
-        await report(http, job_id, step)
-    cursors = [u["trainingJobUpdates"]["cursor"] for u in await watcher.take(watching, 4)]
+    http, job_id, watcher, cursors = await watched_from_its_start(live, server, reports=3)
     await watcher.close()
     await wait_subscribed_exactly(live, server, 0)
 
@@ -238,14 +252,7 @@ async def test_a_cursor_the_selection_also_reads_keeps_subscribers_apart(live: L
     # ``$after`` also pages the job's history here: the frames differ, so each subscriber
     # gets its own.
     server = await live.start()
-    http = live.http(server)
-    job_id = await create_job_id(http, await register_id(http))
-    watcher = await live.ws(server)
-    watching = await watcher.subscribe(JOB_UPDATES, jobId=job_id)
-    await wait_subscribed(live, server, 1)
-    await mutate(http, START, id=job_id)
-    await report(http, job_id, 0)
-    cursors = [u["trainingJobUpdates"]["cursor"] for u in await watcher.take(watching, 2)]
+    http, job_id, _watcher, cursors = await watched_from_its_start(live, server, reports=1)
 
     subscribers = []
     for cursor in cursors:
