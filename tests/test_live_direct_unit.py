@@ -62,6 +62,20 @@ async def idle(*members: Member) -> None:
     assert not any(m.waiting.done() for m in members)
 
 
+async def idle_leader_and_follower() -> tuple[DeliveryGroups, Clock, Member, Member]:
+    """A group of two, both waiting: the first joined leads."""
+    groups, clock = DeliveryGroups(), Clock()
+    leader, follower = Member(groups, clock, "lead"), Member(groups, clock, "follow")
+    await idle(leader, follower)
+    return groups, clock, leader, follower
+
+
+def offer_to(*members: Member, seq: int) -> None:
+    """The feed offers event ``seq`` to each member, as it does to every subscriber."""
+    for member in members:
+        member.subscriber.offer(event(seq))
+
+
 async def test_one_member_is_woken_per_event_and_the_others_get_its_frame() -> None:
     groups, clock = DeliveryGroups(), Clock()
     leader, *followers = [Member(groups, clock, f"id{i}") for i in range(4)]
@@ -88,8 +102,7 @@ async def test_a_follower_not_written_to_delivers_the_event_itself(cause: str) -
     leader = Member(groups, clock, "lead")
     follower = Member(groups, clock, "follow", writable=cause != "not writable")
     await idle(leader, follower)
-    leader.subscriber.offer(event(1))
-    follower.subscriber.offer(event(1))
+    offer_to(leader, follower, seq=1)
     handed, offered_at = await leader.waiting
     leader.subscriber.handed_out(handed, offered_at)
 
@@ -108,9 +121,7 @@ async def test_a_follower_not_written_to_delivers_the_event_itself(cause: str) -
 
 
 async def test_a_later_event_waits_behind_the_deferred_one() -> None:
-    groups, clock = DeliveryGroups(), Clock()
-    leader, follower = Member(groups, clock, "lead"), Member(groups, clock, "follow")
-    await idle(leader, follower)
+    _groups, _clock, leader, follower = await idle_leader_and_follower()
     for seq in (1, 2):
         leader.subscriber.offer(event(seq))
         follower.subscriber.offer(event(seq))
@@ -128,11 +139,8 @@ async def test_a_later_event_waits_behind_the_deferred_one() -> None:
 
 
 async def test_a_deferred_event_that_waited_past_the_lag_limit_sheds_the_follower() -> None:
-    groups, clock = DeliveryGroups(), Clock()
-    leader, follower = Member(groups, clock, "lead"), Member(groups, clock, "follow")
-    await idle(leader, follower)
-    leader.subscriber.offer(event(1))
-    follower.subscriber.offer(event(1))
+    _groups, clock, leader, follower = await idle_leader_and_follower()
+    offer_to(leader, follower, seq=1)
     clock.now += 6  # past max_lag=5
     handed, offered_at = await leader.waiting
     with pytest.raises(FellBehind):
@@ -148,11 +156,8 @@ async def test_a_deferred_event_that_waited_past_the_lag_limit_sheds_the_followe
 
 
 async def test_a_follower_that_stops_hands_its_event_out_and_gets_no_frame_after() -> None:
-    groups, clock = DeliveryGroups(), Clock()
-    leader, follower = Member(groups, clock, "lead"), Member(groups, clock, "follow")
-    await idle(leader, follower)
-    leader.subscriber.offer(event(1))
-    follower.subscriber.offer(event(1))
+    _groups, _clock, leader, follower = await idle_leader_and_follower()
+    offer_to(leader, follower, seq=1)
     follower.subscriber.stop()  # the server is stopping: buffered events are still handed out
 
     assert await follower.woken()
@@ -169,11 +174,8 @@ async def test_a_follower_that_stops_hands_its_event_out_and_gets_no_frame_after
 
 
 async def test_a_member_that_left_is_never_written_to() -> None:
-    groups, clock = DeliveryGroups(), Clock()
-    leader, follower = Member(groups, clock, "lead"), Member(groups, clock, "follow")
-    await idle(leader, follower)
-    leader.subscriber.offer(event(1))
-    follower.subscriber.offer(event(1))
+    groups, _clock, leader, follower = await idle_leader_and_follower()
+    offer_to(leader, follower, seq=1)
     follower.subscriber.leave_group()  # the client completed it
     follower.waiting.cancel()
 
