@@ -43,6 +43,17 @@ DASHBOARD_COUNT = {
     "query": DASHBOARD["query"].replace("pageInfo {", "totalCount pageInfo {"),
 }
 
+
+
+def dashboard_after(cursor: str) -> dict[str, Any]:
+    """The dashboard's next page after ``cursor`` (a real ``endCursor``: bench.deep_page)."""
+    query = DASHBOARD["query"].replace(
+        "$statuses: [TrainingStatus!])", "$statuses: [TrainingStatus!], $after: String)"
+    ).replace("orderBy: CREATED_DATE_DESC)", "orderBy: CREATED_DATE_DESC, after: $after)")
+    return {**DASHBOARD, "query": query,
+            "variables": {**DASHBOARD["variables"], "after": cursor}}
+
+
 JOB: dict[str, Any] = {
     "query": (
         "query Job($jobId: ID!) {\n"

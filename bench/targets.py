@@ -11,6 +11,7 @@
 #   MLTRAIN_BENCH_BEFORE_DIR    a copy of graphql_api/, resolvers/ and bench/ from before an
 #                               optimisation: adds "-before" servers running that code
 import os
+import subprocess
 import sys
 
 PROJECT = os.environ.get("MLTRAIN_ROOT", os.getcwd())
@@ -28,6 +29,8 @@ _FAST = ["--loop", "uvloop", "--http", "httptools"]
 _DASH = ("dashboard", "mltrain_dashboard.json", check_dashboard)
 _COUNT = ("dashboard+totalCount", "mltrain_dashboard_count.json", check_dashboard_count)
 _JOB = ("trainingJob(jobId)", "mltrain_job.json", check_job)
+_DEEP = ("dashboard, half way down (after a cursor)", "mltrain_dashboard_deep.json",
+         check_dashboard)
 
 
 def _server(name: str, port: int, label: str, env: dict, endpoints: list,
@@ -59,8 +62,13 @@ _label = os.environ.get("MLTRAIN_BENCH_REAL_LABEL", "FerretDB")  # which real se
 if _uri:
     _real = {"MLTRAIN_MONGODB_URI": _uri, "MLTRAIN_MONGODB_DATABASE": "mltrain_bench"}
     _servers.append(_server("mltrain-ferretdb", 8203, f"{_label}, seeded", _real, [_JOB]))
+    # The deep page's body holds a cursor into this database: walked before the servers start.
+    subprocess.run([os.path.join(PROJECT, ".venv", "bin", "python"), "-m", "bench.deep_page",
+                    "--uri", _uri, "--database", _real["MLTRAIN_MONGODB_DATABASE"],
+                    "--out", os.path.join(BODIES, _DEEP[1])],  # noqa: F821  (run.py's scope)
+                   cwd=PROJECT, check=True)
     _servers.append(_server("mltrain-ferretdb-dashboard", 8204, f"{_label}, seeded", _real,
-                            [_DASH]))
+                            [_DASH, _DEEP]))
 _before = os.environ.get("MLTRAIN_BENCH_BEFORE_DIR")
 if _before:
     _servers.append(_server("mltrain-mock-100-before", 8206, "mock, 100 jobs, BEFORE",
