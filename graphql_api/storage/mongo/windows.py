@@ -27,7 +27,10 @@ unbounded: only rows added since are beyond it). A page after a cursor starts at
 value; a filtered list with no hints of its own starts from the unfiltered list's. The first
 page of a list that this process has never read (no hints for it or for the unfiltered list)
 is read plainly, once, to learn where its rows are; so is a list shorter than a page (one
-round trip, a few rows sorted).
+round trip, a few rows sorted). "Once" holds under concurrency too: first pages of a list that
+arrive while its plain read is in flight wait for it and then read in windows. Without that, a
+freshly started instance under dashboard load sent one whole sort per waiting request (16 at
+once at 100,000 jobs on DocumentDB: each past the 2.5 s operation bound, bench/README.md).
 
 Every document the API writes holds its sort key with its type (a date, a string): the
 windows are ranges of that type (MongoDB brackets ranges by type), so a row whose key were
@@ -42,6 +45,7 @@ in-memory mock too, so the windowed path is covered on both backends.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -138,6 +142,8 @@ class SortWindows:
     def __init__(self, enabled: bool = False) -> None:
         self.enabled = enabled
         self._hints: dict[tuple[str, str], Hint] = {}
+        #: Lists whose learning read is in flight: set once it ended (either way).
+        self._learning: dict[tuple[str, str], asyncio.Event] = {}
 
     def hint(self, list_key: tuple[str, str]) -> Hint:
         found = self._hints.get(list_key)
@@ -163,17 +169,36 @@ class SortWindows:
         start = None if after is None else after[0]
         field = spec.fields[0]
         axis = _Axis(field)
-        hint = self.hint((spec.name, list_key))
+        key = (spec.name, list_key)
+        hint = self.hint(key)
         # A filtered list without hints starts from the unfiltered list's: its edge bounds
         # the filtered one's, and its rows are at least as dense.
         whole = self.hint((spec.name, "")) if list_key else hint
         descending = field.direction != ASCENDING
         step = -1.0 if descending else 1.0
+        while start is None and whole.edge is None and hint.edge is None and not hint.short:
+            # A list never read in this process: where would its rows be? One plain read
+            # learns it; first pages arriving meanwhile wait for that read, then go on with
+            # what it learned (or, had it failed or learned nothing, one of them reads).
+            learning = self._learning.get(key)
+            if learning is None:
+                break
+            await learning.wait()
+            hint = self.hint(key)
+            whole = self.hint((spec.name, "")) if list_key else hint
         if (start is None and whole.edge is None and hint.edge is None) or hint.short:
-            # A list never read in this process (where would its rows be?), or one shorter
-            # than a page: plainly, once, learning where its rows are.
-            plain = await read(spec.page_query(query, after), spec.mongo_sort, limit)
-            self._learn(hint, axis, 0.0, start is None, field.name, plain, limit)
+            # Never read (see above), or shorter than a page: plainly, learning where its
+            # rows are.
+            learning = None
+            if not hint.short:
+                learning = self._learning[key] = asyncio.Event()
+            try:
+                plain = await read(spec.page_query(query, after), spec.mongo_sort, limit)
+                self._learn(hint, axis, 0.0, start is None, field.name, plain, limit)
+            finally:
+                if learning is not None:
+                    del self._learning[key]
+                    learning.set()
             return plain
         anchor = axis.number(start) if start is not None else hint.edge
         if anchor is None:
