@@ -69,12 +69,27 @@ def pending_from_doc(doc: Mapping[str, Any]) -> PendingChange:
     )
 
 
-def unless_pending(pending: PendingChange | None) -> tuple[dict[str, Any], dict[str, Any]]:
+#: The condition key of an update that may replace a pending change already in the log.
+PENDING_OR_LOGGED = "$or"
+
+
+def unless_pending(
+    pending: PendingChange | None, logged_event_id: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The condition and the ``$set`` of an update that records ``pending`` (none: neither).
-    A missing field matches the condition too (records written before the outbox)."""
+    A missing field matches the condition too (records written before the outbox).
+
+    ``logged_event_id``: the id of a pending change of this record whose event the caller knows
+    is in the log (its relay appended it and left the clearing for later: ``services.outbox``);
+    the update may then replace that change too, which clears it in the same write. (An
+    ``$or``, not ``{"pending_event.event_id": {"$in": [None, id]}}``: mongomock does not match a
+    null ``pending_event`` with that.)"""
     if pending is None:
         return {}, {}
-    return {PENDING: None}, {PENDING: pending_doc(pending)}
+    if logged_event_id is None:
+        return {PENDING: None}, {PENDING: pending_doc(pending)}
+    either = [{PENDING: None}, {f"{PENDING}.event_id": logged_event_id}]
+    return {PENDING_OR_LOGGED: either}, {PENDING: pending_doc(pending)}
 
 
 @bounded_methods
@@ -115,6 +130,23 @@ class MongoOutboxStore(MongoRecordStore[R, W, O]):
             "clearing the recorded change",
         )
 
+    async def clear_relayed(self, relayed: Sequence[tuple[str, str]]) -> None:
+        """``clear_pending`` of many (record id, event id) pairs in one round trip. One
+        ``update_many`` on both lists: an event id is a change's own (a UUID), so a record
+        whose pending change has one of them has its own, and the pairs need no ``$or`` (nor a
+        bulk write, which mongomock cannot do with this PyMongo)."""
+        if not relayed:
+            return
+        self._trip()
+        query = {
+            "_id": {"$in": [record_id for record_id, _ in relayed]},
+            f"{PENDING}.event_id": {"$in": [event_id for _, event_id in relayed]},
+        }
+        await retry_transient(
+            lambda: self._c.update_many(query, {"$set": {PENDING: None}}),
+            "clearing the recorded changes",
+        )
+
     async def _update_or_busy(
         self,
         record_id: str,
@@ -130,8 +162,8 @@ class MongoOutboxStore(MongoRecordStore[R, W, O]):
         been relayed in between (then the retry simply applies). Told apart from a record that
         is gone or in another status, which is None as always."""
         found = await self._update(record_id, sources, changes, where=where, also_set=also_set)
-        if found is None and PENDING in where:
-            others = {k: v for k, v in where.items() if k != PENDING}
+        if found is None and (PENDING in where or PENDING_OR_LOGGED in where):
+            others = {k: v for k, v in where.items() if k not in (PENDING, PENDING_OR_LOGGED)}
             query = {"_id": record_id, "status": {"$in": [s.value for s in sources]}, **others}
             self._trip()
             if await self._c.find_one(query, {"_id": 1}) is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -103,8 +103,9 @@ class MongoTrainingJobStore(MongoOutboxStore[TrainingJob, TrainingJobFilter, Tra
         health: JobHealth | None = None,
         cancel_requested: bool | None = None,
         pending: PendingChange | None = None,
+        logged_event_id: str | None = None,
     ) -> TrainingJob | None:
-        where, also_set = unless_pending(pending)
+        where, also_set = unless_pending(pending, logged_event_id)
         if cancel_requested is not None:
             where["cancel_requested_at"] = {"$ne": None} if cancel_requested else None
         if lease_lapsed_before is not None:
@@ -195,6 +196,7 @@ class MongoTrainingJobStore(MongoOutboxStore[TrainingJob, TrainingJobFilter, Tra
         max_attempts: int,
         model_ids: Collection[str] | None = None,
         pending: PendingChange | None = None,
+        logged: Mapping[str, str] | None = None,
     ) -> TrainingJob | None:
         # Candidates are read a batch at a time; the oldest is tried first. A racer that lost
         # it tries another of its batch instead of reading again, picked at random: racers
@@ -204,7 +206,7 @@ class MongoTrainingJobStore(MongoOutboxStore[TrainingJob, TrainingJobFilter, Tra
         query: dict[str, Any] = {"queue": queue, "status": TrainingStatus.PENDING.value}
         if model_ids is not None:
             query["model_id"] = {"$in": sorted(model_ids)}
-        where, also_set = unless_pending(pending)
+        logged = logged or {}
         attempts = 0
         lost: set[Any] = set()
         while attempts < max_attempts:
@@ -224,6 +226,7 @@ class MongoTrainingJobStore(MongoOutboxStore[TrainingJob, TrainingJobFilter, Tra
             rest = candidates[1:]
             random.shuffle(rest)
             for candidate in [candidates[0], *rest]:
+                where, also_set = unless_pending(pending, logged.get(candidate["_id"]))
                 job = await self._update(
                     candidate["_id"],
                     {TrainingStatus.PENDING},
