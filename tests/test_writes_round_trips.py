@@ -24,6 +24,7 @@ from graphql_api.services.container import Services
 from graphql_api.services.outbox import RELAYED_BATCH
 from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
+from graphql_api.storage.mongo.training_jobs import CLAIM_BATCH
 from tests.conftest import GraphQLClient
 from tests.operations import CLAIM, COMPLETE, CREATE_JOB, REGISTER, REPORT, START
 from tests.outbox_faults import wait_for
@@ -85,19 +86,20 @@ async def test_a_lifecycle_mutation_leaves_its_clearing_out_of_the_request(
             ]
 
 
-async def test_a_claim_takes_four_round_trips_also_of_a_job_just_created(
+async def test_a_claim_of_a_job_just_created_does_not_relay_its_creation_first(
     storage: MongoStorage,
 ) -> None:
     async with _instance(storage, outbox_sweep_interval=3600) as gql:
         # Each job's creation event is logged, its pending change not yet cleared: the claim
         # replaces it in its own write instead of relaying it first (a RecordBusy).
         jobs = await _jobs(gql, 4, "fresh")
-        for job_id in jobs:
+        for n, job_id in enumerate(jobs):
             counted = await _counted(
                 storage, gql, CLAIM, queue="fresh", worker="w", leaseSeconds=60
             )
-            # The candidates' find, the claim, the log's counter and the event's insert.
-            assert counted == 4
+            # The candidates' find (the first claim only: the others take the rest of what it
+            # read), the claim, the log's counter and the event's insert.
+            assert counted == (4 if n == 0 else 3)
             assert await _history(gql, job_id) == [
                 ("CREATED", None, "PENDING"),
                 ("CLAIMED", "PENDING", "RUNNING"),
@@ -173,3 +175,60 @@ async def test_another_instance_clears_a_relayed_change_without_waiting_for_its_
     # Each event once, and no hole in the log's numbers.
     numbers = [e.seq for e in await storage.events.entries_after(head, 100)]
     assert numbers == list(range(head + 1, head + 5)), numbers  # registered, created, ...
+
+
+async def _claimed(gql: GraphQLClient, queue: str) -> str | None:
+    job = (await gql.data(CLAIM, queue=queue, worker="w", leaseSeconds=60))["claimTrainingJob"]
+    return None if job is None else str(job["jobId"])
+
+
+async def test_one_process_reads_a_queue_once_per_batch_of_claims(storage: MongoStorage) -> None:
+    async with _instance(storage, outbox_sweep_interval=3600) as gql:
+        jobs = await _jobs(gql, CLAIM_BATCH + 4, "batched")
+        counts, claimed = [], []
+        for _ in jobs:
+            storage.stats.round_trips = 0
+            claimed.append(await _claimed(gql, "batched"))
+            counts.append(storage.stats.round_trips)
+        # The oldest first, each once, as when every claim read the queue.
+        assert claimed == jobs
+        # A claim that reads the queue: the find, the claim, the counter, the insert (4); the
+        # next ones take the rest of what it read, oldest first, without reading (3).
+        assert counts == [4] + [3] * (CLAIM_BATCH - 1) + [4, 3, 3, 3]
+        storage.stats.round_trips = 0
+        assert await _claimed(gql, "batched") is None
+        assert storage.stats.round_trips == 1
+
+
+async def test_a_job_created_after_a_batch_was_read_is_claimed_after_it(
+    storage: MongoStorage,
+) -> None:
+    async with _instance(storage, outbox_sweep_interval=3600) as gql:
+        jobs = await _jobs(gql, 3, "newer")
+        assert await _claimed(gql, "newer") == jobs[0]  # keeps jobs 1 and 2
+        later = await _jobs(gql, 1, "newer")
+        assert [await _claimed(gql, "newer") for _ in range(4)] == [*jobs[1:], *later, None]
+
+
+async def test_a_batch_another_process_claimed_from_costs_one_round_trip(
+    storage: MongoStorage,
+) -> None:
+    # Another process: its own storage over the same database (its own kept batches).
+    other = MongoStorage(storage.database, timeout=storage.timeout)
+    async with (
+        _instance(storage, outbox_sweep_interval=3600) as first,
+        _instance(other, outbox_sweep_interval=3600) as second,
+    ):
+        jobs = await _jobs(first, CLAIM_BATCH + 8, "shared")
+        assert await _claimed(first, "shared") == jobs[0]  # the first keeps jobs 1..15
+        assert [await _claimed(second, "shared") for _ in range(3)] == jobs[1:4]
+        storage.stats.round_trips = 0
+        # The kept job 1 is taken: that claim fails (1), the queue is read (1), job 4 claimed
+        # (1), its event appended (2).
+        assert await _claimed(first, "shared") == jobs[4]
+        assert storage.stats.round_trips == 5
+        # Contended: the next claims read the queue each time (no batch kept for a while).
+        for job_id in jobs[5:8]:
+            storage.stats.round_trips = 0
+            assert await _claimed(first, "shared") == job_id
+            assert storage.stats.round_trips == 4
