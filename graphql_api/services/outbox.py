@@ -95,6 +95,8 @@ class Outbox:
         #: Job id -> its pending change's event id, for jobs whose event this outbox appended
         #: and whose record still holds that change (its clearing is batched: ``publish_job``).
         self._relayed_jobs: dict[str, str] = {}
+        #: A clearing is in flight (the request path does not start another meanwhile).
+        self._clearing = False
         self._clearing_failed = False
         logged = storage.events.has_event
         self._jobs = _Lane[TrainingJob](
@@ -134,7 +136,7 @@ class Outbox:
         await _publish(self._jobs, job, pending, clear=False)
         relayed = self._relayed_jobs
         relayed[job.job_id] = pending.event_id
-        if len(relayed) >= RELAYED_BATCH and not self._clearing_failed:
+        if len(relayed) >= RELAYED_BATCH and not (self._clearing or self._clearing_failed):
             await self.clear_relayed_jobs()
         if len(relayed) > MAX_RELAYED:
             # Clearing keeps failing (the database is away): forget the oldest; they are only
@@ -154,9 +156,7 @@ class Outbox:
         batch = list(self._relayed_jobs.items())
         if not batch:
             return
-        for job_id, event_id in batch:
-            if self._relayed_jobs.get(job_id) == event_id:
-                del self._relayed_jobs[job_id]
+        self._clearing = True
         try:
             await self._job_store.clear_relayed(batch)
         except Exception:
@@ -164,10 +164,15 @@ class Outbox:
             log.warning(
                 "clearing %d relayed job events failed; retried later", len(batch), exc_info=True
             )
-            for job_id, event_id in batch:
-                self._relayed_jobs.setdefault(job_id, event_id)
         else:
+            # Forgotten only now: a change of one of these jobs made while the clearing was
+            # in flight still needs to know its event is logged (else it finds the job busy).
+            for job_id, event_id in batch:
+                if self._relayed_jobs.get(job_id) == event_id:
+                    del self._relayed_jobs[job_id]
             self._clearing_failed = False
+        finally:
+            self._clearing = False
 
     async def publish_version(self, version: ModelVersion, pending: PendingChange) -> None:
         await _publish(self._versions, version, pending)

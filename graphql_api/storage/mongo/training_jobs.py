@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
@@ -29,6 +30,10 @@ CLAIM_ORDER = [("created_date", ASCENDING), ("_id", ASCENDING)]
 CLAIM_BATCH = 16
 #: Queues (with their model filters) whose unclaimed candidates a process keeps, at most.
 MAX_CLAIM_QUEUES = 256
+#: Jobs a process remembers having claimed (a read right after a claim may still see them).
+RECENT_CLAIMS = 1024
+#: What ``_kept_candidate`` answers when every job it read is being claimed by this process.
+NONE_KEPT = object()
 
 
 @bounded_methods
@@ -50,6 +55,12 @@ class MongoTrainingJobStore(MongoOutboxStore[TrainingJob, TrainingJobFilter, Tra
         #: (queue, model filter) -> claims left before a batch is kept again (after a kept
         #: candidate was found taken).
         self._claim_contended: dict[tuple[str, tuple[str, ...] | None], int] = {}
+        #: Kept candidates handed to a claim whose update has not finished yet.
+        self._claims_in_flight: set[Any] = set()
+        #: The jobs this process claimed last (a dict as an ordered set), not to be kept.
+        self._claimed_recently: dict[Any, None] = {}
+        #: (queue, model filter) -> held while a claim reads the queue's next batch.
+        self._claim_reads: dict[tuple[str, tuple[str, ...] | None], asyncio.Lock] = {}
 
     async def insert(self, job: TrainingJob, pending: PendingChange | None = None) -> None:
         await self._insert_pending(job, pending)
@@ -206,16 +217,22 @@ class MongoTrainingJobStore(MongoOutboxStore[TrainingJob, TrainingJobFilter, Tra
         pending: PendingChange | None = None,
         logged: Mapping[str, str] | None = None,
     ) -> TrainingJob | None:
-        # Candidates are read a batch at a time; the oldest is tried first. A racer that lost
-        # it tries another of its batch instead of reading again, picked at random: racers
-        # that read the same batch and lost the same job then scatter over the rest instead
-        # of all losing the next one too (8 workers on DocumentDB, bench.claims: 9.2 round
-        # trips per claim trying them in order, 5.2 scattered; one worker: 4 either way).
-        # What a batch leaves is kept for this process's next claims of the queue, taken in
-        # order (claims in one process do not race each other for them): a claim is then
-        # one round trip, not two, for all but one claim in CLAIM_BATCH. A job created since
-        # is newer than all of them; one taken by another process fails its claim, which
-        # drops the rest and reads again (so a stale batch costs one round trip).
+        # Candidates are read a batch at a time (the CLAIM_BATCH oldest) and kept: this
+        # process's claims of the queue take them one by one, oldest first, and read again
+        # only when none is left; claims that find none wait for the one read in flight
+        # instead of reading too. Claims in one process then never race each other, and a
+        # claim is one round trip, not two, for all but one in CLAIM_BATCH (bench.claims,
+        # 8 workers). A job created since is newer than all of them (the order holds).
+        # A kept job another process took (or a job busy with its creation's event) fails
+        # its claim: the batch is dropped and, for the queue's next CLAIM_BATCH claims, each
+        # claim reads for itself as below (two processes on one queue would otherwise keep
+        # losing each other's jobs).
+        #
+        # Reading for itself, a claim tries the oldest first; a racer that lost it tries
+        # another of its batch instead of reading again, picked at random: racers that read
+        # the same batch and lost the same job then scatter over the rest instead of all
+        # losing the next one too (8 workers on DocumentDB, bench.claims: 9.2 round trips
+        # per claim trying them in order, 5.2 scattered).
         query: dict[str, Any] = {"queue": queue, "status": TrainingStatus.PENDING.value}
         key = (queue, None if model_ids is None else tuple(sorted(model_ids)))
         if model_ids is not None:
@@ -223,20 +240,27 @@ class MongoTrainingJobStore(MongoOutboxStore[TrainingJob, TrainingJobFilter, Tra
         logged = logged or {}
         attempts = 0
         lost: set[Any] = set()
-        kept = self._claim_candidates.pop(key, None)
-        if kept:
-            candidate = kept.pop(0)
-            self._keep_candidates(key, kept)
-            job = await self._claim_one(candidate, queue, changes, pending, logged)
-            if job is not None:
-                return job
-            # Taken by another process (or cancelled, or busy): the rest is likely stale too,
-            # and the queue contended: keep no batch for its next CLAIM_BATCH claims (two
-            # processes claiming from one queue would otherwise each lose the other's jobs).
-            self._claim_candidates.pop(key, None)
-            self._claim_contended[key] = CLAIM_BATCH
-            lost.add(candidate)
-            attempts += 1
+        if not self._claim_contended.get(key):
+            candidate = await self._kept_candidate(key, query)
+            if candidate is None:
+                return None
+            if candidate is not NONE_KEPT:
+                try:
+                    job = await self._claim_one(candidate, queue, changes, pending, logged)
+                finally:
+                    self._claims_in_flight.discard(candidate)
+                if job is not None:
+                    self._claimed(candidate)
+                    return job
+                self._claim_candidates.pop(key, None)
+                self._claim_contended[key] = CLAIM_BATCH + 1
+                lost.add(candidate)
+                attempts += 1
+        if contended := self._claim_contended.pop(key, 0):
+            if contended > 1:
+                self._claim_contended[key] = contended - 1
+            while len(self._claim_contended) > MAX_CLAIM_QUEUES:
+                del self._claim_contended[next(iter(self._claim_contended))]
         while attempts < max_attempts:
             self._trip()
             candidates = [
@@ -257,9 +281,7 @@ class MongoTrainingJobStore(MongoOutboxStore[TrainingJob, TrainingJobFilter, Tra
             for candidate in [candidates[0], *rest]:
                 job = await self._claim_one(candidate, queue, changes, pending, logged)
                 if job is not None:
-                    if not lost:
-                        # Uncontended: the batch's other jobs, oldest first, for the next claims.
-                        self._keep_candidates(key, candidates[1:])
+                    self._claimed(candidate)
                     return job
                 lost.add(candidate)
                 attempts += 1
@@ -287,19 +309,53 @@ class MongoTrainingJobStore(MongoOutboxStore[TrainingJob, TrainingJobFilter, Tra
             also_set=also_set,
         )
 
-    def _keep_candidates(self, key: tuple[str, tuple[str, ...] | None], ids: list[Any]) -> None:
-        contended = self._claim_contended.pop(key, 0)
-        if contended > 1:
-            self._claim_contended[key] = contended - 1
-        if not ids or contended:
-            self._claim_candidates.pop(key, None)
-            return
-        self._claim_candidates[key] = ids
-        while len(self._claim_candidates) > MAX_CLAIM_QUEUES:
-            # The queue claimed from longest ago (insertion order: a claim pops and re-adds).
-            del self._claim_candidates[next(iter(self._claim_candidates))]
-        while len(self._claim_contended) > MAX_CLAIM_QUEUES:
-            del self._claim_contended[next(iter(self._claim_contended))]
+    def _claimed(self, job_id: Any) -> None:
+        self._claimed_recently[job_id] = None
+        while len(self._claimed_recently) > RECENT_CLAIMS:
+            del self._claimed_recently[next(iter(self._claimed_recently))]
+
+    async def _kept_candidate(
+        self, key: tuple[str, tuple[str, ...] | None], query: dict[str, Any]
+    ) -> Any:
+        """The oldest kept candidate of the queue (read first if none is kept); None when
+        the queue has no PENDING job."""
+        lock = self._claim_reads.get(key)
+        if lock is None:
+            lock = self._claim_reads[key] = asyncio.Lock()
+            while len(self._claim_reads) > MAX_CLAIM_QUEUES:
+                del self._claim_reads[next(iter(self._claim_reads))]
+        async with lock:
+            kept = self._claim_candidates.pop(key, None)
+            if not kept:
+                self._trip()
+                docs = (
+                    await self._c.find(query, projection={"_id": 1})
+                    .sort(CLAIM_ORDER)
+                    .limit(CLAIM_BATCH + len(self._claims_in_flight))
+                    .to_list(None)
+                )
+                if not docs:
+                    return None
+                # Not the jobs whose claims are in flight or just landed: the read may still
+                # see them PENDING (DocumentDB did, right after the claim's findAndModify had
+                # answered), and another claim of this process would then lose them.
+                skip = self._claims_in_flight
+                kept = [
+                    doc["_id"]
+                    for doc in docs
+                    if doc["_id"] not in skip and doc["_id"] not in self._claimed_recently
+                ]
+                if not kept:
+                    # All of them in flight: claim for itself (the read below, its scatter).
+                    return NONE_KEPT
+            candidate = kept.pop(0)
+            self._claims_in_flight.add(candidate)
+            if kept:
+                self._claim_candidates[key] = kept
+                while len(self._claim_candidates) > MAX_CLAIM_QUEUES:
+                    # The queue claimed from longest ago (insertion order: pop, re-add).
+                    del self._claim_candidates[next(iter(self._claim_candidates))]
+            return candidate
 
     async def ensure_indexes(self) -> None:
         await self._ensure_outbox_index()
