@@ -1,4 +1,4 @@
-"""Motor next to PyMongo's own async client, over the same server, for the planned driver move.
+"""Motor next to PyMongo's own async client, over the same server (the storage moved to the latter).
 
     scripts/ferretdb.sh restart 27219 && .venv/bin/python -m bench.seed --uri mongodb://127.0.0.1:27219
     .venv/bin/python -m bench.drivers --uri mongodb://127.0.0.1:27219
@@ -8,6 +8,8 @@ Motor runs PyMongo in a thread pool and hands every operation across threads; Py
 storage package is the only code that touches the driver, so the handle is all that differs),
 in one process, in alternating rounds of ``storage.training_jobs.get(job_id)``: the read behind
 ``trainingJob(jobId)``. Reported: the process's CPU per operation (all threads) and wall time.
+Motor is no dependency of the project any more; mongomock-motor (the in-memory database) still
+installs it.
 """
 
 from __future__ import annotations

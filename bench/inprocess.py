@@ -119,7 +119,11 @@ async def _rounds(send_one: Sender, requests: int, rounds: int, profile: bool) -
 
 @contextlib.asynccontextmanager
 async def _senders(
-    jobs: int, operations: list[str], uri: str | None = None, peers_dir: Path = PEERS_DIR
+    jobs: int,
+    operations: list[str],
+    uri: str | None = None,
+    peers_dir: Path = PEERS_DIR,
+    database: str = "mltrain_bench",
 ) -> AsyncIterator[dict[str, Sender]]:
     """One sender per operation, each checked once and warmed up; ``floor`` is the peers'
     cached-Strawberry floor app (50 in-memory jobs) called the same way."""
@@ -135,7 +139,7 @@ async def _senders(
         "job": check_job,
         "floor": _check_floor,
     }
-    storage = MongoStorage.connect(uri, "mltrain_bench")
+    storage = MongoStorage.connect(uri, database)
     app = create_app(Settings(), storage=storage)
     async with app.router.lifespan_context(app):
         if uri is None:  # the mock lives in this process; a server was seeded by bench.seed
@@ -160,7 +164,9 @@ def _check_floor(answer: dict[str, Any]) -> None:
 
 
 async def _measure(args: argparse.Namespace) -> dict[str, float]:
-    async with _senders(args.jobs, args.operations, args.uri, args.peers_dir) as senders:
+    async with _senders(
+        args.jobs, args.operations, args.uri, args.peers_dir, args.database
+    ) as senders:
         return {
             op: await _rounds(send_one, args.requests, args.rounds, args.profile)
             for op, send_one in senders.items()
@@ -171,7 +177,9 @@ async def _worker(args: argparse.Namespace) -> None:
     """For --compare: answer "<operation> <requests>" lines on stdin with ms per request."""
     import graphql_api
 
-    async with _senders(args.jobs, args.operations, args.uri, args.peers_dir) as senders:
+    async with _senders(
+        args.jobs, args.operations, args.uri, args.peers_dir, args.database
+    ) as senders:
         print("ready", Path(graphql_api.__file__).parent.parent, flush=True)
         for line in sys.stdin:
             op, requests = line.split()
@@ -195,6 +203,8 @@ def _compare(other: Path, args: argparse.Namespace) -> None:
                 "--jobs",
                 str(args.jobs),
                 *(["--uri", args.uri] if args.uri else []),
+                "--database",
+                args.database,
                 "--peers-dir",
                 str(args.peers_dir),
                 *args.operations,
@@ -256,6 +266,7 @@ def main() -> None:
     )
     parser.add_argument("--jobs", type=int, default=100, help="jobs seeded in the mock")
     parser.add_argument("--uri", help="a server seeded with python -m bench.seed, not the mock")
+    parser.add_argument("--database", default="mltrain_bench", help="--uri's seeded database")
     parser.add_argument("--requests", type=int, default=200, help="requests per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true", help="print cProfile top costs")

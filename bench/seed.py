@@ -122,7 +122,8 @@ async def seed(storage: MongoStorage, jobs: int, pending: int = 0, rng_seed: int
 
 
 async def _main(uri: str | None, database: str, jobs: int, pending: int) -> None:
-    storage = MongoStorage.connect(uri, database)
+    # Not the serving bound (2.5 s): a loaded DocumentDB can take longer over a batch.
+    storage = MongoStorage.connect(uri, database, timeout=60)
     try:
         await storage.ensure_indexes()
         print(await seed(storage, jobs, pending))

@@ -22,7 +22,7 @@ import argparse
 import asyncio
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,22 +34,37 @@ from graphql_api.storage.mongo import MongoStorage
 
 PAGE = 50
 NEWEST = TrainingJobOrder.CREATED_DATE_DESC
+#: Calls of one mode in a row (``measure``).
+BLOCK = 10
+#: One model version's jobs (bench.seed spreads jobs over 100 versions: 1% each).
+MODEL = "bench-model-03-v2"
 
 
 async def measure(
-    repeat: int, pids_file: Path | None, call: Callable[[], Awaitable[Any]]
-) -> tuple[float, float | None]:
-    """Median wall ms, and the database's CPU ms per call (None without ``pids_file``)."""
-    assert len((await call()).items) == PAGE  # warm-up: caches, and the windows' hints
+    repeat: int, pids_file: Path | None, calls: Sequence[Callable[[], Awaitable[Any]]]
+) -> list[tuple[float, float | None]]:
+    """Per call: the median wall ms and the database's CPU ms per page (None without
+    ``pids_file``), ``repeat`` times each, in blocks of ``BLOCK`` calls taking turns (paired
+    rounds: a change of the machine's load hits every call alike; blocks, because the
+    database's work for a call can end after its answer and would be counted to the next
+    call). Each must answer the same page (the modes differ in cost, never in rows)."""
+    pages = [await call() for call in calls]  # warm-up: caches, and the windows' hints
+    assert all(page.items == pages[0].items for page in pages), "modes answered differently"
     pids = database_pids(pids_file)
-    cpu_before = cpu_seconds(pids)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        await call()
-        times.append((time.perf_counter() - start) * 1000)
-    cpu = (cpu_seconds(pids) - cpu_before) * 1000 / repeat if pids else None
-    return statistics.median(times), cpu
+    times: list[list[float]] = [[] for _ in calls]
+    cpu = [0.0 for _ in calls]
+    for _ in range(max(1, repeat // BLOCK)):
+        for i, call in enumerate(calls):
+            cpu_before = cpu_seconds(pids)
+            for _ in range(min(BLOCK, repeat)):
+                start = time.perf_counter()
+                await call()
+                times[i].append((time.perf_counter() - start) * 1000)
+            cpu[i] += cpu_seconds(pids) - cpu_before
+    return [
+        (statistics.median(t), c * 1000 / len(t) if pids else None)
+        for t, c in zip(times, cpu, strict=True)
+    ]
 
 
 async def deep_cursor(storage: MongoStorage, where: TrainingJobFilter, pages: int) -> str:
@@ -62,40 +77,67 @@ async def deep_cursor(storage: MongoStorage, where: TrainingJobFilter, pages: in
     return cursor
 
 
-async def main(uri: str, databases: list[str], repeat: int, pids_file: Path | None) -> None:
+async def main(
+    uri: str,
+    databases: list[str],
+    unordered: list[str],
+    repeat: int,
+    pids_file: Path | None,
+    plain: bool,
+) -> None:
+    labels = (["plain"] if plain else []) + (["windowed, unordered"] if unordered else [])
+    labels.append("windowed")
     print(
-        f"| jobs | page ({PAGE} jobs, newest first) | plain ms | plain db CPU ms "
-        "| windowed ms | windowed db CPU ms |"
+        f"| jobs | page ({PAGE} jobs, newest first) | "
+        + " | ".join(f"{label} ms | {label} db CPU ms" for label in labels)
+        + " |"
     )
-    print("| ---: | --- | ---: | ---: | ---: | ---: |")
+    print("| ---: | --- |" + " ---: | ---: |" * len(labels))
     failed = TrainingJobFilter(statuses=(TrainingStatus.FAILED,))
-    for database in databases:
-        modes = {
-            windowed: MongoStorage.connect(uri, database, timeout=300, windowed_sorts=windowed)
-            for windowed in (False, True)
-        }
-        for storage in modes.values():
-            await storage.ensure_indexes()
-        jobs = await modes[True].database["training_jobs"].estimated_document_count()
+    cancelled = TrainingJobFilter(statuses=(TrainingStatus.CANCELLED,))
+    model = TrainingJobFilter(model_ids=(MODEL,))
+    model_failed = TrainingJobFilter(model_ids=(MODEL,), statuses=(TrainingStatus.FAILED,))
+    for n, database in enumerate(databases):
+        modes: list[MongoStorage] = []
+        if plain:
+            modes.append(MongoStorage.connect(uri, database, timeout=300, windowed_sorts=False))
+            await modes[-1].ensure_indexes()
+        if unordered:
+            # Same data, indexes as an earlier release made them: not ensured (that would
+            # rebuild them ordered), the server only identified (windows on), and read as
+            # that release did (no index named).
+            before = MongoStorage.connect(uri, unordered[n], timeout=300, windowed_sorts=True)
+            await before.identify_server()
+            before.training_jobs.ordered_indexes = False
+            modes.append(before)
+        windowed = MongoStorage.connect(uri, database, timeout=300, windowed_sorts=True)
+        await windowed.ensure_indexes()
+        modes.append(windowed)
+        jobs = await windowed.database["training_jobs"].estimated_document_count()
         # Cursors as a client gets them (walked with windows: the plain walk is the slow one).
-        cursor_100 = await deep_cursor(modes[True], TrainingJobFilter(), 99)
-        cursor_failed_20 = await deep_cursor(modes[True], failed, 19)
         cases: dict[str, tuple[TrainingJobFilter, str | None]] = {
             "first page": (TrainingJobFilter(), None),
-            "page 100 (after a cursor)": (TrainingJobFilter(), cursor_100),
+            "page 100 (after a cursor)": (
+                TrainingJobFilter(),
+                await deep_cursor(windowed, TrainingJobFilter(), 99),
+            ),
             "status FAILED (12%): first page": (failed, None),
-            "status FAILED: page 20": (failed, cursor_failed_20),
+            "status FAILED: page 20": (failed, await deep_cursor(windowed, failed, 19)),
+            "status CANCELLED (8%): first page": (cancelled, None),
+            "one model (1%): first page": (model, None),
+            "one model: page 2": (model, await deep_cursor(windowed, model, 1)),
+            "one model, FAILED (0.12%): first page": (model_failed, None),
         }
         for label, (where, after) in cases.items():
+            request = PageRequest(PAGE, after)
+            calls = [
+                partial(storage.training_jobs.find, where, NEWEST, request) for storage in modes
+            ]
             row = [f"{jobs:,}", label]
-            for storage in modes.values():
-                request = PageRequest(PAGE, after)
-
-                page = partial(storage.training_jobs.find, where, NEWEST, request)
-                wall, cpu = await measure(repeat, pids_file, page)
+            for wall, cpu in await measure(repeat, pids_file, calls):
                 row += [f"{wall:.1f}", "-" if cpu is None else f"{cpu:.1f}"]
             print("| " + " | ".join(row) + " |", flush=True)
-        for storage in modes.values():
+        for storage in modes:
             await storage.close()
 
 
@@ -105,7 +147,26 @@ if __name__ == "__main__":
     parser.add_argument("databases", nargs="+", help="databases seeded by bench.seed")
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--pids", type=Path, help="scripts/documentdb.sh's pids file (db CPU)")
+    parser.add_argument(
+        "--unordered",
+        nargs="+",
+        default=[],
+        help="one database per database above, with the same data and the indexes of a release "
+        "before ordered compound indexes (left as they are): measured side by side",
+    )
+    parser.add_argument("--plain", action="store_true", help="also measure plain sorted pages")
     arguments = parser.parse_args()
+    if arguments.unordered and len(arguments.unordered) != len(arguments.databases):
+        raise SystemExit("--unordered: one database per database")
     if "127.0.0.1" not in arguments.uri and "localhost" not in arguments.uri:
         raise SystemExit("bench.sorted_pages runs against a local server only")
-    asyncio.run(main(arguments.uri, arguments.databases, arguments.repeat, arguments.pids))
+    asyncio.run(
+        main(
+            arguments.uri,
+            arguments.databases,
+            arguments.unordered,
+            arguments.repeat,
+            arguments.pids,
+            arguments.plain,
+        )
+    )

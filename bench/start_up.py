@@ -20,7 +20,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from motor.motor_asyncio import AsyncIOMotorClient
+from pymongo import AsyncMongoClient
 
 from graphql_api.domain.semver import version_sort_key
 from graphql_api.storage.mongo import MongoStorage
@@ -30,7 +30,7 @@ BATCH = 5000
 
 
 async def measure(uri: str, versions: int) -> list[float]:
-    client: Any = AsyncIOMotorClient(uri, tz_aware=True)
+    client: Any = AsyncMongoClient(uri, tz_aware=True)
     name = f"mltrain_bench_start_up_{uuid.uuid4().hex[:8]}"
     try:
         storage = MongoStorage(client[name])
@@ -62,7 +62,7 @@ async def measure(uri: str, versions: int) -> list[float]:
         return runs
     finally:
         await client.drop_database(name)
-        client.close()
+        await client.close()
 
 
 def main() -> None:

@@ -73,6 +73,7 @@ from graphql_api.webhooks.http import HttpSender
 from graphql_api.webhooks.retry import RetryPolicy
 from graphql_api.websocket import (
     KeepAliveTransportWSHandler,
+    KeepAsgiSend,
     client_address,
     refuse_origin,
     refuse_too_many,
@@ -464,14 +465,17 @@ def create_app(
         ],
         # Open mode: every route answers only requests addressed to this machine (DNS
         # rebinding); with keys, a rebinding page has no key to send.
-        middleware=[]
-        if configured.enabled
-        else [
-            Middleware(
-                LocalHostsOnly,
-                allowed_hosts=settings.allowed_hosts,
-                keys_required=lambda: directory.enabled,
-            )
-        ],
+        middleware=[Middleware(KeepAsgiSend)]  # outermost: the server's own send (direct frames)
+        + (
+            []
+            if configured.enabled
+            else [
+                Middleware(
+                    LocalHostsOnly,
+                    allowed_hosts=settings.allowed_hosts,
+                    keys_required=lambda: directory.enabled,
+                )
+            ]
+        ),
         lifespan=lifespan,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Hashable, Mapping, Sequence
 from datetime import datetime
+from functools import cached_property
 from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
@@ -53,39 +54,56 @@ def now_or_later(loader: DataLoader[K, T], key: K) -> T | Awaitable[T]:
 
 
 class Loaders:
+    """A request's loaders, each made on first use: most operations read one or two of them,
+    and a WebSocket's context holds its ``Loaders`` for the connection's life (~5 KiB per idle
+    subscriber when all were made up front; tracemalloc, bench/README.md)."""
+
     def __init__(self, services: Services) -> None:
         self._services = services
-        self.model_version: DataLoader[str, ModelVersion | None] = DataLoader(
-            load_fn=self._load_model_versions
-        )
-        self.training_job: DataLoader[str, TrainingJob | None] = DataLoader(
-            load_fn=self._load_training_jobs
-        )
-        self.produced_model_versions: DataLoader[str, list[ModelVersion]] = DataLoader(
-            load_fn=self._load_produced_model_versions
-        )
-        self.aliases_of_model: DataLoader[str, dict[str, str]] = DataLoader(
-            load_fn=self._load_aliases
-        )
-        self.version_history_count: DataLoader[str, int] = DataLoader(
-            load_fn=self._load_version_history_counts
-        )
         self._version_history_pages: dict[HistoryPageArgs, DataLoader[str, list[StoredEvent]]] = {}
-        self.latest_of_model: DataLoader[str, ModelVersion | None] = DataLoader(
-            load_fn=self._services.models.latest
-        )
-        self.production_of_model: DataLoader[str, ModelVersion | None] = DataLoader(
-            load_fn=self._services.models.production
-        )
-        self.model_stats: DataLoader[str, tuple[int, datetime | None]] = DataLoader(
-            load_fn=self._load_model_stats
-        )
-        self.history_count: DataLoader[str, int] = DataLoader(load_fn=self._load_history_counts)
         self._history_pages: dict[HistoryPageArgs, DataLoader[str, list[StoredEvent]]] = {}
         self._job_pages: dict[JobPageArgs, DataLoader[str, Page[TrainingJob]]] = {}
         self._job_counts: dict[TrainingJobFilter, DataLoader[str, int]] = {}
-        #: Metric series and keys (graphql_api/series_loaders.py).
-        self.series = SeriesLoaders(services)
+
+    @cached_property
+    def model_version(self) -> DataLoader[str, ModelVersion | None]:
+        return DataLoader(load_fn=self._load_model_versions)
+
+    @cached_property
+    def training_job(self) -> DataLoader[str, TrainingJob | None]:
+        return DataLoader(load_fn=self._load_training_jobs)
+
+    @cached_property
+    def produced_model_versions(self) -> DataLoader[str, list[ModelVersion]]:
+        return DataLoader(load_fn=self._load_produced_model_versions)
+
+    @cached_property
+    def aliases_of_model(self) -> DataLoader[str, dict[str, str]]:
+        return DataLoader(load_fn=self._load_aliases)
+
+    @cached_property
+    def version_history_count(self) -> DataLoader[str, int]:
+        return DataLoader(load_fn=self._load_version_history_counts)
+
+    @cached_property
+    def latest_of_model(self) -> DataLoader[str, ModelVersion | None]:
+        return DataLoader(load_fn=self._services.models.latest)
+
+    @cached_property
+    def production_of_model(self) -> DataLoader[str, ModelVersion | None]:
+        return DataLoader(load_fn=self._services.models.production)
+
+    @cached_property
+    def model_stats(self) -> DataLoader[str, tuple[int, datetime | None]]:
+        return DataLoader(load_fn=self._load_model_stats)
+
+    @cached_property
+    def history_count(self) -> DataLoader[str, int]:
+        return DataLoader(load_fn=self._load_history_counts)
+
+    @cached_property
+    def series(self) -> SeriesLoaders:
+        return SeriesLoaders(self._services)
 
     def jobs_of_model(self, args: JobPageArgs) -> DataLoader[str, Page[TrainingJob]]:
         """Pages of jobs per model id; one loader (so one query) per distinct argument set."""

@@ -9,7 +9,9 @@ closing a quiet subscription and tells clients the server is alive.
 A subscription's ``next`` messages are encoded once per distinct result, not per subscriber:
 subscribers that share an execution (live/fanout.py) get the same result ``data``, whose JSON
 is encoded once (``EncodedResults``); each subscriber's frame is that text with its own
-subscription ``id`` put around it.
+subscription ``id`` put around it. And subscribers whose frames differ only in that ``id``
+(live/direct.py) mostly do not send their own: one of them sends, and its frame is written to
+the others' sockets directly (``KeepAsgiSend`` keeps the server's own ``send`` for that).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import contextlib
 import logging
 
 from starlette.responses import PlainTextResponse
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+    Operation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
@@ -32,12 +35,29 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 from graphql_api import wire_json
 from graphql_api.context import Context
 from graphql_api.limits.connections import ConnectionCounter
+from graphql_api.live.direct import DirectTarget, FrameWriter, current_target
 from graphql_api.responses import graphql_error_response
 
 log = logging.getLogger("mltrain.websocket")
 
 #: Close code for a refused handshake where the server cannot answer with an HTTP 403.
 POLICY_VIOLATION = 1008
+
+#: Scope key: the ASGI ``send`` the server gave a WebSocket connection (``KeepAsgiSend``).
+ASGI_SEND = "mltrain.asgi_send"
+
+
+class KeepAsgiSend:
+    """Keeps a WebSocket's ``send`` as the server gave it (before Starlette wraps it), so that
+    live/direct.py can write frames to the server's protocol object behind it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope[ASGI_SEND] = send
+        await self.app(scope, receive, send)
 
 
 class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
@@ -50,11 +70,32 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     #: A ping being sent (exists only while it is).
     _pinging: asyncio.Task[None] | None = None
     _closed = False
+    #: Writes frames straight to the connection (None: cannot, or not looked up yet).
+    _writer: FrameWriter | None = None
+    _writer_known = False
+
+    async def run_operation(self, operation: Operation[Context, None]) -> None:
+        # The operation's own task: what the feed reads to let its subscription's frames be
+        # written directly by another subscriber's delivery (live/direct.py).
+        writer = self._frame_writer()
+        if writer is not None:
+            current_target.set(DirectTarget(writer, operation.id, next_frame))
+        await super().run_operation(operation)
+
+    def _frame_writer(self) -> FrameWriter | None:
+        if not self._writer_known:
+            self._writer_known = True
+            scope = getattr(getattr(self.websocket, "ws", None), "scope", None) or {}
+            self._writer = FrameWriter.of(scope.get(ASGI_SEND))
+        return self._writer
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
         if self.connection_acknowledged and self._keep_alive is None:
             self._schedule_ping()
+            writer = self._frame_writer()
+            if writer is not None:
+                writer.forget_handshake()  # accepted long ago: only memory now
 
     def _schedule_ping(self) -> None:
         if not self._closed:
@@ -91,6 +132,11 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
             send_text = getattr(self.websocket, "send_text", None)
             if feed is not None and send_text is not None and payload.keys() == {"data"}:
                 data = feed.encodings.encode(payload["data"])
+                target = current_target.get()
+                if target is not None and target.subscriber is not None:
+                    # Its followers get the same frame, with their own ids (live/direct.py);
+                    # first, so that a send stalled on this socket stalls none of them.
+                    target.subscriber.sent_plain(data)
                 await send_text(next_frame(message["id"], data))
                 return
         await super().send_message(message)

@@ -8,6 +8,7 @@ resume from. See docs/subscriptions.md.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
@@ -15,6 +16,7 @@ from typing import Annotated, Any
 
 import strawberry
 from graphql.error import GraphQLError
+from graphql.language import VariableNode, Visitor, visit
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from graphql_api.auth.scope import key_scope
@@ -23,6 +25,8 @@ from graphql_api.domain.api_keys import ModelScope
 from graphql_api.domain.errors import CursorExpiredError
 from graphql_api.domain.events import ChangeEvent, StoredEvent
 from graphql_api.live import cursor, records
+from graphql_api.live.direct import GroupKey
+from graphql_api.live.fanout import render_scope
 from graphql_api.live.selectors import JobSelector, ModelVersionSelector, Selector
 from graphql_api.live.subscriber import CursorExpired, FeedStopped, FellBehind
 from graphql_api.live.throttled_log import ThrottledWarning
@@ -169,14 +173,64 @@ async def _in_scope(
     return scope.allows(name)
 
 
+def _delivery_group(info: Info, scope: ModelScope | None) -> GroupKey | None:
+    """What makes this subscription's frames the same as another's but for their ids
+    (live/direct.py): its operation and variables (filters and whatever else the selection
+    reads), its connection's role, and its key's model-name patterns (the events it may see).
+    Not the variable that only gives ``after``: it says where the stream starts, and once the
+    subscription is live an event's frame is the same whichever cursor it resumed from (clients
+    that reconnect each resume from their own cursor)."""
+    operation = info.operation
+    if operation.loc is None:
+        return None  # parsed without locations: no source text to compare
+    values = dict(info.variable_values)
+    cursor_variable = _after_variable(info)
+    if cursor_variable is not None:
+        values.pop(cursor_variable, None)
+    variables = json.dumps(values, sort_keys=True, default=repr, separators=(",", ":"))
+    patterns = "" if scope is None else json.dumps(scope.patterns)
+    return (
+        operation.loc.source.body,
+        None if operation.name is None else operation.name.value,
+        variables,
+        f"{render_scope(info.context)} {patterns}",
+    )
+
+
+def _after_variable(info: Info) -> str | None:
+    """The variable the root field's ``after`` is given, if it is used nowhere else in the
+    operation (or in any fragment of the document: a conservative count)."""
+    # Strawberry's Info keeps graphql-core's resolve info as _raw_info (see prefetch.py).
+    raw = info._raw_info
+    name = None
+    for argument in raw.field_nodes[0].arguments or ():
+        if argument.name.value == "after" and isinstance(argument.value, VariableNode):
+            name = argument.value.name.value
+    if name is None:
+        return None
+    uses = 0
+
+    class CountUses(Visitor):
+        def enter_variable(self, node: VariableNode, *_: object) -> None:
+            nonlocal uses
+            uses += node.name.value == name
+
+    for node in [raw.operation, *raw.fragments.values()]:
+        visit(node, CountUses())
+    # Its definition (``$cursor: String``) and the ``after`` argument: nothing else.
+    return name if uses == 2 else None
+
+
 async def _events(
     info: Info, selector: Selector, after: str | None
 ) -> AsyncGenerator[StoredEvent, None]:
     context = info.context
     if context.feed is None:
         raise RuntimeError("subscriptions need the server's change feed (create_app runs one)")
-    stream = context.feed.stream(selector, None if after is None else cursor.decode(after))
     scope = key_scope(context)
+    stream = context.feed.stream(
+        selector, None if after is None else cursor.decode(after), _delivery_group(info, scope)
+    )
     #: model id -> its name (a version's name never changes), for a key limited to names.
     names: dict[str, str | None] = {}
     try:

@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from motor.motor_asyncio import AsyncIOMotorClient
-from pymongo import monitoring
+from pymongo import AsyncMongoClient, monitoring
 
 from graphql_api.storage.mongo import MongoStorage
 from tests.conftest import REAL_URI
@@ -41,7 +40,7 @@ class Recorder(monitoring.CommandListener):
 async def recorded_fixture() -> AsyncIterator[tuple[MongoStorage, Recorder]]:
     """A storage over a fresh database of the real server, indexes made, and its recorder."""
     recorder = Recorder()
-    client: Any = AsyncIOMotorClient(REAL_URI, tz_aware=True, event_listeners=[recorder])
+    client: Any = AsyncMongoClient(REAL_URI, tz_aware=True, event_listeners=[recorder])
     name = f"mltrain_recorded_{uuid.uuid4().hex[:10]}"
     storage = MongoStorage(client[name])
     await storage.ensure_indexes()
@@ -49,4 +48,4 @@ async def recorded_fixture() -> AsyncIterator[tuple[MongoStorage, Recorder]]:
         yield storage, recorder
     finally:
         await client.drop_database(name)
-        client.close()
+        await client.close()

@@ -56,7 +56,12 @@ async def next_frames(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
 
 async def counters(live: Live, server: Server) -> tuple[int, int]:
     return await live.loop.peek(
-        lambda: (server.feed.encodings.encodings, server.feed.encodings.reused)
+        # A frame written directly to a subscriber's socket (live/direct.py) reuses the
+        # encoding too, without asking for it.
+        lambda: (
+            server.feed.encodings.encodings,
+            server.feed.encodings.reused + server.feed.groups.stats.written,
+        )
     )
 
 

@@ -229,9 +229,11 @@ async def test_a_page_reads_rows_near_it_not_the_whole_collection(
     reads: list[dict[str, Any]] = []
     read_sorted = store._read_sorted
 
-    async def recording(query: dict[str, Any], sort: Any, limit: int) -> list[dict[str, Any]]:
+    async def recording(
+        query: dict[str, Any], sort: Any, limit: int, hint: str | None = None
+    ) -> list[dict[str, Any]]:
         reads.append(query)
-        return await read_sorted(query, sort, limit)
+        return await read_sorted(query, sort, limit, hint)
 
     monkeypatch.setattr(store, "_read_sorted", recording)
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from motor.motor_asyncio import AsyncIOMotorClient
+from pymongo import AsyncMongoClient
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from tests.conftest import REAL_URI
@@ -49,7 +49,7 @@ async def register(gql: GraphQLHTTP, name: str, version: str) -> None:
 
 async def test_another_instance_takes_over_when_the_delivering_one_is_killed() -> None:
     database = f"mltrain_takeover_{uuid.uuid4().hex[:10]}"
-    client: Any = AsyncIOMotorClient(REAL_URI, tz_aware=True)
+    client: Any = AsyncMongoClient(REAL_URI, tz_aware=True)
     try:
         with instance(database) as (url_a, proc_a), instance(database) as (url_b, proc_b):
             a, b = GraphQLHTTP(url_a), GraphQLHTTP(url_b)
@@ -111,4 +111,4 @@ async def test_another_instance_takes_over_when_the_delivering_one_is_killed() -
         assert len(set(deduplicated)) == len(deduplicated) == 5
     finally:
         await client.drop_database(database)
-        client.close()
+        await client.close()

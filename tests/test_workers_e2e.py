@@ -268,8 +268,14 @@ def test_two_workers_ten_jobs_one_killed_one_cancelled(
         assert job["workerId"] in ("w-a", "w-b")
         assert kinds(job) == ["CREATED", "CLAIMED", "LOGS_URL_SET", "COMPLETED"]
         assert_ran_whole(job, tmp_path)
-    # The four created after the kill could only run on the survivor.
-    assert {job["workerId"] for job in done[4:]} == {survivor}
+    # The victim ran one job at a time and held the doomed one from its claim until it died:
+    # whatever else it ran had completed before that claim; the rest ran on the survivor.
+    # (Which plain jobs each worker ran is not fixed: a claim that loses the oldest job to the
+    # other worker takes another of the oldest few at random, docs/workers.md.)
+    doomed_claimed = seqs(first)["CLAIMED"]
+    for job in done:
+        if job["workerId"] == victim:
+            assert seqs(job)["COMPLETED"] < doomed_claimed, (job["jobId"], seqs(job))
     retried = api.job(retry["jobId"])
     assert retried["retryOf"] == doomed and retried["hyperparameters"] == lost["hyperparameters"]
     assert_ran_whole(retried, tmp_path)

@@ -20,6 +20,7 @@ from collections.abc import AsyncGenerator, Callable
 
 from graphql_api.domain.errors import CursorExpiredError, ValidationError, ValidationRule
 from graphql_api.domain.events import ChangeEvent, EntityKind, StoredEvent
+from graphql_api.live.direct import DeliveryGroups, GroupKey, current_target
 from graphql_api.live.fanout import EncodedResults, SharedRenders
 from graphql_api.live.pacing import DeliveryGate
 from graphql_api.live.selectors import Selector
@@ -54,6 +55,8 @@ class ChangeFeed:
         self.renders = SharedRenders()
         #: ... and their results are encoded once (``fanout.EncodedResults``).
         self.encodings = EncodedResults()
+        #: ... and written once per group to the sockets of its idle members (``direct``).
+        self.groups = DeliveryGroups()
         self._clock = clock
         self._tailer: LogTailer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -106,6 +109,7 @@ class ChangeFeed:
         self,
         selector: Selector,
         after: int | None = None,
+        group: GroupKey | None = None,
     ) -> AsyncGenerator[StoredEvent, None]:
         """The selected events after ``after`` (default: from now on), then live ones.
 
@@ -113,6 +117,11 @@ class ChangeFeed:
         longer than ``max_lag``, or ``FeedStopped`` when the server stops; both name where to
         resume. Every event is handed out with a turn of the delivery gate (``pacing``), held
         until the consumer asks for the next one.
+
+        ``group``: what makes the subscription's frames the same as others' (``direct``); with
+        it, and a connection whose frames can be written directly (``direct.current_target``,
+        set by the WebSocket handler), live events may be written to its socket by another
+        member of its group, without this generator handing them out.
         """
         if self._tailer is None:
             raise RuntimeError("the change feed is not running")
@@ -147,6 +156,10 @@ class ChangeFeed:
             subscriber = Subscriber(
                 selector, last, self.buffer, max_lag=self.max_lag, clock=self._clock
             )
+            direct = current_target.get() if group is not None else None
+            if group is not None and direct is not None:
+                subscriber.join_group(self.groups.join(group), direct, self.groups.stats)
+                direct.subscriber = subscriber
             self._subscribers[selector.entity].add(subscriber)
             try:
                 while True:
@@ -155,8 +168,14 @@ class ChangeFeed:
                     subscriber.handed_out(event, offered_at)  # or FellBehind: waited too long
                     yield event
                     ticket.release()
+                    subscriber.moved_on(event.seq)  # its followers, if it led: settled
             finally:
                 self._subscribers[selector.entity].discard(subscriber)
+                left = subscriber.leave_group()
+                if left is not None:
+                    self.groups.leave(left)
+                if direct is not None and direct.subscriber is subscriber:
+                    direct.subscriber = None
         finally:
             ticket.release()
 

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 
 from graphql_api.domain.events import StoredEvent
+from graphql_api.live.direct import DeliveryGroup, DirectStats, DirectTarget
 from graphql_api.live.selectors import Selector
 
 
@@ -69,9 +70,13 @@ class Subscriber:
         "_buffer",
         "_capacity",
         "_clock",
+        "_deferred",
+        "_direct",
+        "_leading",
         "_max_lag",
         "_ready",
         "_state",
+        "_waiting",
         "delivered_seq",
         "selector",
     )
@@ -95,6 +100,14 @@ class Subscriber:
         self._buffer: deque[tuple[StoredEvent, float]] = deque()
         self._ready = asyncio.Event()
         self._state: FellBehind | FeedStopped | CursorExpired | None = None
+        #: Direct delivery (``direct``): its group, where its frames go, the feed's counters.
+        self._direct: tuple[DeliveryGroup, DirectTarget, DirectStats] | None = None
+        #: The event (seq) it waits for its group's leader to send, not woken meanwhile.
+        self._deferred: int | None = None
+        #: The event (seq) it was woken to deliver for its group (its followers wait for it).
+        self._leading: int | None = None
+        #: Its consumer waits in ``next`` (every event before the buffered ones was sent).
+        self._waiting = False
 
     @property
     def buffered(self) -> int:
@@ -119,7 +132,85 @@ class Subscriber:
             self._fall_behind(self._lagging(now - self._buffer[0][1]))
             return
         self._buffer.append((event, now))
+        if self._deferred is not None:
+            return  # behind the deferred event: woken (or written to) when that one is settled
+        if self._direct is not None and self._waiting and len(self._buffer) == 1:
+            self._join_delivery(event.seq)  # a follower (not woken), or the leader (woken)
+            return
         self._ready.set()
+
+    # Direct delivery (``direct``) --------------------------------------------------------
+
+    def join_group(self, group: DeliveryGroup, target: DirectTarget, stats: DirectStats) -> None:
+        self._direct = (group, target, stats)
+
+    def leave_group(self) -> DeliveryGroup | None:
+        """Out of direct delivery (the subscription ends): nothing more is written for it."""
+        if self._direct is None:
+            return None
+        group = self._direct[0]
+        self._settle_lead(self._leading)
+        self._direct = None
+        self._deferred = None
+        return group
+
+    def sent_plain(self, encoded_data: str) -> None:
+        """Its consumer is sending the event last handed out as a plain result (``data`` only)."""
+        if self._direct is not None and self._leading == self.delivered_seq:
+            group, _, stats = self._direct
+            group.sent(self.delivered_seq, encoded_data, stats)
+
+    def moved_on(self, seq: int) -> None:
+        """Its consumer is done with event ``seq`` (asks for the next one)."""
+        if self._leading == seq:
+            self._settle_lead(seq)
+
+    def _settle_lead(self, seq: int | None) -> None:
+        if seq is not None and self._direct is not None:
+            self._leading = None
+            group, _, stats = self._direct
+            group.settle(seq, self, stats)
+
+    def take_direct(self, seq: int, encoded_data: str) -> bool:
+        """The leader sent deferred event ``seq``: write its frame to this subscriber's socket
+        (True), or wake the subscriber to deliver it itself (False)."""
+        if self._deferred != seq or self._direct is None:
+            return False  # released, or ended, since
+        self._deferred = None
+        _, target, _ = self._direct
+        buffer = self._buffer
+        if (
+            self._state is None
+            and buffer
+            and buffer[0][0].seq == seq
+            and self._clock() - buffer[0][1] <= self._max_lag
+            and target.writer.write(target.frame(target.operation_id, encoded_data))
+        ):
+            buffer.popleft()
+            self.delivered_seq = seq
+            if buffer:
+                # Events that came meanwhile: its consumer still waits (idle), so the next one
+                # goes the same way (deferred, or led), rather than waking it for all of them.
+                self._join_delivery(buffer[0][0].seq)
+            return True
+        self._ready.set()
+        return False
+
+    def _join_delivery(self, seq: int) -> None:
+        """Its consumer is idle and event ``seq`` heads its buffer: wait for the group's
+        leader of ``seq``, or lead it (woken)."""
+        assert self._direct is not None
+        if self._direct[0].lead_or_defer(seq, self):
+            self._deferred = seq
+            return
+        self._leading = seq
+        self._ready.set()
+
+    def release(self) -> None:
+        """Deliver the deferred event itself: its leader sent no frame to share."""
+        if self._deferred is not None:
+            self._deferred = None
+            self._ready.set()
 
     def stop(self) -> None:
         """End the subscription (the server is stopping); buffered events are still handed out."""
@@ -132,6 +223,7 @@ class Subscriber:
         once, with nothing more handed out (what is buffered comes after the loss)."""
         self._state = CursorExpired(self.delivered_seq)
         self._buffer.clear()
+        self._deferred = None
         self._ready.set()
 
     async def next(self) -> tuple[StoredEvent, float]:
@@ -142,11 +234,16 @@ class Subscriber:
             if isinstance(self._state, FellBehind | CursorExpired):
                 raise self._state
             if self._buffer:
+                self._deferred = None  # woken anyway (stopping): it hands its events out
                 return self._buffer.popleft()
             if self._state is not None:
                 raise FeedStopped(self.delivered_seq)
             self._ready.clear()
-            await self._ready.wait()
+            self._waiting = True
+            try:
+                await self._ready.wait()
+            finally:
+                self._waiting = False
 
     def handed_out(self, event: StoredEvent, offered_at: float) -> None:
         """``event`` (from ``next``) is about to be sent: unless it waited too long, in which
@@ -164,4 +261,5 @@ class Subscriber:
     def _fall_behind(self, failure: FellBehind) -> None:
         self._state = failure
         self._buffer.clear()  # the log keeps them: free the memory now
+        self._deferred = None
         self._ready.set()

@@ -1,8 +1,9 @@
 """The MongoDB implementation of the storage contract: the only package that imports the driver.
 
-Motor is the async driver today; PyMongo's async client has the same collection API, so a move
-touches only ``connect`` here. With no URI, ``connect`` gives an in-memory mongomock-motor client
-(the embedded default for trying the product: nothing is kept).
+A real server is reached through PyMongo's async client (``pymongo.AsyncMongoClient``). With no
+URI, ``connect`` gives an in-memory mongomock-motor client (the embedded default for trying the
+product: nothing is kept), which has Motor's shape; ``client.py`` answers the few calls where the
+two differ (``aggregate``, ``close``).
 
 Only features that MongoDB and the MongoDB-compatible servers we support share are used:
 ``find_one_and_update`` for atomic conditional updates, plain unique indexes, ``$in``/``$or``

@@ -11,12 +11,14 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import pymongo
 from pymongo import IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from graphql_api.domain.errors import ConflictError
 from graphql_api.domain.queries import PageRequest
 from graphql_api.storage.base import MergeLimitExceeded, StoreStats, counted
+from graphql_api.storage.mongo.failures import unavailable
 from graphql_api.storage.mongo.keyset import SortSpec
 from graphql_api.storage.mongo.windows import SortWindows, list_key
 
@@ -120,11 +122,76 @@ async def retry_transient(operation: Callable[[], Awaitable[T]], what: str) -> T
     )
 
 
+#: The index option that makes DocumentDB keep one ordered key per document for a compound
+#: index (server.py, ``ServerInfo.needs_ordered_indexes``).
+ORDERED_INDEX = "enableOrderedIndex"
+#: An index of that name exists with other keys or options (IndexKeySpecsConflict: DocumentDB
+#: answers an existing unordered index so; IndexOptionsConflict).
+_INDEX_SPEC_CONFLICTS = (85, 86)
+_INDEX_NOT_FOUND = 27
+
+
+#: What rebuilding one index may take (``MongoCollection.rebuild_unordered_indexes``): the
+#: build reads the whole collection (DocumentDB, ordered, 100,000 jobs: 2.6-4.1 s on the loaded
+#: 2-core VM, more than a start-up's 2.5 s bound per storage call).
+INDEX_REBUILD_TIMEOUT = 600.0
+
+
+class UnorderedIndex(Exception):
+    """An index asked ordered (``ORDERED_INDEX``) exists unordered under its name."""
+
+
+async def create_missing_indexes(
+    collection: Any, indexes: Collection[IndexModel]
+) -> list[IndexModel]:
+    """Create those of ``indexes`` that ``collection`` does not already have as specified;
+    return those asked ordered that exist unordered (``UnorderedIndex``), for a rebuild.
+
+    One listing instead of a ``createIndexes`` per index: on DocumentDB each is PostgreSQL DDL
+    even when the index exists (measured: 80-300 ms for a start-up over a database that has
+    every index, against 300-500 ms for an empty one). An index that exists under the same
+    name with another key or options is still sent, so the server refuses it as before
+    (MongoDB: IndexOptionsConflict) instead of it being silently kept.
+    """
+    existing: dict[str, dict[str, Any]] = await collection.index_information()
+    unordered: list[IndexModel] = []
+    # One at a time: FerretDB v1's createIndexes fails when several already exist.
+    for index in indexes:
+        if _is_in_place(index, existing):
+            continue
+        try:
+            await create_index(collection, index)
+        except UnorderedIndex:
+            unordered.append(index)
+    return unordered
+
+
+def _is_in_place(index: IndexModel, existing: Mapping[str, Mapping[str, Any]]) -> bool:
+    wanted = index.document
+    found = existing.get(str(wanted["name"]))
+    if found is None:
+        return False
+    found_key = [(field, _direction(d)) for field, d in found.get("key", [])]
+    if found_key != [(field, _direction(d)) for field, d in wanted["key"].items()]:
+        return False
+    return all(
+        found.get(option) == value
+        for option, value in wanted.items()
+        if option not in ("key", "name")
+    )
+
+
+def _direction(direction: Any) -> Any:
+    # Servers give 1 and -1 back as int, long or double; "text", "hashed" stay strings.
+    return direction if isinstance(direction, str) else int(direction)
+
+
 async def create_index(collection: Any, index: IndexModel) -> None:
     """Create ``index`` on ``collection`` (idempotent), retried while the server reports a
     transient failure: on DocumentDB an index is PostgreSQL DDL, and processes creating
     indexes at the same moment (instances starting together, or test workers, even in other
-    databases) can deadlock on the catalog; seen in CI as ``deadlock detected`` at start-up."""
+    databases) can deadlock on the catalog; seen in CI as ``deadlock detected`` at start-up.
+    Raises ``UnorderedIndex`` where an index asked ordered exists unordered under its name."""
 
     async def create() -> None:
         await collection.create_index(
@@ -132,7 +199,35 @@ async def create_index(collection: Any, index: IndexModel) -> None:
             **{k: v for k, v in index.document.items() if k != "key"},
         )
 
-    await retry_transient(create, f"creating index {index.document.get('name')!r}")
+    try:
+        await retry_transient(create, f"creating index {index.document.get('name')!r}")
+    except OperationFailure as error:
+        if error.code in _INDEX_SPEC_CONFLICTS and index.document.get(ORDERED_INDEX):
+            raise UnorderedIndex(index.document.get("name")) from error
+        raise
+
+
+async def rebuild_index(collection: Any, index: IndexModel) -> None:
+    """Drop the index of ``index``'s name and create ``index``. Instances starting together
+    may both drop it: the second finds none, and its create is idempotent."""
+    name = index.document.get("name")
+
+    async def drop() -> None:
+        try:
+            await collection.drop_index(name)
+        except OperationFailure as dropped:
+            if dropped.code != _INDEX_NOT_FOUND:
+                raise
+
+    log.warning(
+        "rebuilding index %r of %s as an ordered index (once, after an upgrade; it reads the "
+        "whole collection: if the start-up runs out of time, start once with a larger "
+        "MLTRAIN_MONGODB_TIMEOUT)",
+        name,
+        collection.name,
+    )
+    await retry_transient(drop, f"dropping index {name!r}")
+    await create_index(collection, index)
 
 
 class UpdateGuard:
@@ -165,11 +260,19 @@ class MongoCollection:
     timeout: float | None = None
     #: Sorted pages in windows of the sort key (set by ``MongoStorage``; off: plain sorts).
     windows: SortWindows = SortWindows()
+    #: Whether compound indexes that serve a filter with a range of the sort key are made
+    #: ordered (``ORDERED_INDEX``; set by ``MongoStorage`` at start-up: DocumentDB only).
+    ordered_indexes: bool = False
+    #: Filter field -> the ordered compound index (the field, then the sort key) that reads a
+    #: window of a list filtered on it, most selective field first (``_window_index``).
+    WINDOW_INDEXES: Mapping[str, str] = {}
 
     def __init__(self, collection: Any, stats: StoreStats, guard: UpdateGuard) -> None:
         self._c = collection
         self._stats = stats
         self._guard = guard
+        #: Indexes ``ensure_indexes`` found unordered, to rebuild ordered.
+        self._unordered: list[IndexModel] = []
 
     def _trip(self) -> None:
         if counted():
@@ -182,8 +285,19 @@ class MongoCollection:
         if page.first == 0:
             return [], [], await self._exists(spec.page_query(query, after))
         if self.windows.enabled:
+            index = self._window_index(query)
+            unbounded = spec.page_query(query, after) if index is not None else None
+
+            async def read(
+                q: dict[str, Any], sort: list[tuple[str, int]], limit: int
+            ) -> list[dict[str, Any]]:
+                # Windows only: a short list's plain read is small whichever index serves it
+                # (the hint's planning cost more there: 10,000 jobs, bench.sorted_pages).
+                return await self._read_sorted(
+                    q, sort, limit, hint=None if q == unbounded else index
+                )
             docs = await self.windows.read(
-                query, spec, after, page.first + 1, list_key(query), self._read_sorted
+                query, spec, after, page.first + 1, list_key(query), read
             )
         else:
             docs = await self._read_sorted(
@@ -193,11 +307,34 @@ class MongoCollection:
         docs = docs[: page.first]
         return docs, [spec.cursor_for(d) for d in docs], has_next
 
+    def _window_index(self, query: dict[str, Any]) -> str | None:
+        """The ordered index a window of this list is read through, named (``hint``) where
+        the planner picked another: a filter on two or more of ``WINDOW_INDEXES``' fields
+        and nothing else, on a server that needs ordered indexes. DocumentDB took a (status,
+        lease) index for a model's FAILED jobs, reading every FAILED entry; the first of the
+        fields in ``WINDOW_INDEXES`` order is named instead. On one field it takes that
+        field's ordered index itself (tests/test_realdb_filtered_windows.py checks both),
+        and a hint costs it planning time: 0.3-0.5 ms a read, about what the window's read
+        costs (PostgreSQL's EXPLAIN ANALYZE, 100,000 jobs)."""
+        if not self.ordered_indexes or not query:
+            return None
+        fields = set(list_key(query).split(","))
+        if len(fields) < 2 or not fields <= set(self.WINDOW_INDEXES):
+            return None  # other conditions (a date range, ids) may narrow more: the planner's
+        return next(index for field, index in self.WINDOW_INDEXES.items() if field in fields)
+
     async def _read_sorted(
-        self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int
+        self,
+        query: dict[str, Any],
+        sort: list[tuple[str, int]],
+        limit: int,
+        hint: str | None = None,
     ) -> list[dict[str, Any]]:
         self._trip()
-        docs: list[dict[str, Any]] = await self._c.find(query).sort(sort).limit(limit).to_list(None)
+        cursor = self._c.find(query).sort(sort).limit(limit)
+        if hint is not None:
+            cursor = cursor.hint(hint)
+        docs: list[dict[str, Any]] = await cursor.to_list(None)
         return docs
 
     async def _exists(self, query: dict[str, Any]) -> bool:
@@ -209,9 +346,27 @@ class MongoCollection:
         return int(await self._c.count_documents(query))
 
     async def _create_indexes(self, indexes: list[IndexModel]) -> None:
-        # One at a time: FerretDB v1's createIndexes fails when several already exist.
-        for index in indexes:
-            await create_index(self._c, index)
+        # Made unordered by an earlier release: still serves meanwhile, rebuilt by
+        # ``rebuild_unordered_indexes`` (outside the start-up's per-call bound).
+        self._unordered.extend(await create_missing_indexes(self._c, indexes))
+
+    async def rebuild_unordered_indexes(self) -> None:
+        """Rebuild, ordered, the indexes ``ensure_indexes`` found unordered (an earlier
+        release's, on DocumentDB: server.py), each within ``INDEX_REBUILD_TIMEOUT`` rather
+        than the storage's per-call bound (a build reads the whole collection): defined on
+        the base class, so ``bounded_methods`` leaves it alone. The server answered the
+        start-up just before; one that goes away meanwhile is ``DatabaseUnavailable``."""
+        while self._unordered:
+            try:
+                with pymongo.timeout(INDEX_REBUILD_TIMEOUT):
+                    await rebuild_index(self._c, self._unordered[0])
+            except PyMongoError as error:
+                # No bound named: under Motor the client's timeoutMS, not this one, applies.
+                translated = unavailable(error, None)
+                if translated is None:
+                    raise
+                raise translated from error
+            self._unordered.pop(0)
 
     async def _conditional(
         self, query: dict[str, Any], changes: Mapping[str, Any], what: str

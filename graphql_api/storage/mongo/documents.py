@@ -45,7 +45,7 @@ Restore = Callable[[Any], Any]
 
 
 def _utc(value: datetime) -> datetime:
-    # MongoDB stores UTC; drivers hand it back naive or with a zone object of their own.
+    # MongoDB stores UTC; both backends hand it back naive (client.py).
     return value.replace(tzinfo=UTC)
 
 
@@ -79,14 +79,27 @@ def _restorer(annotation: Any) -> Restore | None:
         if issubclass(annotation, datetime):
             return _utc
         if issubclass(annotation, Enum):
-            return annotation
+            return _MembersByValue(annotation).__getitem__
     if typing.get_origin(annotation) is list:
         (item,) = typing.get_args(annotation)
         if isinstance(item, type) and issubclass(item, Enum):
             # A list of enum members (a job's retryOn): each from its stored value.
-            enum = item
-            return lambda values: [enum(v) for v in values]
+            member = _MembersByValue(item).__getitem__
+            return lambda values: [member(v) for v in values]
     return None
+
+
+class _MembersByValue(dict[Any, Enum]):
+    """An enum's members by value: a dict lookup instead of the enum's call (a third of the
+    cost of rebuilding a record from its document, measured). A value that is no member's
+    goes to the enum itself, which raises ValueError as the plain call would."""
+
+    def __init__(self, enum: type[Enum]) -> None:
+        super().__init__((member.value, member) for member in enum)
+        self._enum = enum
+
+    def __missing__(self, value: Any) -> Enum:
+        return self._enum(value)
 
 
 def _stored(value: Any) -> Any:
@@ -175,7 +188,14 @@ def _compile_reader(model: type[M], fields: Sequence[_Field]) -> Callable[[Mappi
     every list: a loop over the fields that filled a dict first cost about 9% more per record
     (paired in one process on the mock's documents: jobs 8.0 -> 8.7 us, versions 5.8 ->
     6.3 us); this form measures the same as the hand-written mapping it replaced."""
-    scope: dict[str, Any] = {"construct": model.model_construct}
+    scope: dict[str, Any] = {
+        "construct": model.model_construct,
+        "new": model.__new__,
+        "model": model,
+        "set_attribute": object.__setattr__,
+        # model_construct's fields_set: the names it was given, here every field.
+        "every_field": frozenset(f.name for f in fields),
+    }
     arguments = []
     for i, f in enumerate(fields):
         info = model.model_fields[f.name]
@@ -194,13 +214,43 @@ def _compile_reader(model: type[M], fields: Sequence[_Field]) -> Callable[[Mappi
                 else (f"default_{i}()")
             )
             value = f"({restored} if (v := get({f.stored_as!r})) is not None else {absent})"
-        arguments.append(f"        {f.name}={value},")
-    source = "\n".join(
-        ["def from_doc(doc):", "    get = doc.get", "    return construct(", *arguments, "    )"]
-    )
+        arguments.append(f"        {f.name!r}: {value},")
+    if _plain_construct_is_exact(model, fields):
+        # What model_construct does with every field given, without its per-field loop over
+        # aliases, defaults and the given values (half of a record's mapping cost; see
+        # bench/README.md "Driver move"): the instance's __dict__, its fields set, and no
+        # extra or private values.
+        body = [
+            "    record = new(model)",
+            "    set_attribute(record, '__dict__', {",
+            *arguments,
+            "    })",
+            "    set_attribute(record, '__pydantic_fields_set__', set(every_field))",
+            "    set_attribute(record, '__pydantic_extra__', None)",
+            "    set_attribute(record, '__pydantic_private__', None)",
+            "    return record",
+        ]
+    else:
+        body = ["    return construct(**{", *arguments, "    })"]
+    source = "\n".join(["def from_doc(doc):", "    get = doc.get", *body])
     exec(source, scope)
     reader: Callable[[Mapping[str, Any]], M] = scope["from_doc"]
     return reader
+
+
+def _plain_construct_is_exact(model: type[BaseModel], fields: Sequence[_Field]) -> bool:
+    """Whether ``model_construct`` given every field (by name) only fills ``__dict__`` in field
+    order and marks every field set: no aliases to look up, no post-init hook or private
+    attributes, not a root model, no extra values kept."""
+    infos = model.model_fields
+    return (
+        [f.name for f in fields] == list(infos)
+        and all(i.alias is None and i.validation_alias is None for i in infos.values())
+        and not model.__pydantic_root_model__
+        and model.__pydantic_post_init__ is None
+        and not model.__private_attributes__
+        and model.model_config.get("extra") != "allow"
+    )
 
 
 def _default_of(model: type[BaseModel], name: str) -> Callable[[], Any]:

@@ -20,6 +20,7 @@ from graphql_api.domain.events import (
 )
 from graphql_api.storage.base import StoreStats
 from graphql_api.storage.mongo import documents
+from graphql_api.storage.mongo.client import aggregate
 from graphql_api.storage.mongo.collection import (
     MAX_APPEND_ATTEMPTS,
     MongoCollection,
@@ -161,7 +162,7 @@ class MongoEventStore(MongoModelHistory, MongoCollection):
             {"$match": {"entity_id": {"$in": list(counts)}}},
             {"$group": {"_id": "$entity_id", "n": {"$sum": 1}}},
         ]
-        async for row in self._c.aggregate(pipeline):
+        async for row in await aggregate(self._c, pipeline):
             counts[row["_id"]] = int(row["n"])
         return counts
 

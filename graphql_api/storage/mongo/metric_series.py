@@ -79,6 +79,7 @@ from graphql_api.domain.models import TrainingJob
 from graphql_api.domain.series import BucketSummary, KeyPoints
 from graphql_api.storage.base import StoreStats
 from graphql_api.storage.mongo import documents
+from graphql_api.storage.mongo.client import aggregate
 from graphql_api.storage.mongo.collection import MongoCollection, UpdateGuard
 from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.series import (
@@ -515,7 +516,7 @@ class MongoMetricSeriesStore(MongoCollection):
         ]
         total = 0
         last: dict[str, Sample] = {}
-        async for row in self._c.aggregate(pipeline):
+        async for row in await aggregate(self._c, pipeline):
             total += int(row["n"])
             last[row["_id"]] = _sample(row["last"])
         return total, last

@@ -31,7 +31,7 @@ from graphql_api.domain.models import ModelVersion
 from graphql_api.storage.base import PendingChange, RecordBusy
 from graphql_api.storage.mongo.collection import (
     MongoCollection,
-    create_index,
+    create_missing_indexes,
     retry_transient,
 )
 from graphql_api.storage.mongo.documents import MODEL_VERSIONS
@@ -155,4 +155,4 @@ class MongoModelAliases(MongoCollection):
 
     async def _ensure_alias_outbox_index(self) -> None:
         self._trip()
-        await create_index(self._registry, ALIAS_PENDING_INDEX)
+        await create_missing_indexes(self._registry, [ALIAS_PENDING_INDEX])

@@ -18,6 +18,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from graphql_api.domain.queries import Page, PageRequest
 from graphql_api.domain.values import utc_now
+from graphql_api.storage.mongo.client import aggregate
 from graphql_api.storage.mongo.collection import MongoCollection, is_duplicate_key, retry_transient
 from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.keyset import SortField, SortSpec
@@ -99,7 +100,7 @@ class MongoModelCatalog(MongoCollection):
                 }
             },
         ]
-        async for row in self._c.aggregate(pipeline):
+        async for row in await aggregate(self._c, pipeline):
             deployed = row.get("deployed")
             found[row["_id"]] = (
                 int(row["n"]),
@@ -114,7 +115,7 @@ class MongoModelCatalog(MongoCollection):
             return
         self._trip()
         pipeline = [{"$group": {"_id": "$model_name"}}]
-        names = [row["_id"] async for row in self._c.aggregate(pipeline)]
+        names = [row["_id"] async for row in await aggregate(self._c, pipeline)]
         for name in names:
             if isinstance(name, str):
                 await self.add_model_name(name)

@@ -26,6 +26,7 @@ from graphql_api.domain.semver import version_sort_key
 from graphql_api.domain.updates import Change, Move
 from graphql_api.domain.values import utc_now
 from graphql_api.storage.base import PendingChange, ProductionPointer, Revisioned, StoreStats
+from graphql_api.storage.mongo.client import aggregate
 from graphql_api.storage.mongo.collection import (
     MAX_UPDATE_ATTEMPTS,
     UpdateGuard,
@@ -263,7 +264,7 @@ class MongoModelVersionStore(
             {"$match": {"model_name": {"$in": list(model_names)}}},
             {"$group": {"_id": "$model_name", "top": {"$max": "$version_sort_key"}}},
         ]
-        tops = [(row["_id"], row["top"]) async for row in self._c.aggregate(pipeline)]
+        tops = [(row["_id"], row["top"]) async for row in await aggregate(self._c, pipeline)]
         if not tops:
             return {}
         self._trip()
@@ -349,7 +350,7 @@ class MongoModelVersionStore(
             {"$group": {"_id": {"n": "$model_name", "k": "$version_sort_key"}, "n": {"$sum": 1}}},
             {"$match": {"n": {"$gt": 1}}},
         ]
-        groups = [row["_id"] async for row in self._c.aggregate(pipeline)]
+        groups = [row["_id"] async for row in await aggregate(self._c, pipeline)]
         for group in groups:
             self._trip()
             twins = (

@@ -19,6 +19,14 @@ Sorted pages: MongoDB walks an index in order and stops after the page; Document
 (it reads and sorts every matching row), so there pages are read in windows of the sort key
 (``windows.py``). FerretDB v1 scans for ranges too, so windows would not help it.
 ``MLTRAIN_WINDOWED_SORTS`` (``auto`` | ``on`` | ``off``) overrides that decision.
+
+Compound indexes: DocumentDB indexes each field of a compound index separately by default (a
+multi-column RUM index, like GIN), so ``status = FAILED AND created_date >= x`` read every
+index entry of that status and intersected it with the range: a windowed filtered page cost
+more as the collection grew (bench/README.md, "Sorted pages"). Created with
+``enableOrderedIndex`` it keeps one ordered key per document (status, created_date), and the
+same condition is one narrow range of it. MongoDB's compound indexes are ordered anyway (and
+it refuses the option), so only FerretDB v2 gets it.
 """
 
 from __future__ import annotations
@@ -40,6 +48,10 @@ NEEDS_UPDATE_GUARD = frozenset({ServerKind.FERRETDB_V1})
 #: Servers that sort every matching row but serve a range of the sort key from an index:
 #: a sorted page at 100,000 jobs took 278 ms plainly on DocumentDB (bench/README.md).
 NEEDS_SORT_WINDOWS = frozenset({ServerKind.FERRETDB_V2})
+#: Servers whose compound indexes must be asked to be ordered (``enableOrderedIndex``): on
+#: DocumentDB a window of a FAILED page at 100,000 jobs read all 12,000 FAILED entries of the
+#: unordered (status, created_date) index, 62 of the ordered one (bench/README.md).
+NEEDS_ORDERED_INDEXES = frozenset({ServerKind.FERRETDB_V2})
 
 
 @dataclass(frozen=True)
@@ -54,6 +66,10 @@ class ServerInfo:
     @property
     def needs_sort_windows(self) -> bool:
         return self.kind in NEEDS_SORT_WINDOWS
+
+    @property
+    def needs_ordered_indexes(self) -> bool:
+        return self.kind in NEEDS_ORDERED_INDEXES
 
     def __str__(self) -> str:
         return f"{self.kind} {self.version}"

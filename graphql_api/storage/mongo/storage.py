@@ -9,7 +9,7 @@ import pymongo
 
 from graphql_api.storage.base import StoreStats
 from graphql_api.storage.mongo.api_keys import MongoApiKeyStore
-from graphql_api.storage.mongo.client import DEFAULT_TIMEOUT, connect
+from graphql_api.storage.mongo.client import DEFAULT_TIMEOUT, close, connect
 from graphql_api.storage.mongo.collection import UpdateGuard
 from graphql_api.storage.mongo.events import MongoEventStore
 from graphql_api.storage.mongo.failures import bounded_methods
@@ -136,6 +136,8 @@ class MongoStorage:
         await self.identify_server()
         await self.model_versions.ensure_indexes()
         await self.training_jobs.ensure_indexes()
+        # Once after an upgrade on DocumentDB: unordered compound indexes rebuilt ordered.
+        await self.training_jobs.rebuild_unordered_indexes()
         await self.events.ensure_indexes()
         await self.metric_series.ensure_indexes()
         # Not the webhooks' delivery log indexes: made by the first createWebhook instead (a
@@ -152,6 +154,7 @@ class MongoStorage:
             "through the claim guard" if self.guard.enabled else "plain (atomic per document)",
         )
         self.windows.enabled = sort_windows_wanted(self.server, self._windowed_sorts)
+        self.training_jobs.ordered_indexes = self.server.needs_ordered_indexes
         log.info(
             "sorted pages: %s",
             "in windows of the sort key" if self.windows.enabled else "plain sorts",
@@ -162,4 +165,4 @@ class MongoStorage:
             await self._db.command("ping")
 
     async def close(self) -> None:
-        self._db.client.close()
+        await close(self._db)

@@ -22,7 +22,11 @@ from graphql_api.domain.events import ChangeKind
 from graphql_api.domain.queries import Page, PageRequest
 from graphql_api.domain.webhooks import Delivery, DeliveryStatus, Webhook
 from graphql_api.storage.base import StoreStats
-from graphql_api.storage.mongo.collection import MongoCollection, UpdateGuard, create_index
+from graphql_api.storage.mongo.collection import (
+    MongoCollection,
+    UpdateGuard,
+    create_missing_indexes,
+)
 from graphql_api.storage.mongo.failures import bounded_methods
 from graphql_api.storage.mongo.keyset import SortField, SortSpec
 
@@ -116,22 +120,24 @@ class MongoWebhookStore(MongoCollection):
     async def _ensure_indexes(self) -> None:
         """The delivery log's indexes (idempotent): made before a webhook is stored, so every
         delivery has them, and never at start-up for databases without webhooks."""
-        for index in (
-            IndexModel(
-                [("webhook_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
-                name="delivery_webhook_newest",
+        await create_missing_indexes(
+            self._deliveries,
+            (
+                IndexModel(
+                    [("webhook_id", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)],
+                    name="delivery_webhook_newest",
+                ),
+                IndexModel(
+                    [
+                        ("webhook_id", ASCENDING),
+                        ("status", ASCENDING),
+                        ("created_at", DESCENDING),
+                        ("_id", DESCENDING),
+                    ],
+                    name="delivery_webhook_status_newest",
+                ),
             ),
-            IndexModel(
-                [
-                    ("webhook_id", ASCENDING),
-                    ("status", ASCENDING),
-                    ("created_at", DESCENDING),
-                    ("_id", DESCENDING),
-                ],
-                name="delivery_webhook_status_newest",
-            ),
-        ):
-            await create_index(self._deliveries, index)
+        )
 
     async def insert(self, webhook: Webhook) -> None:
         await self._ensure_indexes()

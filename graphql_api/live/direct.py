@@ -1,0 +1,203 @@
+"""Direct delivery: one subscriber of a group runs the whole delivery, the rest get its frame.
+
+``fanout`` made the execution and the encoding once per event and distinct operation, but
+every subscriber still woke its own task and passed each event through a chain of async
+generators (the feed's stream, the resolver, graphql-core's ``map_async_iterable``,
+Strawberry's ``_stream`` and its per-result hooks, the handler) and the ASGI send (Starlette,
+uvicorn): ~0.1 ms of CPU per delivery, where 5,000 subscribers at 20 changes/s need ~10 µs
+(bench/README.md, "5,000 subscribers on one process").
+
+Subscriptions that would get the same ``next`` frame but for their ``id`` form a
+``DeliveryGroup``: same operation (document, operation name, variables but the one that only
+gives ``after``), same scope (role and the key's model-name patterns), graphql-transport-ws,
+and their connection is served by
+uvicorn's sans-I/O WebSocket protocol (``FrameWriter``). For each event the feed wakes the
+first idle member of a group (the leader), which delivers it as before; the other idle members
+(followers) keep the event in their buffer without being woken. When the leader sends a plain
+result for it (``data`` only: no errors, no extensions), the group writes that text, with each
+follower's own ``id``, straight to each follower's socket: no task, no generator, no ASGI
+call. What keeps the guarantees of docs/subscriptions.md:
+
+- **Order and no gap**: a follower is deferred only when it is idle (waiting for an event, its
+  buffer empty: every earlier event was sent), and a later event waits behind the deferred
+  one. Its resume cursor (``delivered_seq``) moves only when the frame was written.
+- **Fallback**: a follower whose socket is not writable (paused, closing, more than
+  ``WRITE_BUFFER_LIMIT`` bytes waiting), whose event has waited past the lag limit, or whose
+  leader sent no plain result (an error, an unreadable event, a leader that left or was shed)
+  is woken and delivers the event itself, through the whole chain: its lag limit
+  (``SUBSCRIBER_TOO_SLOW`` with its resume cursor), its error masking, its end.
+- **Nothing waits on a follower, and no follower on the leader's socket**: a write is a copy
+  into the socket's buffer, done by the leader's task for the whole group before its own send
+  (which may wait for a slow client's socket).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from graphql_api.live.subscriber import Subscriber
+
+log = logging.getLogger("mltrain.live")
+
+#: A follower whose socket has more than this many bytes waiting is not written to directly:
+#: it is lagging, and its own path (which waits for the socket) applies the lag limit.
+WRITE_BUFFER_LIMIT = 64 * 1024
+
+#: (document text, operation name, variables as canonical JSON, scope)
+GroupKey = tuple[str, str | None, str, str]
+
+
+class FrameWriter:
+    """Writes text frames straight to a connection's uvicorn sans-I/O WebSocket protocol
+    (what ``send_text`` through Starlette and the ASGI ``send`` end up doing), or says it
+    cannot (the socket is not writable now), so the caller takes the ordinary path."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: Any) -> None:
+        self._protocol = protocol
+
+    @classmethod
+    def of(cls, send: object) -> FrameWriter | None:
+        """A writer for the connection whose ASGI ``send`` is ``send``, if uvicorn's sans-I/O
+        protocol serves it (the bound ``send`` method of that protocol); else None."""
+        protocol = getattr(send, "__self__", None)
+        conn = getattr(protocol, "conn", None)
+        if (
+            getattr(type(protocol), "__name__", "") != "WebSocketsSansIOProtocol"
+            or not callable(getattr(conn, "send_text", None))
+            or not hasattr(protocol, "writable")
+        ):
+            return None
+        return cls(protocol)
+
+    def forget_handshake(self) -> None:
+        """Drop the handshake's request and response (their headers: ~4.5 KiB per connection,
+        tracemalloc), which uvicorn keeps for the connection's life but reads only until it
+        has sent the response; the ASGI scope keeps the request headers the app reads."""
+        protocol = self._protocol
+        if protocol.handshake_complete and not protocol.close_sent:
+            for name in ("request", "response"):
+                if hasattr(protocol, name):
+                    setattr(protocol, name, None)
+
+    def write(self, text: str) -> bool:
+        protocol = self._protocol
+        transport = protocol.transport
+        if (
+            protocol.close_sent
+            or protocol.disconnected
+            or not protocol.handshake_complete
+            or protocol.initial_response is not None
+            or not protocol.writable.is_set()
+            or transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT
+        ):
+            return False
+        try:
+            protocol.conn.send_text(text.encode())
+        except Exception:  # websockets' InvalidState: closing; the ordinary path says so
+            return False
+        transport.write(b"".join(protocol.conn.data_to_send()))
+        return True
+
+
+class DirectTarget:
+    """Where a subscription's frames can be written directly: its connection's writer, its
+    ``id``, the frame builder of its protocol (``id``, encoded ``data``) -> text, and (once
+    it joined the live fan-out) the feed's subscriber behind it."""
+
+    __slots__ = ("frame", "operation_id", "subscriber", "writer")
+
+    def __init__(
+        self, writer: FrameWriter, operation_id: str, frame: Callable[[str, str], str]
+    ) -> None:
+        self.writer = writer
+        self.operation_id = operation_id
+        self.frame = frame
+        self.subscriber: Subscriber | None = None
+
+
+#: Set by the WebSocket handler around each graphql-transport-ws operation it runs (the
+#: operation's task), read by the feed when the subscription joins the live fan-out.
+current_target: ContextVar[DirectTarget | None] = ContextVar("mltrain_direct_target", default=None)
+
+
+class DeliveryGroup:
+    """The subscribers that get the same frame for an event, but for their ``id``."""
+
+    __slots__ = ("_deferred", "_leaders", "key", "members")
+
+    def __init__(self, key: GroupKey) -> None:
+        self.key = key
+        self.members = 0
+        #: event seq -> its leader (the member woken to deliver it)
+        self._leaders: dict[int, Subscriber] = {}
+        #: event seq -> the followers waiting for the leader's frame
+        self._deferred: dict[int, list[Subscriber]] = {}
+
+    def lead_or_defer(self, seq: int, subscriber: Subscriber) -> bool:
+        """Called by an idle member offered event ``seq``: True if it is to wait for the
+        leader's frame (a follower), False if it delivers the event itself (the leader)."""
+        if seq in self._leaders:
+            self._deferred.setdefault(seq, []).append(subscriber)
+            return True
+        self._leaders[seq] = subscriber
+        return False
+
+    def sent(self, seq: int, encoded_data: str, stats: DirectStats) -> None:
+        """A member sent event ``seq`` as a plain result: write it to the followers."""
+        for follower in self._deferred.pop(seq, ()):
+            if follower.take_direct(seq, encoded_data):
+                stats.written += 1
+            else:
+                stats.fell_back += 1
+
+    def settle(self, seq: int, leader: Subscriber, stats: DirectStats) -> None:
+        """The leader is done with ``seq`` (moved on, or left): followers not written to
+        deliver it themselves."""
+        if self._leaders.get(seq) is leader:
+            del self._leaders[seq]
+        for follower in self._deferred.pop(seq, ()):
+            stats.fell_back += 1
+            follower.release()
+
+
+class DirectStats:
+    """What direct delivery did (tests and the bench read it)."""
+
+    __slots__ = ("fell_back", "written")
+
+    def __init__(self) -> None:
+        #: Frames written straight to a follower's socket.
+        self.written = 0
+        #: Deferred followers woken to deliver the event themselves.
+        self.fell_back = 0
+
+
+class DeliveryGroups:
+    """The groups of one feed, by key; a group lives while it has members."""
+
+    def __init__(self) -> None:
+        self._groups: dict[GroupKey, DeliveryGroup] = {}
+        self.stats = DirectStats()
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def join(self, key: GroupKey) -> DeliveryGroup:
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = DeliveryGroup(key)
+        group.members += 1
+        return group
+
+    def leave(self, group: DeliveryGroup) -> None:
+        group.members -= 1
+        if group.members <= 0 and self._groups.get(group.key) is group:
+            del self._groups[group.key]
