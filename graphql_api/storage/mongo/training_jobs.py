@@ -132,7 +132,8 @@ class MongoTrainingJobStore(MongoOutboxStore[TrainingJob, TrainingJobFilter, Tra
         pending: PendingChange | None = None,
         logged_event_id: str | None = None,
     ) -> TrainingJob | None:
-        where, also_set = unless_pending(pending, logged_event_id)
+        pending_where, also_set = unless_pending(pending, logged_event_id)
+        where: dict[str, Any] = {}
         if cancel_requested is not None:
             where["cancel_requested_at"] = {"$ne": None} if cancel_requested else None
         if lease_lapsed_before is not None:
@@ -146,7 +147,9 @@ class MongoTrainingJobStore(MongoOutboxStore[TrainingJob, TrainingJobFilter, Tra
             where["lease_token_hash"] = lease_token_hash
         if unclaimed_only:
             where["worker_id"] = None  # also matches jobs stored before workers existed
-        return await self._update_or_busy(job_id, sources, changes, where=where, also_set=also_set)
+        return await self._update_or_busy(
+            job_id, sources, changes, where=where, pending_where=pending_where, also_set=also_set
+        )
 
     async def lapsed(self, before: datetime, health: JobHealth, limit: int) -> list[TrainingJob]:
         self._trip()
