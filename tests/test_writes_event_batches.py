@@ -98,10 +98,11 @@ async def test_waiting_appends_take_one_counter_update_and_one_insert_in_the_ord
     assert [e.event_id for e in stored] == [e.event_id for e in events]
     seqs = [e.seq for e in stored]
     assert seqs == sorted(seqs) and len(set(seqs)) == waiting  # in the order of the calls
-    assert sorted([*seqs, *(e.seq for e in held)]) == list(range(1, waiting + APPENDS_IN_FLIGHT + 1))  # no holes
+    every = list(range(1, waiting + APPENDS_IN_FLIGHT + 1))
+    assert sorted([*seqs, *(e.seq for e in held)]) == every  # no holes
     read = (await reader.poll())[0]
-    assert [e.seq for e in read] == list(range(1, waiting + APPENDS_IN_FLIGHT + 1))  # each once, in order
-    assert {e.event_id for e in read} == {e.event_id for e in [*stored, *held]}
+    assert [e.seq for e in read] == every  # each once, in order
+    assert {getattr(e, "event_id", None) for e in read} == {e.event_id for e in [*stored, *held]}
 
 
 async def test_a_batch_takes_a_new_number_for_an_event_whose_number_a_reader_sealed(
@@ -120,7 +121,9 @@ async def test_a_batch_takes_a_new_number_for_an_event_whose_number_a_reader_sea
     read = (await reader.poll())[0]
     # h + 2 is the seal: skipped, and no gap to wait for.
     assert [e.seq for e in read] == [*range(1, h + 2), h + 3, h + 4, h + 5]
-    assert [e.event_id for e in read[2:]] == [events[n].event_id for n in (0, 2, 3, 1)]
+    assert [getattr(e, "event_id", None) for e in read[h:]] == [
+        events[n].event_id for n in (0, 2, 3, 1)
+    ]
 
 
 async def test_a_batch_answers_an_event_already_stored_with_the_stored_one(
