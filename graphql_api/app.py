@@ -369,6 +369,7 @@ def create_app(
         sweep = OutboxSweep(
             Outbox(services.storage, grace=settings.outbox_grace),
             interval=settings.outbox_sweep_interval,
+            clear_relayed=services.training.clear_relayed_events,
         )
         await sweep.start()
         await dispatcher.start()

@@ -1,8 +1,9 @@
 """A storage that "crashes" the process using it after a given number of writes (the test-only
 fault hook of the outbox tests; nothing in the package knows of it).
 
-Every write method of the stores (a record's insert or update, the production pointer's
-moves, an event's append, clearing a pending event) counts as one write. Once ``allow`` writes
+Every write method of the stores (a record's insert, update or claim, the production
+pointer's moves, an event's append, clearing a pending event or a batch of them) counts as one
+write. Once ``allow`` writes
 have completed, the storage is dead: every later call, read or write, raises
 ``DatabaseUnavailable`` without reaching the database, exactly as if the process had been
 killed right after that write (nothing it would have done next reaches the database).
@@ -21,8 +22,11 @@ WRITES = frozenset(
     {
         "insert",
         "update",
+        # A claim's conditional update of the job it takes.
+        "claim",
         "touch",
         "clear_pending",
+        "clear_relayed",
         "move_production",
         "release_holding",
         "production_pointer",

@@ -74,4 +74,12 @@ async def snapshot(storage: MongoStorage) -> dict[str, list[dict[str, Any]]]:
     server renews those in the background, which is no change a request made."""
     db = storage.database
     names = sorted(set(await db.list_collection_names()) - {"leaders"})
-    return {name: await db[name].find({}).sort("_id", 1).to_list(None) for name in names}
+    found = {name: await db[name].find({}).sort("_id", 1).to_list(None) for name in names}
+    # A job's pending event whose event is in the log reads as cleared: the server clears
+    # those in the background, in batches (services/outbox.py), which no request made.
+    logged = {doc.get("event_id") for doc in found.get("events", [])}
+    for job in found.get("training_jobs", []):
+        pending = job.get("pending_event")
+        if isinstance(pending, dict) and pending.get("event_id") in logged:
+            job["pending_event"] = None
+    return found

@@ -439,7 +439,8 @@ async def _run(
         else:
             body = await gql.execute(mutation, **variables)
         writes = crash.writes
-        crash.arm(None)
+    # Dead through its shutdown too (a killed process does not clear the events it relayed).
+    crash.arm(None)
     acknowledged = "errors" not in body and all(
         "code" not in result for result in body["data"].values()
     )

@@ -15,16 +15,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from graphql_api.services.outbox import Outbox
+from graphql_api.storage.base import uncounted
 
 log = logging.getLogger("mltrain.live")
 
 
 class OutboxSweep:
-    def __init__(self, outbox: Outbox, *, interval: float) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        interval: float,
+        clear_relayed: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``clear_relayed``: clears the pending changes whose events the request path relayed
+        and left in their records (``Outbox.publish_job``); run first in every pass, so that
+        none of them grows older than the grace and looks like a crashed writer's."""
         self._outbox = outbox
         self._interval = interval
+        self._clear_relayed = clear_relayed
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -36,15 +48,24 @@ class OutboxSweep:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._clear_relayed is not None:
+            try:
+                await self._clear_relayed()
+            except Exception:
+                # Shutting down with the database away: the next start's sweep clears them.
+                log.exception("clearing relayed events at shutdown failed")
 
     async def run_once(self) -> int:
         """Sweep until nothing older than the grace is pending; how many events it relayed."""
+        if self._clear_relayed is not None:
+            await self._clear_relayed()
         relayed = 0
         while moved := await self._outbox.sweep():
             relayed += moved
         return relayed
 
     async def _run(self) -> None:
+        uncounted()  # background work: no request's round trips (StoreStats)
         while True:
             try:
                 await self.run_once()

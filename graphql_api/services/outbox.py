@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
@@ -47,6 +47,12 @@ MAX_SETTLE_DELAY = 0.05
 MAX_SETTLE_ATTEMPTS = 100
 #: Records one sweep step relays at most (the rest wait for the next step).
 SWEEP_BATCH = 100
+#: Jobs whose relayed event's pending change is left in the record, at most: the request that
+#: reaches this many clears them all in one round trip (the outbox sweep clears them every
+#: pass too). A clear per event was one of a claim's five round trips and of a mutation's four.
+RELAYED_BATCH = 64
+#: Relayed job events remembered at most while clearing them fails.
+MAX_RELAYED = 16 * RELAYED_BATCH
 
 R = TypeVar("R", ModelVersion, TrainingJob)
 
@@ -85,6 +91,13 @@ class Outbox:
     def __init__(self, storage: Storage, *, grace: float = SETTLE_GRACE) -> None:
         record = ChangeRecorder(storage.events)
         self._grace = grace
+        self._job_store = storage.training_jobs
+        #: Job id -> its pending change's event id, for jobs whose event this outbox appended
+        #: and whose record still holds that change (its clearing is batched: ``publish_job``).
+        self._relayed_jobs: dict[str, str] = {}
+        #: A clearing is in flight (the request path does not start another meanwhile).
+        self._clearing = False
+        self._clearing_failed = False
         logged = storage.events.has_event
         self._jobs = _Lane[TrainingJob](
             "TrainingJob", storage.training_jobs, record.pending_job, lambda j: j.job_id, logged
@@ -114,7 +127,52 @@ class Outbox:
         return await self._settle(self._aliases, model_name)
 
     async def publish_job(self, job: TrainingJob, pending: PendingChange) -> None:
-        await _publish(self._jobs, job, pending)
+        """Append the job's pending event. Its record keeps the pending change for now: the
+        next change this outbox's service makes to the job replaces it in its own write (the
+        update accepts a pending change whose event is known to be logged:
+        ``logged_job_events``), and the rest are cleared in batches (``clear_relayed_jobs``).
+        A crash meanwhile loses nothing: a logged event's pending change is cleared by whoever
+        finds it (``settle_job``, the sweep), which look the event up before appending."""
+        await _publish(self._jobs, job, pending, clear=False)
+        relayed = self._relayed_jobs
+        relayed[job.job_id] = pending.event_id
+        if len(relayed) >= RELAYED_BATCH and not (self._clearing or self._clearing_failed):
+            await self.clear_relayed_jobs()
+        if len(relayed) > MAX_RELAYED:
+            # Clearing keeps failing (the database is away): forget the oldest; they are only
+            # a shortcut, and the sweep clears them once they are older than the grace.
+            for job_id in list(relayed)[: len(relayed) - MAX_RELAYED]:
+                del relayed[job_id]
+
+    @property
+    def logged_job_events(self) -> Mapping[str, str]:
+        """Job id -> the event id of its pending change known to be in the log."""
+        return self._relayed_jobs
+
+    async def clear_relayed_jobs(self) -> None:
+        """Clear the pending changes of the jobs whose events were relayed, in one round trip.
+        A failure is logged, not raised (the changes and their events are stored): the
+        request path stops trying until the outbox sweep's next call succeeds."""
+        batch = list(self._relayed_jobs.items())
+        if not batch:
+            return
+        self._clearing = True
+        try:
+            await self._job_store.clear_relayed(batch)
+        except Exception:
+            self._clearing_failed = True
+            log.warning(
+                "clearing %d relayed job events failed; retried later", len(batch), exc_info=True
+            )
+        else:
+            # Forgotten only now: a change of one of these jobs made while the clearing was
+            # in flight still needs to know its event is logged (else it finds the job busy).
+            for job_id, event_id in batch:
+                if self._relayed_jobs.get(job_id) == event_id:
+                    del self._relayed_jobs[job_id]
+            self._clearing_failed = False
+        finally:
+            self._clearing = False
 
     async def publish_version(self, version: ModelVersion, pending: PendingChange) -> None:
         await _publish(self._versions, version, pending)
@@ -134,21 +192,29 @@ class Outbox:
         found = await lane.store.pending_change(record_id)
         if found is None:
             return False
+        record, pending = found
         delay, waited = FIRST_SETTLE_DELAY, 0.0
-        while found is not None and waited < self._grace:
+        # Waits for the event to be in the log, not for the clearing: a writer may leave its
+        # logged change in the record for a while (``publish_job``); clearing it is then ours.
+        while not await lane.logged(pending.event_id):
+            if waited >= self._grace:
+                # The record as it is now (writes without an event may have changed it).
+                found = await lane.store.pending_change(record_id)
+                if found is None:
+                    return True
+                record, pending = found
+                log.warning(
+                    "publishing the %s event of %s %s left pending by another writer",
+                    pending.kind.value,
+                    lane.name,
+                    record_id,
+                )
+                await _publish(lane, record, pending, recheck=True)
+                return True
             await asyncio.sleep(delay)
             waited += delay
             delay = min(delay * 2, MAX_SETTLE_DELAY)
-            found = await lane.store.pending_change(record_id)
-        if found is not None:
-            record, pending = found
-            log.warning(
-                "publishing the %s event of %s %s left pending by another writer",
-                pending.kind.value,
-                lane.name,
-                record_id,
-            )
-            await _publish(lane, record, pending, recheck=True)
+        await lane.store.clear_pending(record_id, pending.event_id)
         return True
 
     async def sweep(self, batch: int = SWEEP_BATCH) -> int:
@@ -208,15 +274,17 @@ async def _sweep(lane: _Lane[R], before: datetime, batch: int) -> int:
 
 
 async def _publish(
-    lane: _Lane[R], record: R, pending: PendingChange, *, recheck: bool = False
+    lane: _Lane[R], record: R, pending: PendingChange, *, recheck: bool = False, clear: bool = True
 ) -> None:
     """Append the event and clear it from the record. ``recheck`` (a relay of someone else's
     change): look for the event in the log first. A writer that died between its append and
     the clearing left an event that is already logged; appending it again would be refused
     by its id, but only after taking a sequence number, which leaves a hole that holds every
-    subscriber back until the feed seals it (``MLTRAIN_FEED_GAP_GRACE``)."""
+    subscriber back until the feed seals it (``MLTRAIN_FEED_GAP_GRACE``). ``clear`` False:
+    the caller clears it later (``Outbox.publish_job``)."""
     if recheck and lane.after_write is not None:
         await lane.after_write(record, pending)
     if not (recheck and await lane.logged(pending.event_id)):
         await lane.append(record, pending)
-    await lane.store.clear_pending(lane.key(record), pending.event_id)
+    if clear:
+        await lane.store.clear_pending(lane.key(record), pending.event_id)

@@ -85,6 +85,12 @@ class MLTrainingService:
         self._events = storage.events
         self._outbox = Outbox(storage)
 
+    async def clear_relayed_events(self) -> None:
+        """Clear, in one round trip, the pending changes of the jobs whose events this service
+        relayed and left in their records (``Outbox.publish_job``); the outbox sweep calls it
+        every pass."""
+        await self._outbox.clear_relayed_jobs()
+
     # Reads -----------------------------------------------------------------------------
 
     async def get(self, job_id: str) -> TrainingJob | None:
@@ -231,6 +237,7 @@ class MLTrainingService:
                     max_attempts=MAX_CLAIM_ATTEMPTS,
                     model_ids=model_ids,
                     pending=pending,
+                    logged=self._outbox.logged_job_events,
                 )
             except RecordBusy as busy:
                 # The oldest job is blocked by its own event (just created): relay it first.
@@ -753,6 +760,7 @@ class MLTrainingService:
                 health=health,
                 cancel_requested=cancel_requested,
                 pending=pending,
+                logged_event_id=self._outbox.logged_job_events.get(job_id),
             )
         except MergeLimitExceeded as error:
             raise ValidationError(

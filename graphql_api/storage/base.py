@@ -28,7 +28,7 @@ status: see ``graphql_api.services.registry`` for how statuses follow it.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -377,6 +377,9 @@ class TrainingJobStore(
         """Store a new job, with ``pending`` as its change whose event is not yet in the log.
         ConflictError (field ``jobId``) if its ``job_id`` is taken."""
 
+    async def clear_relayed(self, relayed: Sequence[tuple[str, str]]) -> None:
+        """``clear_pending`` of each (job id, event id), all in one round trip."""
+
     async def update(
         self,
         job_id: str,
@@ -389,6 +392,7 @@ class TrainingJobStore(
         health: JobHealth | None = None,
         cancel_requested: bool | None = None,
         pending: PendingChange | None = None,
+        logged_event_id: str | None = None,
     ) -> TrainingJob | None:
         """Apply ``changes`` if the status is one of ``sources`` (and, with
         ``lease_token_hash``, the job's lease is still that one: fencing; with
@@ -398,7 +402,9 @@ class TrainingJobStore(
         job after, or None when no job matched (missing, in another status, or a condition
         failed). With ``pending``: only if no change is pending, and recording ``pending`` as
         this change's, in the same write; RecordBusy when the job meets every other condition
-        but the update did not apply (a change pending).
+        but the update did not apply (a change pending). ``logged_event_id``: a pending change
+        of the job whose event the caller knows is in the log, which this update may replace
+        (its clearing left for later, ``clear_relayed``).
 
         With a ``MetricsMerge``: MergeLimitExceeded (nothing written) if the stored metrics
         would then number more than its limit, also when concurrent merges race.
@@ -413,6 +419,7 @@ class TrainingJobStore(
         max_attempts: int,
         model_ids: Collection[str] | None = None,
         pending: PendingChange | None = None,
+        logged: Mapping[str, str] | None = None,
     ) -> TrainingJob | None:
         """Apply ``changes`` (a ``Move`` to RUNNING and a ``LeaseGrant``) to the oldest PENDING
         job of ``queue`` (by creation date, then id; with ``model_ids``, of those versions
@@ -422,7 +429,9 @@ class TrainingJobStore(
         created): the caller relays that event and claims again. Each job is
         claimed by exactly one caller however many race: a claim is one conditional update on
         the job's status, and a caller that loses a job to another moves on to the next one.
-        ConflictError (no field) after ``max_attempts`` lost races in a row."""
+        ConflictError (no field) after ``max_attempts`` lost races in a row. ``logged``: job
+        id -> the id of its pending change whose event is known to be in the log (see
+        ``update``'s ``logged_event_id``)."""
 
     async def lapsed(self, before: datetime, health: JobHealth, limit: int) -> list[TrainingJob]:
         """RUNNING jobs held by a worker (``worker_id`` set), of this ``health``, whose lease

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextvars
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from graphql_api.domain.events import (
     ChangeEvent,
@@ -36,6 +38,14 @@ HEAD_WINDOW = 64
 #: The counter document holding the retention floor: every event up to it may be deleted.
 FLOOR_ID = "events_floor"
 
+#: Appends one process has under way at once; more wait and go together, in one batch (one
+#: counter update and one insert for all of them) as soon as one of these ends. Two, not one:
+#: an append that stalls (a slow insert) does not hold up every other one, and with 8 racing
+#: claims most appends still go in batches (bench/README.md "Claims").
+APPENDS_IN_FLIGHT = 2
+#: Events one batch appends at most.
+APPEND_BATCH = 64
+
 
 @bounded_methods
 class MongoEventStore(MongoModelHistory, MongoCollection):
@@ -47,6 +57,13 @@ class MongoEventStore(MongoModelHistory, MongoCollection):
     log sound where ``$inc`` is not atomic across connections (FerretDB v1 can hand one number
     to two writers): the loser of the duplicate key takes another number. A hole sealed by a
     reader is the document ``{_id: seq, sealed: true}``; event queries skip it.
+
+    Appends that arrive while ``APPENDS_IN_FLIGHT`` are under way wait and then go together:
+    one ``$inc`` by their count and one ordered ``insert_many`` (``_append_batch``). That is
+    the same as appending them one after another: their numbers are taken after each of their
+    changes was written (so a record's next event still gets a higher number than its last),
+    none is inserted below a number a reader has passed (a sealed number refuses it, and it
+    takes a new one), and one process's batches are in the order of its calls.
     """
 
     def __init__(
@@ -54,21 +71,100 @@ class MongoEventStore(MongoModelHistory, MongoCollection):
     ) -> None:
         super().__init__(collection, stats, guard)
         self._counters = counters
+        #: Appends under way (each a single append or a batch).
+        self._appending = 0
+        #: Appends waiting for a free slot, in order: the next batch.
+        self._waiting: list[_Waiting] = []
+        self._batches: set[asyncio.Task[None]] = set()
 
     async def append(self, event: ChangeEvent) -> ChangeEvent:
+        if self._appending < APPENDS_IN_FLIGHT and not self._waiting:
+            self._appending += 1
+            try:
+                return await self._append_one(event)
+            finally:
+                self._appending -= 1
+                self._start_waiting()
+        # APPENDS_IN_FLIGHT appends are under way: this one joins the next batch (one counter
+        # update and one insert for all of its events), which starts when one of them ends.
+        waiting = _Waiting(event, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiting)
+        return await waiting.stored
+
+    def _start_waiting(self) -> None:
+        """Start the next batch of waiting appends, if any wait and a slot is free. It runs
+        in a task of its own (no caller's cancel stops the others' appends), in the context
+        of its first caller (its deadline: ``failures.bounded``; its round trips counted or
+        not as that caller's)."""
+        if not self._waiting or self._appending >= APPENDS_IN_FLIGHT:
+            return
+        batch, self._waiting = self._waiting[:APPEND_BATCH], self._waiting[APPEND_BATCH:]
+        self._appending += 1
+        task = asyncio.create_task(self._append_waiting(batch), context=batch[0].context)
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _append_waiting(self, batch: list[_Waiting]) -> None:
+        try:
+            results = await self._append_batch([w.event for w in batch])
+        except Exception as error:  # the batch's counter or insert failed: each caller's error
+            results = [error] * len(batch)
+        except BaseException:  # cancelled (the loop is closing): so are its callers' waits
+            for waiting in batch:
+                waiting.stored.cancel()
+            raise
+        finally:
+            self._appending -= 1
+            self._start_waiting()
+        for waiting, result in zip(batch, results, strict=True):
+            if waiting.stored.done():  # its caller gave up waiting (cancelled, timed out)
+                continue
+            if isinstance(result, Exception):
+                waiting.stored.set_exception(result)
+            else:
+                waiting.stored.set_result(result)
+
+    async def _append_batch(self, events: list[ChangeEvent]) -> list[ChangeEvent | Exception]:
+        """Append ``events`` with one counter update (their numbers in a row, taken now, as
+        each would have been) and one ordered insert. An event the insert refuses (its number
+        taken: a sealed hole, a lost ``$inc``; or the event already stored) goes the way of a
+        single append; those after it are inserted again with their numbers."""
+        if len(events) == 1:
+            return [await self._append_one(events[0])]
+        top = await self._next_seq(len(events))
+        stored = [
+            event.model_copy(update={"seq": top - len(events) + 1 + n})
+            for n, event in enumerate(events)
+        ]
+        results: list[ChangeEvent | Exception] = list(stored)
+        todo = list(range(len(events)))
+        while todo:
+            try:
+                self._trip()
+                await self._c.insert_many([_event_doc(stored[n]) for n in todo], ordered=True)
+                return results
+            except BulkWriteError as error:
+                write_errors = error.details.get("writeErrors") or []
+                if not write_errors or not _duplicate_key(write_errors[0]):
+                    raise
+                refused = int(write_errors[0]["index"])
+            try:
+                results[todo[refused]] = await self._append_one(events[todo[refused]])
+            except Exception as error:
+                results[todo[refused]] = error
+            todo = todo[refused + 1 :]
+        return results
+
+    async def _append_one(self, event: ChangeEvent) -> ChangeEvent:
         for collisions in range(MAX_APPEND_ATTEMPTS):
             if collisions >= 2:
                 # Repeated collisions: the counter lags the log (a lost ``$inc`` on a server
                 # without atomic updates). Move it past the highest stored number.
                 await self._counter_at_least(await self.head())
             stored = event.model_copy(update={"seq": await self._next_seq()})
-            doc = documents.event_to_doc(stored)
-            if stored.event_id is None:
-                # Only real ids enter the sparse unique index (a stored null would be a key).
-                doc.pop("event_id", None)
             try:
                 self._trip()
-                await self._c.insert_one(doc)
+                await self._c.insert_one(_event_doc(stored))
                 return stored
             except (DuplicateKeyError, OperationFailure) as error:
                 if not is_duplicate_key(error):
@@ -88,13 +184,14 @@ class MongoEventStore(MongoModelHistory, MongoCollection):
         self._trip()
         return await self._c.find_one({"event_id": event_id}, {"_id": 1}) is not None
 
-    async def _next_seq(self) -> int:
+    async def _next_seq(self, count: int = 1) -> int:
+        """Take ``count`` numbers from the counter; the highest of them."""
         for _ in range(3):
             self._trip()
             try:
                 counter = await self._counters.find_one_and_update(
                     {"_id": "events"},
-                    {"$inc": {"seq": 1}},
+                    {"$inc": {"seq": count}},
                     upsert=True,
                     return_document=ReturnDocument.AFTER,
                 )
@@ -293,6 +390,32 @@ class MongoEventStore(MongoModelHistory, MongoCollection):
                 ),
             ]
         )
+
+
+@dataclass
+class _Waiting:
+    """An append waiting for the next batch: its event, its answer, its caller's context."""
+
+    event: ChangeEvent
+    stored: asyncio.Future[ChangeEvent]
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+
+
+def _event_doc(event: ChangeEvent) -> dict[str, Any]:
+    doc = documents.event_to_doc(event)
+    if event.event_id is None:
+        # Only real ids enter the sparse unique index (a stored null would be a key).
+        doc.pop("event_id", None)
+    return doc
+
+
+def _duplicate_key(write_error: Mapping[str, Any]) -> bool:
+    """A bulk write's error refused by a unique index (as ``is_duplicate_key`` reads one)."""
+    return is_duplicate_key(
+        OperationFailure(
+            str(write_error.get("errmsg", "")), write_error.get("code"), dict(write_error)
+        )
+    )
 
 
 def _log_entry(doc: dict[str, Any]) -> LogEntry:

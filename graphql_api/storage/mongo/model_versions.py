@@ -295,19 +295,20 @@ class MongoModelVersionStore(
         before_production_revision: int | None = None,
         pending: PendingChange | None = None,
     ) -> ModelVersion | None:
-        where, also_set = unless_pending(pending)
+        pending_where, also_set = unless_pending(pending)
         if production_revision is not None:
             also_set["production_revision"] = production_revision
         if also_set or any(isinstance(c, Move) for c in changes):
             # A change (or a production holding) waits for the one still pending; a missing
             # field matches too (documents written before pending changes existed).
-            where[PENDING] = None
+            pending_where = {PENDING: None}
+        where: dict[str, Any] = {}
         if at_revision is not None:
             where["rev"] = at_revision
         if before_production_revision is not None:
             where.update(_reached_production_before(before_production_revision))
         return await self._update_or_busy(
-            model_id, sources, changes, where=where, also_set=also_set
+            model_id, sources, changes, where=where, pending_where=pending_where, also_set=also_set
         )
 
     async def _version_conflict(self, version: ModelVersion) -> ConflictError:

@@ -69,12 +69,23 @@ def pending_from_doc(doc: Mapping[str, Any]) -> PendingChange:
     )
 
 
-def unless_pending(pending: PendingChange | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def unless_pending(
+    pending: PendingChange | None, logged_event_id: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The condition and the ``$set`` of an update that records ``pending`` (none: neither).
-    A missing field matches the condition too (records written before the outbox)."""
+    A missing field matches the condition too (records written before the outbox).
+
+    ``logged_event_id``: the id of a pending change of this record whose event the caller knows
+    is in the log (its relay appended it and left the clearing for later: ``services.outbox``);
+    the update may then replace that change too, which clears it in the same write. (An
+    ``$or``, not ``{"pending_event.event_id": {"$in": [None, id]}}``: mongomock does not match a
+    null ``pending_event`` with that.)"""
     if pending is None:
         return {}, {}
-    return {PENDING: None}, {PENDING: pending_doc(pending)}
+    if logged_event_id is None:
+        return {PENDING: None}, {PENDING: pending_doc(pending)}
+    either = [{PENDING: None}, {f"{PENDING}.event_id": logged_event_id}]
+    return {"$or": either}, {PENDING: pending_doc(pending)}
 
 
 @bounded_methods
@@ -115,6 +126,23 @@ class MongoOutboxStore(MongoRecordStore[R, W, O]):
             "clearing the recorded change",
         )
 
+    async def clear_relayed(self, relayed: Sequence[tuple[str, str]]) -> None:
+        """``clear_pending`` of many (record id, event id) pairs in one round trip. One
+        ``update_many`` on both lists: an event id is a change's own (a UUID), so a record
+        whose pending change has one of them has its own, and the pairs need no ``$or`` (nor a
+        bulk write, which mongomock cannot do with this PyMongo)."""
+        if not relayed:
+            return
+        self._trip()
+        query = {
+            "_id": {"$in": [record_id for record_id, _ in relayed]},
+            f"{PENDING}.event_id": {"$in": [event_id for _, event_id in relayed]},
+        }
+        await retry_transient(
+            lambda: self._c.update_many(query, {"$set": {PENDING: None}}),
+            "clearing the recorded changes",
+        )
+
     async def _update_or_busy(
         self,
         record_id: str,
@@ -122,17 +150,23 @@ class MongoOutboxStore(MongoRecordStore[R, W, O]):
         changes: Sequence[Change],
         *,
         where: Mapping[str, Any],
+        pending_where: Mapping[str, Any],
         also_set: Mapping[str, Any],
     ) -> R | None:
-        """``_update``; RecordBusy instead of None when only the pending condition failed.
+        """``_update`` on ``where`` and the pending condition ``pending_where`` (from
+        ``unless_pending``); RecordBusy instead of None when only the pending condition failed.
 
-        Checked after the update without that condition: the change that blocked it may have
+        Checked after the update with ``where`` alone: the change that blocked it may have
         been relayed in between (then the retry simply applies). Told apart from a record that
-        is gone or in another status, which is None as always."""
-        found = await self._update(record_id, sources, changes, where=where, also_set=also_set)
-        if found is None and PENDING in where:
-            others = {k: v for k, v in where.items() if k != PENDING}
-            query = {"_id": record_id, "status": {"$in": [s.value for s in sources]}, **others}
+        is gone, in another status or failing another condition of ``where``, which is None
+        as always. The two come apart so that an ``$or`` of ``where`` (a version that reached
+        production before a revision) is never taken for the pending condition's ``$or``: it
+        was, and an archive refused by it was reported busy, retried and settled 100 times."""
+        found = await self._update(
+            record_id, sources, changes, where=_both(where, pending_where), also_set=also_set
+        )
+        if found is None and pending_where:
+            query = {"_id": record_id, "status": {"$in": [s.value for s in sources]}, **where}
             self._trip()
             if await self._c.find_one(query, {"_id": 1}) is not None:
                 raise RecordBusy(record_id)
@@ -140,3 +174,11 @@ class MongoOutboxStore(MongoRecordStore[R, W, O]):
 
     async def _ensure_outbox_index(self) -> None:
         await self._create_indexes([PENDING_INDEX])
+
+
+def _both(where: Mapping[str, Any], pending_where: Mapping[str, Any]) -> dict[str, Any]:
+    """The conditions of ``where`` and ``pending_where`` (an ``$and`` where both use one key,
+    such as ``$or``: a merged dict would keep only the second)."""
+    if where.keys() & pending_where.keys():
+        return {"$and": [dict(where), dict(pending_where)]}
+    return {**where, **pending_where}
