@@ -458,10 +458,13 @@ async def test_a_client_that_stops_reading_is_ended_with_a_resume_cursor_and_los
     await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 2))
 
     steps = 30
+    # The healthy subscriber keeps up with the very same stream and buffer size. It is given
+    # each change before the next is made: the real server's feed offers what one poll found
+    # at once, and a loaded machine could put more than the buffer's 4 in one poll (a
+    # subscription ended for that, not for reading slowly: failed once on DocumentDB).
     for step in range(steps):
         await report(http, job_id, step)
-    # The healthy subscriber keeps up with the very same stream and buffer size.
-    assert len(await healthy.take(healthy_op, steps, within=10)) == steps
+        assert len(await healthy.take(healthy_op, 1, within=10)) == 1
 
     # The slow one reads again: some events, then the end, naming where to resume.
     slow.start_reading()
