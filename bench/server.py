@@ -16,11 +16,18 @@ from starlette.applications import Starlette
 
 from bench.seed import seed
 from graphql_api.app import create_app as create_project_app
+from graphql_api.gc_tuning import tune_for_serving
 from graphql_api.settings import get_settings
 from graphql_api.storage.mongo import MongoStorage
 
 
 def create_app() -> Starlette:
+    app = _create_app()
+    tune_for_serving()  # as `mltrain serve` does before it serves
+    return app
+
+
+def _create_app() -> Starlette:
     settings = get_settings()
     jobs = int(os.environ.get("MLTRAIN_BENCH_SEED_JOBS", "0"))
     pending = int(os.environ.get("MLTRAIN_BENCH_SEED_PENDING", "0"))

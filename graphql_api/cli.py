@@ -82,6 +82,7 @@ def serve(
     from graphql_api.app import create_app
     from graphql_api.auth.exposure import is_loopback
     from graphql_api.auth.keys import KeyConfigError, KeyRing
+    from graphql_api.gc_tuning import tune_for_serving
     from graphql_api.settings import SettingsError, get_settings
 
     try:
@@ -117,8 +118,10 @@ def serve(
         f"{', keys stored in the database' if stored_keys else ''}"
     )
     typer.echo(f"mltrain: GraphiQL at http://{bind_host}:{bind_port}/graphql")
+    server_app = create_app(settings, demo=demo, keys=keys)
+    tune_for_serving()
     uvicorn.run(
-        create_app(settings, demo=demo, keys=keys),
+        server_app,
         host=bind_host,
         port=bind_port,
         log_level=settings.log_level.lower(),
