@@ -21,7 +21,7 @@ from graphql_api.live.subscriber import Subscriber
 from tests.api_helpers import create_job_id, mutate, register_id, report
 from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
 from tests.live_servers import Server, eventually
-from tests.test_live_fanout import JOB_STATUS_UPDATES, subscribed, wait_subscribed
+from tests.test_live_fanout import subscribed, wait_subscribed, watched_job
 from tests.test_subscriptions import JOB_UPDATES, START, Live
 
 
@@ -47,12 +47,7 @@ async def test_one_delivery_chain_per_event_and_operation_the_rest_written_direc
     live: Live, monkeypatch: pytest.MonkeyPatch, count: int
 ) -> None:
     handed = count_hand_outs(monkeypatch)
-    server = await live.start()
-    http = live.http(server)
-    job_id = await create_job_id(http, await register_id(http))
-    full = await subscribed(live, server, count, JOB_UPDATES, jobId=job_id)
-    slim = await subscribed(live, server, count, JOB_STATUS_UPDATES)
-    await wait_subscribed(live, server, 2 * count)
+    server, http, job_id, full, slim = await watched_job(live, count)
     written_before = await written(live, server)
 
     # One change at a time, each received by all before the next: every subscriber is idle

@@ -14,7 +14,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -26,7 +26,15 @@ from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
 from tests.api_helpers import create_job_id, mutate, register_id, report
 from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
-from tests.live_servers import LEGACY_WS, TRANSPORT_WS, Server, ServerLoop, WSClient, eventually
+from tests.live_servers import (
+    LEGACY_WS,
+    TRANSPORT_WS,
+    GraphQLHTTP,
+    Server,
+    ServerLoop,
+    WSClient,
+    eventually,
+)
 from tests.security_helpers import KEYS, SECRETS
 from tests.test_subscriptions import (
     CREATE_JOB,
@@ -69,6 +77,27 @@ async def wait_subscribed(live: Live, server: Server, count: int) -> None:
         return await live.loop.peek(lambda: server.feed.subscriber_count) >= count
 
     await eventually(ready, what=f"{count} subscribers in the feed")
+
+
+class WatchedJob(NamedTuple):
+    """A server with one job and ``count`` subscribers of each of two operations: the job's
+    full updates (``full``) and every job's status (``slim``), all in the feed."""
+
+    server: Server
+    http: GraphQLHTTP
+    job_id: str
+    full: list[tuple[WSClient, str]]
+    slim: list[tuple[WSClient, str]]
+
+
+async def watched_job(live: Live, count: int) -> WatchedJob:
+    server = await live.start()
+    http = live.http(server)
+    job_id = await create_job_id(http, await register_id(http))
+    full = await subscribed(live, server, count, JOB_UPDATES, jobId=job_id)
+    slim = await subscribed(live, server, count, JOB_STATUS_UPDATES)
+    await wait_subscribed(live, server, 2 * count)
+    return WatchedJob(server, http, job_id, full, slim)
 
 
 @pytest.mark.parametrize(

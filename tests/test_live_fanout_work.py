@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from graphql.execution.executor import Executor
 
-from tests.api_helpers import create_job_id, mutate, register_id, report
+from tests.api_helpers import mutate, report
 from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
-from tests.test_live_fanout import JOB_STATUS_UPDATES, all_receive, subscribed, wait_subscribed
-from tests.test_subscriptions import JOB_UPDATES, START, Live
+from tests.test_live_fanout import all_receive, watched_job
+from tests.test_subscriptions import START, Live
 
 
 @pytest.mark.parametrize("count", [2, 5])
@@ -33,12 +33,7 @@ async def test_one_executor_copy_per_event_and_operation(
         return original(self, payload)
 
     monkeypatch.setattr(Executor, "build_per_event_executor", counted)
-    server = await live.start()
-    http = live.http(server)
-    job_id = await create_job_id(http, await register_id(http))
-    full = await subscribed(live, server, count, JOB_UPDATES, jobId=job_id)
-    slim = await subscribed(live, server, count, JOB_STATUS_UPDATES)
-    await wait_subscribed(live, server, 2 * count)
+    _, http, job_id, full, slim = await watched_job(live, count)
     copies.clear()
 
     await mutate(http, START, id=job_id)
