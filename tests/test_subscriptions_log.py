@@ -32,7 +32,10 @@ from graphql_api.storage.mongo import MongoStorage
 from tests.live_servers import eventually
 
 
-def event(entity_id: str = "job-1", *, ago: timedelta = timedelta(0)) -> ChangeEvent:
+def event(
+    entity_id: str = "job-1", *, ago: timedelta = timedelta(0), event_id: str | None = None
+) -> ChangeEvent:
+    """A job's CREATED event, ``ago`` in the past, with ``event_id`` or a fresh one."""
     return ChangeEvent(
         seq=0,
         entity=EntityKind.TRAINING_JOB,
@@ -43,7 +46,7 @@ def event(entity_id: str = "job-1", *, ago: timedelta = timedelta(0)) -> ChangeE
         occurred_at=utc_now() - ago,
         model_id="model-1",
         snapshot={},
-        event_id=uuid.uuid4().hex,
+        event_id=event_id or uuid.uuid4().hex,
     )
 
 

@@ -10,32 +10,20 @@ the refusals a single append copes with (a number sealed by a reader, an event a
 from __future__ import annotations
 
 import asyncio
-import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from graphql_api.domain.events import ChangeEvent, ChangeKind, EntityKind
-from graphql_api.domain.values import utc_now
+from graphql_api.domain.events import ChangeEvent
 from graphql_api.live.tailer import LogTailer
 from graphql_api.storage.mongo import MongoStorage
 from graphql_api.storage.mongo.events import APPENDS_IN_FLIGHT
+from tests.test_subscriptions_log import event as created_event
 
 
 def event(entity_id: str, event_id: str | None = None) -> ChangeEvent:
-    return ChangeEvent(
-        seq=0,
-        entity=EntityKind.TRAINING_JOB,
-        entity_id=entity_id,
-        kind=ChangeKind.CREATED,
-        previous_status=None,
-        status="PENDING",
-        occurred_at=utc_now() - timedelta(seconds=1),
-        model_id="model-1",
-        snapshot={},
-        event_id=event_id or uuid.uuid4().hex,
-    )
+    return created_event(entity_id, ago=timedelta(seconds=1), event_id=event_id)
 
 
 class HeldInserts:
