@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 import httpx
@@ -67,60 +68,55 @@ async def run(uri: str, jobs: int) -> None:
                     return answer["data"]
 
                 model_id = (await gql(REGISTER))["registerModelVersion"]["modelId"]
-                for racers in (1, 8):
-                    queue = f"q{racers}"
-                    for _ in range(jobs):
-                        await gql(CREATE, m=model_id, q=queue)
+
+                async def measured(what: str, unit: str, work: Awaitable[int]) -> None:
+                    """Round trips and process CPU per ``unit`` of ``work`` (which says how
+                    many it did)."""
                     store.stats.round_trips = 0
                     cpu = time.process_time()
-
-                    async def worker(n: int, queue: str = queue) -> int:
-                        got = 0
-                        while (await gql(CLAIM, w=f"w{n}", q=queue))["claimTrainingJob"]:
-                            got += 1
-                        return got
-
-                    claimed = sum(await asyncio.gather(*(worker(n) for n in range(racers))))
+                    done = await work
                     cpu = time.process_time() - cpu
                     print(
-                        f"claims, {racers} racer(s): "
-                        f"{store.stats.round_trips / claimed:.2f} round trips per claim, "
-                        f"{1000 * cpu / claimed:.2f} ms process CPU per claim ({claimed})"
+                        f"{what}: {store.stats.round_trips / done:.2f} round trips per {unit}, "
+                        f"{1000 * cpu / done:.2f} ms process CPU per {unit} ({done})"
                     )
-                created = [await gql(CREATE, m=model_id, q="m") for _ in range(jobs // 2)]
-                ids = [c["createTrainingJob"]["jobId"] for c in created]
-                store.stats.round_trips = 0
-                cpu = time.process_time()
-                for operation in (START, REPORT, COMPLETE):
-                    for job_id in ids:
-                        await gql(operation, id=job_id)
-                cpu = time.process_time() - cpu
-                count = 3 * len(ids)
-                print(
-                    "mutations (start, report, complete): "
-                    f"{store.stats.round_trips / count:.2f} round trips per mutation, "
-                    f"{1000 * cpu / count:.2f} ms process CPU per mutation ({count})"
-                )
-                # The same by 8 concurrent clients, each on its own jobs (their events' appends
-                # can share round trips: storage/mongo/events.py).
-                created = [await gql(CREATE, m=model_id, q="m8") for _ in range(jobs // 2)]
-                ids = [c["createTrainingJob"]["jobId"] for c in created]
-                store.stats.round_trips = 0
-                cpu = time.process_time()
 
-                async def client(mine: list[str]) -> None:
-                    for job_id in mine:
-                        for operation in (START, REPORT, COMPLETE):
-                            await gql(operation, id=job_id)
+                async def worker(n: int, queue: str) -> int:
+                    got = 0
+                    while (await gql(CLAIM, w=f"w{n}", q=queue))["claimTrainingJob"]:
+                        got += 1
+                    return got
 
-                await asyncio.gather(*(client(ids[n::8]) for n in range(8)))
-                cpu = time.process_time() - cpu
-                count = 3 * len(ids)
-                print(
-                    "mutations, 8 concurrent clients: "
-                    f"{store.stats.round_trips / count:.2f} round trips per mutation, "
-                    f"{1000 * cpu / count:.2f} ms process CPU per mutation ({count})"
-                )
+                async def claims(queue: str, racers: int) -> int:
+                    return sum(await asyncio.gather(*(worker(n, queue) for n in range(racers))))
+
+                for racers in (1, 8):
+                    for _ in range(jobs):
+                        await gql(CREATE, m=model_id, q=f"q{racers}")
+                    await measured(
+                        f"claims, {racers} racer(s)", "claim", claims(f"q{racers}", racers)
+                    )
+
+                async def lifecycles(ids: list[str], clients: int) -> int:
+                    """Start, report on and complete each job, by ``clients`` concurrent
+                    clients each on its own jobs (with more than one, their events' appends
+                    can share round trips: storage/mongo/events.py)."""
+
+                    async def client(mine: list[str]) -> None:
+                        for job_id in mine:
+                            for operation in (START, REPORT, COMPLETE):
+                                await gql(operation, id=job_id)
+
+                    await asyncio.gather(*(client(ids[n::clients]) for n in range(clients)))
+                    return 3 * len(ids)
+
+                for clients, what in ((1, "mutations (start, report, complete)"),
+                                      (8, "mutations, 8 concurrent clients")):
+                    created = [
+                        await gql(CREATE, m=model_id, q=f"m{clients}") for _ in range(jobs // 2)
+                    ]
+                    ids = [c["createTrainingJob"]["jobId"] for c in created]
+                    await measured(what, "mutation", lifecycles(ids, clients))
     finally:
         await store.database.client.drop_database(name)
         await store.close()
