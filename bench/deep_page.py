@@ -19,6 +19,7 @@ import json
 from bench.queries import DASHBOARD, dashboard_after
 from graphql_api.domain.enums import TrainingStatus
 from graphql_api.domain.queries import PageRequest, TrainingJobFilter, TrainingJobOrder
+from graphql_api.storage.base import Storage
 from graphql_api.storage.mongo import MongoStorage
 
 
@@ -28,20 +29,25 @@ async def half_way_cursor(uri: str, database: str) -> tuple[str, int, int]:
     storage = MongoStorage.connect(uri, database, timeout=300)
     try:
         await storage.ensure_indexes()
-        where = TrainingJobFilter(statuses=tuple(TrainingStatus(s)
-                                                 for s in DASHBOARD["variables"]["statuses"]))
-        page_size = int(DASHBOARD["variables"]["first"])
-        pages = -(-await storage.training_jobs.count(where) // page_size)
-        cursor: str | None = None
-        for _ in range(max(1, pages // 2)):
-            page = await storage.training_jobs.find(
-                where, TrainingJobOrder.CREATED_DATE_DESC, PageRequest(page_size, cursor)
-            )
-            cursor = page.end_cursor
-        assert cursor is not None, "no jobs to page through: seed the database (bench.seed)"
-        return cursor, max(1, pages // 2) + 1, pages
+        return await walk_half_way(storage)
     finally:
         await storage.close()
+
+
+async def walk_half_way(storage: Storage) -> tuple[str, int, int]:
+    """``half_way_cursor`` through an open storage (bench.inprocess's mock too)."""
+    where = TrainingJobFilter(statuses=tuple(TrainingStatus(s)
+                                             for s in DASHBOARD["variables"]["statuses"]))
+    page_size = int(DASHBOARD["variables"]["first"])
+    pages = -(-await storage.training_jobs.count(where) // page_size)
+    cursor: str | None = None
+    for _ in range(max(1, pages // 2)):
+        page = await storage.training_jobs.find(
+            where, TrainingJobOrder.CREATED_DATE_DESC, PageRequest(page_size, cursor)
+        )
+        cursor = page.end_cursor
+    assert cursor is not None, "no jobs to page through: seed the database (bench.seed)"
+    return cursor, max(1, pages // 2) + 1, pages
 
 
 def main() -> None:

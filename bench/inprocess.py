@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.inprocess                      # dashboard, trainingJob, floor
     .venv/bin/python -m bench.inprocess dashboard --profile  # cProfile: the top costs
+    .venv/bin/python -m bench.inprocess dashboard deep --uri mongodb://127.0.0.1:27028  # 100k
     .venv/bin/python -m bench.inprocess --compare DIR        # paired rounds: this tree vs DIR's
     .venv/bin/python -m bench.inprocess job --uri mongodb://127.0.0.1:27306   # a seeded server
     .venv/bin/python -m bench.inprocess floor --peers-dir /path/to/bench-peers  # the floor app
@@ -31,7 +32,10 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported late at run time: under --compare this file drives another tree
+    from graphql_api.storage.base import StoreStats
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +52,7 @@ def _default_peers_dir() -> Path:
 
 
 PEERS_DIR = _default_peers_dir()
-OPERATIONS = ("dashboard", "job", "floor")
+OPERATIONS = ("dashboard", "deep", "job", "floor")
 
 Sender = Callable[[], Awaitable[bytes]]
 
@@ -99,6 +103,7 @@ async def _app_sender(app: Any, body: dict[str, Any]) -> Sender:
 
 
 async def _rounds(send_one: Sender, requests: int, rounds: int, profile: bool) -> float:
+    """The least CPU per request over ``rounds`` rounds of ``requests``, in ms."""
     samples = []
     for _ in range(rounds):
         profiler = cProfile.Profile() if profile else None
@@ -124,10 +129,11 @@ async def _senders(
     uri: str | None = None,
     peers_dir: Path = PEERS_DIR,
     database: str = "mltrain_bench",
-) -> AsyncIterator[dict[str, Sender]]:
+) -> AsyncIterator[tuple[dict[str, Sender], StoreStats]]:
     """One sender per operation, each checked once and warmed up; ``floor`` is the peers'
     cached-Strawberry floor app (50 in-memory jobs) called the same way."""
-    from bench.queries import BODIES, check_dashboard, check_job
+    from bench.deep_page import walk_half_way
+    from bench.queries import BODIES, check_dashboard, check_job, dashboard_after
     from bench.seed import seed
     from graphql_api.app import create_app
     from graphql_api.settings import Settings
@@ -144,6 +150,10 @@ async def _senders(
     async with app.router.lifespan_context(app):
         if uri is None:  # the mock lives in this process; a server was seeded by bench.seed
             await seed(storage, jobs, 0)
+        if "deep" in operations:  # the dashboard half way down its list (bench.deep_page)
+            cursor, _, _ = await walk_half_way(storage)
+            bodies["deep"] = dashboard_after(cursor)
+            checks["deep"] = check_dashboard
         senders = {op: await _app_sender(app, bodies[op]) for op in operations if op in bodies}
         if "floor" in operations:
             sys.path.insert(0, str(peers_dir))
@@ -155,7 +165,7 @@ async def _senders(
             checks[op](json.loads(await send_one()))
             for _ in range(20):  # warm the parser/validation caches and the interpreter
                 await send_one()
-        yield senders
+        yield senders, storage.stats
     await storage.close()
 
 
@@ -163,14 +173,18 @@ def _check_floor(answer: dict[str, Any]) -> None:
     assert len(answer["data"]["jobs"]) == 50, f"unexpected answer: {answer!r:.300}"
 
 
-async def _measure(args: argparse.Namespace) -> dict[str, float]:
+async def _measure(args: argparse.Namespace) -> dict[str, tuple[float, float]]:
+    """Per operation: ms of CPU per request, and database round trips per request."""
+    results = {}
     async with _senders(
         args.jobs, args.operations, args.uri, args.peers_dir, args.database
-    ) as senders:
-        return {
-            op: await _rounds(send_one, args.requests, args.rounds, args.profile)
-            for op, send_one in senders.items()
-        }
+    ) as (senders, stats):
+        for op, send_one in senders.items():
+            before = stats.round_trips
+            ms = await _rounds(send_one, args.requests, args.rounds, args.profile)
+            trips = (stats.round_trips - before) / (args.requests * args.rounds)
+            results[op] = (ms, trips)
+    return results
 
 
 async def _worker(args: argparse.Namespace) -> None:
@@ -179,7 +193,7 @@ async def _worker(args: argparse.Namespace) -> None:
 
     async with _senders(
         args.jobs, args.operations, args.uri, args.peers_dir, args.database
-    ) as senders:
+    ) as (senders, _):
         print("ready", Path(graphql_api.__file__).parent.parent, flush=True)
         for line in sys.stdin:
             op, requests = line.split()
@@ -262,7 +276,10 @@ def main() -> None:
     parser.add_argument(
         "operations",
         nargs="*",
-        help="dashboard, job and/or floor (the peers' cached-Strawberry floor); default all",
+        help=(
+            "dashboard, deep (its page half way down), job and/or floor (the peers' "
+            "cached-Strawberry floor); default all"
+        ),
     )
     parser.add_argument("--jobs", type=int, default=100, help="jobs seeded in the mock")
     parser.add_argument("--uri", help="a server seeded with python -m bench.seed, not the mock")
@@ -292,10 +309,11 @@ def main() -> None:
     if args.worker:
         run(_worker(args))
         return
-    for op, ms in run(_measure(args)).items():
+    for op, (ms, trips) in run(_measure(args)).items():
         print(
             f"{op:10s} {ms:7.3f} ms of CPU per request "
-            f"(best of {args.rounds} rounds of {args.requests})"
+            f"(best of {args.rounds} rounds of {args.requests}), "
+            f"{trips:.2f} database round trips per request"
         )
 
 
