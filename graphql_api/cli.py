@@ -377,6 +377,8 @@ def worker(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs every request at INFO: two lines a second per slot of polls and heartbeats.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     config = WorkerConfig(
         url=url,
         queue=queue,

@@ -30,6 +30,7 @@ from mltrain.client import (
     ENV_ATTEMPT,
     ENV_HYPERPARAMETERS,
     ENV_HYPERPARAMETERS_FILE,
+    ENV_JOB_DIR,
     ENV_JOB_ID,
     ENV_LEASE_TOKEN,
     ENV_QUEUE,
@@ -203,6 +204,7 @@ class JobRun:
                 ENV_ATTEMPT: str(self.job.attempt),
                 ENV_HYPERPARAMETERS: json.dumps(self.job.hyperparameters),
                 ENV_HYPERPARAMETERS_FILE: str(hyperparameters_file),
+                ENV_JOB_DIR: str(self.directory),
             }
         )
         if self.config.api_key:
@@ -225,7 +227,11 @@ class JobRun:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     env=self._environment(hyperparameters_file),
-                    cwd=self.directory,
+                    # The worker's own directory, as a shell would run it: `-- python
+                    # train.py` finds train.py where the worker was started. The job's own
+                    # directory (hyperparameters, output, room for checkpoints) is in
+                    # MLTRAIN_JOB_DIR.
+                    cwd=None,
                     # Its own process group: a cancel reaches the command and its children.
                     start_new_session=True,
                 )
@@ -303,12 +309,15 @@ class JobRun:
 
     def _report_end(self, returncode: int, output: Path) -> None:
         if self.terminated_for == "lost":
+            log.info("%s: command ended (%s); the job is no longer this worker's",
+                     self.job.job_id, describe(returncode))
             return  # the job is someone else's now (or over): nothing to report
         if self.terminated_for == "cancel":
             log.info("%s: stopped after a cancel (%s)", self.job.job_id, describe(returncode))
             self._finish_call(lambda: self.client.acknowledge_cancel(self.job))
             return
         if returncode == 0 and self.terminated_for is None:
+            log.info("%s: command ended (exit status 0): COMPLETED", self.job.job_id)
             self._finish_call(lambda: self.client.complete(self.job))
             return
         if self.terminated_for == "stopping":
@@ -317,6 +326,8 @@ class JobRun:
             kind = failure_of(returncode)
         reason = f"{describe(returncode)}{_last_line(output)}"
         code = returncode if returncode >= 0 else 128 - returncode
+        log.info("%s: command ended (%s): FAILED, %s; output in %s",
+                 self.job.job_id, describe(returncode), kind.value, output)
         self._finish_call(lambda: self.client.fail(self.job, reason, kind, code))
 
     def _finish_call(self, call: Callable[[], None]) -> None:

@@ -37,7 +37,7 @@ def main() -> int:
                 return 0
             if holds and step == hold_at:
                 run.flush()
-                Path("held").write_text(str(os.getpid()))
+                Path(os.environ["MLTRAIN_JOB_DIR"], "held").write_text(str(os.getpid()))
                 release = Path(hyperparameters["release_file"])
                 while not release.exists() and not run.cancel_requested:
                     time.sleep(0.02)
