@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -14,9 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, SupportsFloat
 
 import httpx
+
+from graphql_api.domain.text import PolicyError, check_key
 
 log = logging.getLogger("mltrain")
 
@@ -349,6 +353,35 @@ class Client:
         return Run(self, job, flush_interval=flush_interval)
 
 
+#: The largest step the server stores (a 64-bit integer).
+MAX_STEP = 2**63 - 1
+
+
+def _checked_point(key: str, step: object, value: object) -> float:
+    """``value`` as the float sent for ``key`` at ``step``, or ``ValueError`` saying which rule
+    the point breaks (the server's rules: docs/metrics.md)."""
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_STEP:
+        raise ValueError(f"step {step!r}: steps must be integers from 0 to 2**63 - 1")
+    try:
+        check_key(key, "metric")
+    except PolicyError as error:
+        raise ValueError(f"step {step}: {error}") from None
+    # Whatever converts to a float (NumPy scalars, 0-d tensors) except text and booleans.
+    number = None
+    if not isinstance(value, bool | str | bytes):
+        with contextlib.suppress(TypeError, ValueError, OverflowError):
+            number = float(value)  # type: ignore[arg-type]  # checked by trying
+    if number is None:
+        raise ValueError(
+            f"metric {key!r} at step {step}: values must be numbers, not {type(value).__name__}"
+        )
+    if not math.isfinite(number):
+        raise ValueError(
+            f"metric {key!r} at step {step} is {number}: values must be finite numbers"
+        )
+    return number
+
+
 class Run:
     """Running one job. ``log`` records each step's metrics; a background thread sends them
     as per-step series every ``flush_interval`` seconds (at most 1,000 points a call; points
@@ -393,14 +426,21 @@ class Run:
     def hyperparameters(self) -> dict[str, Any]:
         return self.job.hyperparameters
 
-    def log(self, step: int, **metrics: float) -> None:
+    def log(self, step: int, **metrics: SupportsFloat) -> None:
         """Record this step's metrics (each a per-step series: ``TrainingJob.metricSeries``);
-        sent in the background."""
+        sent in the background.
+
+        Raises ``ValueError``, recording nothing of the call, for a point the server would
+        refuse (docs/metrics.md): a step that is not an integer from 0 to 2**63 - 1, a value
+        that is not a finite number (NaN, infinity), a key that breaks the metric key rules.
+        Checked here, where the caller can act on it: sent, one such point would have the
+        whole call of up to 1,000 points refused."""
+        checked = {key: _checked_point(key, step, value) for key, value in metrics.items()}
         at = datetime.now(UTC).isoformat()
         with self._lock:
-            for key, value in metrics.items():
-                self._pending[(key, step)] = (float(value), at)
-                self.last_metrics[key] = float(value)
+            for key, value in checked.items():
+                self._pending[(key, step)] = (value, at)
+                self.last_metrics[key] = value
 
     @property
     def unsent(self) -> int:
@@ -501,7 +541,10 @@ class Run:
                 except MltrainError as error:
                     if error.code == "INVALID_TRANSITION":
                         self._cancel.set()  # ended by someone else (cancelled)
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # a bug must not stop the heartbeats: the job would be lost
+                log.exception("mltrain: sending metric points failed; trying again later")
             if self._lost.is_set():
                 return
 
