@@ -315,9 +315,9 @@ def worker(
     command: Annotated[
         list[str],
         typer.Argument(
-            help="The training command and its arguments, after `--`; run once per job, with "
-            "the job in its environment (MLTRAIN_JOB_ID, MLTRAIN_HYPERPARAMETERS_FILE, ...: "
-            "docs/workers.md).",
+            help="The training command and its arguments, after `--`; run once per job, in "
+            "the worker's directory, with the job in its environment (MLTRAIN_JOB_ID, "
+            "MLTRAIN_HYPERPARAMETERS_FILE, MLTRAIN_JOB_DIR, ...: docs/workers.md).",
             show_default=False,
         ),
     ],
@@ -370,8 +370,10 @@ def worker(
         typer.Option(min=1, help="Exit after this many jobs.", show_default=False),
     ] = None,
 ) -> None:
-    """Claim jobs of a queue and run COMMAND for each: heartbeats, output to a log file, the
-    job ended from the command's exit status, a cancel forwarded as SIGTERM (docs/workers.md)."""
+    """Claim jobs of a queue and run COMMAND for each (docs/workers.md).
+
+    Heartbeats while it runs, its output to a log file, the job ended from its exit status, a
+    cancel forwarded as SIGTERM."""
     from mltrain.worker import WorkerConfig, run_worker
 
     logging.basicConfig(
