@@ -372,8 +372,7 @@ def worker(
 ) -> None:
     """Claim jobs of a queue and run COMMAND for each (docs/workers.md).
 
-    Heartbeats while it runs, its output to a log file, the job ended from its exit status, a
-    cancel forwarded as SIGTERM."""
+    It heartbeats, logs the output, ends the job by exit status, forwards a cancel as SIGTERM."""
     from mltrain.worker import WorkerConfig, run_worker
 
     logging.basicConfig(
