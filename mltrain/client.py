@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -231,11 +232,70 @@ def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
+def _endpoint(url: str) -> str:
+    """The GraphQL endpoint of the server at ``url``: ``http://host:8000`` or the endpoint's
+    own address (``http://host:8000/graphql``, as GraphiQL shows it)."""
+    base = url.rstrip("/")
+    return base if base.endswith("/graphql") else base + "/graphql"
+
+
+class _Attempts:
+    """One call's attempts: an answer is returned; no answer (the server away or restarting:
+    no connection, HTTP 5xx) and HTTP 429 (rate limited: after its ``Retry-After``) are tried
+    again with backoff until ``retry_for`` seconds have passed, then raise ``MltrainError``
+    (``UNAVAILABLE``, ``RATE_LIMITED``); a response that is no GraphQL answer (a wrong URL's
+    404) raises ``NOT_GRAPHQL`` at once."""
+
+    def __init__(self, url: str, retry_for: float) -> None:
+        self.url = url
+        self.deadline = time.monotonic() + retry_for
+        self.delay = 0.1
+        self.retries = 0
+
+    def outcome(
+        self, response: httpx.Response | None, failure: Exception | None = None
+    ) -> tuple[dict[str, Any] | None, float]:
+        """The body of an answer, or None and the seconds to wait before the next attempt."""
+        code, wait, why = "UNAVAILABLE", self.delay, f"no answer from {self.url}"
+        if response is not None and response.status_code == 429:
+            code, why = "RATE_LIMITED", f"{self.url} is rate limiting this key"
+            with contextlib.suppress(ValueError):
+                wait = max(wait, float(response.headers.get("retry-after", "")))
+        elif response is not None and response.status_code < 500:
+            return _graphql_body(self.url, response), 0.0
+        elif response is not None:
+            why = f"{self.url} answered HTTP {response.status_code}"
+        if time.monotonic() + wait > self.deadline:
+            raise MltrainError(code, why)
+        if not self.retries:  # once per call: a server away for long warns every retry_for
+            log.warning("mltrain: %s (%s); trying again for up to %.0f s", why,
+                        failure or code, self.deadline - time.monotonic())
+        self.retries += 1
+        self.delay = min(self.delay * 2, 5.0)
+        return None, wait
+
+
+def _graphql_body(url: str, response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not ("data" in body or "errors" in body):
+        raise MltrainError(
+            "NOT_GRAPHQL",
+            f"{url} answered HTTP {response.status_code} {response.reason_phrase}, not a "
+            "GraphQL response: is the URL the mltrain server's (http://host:8000)?",
+        )
+    return body
+
+
 class Client:
     """A synchronous client. ``url``: the server (``http://host:8000``; ``/graphql`` is
-    added); ``api_key``: a key of role worker or higher; ``worker_id``: how this worker is
-    shown (``TrainingJob.workerId``), the host name by default. Calls retry with backoff for
-    ``retry_for`` seconds while the server cannot be reached (a restart)."""
+    added unless given); ``api_key``: a key of role worker or higher; ``worker_id``: how this
+    worker is shown (``TrainingJob.workerId``), the host name by default. Calls retry with
+    backoff for ``retry_for`` seconds while the server cannot be reached (a restart) or rate
+    limits the key (after its ``Retry-After``); a URL that answers no GraphQL raises
+    ``MltrainError`` ``NOT_GRAPHQL`` at once."""
 
     def __init__(
         self,
@@ -246,7 +306,7 @@ class Client:
         timeout: float = 10.0,
         retry_for: float = DEFAULT_RETRY_FOR,
     ) -> None:
-        self.url = url.rstrip("/") + "/graphql"
+        self.url = _endpoint(url)
         self.worker_id = worker_id or socket.gethostname().split(".")[0] or "worker"
         self._retry_for = retry_for
         self._http = httpx.Client(headers=_headers(api_key), timeout=timeout)
@@ -275,21 +335,18 @@ class Client:
         self.close()
 
     def execute(self, query: str, **variables: Any) -> dict[str, Any]:
-        """Any GraphQL document; the response body."""
-        deadline = time.monotonic() + self._retry_for
-        delay = 0.1
+        """Any GraphQL document; the response body. Retried as ``_Attempts`` says."""
+        attempts = _Attempts(self.url, self._retry_for)
         while True:
+            response, failure = None, None
             try:
                 response = self._http.post(self.url, json={"query": query, "variables": variables})
-                if response.status_code < 500:
-                    body: dict[str, Any] = response.json()
-                    return body
-            except httpx.TransportError:
-                pass
-            if time.monotonic() + delay > deadline:
-                raise MltrainError("UNAVAILABLE", f"no answer from {self.url}")
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+            except httpx.TransportError as error:
+                failure = error
+            body, wait = attempts.outcome(response, failure)
+            if body is not None:
+                return body
+            time.sleep(wait)
 
     def claim(self, queue: str = "default", lease_seconds: int = 60) -> ClaimedJob | None:
         """The oldest PENDING job of ``queue``, now held by this worker; None if none."""
@@ -465,7 +522,7 @@ class Run:
                     self._lost.set()
                     return
                 except MltrainError as error:
-                    if error.code == "UNAVAILABLE":
+                    if error.code in ("UNAVAILABLE", "RATE_LIMITED"):
                         return  # kept: the next flush tries again
                     if error.code == "INVALID_TRANSITION":
                         # Ended by someone else (cancelled, failed): nothing more is stored.
@@ -554,10 +611,12 @@ class AsyncClient:
 
     def __init__(
         self, url: str, api_key: str | None = None, *, worker_id: str | None = None,
-        timeout: float = 10.0, transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 10.0, retry_for: float = DEFAULT_RETRY_FOR,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:  # fmt: skip
-        self.url = url.rstrip("/") + "/graphql"
+        self.url = _endpoint(url)
         self.worker_id = worker_id or socket.gethostname().split(".")[0] or "worker"
+        self._retry_for = retry_for
         self._http = httpx.AsyncClient(
             headers=_headers(api_key), timeout=timeout, transport=transport
         )
@@ -566,9 +625,20 @@ class AsyncClient:
         await self._http.aclose()
 
     async def execute(self, query: str, **variables: Any) -> dict[str, Any]:
-        response = await self._http.post(self.url, json={"query": query, "variables": variables})
-        body: dict[str, Any] = response.json()
-        return body
+        """``Client.execute``, awaited."""
+        attempts = _Attempts(self.url, self._retry_for)
+        while True:
+            response, failure = None, None
+            try:
+                response = await self._http.post(
+                    self.url, json={"query": query, "variables": variables}
+                )
+            except httpx.TransportError as error:
+                failure = error
+            body, wait = attempts.outcome(response, failure)
+            if body is not None:
+                return body
+            await asyncio.sleep(wait)
 
     async def claim(self, queue: str = "default", lease_seconds: int = 60) -> ClaimedJob | None:
         body = await self.execute(_CLAIM, queue=queue, worker=self.worker_id, lease=lease_seconds)
