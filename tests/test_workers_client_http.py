@@ -33,9 +33,8 @@ def test_the_endpoints_own_address_is_the_servers(server: str) -> None:
 
 
 def test_a_url_that_answers_no_graphql_is_refused_at_once(server: str) -> None:
-    with Client(server + "/api", retry_for=60) as client:
-        with pytest.raises(MltrainError) as refused:
-            client.claim("default")
+    with Client(server + "/api", retry_for=60) as client, pytest.raises(MltrainError) as refused:
+        client.claim("default")
     assert refused.value.code == "NOT_GRAPHQL"
     assert str(refused.value) == (
         f"NOT_GRAPHQL: {server}/api/graphql answered HTTP 404 Not Found, not a GraphQL "
