@@ -115,12 +115,12 @@ class Worker:
         self._count = threading.Lock()
         self._children: set[subprocess.Popen[bytes]] = set()
 
-    def client(self) -> Client:
+    def client(self, retry_for: float | None = None) -> Client:
         return Client(
             self.config.url,
             self.config.api_key,
             worker_id=self.config.worker_id,
-            retry_for=self.config.retry_for,
+            retry_for=self.config.retry_for if retry_for is None else retry_for,
         )
 
     def run(self) -> None:
@@ -149,19 +149,23 @@ class Worker:
 
     def _slot(self, number: int) -> None:
         client = self.client()
+        # Claims are not retried inside the call: this loop retries them, with backoff, in
+        # waits a stop ends at once (a stopping worker holds no job to report on). Inside the
+        # call, a stop while the server was away waited up to retry_for.
+        claimer = self.client(retry_for=0)
         pause = self.config.poll_interval
         try:
             while not self.stopping.is_set():
                 if not self._take_turn():
                     return
                 try:
-                    job = client.claim(self.config.queue, self.config.lease_seconds)
+                    job = claimer.claim(self.config.queue, self.config.lease_seconds)
                 except MltrainError as error:
                     # Server away (restart) or refusing: wait, longer each time, and go on.
                     log.warning("claim failed (%s); again in %.1f s", error, pause)
                     self._give_back_turn()
                     self.stopping.wait(pause)
-                    pause = min(pause * 2, 30.0)
+                    pause = min(pause * 2, 5.0)  # as a call retries: a restart is seen soon
                     continue
                 pause = self.config.poll_interval
                 if job is None:
@@ -171,6 +175,7 @@ class Worker:
                 log.info("slot %d: claimed %s (attempt %d)", number, job.job_id, job.attempt)
                 JobRun(self, client, job).run()
         finally:
+            claimer.close()
             client.close()
 
     def _give_back_turn(self) -> None:
@@ -342,10 +347,10 @@ class JobRun:
             except MltrainError as error:
                 if error.code == "INVALID_TRANSITION":
                     return  # ended meanwhile (cancelled, failed by the server)
-                if error.code != "UNAVAILABLE":
+                if error.code not in ("UNAVAILABLE", "RATE_LIMITED"):
                     log.error("%s: the server refused the job's end: %s", self.job.job_id, error)
                     return
-                log.warning("%s: server away; retrying in %.0f s", self.job.job_id, pause)
+                log.warning("%s: %s; retrying in %.0f s", self.job.job_id, error, pause)
                 time.sleep(pause)
                 pause = min(pause * 2, 30.0)
 
