@@ -21,11 +21,16 @@ A script run by ``mltrain worker --queue Q -- python train.py`` (the reference w
         for step in range(100):
             run.log(step, loss=...)
 
+asyncio code has the same calls, awaited: ``async with AsyncClient(url) as client``, ``job =
+await client.claim("gpu")``, ``async with client.run(job) as run:`` (``run.log`` is not
+awaited: it only records; a task of the run sends and heartbeats).
+
 The protocol it speaks is docs/workers.md.
 """
 
 from mltrain.client import (
     AsyncClient,
+    AsyncRun,
     ClaimedJob,
     Client,
     FailureKind,
@@ -39,6 +44,7 @@ from mltrain.client import (
 
 __all__ = [
     "AsyncClient",
+    "AsyncRun",
     "ClaimedJob",
     "Client",
     "FailureKind",

@@ -439,6 +439,57 @@ def _checked_point(key: str, step: object, value: object) -> float:
     return number
 
 
+class _Points:
+    """Points logged and not yet stored: (key, step) -> (value, timestamp), a step logged twice
+    keeping its last value. Thread-safe (``Run`` sends from a thread)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, int], tuple[float, str]] = {}
+        self._lock = threading.Lock()
+        self.last: dict[str, float] = {}
+
+    def add(self, step: int, metrics: Mapping[str, SupportsFloat]) -> None:
+        checked = {key: _checked_point(key, step, value) for key, value in metrics.items()}
+        at = datetime.now(UTC).isoformat()
+        with self._lock:
+            for key, value in checked.items():
+                self._pending[(key, step)] = (value, at)
+                self.last[key] = value
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def batches(self) -> list[dict[tuple[str, int], tuple[float, str]]]:
+        """What is pending now, in calls of at most 1,000 points."""
+        with self._lock:
+            snapshot = list(self._pending.items())
+        return [
+            dict(snapshot[start : start + MAX_POINTS_PER_CALL])
+            for start in range(0, len(snapshot), MAX_POINTS_PER_CALL)
+        ]
+
+    def stored(self, batch: Mapping[tuple[str, int], tuple[float, str]]) -> None:
+        """``batch`` was stored (or refused for good): forget its points, unless logged again
+        meanwhile."""
+        with self._lock:
+            for point, sent in batch.items():
+                if self._pending.get(point) == sent:
+                    del self._pending[point]
+
+
+def _after_refused_send(error: MltrainError, count: int) -> str:
+    """What a failed send of ``count`` points means: ``keep`` them (the server is away or
+    rate limiting: the next flush sends them), the job ``ended`` (by someone else: nothing
+    more is stored), or ``drop`` them (refused: sending them again would be refused again)."""
+    if error.code in ("UNAVAILABLE", "RATE_LIMITED"):
+        return "keep"
+    if error.code == "INVALID_TRANSITION":
+        return "ended"
+    log.warning("mltrain: %d points refused: %s", count, error)
+    return "drop"
+
+
 class Run:
     """Running one job. ``log`` records each step's metrics; a background thread sends them
     as per-step series every ``flush_interval`` seconds (at most 1,000 points a call; points
@@ -457,9 +508,7 @@ class Run:
         self.client = client
         self.job = job
         self._flush_interval = flush_interval
-        #: (key, step) -> (value, timestamp): a step logged twice keeps its last value.
-        self._pending: dict[tuple[str, int], tuple[float, str]] = {}
-        self._lock = threading.Lock()
+        self._points = _Points()
         self._sending = threading.Lock()
         self._stop = threading.Event()
         self._cancel = threading.Event()
@@ -467,7 +516,8 @@ class Run:
         self._ended = threading.Event()
         self._thread = threading.Thread(target=self._background, daemon=True)
         self._previous_sigterm: Any = None
-        self.last_metrics: dict[str, float] = {}
+        #: Each key's last logged value.
+        self.last_metrics = self._points.last
 
     @property
     def cancel_requested(self) -> bool:
@@ -492,48 +542,35 @@ class Run:
         that is not a finite number (NaN, infinity), a key that breaks the metric key rules.
         Checked here, where the caller can act on it: sent, one such point would have the
         whole call of up to 1,000 points refused."""
-        checked = {key: _checked_point(key, step, value) for key, value in metrics.items()}
-        at = datetime.now(UTC).isoformat()
-        with self._lock:
-            for key, value in checked.items():
-                self._pending[(key, step)] = (value, at)
-                self.last_metrics[key] = value
+        self._points.add(step, metrics)
 
     @property
     def unsent(self) -> int:
         """Points logged and not yet stored."""
-        with self._lock:
-            return len(self._pending)
+        return len(self._points)
 
     def flush(self) -> None:
         """Send what is pending now, 1,000 points a call. Points of a call that fails for want
         of the server stay pending (the next flush sends them); a refused call's points are
         dropped with a warning (sending them again would be refused again)."""
         with self._sending:
-            with self._lock:
-                snapshot = list(self._pending.items())
-            for start in range(0, len(snapshot), MAX_POINTS_PER_CALL):
+            for batch in self._points.batches():
                 if self._lost.is_set() or self._ended.is_set():
                     return
-                batch = dict(snapshot[start : start + MAX_POINTS_PER_CALL])
                 try:
                     self.client.report_points(self.job, batch)
                 except LeaseLost:
                     self._lost.set()
                     return
                 except MltrainError as error:
-                    if error.code in ("UNAVAILABLE", "RATE_LIMITED"):
-                        return  # kept: the next flush tries again
-                    if error.code == "INVALID_TRANSITION":
-                        # Ended by someone else (cancelled, failed): nothing more is stored.
+                    after = _after_refused_send(error, len(batch))
+                    if after == "keep":
+                        return
+                    if after == "ended":
                         self._ended.set()
                         self._cancel.set()
                         return
-                    log.warning("mltrain: %d points refused: %s", len(batch), error)
-                with self._lock:
-                    for point, sent in batch.items():
-                        if self._pending.get(point) == sent:
-                            del self._pending[point]
+                self._points.stored(batch)
 
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         self._cancel.set()
@@ -624,6 +661,12 @@ class AsyncClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     async def execute(self, query: str, **variables: Any) -> dict[str, Any]:
         """``Client.execute``, awaited."""
         attempts = _Attempts(self.url, self._retry_for)
@@ -646,8 +689,11 @@ class AsyncClient:
         return None if job is None else _claimed(job, lease_seconds)
 
     async def heartbeat(self, job: ClaimedJob) -> bool:
+        return (await self.heartbeat_answer(job)).cancel_requested
+
+    async def heartbeat_answer(self, job: ClaimedJob) -> HeartbeatAnswer:
         body = await self.execute(_HEARTBEAT, id=job.job_id, token=job.lease_token)
-        return HeartbeatAnswer.of(_result(body, "heartbeatTrainingJob")).cancel_requested
+        return HeartbeatAnswer.of(_result(body, "heartbeatTrainingJob"))
 
     async def report(self, job: ClaimedJob, metrics: Mapping[str, float]) -> None:
         body = await self.execute(
@@ -682,3 +728,155 @@ class AsyncClient:
             _FAIL, id=job.job_id, token=job.lease_token, reason=reason, kind=kind, code=exit_code
         )
         _result(body, "failTrainingJob")
+
+    async def set_logs_url(self, job: ClaimedJob, url: str) -> None:
+        body = await self.execute(_SET_LOGS, id=job.job_id, url=url)
+        _result(body, "setTrainingJobLogsUrl")
+
+    async def acknowledge_cancel(self, job: ClaimedJob) -> None:
+        body = await self.execute(_ACKNOWLEDGE, id=job.job_id, token=job.lease_token)
+        _result(body, "acknowledgeTrainingJobCancel")
+
+    def run(self, job: ClaimedJob, *, flush_interval: float = 1.0) -> AsyncRun:
+        """An async context manager for running ``job``: see ``AsyncRun``."""
+        return AsyncRun(self, job, flush_interval=flush_interval)
+
+
+class AsyncRun:
+    """``Run`` for asyncio code: ``async with client.run(job) as run:``. ``log`` is the same
+    call (not awaited: it only records); a task of the run sends the points every
+    ``flush_interval`` seconds and heartbeats (every third of the lease); leaving the block
+    completes the job, fails it with the exception's kind, or acknowledges a cancel, as
+    ``Run`` does. Under ``mltrain worker`` it only sends points, and SIGTERM sets
+    ``cancel_requested`` (on the main thread's event loop)."""
+
+    def __init__(self, client: AsyncClient, job: ClaimedJob, *, flush_interval: float) -> None:
+        self.client = client
+        self.job = job
+        self._flush_interval = flush_interval
+        self._points = _Points()
+        self._sending = asyncio.Lock()
+        self._cancel = False
+        self._lost = False
+        self._ended = False
+        self._task: asyncio.Task[None] | None = None
+        self._sigterm_handled = False
+        #: Each key's last logged value.
+        self.last_metrics = self._points.last
+
+    @property
+    def cancel_requested(self) -> bool:
+        """A cancel was asked for (or the job was taken): stop soon and leave the block."""
+        return self._cancel or self._lost
+
+    @property
+    def lease_lost(self) -> bool:
+        """The job was taken from this worker: nothing more is recorded for it."""
+        return self._lost
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        return self.job.hyperparameters
+
+    def log(self, step: int, **metrics: SupportsFloat) -> None:
+        """``Run.log``: records this step's metrics, sent in the background; ``ValueError``
+        (nothing recorded) for a point the server would refuse."""
+        self._points.add(step, metrics)
+
+    @property
+    def unsent(self) -> int:
+        """Points logged and not yet stored."""
+        return len(self._points)
+
+    async def flush(self) -> None:
+        """``Run.flush``, awaited."""
+        async with self._sending:
+            for batch in self._points.batches():
+                if self._lost or self._ended:
+                    return
+                try:
+                    await self.client.report_points(self.job, batch)
+                except LeaseLost:
+                    self._lost = True
+                    return
+                except MltrainError as error:
+                    after = _after_refused_send(error, len(batch))
+                    if after == "keep":
+                        return
+                    if after == "ended":
+                        self._ended = self._cancel = True
+                        return
+                self._points.stored(batch)
+
+    def _on_sigterm(self) -> None:
+        self._cancel = True
+
+    async def __aenter__(self) -> AsyncRun:
+        if self.job.held_by_worker and threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not on this loop
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._on_sigterm)
+                self._sigterm_handled = True
+        self._task = asyncio.create_task(self._background(), name=f"mltrain-run-{self.job.job_id}")
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            # A send cut short keeps its points pending: they go again below (a point sent
+            # twice replaces itself).
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._sigterm_handled:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+        if self._lost:
+            return
+        give_up_at = time.monotonic() + self.client._retry_for
+        while self.unsent and not self._lost and not self._ended:
+            await self.flush()
+            if time.monotonic() > give_up_at:
+                log.warning("mltrain: %d points could not be sent", self.unsent)
+                break
+        if self._lost or self.job.held_by_worker:
+            return
+        try:
+            if error is not None:
+                await self.client.fail(
+                    self.job, f"{type(error).__name__}: {error}", failure_kind_of(error)
+                )
+            elif self._cancel:
+                await self.client.acknowledge_cancel(self.job)
+            else:
+                await self.client.complete(self.job)
+        except LeaseLost:
+            pass
+        except MltrainError as refused:
+            if refused.code != "INVALID_TRANSITION":  # ended by someone else: nothing to do
+                raise
+
+    async def _background(self) -> None:
+        beat_every = max(self.job.lease_seconds / 3, 0.2)
+        next_beat = time.monotonic() + beat_every
+        while True:
+            await asyncio.sleep(min(self._flush_interval, beat_every))
+            if not self.job.held_by_worker and time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + beat_every
+                try:
+                    if await self.client.heartbeat(self.job):
+                        self._cancel = True
+                except LeaseLost:
+                    self._lost = True
+                    return
+                except MltrainError as error:
+                    if error.code == "INVALID_TRANSITION":
+                        self._cancel = True  # ended by someone else (cancelled)
+            try:
+                await self.flush()
+            except Exception:  # a bug must not stop the heartbeats: the job would be lost
+                log.exception("mltrain: sending metric points failed; trying again later")
+            if self._lost:
+                return
