@@ -23,8 +23,11 @@ async def put_events(storage: MongoStorage, seqs: list[int], counter: int | None
     docs = [{"_id": s, "sealed": True, "sealed_at": datetime.now(UTC)} for s in seqs]
     if docs:
         await storage.database["events"].insert_many(docs)
-    if counter is not None:
-        await storage.database["counters"].insert_one({"_id": "events", "seq": counter})
+    counters = storage.database["counters"]
+    if counter is None:  # a database from before the counter was made at start-up
+        await counters.delete_one({"_id": "events"})
+    else:
+        await counters.replace_one({"_id": "events"}, {"seq": counter}, upsert=True)
 
 
 @pytest.mark.parametrize(
