@@ -93,9 +93,6 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().handle_connection_init(message)
         if self.connection_acknowledged and self._keep_alive is None:
             self._schedule_ping()
-            writer = self._frame_writer()
-            if writer is not None:
-                writer.forget_handshake()  # accepted long ago: only memory now
 
     def _schedule_ping(self) -> None:
         if not self._closed:

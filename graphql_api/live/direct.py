@@ -68,22 +68,12 @@ class FrameWriter:
         protocol = getattr(send, "__self__", None)
         conn = getattr(protocol, "conn", None)
         if (
-            getattr(type(protocol), "__name__", "") != "WebSocketsSansIOProtocol"
+            all(kind.__name__ != "WebSocketsSansIOProtocol" for kind in type(protocol).__mro__)
             or not callable(getattr(conn, "send_text", None))
             or not hasattr(protocol, "writable")
         ):
             return None
         return cls(protocol)
-
-    def forget_handshake(self) -> None:
-        """Drop the handshake's request and response (their headers: ~4.5 KiB per connection,
-        tracemalloc), which uvicorn keeps for the connection's life but reads only until it
-        has sent the response; the ASGI scope keeps the request headers the app reads."""
-        protocol = self._protocol
-        if protocol.handshake_complete and not protocol.close_sent:
-            for name in ("request", "response"):
-                if hasattr(protocol, name):
-                    setattr(protocol, name, None)
 
     def write(self, text: str) -> bool:
         protocol = self._protocol

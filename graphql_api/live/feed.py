@@ -150,6 +150,10 @@ class ChangeFeed:
                 # A short page means everything up to the target has been read (holes in it
                 # are sealed: the tailer moved past them).
                 last = page[-1].seq if len(page) == self._batch else target
+                # This frame lives as long as the subscription: a page kept here is this
+                # subscriber's own copy of what it replayed (~2 KiB per idle subscriber that
+                # resumed from one event back, tracemalloc, bench.idle_memory).
+                page.clear()
             if self._stopped:
                 raise FeedStopped(last)
             # No await since the loop's check: the live fan-out continues from exactly ``last``.

@@ -74,9 +74,9 @@ class Subscriber:
         "_direct",
         "_leading",
         "_max_lag",
-        "_ready",
         "_state",
         "_waiting",
+        "_wakeup",
         "delivered_seq",
         "selector",
     )
@@ -97,8 +97,11 @@ class Subscriber:
         self._max_lag = max_lag
         self._clock = clock
         #: Each waiting event with the time it was offered (its lag is measured from there).
-        self._buffer: deque[tuple[StoredEvent, float]] = deque()
-        self._ready = asyncio.Event()
+        #: None while empty, and the consumer's wake-up a future made only while it waits: an
+        #: empty deque and an ``asyncio.Event`` (a deque too) are ~1.5 KiB, most of the idle
+        #: subscriber's own memory (tracemalloc, bench.idle_memory).
+        self._buffer: deque[tuple[StoredEvent, float]] | None = None
+        self._wakeup: asyncio.Future[None] | None = None
         self._state: FellBehind | FeedStopped | CursorExpired | None = None
         #: Direct delivery (``direct``): its group, where its frames go, the feed's counters.
         self._direct: tuple[DeliveryGroup, DirectTarget, DirectStats] | None = None
@@ -111,7 +114,7 @@ class Subscriber:
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer)
+        return 0 if self._buffer is None else len(self._buffer)
 
     @property
     def fell_behind(self) -> bool:
@@ -125,19 +128,22 @@ class Subscriber:
         if not self.selector.matches(event):
             return
         now = self._clock()
-        if len(self._buffer) >= self._capacity:
+        buffer = self._buffer
+        if buffer is None:
+            buffer = self._buffer = deque()
+        if len(buffer) >= self._capacity:
             self._fall_behind(FellBehind(self.delivered_seq, self._capacity))
             return
-        if self._buffer and now - self._buffer[0][1] > self._max_lag:
-            self._fall_behind(self._lagging(now - self._buffer[0][1]))
+        if buffer and now - buffer[0][1] > self._max_lag:
+            self._fall_behind(self._lagging(now - buffer[0][1]))
             return
-        self._buffer.append((event, now))
+        buffer.append((event, now))
         if self._deferred is not None:
             return  # behind the deferred event: woken (or written to) when that one is settled
-        if self._direct is not None and self._waiting and len(self._buffer) == 1:
+        if self._direct is not None and self._waiting and len(buffer) == 1:
             self._join_delivery(event.seq)  # a follower (not woken), or the leader (woken)
             return
-        self._ready.set()
+        self._wake()
 
     # Direct delivery (``direct``) --------------------------------------------------------
 
@@ -192,8 +198,10 @@ class Subscriber:
                 # Events that came meanwhile: its consumer still waits (idle), so the next one
                 # goes the same way (deferred, or led), rather than waking it for all of them.
                 self._join_delivery(buffer[0][0].seq)
+            else:
+                self._buffer = None
             return True
-        self._ready.set()
+        self._wake()
         return False
 
     def _join_delivery(self, seq: int) -> None:
@@ -204,27 +212,27 @@ class Subscriber:
             self._deferred = seq
             return
         self._leading = seq
-        self._ready.set()
+        self._wake()
 
     def release(self) -> None:
         """Deliver the deferred event itself: its leader sent no frame to share."""
         if self._deferred is not None:
             self._deferred = None
-            self._ready.set()
+            self._wake()
 
     def stop(self) -> None:
         """End the subscription (the server is stopping); buffered events are still handed out."""
         if self._state is None:
             self._state = FeedStopped(self.delivered_seq)
-            self._ready.set()
+            self._wake()
 
     def expire(self) -> None:
         """Events this subscriber should have had are gone (deleted by retention): end it at
         once, with nothing more handed out (what is buffered comes after the loss)."""
         self._state = CursorExpired(self.delivered_seq)
-        self._buffer.clear()
+        self._buffer = None
         self._deferred = None
-        self._ready.set()
+        self._wake()
 
     async def next(self) -> tuple[StoredEvent, float]:
         """The next event and when it was offered; raises ``FellBehind``, ``CursorExpired`` or
@@ -233,17 +241,23 @@ class Subscriber:
         while True:
             if isinstance(self._state, FellBehind | CursorExpired):
                 raise self._state
-            if self._buffer:
+            buffer = self._buffer
+            if buffer:
                 self._deferred = None  # woken anyway (stopping): it hands its events out
-                return self._buffer.popleft()
+                event = buffer.popleft()
+                if not buffer:
+                    self._buffer = None
+                return event
             if self._state is not None:
                 raise FeedStopped(self.delivered_seq)
-            self._ready.clear()
+            # Whatever woke it before is settled by the checks above (no await since).
+            wakeup = self._wakeup = asyncio.get_running_loop().create_future()
             self._waiting = True
             try:
-                await self._ready.wait()
+                await wakeup
             finally:
                 self._waiting = False
+                self._wakeup = None
 
     def handed_out(self, event: StoredEvent, offered_at: float) -> None:
         """``event`` (from ``next``) is about to be sent: unless it waited too long, in which
@@ -260,6 +274,12 @@ class Subscriber:
 
     def _fall_behind(self, failure: FellBehind) -> None:
         self._state = failure
-        self._buffer.clear()  # the log keeps them: free the memory now
+        self._buffer = None  # the log keeps them: free the memory now
         self._deferred = None
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake its consumer if it waits in ``next`` (if not, ``next`` checks before waiting)."""
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
