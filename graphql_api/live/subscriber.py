@@ -65,6 +65,15 @@ class CursorExpired(Exception):
         self.delivered_seq = delivered_seq
 
 
+class Parked(BaseException):
+    """Raised by ``Subscriber.next`` to end its consumer (the operation's task and its chain of
+    generators: Strawberry's, graphql-core's, the resolver's, the feed's stream) while the
+    subscriber stays in the feed and in its delivery group, as a record whose frames the group
+    writes (``direct``). Its operation is restarted, and adopts the subscriber where it is, when
+    it must deliver an event itself. A ``BaseException``, as cancellation is: the ``except
+    Exception`` on the way up (Strawberry's, graphql-core's) would make it an error result."""
+
+
 class Subscriber:
     __slots__ = (
         "_buffer",
@@ -74,6 +83,8 @@ class Subscriber:
         "_direct",
         "_leading",
         "_max_lag",
+        "_parkable",
+        "_parked",
         "_state",
         "_waiting",
         "_wakeup",
@@ -111,10 +122,18 @@ class Subscriber:
         self._leading: int | None = None
         #: Its consumer waits in ``next`` (every event before the buffered ones was sent).
         self._waiting = False
+        #: Its consumer ended with ``Parked``: it is a record of its group (``_waiting`` too).
+        self._parked = False
+        #: It may park (its events are the same for each member of its group: no key scope).
+        self._parkable = False
 
     @property
     def buffered(self) -> int:
         return 0 if self._buffer is None else len(self._buffer)
+
+    @property
+    def parked(self) -> bool:
+        return self._parked
 
     @property
     def fell_behind(self) -> bool:
@@ -147,8 +166,17 @@ class Subscriber:
 
     # Direct delivery (``direct``) --------------------------------------------------------
 
-    def join_group(self, group: DeliveryGroup, target: DirectTarget, stats: DirectStats) -> None:
+    def join_group(
+        self,
+        group: DeliveryGroup,
+        target: DirectTarget,
+        stats: DirectStats,
+        *,
+        parkable: bool = False,
+    ) -> None:
         self._direct = (group, target, stats)
+        self._parkable = parkable
+        group.active += 1
 
     def leave_group(self) -> DeliveryGroup | None:
         """Out of direct delivery (the subscription ends): nothing more is written for it."""
@@ -156,6 +184,9 @@ class Subscriber:
             return None
         group = self._direct[0]
         self._settle_lead(self._leading)
+        if not self._parked:
+            group.active -= 1
+        self._parked = False
         self._direct = None
         self._deferred = None
         return group
@@ -204,11 +235,20 @@ class Subscriber:
         self._wake()
         return False
 
+    def lead_deferred(self, seq: int) -> bool:
+        """Its group found no leader for deferred event ``seq``: deliver it, for the group."""
+        if self._deferred != seq or self._direct is None:
+            return False
+        self._deferred = None
+        self._leading = seq
+        self._wake()
+        return True
+
     def _join_delivery(self, seq: int) -> None:
         """Its consumer is idle and event ``seq`` heads its buffer: wait for the group's
         leader of ``seq``, or lead it (woken)."""
         assert self._direct is not None
-        if self._direct[0].lead_or_defer(seq, self):
+        if self._direct[0].lead_or_defer(seq, self, parked=self._parked):
             self._deferred = seq
             return
         self._leading = seq
@@ -250,6 +290,9 @@ class Subscriber:
                 return event
             if self._state is not None:
                 raise FeedStopped(self.delivered_seq)
+            if self._may_park():
+                self._park()
+                raise Parked
             # Whatever woke it before is settled by the checks above (no await since).
             wakeup = self._wakeup = asyncio.get_running_loop().create_future()
             self._waiting = True
@@ -278,8 +321,37 @@ class Subscriber:
         self._deferred = None
         self._wake()
 
+    def _may_park(self) -> bool:
+        """Idle, nothing deferred or led, parkable, and another member of its group has a
+        consumer (to lead the group's next event without a restart)."""
+        direct = self._direct
+        return (
+            direct is not None
+            and self._parkable
+            and direct[1].restart is not None
+            and self._deferred is None
+            and self._leading is None
+            and direct[0].active > 1
+        )
+
+    def _park(self) -> None:
+        assert self._direct is not None
+        self._parked = True
+        self._waiting = True
+        self._direct[0].active -= 1
+
     def _wake(self) -> None:
-        """Wake its consumer if it waits in ``next`` (if not, ``next`` checks before waiting)."""
+        """Wake its consumer if it waits in ``next`` (if not, ``next`` checks before waiting);
+        restart it if it is parked."""
+        if self._parked:
+            assert self._direct is not None
+            group, target, _ = self._direct
+            self._parked = False
+            self._waiting = False
+            group.active += 1
+            assert target.restart is not None
+            target.restart()
+            return
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
