@@ -17,7 +17,7 @@ import pytest
 
 from tests.api_helpers import create_job_id, mutate, register_id, report
 from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
-from tests.live_servers import Server, WSClient, eventually
+from tests.live_servers import Server, SubscriptionEnded, WSClient, eventually
 from tests.test_live_fanout import subscribed
 from tests.test_subscriptions import JOB_UPDATES, START, Live
 
@@ -127,3 +127,25 @@ async def test_a_parked_subscription_completed_then_subscribed_again_on_its_sock
     for member, member_op in members:
         assert (await member.next(member_op))["trainingJobUpdates"]["status"] == "RUNNING"
         assert await member.nothing_more(member_op, wait=0.01)
+
+
+async def test_parked_members_are_told_the_server_is_stopping_with_their_cursor(
+    live: Live,
+) -> None:
+    server = await live.start()
+    http = live.http(server)
+    job_id = await create_job_id(http, await register_id(http))
+    baseline = await tasks(live)
+    members = await subscribed(live, server, 4, JOB_UPDATES, jobId=job_id)
+    await settle_to(live, server, baseline, 4)
+    await mutate(http, START, id=job_id)
+    cursors = {(await client.next(op))["trainingJobUpdates"]["cursor"] for client, op in members}
+    (cursor,) = cursors
+    await settle_to(live, server, baseline, 4)
+
+    await live.loop.call(server.feed.stop())
+    for client, op in members:
+        with pytest.raises(SubscriptionEnded) as ended:
+            await client.next(op)
+        (error,) = ended.value.errors
+        assert error["extensions"] == {"code": "SERVER_SHUTTING_DOWN", "resumeAfter": cursor}

@@ -75,7 +75,8 @@ class ChangeFeed:
     async def stop(self) -> None:
         self._stopped = True
         for subscribers in self._subscribers.values():
-            for subscriber in subscribers:
+            # A copy: a parked subscriber woken here may be dropped from the set at once.
+            for subscriber in list(subscribers):
                 subscriber.stop()
         if self._task is not None:
             self._task.cancel()
@@ -239,7 +240,7 @@ class ChangeFeed:
                     # missed them (new ones start at the new position, so they have not).
                     tailer.expired_to = None
                     for subscribers in self._subscribers.values():
-                        for subscriber in subscribers:
+                        for subscriber in list(subscribers):  # (a copy, as in stop)
                             subscriber.expire()
                 self._fan_out(events)
                 next_poll = self._clock() + self._poll_interval
