@@ -149,3 +149,28 @@ async def test_parked_members_are_told_the_server_is_stopping_with_their_cursor(
             await client.next(op)
         (error,) = ended.value.errors
         assert error["extensions"] == {"code": "SERVER_SHUTTING_DOWN", "resumeAfter": cursor}
+
+
+@pytest.mark.parametrize("count", [2, 5])
+async def test_events_one_at_a_time_restart_no_parked_member(live: Live, count: int) -> None:
+    # The group's member with a task is idle when each event comes: it leads, every parked
+    # member's frame is written, and none is restarted (a restart is a whole operation's set-up).
+    server = await live.start()
+    http = live.http(server)
+    job_id = await create_job_id(http, await register_id(http))
+    baseline = await tasks(live)
+    members = await subscribed(live, server, count, JOB_UPDATES, jobId=job_id)
+    await settle_to(live, server, baseline, count)
+    stats = server.feed.groups.stats
+    before = await live.loop.peek(lambda: (stats.written, stats.restarted))
+
+    await mutate(http, START, id=job_id)
+    for client, op in members:
+        await client.next(op)
+    for step in range(4):
+        await report(http, job_id, step)
+        for client, op in members:
+            got = await client.next(op)
+            assert got["trainingJobUpdates"]["job"]["metrics"] == {"step": step}
+    written, restarted = await live.loop.peek(lambda: (stats.written, stats.restarted))
+    assert (written - before[0], restarted - before[1]) == (5 * (count - 1), 0)

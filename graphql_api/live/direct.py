@@ -195,13 +195,15 @@ class DeliveryGroup:
 class DirectStats:
     """What direct delivery did (tests and the bench read it)."""
 
-    __slots__ = ("fell_back", "written")
+    __slots__ = ("fell_back", "restarted", "written")
 
     def __init__(self) -> None:
         #: Frames written straight to a follower's socket.
         self.written = 0
         #: Deferred followers woken to deliver the event themselves.
         self.fell_back = 0
+        #: Parked subscriptions whose operation was restarted (to lead, or to deliver itself).
+        self.restarted = 0
 
 
 class DeliveryGroups:

@@ -345,10 +345,11 @@ class Subscriber:
         restart it if it is parked."""
         if self._parked:
             assert self._direct is not None
-            group, target, _ = self._direct
+            group, target, stats = self._direct
             self._parked = False
             self._waiting = False
             group.active += 1
+            stats.restarted += 1
             assert target.restart is not None
             target.restart()
             return
