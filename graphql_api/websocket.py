@@ -12,6 +12,8 @@ is encoded once (``EncodedResults``); each subscriber's frame is that text with 
 subscription ``id`` put around it. And subscribers whose frames differ only in that ``id``
 (live/direct.py) mostly do not send their own: one of them sends, and its frame is written to
 the others' sockets directly (``KeepAsgiSend`` keeps the server's own ``send`` for that).
+While idle, those others need no task at all: their operation ends with ``Parked`` and is run
+again (``KeepAliveTransportWSHandler._restart``) when it must deliver an event itself.
 """
 
 from __future__ import annotations
