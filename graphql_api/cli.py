@@ -84,6 +84,7 @@ def serve(
     from graphql_api.auth.keys import KeyConfigError, KeyRing
     from graphql_api.gc_tuning import tune_for_serving
     from graphql_api.settings import SettingsError, get_settings
+    from graphql_api.ws_protocol import LeanWebSocketsProtocol
 
     try:
         settings = get_settings()
@@ -125,6 +126,8 @@ def serve(
         host=bind_host,
         port=bind_port,
         log_level=settings.log_level.lower(),
+        # uvicorn's sans-I/O WebSocket protocol, holding less per idle connection.
+        ws=LeanWebSocketsProtocol,
         ws_ping_interval=20,
         ws_per_message_deflate=settings.ws_per_message_deflate,
         # One WebSocket message may be no larger than one HTTP request body.

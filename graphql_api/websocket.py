@@ -12,12 +12,15 @@ is encoded once (``EncodedResults``); each subscriber's frame is that text with 
 subscription ``id`` put around it. And subscribers whose frames differ only in that ``id``
 (live/direct.py) mostly do not send their own: one of them sends, and its frame is written to
 the others' sockets directly (``KeepAsgiSend`` keeps the server's own ``send`` for that).
+While idle, those others need no task at all: their operation ends with ``Parked`` and is run
+again (``KeepAliveTransportWSHandler._restart``) when it must deliver an event itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 
 from starlette.responses import PlainTextResponse
@@ -36,6 +39,7 @@ from graphql_api import wire_json
 from graphql_api.context import Context
 from graphql_api.limits.connections import ConnectionCounter
 from graphql_api.live.direct import DirectTarget, FrameWriter, current_target
+from graphql_api.live.subscriber import Parked
 from graphql_api.responses import graphql_error_response
 
 log = logging.getLogger("mltrain.websocket")
@@ -74,13 +78,59 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     _writer: FrameWriter | None = None
     _writer_known = False
 
+    #: Each running operation's ``DirectTarget`` (by id), made on first run, kept while the
+    #: operation is registered: a parked subscription's operation restarts with it.
+    _targets: dict[str, DirectTarget] | None = None
+
     async def run_operation(self, operation: Operation[Context, None]) -> None:
         # The operation's own task: what the feed reads to let its subscription's frames be
         # written directly by another subscriber's delivery (live/direct.py).
         writer = self._frame_writer()
         if writer is not None:
-            current_target.set(DirectTarget(writer, operation.id, next_frame))
-        await super().run_operation(operation)
+            if self._targets is None:
+                self._targets = {}
+            target = self._targets.get(operation.id)
+            if target is None:
+                restart = functools.partial(self._restart, operation)
+                target = DirectTarget(writer, operation.id, next_frame, restart)
+                self._targets[operation.id] = target
+            current_target.set(target)
+        try:
+            await super().run_operation(operation)
+        except Parked:
+            # Idle, in a delivery group: its subscriber stays there as a record, and this task
+            # (and its chain of generators) ends. ``_restart`` runs the operation again when it
+            # must deliver an event itself; the client sees nothing of it.
+            return
+
+    def _restart(self, operation: Operation[Context, None]) -> None:
+        """Run a parked subscription's operation again (it continues where its subscriber is);
+        if it is no longer registered (completed, or the connection is closing), drop the
+        subscriber's record instead."""
+        target = (self._targets or {}).get(operation.id)
+        if self._closed or self.operations.get(operation.id) is not operation:
+            feed = self.context.feed
+            if feed is not None and target is not None and target.subscriber is not None:
+                feed.forget(target.subscriber)
+            return
+        operation.task = asyncio.create_task(self.run_operation(operation))
+        operation.task.add_done_callback(self._task_done)
+
+    def forget_id(self, id: str) -> None:
+        super().forget_id(id)
+        self._forget_target(id)
+
+    async def cleanup_operation(self, operation_id: str) -> None:
+        await super().cleanup_operation(operation_id)
+        self._forget_target(operation_id)
+
+    def _forget_target(self, operation_id: str) -> None:
+        target = self._targets.pop(operation_id, None) if self._targets else None
+        subscriber = None if target is None else target.subscriber
+        if subscriber is not None and self.context.feed is not None:
+            # Parked, or restarted but not yet running (a cancelled task that never started
+            # runs no ``finally``): no consumer will take it out of the feed. Idempotent.
+            self.context.feed.forget(subscriber)
 
     def _frame_writer(self) -> FrameWriter | None:
         if not self._writer_known:
@@ -93,9 +143,6 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().handle_connection_init(message)
         if self.connection_acknowledged and self._keep_alive is None:
             self._schedule_ping()
-            writer = self._frame_writer()
-            if writer is not None:
-                writer.forget_handshake()  # accepted long ago: only memory now
 
     def _schedule_ping(self) -> None:
         if not self._closed:

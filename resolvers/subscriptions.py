@@ -229,7 +229,13 @@ async def _events(
         raise RuntimeError("subscriptions need the server's change feed (create_app runs one)")
     scope = key_scope(context)
     stream = context.feed.stream(
-        selector, None if after is None else cursor.decode(after), _delivery_group(info, scope)
+        selector,
+        None if after is None else cursor.decode(after),
+        _delivery_group(info, scope),
+        # A key limited to model names filters events here, after the feed: its group's
+        # leader may show an event none of its members gets, and each parked member would
+        # be restarted to find that out. Such subscriptions keep their consumers.
+        parkable=scope is None,
     )
     #: model id -> its name (a version's name never changes), for a key limited to names.
     names: dict[str, str | None] = {}

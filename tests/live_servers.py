@@ -34,6 +34,7 @@ from graphql_api.app import create_app
 from graphql_api.live.feed import ChangeFeed
 from graphql_api.settings import Settings
 from graphql_api.storage.base import Storage
+from graphql_api.ws_protocol import LeanWebSocketsProtocol
 
 T = TypeVar("T")
 
@@ -95,7 +96,13 @@ class ServerLoop:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
         app = create_app(settings, storage=storage)
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", ws_ping_interval=None)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="on",
+            ws_ping_interval=None,
+            ws=LeanWebSocketsProtocol,  # as `mltrain serve`
+        )
         server = Server(uvicorn.Server(config), app, port)
 
         async def serve() -> None:

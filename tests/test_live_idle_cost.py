@@ -2,8 +2,10 @@
 
 Counted, not timed: the asyncio tasks a quiet subscribed connection keeps alive. Each task is a
 coroutine frame chain plus its bookkeeping (~2 KiB measured with tracemalloc); a connection
-needs two (uvicorn's ASGI task and the subscription's operation task). Keep-alive pings used to
-be a third, sleeping task per connection; they are a timer now, and still arrive.
+needs one (uvicorn's ASGI task), and a delivery group of identical subscriptions one operation
+task in all: its other idle members are parked, records of the group without a task or
+generators (live/direct.py), and their events still arrive. Keep-alive pings used to be a
+sleeping task per connection; they are a timer now, and still arrive.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from tests.test_subscriptions import JOB_UPDATES, START, Live
 
 
 @pytest.mark.parametrize("connections", [3, 7])
-async def test_an_idle_subscribed_connection_keeps_two_tasks(live: Live, connections: int) -> None:
+async def test_idle_subscribed_connections_keep_one_task_each_and_their_group_one(
+    live: Live, connections: int
+) -> None:
     server = await live.start(ws_keep_alive_interval=0.2)
     http = live.http(server)
     job_id = await create_job_id(http, await register_id(http))
@@ -38,12 +42,20 @@ async def test_an_idle_subscribed_connection_keeps_two_tasks(live: Live, connect
 
     await eventually(pinged, what="keep-alive pings on every connection")
     tasks = await live.loop.peek(lambda: len(asyncio.all_tasks())) - tasks_before
-    assert tasks == 2 * connections
-    # And the subscriptions still deliver.
-    await report(http, job_id, 1)
-    for client, op in zip(clients, ops, strict=True):
-        (update,) = await client.take(op, 1)
-        assert update["trainingJobUpdates"]["job"]["metrics"] == {"step": 1}
+    assert tasks == connections + 1
+    # And the subscriptions still deliver, and are idle again as before.
+    for step in (1, 2):
+        await report(http, job_id, step)
+        for client, op in zip(clients, ops, strict=True):
+            (update,) = await client.take(op, 1)
+            assert update["trainingJobUpdates"]["job"]["metrics"] == {"step": step}
+    await eventually(subscribed, what="every subscriber still in the feed")
+
+    async def idle_again() -> bool:
+        tasks = await live.loop.peek(lambda: len(asyncio.all_tasks())) - tasks_before
+        return tasks == connections + 1
+
+    await eventually(idle_again, what="one operation task for the group again")
 
 
 async def test_legacy_protocol_keep_alives_still_arrive(live: Live) -> None:

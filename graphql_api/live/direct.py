@@ -33,6 +33,7 @@ call. What keeps the guarantees of docs/subscriptions.md:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -68,22 +69,12 @@ class FrameWriter:
         protocol = getattr(send, "__self__", None)
         conn = getattr(protocol, "conn", None)
         if (
-            getattr(type(protocol), "__name__", "") != "WebSocketsSansIOProtocol"
+            all(kind.__name__ != "WebSocketsSansIOProtocol" for kind in type(protocol).__mro__)
             or not callable(getattr(conn, "send_text", None))
             or not hasattr(protocol, "writable")
         ):
             return None
         return cls(protocol)
-
-    def forget_handshake(self) -> None:
-        """Drop the handshake's request and response (their headers: ~4.5 KiB per connection,
-        tracemalloc), which uvicorn keeps for the connection's life but reads only until it
-        has sent the response; the ASGI scope keeps the request headers the app reads."""
-        protocol = self._protocol
-        if protocol.handshake_complete and not protocol.close_sent:
-            for name in ("request", "response"):
-                if hasattr(protocol, name):
-                    setattr(protocol, name, None)
 
     def write(self, text: str) -> bool:
         protocol = self._protocol
@@ -109,17 +100,23 @@ class FrameWriter:
 
 class DirectTarget:
     """Where a subscription's frames can be written directly: its connection's writer, its
-    ``id``, the frame builder of its protocol (``id``, encoded ``data``) -> text, and (once
-    it joined the live fan-out) the feed's subscriber behind it."""
+    ``id``, the frame builder of its protocol (``id``, encoded ``data``) -> text, (once it
+    joined the live fan-out) the feed's subscriber behind it, and how to restart its operation
+    once it was parked (``subscriber.Parked``; None: it is not parked, its consumer stays)."""
 
-    __slots__ = ("frame", "operation_id", "subscriber", "writer")
+    __slots__ = ("frame", "operation_id", "restart", "subscriber", "writer")
 
     def __init__(
-        self, writer: FrameWriter, operation_id: str, frame: Callable[[str, str], str]
+        self,
+        writer: FrameWriter,
+        operation_id: str,
+        frame: Callable[[str, str], str],
+        restart: Callable[[], None] | None = None,
     ) -> None:
         self.writer = writer
         self.operation_id = operation_id
         self.frame = frame
+        self.restart = restart
         self.subscriber: Subscriber | None = None
 
 
@@ -131,24 +128,51 @@ current_target: ContextVar[DirectTarget | None] = ContextVar("mltrain_direct_tar
 class DeliveryGroup:
     """The subscribers that get the same frame for an event, but for their ``id``."""
 
-    __slots__ = ("_deferred", "_leaders", "key", "members")
+    __slots__ = ("_deferred", "_leaders", "_unled", "active", "key", "members")
 
     def __init__(self, key: GroupKey) -> None:
         self.key = key
         self.members = 0
+        #: Members with a consumer (not parked): a member parks only while another one has one.
+        self.active = 0
+        #: Events that parked members wait for and no member leads yet (looked at once the
+        #: feed has offered the event to everyone).
+        self._unled: set[int] = set()
         #: event seq -> its leader (the member woken to deliver it)
         self._leaders: dict[int, Subscriber] = {}
         #: event seq -> the followers waiting for the leader's frame
         self._deferred: dict[int, list[Subscriber]] = {}
 
-    def lead_or_defer(self, seq: int, subscriber: Subscriber) -> bool:
+    def lead_or_defer(self, seq: int, subscriber: Subscriber, *, parked: bool = False) -> bool:
         """Called by an idle member offered event ``seq``: True if it is to wait for the
-        leader's frame (a follower), False if it delivers the event itself (the leader)."""
-        if seq in self._leaders:
+        leader's frame (a follower), False if it delivers the event itself (the leader).
+
+        A parked member never leads at once (that restarts its operation): it waits, and if no
+        member with a consumer has taken the lead once the feed is done offering (all busy, or
+        none left), ``_lead_unled`` makes the first waiting one lead."""
+        if seq in self._leaders or parked:
             self._deferred.setdefault(seq, []).append(subscriber)
+            if seq not in self._leaders and seq not in self._unled:
+                self._unled.add(seq)
+                asyncio.get_running_loop().call_soon(self._lead_unled, seq)
             return True
         self._leaders[seq] = subscriber
         return False
+
+    def _lead_unled(self, seq: int) -> None:
+        self._unled.discard(seq)
+        if seq in self._leaders:
+            return
+        followers = self._deferred.get(seq)
+        while followers:
+            follower = followers.pop(0)
+            self._leaders[seq] = follower  # first: a restart that fails settles it at once
+            if follower.lead_deferred(seq):
+                break
+            if self._leaders.get(seq) is follower:
+                del self._leaders[seq]
+        if not followers and self._deferred.get(seq) is followers:
+            self._deferred.pop(seq, None)
 
     def sent(self, seq: int, encoded_data: str, stats: DirectStats) -> None:
         """A member sent event ``seq`` as a plain result: write it to the followers."""
@@ -171,13 +195,15 @@ class DeliveryGroup:
 class DirectStats:
     """What direct delivery did (tests and the bench read it)."""
 
-    __slots__ = ("fell_back", "written")
+    __slots__ = ("fell_back", "restarted", "written")
 
     def __init__(self) -> None:
         #: Frames written straight to a follower's socket.
         self.written = 0
         #: Deferred followers woken to deliver the event themselves.
         self.fell_back = 0
+        #: Parked subscriptions whose operation was restarted (to lead, or to deliver itself).
+        self.restarted = 0
 
 
 class DeliveryGroups:

@@ -20,9 +20,9 @@ from collections.abc import AsyncGenerator, Callable
 
 from graphql_api.domain.errors import CursorExpiredError, ValidationError, ValidationRule
 from graphql_api.domain.events import ChangeEvent, EntityKind, StoredEvent
-from graphql_api.live.direct import DeliveryGroups, GroupKey, current_target
+from graphql_api.live.direct import DeliveryGroups, DirectTarget, GroupKey, current_target
 from graphql_api.live.fanout import EncodedResults, SharedRenders
-from graphql_api.live.pacing import DeliveryGate
+from graphql_api.live.pacing import DeliveryGate, Ticket
 from graphql_api.live.selectors import Selector
 from graphql_api.live.subscriber import FeedStopped, Subscriber
 from graphql_api.live.tailer import LogTailer
@@ -75,7 +75,8 @@ class ChangeFeed:
     async def stop(self) -> None:
         self._stopped = True
         for subscribers in self._subscribers.values():
-            for subscriber in subscribers:
+            # A copy: a parked subscriber woken here may be dropped from the set at once.
+            for subscriber in list(subscribers):
                 subscriber.stop()
         if self._task is not None:
             self._task.cancel()
@@ -110,6 +111,8 @@ class ChangeFeed:
         selector: Selector,
         after: int | None = None,
         group: GroupKey | None = None,
+        *,
+        parkable: bool = False,
     ) -> AsyncGenerator[StoredEvent, None]:
         """The selected events after ``after`` (default: from now on), then live ones.
 
@@ -121,10 +124,24 @@ class ChangeFeed:
         ``group``: what makes the subscription's frames the same as others' (``direct``); with
         it, and a connection whose frames can be written directly (``direct.current_target``,
         set by the WebSocket handler), live events may be written to its socket by another
-        member of its group, without this generator handing them out.
+        member of its group, without this generator handing them out. ``parkable``: while it
+        is idle, and another member has a consumer, its consumer may end (``Parked``: this
+        generator and everything above it, up to the operation's task), the subscriber staying
+        in its group as a record; the restarted operation calls this again and continues from
+        where the subscriber is (no head read, no replay).
         """
         if self._tailer is None:
             raise RuntimeError("the change feed is not running")
+        direct = current_target.get() if group is not None else None
+        if direct is not None and direct.subscriber is not None:
+            # A parked subscription's operation, restarted: it goes on where it was.
+            ticket = self.gate.ticket()
+            try:
+                async for event in self._live(direct.subscriber, ticket, direct):
+                    yield event
+            finally:
+                ticket.release()
+            return
         # "From now on" is the log's head now, read from storage: the feed's position can lag
         # it (a poll not yet run, a wake-up not yet handled), and a subscription started there
         # would receive changes made before it was opened. Events up to the head are skipped
@@ -150,34 +167,51 @@ class ChangeFeed:
                 # A short page means everything up to the target has been read (holes in it
                 # are sealed: the tailer moved past them).
                 last = page[-1].seq if len(page) == self._batch else target
+                # This frame lives as long as the subscription: a page kept here is this
+                # subscriber's own copy of what it replayed (~2 KiB per idle subscriber that
+                # resumed from one event back, tracemalloc, bench.idle_memory).
+                page.clear()
             if self._stopped:
                 raise FeedStopped(last)
             # No await since the loop's check: the live fan-out continues from exactly ``last``.
             subscriber = Subscriber(
                 selector, last, self.buffer, max_lag=self.max_lag, clock=self._clock
             )
-            direct = current_target.get() if group is not None else None
             if group is not None and direct is not None:
-                subscriber.join_group(self.groups.join(group), direct, self.groups.stats)
+                subscriber.join_group(
+                    self.groups.join(group), direct, self.groups.stats, parkable=parkable
+                )
                 direct.subscriber = subscriber
             self._subscribers[selector.entity].add(subscriber)
-            try:
-                while True:
-                    event, offered_at = await subscriber.next()
-                    await ticket.take()
-                    subscriber.handed_out(event, offered_at)  # or FellBehind: waited too long
-                    yield event
-                    ticket.release()
-                    subscriber.moved_on(event.seq)  # its followers, if it led: settled
-            finally:
-                self._subscribers[selector.entity].discard(subscriber)
-                left = subscriber.leave_group()
-                if left is not None:
-                    self.groups.leave(left)
-                if direct is not None and direct.subscriber is subscriber:
-                    direct.subscriber = None
+            async for event in self._live(subscriber, ticket, direct):
+                yield event
         finally:
             ticket.release()
+
+    async def _live(
+        self, subscriber: Subscriber, ticket: Ticket, direct: DirectTarget | None
+    ) -> AsyncGenerator[StoredEvent, None]:
+        try:
+            while True:
+                event, offered_at = await subscriber.next()  # or Parked, FellBehind, ...
+                await ticket.take()
+                subscriber.handed_out(event, offered_at)  # or FellBehind: waited too long
+                yield event
+                ticket.release()
+                subscriber.moved_on(event.seq)  # its followers, if it led: settled
+        finally:
+            if not subscriber.parked:
+                self.forget(subscriber)
+                if direct is not None and direct.subscriber is subscriber:
+                    direct.subscriber = None
+
+    def forget(self, subscriber: Subscriber) -> None:
+        """The subscription ended (or its parked record is dropped): out of the fan-out and its
+        group. Idempotent."""
+        self._subscribers[subscriber.selector.entity].discard(subscriber)
+        left = subscriber.leave_group()
+        if left is not None:
+            self.groups.leave(left)
 
     # The loop --------------------------------------------------------------------------
 
@@ -206,7 +240,7 @@ class ChangeFeed:
                     # missed them (new ones start at the new position, so they have not).
                     tailer.expired_to = None
                     for subscribers in self._subscribers.values():
-                        for subscriber in subscribers:
+                        for subscriber in list(subscribers):  # (a copy, as in stop)
                             subscriber.expire()
                 self._fan_out(events)
                 next_poll = self._clock() + self._poll_interval

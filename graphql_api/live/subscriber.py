@@ -65,6 +65,15 @@ class CursorExpired(Exception):
         self.delivered_seq = delivered_seq
 
 
+class Parked(BaseException):
+    """Raised by ``Subscriber.next`` to end its consumer (the operation's task and its chain of
+    generators: Strawberry's, graphql-core's, the resolver's, the feed's stream) while the
+    subscriber stays in the feed and in its delivery group, as a record whose frames the group
+    writes (``direct``). Its operation is restarted, and adopts the subscriber where it is, when
+    it must deliver an event itself. A ``BaseException``, as cancellation is: the ``except
+    Exception`` on the way up (Strawberry's, graphql-core's) would make it an error result."""
+
+
 class Subscriber:
     __slots__ = (
         "_buffer",
@@ -74,9 +83,11 @@ class Subscriber:
         "_direct",
         "_leading",
         "_max_lag",
-        "_ready",
+        "_parkable",
+        "_parked",
         "_state",
         "_waiting",
+        "_wakeup",
         "delivered_seq",
         "selector",
     )
@@ -97,8 +108,11 @@ class Subscriber:
         self._max_lag = max_lag
         self._clock = clock
         #: Each waiting event with the time it was offered (its lag is measured from there).
-        self._buffer: deque[tuple[StoredEvent, float]] = deque()
-        self._ready = asyncio.Event()
+        #: None while empty, and the consumer's wake-up a future made only while it waits: an
+        #: empty deque and an ``asyncio.Event`` (a deque too) are ~1.5 KiB, most of the idle
+        #: subscriber's own memory (tracemalloc, bench.idle_memory).
+        self._buffer: deque[tuple[StoredEvent, float]] | None = None
+        self._wakeup: asyncio.Future[None] | None = None
         self._state: FellBehind | FeedStopped | CursorExpired | None = None
         #: Direct delivery (``direct``): its group, where its frames go, the feed's counters.
         self._direct: tuple[DeliveryGroup, DirectTarget, DirectStats] | None = None
@@ -108,10 +122,18 @@ class Subscriber:
         self._leading: int | None = None
         #: Its consumer waits in ``next`` (every event before the buffered ones was sent).
         self._waiting = False
+        #: Its consumer ended with ``Parked``: it is a record of its group (``_waiting`` too).
+        self._parked = False
+        #: It may park (its events are the same for each member of its group: no key scope).
+        self._parkable = False
 
     @property
     def buffered(self) -> int:
-        return len(self._buffer)
+        return 0 if self._buffer is None else len(self._buffer)
+
+    @property
+    def parked(self) -> bool:
+        return self._parked
 
     @property
     def fell_behind(self) -> bool:
@@ -125,24 +147,36 @@ class Subscriber:
         if not self.selector.matches(event):
             return
         now = self._clock()
-        if len(self._buffer) >= self._capacity:
+        buffer = self._buffer
+        if buffer is None:
+            buffer = self._buffer = deque()
+        if len(buffer) >= self._capacity:
             self._fall_behind(FellBehind(self.delivered_seq, self._capacity))
             return
-        if self._buffer and now - self._buffer[0][1] > self._max_lag:
-            self._fall_behind(self._lagging(now - self._buffer[0][1]))
+        if buffer and now - buffer[0][1] > self._max_lag:
+            self._fall_behind(self._lagging(now - buffer[0][1]))
             return
-        self._buffer.append((event, now))
+        buffer.append((event, now))
         if self._deferred is not None:
             return  # behind the deferred event: woken (or written to) when that one is settled
-        if self._direct is not None and self._waiting and len(self._buffer) == 1:
+        if self._direct is not None and self._waiting and len(buffer) == 1:
             self._join_delivery(event.seq)  # a follower (not woken), or the leader (woken)
             return
-        self._ready.set()
+        self._wake()
 
     # Direct delivery (``direct``) --------------------------------------------------------
 
-    def join_group(self, group: DeliveryGroup, target: DirectTarget, stats: DirectStats) -> None:
+    def join_group(
+        self,
+        group: DeliveryGroup,
+        target: DirectTarget,
+        stats: DirectStats,
+        *,
+        parkable: bool = False,
+    ) -> None:
         self._direct = (group, target, stats)
+        self._parkable = parkable
+        group.active += 1
 
     def leave_group(self) -> DeliveryGroup | None:
         """Out of direct delivery (the subscription ends): nothing more is written for it."""
@@ -150,6 +184,9 @@ class Subscriber:
             return None
         group = self._direct[0]
         self._settle_lead(self._leading)
+        if not self._parked:
+            group.active -= 1
+        self._parked = False
         self._direct = None
         self._deferred = None
         return group
@@ -192,39 +229,50 @@ class Subscriber:
                 # Events that came meanwhile: its consumer still waits (idle), so the next one
                 # goes the same way (deferred, or led), rather than waking it for all of them.
                 self._join_delivery(buffer[0][0].seq)
+            else:
+                self._buffer = None
             return True
-        self._ready.set()
+        self._wake()
         return False
+
+    def lead_deferred(self, seq: int) -> bool:
+        """Its group found no leader for deferred event ``seq``: deliver it, for the group."""
+        if self._deferred != seq or self._direct is None:
+            return False
+        self._deferred = None
+        self._leading = seq
+        self._wake()
+        return True
 
     def _join_delivery(self, seq: int) -> None:
         """Its consumer is idle and event ``seq`` heads its buffer: wait for the group's
         leader of ``seq``, or lead it (woken)."""
         assert self._direct is not None
-        if self._direct[0].lead_or_defer(seq, self):
+        if self._direct[0].lead_or_defer(seq, self, parked=self._parked):
             self._deferred = seq
             return
         self._leading = seq
-        self._ready.set()
+        self._wake()
 
     def release(self) -> None:
         """Deliver the deferred event itself: its leader sent no frame to share."""
         if self._deferred is not None:
             self._deferred = None
-            self._ready.set()
+            self._wake()
 
     def stop(self) -> None:
         """End the subscription (the server is stopping); buffered events are still handed out."""
         if self._state is None:
             self._state = FeedStopped(self.delivered_seq)
-            self._ready.set()
+            self._wake()
 
     def expire(self) -> None:
         """Events this subscriber should have had are gone (deleted by retention): end it at
         once, with nothing more handed out (what is buffered comes after the loss)."""
         self._state = CursorExpired(self.delivered_seq)
-        self._buffer.clear()
+        self._buffer = None
         self._deferred = None
-        self._ready.set()
+        self._wake()
 
     async def next(self) -> tuple[StoredEvent, float]:
         """The next event and when it was offered; raises ``FellBehind``, ``CursorExpired`` or
@@ -233,17 +281,26 @@ class Subscriber:
         while True:
             if isinstance(self._state, FellBehind | CursorExpired):
                 raise self._state
-            if self._buffer:
+            buffer = self._buffer
+            if buffer:
                 self._deferred = None  # woken anyway (stopping): it hands its events out
-                return self._buffer.popleft()
+                event = buffer.popleft()
+                if not buffer:
+                    self._buffer = None
+                return event
             if self._state is not None:
                 raise FeedStopped(self.delivered_seq)
-            self._ready.clear()
+            if self._may_park():
+                self._park()
+                raise Parked
+            # Whatever woke it before is settled by the checks above (no await since).
+            wakeup = self._wakeup = asyncio.get_running_loop().create_future()
             self._waiting = True
             try:
-                await self._ready.wait()
+                await wakeup
             finally:
                 self._waiting = False
+                self._wakeup = None
 
     def handed_out(self, event: StoredEvent, offered_at: float) -> None:
         """``event`` (from ``next``) is about to be sent: unless it waited too long, in which
@@ -260,6 +317,42 @@ class Subscriber:
 
     def _fall_behind(self, failure: FellBehind) -> None:
         self._state = failure
-        self._buffer.clear()  # the log keeps them: free the memory now
+        self._buffer = None  # the log keeps them: free the memory now
         self._deferred = None
-        self._ready.set()
+        self._wake()
+
+    def _may_park(self) -> bool:
+        """Idle, nothing deferred or led, parkable, and another member of its group has a
+        consumer (to lead the group's next event without a restart)."""
+        direct = self._direct
+        return (
+            direct is not None
+            and self._parkable
+            and direct[1].restart is not None
+            and self._deferred is None
+            and self._leading is None
+            and direct[0].active > 1
+        )
+
+    def _park(self) -> None:
+        assert self._direct is not None
+        self._parked = True
+        self._waiting = True
+        self._direct[0].active -= 1
+
+    def _wake(self) -> None:
+        """Wake its consumer if it waits in ``next`` (if not, ``next`` checks before waiting);
+        restart it if it is parked."""
+        if self._parked:
+            assert self._direct is not None
+            group, target, stats = self._direct
+            self._parked = False
+            self._waiting = False
+            group.active += 1
+            stats.restarted += 1
+            assert target.restart is not None
+            target.restart()
+            return
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
