@@ -1,7 +1,8 @@
-"""Server CPU per claim of two checkouts, in alternating rounds within one run (issue 15).
+"""Server CPU per claim (issue 15), or per lifecycle mutation (issue 12), of two checkouts,
+in alternating rounds within one run.
 
     .venv/bin/python -m bench.claims_paired --mongodb-uri mongodb://127.0.0.1:27113 \\
-        --before /tmp/before-checkout [--after .] [--rounds 8] [--jobs 150]
+        --before /tmp/before-checkout [--after .] [--rounds 8] [--jobs 150] [--mutations]
 
 ``bench.claims`` run once per tree and alternated by hand moved by ±20% between identical
 runs on this shared VM (other sessions' load changes from one minute to the next), more than
@@ -10,7 +11,10 @@ from its own checkout, on its own database of the same DocumentDB), and each rou
 ``--jobs`` PENDING jobs in both (not measured), then has 8 workers claim one tree's queue
 empty and then the other's, the order swapped every round (ABBA), measuring each server's CPU
 time (user + system, /proc) over its claiming only. Only one server claims at a time, so the
-load is one ``bench.claims``'s. Printed: each round's ms per claim for both, then per tree the
+load is one ``bench.claims``'s. With ``--mutations``, each tree's round instead has 8 clients
+start, report metrics on and complete its new jobs (bench/mutations.lua's three mutations, each
+client on its own jobs, a job's next step after its previous one answered), and the CPU is
+per mutation. Printed: each round's ms per claim for both, then per tree the
 median and the total over all rounds, and the median of the per-round ratios (after/before).
 """
 
@@ -31,6 +35,20 @@ from typing import Any
 import httpx
 
 from bench.claims import CLAIM, CREATE, REGISTER, cpu_seconds, free_port
+
+#: bench/mutations.lua's three lifecycle mutations, in order.
+LIFECYCLE = (
+    "mutation($id: ID!) { startTrainingJob(jobId: $id) "
+    "{ __typename ... on TrainingJob { jobId status } } }",
+    "mutation($id: ID!) { reportTrainingMetrics(jobId: $id, metrics: {loss: 0.5, epoch: 3}) "
+    "{ __typename ... on TrainingJob { jobId status } } }",
+    "mutation($id: ID!) { completeTrainingJob(jobId: $id, metrics: {accuracy: 0.9}) "
+    "{ __typename ... on TrainingJob { jobId status } } }",
+)
+CREATE_ID = (
+    'mutation($m: ID!) { createTrainingJob(input: {modelId: $m, datasetId: "d", '
+    'queue: "bench"}) { ... on TrainingJob { jobId } } }'
+)
 
 
 def start_server(checkout: str, uri: str, database: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -65,7 +83,12 @@ def start_server(checkout: str, uri: str, database: str) -> tuple[subprocess.Pop
 
 
 async def run(
-    urls: dict[str, str], pids: dict[str, int], rounds: int, jobs: int, workers: int
+    urls: dict[str, str],
+    pids: dict[str, int],
+    rounds: int,
+    jobs: int,
+    workers: int,
+    mutations: bool,
 ) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
 
@@ -91,33 +114,54 @@ async def run(
             results = await asyncio.gather(*(worker(n) for n in range(workers)))
             return [job for got in results for job in got]
 
+        async def lifecycles(url: str, ids: list[str]) -> int:
+            async def client(mine: list[str]) -> None:
+                for job_id in mine:
+                    for operation in LIFECYCLE:
+                        body = await gql(url, operation, id=job_id)
+                        typename = next(iter(body["data"].values()))["__typename"]
+                        if typename != "TrainingJob":
+                            raise SystemExit(f"{job_id}: {body}")
+
+            await asyncio.gather(*(client(ids[n::workers]) for n in range(workers)))
+            return len(LIFECYCLE) * len(ids)
+
         per_claim: dict[str, list[float]] = {name: [] for name in urls}
         totals = dict.fromkeys(urls, 0.0)
         names = list(urls)
+        unit = "mutation" if mutations else "claim"
+        done = dict.fromkeys(urls, 0)
         for number in range(rounds):
+            created: dict[str, list[str]] = {name: [] for name in urls}
             for name, url in urls.items():
                 for _ in range(jobs):
-                    await gql(url, CREATE, m=models[name])
+                    body = await gql(url, CREATE_ID if mutations else CREATE, m=models[name])
+                    if mutations:
+                        created[name].append(body["data"]["createTrainingJob"]["jobId"])
             order = names if number % 2 == 0 else names[::-1]
             line = []
             for name in order:
                 cpu = cpu_seconds(pids[name])
-                claimed = await claim_all(urls[name])
+                if mutations:
+                    count = await lifecycles(urls[name], created[name])
+                else:
+                    counts = Counter(await claim_all(urls[name]))
+                    if len(counts) != jobs or set(counts.values()) != {1}:
+                        raise SystemExit(f"{name}: not every job claimed exactly once")
+                    count = jobs
                 cpu = cpu_seconds(pids[name]) - cpu
-                counts = Counter(claimed)
-                if len(counts) != jobs or set(counts.values()) != {1}:
-                    raise SystemExit(f"{name}: not every job claimed exactly once")
-                per_claim[name].append(1000 * cpu / jobs)
+                per_claim[name].append(1000 * cpu / count)
                 totals[name] += cpu
-                line.append(f"{name} {1000 * cpu / jobs:.2f}")
+                done[name] += count
+                line.append(f"{name} {1000 * cpu / count:.2f}")
             load = os.getloadavg()[0]
-            print(f"round {number + 1} (load {load:.1f}): ms per claim " + ", ".join(line))
+            print(f"round {number + 1} (load {load:.1f}): ms per {unit} " + ", ".join(line))
     for name in names:
         median = statistics.median(per_claim[name])
-        total = 1000 * totals[name] / (rounds * jobs)
+        total = 1000 * totals[name] / done[name]
         print(
-            f"{name}: median {median:.2f} ms per claim, {total:.2f} over all rounds "
-            f"({1000 / total:.0f} claims per server CPU-second)"
+            f"{name}: median {median:.2f} ms per {unit}, {total:.2f} over all rounds "
+            f"({1000 / total:.0f} {unit}s per server CPU-second)"
         )
     ratios = [a / b for a, b in zip(per_claim["after"], per_claim["before"], strict=True)]
     print(f"after/before per round: median {statistics.median(ratios):.2f}")
@@ -131,6 +175,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--jobs", type=int, default=150, help="jobs per round and tree")
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument(
+        "--mutations", action="store_true", help="lifecycle mutations instead of claims"
+    )
     args = parser.parse_args()
     suffix = uuid.uuid4().hex[:8]
     databases = {"before": f"bench_pair_b_{suffix}", "after": f"bench_pair_a_{suffix}"}
@@ -142,7 +189,7 @@ def main() -> None:
             stack.callback(server.terminate)
             urls[name], pids[name] = url, server.pid
         try:
-            asyncio.run(run(urls, pids, args.rounds, args.jobs, args.workers))
+            asyncio.run(run(urls, pids, args.rounds, args.jobs, args.workers, args.mutations))
         finally:
             import pymongo
 
