@@ -54,7 +54,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def bench(url: str, jobs: int, workers: int, server_pid: int) -> None:
+async def bench(
+    url: str, jobs: int, workers: int, server_pid: int, py_spy: str | None = None
+) -> None:
     # bench/ is outside mypy (pyproject); the JSON answers are read as Any.
     async with httpx.AsyncClient(timeout=30) as http:
 
@@ -76,11 +78,23 @@ async def bench(url: str, jobs: int, workers: int, server_pid: int) -> None:
                     return got
                 got.append(job["jobId"])
 
+        spy = None
+        if py_spy:
+            # Sampled from outside the server, the claiming phase only (not the set-up).
+            spy = await asyncio.create_subprocess_exec(
+                *("py-spy", "record", "--pid", str(server_pid), "--rate", "250"),
+                *("--format", "raw", "--nonblocking", "-o", py_spy),
+                stdout=subprocess.DEVNULL,
+            )
+            await asyncio.sleep(1)  # py-spy attaching
         cpu_before = cpu_seconds(server_pid)
         start = time.perf_counter()
         results = await asyncio.gather(*(worker(n) for n in range(workers)))
         elapsed = time.perf_counter() - start
         cpu = cpu_seconds(server_pid) - cpu_before
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its samples and exits
+            await asyncio.wait_for(spy.wait(), 30)
     claimed = Counter(job for got in results for job in got)
     once = len(claimed) == jobs and set(claimed.values()) == {1}
     print(f"{jobs} jobs, {workers} workers: {jobs / elapsed:.0f} claims/s ({elapsed:.2f} s)")
@@ -97,6 +111,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=400)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--profile", help="write the server's cProfile stats to this file")
+    parser.add_argument(
+        "--py-spy",
+        help="sample the server with py-spy (on PATH) while it claims, raw stacks to this file",
+    )
     args = parser.parse_args()
     port = free_port()
     database = f"bench_claims_{uuid.uuid4().hex[:8]}"
@@ -122,7 +140,7 @@ def main() -> None:
             if time.monotonic() > deadline:
                 raise SystemExit("the server did not start")
             time.sleep(0.1)
-        asyncio.run(bench(f"{base}/graphql", args.jobs, args.workers, server.pid))
+        asyncio.run(bench(f"{base}/graphql", args.jobs, args.workers, server.pid, args.py_spy))
     finally:
         # SIGINT: a clean shutdown, so that cProfile writes its stats.
         server.send_signal(signal.SIGINT)
