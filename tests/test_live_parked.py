@@ -17,7 +17,7 @@ import pytest
 
 from tests.api_helpers import create_job_id, mutate, register_id, report
 from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
-from tests.live_servers import Server, SubscriptionEnded, WSClient, eventually
+from tests.live_servers import GraphQLHTTP, Server, SubscriptionEnded, WSClient, eventually
 from tests.test_live_fanout import subscribed
 from tests.test_subscriptions import JOB_UPDATES, START, Live
 
@@ -37,16 +37,25 @@ async def settle_to(live: Live, server: Server, baseline: int, subscribers: int)
     await eventually(settled, what=f"{subscribers} subscribers, one operation task in all")
 
 
-@pytest.mark.parametrize(("count", "seed"), [(3, 1), (6, 2), (6, 3)])
-async def test_every_member_gets_every_event_while_members_leave_in_any_order(
-    live: Live, count: int, seed: int
-) -> None:
+async def parked_group(
+    live: Live, count: int
+) -> tuple[Server, GraphQLHTTP, str, int, list[tuple[WSClient, str]]]:
+    """A server with one job and ``count`` subscribers of its updates, settled (one operation
+    task in all): the server, its HTTP client, the job, the task baseline and the members."""
     server = await live.start()
     http = live.http(server)
     job_id = await create_job_id(http, await register_id(http))
     baseline = await tasks(live)
     members = await subscribed(live, server, count, JOB_UPDATES, jobId=job_id)
     await settle_to(live, server, baseline, count)
+    return server, http, job_id, baseline, members
+
+
+@pytest.mark.parametrize(("count", "seed"), [(3, 1), (6, 2), (6, 3)])
+async def test_every_member_gets_every_event_while_members_leave_in_any_order(
+    live: Live, count: int, seed: int
+) -> None:
+    server, http, job_id, _, members = await parked_group(live, count)
 
     await mutate(http, START, id=job_id)
     for client, op in members:
@@ -84,12 +93,7 @@ async def test_every_member_gets_every_event_while_members_leave_in_any_order(
 async def test_parked_members_idle_again_after_a_burst(live: Live) -> None:
     # Changes back to back: members are busy, some restarted to lead or to catch up; once the
     # burst is delivered, all but one are records again, and each got every event in order.
-    server = await live.start()
-    http = live.http(server)
-    job_id = await create_job_id(http, await register_id(http))
-    baseline = await tasks(live)
-    members = await subscribed(live, server, 5, JOB_UPDATES, jobId=job_id)
-    await settle_to(live, server, baseline, 5)
+    server, http, job_id, baseline, members = await parked_group(live, 5)
 
     await mutate(http, START, id=job_id)
     for step in range(12):
@@ -105,14 +109,7 @@ async def test_a_parked_subscription_completed_then_subscribed_again_on_its_sock
     live: Live,
 ) -> None:
     # A new operation on the same socket: it gets every event once, nothing of the old record.
-    server = await live.start()
-    http = live.http(server)
-    job_id = await create_job_id(http, await register_id(http))
-    baseline = await tasks(live)
-    members: list[tuple[WSClient, str]] = await subscribed(
-        live, server, 3, JOB_UPDATES, jobId=job_id
-    )
-    await settle_to(live, server, baseline, 3)
+    server, http, job_id, baseline, members = await parked_group(live, 3)
     client, op = members[-1]
     await client.unsubscribe(op)
 
@@ -132,12 +129,7 @@ async def test_a_parked_subscription_completed_then_subscribed_again_on_its_sock
 async def test_parked_members_are_told_the_server_is_stopping_with_their_cursor(
     live: Live,
 ) -> None:
-    server = await live.start()
-    http = live.http(server)
-    job_id = await create_job_id(http, await register_id(http))
-    baseline = await tasks(live)
-    members = await subscribed(live, server, 4, JOB_UPDATES, jobId=job_id)
-    await settle_to(live, server, baseline, 4)
+    server, http, job_id, baseline, members = await parked_group(live, 4)
     await mutate(http, START, id=job_id)
     cursors = {(await client.next(op))["trainingJobUpdates"]["cursor"] for client, op in members}
     (cursor,) = cursors
@@ -155,12 +147,7 @@ async def test_parked_members_are_told_the_server_is_stopping_with_their_cursor(
 async def test_events_one_at_a_time_restart_no_parked_member(live: Live, count: int) -> None:
     # The group's member with a task is idle when each event comes: it leads, every parked
     # member's frame is written, and none is restarted (a restart is a whole operation's set-up).
-    server = await live.start()
-    http = live.http(server)
-    job_id = await create_job_id(http, await register_id(http))
-    baseline = await tasks(live)
-    members = await subscribed(live, server, count, JOB_UPDATES, jobId=job_id)
-    await settle_to(live, server, baseline, count)
+    server, http, job_id, _, members = await parked_group(live, count)
     stats = server.feed.groups.stats
     before = await live.loop.peek(lambda: (stats.written, stats.restarted))
 
