@@ -26,6 +26,13 @@ was most of a request's CPU.
    miss. An object whose class is exactly the type's model or Strawberry class, with no mark in
    its ``__dict__`` (where ``strawberry.cast`` puts it on a pydantic model), is accepted as
    ``is_type_of`` would accept it, without the probe.
+4. **Lists of plain objects.** A list whose items are objects of one type, every selected
+   field of which is a plain leaf (a series' ``points { step value }``: 4,000 objects in a
+   20-job compare query), is answered in one loop: the selection collected once, each item
+   checked as 3. checks it (or, for a type without ``is_type_of``, found not to be an error
+   or an awaitable) and its leaves read as 1. reads them. Anything else in any item (a null
+   where the type says non-null, a leaf that takes the ordinary path, ``@defer``/``@stream``)
+   hands the whole list to graphql-core's ordinary path, which answers it as it always did.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from graphql import (
     GraphQLLeafType,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLOutputType,
     GraphQLSchema,
     is_leaf_type,
 )
@@ -56,7 +64,18 @@ from graphql_api.live.fanout import SharingExecutor
 MAX_REMEMBERED_CLASSES = 4096
 
 _not_awaitable: set[type] = {
-    type(None), bool, int, float, str, bytes, bytearray, list, tuple, dict, set, frozenset,
+    type(None),
+    bool,
+    int,
+    float,
+    str,
+    bytes,
+    bytearray,
+    list,
+    tuple,
+    dict,
+    set,
+    frozenset,
 }
 
 
@@ -191,6 +210,72 @@ class Executor(SharingExecutor):
             return_type, field_details_list, info, path, result, position_context
         )
 
+    def complete_iterable_value(
+        self,
+        item_type: GraphQLOutputType,
+        field_details_list: Any,
+        info: Any,
+        path: Path,
+        items: Any,
+        position_context: Any,
+    ) -> Any:
+        answers = self._plain_objects(item_type, field_details_list, path, items)
+        if answers is not None:
+            return answers
+        return super().complete_iterable_value(
+            item_type, field_details_list, info, path, items, position_context
+        )
+
+    def _plain_objects(
+        self, item_type: GraphQLOutputType, field_details_list: Any, path: Path, items: Any
+    ) -> list[Any] | None:
+        """A list of objects whose selected fields are all plain leaves, answered in one loop
+        (4. in the module's doc); None: graphql-core's ordinary path answers it."""
+        if type(items) is not list and type(items) is not tuple:
+            return None
+        non_null = isinstance(item_type, GraphQLNonNull)
+        object_type = item_type.of_type if isinstance(item_type, GraphQLNonNull) else item_type
+        if not isinstance(object_type, GraphQLObjectType):
+            return None
+        fields = self._plain_leaves.get(object_type.name)
+        if fields is None:
+            return None
+        accepted = self._model_classes.get(object_type.name)
+        if object_type.is_type_of is not None and accepted is None:
+            return None
+        grouped_field_set, new_defer_usages, _ = self.collect_subfields(
+            object_type, field_details_list
+        )
+        if new_defer_usages or self.get_stream_usage(field_details_list, path) is not None:
+            return None
+        reads: list[tuple[str, PlainLeaf]] = []
+        for response_name, details in grouped_field_set.items():
+            leaf = fields.get(details[0].node.name.value)
+            if leaf is None:
+                return None
+            reads.append((response_name, leaf))
+        answers: list[Any] = []
+        for item in items:
+            if item is None:
+                if non_null:
+                    return None
+                answers.append(None)
+                continue
+            if accepted is not None:
+                marks = getattr(item, "__dict__", None)  # None: a slotted class, not checked
+                if type(item) not in accepted or marks is None or TYPE_CAST_ATTRIBUTE in marks:
+                    return None
+            elif isinstance(item, BaseException) or is_awaitable(item):
+                return None
+            answer: dict[str, Any] = {}
+            for response_name, leaf in reads:
+                value = read_plain_leaf(leaf, item)
+                if value is Undefined:
+                    return None
+                answer[response_name] = value
+            answers.append(answer)
+        return answers
+
     def execute_fields(
         self,
         parent_type: GraphQLObjectType,
@@ -216,9 +301,7 @@ class Executor(SharingExecutor):
             rest[response_name] = field_details_list
         if not rest:
             return plain
-        resolved = super().execute_fields(
-            parent_type, source_value, path, rest, position_context
-        )
+        resolved = super().execute_fields(parent_type, source_value, path, rest, position_context)
         if not plain:
             return resolved
         if isinstance(resolved, dict):  # else the awaitable graphql-core returns

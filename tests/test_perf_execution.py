@@ -17,7 +17,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
 
 from graphql_api import execution
-from tests.api_helpers import create_job_id, register_id
+from tests.api_helpers import create_job_id, register_id, running_job
 from tests.conftest import GraphQLClient
 
 DASHBOARD = """
@@ -161,6 +161,35 @@ class Query:
     def missing(self) -> list[WithBroken | None] | None:
         return [object()]  # type: ignore[list-item]  # no attribute: graphql-core's error
 
+    # Lists whose selections are all plain leaves (answered in one loop when nothing is odd).
+    @strawberry.field
+    def good(self) -> list[Plain]:
+        return [Plain(name=f"g{i}", maybe=None, count=i, colour=Colour.RED) for i in range(3)]
+
+    @strawberry.field
+    def good_tuple(self) -> list[Plain | None] | None:
+        return (Plain(name="t", maybe="m", count=1, colour=Colour.RED), None)  # type: ignore[return-value]
+
+    @strawberry.field
+    def null_in_non_null(self) -> list[Plain] | None:
+        return [Plain(name="n", maybe=None, count=1, colour=Colour.RED), None]  # type: ignore[list-item]
+
+    @strawberry.field
+    def good_records(self) -> list[RecordType]:
+        return [Record(name=f"r{i}", count=i, colour=Colour.RED) for i in range(3)]  # type: ignore[misc]
+
+    @strawberry.field
+    def awaitable_items(self) -> list[Plain | None] | None:
+        return [_plain_later()]  # type: ignore[list-item]
+
+    @strawberry.field
+    def error_items(self) -> list[Plain | None] | None:
+        return [ValueError("an exception as item")]  # type: ignore[list-item]
+
+
+async def _plain_later() -> Plain:
+    return Plain(name="later", maybe=None, count=9, colour=Colour.RED)
+
 
 QUERY = """{
   plain { name maybe shout count colour }
@@ -168,6 +197,15 @@ QUERY = """{
   records { name count colour }
   castAway { name }
   missing { value }
+  onlyLeaves: plain { name maybe count colour }
+  good { colour name count maybe }
+  alias: good { n: name, c: count }
+  goodTuple { name maybe }
+  nullInNonNull { name }
+  goodRecords { name count colour }
+  castLeaves: castAway { name }
+  awaitableItems { name count }
+  errorItems { name }
 }"""
 
 
@@ -182,6 +220,9 @@ def test_unusual_values_answer_and_fail_as_graphql_core_makes_them() -> None:
     expected = _answer(StrawberryGraphQLCoreExecutionContext)
     assert expected[1], "the matrix must include errors"
     assert '"again": [{"colour": "RED", "shout": "1!", "name": "a", "maybe": null}' in expected[0]
+    assert '"alias": [{"n": "g0", "c": 0}, {"n": "g1", "c": 1}' in expected[0]
+    assert '"nullInNonNull": null' in expected[0]
+    assert '"awaitableItems": [{"name": "later", "count": 9}]' in expected[0]
     assert _answer(execution.Executor) == expected
 
 
@@ -224,3 +265,37 @@ def test_awaitables_stay_awaitable_after_their_class_was_probed() -> None:
         assert execution.is_awaitable(loop.create_future())
     finally:
         loop.close()
+
+
+SERIES_POINTS = """
+query($id: ID!) { trainingJob(jobId: $id) {
+  metricSeries(keys: ["loss"], maxPoints: 500) { key totalPoints points { step value } } } }"""
+
+REPORT_SERIES = """
+mutation($id: ID!, $series: [MetricSeriesInput!]) {
+  reportTrainingMetrics(jobId: $id, series: $series) { __typename } }"""
+
+
+async def test_a_series_points_are_answered_without_an_execution_per_point(
+    gql: GraphQLClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = await running_job(gql)
+    steps = list(range(300))
+    columns = {"key": "loss", "steps": steps, "values": [s / 10 for s in steps]}
+    await gql.data(REPORT_SERIES, id=job_id, series=[columns])
+    objects: list[str] = []
+    execute_fields = execution.Executor.execute_fields
+
+    def counted(self: execution.Executor, parent_type: Any, *args: Any) -> Any:
+        objects.append(parent_type.name)
+        return execute_fields(self, parent_type, *args)
+
+    monkeypatch.setattr(execution.Executor, "execute_fields", counted)
+
+    data = await gql.data(SERIES_POINTS, id=job_id)
+
+    (series,) = data["trainingJob"]["metricSeries"]
+    assert series["totalPoints"] == 300
+    assert series["points"] == [{"step": s, "value": s / 10} for s in steps]
+    # The query, the job and the series go through execution; the 300 points do not.
+    assert "MetricPoint" not in objects, objects
