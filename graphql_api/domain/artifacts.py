@@ -61,6 +61,7 @@ def check_artifact_uri(value: str) -> str:
             f"must be an absolute URI with a bucket or host ({scheme}://bucket/path/to/model)",
             ValidationRule.url,
         )
+    text.refuse_credentials(scheme, parts.username, parts.password)
     return value
 
 

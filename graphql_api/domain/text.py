@@ -154,7 +154,24 @@ def check_url(value: str) -> str:
             "must be an absolute URL with a host or bucket (e.g. s3://bucket/run.log)",
             ValidationRule.url,
         )
+    refuse_credentials(parts.scheme, parts.username, parts.password)
     return value
+
+
+#: Schemes whose user part names a place, not a person: ``abfss://container@account...``.
+_USER_IS_A_PLACE = frozenset({"abfs", "abfss", "wasb", "wasbs"})
+
+
+def refuse_credentials(scheme: str, username: str | None, password: str | None) -> None:
+    """A URL stored in a record is shown to every key that may read the record: it must not
+    carry a secret. A password (``user:secret@``) never; a user part alone (``token@``) only
+    where the scheme uses it for a place (Azure's container)."""
+    if password is not None or (username is not None and scheme.lower() not in _USER_IS_A_PLACE):
+        raise PolicyError(
+            "must not carry credentials (user:password@ or token@): every key that reads the "
+            "record would see them; give the reader its own access to the storage instead",
+            ValidationRule.url,
+        )
 
 
 def on_input(check: Callable[[str], str]) -> Callable[[str, ValidationInfo], str]:
