@@ -51,7 +51,8 @@ values heal with the next write, and a retry of the crashed call replaces its po
 of counting them twice. Until then a read shows the crashed call's points where it opens
 buckets and the earlier summaries where it does not, with the job's ``metrics`` and live
 cursor one write behind. A call refused by a limit releases the lease without writing
-anything, and so does a call whose lease ran out before it wrote (a stalled process: another
+anything (a stale lease stays marked, so the next call heals: the crashed call's keys and
+points count toward the limits), and so does a call whose lease ran out before it wrote (a stalled process: another
 writer may hold the job by then). One window is left: a copy moved by an append assumes the
 copy was current. A writer that stalls past its lease just before writing, whose append then
 lands after the next writer has committed, leaves that bucket's copy short of its points if a
@@ -209,11 +210,12 @@ class MongoMetricSeriesStore(MongoCollection):
         lease = job["metric_lease"]
         seq = int(lease["seq"])
         written = False
+        # A lease left by a writer that died: this call heals the job before its own points.
+        stale = bool(lease.get("stale"))
         try:
             stored_points = int(job.get("metric_points", 0))
             metric_steps: dict[str, int] = dict(job.get("metric_steps") or {})
             healed: dict[str, Sample] = {}
-            stale = bool(lease.get("stale"))
             if stale:
                 await self._resync_summaries(job_id, int(job.get("metric_seq", 0)))
                 stored_points, healed = await self._recount(job_id)
@@ -260,7 +262,9 @@ class MongoMetricSeriesStore(MongoCollection):
                     operations.append(bucket_op)
                     copy_updates.append(copy_op)
                 added += len(part.steps)
-            stored_keys = set((job.get("metrics") or {}).keys())
+            # Keys of a call that died after writing its buckets (``healed``) are stored too:
+            # this call commits them into ``metrics``, so they count toward the limit.
+            stored_keys = set((job.get("metrics") or {}).keys()) | healed.keys()
             keys_after = len(stored_keys | {c.key for c in columns})
             if keys_after > max_keys:
                 raise SeriesLimitExceeded("keys", len(stored_keys), keys_after, max_keys)
@@ -303,9 +307,10 @@ class MongoMetricSeriesStore(MongoCollection):
                 return_document=ReturnDocument.AFTER,
             )
         except BaseException:
-            # Refused before writing: nothing to heal. Failed after: whoever comes next
+            # Refused before writing: nothing to heal, unless the lease was stale (the healing
+            # this call read is committed by none). Failed after writing: whoever comes next
             # recounts (the lease is left expired, marked stale).
-            await asyncio.shield(self._give_up(job_id, seq, heal=written))
+            await asyncio.shield(self._give_up(job_id, seq, heal=written or stale))
             raise
         if committed is None:
             raise ConflictError(
