@@ -4,22 +4,44 @@
   keys count, and a call refused before the next heals leaves the healing to that one;
 - a refused call (1,001 points, too many keys) changes nothing of a job that already holds
   series: its points, its keys, its latest ``metrics``;
+- the live feed ends when a job is CANCELLED too (COMPLETED and FAILED are in
+  test_series_live.py), and is coalesced: at least one poll interval (0.5 s) between two
+  messages, counted, not timed;
+- the README's "From a training script" example, as written, stores its points.
 
-Both backends.
+Both backends where a database is involved.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from contextlib import aclosing
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
 import pytest
 
 from graphql_api.domain import series
+from graphql_api.domain.enums import TrainingStatus
 from graphql_api.domain.series import MAX_POINTS_PER_CALL
+from graphql_api.live import metric_feed
 from graphql_api.storage.mongo import MongoStorage
 from graphql_api.storage.mongo import metric_series as mongo_series
+from graphql_api.storage.series import SeriesPosition, WrittenPoint
+from tests.api_helpers import mutate
 from tests.conftest import GraphQLClient
-from tests.operations import JOB
+from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
+from tests.live_servers import ROOT, SubscriptionEnded
+from tests.operations import CANCEL, JOB
 from tests.series_helpers import REPORT_POINTS, points, read, report, running_job
 from tests.test_series_crash import DiesBeforeCommitting
+from tests.test_series_live import flat, running, send, subscribe
+from tests.test_subscriptions import Live
 
 
 async def died_writing(
@@ -96,3 +118,120 @@ async def test_a_refused_call_changes_nothing_of_a_job_with_series(gql: GraphQLC
     assert "1000" in (await report(gql, job_id, too_many))["message"]
     assert await read(gql, job_id, max=10_000) == before
     assert (await gql.data(JOB, id=job_id))["trainingJob"] == job_before
+
+
+# Watching live ---------------------------------------------------------------------------
+
+
+async def test_the_subscription_ends_when_a_job_is_cancelled(live: Live) -> None:
+    server = await live.start()
+    http = live.http(server)
+    job_id = await running(http, "live-cancel")
+    client = await live.ws(server)
+    op, _ = await subscribe(client, jobIds=[job_id])
+    await send(http, job_id, points("loss", range(4)))
+    await mutate(http, CANCEL, id=job_id)
+    got: list[tuple[str, str, int, float]] = []
+    ended: list[str] = []
+    with pytest.raises(SubscriptionEnded, match="ended \\(complete\\)"):
+        while True:
+            message = await client.next(op, 10)
+            got += flat(message)
+            ended += message["trainingMetricUpdates"]["endedJobIds"]
+    assert ended == [job_id]
+    assert got == [(job_id, "loss", step, step / 10) for step in range(4)]
+    refused = await http.data(REPORT_POINTS, id=job_id, points=points("loss", [9]))
+    assert refused["reportTrainingMetrics"]["__typename"] == "InvalidTransitionError"
+
+
+class EveryPollFindsAWrite:
+    """The series of one RUNNING job to which a call of one point completes between any two
+    reads of its position: the busiest a feed can be without a backlog."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+
+    async def positions(self, job_ids: Sequence[str]) -> dict[str, SeriesPosition]:
+        self.seq += 1
+        return {job: SeriesPosition(self.seq, TrainingStatus.RUNNING) for job in job_ids}
+
+    async def written_between(
+        self, ranges: Mapping[str, tuple[int, int]], keys: Sequence[str] | None
+    ) -> list[WrittenPoint]:
+        return [
+            WrittenPoint(job, "loss", (seq, float(seq), 0), seq)
+            for job, (after, upto) in ranges.items()
+            for seq in range(after + 1, upto + 1)
+        ]
+
+
+async def test_messages_are_coalesced_to_at_most_two_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Counted, not timed: between two messages the feed waits its interval (0.5 s) at least
+    once, so a subscription gets at most two messages a second, each with every point written
+    since the one before."""
+    timeline: list[float | str] = []
+
+    async def recorded_sleep(seconds: float) -> None:
+        timeline.append(seconds)
+
+    monkeypatch.setattr(metric_feed, "asyncio", SimpleNamespace(sleep=recorded_sleep))
+    source = EveryPollFindsAWrite()
+    updates = metric_feed.metric_updates(cast(Any, source), ["job"], None, None)
+    steps: list[int] = []
+    async with aclosing(updates):
+        async for update in updates:
+            timeline.append("message")
+            steps += [p.sample[0] for p in update.points]
+            if timeline.count("message") == 12:
+                break
+    assert metric_feed.INTERVAL == 0.5
+    between = "|".join(str(t) for t in timeline).split("message")[1:-1]
+    assert len(between) == 11
+    assert all(sum(float(s) for s in gap.strip("|").split("|")) >= 0.5 for gap in between)
+    # The first message (the start) carries nothing; then every write once, in order.
+    assert steps == list(range(2, source.seq + 1))
+
+
+# The README ------------------------------------------------------------------------------
+
+
+def readme_script_example() -> str:
+    """The Python block of README's "From a training script", as a user would copy it."""
+    section = (ROOT / "README.md").read_text().split("### From a training script", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert block, "README's 'From a training script' has no python block"
+    return block.group(1)
+
+
+async def test_the_readme_training_script_example_stores_its_points(
+    live: Live, tmp_path: Path
+) -> None:
+    server = await live.start()
+    http = live.http(server)
+    job_id = await running(http, "readme-script")
+    script = readme_script_example()
+    assert "http://127.0.0.1:8000/graphql" in script and '"job-42"' in script
+    script = script.replace("http://127.0.0.1:8000/graphql", server.http_url)
+    script = script.replace('"job-42"', repr(job_id))
+    (tmp_path / "train.py").write_text(script)
+    ran = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "train.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr
+    job = (await http.data(SERIES_OF_README, id=job_id))["trainingJob"]
+    assert job["metrics"] == {"loss": 1 / 10_000, "lr": 3e-4}
+    loss, lr = job["metricSeries"]
+    assert (loss["totalPoints"], loss["firstStep"], loss["lastStep"]) == (10_000, 1, 10_000)
+    assert (loss["min"], loss["max"], loss["last"]) == (1 / 10_000, 1.0, 1 / 10_000)
+    assert (lr["totalPoints"], lr["min"], lr["max"]) == (10_000, 3e-4, 3e-4)
+
+
+SERIES_OF_README = """query($id: ID!) { trainingJob(jobId: $id) { metrics
+  metricSeries(keys: ["loss", "lr"]) { key totalPoints firstStep lastStep min max last } } }"""
