@@ -2,6 +2,8 @@
 
 - the key and point limits hold for what is stored after a writer died mid-call: its new
   keys count, and a call refused before the next heals leaves the healing to that one;
+- the key limit holds across the two forms at once: a ``metrics`` report (or a completion with
+  metrics) landing while a points call is under way counts that call's keys;
 - a refused call (1,001 points, too many keys) changes nothing of a job that already holds
   series: its points, its keys, its latest ``metrics``;
 - the live feed ends when a job is CANCELLED too (COMPLETED and FAILED are in
@@ -30,6 +32,7 @@ from graphql_api.domain import series
 from graphql_api.domain.enums import TrainingStatus
 from graphql_api.domain.series import MAX_POINTS_PER_CALL
 from graphql_api.live import metric_feed
+from graphql_api.services import training
 from graphql_api.storage.mongo import MongoStorage
 from graphql_api.storage.mongo import metric_series as mongo_series
 from graphql_api.storage.series import SeriesPosition, WrittenPoint
@@ -37,7 +40,7 @@ from tests.api_helpers import mutate
 from tests.conftest import GraphQLClient
 from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
 from tests.live_servers import ROOT, SubscriptionEnded
-from tests.operations import CANCEL, JOB
+from tests.operations import CANCEL, COMPLETE, JOB, REPORT
 from tests.series_helpers import REPORT_POINTS, points, read, report, running_job
 from tests.test_series_crash import DiesBeforeCommitting
 from tests.test_series_live import flat, running, send, subscribe
@@ -104,6 +107,56 @@ async def test_a_call_refused_after_a_crash_leaves_the_healing_to_the_next(
     over = await report(gql, job_id, points("c", [2]))
     assert (over["__typename"], over["rule"]) == ("ValidationError", "max_items"), over
     assert "stores 12" in over["message"], over
+
+
+@pytest.mark.parametrize("guarded", [False, True], ids=["atomic", "guarded"])
+@pytest.mark.parametrize("form", ["metrics", "complete"])
+async def test_keys_of_a_points_call_under_way_count_for_the_metrics_form(
+    gql: GraphQLClient,
+    storage: MongoStorage,
+    monkeypatch: pytest.MonkeyPatch,
+    form: str,
+    guarded: bool,
+) -> None:
+    """A ``metrics``-form report (or a completion with final metrics) landing while a points
+    call holds the job's series lease counts that call's keys as stored: together the two
+    can never take the job past the key limit. ``guarded``: as on FerretDB v1, where the
+    lease is a guarded read-check-write."""
+    storage.guard.enabled = guarded
+    # The real limit is 1,000 keys; the rule is the same at any size (both forms).
+    monkeypatch.setattr(series, "MAX_KEYS_PER_JOB", 3)
+    monkeypatch.setattr(training, "MAX_KEYS_PER_JOB", 3)
+    job_id = await running_job(gql)
+    assert (await report(gql, job_id, points("a", range(5))))["__typename"] == "TrainingJob"
+    store = storage.metric_series
+    write_buckets = store._write_buckets
+    leased, go_on = asyncio.Event(), asyncio.Event()
+
+    async def paused(operations: Any) -> None:
+        leased.set()  # the lease is taken and the limits checked: a, b
+        await go_on.wait()
+        await write_buckets(operations)
+
+    monkeypatch.setattr(store, "_write_buckets", paused)
+    points_call = asyncio.create_task(report(gql, job_id, points("b", range(5))))
+    await asyncio.wait_for(leased.wait(), 30)
+    if form == "metrics":
+        other = await gql.data(REPORT, id=job_id, metrics={"c": 1, "d": 2})
+        result = other["reportTrainingMetrics"]
+    else:
+        other = await gql.data(COMPLETE, id=job_id, metrics={"c": 1, "d": 2})
+        result = other["completeTrainingJob"]
+    go_on.set()
+    assert (await points_call)["__typename"] == "TrainingJob"
+    assert (result["__typename"], result["rule"]) == ("ValidationError", "max_items"), result
+    assert "would have 4" in result["message"], result
+    job = (await gql.data(JOB, id=job_id))["trainingJob"]
+    assert (sorted(job["metrics"]), job["status"]) == (["a", "b"], "RUNNING")
+    # With the points call done, one more key fits, and no more.
+    fits = (await gql.data(REPORT, id=job_id, metrics={"c": 1}))["reportTrainingMetrics"]
+    assert sorted(fits["metrics"]) == ["a", "b", "c"]
+    over = (await gql.data(REPORT, id=job_id, metrics={"d": 1}))["reportTrainingMetrics"]
+    assert over["__typename"] == "ValidationError", over
 
 
 async def test_a_refused_call_changes_nothing_of_a_job_with_series(gql: GraphQLClient) -> None:
