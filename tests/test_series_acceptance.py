@@ -9,7 +9,8 @@
 - the live feed ends when a job is CANCELLED too (COMPLETED and FAILED are in
   test_series_live.py), and is coalesced: at least one poll interval (0.5 s) between two
   messages, counted, not timed;
-- the README's "From a training script" example, as written, stores its points.
+- the README's "From a training script" example, as written, stores its points;
+- a long read opens only the buckets its range cuts (counted in buckets, not round trips).
 
 Both backends where a database is involved.
 """
@@ -288,3 +289,40 @@ async def test_the_readme_training_script_example_stores_its_points(
 
 SERIES_OF_README = """query($id: ID!) { trainingJob(jobId: $id) { metrics
   metricSeries(keys: ["loss", "lr"]) { key totalPoints firstStep lastStep min max last } } }"""
+
+
+# Reading from summaries --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sampling", ["MIN_MAX", "LTTB", "LAST"])
+async def test_a_long_read_opens_only_the_buckets_its_range_cuts(
+    gql: GraphQLClient, storage: MongoStorage, monkeypatch: pytest.MonkeyPatch, sampling: str
+) -> None:
+    """Issue 13 item 6, counted in buckets rather than round trips: a series read downsampled
+    is assembled from bucket summaries plus at most the two buckets the range cuts through,
+    however many buckets it spans (here 98, a point every 100 steps); none when the range
+    starts and ends between buckets."""
+    job_id = await running_job(gql)
+    steps = range(0, 100_000, 100)
+    await report(gql, job_id, points("loss", steps, value=lambda s: -1.0 if s == 51_200 else s))
+    store = storage.metric_series
+    open_buckets = store.open
+    opened: list[int] = []
+
+    async def counting(refs: Sequence[str]) -> Any:
+        opened.append(len(refs))
+        return await open_buckets(refs)
+
+    monkeypatch.setattr(store, "open", counting)
+    for low, high, most in ((None, None, 0), (150, 70_050, 2), (10 * 1024, 60 * 1024 - 1, 0)):
+        opened.clear()
+        (loss,) = (await read(gql, job_id, max=10, sampling=sampling, **{"from": low, "to": high}))[
+            "metricSeries"
+        ]
+        assert sum(opened) <= most, opened
+        inside = [s for s in steps if (low or 0) <= s <= (high if high is not None else 10**9)]
+        assert (loss["totalPoints"], loss["sampled"]) == (len(inside), len(inside) > 10)
+        expected_min = -1.0 if 51_200 in inside else inside[0]
+        assert (loss["min"], loss["max"]) == (expected_min, inside[-1])
+        if sampling == "MIN_MAX" and loss["sampled"]:
+            assert {expected_min, inside[-1]} <= {p["value"] for p in loss["points"]}
