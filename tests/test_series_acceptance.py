@@ -10,7 +10,8 @@
   test_series_live.py), and is coalesced: at least one poll interval (0.5 s) between two
   messages, counted, not timed;
 - the README's "From a training script" example, as written, stores its points;
-- a long read opens only the buckets its range cuts (counted in buckets, not round trips).
+- a long read opens only the buckets its range cuts (counted in buckets, not round trips);
+- LTTB chooses the points the reference implementation chooses.
 
 Both backends where a database is involved.
 """
@@ -18,6 +19,7 @@ Both backends where a database is involved.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import subprocess
 import sys
@@ -326,3 +328,26 @@ async def test_a_long_read_opens_only_the_buckets_its_range_cuts(
         assert (loss["min"], loss["max"]) == (expected_min, inside[-1])
         if sampling == "MIN_MAX" and loss["sampled"]:
             assert {expected_min, inside[-1]} <= {p["value"] for p in loss["points"]}
+
+
+#: 50 points, 2 + 8 x 6 (so that the reference's bins and ours split alike), with a dip at 158.
+LTTB_STEPS = [i * 5 + (i % 4) for i in range(50)]
+LTTB_VALUES = [
+    round(math.sin(i * 0.7) * 10 + (i % 5) - (25 if i == 31 else 0), 3) for i in range(50)
+]
+#: What the reference implementation (PyPI ``lttb`` 0.3.2, after Steinarsson 2013:
+#: ``lttb.downsample(points, 10)``) keeps of them, computed once with it (not a dependency).
+LTTB_REFERENCE_STEPS = [0, 12, 38, 66, 120, 146, 158, 192, 218, 246]
+
+
+async def test_lttb_keeps_what_the_reference_implementation_keeps(gql: GraphQLClient) -> None:
+    """Issue 13 item 2, "or follows LTTB": the tests elsewhere check LTTB's budget, order and
+    end points; this pins its choice against the reference, through the API."""
+    job_id = await running_job(gql)
+    sent = [
+        {"key": "loss", "step": s, "value": v} for s, v in zip(LTTB_STEPS, LTTB_VALUES, strict=True)
+    ]
+    assert (await report(gql, job_id, sent))["__typename"] == "TrainingJob"
+    (loss,) = (await read(gql, job_id, max=10, sampling="LTTB"))["metricSeries"]
+    assert [p["step"] for p in loss["points"]] == LTTB_REFERENCE_STEPS
+    assert (loss["sampled"], loss["totalPoints"]) == (True, 50)
