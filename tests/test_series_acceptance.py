@@ -11,7 +11,8 @@
   messages, counted, not timed;
 - the README's "From a training script" example, as written, stores its points;
 - a long read opens only the buckets its range cuts (counted in buckets, not round trips);
-- LTTB chooses the points the reference implementation chooses.
+- LTTB chooses the points the reference implementation chooses;
+- a point without a timestamp takes the time the call was received (both forms).
 
 Both backends where a database is involved.
 """
@@ -25,6 +26,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from contextlib import aclosing
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -351,3 +353,38 @@ async def test_lttb_keeps_what_the_reference_implementation_keeps(gql: GraphQLCl
     (loss,) = (await read(gql, job_id, max=10, sampling="LTTB"))["metricSeries"]
     assert [p["step"] for p in loss["points"]] == LTTB_REFERENCE_STEPS
     assert (loss["sampled"], loss["totalPoints"]) == (True, 50)
+
+
+# Timestamps --------------------------------------------------------------------------------
+
+REPORT_COLUMNS = """
+mutation($id: ID!, $series: [MetricSeriesInput!]) {
+  reportTrainingMetrics(jobId: $id, series: $series) { __typename }
+}"""
+
+
+async def test_a_point_without_a_timestamp_takes_the_time_the_call_was_received(
+    gql: GraphQLClient,
+) -> None:
+    """Issue 13 item 1: ``timestamp`` defaults to now, in both forms; a given one is kept.
+    Bounds, not durations: the stored time is between a reading of the clock before the call
+    and one after it (to the millisecond, what is stored)."""
+    job_id = await running_job(gql)
+    before = datetime.now(UTC)
+    before = before.replace(microsecond=before.microsecond // 1000 * 1000)
+    sent = points("loss", [1, 2])
+    sent[1]["timestamp"] = "2020-05-01T00:00:00Z"
+    assert (await report(gql, job_id, sent))["__typename"] == "TrainingJob"
+    columns = [{"key": "acc", "steps": [1, 2], "values": [0.5, 0.6]}]
+    answer = await gql.data(REPORT_COLUMNS, id=job_id, series=columns)
+    assert answer["reportTrainingMetrics"]["__typename"] == "TrainingJob"
+    after = datetime.now(UTC)
+    acc, loss = (await read(gql, job_id))["metricSeries"]
+    stamps = {
+        (found["key"], p["step"]): datetime.fromisoformat(p["timestamp"])
+        for found in (acc, loss)
+        for p in found["points"]
+    }
+    assert stamps.pop(("loss", 2)) == datetime(2020, 5, 1, tzinfo=UTC)
+    assert len(stamps) == 3
+    assert all(before <= stamp <= after for stamp in stamps.values()), (before, stamps, after)
