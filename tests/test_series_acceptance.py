@@ -8,7 +8,7 @@
   series: its points, its keys, its latest ``metrics``;
 - the live feed ends when a job is CANCELLED too (COMPLETED and FAILED are in
   test_series_live.py), and is coalesced: at least one poll interval (0.5 s) between two
-  messages, counted, not timed;
+  messages, counted, not timed; a cursor resumes on another server instance;
 - the README's "From a training script" example, as written, stores its points;
 - a long read opens only the buckets its range cuts (counted in buckets, not round trips);
 - LTTB chooses the points the reference implementation chooses;
@@ -48,7 +48,7 @@ from tests.live_servers import ROOT, SubscriptionEnded
 from tests.operations import CANCEL, COMPLETE, JOB, REPORT
 from tests.series_helpers import REPORT_POINTS, points, read, report, running_job
 from tests.test_series_crash import DiesBeforeCommitting
-from tests.test_series_live import flat, running, send, subscribe
+from tests.test_series_live import UPDATES, flat, running, send, subscribe
 from tests.test_subscriptions import Live
 
 
@@ -388,3 +388,31 @@ async def test_a_point_without_a_timestamp_takes_the_time_the_call_was_received(
     assert stamps.pop(("loss", 2)) == datetime(2020, 5, 1, tzinfo=UTC)
     assert len(stamps) == 3
     assert all(before <= stamp <= after for stamp in stamps.values()), (before, stamps, after)
+
+
+async def test_a_cursor_resumes_on_another_server_instance(live: Live) -> None:
+    """docs/metrics.md: resume with a message's cursor "on any server instance": every point
+    written after it, none before, once each."""
+    first, second = await live.start(), await live.start()
+    http = live.http(first)
+    job_id = await running(http, "live-two-instances")
+    client = await live.ws(first)
+    op, _ = await subscribe(client, jobIds=[job_id])
+    await send(http, job_id, points("loss", range(6)))
+    got: list[tuple[str, str, int, float]] = []
+    while len(got) < 6:
+        message = await client.next(op, 10)
+        got += flat(message)
+        cursor = message["trainingMetricUpdates"]["cursor"]
+    await client.unsubscribe(op)
+    await send(http, job_id, points("loss", range(6, 20)))
+    await send(live.http(second), job_id, points("acc", range(3)))
+    other = await live.ws(second)
+    op = await other.subscribe(UPDATES, jobIds=[job_id], after=cursor)
+    resumed: list[tuple[str, str, int, float]] = []
+    while len(resumed) < 14 + 3:
+        resumed += flat(await other.next(op, 10))
+    expected = [(job_id, "loss", s, s / 10) for s in range(6, 20)]
+    expected += [(job_id, "acc", s, s / 10) for s in range(3)]
+    assert sorted(resumed) == sorted(expected)
+    assert await other.nothing_more(op, 1.2)
