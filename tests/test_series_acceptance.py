@@ -4,8 +4,8 @@
   keys count, and a call refused before the next heals leaves the healing to that one;
 - the key limit holds across the two forms at once: a ``metrics`` report (or a completion with
   metrics) landing while a points call is under way counts that call's keys;
-- a refused call (1,001 points, too many keys) changes nothing of a job that already holds
-  series: its points, its keys, its latest ``metrics``;
+- a refused call (1,001 points; 1,000 with a bad key last) changes nothing of a job that
+  already holds series: its points, its keys, its latest ``metrics``;
 - the live feed ends when a job is CANCELLED too (COMPLETED and FAILED are in
   test_series_live.py), and is coalesced: at least one poll interval (0.5 s) between two
   messages, counted, not timed; a cursor resumes on another server instance;
@@ -170,9 +170,17 @@ async def test_a_refused_call_changes_nothing_of_a_job_with_series(gql: GraphQLC
     before = await read(gql, job_id, max=10_000)
     job_before = (await gql.data(JOB, id=job_id))["trainingJob"]
     too_many = points("loss", range(2000, 2000 + MAX_POINTS_PER_CALL + 1), value=-5.0)
-    for refused_call in (too_many, too_many[:-1] + points("bad.key", [1])):
+    bad_key_last = too_many[:-2] + points("bad.key", [1])  # 1,000 points, the last refused
+    for refused_call, field, rule in (
+        (too_many, "points", "max_items"),
+        (bad_key_last, "points[999].key", "key_dot"),
+    ):
         refused = await report(gql, job_id, refused_call)
-        assert refused["__typename"] == "ValidationError", refused
+        assert (refused["__typename"], refused["field"], refused["rule"]) == (
+            "ValidationError",
+            field,
+            rule,
+        ), refused
     assert "1000" in (await report(gql, job_id, too_many))["message"]
     assert await read(gql, job_id, max=10_000) == before
     assert (await gql.data(JOB, id=job_id))["trainingJob"] == job_before
