@@ -492,19 +492,25 @@ class MongoCollection:
         additions: Mapping[str, Any],
         limit: int,
         where: Mapping[str, Any] | None = None,
+        pending: tuple[str, str] | None = None,
     ) -> dict[str, Any] | None:
         """``$set`` ``changes`` and merge ``additions`` into the sub-document ``field`` (keys
         are validated: no '.' or '$', so each names exactly one entry), if the merged
-        sub-document keeps at most ``limit`` keys; MergeLimitExceeded otherwise."""
+        sub-document keeps at most ``limit`` keys; MergeLimitExceeded otherwise.
+        ``pending``: (sub-document, list in it) of keys that a write under way will merge into
+        ``field`` too (a training job's metric series lease): counted as stored."""
 
         def within_limit(current: dict[str, Any]) -> dict[str, Any]:
-            stored = current.get(field) or {}
-            merged = len(stored.keys() | additions.keys())
+            stored = set((current.get(field) or {}).keys())
+            if pending is not None:
+                stored.update((current.get(pending[0]) or {}).get(pending[1]) or ())
+            merged = len(stored | additions.keys())
             if merged > limit:
                 raise MergeLimitExceeded(field, len(stored), merged, limit)
             return {**changes, **{f"{field}.{k}": v for k, v in additions.items()}}
 
-        return await self._update_checked(record_id, allowed, within_limit, [field], where)
+        reads = [field] if pending is None else [field, pending[0]]
+        return await self._update_checked(record_id, allowed, within_limit, reads, where)
 
     async def _claim(self, claim: str) -> bool:
         now = datetime.now(UTC)

@@ -50,12 +50,13 @@ buckets, found through ``job_write_seq``), then recounts the job's series from t
 values heal with the next write, and a retry of the crashed call replaces its points instead
 of counting them twice. Until then a read shows the crashed call's points where it opens
 buckets and the earlier summaries where it does not, with the job's ``metrics`` and live
-cursor one write behind. A call refused by a limit releases the lease without writing
-anything, and so does a call whose lease ran out before it wrote (a stalled process: another
-writer may hold the job by then). One window is left: a copy moved by an append assumes the
-copy was current. A writer that stalls past its lease just before writing, whose append then
-lands after the next writer has committed, leaves that bucket's copy short of its points if a
-later call's append moves the copy before its own copy write does (the bucket itself stays
+cursor one write behind. A call refused by a limit releases the lease without writing anything
+(a stale lease stays marked, so the next call heals: the crashed call's keys and points count
+toward the limits), and so does a call whose lease ran out before it wrote (a stalled process:
+another writer may hold the job by then). One window is left: a copy moved by an append assumes
+the copy was current. A writer that stalls past its lease just before writing, whose append
+then lands after the next writer has committed, leaves that bucket's copy short of its points
+if a later call's append moves the copy before its own copy write does (the bucket itself stays
 exact, and so do reads that open it); the old read-merge path rewrote copies whole instead.
 """
 
@@ -203,17 +204,20 @@ class MongoMetricSeriesStore(MongoCollection):
             fence["lease_token_hash"] = lease_token_hash
         if unclaimed_only:
             fence["worker_id"] = None  # also matches jobs stored before workers existed
-        job = await self._acquire(job_id, [s.value for s in allowed], fence)
+        job = await self._acquire(
+            job_id, [s.value for s in allowed], fence, keys=sorted({c.key for c in columns})
+        )
         if job is None:
             return None
         lease = job["metric_lease"]
         seq = int(lease["seq"])
         written = False
+        # A lease left by a writer that died: this call heals the job before its own points.
+        stale = bool(lease.get("stale"))
         try:
             stored_points = int(job.get("metric_points", 0))
             metric_steps: dict[str, int] = dict(job.get("metric_steps") or {})
             healed: dict[str, Sample] = {}
-            stale = bool(lease.get("stale"))
             if stale:
                 await self._resync_summaries(job_id, int(job.get("metric_seq", 0)))
                 stored_points, healed = await self._recount(job_id)
@@ -260,7 +264,9 @@ class MongoMetricSeriesStore(MongoCollection):
                     operations.append(bucket_op)
                     copy_updates.append(copy_op)
                 added += len(part.steps)
-            stored_keys = set((job.get("metrics") or {}).keys())
+            # Keys of a call that died after writing its buckets (``healed``) are stored too:
+            # this call commits them into ``metrics``, so they count toward the limit.
+            stored_keys = set((job.get("metrics") or {}).keys()) | healed.keys()
             keys_after = len(stored_keys | {c.key for c in columns})
             if keys_after > max_keys:
                 raise SeriesLimitExceeded("keys", len(stored_keys), keys_after, max_keys)
@@ -303,9 +309,10 @@ class MongoMetricSeriesStore(MongoCollection):
                 return_document=ReturnDocument.AFTER,
             )
         except BaseException:
-            # Refused before writing: nothing to heal. Failed after: whoever comes next
+            # Refused before writing: nothing to heal, unless the lease was stale (the healing
+            # this call read is committed by none). Failed after writing: whoever comes next
             # recounts (the lease is left expired, marked stale).
-            await asyncio.shield(self._give_up(job_id, seq, heal=written))
+            await asyncio.shield(self._give_up(job_id, seq, heal=written or stale))
             raise
         if committed is None:
             raise ConflictError(
@@ -317,11 +324,19 @@ class MongoMetricSeriesStore(MongoCollection):
         return documents.TRAINING_JOBS.from_doc(committed)
 
     async def _acquire(
-        self, job_id: str, allowed: list[str], fence: dict[str, Any] | None = None
+        self,
+        job_id: str,
+        allowed: list[str],
+        fence: dict[str, Any] | None = None,
+        *,
+        keys: Sequence[str] = (),
     ) -> dict[str, Any] | None:
         """The job's document with this call's lease in it, or None (no such job, not in an
         allowed status, or not matching ``fence``: a worker's lease). Waits while another
-        writer holds a live lease."""
+        writer holds a live lease. The lease lists the call's ``keys`` (with those of a
+        dead writer's lease it takes over, whose points this call heals into ``metrics``): a
+        ``metrics`` merge while it is held counts them as stored (``_merge_within``), so the
+        two together keep the job within its key limit."""
         self._jobs.timeout = self.timeout
         wait_for = UNBOUNDED_WAIT if self.timeout is None else self.timeout / 2
         give_up_at = time.monotonic() + wait_for
@@ -333,7 +348,9 @@ class MongoMetricSeriesStore(MongoCollection):
                 raise _Busy()
             last = max(int(current.get("metric_seq", 0)), int(held["seq"]) if held else 0)
             until = _now_ms() + int(LEASE_SECONDS * 1000)
-            return {"metric_lease": {"seq": last + 1, "until": until, "stale": held is not None}}
+            listed = sorted(set(keys).union(held.get("keys") or () if held else ()))
+            lease = {"seq": last + 1, "until": until, "stale": held is not None, "keys": listed}
+            return {"metric_lease": lease}
 
         reads = ["metric_lease", "metric_seq"]
         while True:
@@ -344,7 +361,7 @@ class MongoMetricSeriesStore(MongoCollection):
                     return await self._jobs._update_checked(
                         job_id, allowed, lease_for, reads, where=fence
                     )
-                return await self._take_lease(job_id, allowed, fence or {})
+                return await self._take_lease(job_id, allowed, keys, fence or {})
             except _Busy:
                 if time.monotonic() + pause > give_up_at:
                     raise ConflictError(
@@ -356,7 +373,7 @@ class MongoMetricSeriesStore(MongoCollection):
                 pause = min(pause * 2, LONGEST_WAIT)
 
     async def _take_lease(
-        self, job_id: str, allowed: list[str], fence: dict[str, Any]
+        self, job_id: str, allowed: list[str], keys: Sequence[str], fence: dict[str, Any]
     ) -> dict[str, Any] | None:
         """``lease_for`` in one conditional update (an update pipeline computes the next write
         sequence from the stored one), returning only what ``append`` reads of the job. A miss
@@ -382,6 +399,12 @@ class MongoMetricSeriesStore(MongoCollection):
                             "until": now + int(LEASE_SECONDS * 1000),
                             # A lease still there was left by a writer that died or failed.
                             "stale": {"$gt": [_LEASED_SEQ, 0]},
+                            "keys": {
+                                "$setUnion": [
+                                    {"$ifNull": ["$metric_lease.keys", []]},
+                                    {"$literal": list(keys)},
+                                ]
+                            },
                         },
                         "rev": {"$add": [{"$ifNull": ["$rev", 0]}, 1]},
                     }

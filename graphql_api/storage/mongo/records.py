@@ -57,6 +57,8 @@ class MongoRecordStore(MongoCollection, Generic[R, W, O]):
         #: refusing (``retry_transient``): "registering the version".
         self._inserting = inserting
         self._changing = changing
+        #: Where a write under way lists the metric keys it will add (``_merge_within``).
+        self._pending_merge: tuple[str, str] | None = None
 
     async def _insert(self, record: R, extra: Mapping[str, Any] | None = None) -> None:
         """Store a new record (with the storage-only fields ``extra``); the ConflictError of
@@ -124,6 +126,7 @@ class MongoRecordStore(MongoCollection, Generic[R, W, O]):
                 merge.metrics,
                 merge.limit,
                 where=where or {},
+                pending=self._pending_merge,
             )
         else:
             query = {"_id": record_id, "status": {"$in": statuses}, **(where or {})}

@@ -57,6 +57,9 @@ class MongoTrainingJobStore(MongoOutboxStore[TrainingJob, TrainingJobFilter, Tra
             inserting="creating the job",
             changing="changing the job",
         )
+        # A points call lists its keys in the job's series lease until it commits them into
+        # ``metrics``: a metrics merge meanwhile counts them (metric_series.py).
+        self._pending_merge = ("metric_lease", "keys")
         #: (queue, model filter) -> ids of PENDING jobs a claim read and did not take, oldest
         #: first: the next claims of this process try them before reading again (``claim``).
         self._claim_candidates: dict[tuple[str, tuple[str, ...] | None], list[Any]] = {}
