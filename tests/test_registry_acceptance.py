@@ -15,7 +15,7 @@ from tests.api_helpers import create_job_id, promote, register_id
 from tests.conftest import GraphQLClient
 from tests.live_fixtures import live_fixture  # noqa: F401 (fixture)
 from tests.operations import ARCHIVE
-from tests.registry_operations import REGISTER_DEPLOYABLE, ROLLBACK, UPDATE_VERSION
+from tests.registry_operations import REGISTER_DEPLOYABLE, ROLLBACK, SET_ALIAS, UPDATE_VERSION
 from tests.security_helpers import snapshot
 from tests.test_registry_aliases import readme_deploy_operations
 from tests.test_subscriptions import Live
@@ -230,3 +230,34 @@ async def test_the_readme_follow_subscription_sees_a_deployment_with_its_artifac
     (resumed,) = [u["modelVersionUpdates"] for u in await ws.take(again, 1)]
     assert resumed["cursor"] == archived["cursor"]
     assert await ws.nothing_more(again)
+
+
+BY_ALIAS_STATUS = """
+query($name: String!, $alias: String!) {
+  modelVersionByAlias(modelName: $name, alias: $alias) { modelId status }
+}"""
+
+
+async def test_an_alias_keeps_naming_an_archived_version_until_moved_and_production_follows(
+    gql: GraphQLClient, name: str
+) -> None:
+    """What the README's Aliases section says of archiving: `production` follows the status,
+    other aliases stay until a client moves or deletes them."""
+    serving, candidate, next_one = [await register_id(gql, f"1.{n}.0", name) for n in range(3)]
+    for model_id in (serving, candidate):
+        await promote(gql, model_id, "TESTING")
+    await promote(gql, serving, "PRODUCTION")
+    await gql.data(SET_ALIAS, name=name, alias="champion", id=candidate, expected=None)
+    for model_id in (serving, candidate):
+        archived = (await gql.data(ARCHIVE, id=model_id))["archiveModelVersion"]
+        assert archived["status"] == "ARCHIVED"
+
+    async def named(alias: str) -> Any:
+        return (await gql.data(BY_ALIAS_STATUS, name=name, alias=alias))["modelVersionByAlias"]
+
+    assert await named("production") is None
+    assert await named("champion") == {"modelId": candidate, "status": "ARCHIVED"}
+    # Moved by compare-and-set from the archived version it names.
+    moved = await gql.data(SET_ALIAS, name=name, alias="champion", id=next_one, expected=candidate)
+    assert moved["setModelAlias"]["modelId"] == next_one
+    assert await named("champion") == {"modelId": next_one, "status": "DEVELOPMENT"}
