@@ -63,6 +63,7 @@ def ending_when(
 
     async def guarded() -> AsyncIterator[str]:
         source = stream()
+        part: asyncio.Future[str] | None = None
         try:
             while True:
                 part = asyncio.ensure_future(anext(source))
@@ -82,9 +83,16 @@ def ending_when(
                 yield transport.encode_complete()
                 return
         finally:
-            # Strawberry's streams are async generators (typed as iterators): close it.
-            close = getattr(source, "aclose", None)
-            if close is not None:
-                await close()
+            if part is not None and not part.done():
+                # The client left (this generator is cancelled or closed) while a part was
+                # awaited: cancelling that await ends the source as its consumer's cancel
+                # would have (its heartbeat and subscription stop); it cannot be closed
+                # while that await runs in it.
+                part.cancel()
+            else:
+                # Strawberry's streams are async generators (typed as iterators): close it.
+                close = getattr(source, "aclose", None)
+                if close is not None:
+                    await close()
 
     return guarded

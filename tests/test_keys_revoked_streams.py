@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from graphql_api.auth.roles import Role
-from tests.live_servers import eventually
+from tests.live_servers import ServerLoop, eventually
 from tests.security_helpers import SECRETS
 from tests.test_keys_propagation import CREATE, CREATE_EXPIRING, REVOKE, Pair, pair
 from tests.test_transport_graphiql import APOLLO_ACCEPT, JOB_UPDATES, MultipartSubscription
@@ -116,3 +116,26 @@ async def test_an_expiring_key_ends_its_http_streams_on_every_instance(pair: Pai
     finally:
         for response in streams:
             await response.aclose()
+
+
+async def test_a_stream_the_client_leaves_is_let_go(pair: Pair, server_loop: ServerLoop) -> None:
+    """Watching a stream for its key's revocation does not keep it alive: when the client
+    goes, its subscription and its watch end (nothing left running per stream)."""
+    secret = (await pair.admin(pair.first, CREATE, name="leaver"))["createApiKey"]["secret"]
+
+    async def accepted_by_second() -> bool:
+        return (await pair.post(pair.second, secret, "{ __typename }")).status_code == 200
+
+    await eventually(accepted_by_second, what="the second instance to accept the new key")
+    server = pair.second
+
+    async def held(count: int) -> bool:
+        subscribers = await server_loop.peek(lambda: server.feed.subscriber_count)
+        watched = await server_loop.peek(lambda: len(server.app.state.keys._streams))
+        return bool(subscribers == count and watched == count)
+
+    for _ in range(3):
+        response = await open_stream(pair, server.http_url, secret)
+        await eventually(lambda: held(1), what="the stream's subscription and watch")
+        await response.aclose()
+        await eventually(lambda: held(0), what="the stream's subscription and watch to end")
