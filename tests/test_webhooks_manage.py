@@ -15,6 +15,7 @@ from asgi_lifespan import LifespanManager
 from starlette.applications import Starlette
 
 from graphql_api.app import create_app
+from graphql_api.live import cursor
 from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
 from tests.conftest import GraphQLClient
@@ -80,6 +81,13 @@ async def test_an_update_moves_delivery_to_the_new_url_and_filters(storage: Mong
         await lifecycle(gql, "churn")  # REGISTERED, CREATED, STARTED, COMPLETED
         await lifecycle(gql, "fraud")  # another model: filtered out
         await received(second, 1)
+
+        async def caught_up() -> bool:
+            hooks = (await gql.data("query { webhooks { cursor } }"))["webhooks"]
+            return bool(hooks[0]["cursor"] == cursor.encode(await storage.events.head()))
+
+        # Every change so far handled under these filters (an update applies from the cursor).
+        await eventually(caught_up, what="the webhook's cursor at the log's end")
         # Cleared filters: every change from here on (a model filter of [] is any model).
         cleared = await gql.data(UPDATE, id=webhook_id, events=[], modelNames=[])
         assert cleared["updateWebhook"]["events"] == []
