@@ -98,7 +98,9 @@ async def test_revocation_through_one_instance_ends_the_others_http_streams(pair
 
 
 async def test_an_expiring_key_ends_its_http_streams_on_every_instance(pair: Pair) -> None:
-    at = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    # Long enough for the second instance to take the key up and both streams to open on a
+    # loaded machine; the streams end at the poll after the expiry.
+    at = (datetime.now(UTC) + timedelta(seconds=4)).isoformat()
     created = await pair.admin(pair.first, CREATE_EXPIRING, name="brief-stream", at=at)
     secret = created["createApiKey"]["secret"]
 
