@@ -51,7 +51,12 @@ from graphql_api.auth.ws import (
 from graphql_api.context import Context
 from graphql_api.domain.events import ChangeEvent
 from graphql_api.graphiql import graphiql_page
-from graphql_api.http_subscriptions import NOT_OVER_PLAIN_HTTP, accepts_multipart, is_subscription
+from graphql_api.http_subscriptions import (
+    NOT_OVER_PLAIN_HTTP,
+    accepts_multipart,
+    ending_when,
+    is_subscription,
+)
 from graphql_api.limits.body import BodySizeLimit
 from graphql_api.limits.connections import ConnectionCounter
 from graphql_api.limits.rules import QueryLimits
@@ -100,6 +105,10 @@ STREAM_SLOT = "mltrain.stream_slot"
 
 #: Where a WebSocket opened with a stored key keeps (key name, socket) for its unregistering.
 REGISTERED_SOCKET = "mltrain.registered_socket"
+
+#: Where a subscription stream opened with a stored key keeps (key name, the future that ends
+#: it) for its unregistering.
+WATCHED_STREAM = "mltrain.watched_stream"
 
 #: ``extensions.code`` of the HTTP refusals Strawberry makes before any GraphQL work.
 HTTP_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
@@ -171,6 +180,9 @@ class GraphQLEndpoint(GraphQL[Context, None]):
             slot: tuple[ConnectionCounter, str] | None = scope.pop(STREAM_SLOT, None)
             if slot is not None:
                 slot[0].release(slot[1])
+            watched: tuple[str, asyncio.Future[str]] | None = scope.pop(WATCHED_STREAM, None)
+            if watched is not None:
+                self.keys.unwatch_stream(*watched)
 
     async def parse_http_body(
         self, request: AsyncHTTPRequestAdapter
@@ -222,6 +234,11 @@ class GraphQLEndpoint(GraphQL[Context, None]):
                 {"code": "LIMIT_EXCEEDED", "limit": limit, "max": counter.max_per_key},
             )
         request.scope[STREAM_SLOT] = (counter, holder)
+        if key is not None and key.stored:
+            # Ended when the key is revoked or expires, as its WebSockets are closed.
+            ended = self.keys.watch_stream(key)
+            request.scope[WATCHED_STREAM] = (key.name, ended)
+            stream = ending_when(stream, ended, self.encode_json_string)
         return await super().create_streaming_response(request, stream, sub_response, headers)
 
     async def render_graphql_ide(self, request: Request) -> Response:

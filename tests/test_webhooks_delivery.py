@@ -1,7 +1,8 @@
 """The webhook delivery engine against a local receiver (a real socket): every delivery
 verifies with the Standard Webhooks reference library, in log order, retried with the same
 message id after failures, dead-lettered after the policy's limit (and the next event still
-delivered), filters applied. Not wired to the API yet (docs/webhooks.md)."""
+delivered), filters applied; the engine alone (tests/test_webhooks_api.py drives it through the
+API)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""What a webhook delivery will carry (the payload of a change, signed) and when a failed one is
-tried again. The delivery itself is not built yet (docs/webhooks.md)."""
+"""What a webhook delivery carries (the payload of a change, signed) and when a failed one is
+tried again (docs/webhooks.md, payloads and delivery)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ running, kept in the database, with revocations reaching every instance within a
 (``api_key_revision``), every ``MLTRAIN_KEY_POLL_INTERVAL`` seconds (0.25 by default); every
 issue or revocation bumps it, and an instance that sees it move reloads the active keys (one
 more query). A key that is revoked or expires is dropped from memory and every WebSocket open
-with it is closed with 4403 at that tick, so a revocation holds everywhere within the poll
+with it is closed with 4403 at that tick (an HTTP subscription stream ends with an error saying
+so), so a revocation holds everywhere within the poll
 interval plus one read (bench/key_propagation.py measures it). At rest this costs one indexed
 ``find_one`` by ``_id`` per interval per instance (4 a second at the default). As a backstop
 for a revision bump lost to a crash between the two writes, every instance also reloads the
@@ -95,6 +96,9 @@ class KeyDirectory:
         self._used: dict[str, datetime] = {}
         #: name -> WebSockets open with that key (closed when it is revoked or expires).
         self._sockets: dict[str, set[WebSocket]] = {}
+        #: name -> futures of HTTP subscription streams open with that key: each gets why
+        #: the key stopped working, and its stream ends (graphql_api/http_subscriptions.py).
+        self._streams: dict[str, set[asyncio.Future[str]]] = {}
         self._task: asyncio.Task[None] | None = None
         #: Revision reads and key reloads made, for the cost-at-rest measurement.
         self.revision_reads = 0
@@ -141,6 +145,21 @@ class KeyDirectory:
             sockets.discard(websocket)
             if not sockets:
                 del self._sockets[name]
+
+    def watch_stream(self, key: ApiKey) -> asyncio.Future[str]:
+        """For a stream opened with stored ``key``: a future that gets why the key stopped
+        working (revoked or expired), at the same tick its WebSockets are closed."""
+        ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._streams.setdefault(key.name, set()).add(ended)
+        return ended
+
+    def unwatch_stream(self, name: str, ended: asyncio.Future[str]) -> None:
+        streams = self._streams.get(name)
+        if streams is not None:
+            streams.discard(ended)
+            if not streams:
+                del self._streams[name]
+        ended.cancel()
 
     # Keeping up with the database -----------------------------------------------------------
 
@@ -204,6 +223,9 @@ class KeyDirectory:
 
     async def _close_sockets(self, names: set[str], why: str) -> None:
         for name in names:
+            for ended in self._streams.pop(name, ()):
+                if not ended.done():
+                    ended.set_result(f"API key {name} was {why}")
             for websocket in list(self._sockets.pop(name, ())):
                 with contextlib.suppress(Exception):  # already closing: nothing to do
                     await websocket.close(code=KEY_REVOKED, reason=f"API key {name} was {why}")

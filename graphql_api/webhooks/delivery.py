@@ -67,10 +67,14 @@ async def deliver_event(
     on_attempt: Callable[[Attempt], Awaitable[None]],
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    failed: int = 0,
 ) -> Outcome:
+    """Send ``event`` until it is delivered or dead-lettered. ``failed``: attempts at it that
+    already failed (a run that stopped while retrying it, from the delivery log): they count
+    toward the dead letter, so a restart or a takeover does not start the count again."""
     raw = body(event)
     msg_id = message_id(target.webhook_id, event.seq)
-    failures = 0
+    failures = failed
     while True:
         sent = {
             "content-type": "application/json",

@@ -33,7 +33,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from graphql_api.domain.events import ChangeEvent, EntityKind
-from graphql_api.domain.webhooks import Webhook
+from graphql_api.domain.webhooks import DeliveryStatus, Webhook
 from graphql_api.live.tailer import LogTailer
 from graphql_api.services.webhooks import delivery_id, record_attempt
 from graphql_api.storage.base import Storage, uncounted
@@ -254,4 +254,13 @@ class WebhookDispatcher:
                 )
             )
 
-        await deliver_event(target, event, self._send, self._policy, logged)
+        # Failures logged by a run that stopped while retrying it (a restart, a takeover)
+        # count toward the dead letter: MLTRAIN_WEBHOOK_MAX_ATTEMPTS in all, not per run. (The
+        # log keeps one total per message: a replayed message that failed again before a
+        # restart also counts its earlier series, so it is dead-lettered sooner, never later.)
+        failed = (
+            previous.attempts
+            if previous is not None and previous.status is DeliveryStatus.RETRYING
+            else 0
+        )
+        await deliver_event(target, event, self._send, self._policy, logged, failed=failed)

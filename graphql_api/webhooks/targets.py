@@ -33,11 +33,27 @@ class TargetRefused(ValueError):
         self.not_public = not_public
 
 
+#: NAT64's well-known prefix (RFC 6052): behind a NAT64 gateway ``64:ff9b::a.b.c.d`` is the
+#: IPv4 address a.b.c.d, private ones included (a cloud's IPv6-only subnets reach their VPC's
+#: 10/8 this way); DNS64 answers such addresses for IPv4-only names, so it is judged by that
+#: IPv4 address rather than refused.
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 def public(address: IPAddress) -> bool:
-    """Whether ``address`` is on the public internet (what ``is_global`` says, for the
-    address an IPv4-mapped IPv6 one carries)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Whether ``address`` is on the public internet: what ``is_global`` says, for the IPv4
+    address an IPv4-mapped, NAT64 or 6to4 one reaches; and never a reserved or site-local
+    IPv6 address, which ``is_global`` (Python 3.11) takes: IPv4-compatible ``::a.b.c.d`` and
+    ``::ffff:0:a.b.c.d`` (in ``::/8``), the local-use ``64:ff9b:1::/48``, ``fec0::/10``."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address in NAT64:
+            address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        elif address.sixtofour is not None:
+            address = address.sixtofour
+        elif address.is_reserved or address.is_site_local:
+            return False
     return address.is_global and not address.is_multicast
 
 
