@@ -343,14 +343,6 @@ def create_app(
             max_lag=settings.subscriber_max_lag,
         )
         await feed.start()
-        retention = LogRetention(
-            store.events,
-            max_age=settings.event_retention_seconds or None,
-            max_count=settings.event_retention_count or None,
-            interval=settings.event_retention_interval,
-        )
-        await retention.start()
-        app.state.retention = retention
         webhook_send = HttpSender(
             allow_private=settings.webhook_allow_private, timeout=settings.webhook_timeout
         )
@@ -381,6 +373,16 @@ def create_app(
             allow_private_webhooks=settings.webhook_allow_private,
         )
         app.state.services = services
+        retention = LogRetention(
+            store.events,
+            max_age=settings.event_retention_seconds or None,
+            max_count=settings.event_retention_count or None,
+            interval=settings.event_retention_interval,
+            # Webhooks' delivery log entries of deleted events go with them.
+            after_trim=services.webhooks.trim_deliveries,
+        )
+        await retention.start()
+        app.state.retention = retention
         app.state.keys = directory
         app.state.feed = feed
         sweep = OutboxSweep(

@@ -4,6 +4,7 @@ a whole collection. Real server only."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -80,6 +81,10 @@ async def test_every_webhook_query_is_listed_and_the_log_reads_use_indexes(
         await store.deliveries("wh1", status, PageRequest(first=2, after=page.end_cursor))
         await store.deliveries("wh1", status, PageRequest(first=0))
         await store.count_deliveries("wh1", status)
+    for n in range(3):
+        ping = _delivery("wh1", 0, DeliveryStatus.DELIVERED, t0 + timedelta(seconds=10 + n))
+        await store.save_delivery(replace(ping, delivery_id=f"wh1.test_{n}"))
+    await store.trim_deliveries("wh1", 2, 1)
     await store.delete("wh1")
     recorder.on = False
 

@@ -46,6 +46,21 @@ class DeliveryStatus(StrEnum):
 
 #: The event type of testWebhook's ping (no change log event).
 TEST_EVENT_TYPE = "webhook.test"
+#: testWebhook's pings a webhook's delivery log keeps, the newest (the change log's retention
+#: run deletes the rest, as it deletes the deliveries of events the log no longer holds).
+KEPT_TEST_PINGS = 100
+
+
+def delivery_id(webhook_id: str, seq: int) -> str:
+    """The log entry of event ``seq``'s message to the webhook. Zero-padded: the log's pages
+    order by time, then by id (two deliveries in one millisecond), and the ids of one webhook
+    then sort as their sequence numbers do (a range of them is a range of events)."""
+    return f"{webhook_id}.{seq:019d}"
+
+
+def test_delivery_prefix(webhook_id: str) -> str:
+    """What every testWebhook ping's entry id starts with (then a random token)."""
+    return f"{webhook_id}.test_"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from graphql_api.storage.base import EventStore
@@ -36,8 +37,14 @@ class LogRetention:
         batch: int = 1000,
         max_steps: int = 20,
         keep_newest: int = KEEP_NEWEST,
+        after_trim: Callable[[int], Awaitable[object]] | None = None,
     ) -> None:
+        """``after_trim``: given the floor after a run that raised it (and after the first
+        run), removes what only the deleted events made useful (webhooks' delivery log
+        entries)."""
         self._events = events
+        self._after_trim = after_trim
+        self._trimmed_to: int | None = None
         self._max_age = max_age
         self._max_count = max_count
         self._interval = interval
@@ -76,6 +83,9 @@ class LogRetention:
             if moved == floor:
                 break
             floor = moved
+        if self._after_trim is not None and (self._trimmed_to is None or floor > self._trimmed_to):
+            await self._after_trim(max(floor, 0))
+            self._trimmed_to = floor
         return floor
 
     async def _run(self) -> None:

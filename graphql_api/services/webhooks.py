@@ -23,6 +23,7 @@ from graphql_api.domain.errors import NotFoundError, ValidationError, Validation
 from graphql_api.domain.events import ChangeEvent, ChangeKind
 from graphql_api.domain.queries import Page, PageRequest
 from graphql_api.domain.webhooks import (
+    KEPT_TEST_PINGS,
     MAX_FILTER_ITEMS,
     MAX_URL_LENGTH,
     MAX_WEBHOOKS,
@@ -30,6 +31,8 @@ from graphql_api.domain.webhooks import (
     Delivery,
     DeliveryStatus,
     Webhook,
+    delivery_id,
+    test_delivery_prefix,
 )
 from graphql_api.live import cursor as log_cursor
 from graphql_api.storage.base import EventStore
@@ -45,12 +48,6 @@ from graphql_api.webhooks.targets import TargetRefused, resolve_target
 class CreatedWebhook:
     secret: str  # shown once
     webhook: Webhook
-
-
-def delivery_id(webhook_id: str, seq: int) -> str:
-    # Zero-padded: the log's pages order by time, then by id (two deliveries in one
-    # millisecond), and the ids of one webhook then sort as their sequence numbers do.
-    return f"{webhook_id}.{seq:019d}"
 
 
 def record_attempt(
@@ -238,6 +235,18 @@ class WebhookService:
     ) -> Page[Delivery]:
         return await self._store.deliveries(webhook_id, status, page)
 
+    async def trim_deliveries(self, floor: int) -> int:
+        """Keep each webhook's delivery log within what can still be delivered: delete the
+        entries of events the change log's retention deleted (up to ``floor``: they can no
+        longer be redelivered or replayed) and all but the newest ``KEPT_TEST_PINGS`` test
+        pings. Run after each retention run; how many entries were deleted."""
+        deleted = 0
+        for webhook in await self._store.all():
+            deleted += await self._store.trim_deliveries(
+                webhook.webhook_id, floor + 1, KEPT_TEST_PINGS
+            )
+        return deleted
+
     async def count_deliveries(self, webhook_id: str, status: DeliveryStatus | None) -> int:
         return await self._store.count_deliveries(webhook_id, status)
 
@@ -296,7 +305,7 @@ class WebhookService:
         entry = record_attempt(
             None, webhook.webhook_id, TEST_EVENT_TYPE, attempt, RetryPolicy(max_attempts=1), now
         )
-        entry = replace(entry, delivery_id=f"{webhook.webhook_id}.test_{token}")
+        entry = replace(entry, delivery_id=f"{test_delivery_prefix(webhook.webhook_id)}{token}")
         return await self._store.save_delivery(entry)
 
     async def redeliver(self, id_: str) -> Delivery:

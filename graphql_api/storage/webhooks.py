@@ -47,6 +47,10 @@ class WebhookStore(Protocol):
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
 
+    async def trim_deliveries(self, webhook_id: str, below_seq: int, keep_tests: int) -> int:
+        """Delete the webhook's entries of events below ``below_seq`` and all but its newest
+        ``keep_tests`` test pings; how many were deleted."""
+
     async def deliveries(
         self, webhook_id: str, status: DeliveryStatus | None, page: PageRequest
     ) -> Page[Delivery]:

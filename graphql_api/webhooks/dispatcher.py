@@ -33,9 +33,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from graphql_api.domain.events import ChangeEvent, EntityKind
-from graphql_api.domain.webhooks import DeliveryStatus, Webhook
+from graphql_api.domain.webhooks import DeliveryStatus, Webhook, delivery_id
 from graphql_api.live.tailer import LogTailer
-from graphql_api.services.webhooks import delivery_id, record_attempt
+from graphql_api.services.webhooks import record_attempt
 from graphql_api.storage.base import Storage, uncounted
 from graphql_api.webhooks.delivery import Attempt, Send, Target, deliver_event
 from graphql_api.webhooks.payload import matches

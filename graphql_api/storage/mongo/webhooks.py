@@ -20,7 +20,13 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
 from graphql_api.domain.events import ChangeKind
 from graphql_api.domain.queries import Page, PageRequest
-from graphql_api.domain.webhooks import Delivery, DeliveryStatus, Webhook
+from graphql_api.domain.webhooks import (
+    Delivery,
+    DeliveryStatus,
+    Webhook,
+    delivery_id,
+    test_delivery_prefix,
+)
 from graphql_api.storage.base import StoreStats
 from graphql_api.storage.mongo.collection import (
     MongoCollection,
@@ -209,6 +215,31 @@ class MongoWebhookStore(MongoCollection):
             {"_id": delivery.delivery_id}, _delivery_doc(delivery), upsert=True
         )
         return delivery
+
+    async def trim_deliveries(self, webhook_id: str, below_seq: int, keep_tests: int) -> int:
+        # Ranges of _id (the entries of one webhook's events sort as their sequence numbers,
+        # its pings share a prefix): served by the _id index, whatever the log's size.
+        self._trip()
+        events = {
+            "_id": {"$gte": delivery_id(webhook_id, 0), "$lt": delivery_id(webhook_id, below_seq)}
+        }
+        deleted = int((await self._deliveries.delete_many(events)).deleted_count)
+        prefix = test_delivery_prefix(webhook_id)
+        # The prefix's end: its last character's successor ('_' -> '`').
+        pings = {"_id": {"$gte": prefix, "$lt": prefix[:-1] + chr(ord(prefix[-1]) + 1)}}
+        self._trip()
+        oldest_kept = (
+            await self._deliveries.find(pings, {"created_at": 1})
+            .sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+            .skip(keep_tests)
+            .limit(1)
+            .to_list(None)
+        )
+        if oldest_kept:
+            self._trip()
+            older = {**pings, "created_at": {"$lte": oldest_kept[0]["created_at"]}}
+            deleted += int((await self._deliveries.delete_many(older)).deleted_count)
+        return deleted
 
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         self._trip()
