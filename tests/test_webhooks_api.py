@@ -362,6 +362,12 @@ async def test_bad_input_is_refused_and_changes_nothing(storage: MongoStorage) -
     ],
 )
 async def test_private_targets_are_refused(storage: MongoStorage, url: str) -> None:
+    await refused_as_private(storage, url)
+
+
+async def refused_as_private(storage: MongoStorage, url: str) -> None:
+    """createWebhook with ``url`` on a server refusing private targets: a ValidationError
+    (url, public_address), and no webhook stored."""
     async with serving(storage, webhook_allow_private=False) as gql:
         result = (await gql.data(CREATE, url=url))["createWebhook"]
         assert (result["__typename"], result["field"], result["rule"]) == (
