@@ -67,6 +67,10 @@ def connect(uri: str | None, database: str, timeout: float = DEFAULT_TIMEOUT) ->
     else:
         from mongomock_motor import AsyncMongoMockClient
 
+        from graphql_api.storage.mongo import mock_lookup
+
+        # Finds by _id take the one document stored under it, not a scan (mock_lookup.py).
+        mock_lookup.install()
         # Not tz_aware: the mock would rebuild every scanned document's datetimes on every
         # query (a third of a page's cost at 10k jobs); documents.py re-attaches UTC on read.
         client = AsyncMongoMockClient()
