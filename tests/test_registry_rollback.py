@@ -156,7 +156,13 @@ async def test_rollbacks_racing_deployments_leave_one_consistent_production_vers
             for a in await asyncio.gather(*calls)
         ]
         for answer in answers:
-            assert answer["__typename"] in {"ModelVersion", "ConflictError"}, answer
+            # A racer whose target another racer already put in production is refused as an
+            # invalid move (it is PRODUCTION, no longer ARCHIVED or TESTING), as it would be
+            # after the race: seen on DocumentDB under load.
+            already = answer["__typename"] == "InvalidTransitionError" and (
+                answer.get("currentStatus") == "PRODUCTION"
+            )
+            assert answer["__typename"] in {"ModelVersion", "ConflictError"} or already, answer
         statuses = {
             i: (await gql.data(STATUS, id=i))["modelVersion"]["status"]
             for i in (old, current, fresh)
