@@ -159,6 +159,16 @@ def model_classes(schema: GraphQLSchema) -> dict[str, frozenset[type]]:
     return found
 
 
+def is_unmarked_model(value: Any, classes: frozenset[type]) -> bool:
+    """``value`` is exactly one of a type's ``classes`` (3. in the module's doc) with no
+    ``strawberry.cast`` mark: accepted as its ``is_type_of`` would accept it. A slotted
+    class (no ``__dict__``) is not checked here: False."""
+    if type(value) not in classes:
+        return False
+    marks = getattr(value, "__dict__", None)
+    return marks is not None and TYPE_CAST_ATTRIBUTE not in marks
+
+
 def read_plain_leaf(leaf: PlainLeaf, source: Any) -> Any:
     """The field's answer, or Undefined when graphql-core's ordinary path must make it (an
     error, or a value that is not plain)."""
@@ -200,12 +210,10 @@ class Executor(SharingExecutor):
         position_context: Any,
     ) -> Any:
         classes = self._model_classes.get(return_type.name)
-        if classes is not None and type(result) in classes:
-            marks = getattr(result, "__dict__", None)  # None: a slotted class, not checked
-            if marks is not None and TYPE_CAST_ATTRIBUTE not in marks:
-                return self.collect_and_execute_subfields(
-                    return_type, field_details_list, path, result, position_context
-                )
+        if classes is not None and is_unmarked_model(result, classes):
+            return self.collect_and_execute_subfields(
+                return_type, field_details_list, path, result, position_context
+            )
         return super().complete_object_value(
             return_type, field_details_list, info, path, result, position_context
         )
@@ -262,8 +270,7 @@ class Executor(SharingExecutor):
                 answers.append(None)
                 continue
             if accepted is not None:
-                marks = getattr(item, "__dict__", None)  # None: a slotted class, not checked
-                if type(item) not in accepted or marks is None or TYPE_CAST_ATTRIBUTE in marks:
+                if not is_unmarked_model(item, accepted):
                     return None
             elif isinstance(item, BaseException) or is_awaitable(item):
                 return None
