@@ -44,6 +44,11 @@ def connect(uri: str | None, database: str, timeout: float = DEFAULT_TIMEOUT) ->
         from pymongo import AsyncMongoClient
         from pymongo.errors import ConfigurationError
 
+        from graphql_api.storage.mongo import socket_io
+
+        # A command's send and receive without the driver's two extra tasks (socket_io.py).
+        socket_io.install()
+
         milliseconds = max(1, round(timeout * 1000))
         try:
             # PyMongo only warns about an unknown option or a bad value (`tls=maybe`) and
