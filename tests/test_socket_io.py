@@ -73,6 +73,42 @@ async def test_storage_calls_create_no_task_per_socket_operation() -> None:
         await store.close()
 
 
+@needs_real
+async def test_a_connection_stays_in_the_selector_between_replies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PyMongo's protocol took its socket out of the event loop's selector after each reply
+    and put it back with the next command (an ``epoll_ctl`` each way): 30 reads did 30 of
+    each. Its connections carry one command at a time, so it now stays in."""
+    assert REAL_URI is not None
+    store = MongoStorage.connect(REAL_URI, f"mltrain_socket_io_{uuid.uuid4().hex[:10]}")
+    try:
+        for _ in range(3):
+            await store.training_jobs.get("warm-up")
+        loop = asyncio.get_running_loop()
+        changes = {"added": 0, "removed": 0}
+        add_reader, remove_reader = loop._add_reader, loop._remove_reader  # type: ignore[attr-defined]  # the selector loop's own
+
+        def counted_add(*args: Any) -> Any:
+            changes["added"] += 1
+            return add_reader(*args)
+
+        def counted_remove(fd: int) -> bool:
+            changes["removed"] += 1
+            return bool(remove_reader(fd))
+
+        monkeypatch.setattr(loop, "_add_reader", counted_add)
+        monkeypatch.setattr(loop, "_remove_reader", counted_remove)
+        for n in range(30):
+            assert await store.training_jobs.get(f"job-{n}") is None
+        monkeypatch.undo()
+        # The monitors' own checks may open or close a connection meanwhile.
+        assert changes["added"] <= 2 and changes["removed"] <= 2, changes
+    finally:
+        await store.database.client.drop_database(store.database.name)
+        await store.close()
+
+
 @pytest.fixture
 async def proxy() -> AsyncIterator[DatabaseProxy]:
     assert REAL_URI is not None
