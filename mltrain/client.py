@@ -480,9 +480,11 @@ class _Points:
 
 def _after_refused_send(error: MltrainError, count: int) -> str:
     """What a failed send of ``count`` points means: ``keep`` them (the server is away or
-    rate limiting: the next flush sends them), the job ``ended`` (by someone else: nothing
-    more is stored), or ``drop`` them (refused: sending them again would be refused again)."""
-    if error.code in ("UNAVAILABLE", "RATE_LIMITED"):
+    rate limiting, or the job is receiving another call's points, such as a send cut short
+    that is still going on there, which answers CONFLICT "send them again": the next flush
+    sends them), the job ``ended`` (by someone else: nothing more is stored), or ``drop``
+    them (refused: sending them again would be refused again)."""
+    if error.code in ("UNAVAILABLE", "RATE_LIMITED", "CONFLICT"):
         return "keep"
     if error.code == "INVALID_TRANSITION":
         return "ended"

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from mltrain import AsyncClient, AsyncRun
+from graphql_api.storage.mongo import MongoStorage
 from tests.conftest import GraphQLClient
 from tests.operations import CANCEL_GRACEFULLY, CREATE_JOB, REGISTER
 from tests.test_workers_client import READ
@@ -109,4 +110,30 @@ async def test_an_async_run_sees_and_acknowledges_a_graceful_cancel(
     # Every step logged before the cancel was seen is stored.
     assert cancelled["metricSeries"] == [
         {"key": "loss", "totalPoints": step, "firstStep": 0, "lastStep": step - 1}
+    ]
+
+
+async def test_points_refused_while_another_call_holds_the_job_are_kept_and_sent_again(
+    gql: GraphQLClient, client: AsyncClient, storage: MongoStorage
+) -> None:
+    """A points call that finds the job receiving another call's points (a send the run cut
+    short on leaving the ``with``, still going on the server) is answered CONFLICT, "retry".
+    Its points stay pending and go with the next flush; before, they were dropped with a
+    warning (seen in a full run on DocumentDB: 16 of a cancelled run's points lost)."""
+    job_id = await create(gql, "async-busy")
+    job = await client.claim("async-busy", lease_seconds=30)
+    assert job is not None
+    series = storage.metric_series
+    held = await series._acquire(job_id, ["RUNNING"])  # another call, not finished
+    assert held is not None
+    async with client.run(job, flush_interval=3600) as run:
+        for step in range(5):
+            run.log(step, loss=1.0 / (step + 1))
+        await run.flush()  # waits out part of the lease, then CONFLICT: kept
+        assert run.unsent == 5
+        await series._give_up(job_id, held["metric_lease"]["seq"], heal=False)
+    done = await read(gql, job_id)
+    assert done["status"] == "COMPLETED"
+    assert done["metricSeries"] == [
+        {"key": "loss", "totalPoints": 5, "firstStep": 0, "lastStep": 4}
     ]
