@@ -115,6 +115,12 @@ def main() -> None:
         "--py-spy",
         help="sample the server with py-spy (on PATH) while it claims, raw stacks to this file",
     )
+    parser.add_argument(
+        "--server-cpu",
+        type=int,
+        help="pin the server to this one core (taskset), the workers and the database to the "
+        "others: the issue's 'on one server core' as the machine enforces it",
+    )
     args = parser.parse_args()
     port = free_port()
     database = f"bench_claims_{uuid.uuid4().hex[:8]}"
@@ -127,7 +133,13 @@ def main() -> None:
     serve = ["-m", "graphql_api.cli", "serve", "--port", str(port)]
     if args.profile:
         serve = ["-m", "cProfile", "-o", args.profile, *serve]
-    server = subprocess.Popen([sys.executable, *serve], env=env)
+    command = [sys.executable, *serve]
+    if args.server_cpu is not None:
+        command = ["taskset", "-c", str(args.server_cpu), *command]
+        others = sorted(set(os.sched_getaffinity(0)) - {args.server_cpu})
+        if others:  # this process (the workers) keeps off the server's core
+            os.sched_setaffinity(0, others)
+    server = subprocess.Popen(command, env=env)
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + (120 if args.profile else 30)

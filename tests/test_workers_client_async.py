@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mltrain import AsyncClient, AsyncRun
 from graphql_api.storage.mongo import MongoStorage
+from mltrain import AsyncClient, AsyncRun
 from tests.conftest import GraphQLClient
 from tests.operations import CANCEL_GRACEFULLY, CREATE_JOB, REGISTER
 from tests.test_workers_client import READ

@@ -31,8 +31,9 @@ and starts again with the next command (``resume_reading``: back in), so that an
 cursor's stream cannot pile up replies nobody reads. This project opens no exhaust cursor and
 its connections carry one command and its reply at a time, so ``KeepReading`` keeps the socket
 in the selector between replies (a connection idle in the pool then also sees its server close
-it at once). The monitors' connections use it too: a monitor reads every reply it is sent. Measured in one process over DocumentDB (``find_one`` by ``_id``, 3,000 each,
-microseconds of process CPU per call, alternating, load ~5): the driver's functions 989, 846,
+it at once). The monitors' connections use it too: a monitor reads every reply it is sent.
+Measured in one process over DocumentDB (``find_one`` by ``_id``, 3,000 each, microseconds of
+process CPU per call, alternating, load ~5): the driver's functions 989, 846,
 789 then 608, 707, 677; without the tasks 505, 508, 508 then 552, 553, 512; also reading
 between replies 507, 484 then 473, 506.
 
