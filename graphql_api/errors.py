@@ -1,11 +1,12 @@
 """How errors reach clients: expected ones with a code, unexpected ones masked and logged.
 
 Domain errors raised by queries (a bad filter, an oversized ``first``) become GraphQL errors
-whose ``extensions`` carry ``code`` and ``field``. GraphQL's own errors (syntax, validation)
-pass through. Storage's ``DatabaseUnavailable`` (any operation: query, mutation or
-subscription) becomes ``DATABASE_UNAVAILABLE`` with ``retryable: true`` (docs/retrying.md).
-Anything else is a bug: the client sees "Unexpected error." with a request id,
-and the log has the traceback under the same id.
+whose ``extensions`` carry ``code`` and ``field``. GraphQL's own errors (syntax, validation,
+variables) keep their messages and get a code (``request_errors``). Storage's
+``DatabaseUnavailable`` (any operation: query, mutation or subscription) becomes
+``DATABASE_UNAVAILABLE`` with ``retryable: true`` (docs/retrying.md). Anything else is a bug:
+the client sees "Unexpected error." with a request id, and the log has the traceback under
+the same id.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 
+from graphql_api import request_errors
 from graphql_api.domain.errors import DomainError, NotFoundError, ValidationError
 from graphql_api.limits.rules import token_limit_error
 from graphql_api.storage.base import DatabaseUnavailable
@@ -37,8 +39,8 @@ class ClientErrors(MaskErrors):
             # among them) leaves the operation as an exception instead of as its result.
             restated = (
                 None if self.max_tokens is None else token_limit_error(error, self.max_tokens)
-            )
-            if restated is None:
+            ) or request_errors.with_code(error)
+            if restated is error:
                 raise
             raise restated from None
 
@@ -57,7 +59,7 @@ class ClientErrors(MaskErrors):
     def _for_client(self, error: GraphQLError) -> GraphQLError:
         original = error.original_error
         if original is None or isinstance(original, GraphQLError):
-            return error
+            return request_errors.with_code(error)
         if isinstance(original, DomainError):
             extensions: dict[str, object] = {"code": original.code.value}
             if isinstance(original, (ValidationError, NotFoundError)) and original.field:

@@ -13,6 +13,7 @@ from graphql_api.domain.enums import ModelType
 from graphql_api.domain.queries import PageRequest, TrainingJobFilter, TrainingJobOrder
 from graphql_api.services.container import Services
 from tests.conftest import GraphQLClient
+from tests.operations import REGISTER
 
 
 async def test_unexpected_errors_are_masked_and_logged_with_the_same_id(
@@ -38,11 +39,55 @@ async def test_unexpected_errors_are_masked_and_logged_with_the_same_id(
     assert "hunter2" in str(logged[0].exc_info[1])
 
 
-async def test_graphql_syntax_and_validation_errors_pass_through(gql: GraphQLClient) -> None:
+async def test_graphql_syntax_and_validation_errors_keep_their_messages_and_get_a_code(
+    gql: GraphQLClient,
+) -> None:
     body = await gql.execute("{ trainingJobs { edges { node { nope } } } }")
-    assert "Cannot query field 'nope'" in body["errors"][0]["message"]
+    (error,) = body["errors"]
+    assert "Cannot query field 'nope'" in error["message"]
+    assert error["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}
     syntax = await gql.execute("{ trainingJobs( }")
-    assert syntax["errors"][0]["message"].startswith("Syntax Error")
+    (error,) = syntax["errors"]
+    assert error["message"].startswith("Syntax Error")
+    assert error["extensions"] == {"code": "GRAPHQL_PARSE_FAILED"}
+    literal = await gql.execute('{ trainingJobs(first: "x") { totalCount } }')
+    assert literal["errors"][0]["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}
+    # An error of ours keeps its own code (a limit).
+    aliases = " ".join(f"a{n}: __typename" for n in range(31))  # 30 allowed
+    limited = await gql.execute("{ " + aliases + " }")
+    assert limited["errors"][0]["extensions"]["code"] == "LIMIT_EXCEEDED"
+
+
+JOBS = "query($first: Int!, $statuses: [TrainingStatus!]) { trainingJobs(first: $first, " \
+    "filter: {statuses: $statuses}) { totalCount } }"  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("query", "variables", "field", "rule", "message"),
+    [
+        (JOBS, {"first": "abc"}, "$first", "type", "Int cannot represent non-integer value"),
+        (JOBS, {}, "$first", "required", "non-null type 'Int!' to be provided"),
+        (JOBS, {"first": None}, "$first", "required", "non-null type 'Int!'"),
+        (JOBS, {"first": 5, "statuses": ["DONE"]}, "$statuses[0]", "type", "'DONE'"),
+        (REGISTER, {"input": {"version": "1.0.0", "modelType": "REGRESSION"}},
+         "$input.modelName", "required", "required field 'modelName'"),
+        (REGISTER, {"input": {"modelName": "m", "version": "1.0.0", "modelType": "REGRESSION",
+                              "colour": "red"}}, "$input", "type", "unknown field 'colour'"),
+    ],
+)  # fmt: skip
+async def test_a_variable_that_does_not_fit_its_type_names_the_variable_and_the_rule(
+    gql: GraphQLClient,
+    query: str,
+    variables: dict[str, object],
+    field: str,
+    rule: str,
+    message: str,
+) -> None:
+    body = await gql.execute(query, **variables)
+    (error,) = body["errors"]
+    assert body.get("data") is None
+    assert error["extensions"] == {"code": "VALIDATION_ERROR", "field": field, "rule": rule}
+    assert message in error["message"]
 
 
 async def test_health_and_graphiql(gql: GraphQLClient) -> None:

@@ -132,6 +132,23 @@ async def test_several_operations_over_the_socket_still_need_a_name(
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_request_errors_over_the_socket_carry_their_codes(
+    open_server: Server, protocol: str
+) -> None:
+    ws = await client(open_server, protocol)
+    try:
+        updates = "subscription($id: ID!) { trainingJobUpdates(jobId: $id) { __typename } }"
+        errors = await refused(ws, updates, id=5.5)
+        assert errors[0]["extensions"] == {
+            "code": "VALIDATION_ERROR", "field": "$id", "rule": "type"
+        }  # fmt: skip
+        errors = await refused(ws, "subscription { nope }")
+        assert errors[0]["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}
+    finally:
+        await ws.close()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_a_key_may_do_over_the_socket_only_what_its_role_may(
     secured_server: Server, protocol: str
 ) -> None:

@@ -70,6 +70,9 @@ class ValidationRule(StrEnum):
     range = "range"
     timezone = "timezone"
     required = "required"
+    #: A variable's value that does not fit the variable's GraphQL type: a wrong scalar, or an
+    #: input field the type does not have (graphql_api/request_errors.py).
+    type = "type"
     retention = "retention"
     # Pydantic's own checks on the models, under Pydantic's names (domain/validation.py):
     # an id that does not match its pattern, a version that is not SemVer (a validator's
