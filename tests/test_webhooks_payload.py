@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from graphql_api.domain.enums import ModelType
 from graphql_api.domain.events import ChangeEvent, ChangeKind, EntityKind
 from graphql_api.live import cursor
 from graphql_api.webhooks.payload import body, matches, message_id, payload
@@ -52,8 +53,9 @@ VERSION_DEPLOYED = ChangeEvent(
     occurred_at=AT,
     model_id="m-2",
     model_name="churn",
-    snapshot={"model_id": "m-2", "model_name": "churn", "status": "production"},
-)
+    snapshot={"model_id": "m-2", "model_name": "churn", "status": "production",
+              "model_type": "regression"},
+)  # fmt: skip
 
 
 def test_a_job_change_is_the_subscription_update_in_a_standard_envelope() -> None:
@@ -83,10 +85,16 @@ def test_a_job_change_is_the_subscription_update_in_a_standard_envelope() -> Non
     }
 
 
-def test_a_version_change_spells_statuses_as_the_api_does() -> None:
+def test_a_version_change_spells_statuses_and_model_types_as_the_api_does() -> None:
     data = payload(VERSION_DEPLOYED)["data"]
     assert (data["previousStatus"], data["status"]) == ("TESTING", "PRODUCTION")
-    assert data["modelVersion"] == {"modelId": "m-2", "modelName": "churn", "status": "PRODUCTION"}
+    # The model type too, as stored (lowercase) and as a live snapshot holds it (the enum).
+    assert data["modelVersion"] == {
+        "modelId": "m-2", "modelName": "churn", "status": "PRODUCTION", "modelType": "REGRESSION"
+    }  # fmt: skip
+    snapshot = {**VERSION_DEPLOYED.snapshot, "model_type": ModelType.REGRESSION}
+    live = VERSION_DEPLOYED.model_copy(update={"snapshot": snapshot})
+    assert payload(live)["data"]["modelVersion"]["modelType"] == "REGRESSION"
 
 
 def test_the_signed_body_verifies_and_parses_back_to_the_payload() -> None:

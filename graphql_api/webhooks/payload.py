@@ -39,8 +39,13 @@ def _camel(name: str) -> str:
 
 
 def _status(value: Any) -> Any:
-    # Model version statuses are stored lowercase; the API's enum spells them in capitals.
+    # Model version statuses and model types are stored lowercase; the API's enums spell them
+    # in capitals (the other enums are stored as the API spells them).
     return value.upper() if isinstance(value, str) else value
+
+
+#: The record's fields whose stored values are the lowercase spelling of an API enum.
+_LOWERCASE_ENUMS = frozenset({"status", "model_type"})
 
 
 def _json_value(value: Any) -> Any:
@@ -55,8 +60,9 @@ def _json_value(value: Any) -> Any:
 
 def payload(event: ChangeEvent) -> dict[str, Any]:
     record = {
-        _camel(name): _status(_json_value(value)) if name == "status" else _json_value(value)
+        _camel(name): _status(plain) if name in _LOWERCASE_ENUMS else plain
         for name, value in event.snapshot.items()
+        for plain in [_json_value(value)]
     }
     key = _RECORD[event.entity]
     return {
