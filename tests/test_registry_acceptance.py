@@ -90,6 +90,38 @@ async def test_the_artifact_is_fixed_in_every_status_after_development(
     assert described["artifactUri"] == f"s3://models/{name}/1.0.0"
 
 
+@pytest.mark.parametrize("path", [["TESTING"], ["TESTING", "PRODUCTION"], ["ARCHIVE"]])
+async def test_the_artifact_sent_again_as_stored_is_no_change_after_development(
+    gql: GraphQLClient, storage: MongoStorage, name: str, path: list[str]
+) -> None:
+    """A client that sends the whole record back (or retries an update) names the artifact
+    as it is stored: that changes nothing, so it is not refused; only a different one is."""
+    model_id = await deployable(gql, name, "1.0.0")
+    for step in path:
+        if step == "ARCHIVE":
+            await gql.data(ARCHIVE, id=model_id)
+        else:
+            await promote(gql, model_id, step)
+    stored = {"artifactUri": f"s3://models/{name}/1.0.0", "artifactDigest": DIGEST}
+    before = await snapshot(storage)
+    same = (await gql.data(UPDATE_VERSION, id=model_id, **stored))["updateModelVersion"]
+    assert same["__typename"] == "ModelVersion", same
+    assert same["artifactUri"] == stored["artifactUri"]
+    assert await snapshot(storage) == before  # no write, no UPDATED event
+    described = (
+        await gql.data(UPDATE_VERSION, id=model_id, description="as sent", **stored)
+    )["updateModelVersion"]
+    assert (described["__typename"], described["description"]) == ("ModelVersion", "as sent")
+    # One field as stored, the other not: refused, naming the one that differs.
+    refused = (
+        await gql.data(UPDATE_VERSION, id=model_id, artifactUri=stored["artifactUri"],
+                       artifactDigest=OTHER_DIGEST)
+    )["updateModelVersion"]  # fmt: skip
+    assert (refused["__typename"], refused["field"], refused["rule"]) == (
+        "ValidationError", "artifactDigest", "immutable"
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("root", "order"),
     [

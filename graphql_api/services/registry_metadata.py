@@ -34,6 +34,8 @@ RESOURCE = "ModelVersion"
 MAX_VERSIONS_PER_JOB = 100
 #: Statuses in which the artifact may still change.
 ARTIFACT_EDITABLE = frozenset({ModelStatus.DEVELOPMENT})
+#: The artifact's fields: (the API's name, the record's).
+ARTIFACT_KEYS = (("artifactUri", "artifact_uri"), ("artifactDigest", "artifact_digest"))
 # The description and tags may change in every status (VersionTransitions.UPDATE: an archived
 # version may still be described, e.g. why it was withdrawn).
 
@@ -126,7 +128,8 @@ class ModelMetadataService:
     ) -> ModelVersion:
         """Change what is given (None: unchanged; ``description: ""`` clears it, ``tags``
         replaces them all). The artifact only in development: a ValidationError (rule
-        ``immutable``) afterwards. Records an UPDATED event."""
+        ``immutable``) afterwards, unless it is sent as stored. Records an UPDATED event
+        (none when nothing changes)."""
         changes: dict[str, Any] = {}
         if description is not None:
             changes["description"] = checked_description(description) if description else None
@@ -151,13 +154,38 @@ class ModelMetadataService:
             current = await self._versions.get(model_id)
             if current is None:
                 raise NotFoundError(RESOURCE, model_id, field="modelId")
+            differing = [
+                field
+                for field, key in ARTIFACT_KEYS
+                if field in artifact_fields and changes[key] != getattr(current, key)
+            ]
+            if artifact_fields and not differing:
+                # The artifact as stored, sent again (a client sending the whole record back,
+                # a retry): nothing to refuse. No status leads back to DEVELOPMENT, so the
+                # artifact read here is the one it keeps.
+                return await self._update_rest(model_id, current, changes, actor)
             raise ValidationError(
-                artifact_fields[0],
+                differing[0],
                 f"{RESOURCE} {model_id!r} is {status_name(current.status)}: its artifact is "
                 "fixed once it has left DEVELOPMENT (register a new version for a new "
                 "artifact; nothing was changed)",
                 rule=ValidationRule.immutable,
             )
+        return updated
+
+    async def _update_rest(
+        self, model_id: str, current: ModelVersion, changes: dict[str, Any], actor: str | None
+    ) -> ModelVersion:
+        """``changes`` but the artifact's (equal to ``current``'s): written as usual, or
+        ``current`` itself when nothing else was given (no change, no event)."""
+        artifact = {key for _, key in ARTIFACT_KEYS}
+        rest = {k: v for k, v in changes.items() if k not in artifact}
+        if not rest:
+            return current
+        allowed = VersionTransitions.UPDATE.sources
+        updated = await self._update(model_id, allowed, VersionMetadata(**rest), actor)
+        if updated is None:  # deleted meanwhile
+            raise NotFoundError(RESOURCE, model_id, field="modelId")
         return updated
 
     async def _update(
