@@ -102,6 +102,9 @@ class ServerLoop:
             lifespan="on",
             ws_ping_interval=None,
             ws=LeanWebSocketsProtocol,  # as `mltrain serve`
+            # As `mltrain serve` (off unless configured): uvicorn's own default is on, which
+            # had every test connection compressed and so never framed by direct delivery.
+            ws_per_message_deflate=settings.ws_per_message_deflate,
         )
         server = Server(uvicorn.Server(config), app, port)
 

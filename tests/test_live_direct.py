@@ -14,9 +14,11 @@ import asyncio
 from typing import Any
 
 import pytest
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from graphql_api.auth.ws import ExplainingWebSocketAdapter
-from graphql_api.live.direct import FrameWriter
+from graphql_api.live.direct import FrameWriter, text_frame_header
 from graphql_api.live.subscriber import Subscriber
 from tests.api_helpers import create_job_id, mutate, register_id, report
 from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
@@ -263,3 +265,42 @@ async def test_a_cursor_the_selection_also_reads_keeps_subscribers_apart(live: L
         got = (await client.next(op))["trainingJobUpdates"]
         histories.append([e["node"]["kind"] for e in got["job"]["history"]["edges"]])
     assert histories == [["METRICS_REPORTED"] * 2, ["METRICS_REPORTED"]]
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 300, 65_535, 65_536, 70_000])
+def test_a_direct_frame_is_the_bytes_websockets_would_write(length: int) -> None:
+    """Followers' frames are framed without websockets' serializer (a tenth of a delivery's
+    CPU): the bytes must be websockets' own, at every length boundary of RFC 6455."""
+    connection = ServerProtocol()
+    connection.state = State.OPEN
+    payload = ("é" * length).encode()[:length]
+    connection.send_text(payload)
+    assert text_frame_header(len(payload)) + payload == b"".join(connection.data_to_send())
+
+
+async def test_a_group_with_compressed_and_plain_connections_gets_the_same_frames(
+    live: Live,
+) -> None:
+    """With permessage-deflate accepted (``MLTRAIN_WS_PER_MESSAGE_DEFLATE``), members of one
+    group that negotiated it get their frames from websockets (compressed); the others the
+    direct frame. Every member receives the same updates, in order."""
+    server = await live.start(ws_per_message_deflate=True)
+    http = live.http(server)
+    job_id = await create_job_id(http, await register_id(http))
+    members = []
+    for compression in ["deflate", None, "deflate", None]:
+        client = await live.ws(server, compression=compression)
+        members.append((client, await client.subscribe(JOB_UPDATES, jobId=job_id)))
+    assert [bool(c.ws.protocol.extensions) for c, _ in members] == [True, False, True, False]
+    await wait_subscribed(live, server, 4)
+    written_before = await written(live, server)
+    await mutate(http, START, id=job_id)
+    for client, op in members:
+        await client.take(op, 1)
+    for step in range(3):
+        await report(http, job_id, step)
+        received = [await client.next(op) for client, op in members]
+        assert all(got == received[0] for got in received), received
+        assert received[0]["trainingJobUpdates"]["job"]["metrics"] == {"step": step}
+    # Followers of both kinds were written directly: 4 events, 3 followers each.
+    assert await written(live, server) - written_before == 12
