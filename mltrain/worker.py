@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -70,6 +71,23 @@ def failure_of(returncode: int) -> FailureKind:
     if returncode > 128 and returncode - 128 in SIGNAL_KINDS:
         return SIGNAL_KINDS[returncode - 128]
     return EXIT_KINDS.get(returncode, FailureKind.USER_CODE)
+
+
+def command_problem(command: Sequence[str]) -> str | None:
+    """Why ``command`` cannot be run as a job's command would be (in the worker's directory,
+    its program a path or found on PATH); None if it can. Checked before the first claim: a
+    misspelt command would otherwise claim and fail every job of the queue, one by one."""
+    program = command[0]
+    if os.sep in program:
+        path = Path(program)
+        if not path.is_file():
+            return f"{program!r} is not a file"
+        if not os.access(path, os.X_OK):
+            return f"{program!r} is not executable"
+        return None
+    if shutil.which(program) is None:
+        return f"{program!r} is not a program on PATH"
+    return None
 
 
 def describe(returncode: int) -> str:

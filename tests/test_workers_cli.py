@@ -130,13 +130,48 @@ def test_a_commands_exit_ends_its_job(tmp_path: Path) -> None:
         message = failed["trainingJob"]["failure"]["message"]
         assert message == "exit status 3; last output: loss is nan"
 
-        # A command that cannot start: INFRASTRUCTURE, nothing run.
-        missing = f"q-{uuid.uuid4().hex[:6]}"
-        job_id = create(api, missing)
-        with command_worker(url, missing, tmp_path, [str(tmp_path / "no-such-command")]):
-            job = ended(api, job_id)
+        # A command that could be run when the worker started but cannot be when its job
+        # comes (deleted meanwhile): INFRASTRUCTURE, nothing run.
+        vanishing = f"q-{uuid.uuid4().hex[:6]}"
+        script = tmp_path / "train.sh"
+        script.write_text("#!/bin/sh\nexit 0\n")
+        script.chmod(0o755)
+        with command_worker(url, vanishing, tmp_path, [str(script)]):
+            started = tmp_path / f"worker-{vanishing}.log"
+            wait_for(lambda: "mltrain worker: queue" in started.read_text(), "the worker")
+            script.unlink()
+            job = ended(api, create(api, vanishing))
         assert (job["status"], job["failure"]["kind"]) == ("FAILED", "INFRASTRUCTURE")
         assert "cannot start the command" in job["failure"]["message"]
+        api.http.close()
+
+
+def test_a_command_that_cannot_be_run_is_refused_before_any_claim(tmp_path: Path) -> None:
+    """A misspelt command would otherwise claim and fail every job of the queue, one by one:
+    the worker refuses it at start-up, naming the argument and the rule, and claims nothing."""
+    not_executable = tmp_path / "train.py"
+    not_executable.write_text("print('hi')\n")
+    cases = {
+        str(tmp_path / "no-such-command"): "is not a file",
+        str(not_executable): "is not executable",
+        f"no-such-program-{uuid.uuid4().hex[:6]}": "is not a program on PATH",
+    }
+    with serving() as (url, _log):
+        api = Api(url)
+        queue = f"q-{uuid.uuid4().hex[:6]}"
+        job_id = create(api, queue)
+        for program, problem in cases.items():
+            with command_worker(url, queue, tmp_path, [program, "--epochs", "3"]) as process:
+                wait_for(
+                    lambda: process.poll() is not None
+                    or api.data(JOB, id=job_id)["trainingJob"]["status"] != "PENDING",
+                    "the worker to refuse the command",
+                )
+                output = (tmp_path / f"worker-{queue}.log").read_text()
+                assert process.poll() == 2, output
+            assert f"COMMAND: {program!r} {problem}" in output, output
+            assert "nothing was claimed" in output, output
+            assert api.data(JOB, id=job_id)["trainingJob"]["status"] == "PENDING"
         api.http.close()
 
 
