@@ -237,3 +237,43 @@ def test_a_worker_keeps_going_across_a_server_restart(backend: str, tmp_path: Pa
             after = create(api, queue)
             assert ended(api, after)["status"] == "COMPLETED"
     api.http.close()
+
+
+#: A command that ignores SIGTERM (a training loop that never checks): only SIGKILL ends it.
+STUBBORN = """
+import signal, time
+signal.signal(signal.SIGTERM, lambda *_: print("SIGTERM: ignored", flush=True))
+print("training", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+KINDS = """query($id: ID!) { trainingJob(jobId: $id) {
+  status history(first: 20) { edges { node { kind actor } } } } }"""
+
+
+def test_a_cancel_reaches_the_command_as_sigterm_then_sigkill_within_the_grace(
+    tmp_path: Path,
+) -> None:
+    """A command that ignores the cancel's SIGTERM is killed before the grace runs out, and
+    the worker acknowledges the cancel itself (the server's sweep would otherwise force it
+    at the deadline: CANCEL_FORCED)."""
+    with serving() as (url, _log):
+        api = Api(url)
+        queue = f"q-{uuid.uuid4().hex[:6]}"
+        job_id = create(api, queue)
+        with command_worker(url, queue, tmp_path, [sys.executable, "-c", STUBBORN]):
+            output = tmp_path / "logs" / job_id / "output.log"
+            wait_for(lambda: output.exists() and "training" in output.read_text(), "the run")
+            asked = api.data(
+                "mutation($id: ID!) { cancelTrainingJob(jobId: $id, graceSeconds: 10) {"
+                " ... on TrainingJob { status } } }",
+                id=job_id,
+            )
+            assert asked["cancelTrainingJob"]["status"] == "RUNNING"
+            job = ended(api, job_id)
+            ended_by = api.data(KINDS, id=job_id)["trainingJob"]["history"]["edges"][-1]["node"]
+        api.http.close()
+    assert job["status"] == "CANCELLED"
+    assert "SIGTERM: ignored" in output.read_text()
+    assert ended_by["kind"] == "CANCEL_ACKNOWLEDGED", ended_by
