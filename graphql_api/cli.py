@@ -376,6 +376,7 @@ def worker(
     """Claim jobs of a queue and run COMMAND for each (docs/workers.md).
 
     It heartbeats, logs the output, ends the job by exit status, forwards a cancel as SIGTERM."""
+    from mltrain.client import MltrainError
     from mltrain.worker import WorkerConfig, command_problem, run_worker
 
     problem = command_problem(command)
@@ -406,7 +407,10 @@ def worker(
         f"mltrain worker: queue {queue!r}, {concurrency} at a time, server {url}, "
         f"logs in {config.logs_dir}"
     )
-    run_worker(config)
+    try:
+        run_worker(config)
+    except MltrainError as refused:
+        _fail(f"the server refused the worker's first claim: {refused}")
 
 
 def main() -> None:

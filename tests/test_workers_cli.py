@@ -277,3 +277,40 @@ def test_a_cancel_reaches_the_command_as_sigterm_then_sigkill_within_the_grace(
     assert job["status"] == "CANCELLED"
     assert "SIGTERM: ignored" in output.read_text()
     assert ended_by["kind"] == "CANCEL_ACKNOWLEDGED", ended_by
+
+
+WORKER_KEY = "mlt_i0jw2Alm0IVE_CruZ29NMr83KQhZ0ED5CCKztnbhAbs"
+WORKER_KEYS = {
+    "MLTRAIN_API_KEYS": "w:worker:b39b6811ac58e574bcbcf2351cf5bb98ec5068cf4ee38ed76bb153518f10d18a"
+}
+
+
+def test_a_worker_whose_first_claim_is_refused_for_good_exits_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    """A wrong key, a URL that is not the server's, a queue against the rules: waiting cannot
+    mend them, so instead of warning forever the worker exits with the server's reason (the
+    field and the rule for a bad queue). A server that is away is still waited for."""
+    with serving(env=WORKER_KEYS) as (url, _log):
+        cases = {
+            ("--api-key", "mlt_not_a_key"): "UNAUTHENTICATED: A valid API key is required",
+            ("--api-key", WORKER_KEY, "--url", url + "/api"): "NOT_GRAPHQL:",
+            ("--api-key", WORKER_KEY, "--queue", "bad queue"): (
+                "VALIDATION_ERROR: queue: must be 1-128 ASCII letters"
+            ),
+        }
+        for arguments, reason in cases.items():
+            environment = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIN_")}
+            process = subprocess.Popen(
+                [*MLTRAIN, "worker", "--url", url, "--logs-dir", str(tmp_path / "logs"),
+                 *arguments, "--", sys.executable, "-c", "pass"],
+                cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True,
+            )  # fmt: skip
+            try:
+                output = process.communicate(timeout=30)[0]
+            except subprocess.TimeoutExpired:
+                process.kill()
+                output = process.communicate()[0]
+            assert process.returncode == 2, (reason, output)
+            assert f"mltrain: the server refused the worker's first claim: {reason}" in output
