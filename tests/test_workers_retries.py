@@ -17,6 +17,7 @@ from graphql_api.storage.mongo import MongoStorage
 from tests.conftest import GraphQLClient
 from tests.operations import (
     ACKNOWLEDGE_CANCEL,
+    ARCHIVE,
     CANCEL,
     CLAIM,
     CREATE_JOB,
@@ -24,6 +25,7 @@ from tests.operations import (
     FENCED_FAIL,
     FENCED_REPORT,
     HEARTBEAT,
+    JOB,
     REGISTER,
     RETRY,
 )
@@ -251,3 +253,16 @@ async def test_the_failed_attempts_token_writes_nothing_to_its_retry(
             refused = (await gql.data(document, id=retry, token=old, **args))[field]
             assert refused["__typename"] == "LeaseLostError", (holder, field, refused)
         assert await read(gql, retry) == before
+
+
+async def test_a_job_of_an_archived_version_is_not_retried_by_hand(gql: GraphQLClient) -> None:
+    """An ARCHIVED version is retired for good: createTrainingJob refuses to train it, and so
+    does a retry by hand (it would be a new job for it all the same)."""
+    first, _ = await create(gql)
+    await gql.data(CANCEL, id=first)
+    model_id = (await gql.data(JOB, id=first))["trainingJob"]["modelId"]
+    assert (await gql.data(ARCHIVE, id=model_id))["archiveModelVersion"]["status"] == "ARCHIVED"
+    refused = (await gql.data(RETRY, id=first))["retryTrainingJob"]
+    assert (refused["__typename"], refused["field"]) == ("ConflictError", "modelId"), refused
+    assert "archived" in refused["message"]
+    assert [a["attempt"] for a in (await read(gql, first))["attempts"]] == [1]
