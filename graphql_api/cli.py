@@ -376,8 +376,15 @@ def worker(
     """Claim jobs of a queue and run COMMAND for each (docs/workers.md).
 
     It heartbeats, logs the output, ends the job by exit status, forwards a cancel as SIGTERM."""
-    from mltrain.worker import WorkerConfig, run_worker
+    from mltrain.client import MltrainError
+    from mltrain.worker import WorkerConfig, command_problem, run_worker
 
+    problem = command_problem(command)
+    if problem is not None:
+        _fail(
+            f"COMMAND: {problem} (rule: a path to an executable file, or a program on PATH); "
+            "nothing was claimed"
+        )
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -400,7 +407,10 @@ def worker(
         f"mltrain worker: queue {queue!r}, {concurrency} at a time, server {url}, "
         f"logs in {config.logs_dir}"
     )
-    run_worker(config)
+    try:
+        run_worker(config)
+    except MltrainError as refused:
+        _fail(f"the server refused the worker's first claim: {refused}")
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -62,6 +63,14 @@ SIGNAL_KINDS: dict[int, FailureKind] = {
 }
 
 
+#: Answers to a claim that waiting cannot mend: a wrong key or URL, a queue against the rules,
+#: a server that speaks another version of the API.
+REFUSED_FOR_GOOD = frozenset({
+    "UNAUTHENTICATED", "FORBIDDEN", "VALIDATION_ERROR", "NOT_GRAPHQL",
+    "GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED",
+})  # fmt: skip
+
+
 def failure_of(returncode: int) -> FailureKind:
     """The failure kind of a command that exited with ``returncode`` (Popen's: -N for a
     signal N), unasked: the worker neither cancelled nor stopped it."""
@@ -70,6 +79,23 @@ def failure_of(returncode: int) -> FailureKind:
     if returncode > 128 and returncode - 128 in SIGNAL_KINDS:
         return SIGNAL_KINDS[returncode - 128]
     return EXIT_KINDS.get(returncode, FailureKind.USER_CODE)
+
+
+def command_problem(command: Sequence[str]) -> str | None:
+    """Why ``command`` cannot be run as a job's command would be (in the worker's directory,
+    its program a path or found on PATH); None if it can. Checked before the first claim: a
+    misspelt command would otherwise claim and fail every job of the queue, one by one."""
+    program = command[0]
+    if os.sep in program:
+        path = Path(program)
+        if not path.is_file():
+            return f"{program!r} is not a file"
+        if not os.access(path, os.X_OK):
+            return f"{program!r} is not executable"
+        return None
+    if shutil.which(program) is None:
+        return f"{program!r} is not a program on PATH"
+    return None
 
 
 def describe(returncode: int) -> str:
@@ -114,6 +140,10 @@ class Worker:
         self._jobs_started = 0
         self._count = threading.Lock()
         self._children: set[subprocess.Popen[bytes]] = set()
+        #: A claim was answered (a job or none): the URL, the key and the queue are right.
+        self._answered = threading.Event()
+        #: Why the worker stopped before any claim was answered (``run_worker`` raises it).
+        self.refused: MltrainError | None = None
 
     def client(self, retry_for: float | None = None) -> Client:
         return Client(
@@ -161,12 +191,20 @@ class Worker:
                 try:
                     job = claimer.claim(self.config.queue, self.config.lease_seconds)
                 except MltrainError as error:
+                    self._give_back_turn()
+                    if error.code in REFUSED_FOR_GOOD and not self._answered.is_set():
+                        # Refused before any claim was answered: a mistake in how the worker
+                        # was started, which retrying forever would only hide. (Once claims
+                        # were answered, a refusal may pass, e.g. during a restart: wait.)
+                        self.refused = error
+                        self.stopping.set()
+                        return
                     # Server away (restart) or refusing: wait, longer each time, and go on.
                     log.warning("claim failed (%s); again in %.1f s", error, pause)
-                    self._give_back_turn()
                     self.stopping.wait(pause)
                     pause = min(pause * 2, 5.0)  # as a call retries: a restart is seen soon
                     continue
+                self._answered.set()
                 pause = self.config.poll_interval
                 if job is None:
                     self._give_back_turn()
@@ -375,7 +413,9 @@ def _last_line(output: Path) -> str:
 
 
 def run_worker(config: WorkerConfig) -> None:
-    """Run until SIGTERM or SIGINT (then: claim nothing more, stop the commands, report)."""
+    """Run until SIGTERM or SIGINT (then: claim nothing more, stop the commands, report).
+    Raises ``MltrainError`` if the server refused the first claim for good (a wrong key or
+    URL, a bad queue: ``REFUSED_FOR_GOOD``)."""
     worker = Worker(config)
 
     def stop(signum: int, frame: object) -> None:
@@ -385,3 +425,5 @@ def run_worker(config: WorkerConfig) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     worker.run()
+    if worker.refused is not None:
+        raise worker.refused

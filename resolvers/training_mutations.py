@@ -177,7 +177,7 @@ class TrainingMutation:
         description="The next attempt of a job that ended (COMPLETED, FAILED or CANCELLED): a "
         "new PENDING job in the same queue with the same hyperparameters, or these. Errors: "
         "InvalidTransitionError (the job has not ended), ConflictError (this attempt exists "
-        "already, or the chain has 100), ValidationError, NotFoundError.",
+        "already, the chain has 100, or modelId is ARCHIVED), ValidationError, NotFoundError.",
         graphql_type=TrainingJobResult,
     )
     async def retry_training_job(

@@ -78,6 +78,17 @@ COMPLETE = f"""mutation($id: ID!) {{
 }}"""
 CANCEL = f"""mutation($id: ID!) {{
   cancelTrainingJob(jobId: $id) {{ ... on TrainingJob {{ status }} {ERRORS} }} }}"""
+WORKER_WATCH = """
+subscription($jobId: ID) { trainingJobUpdates(jobId: $jobId) {
+  kind status job { cancelRequestedAt cancelDeadlineAt } } }"""
+CLAIM = f"""mutation($queue: String!) {{
+  claimTrainingJob(queue: $queue, workerId: "w-1") {{ ... on TrainingJob {{ status }} {ERRORS} }}
+}}"""
+CANCEL_WITH_GRACE = f"""mutation($id: ID!) {{
+  cancelTrainingJob(jobId: $id, graceSeconds: 60) {{
+    ... on TrainingJob {{ cancelRequestedAt cancelDeadlineAt }} {ERRORS}
+  }}
+}}"""
 HISTORY = """query($id: ID!) {
   trainingJob(jobId: $id) { history(first: 100) { edges { node { cursor kind status } } } }
 }"""
@@ -377,6 +388,30 @@ async def test_filters_deliver_only_matching_jobs(live: Live) -> None:
     await mutate(http, COMPLETE, id=watched)
     assert updates(await client.take(by_job, 1))[0]["kind"] == "COMPLETED"
     assert updates(await client.take(ended, 1))[0]["job"]["jobId"] == watched
+
+
+async def test_a_worker_watching_its_job_sees_a_graceful_cancel_request(live: Live) -> None:
+    """Issue 15 item 6: a worker learns of a graceful cancel from its heartbeat answer or
+    from its job's subscription, which carries the request and the deadline."""
+    server = await live.start()
+    http = live.http(server)
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    job_id = await create_job_id(http, await register_id(http), queue=queue)
+    client = await live.ws(server)
+    watching = await client.subscribe(WORKER_WATCH, jobId=job_id)
+    await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 1))
+
+    await mutate(http, CLAIM, queue=queue)
+    asked = await mutate(http, CANCEL_WITH_GRACE, id=job_id)
+    got = updates(await client.take(watching, 2))
+    assert [(u["kind"], u["status"]) for u in got] == [
+        ("CLAIMED", "RUNNING"),
+        ("CANCEL_REQUESTED", "RUNNING"),
+    ]
+    assert got[0]["job"]["cancelRequestedAt"] is None
+    request = got[1]["job"]
+    assert request["cancelRequestedAt"] == asked["cancelRequestedAt"]
+    assert request["cancelDeadlineAt"] == asked["cancelDeadlineAt"]
 
 
 # Across instances --------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from graphql_api.app import create_app
 from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
 from tests.conftest import REAL_URI, GraphQLClient
-from tests.operations import CLAIM, CREATE_JOB, JOB, REGISTER
+from tests.operations import CLAIM, CREATE_JOB, HEARTBEAT, JOB, REGISTER
 
 HISTORY = """
 query($id: ID!) { trainingJob(jobId: $id) {
@@ -214,3 +214,8 @@ async def test_racing_workers_claim_every_job_exactly_once(racing: GraphQLClient
             assert job["workerId"] == f"w-{n}"
             assert [e["node"]["kind"] for e in job["history"]["edges"]] == ["CREATED", "CLAIMED"]
     assert (await gql.data(JOB, id="elsewhere"))["trainingJob"]["status"] == "PENDING"
+    # A claim's token holds only its own job: on the job claimed next it is refused.
+    won = [claimed for got in results for claimed in got][:16]
+    for (job_id, _), (_, other) in zip(won, won[1:] + won[:1], strict=True):
+        refused = (await gql.data(HEARTBEAT, id=job_id, token=other))["heartbeatTrainingJob"]
+        assert refused["__typename"] == "LeaseLostError", refused

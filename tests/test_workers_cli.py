@@ -130,13 +130,48 @@ def test_a_commands_exit_ends_its_job(tmp_path: Path) -> None:
         message = failed["trainingJob"]["failure"]["message"]
         assert message == "exit status 3; last output: loss is nan"
 
-        # A command that cannot start: INFRASTRUCTURE, nothing run.
-        missing = f"q-{uuid.uuid4().hex[:6]}"
-        job_id = create(api, missing)
-        with command_worker(url, missing, tmp_path, [str(tmp_path / "no-such-command")]):
-            job = ended(api, job_id)
+        # A command that could be run when the worker started but cannot be when its job
+        # comes (deleted meanwhile): INFRASTRUCTURE, nothing run.
+        vanishing = f"q-{uuid.uuid4().hex[:6]}"
+        script = tmp_path / "train.sh"
+        script.write_text("#!/bin/sh\nexit 0\n")
+        script.chmod(0o755)
+        with command_worker(url, vanishing, tmp_path, [str(script)]):
+            started = tmp_path / f"worker-{vanishing}.log"
+            wait_for(lambda: "mltrain worker: queue" in started.read_text(), "the worker")
+            script.unlink()
+            job = ended(api, create(api, vanishing))
         assert (job["status"], job["failure"]["kind"]) == ("FAILED", "INFRASTRUCTURE")
         assert "cannot start the command" in job["failure"]["message"]
+        api.http.close()
+
+
+def test_a_command_that_cannot_be_run_is_refused_before_any_claim(tmp_path: Path) -> None:
+    """A misspelt command would otherwise claim and fail every job of the queue, one by one:
+    the worker refuses it at start-up, naming the argument and the rule, and claims nothing."""
+    not_executable = tmp_path / "train.py"
+    not_executable.write_text("print('hi')\n")
+    cases = {
+        str(tmp_path / "no-such-command"): "is not a file",
+        str(not_executable): "is not executable",
+        f"no-such-program-{uuid.uuid4().hex[:6]}": "is not a program on PATH",
+    }
+    with serving() as (url, _log):
+        api = Api(url)
+        queue = f"q-{uuid.uuid4().hex[:6]}"
+        job_id = create(api, queue)
+        for program, problem in cases.items():
+            with command_worker(url, queue, tmp_path, [program, "--epochs", "3"]) as process:
+                wait_for(
+                    lambda: process.poll() is not None
+                    or api.data(JOB, id=job_id)["trainingJob"]["status"] != "PENDING",
+                    "the worker to refuse the command",
+                )
+                output = (tmp_path / f"worker-{queue}.log").read_text()
+                assert process.poll() == 2, output
+            assert f"COMMAND: {program!r} {problem}" in output, output
+            assert "nothing was claimed" in output, output
+            assert api.data(JOB, id=job_id)["trainingJob"]["status"] == "PENDING"
         api.http.close()
 
 
@@ -202,3 +237,80 @@ def test_a_worker_keeps_going_across_a_server_restart(backend: str, tmp_path: Pa
             after = create(api, queue)
             assert ended(api, after)["status"] == "COMPLETED"
     api.http.close()
+
+
+#: A command that ignores SIGTERM (a training loop that never checks): only SIGKILL ends it.
+STUBBORN = """
+import signal, time
+signal.signal(signal.SIGTERM, lambda *_: print("SIGTERM: ignored", flush=True))
+print("training", flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+KINDS = """query($id: ID!) { trainingJob(jobId: $id) {
+  status history(first: 20) { edges { node { kind actor } } } } }"""
+
+
+def test_a_cancel_reaches_the_command_as_sigterm_then_sigkill_within_the_grace(
+    tmp_path: Path,
+) -> None:
+    """A command that ignores the cancel's SIGTERM is killed before the grace runs out, and
+    the worker acknowledges the cancel itself (the server's sweep would otherwise force it
+    at the deadline: CANCEL_FORCED)."""
+    with serving() as (url, _log):
+        api = Api(url)
+        queue = f"q-{uuid.uuid4().hex[:6]}"
+        job_id = create(api, queue)
+        with command_worker(url, queue, tmp_path, [sys.executable, "-c", STUBBORN]):
+            output = tmp_path / "logs" / job_id / "output.log"
+            wait_for(lambda: output.exists() and "training" in output.read_text(), "the run")
+            asked = api.data(
+                "mutation($id: ID!) { cancelTrainingJob(jobId: $id, graceSeconds: 10) {"
+                " ... on TrainingJob { status } } }",
+                id=job_id,
+            )
+            assert asked["cancelTrainingJob"]["status"] == "RUNNING"
+            job = ended(api, job_id)
+            ended_by = api.data(KINDS, id=job_id)["trainingJob"]["history"]["edges"][-1]["node"]
+        api.http.close()
+    assert job["status"] == "CANCELLED"
+    assert "SIGTERM: ignored" in output.read_text()
+    assert ended_by["kind"] == "CANCEL_ACKNOWLEDGED", ended_by
+
+
+WORKER_KEY = "mlt_i0jw2Alm0IVE_CruZ29NMr83KQhZ0ED5CCKztnbhAbs"
+WORKER_KEYS = {
+    "MLTRAIN_API_KEYS": "w:worker:b39b6811ac58e574bcbcf2351cf5bb98ec5068cf4ee38ed76bb153518f10d18a"
+}
+
+
+def test_a_worker_whose_first_claim_is_refused_for_good_exits_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    """A wrong key, a URL that is not the server's, a queue against the rules: waiting cannot
+    mend them, so instead of warning forever the worker exits with the server's reason (the
+    field and the rule for a bad queue). A server that is away is still waited for."""
+    with serving(env=WORKER_KEYS) as (url, _log):
+        cases = {
+            ("--api-key", "mlt_not_a_key"): "UNAUTHENTICATED: A valid API key is required",
+            ("--api-key", WORKER_KEY, "--url", url + "/api"): "NOT_GRAPHQL:",
+            ("--api-key", WORKER_KEY, "--queue", "bad queue"): (
+                "VALIDATION_ERROR: queue: must be 1-128 ASCII letters"
+            ),
+        }
+        for arguments, reason in cases.items():
+            environment = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIN_")}
+            process = subprocess.Popen(
+                [*MLTRAIN, "worker", "--url", url, "--logs-dir", str(tmp_path / "logs"),
+                 *arguments, "--", sys.executable, "-c", "pass"],
+                cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True,
+            )  # fmt: skip
+            try:
+                output = process.communicate(timeout=30)[0]
+            except subprocess.TimeoutExpired:
+                process.kill()
+                output = process.communicate()[0]
+            assert process.returncode == 2, (reason, output)
+            assert f"mltrain: the server refused the worker's first claim: {reason}" in output

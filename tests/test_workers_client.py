@@ -4,7 +4,12 @@ The sync client against a real ``mltrain serve`` process, the async one through 
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import venv
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +17,7 @@ import pytest
 
 from mltrain import AsyncClient, ClaimedJob, Client, FailureKind, LeaseLost, failure_kind_of
 from tests.conftest import GraphQLClient
-from tests.live_servers import serving
+from tests.live_servers import ROOT, serving
 from tests.operations import CANCEL_GRACEFULLY, CREATE_JOB, REGISTER
 
 READ = """query($id: ID!) { trainingJob(jobId: $id) { status metrics workerId
@@ -135,3 +140,36 @@ async def test_the_async_client_claims_reports_and_is_fenced(gql: GraphQLClient,
             await client.report(ClaimedJob(job.job_id, "default", {}, "stale", 60), {"x": 1})
     finally:
         await client.aclose()
+
+
+#: Training code as a user writes it, with two mistakes their type checker must catch.
+USER_CODE = """
+from mltrain import Client
+
+with Client("http://mltrain:8000") as client:
+    job = client.claim("gpu")
+    if job is not None:
+        with client.run(job) as run:
+            run.log("first", loss=0.5)
+            print(run.cancel_requestd)
+"""
+
+
+def test_the_installed_client_is_typed_for_its_users(tmp_path: Path) -> None:
+    """A user's type checker (and editor) sees the client's types once it is installed (PEP
+    561: a py.typed marker); without it, every ``mltrain`` name is Any to them and both
+    mistakes below pass unnoticed."""
+    environment = tmp_path / "env"
+    venv.create(environment, with_pip=False)
+    (site,) = environment.glob("lib/python*/site-packages")
+    shutil.copytree(ROOT / "mltrain", site / "mltrain")  # what an install puts there
+    (tmp_path / "train.py").write_text(USER_CODE)
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+         "--python-executable", str(environment / "bin" / "python"), "train.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    errors = sorted(line for line in checked.stdout.splitlines() if ": error:" in line)
+    assert len(errors) == 2, checked.stdout
+    assert 'Argument 1 to "log" of "Run" has incompatible type "str"' in errors[0], errors
+    assert '"Run" has no attribute "cancel_requestd"' in errors[1], errors

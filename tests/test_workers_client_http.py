@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from mltrain import AsyncClient, Client, MltrainError
-from tests.live_servers import serving
+from tests.conftest import REAL_URI
+from tests.live_servers import free_port, serving
+from tests.test_workers_cli import serve_on
 from tests.test_workers_client import create_job, read
+from tests.test_workers_e2e import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +85,49 @@ async def test_the_async_client_waits_out_a_rate_limit_and_reads_the_endpoint() 
     finally:
         await client.aclose()
     assert seen == ["http://mltrain.test/graphql"] * 3
+
+
+@pytest.mark.skipif(not REAL_URI, reason="needs a database that outlives the server")
+def test_a_run_loses_no_point_while_its_server_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server stops mid-run and comes back on the same address (the same database): the
+    points logged meanwhile, whose sends failed for want of the server, are sent once it is
+    back, and the run still completes its job."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"MLTRAIN_MONGODB_URI": str(REAL_URI), "MLTRAIN_MONGODB_DATABASE": f"r_{port}"}
+    log = tmp_path / "serve.log"
+    queue = f"restart-{uuid.uuid4().hex[:8]}"
+    # Calls give up after a second: sends fail while the server is away, their points stay.
+    with Client(url, retry_for=1) as client, ExitStack() as server:
+        server.enter_context(serve_on(port, env, log))
+        job_id = create_job(client, queue)
+        job = client.claim(queue, lease_seconds=30)
+        assert job is not None
+        failed: list[str] = []
+        report = client.report_points
+
+        def observed(*args: Any) -> None:
+            try:
+                report(*args)
+            except MltrainError as error:
+                failed.append(error.code)
+                raise
+
+        monkeypatch.setattr(client, "report_points", observed)
+        with client.run(job, flush_interval=0.05) as run:
+            for step in range(50):
+                run.log(step, loss=1 / (step + 1))
+            wait_for(lambda: run.unsent == 0, "the first points sent")
+            server.close()  # the server stops
+            for step in range(50, 100):
+                run.log(step, loss=1 / (step + 1))
+            wait_for(lambda: "UNAVAILABLE" in failed, "a send to fail for want of the server")
+            assert run.unsent == 50
+            server.enter_context(serve_on(port, env, log))
+        done = read(client, job_id)
+    assert done["status"] == "COMPLETED", done
+    assert done["metricSeries"] == [
+        {"key": "loss", "totalPoints": 100, "firstStep": 0, "lastStep": 99}
+    ]

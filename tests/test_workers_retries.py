@@ -15,7 +15,20 @@ from graphql_api.services.container import Services
 from graphql_api.services.liveness import LivenessSweep
 from graphql_api.storage.mongo import MongoStorage
 from tests.conftest import GraphQLClient
-from tests.operations import CANCEL, CLAIM, CREATE_JOB, FENCED_FAIL, REGISTER, RETRY
+from tests.operations import (
+    ACKNOWLEDGE_CANCEL,
+    ARCHIVE,
+    CANCEL,
+    CLAIM,
+    CREATE_JOB,
+    FENCED_COMPLETE,
+    FENCED_FAIL,
+    FENCED_REPORT,
+    HEARTBEAT,
+    JOB,
+    REGISTER,
+    RETRY,
+)
 
 READ = """
 query($id: ID!) { trainingJob(jobId: $id) {
@@ -210,3 +223,46 @@ async def test_a_bad_retry_policy_is_a_validation_error(
     )
     error = created["createTrainingJob"]
     assert (error["__typename"], error["field"]) == ("ValidationError", field)
+
+
+async def test_the_failed_attempts_token_writes_nothing_to_its_retry(
+    gql: GraphQLClient, sweep: LivenessSweep
+) -> None:
+    """A worker that comes back after its attempt failed and was retried still holds the old
+    token: on the next attempt (PENDING, then another worker's) every write of it is a
+    LeaseLostError and changes nothing."""
+    first, queue = await create(gql, retryPolicy={**POLICY, "backoffSeconds": 0})
+    claimed = (await gql.data(CLAIM, queue=queue, worker="w-1"))["claimTrainingJob"]
+    old = claimed["leaseToken"]
+    await gql.data(FAIL_WITH, id=first, token=old, kind="PREEMPTED", code=None)
+    await sweep.sweep_once(utc_now())
+    retry = (await read(gql, first))["attempts"][-1]["jobId"]
+    writes: dict[str, tuple[str, dict[str, Any]]] = {
+        "heartbeatTrainingJob": (HEARTBEAT, {}),
+        "reportTrainingMetrics": (FENCED_REPORT, {"metrics": {"loss": 1.0}}),
+        "completeTrainingJob": (FENCED_COMPLETE, {"metrics": None}),
+        "failTrainingJob": (FENCED_FAIL, {"reason": "late"}),
+        "acknowledgeTrainingJobCancel": (ACKNOWLEDGE_CANCEL, {}),
+    }
+    for holder in (None, "w-2"):
+        if holder is not None:
+            taken = (await gql.data(CLAIM, queue=queue, worker=holder))["claimTrainingJob"]
+            assert taken["jobId"] == retry
+        before = await read(gql, retry)
+        for field, (document, args) in writes.items():
+            refused = (await gql.data(document, id=retry, token=old, **args))[field]
+            assert refused["__typename"] == "LeaseLostError", (holder, field, refused)
+        assert await read(gql, retry) == before
+
+
+async def test_a_job_of_an_archived_version_is_not_retried_by_hand(gql: GraphQLClient) -> None:
+    """An ARCHIVED version is retired for good: createTrainingJob refuses to train it, and so
+    does a retry by hand (it would be a new job for it all the same)."""
+    first, _ = await create(gql)
+    await gql.data(CANCEL, id=first)
+    model_id = (await gql.data(JOB, id=first))["trainingJob"]["modelId"]
+    assert (await gql.data(ARCHIVE, id=model_id))["archiveModelVersion"]["status"] == "ARCHIVED"
+    refused = (await gql.data(RETRY, id=first))["retryTrainingJob"]
+    assert (refused["__typename"], refused["field"]) == ("ConflictError", "modelId"), refused
+    assert "archived" in refused["message"]
+    assert [a["attempt"] for a in (await read(gql, first))["attempts"]] == [1]

@@ -300,11 +300,13 @@ class MLTrainingService:
         hyperparameters: Mapping[str, Any] | None = None,
         *,
         actor: str | None = None,
+        refuse_retired: bool = True,
     ) -> TrainingJob:
         """The next attempt of a job that ended: a new PENDING job in the same queue, with
         the same hyperparameters (or ``hyperparameters``), ``retry_of`` this one. Its id is
         derived from the chain and the attempt number, so an attempt is retried at most once
-        (however many ask at the same time): the others get ConflictError."""
+        (however many ask at the same time): the others get ConflictError. A job of an
+        ARCHIVED version is not retried (ConflictError, modelId), as it is not created."""
         params = None if hyperparameters is None else validation.hyperparameters(hyperparameters)
         job = await self._require(job_id)
         row = JobTransitions.RETRY
@@ -317,6 +319,10 @@ class MLTrainingService:
                 f"{RESOURCE} {job_id!r} is {job.status.value}: only a job that ended "
                 "(COMPLETED, FAILED or CANCELLED) can be retried",
             )
+        if refuse_retired:
+            version = await self._versions.get(job.model_id)
+            if version is not None:
+                _refuse_retired(version.model_id, version.status)
         root = job.retry_root or job.job_id
         # A chain is a line: each attempt is retried at most once (the next attempt's id is
         # fixed by the chain and its number, so a second retry of it is a ConflictError).
@@ -363,7 +369,9 @@ class MLTrainingService:
         """The sweep: create the automatic next attempt of ``job``; None if another sweep did
         it first."""
         try:
-            return await self.retry(job.job_id, actor=SWEEP_ACTOR)
+            # Not refused for an archived version: this ConflictError means "created already"
+            # (below), and the mark must be cleared by a retry; unchanged from before.
+            return await self.retry(job.job_id, actor=SWEEP_ACTOR, refuse_retired=False)
         except ConflictError:
             # Created by a run that died before clearing the mark: clear it now.
             await self._change(
