@@ -266,3 +266,20 @@ async def test_a_job_of_an_archived_version_is_not_retried_by_hand(gql: GraphQLC
     assert (refused["__typename"], refused["field"]) == ("ConflictError", "modelId"), refused
     assert "archived" in refused["message"]
     assert [a["attempt"] for a in (await read(gql, first))["attempts"]] == [1]
+
+
+async def test_an_automatic_retry_is_not_made_once_the_version_is_archived(
+    gql: GraphQLClient, sweep: LivenessSweep, storage: MongoStorage
+) -> None:
+    """A failure the policy retries, whose model version is archived before the backoff ends:
+    the sweep makes no next attempt (as createTrainingJob and retryTrainingJob refuse one),
+    clears its mark, and does not come back to it."""
+    first, queue = await create(gql, retryPolicy=POLICY)
+    assert (await run_and_fail(gql, queue, "PREEMPTED"))["failure"]["retryable"] is True
+    model_id = (await gql.data(JOB, id=first))["trainingJob"]["modelId"]
+    assert (await gql.data(ARCHIVE, id=model_id))["archiveModelVersion"]["status"] == "ARCHIVED"
+    assert (await sweep.sweep_once(utc_now() + timedelta(seconds=31))).retried == []
+    assert [a["attempt"] for a in (await read(gql, first))["attempts"]] == [1]
+    assert (await storage.training_jobs.retries_due(utc_now() + timedelta(days=1), 10)) == []
+    # Nothing pending in its queue: no worker trains the retired version.
+    assert (await gql.data(CLAIM, queue=queue, worker="w-2"))["claimTrainingJob"] is None

@@ -144,6 +144,16 @@ class Retried(BaseModel):
         return {"retried_by": self.by, "retry_due_at": None}
 
 
+class RetryWithdrawn(BaseModel):
+    """The automatic next attempt is not made (the job's model version was archived before
+    it was due): the sweep's mark is cleared."""
+
+    model_config = _CHANGE
+
+    def fields(self) -> dict[str, Any]:
+        return {"retry_due_at": None}
+
+
 class ExitCode(BaseModel):
     """The exit code the training process ended with."""
 
@@ -223,6 +233,7 @@ Change = (
     | LeaseEnd
     | RetryScheduled
     | Retried
+    | RetryWithdrawn
     | ExitCode
     | CancelRequest
     | CancelDeadline

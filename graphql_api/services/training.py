@@ -53,6 +53,7 @@ from graphql_api.domain.updates import (
     Move,
     Retried,
     RetryScheduled,
+    RetryWithdrawn,
 )
 from graphql_api.domain.values import DEFAULT_QUEUE, utc_now
 from graphql_api.services.outbox import Outbox, new_pending
@@ -367,7 +368,16 @@ class MLTrainingService:
 
     async def retry_due(self, job: TrainingJob) -> TrainingJob | None:
         """The sweep: create the automatic next attempt of ``job``; None if another sweep did
-        it first."""
+        it first, or if its model version was archived meanwhile (no attempt is made, as
+        ``createTrainingJob`` and ``retryTrainingJob`` refuse one: the mark is cleared)."""
+        version = await self._versions.get(job.model_id)
+        if version is not None and version.status is ModelStatus.ARCHIVED:
+            # Without an event, as the mark itself was: the API shows neither. The chain
+            # (``attempts``) ends with this failure; docs/workers.md says why.
+            await self._change(
+                job.job_id, {TrainingStatus.FAILED}, [RetryWithdrawn()], None, SWEEP_ACTOR
+            )
+            return None
         try:
             # Not refused for an archived version: this ConflictError means "created already"
             # (below), and the mark must be cleared by a retry; unchanged from before.
