@@ -55,6 +55,14 @@ class Fence:
     def refuse(self, job: TrainingJob) -> None:
         """After a fenced write matched nothing: LeaseLostError if the lease is why."""
         if self.token_hash is not None and job.lease_token_hash != self.token_hash:
+            if job.lease_token_hash is None and job.started_date is None:
+                # Never claimed or started: no worker ever held it, so none lost it.
+                raise LeaseLostError(
+                    job.job_id,
+                    f"TrainingJob {job.job_id!r} is {job.status.value} and was never claimed: "
+                    "this lease token is not one of its leases; claim it (claimTrainingJob) "
+                    "to work on it",
+                )
             raise LeaseLostError(job.job_id)
         if self.token_hash is None and job.worker_id is not None:
             raise LeaseLostError(
