@@ -135,31 +135,26 @@ class ModelMetadataService:
             changes["description"] = checked_description(description) if description else None
         if tags is not None:
             changes["tags"] = checked_tags(tags)
-        artifact_fields = []
         if artifact_uri is not None:
             changes["artifact_uri"] = checked_artifact_uri(artifact_uri)
-            artifact_fields.append("artifactUri")
         if artifact_digest is not None:
             changes["artifact_digest"] = checked_artifact_digest(artifact_digest)
-            artifact_fields.append("artifactDigest")
+        # The artifact's fields given: (the API's name, the record's).
+        artifact = [(field, key) for field, key in ARTIFACT_KEYS if key in changes]
         if not changes:
             raise ValidationError(
                 "input",
                 "name at least one of description, tags, artifactUri, artifactDigest",
                 rule=ValidationRule.required,
             )
-        allowed = ARTIFACT_EDITABLE if artifact_fields else VersionTransitions.UPDATE.sources
+        allowed = ARTIFACT_EDITABLE if artifact else VersionTransitions.UPDATE.sources
         updated = await self._update(model_id, allowed, VersionMetadata(**changes), actor)
         if updated is None:
             current = await self._versions.get(model_id)
             if current is None:
                 raise NotFoundError(RESOURCE, model_id, field="modelId")
-            differing = [
-                field
-                for field, key in ARTIFACT_KEYS
-                if field in artifact_fields and changes[key] != getattr(current, key)
-            ]
-            if artifact_fields and not differing:
+            differing = [field for field, key in artifact if changes[key] != getattr(current, key)]
+            if artifact and not differing:
                 # The artifact as stored, sent again (a client sending the whole record back,
                 # a retry): nothing to refuse. No status leads back to DEVELOPMENT, so the
                 # artifact read here is the one it keeps.

@@ -379,8 +379,8 @@ class MLTrainingService:
             )
             return None
         try:
-            # Not refused for an archived version: this ConflictError means "created already"
-            # (below), and the mark must be cleared by a retry; unchanged from before.
+            # The version was read just above: not again. So a ConflictError here means only
+            # "created already" (below).
             return await self.retry(job.job_id, actor=SWEEP_ACTOR, refuse_retired=False)
         except ConflictError:
             # Created by a run that died before clearing the mark: clear it now.

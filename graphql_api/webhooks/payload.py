@@ -58,12 +58,14 @@ def _json_value(value: Any) -> Any:
     return value
 
 
+def _field_value(name: str, value: Any) -> Any:
+    """A record field's value as the API spells it."""
+    plain = _json_value(value)
+    return _status(plain) if name in _LOWERCASE_ENUMS else plain
+
+
 def payload(event: ChangeEvent) -> dict[str, Any]:
-    record = {
-        _camel(name): _status(plain) if name in _LOWERCASE_ENUMS else plain
-        for name, value in event.snapshot.items()
-        for plain in [_json_value(value)]
-    }
+    record = {_camel(name): _field_value(name, value) for name, value in event.snapshot.items()}
     key = _RECORD[event.entity]
     return {
         "type": f"{key}.{event.kind.value}",
