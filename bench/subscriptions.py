@@ -122,6 +122,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def write_syscalls(pid: int) -> int:
+    """The process's write system calls so far (``syscw``: uvloop writes a socket with
+    write/writev, so this counts the frames' socket writes, plus a few log and pipe writes)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("syscw:"):
+            return int(line.split()[1])
+    raise RuntimeError("no syscw")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -591,6 +600,7 @@ class Bench:
 
             progress(f"idle RSS {rss_idle / 2**20:.0f} MiB; {args.events} changes at {args.rate}/s")
             cpu_before = cpu_seconds(pid)
+            writes_before = write_syscalls(pid)
             began = time.perf_counter()
             next_at = began
             for step in range(args.events):
@@ -605,6 +615,7 @@ class Bench:
                     await client.wait_complete(last, args.drain)
             elapsed = time.perf_counter() - began
             server_cpu = cpu_seconds(pid) - cpu_before
+            server_writes = write_syscalls(pid) - writes_before
             rss_loaded = rss_bytes(pid)
             reports = []
             for client in clients:
@@ -640,6 +651,7 @@ class Bench:
             "missing": n * args.events - delivered,
             "server_cpu_cores": server_cpu / elapsed,
             "server_cpu_ms_per_delivery": server_cpu * 1000 / max(1, delivered),
+            "server_writes_per_delivery": server_writes / max(1, delivered),
             "client_cpu_s": sum(r["cpu_s"] for r in reports),
             "kib_per_idle_subscriber": (rss_idle - rss_before) / n / 1024,
             "rss_before_mib": rss_before / 2**20,

@@ -136,7 +136,9 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         if not self._writer_known:
             self._writer_known = True
             scope = getattr(getattr(self.websocket, "ws", None), "scope", None) or {}
-            self._writer = FrameWriter.of(scope.get(ASGI_SEND))
+            feed = self.context.feed
+            batches = None if feed is None else feed.groups.batches
+            self._writer = FrameWriter.of(scope.get(ASGI_SEND), batches)
         return self._writer
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
@@ -171,6 +173,9 @@ class KeepAliveTransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
         await super().shutdown()
 
     async def send_message(self, message: Message) -> None:
+        if self._writer is not None:
+            # Frames written directly for this connection and not yet flushed go first.
+            self._writer.flush()
         if message["type"] == "next":
             payload = message["payload"]
             # Only a plain result (no errors: a masked error carries this subscriber's own

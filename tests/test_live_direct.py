@@ -18,7 +18,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from graphql_api.auth.ws import ExplainingWebSocketAdapter
-from graphql_api.live.direct import FrameWriter, text_frame_header
+from graphql_api.live.direct import FrameWriter, OutgoingFrame, text_frame_header
 from graphql_api.live.subscriber import Subscriber
 from tests.api_helpers import create_job_id, mutate, register_id, report
 from tests.live_fixtures import live_fixture  # noqa: F401 (fixtures)
@@ -78,8 +78,8 @@ async def test_a_burst_arrives_whole_and_in_order_on_every_socket_writable_or_no
     # chain where it must, and no one misses, repeats or reorders an event.
     original = FrameWriter.write
 
-    def refusing(self: FrameWriter, text: str) -> bool:
-        return False if '"id":"2"' in text else original(self, text)
+    def refusing(self: FrameWriter, frame: OutgoingFrame) -> bool:
+        return False if '"id":"2"' in frame.text else original(self, frame)
 
     monkeypatch.setattr(FrameWriter, "write", refusing)
     server = await live.start()
@@ -304,3 +304,37 @@ async def test_a_group_with_compressed_and_plain_connections_gets_the_same_frame
         assert received[0]["trainingJobUpdates"]["job"]["metrics"] == {"step": step}
     # Followers of both kinds were written directly: 4 events, 3 followers each.
     assert await written(live, server) - written_before == 12
+
+
+async def test_frames_kept_while_the_server_is_busy_arrive_whole_and_in_order(
+    live: Live,
+) -> None:
+    """While a fan-out's gap lasts (``WriteBatches``: the server is busy), followers' frames
+    are kept and each socket gets them in one write: over real WebSockets every subscriber
+    still receives every event once, in order, each frame whole, with the leader's own frames
+    (written by the ordinary path) in their place."""
+    server, http, job_id, full, slim = await watched_job(live, 4)
+
+    def busy() -> None:  # as if the last fan-out had taken half a second
+        batches = server.feed.groups.batches
+        batches._not_before = asyncio.get_running_loop().time() + 0.5
+
+    def counts() -> tuple[int, int, int]:
+        batches = server.feed.groups.batches
+        return batches.frames, batches.writes, batches.flushes
+
+    before = await live.loop.peek(counts)
+    await live.loop.peek(busy)
+    await mutate(http, START, id=job_id)
+    for step in range(6):
+        await report(http, job_id, step)
+    for client, op in full:
+        got = [u["trainingJobUpdates"] for u in await client.take(op, 7)]
+        assert [u["kind"] for u in got] == ["STARTED"] + ["METRICS_REPORTED"] * 6
+        assert [u["job"]["metrics"].get("step") for u in got] == [None, *range(6)]
+    for client, op in slim:
+        assert len(await client.take(op, 7)) == 7
+    frames, writes, flushes = (a - b for a, b in zip(await live.loop.peek(counts), before))
+    assert flushes >= 1
+    assert frames == 7 * 2 * 3  # two operations of 4 subscribers: 3 followers each
+    assert writes < frames  # kept frames shared a socket write

@@ -9,7 +9,13 @@ import asyncio
 import pytest
 
 from graphql_api.domain.events import StoredEvent
-from graphql_api.live.direct import DeliveryGroups, DirectTarget, FrameWriter, GroupKey
+from graphql_api.live.direct import (
+    DeliveryGroups,
+    DirectTarget,
+    FrameWriter,
+    GroupKey,
+    OutgoingFrame,
+)
 from graphql_api.live.selectors import JobSelector
 from graphql_api.live.subscriber import FeedStopped, FellBehind, Subscriber
 from tests.test_live_pacing import Clock, event
@@ -25,9 +31,9 @@ class Socket(FrameWriter):
         self.writable = writable
         self.frames: list[str] = []
 
-    def write(self, text: str) -> bool:
+    def write(self, frame: OutgoingFrame) -> bool:
         if self.writable:
-            self.frames.append(text)
+            self.frames.append(frame.text)
         return self.writable
 
 

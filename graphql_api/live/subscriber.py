@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 
 from graphql_api.domain.events import StoredEvent
-from graphql_api.live.direct import DeliveryGroup, DirectStats, DirectTarget
+from graphql_api.live.direct import DeliveryGroup, DirectStats, DirectTarget, SharedFrames
 from graphql_api.live.selectors import Selector
 
 
@@ -208,7 +208,7 @@ class Subscriber:
             group, _, stats = self._direct
             group.settle(seq, self, stats)
 
-    def take_direct(self, seq: int, encoded_data: str) -> bool:
+    def take_direct(self, seq: int, frames: SharedFrames) -> bool:
         """The leader sent deferred event ``seq``: write its frame to this subscriber's socket
         (True), or wake the subscriber to deliver it itself (False)."""
         if self._deferred != seq or self._direct is None:
@@ -221,7 +221,7 @@ class Subscriber:
             and buffer
             and buffer[0][0].seq == seq
             and self._clock() - buffer[0][1] <= self._max_lag
-            and target.writer.write(target.frame(target.operation_id, encoded_data))
+            and target.writer.write(frames.for_target(target))
         ):
             buffer.popleft()
             self.delivered_seq = seq
