@@ -138,10 +138,20 @@ class FrameWriter:
         )
 
     def write(self, frame: OutgoingFrame) -> bool:
+        pending = self._pending
+        if pending:
+            # Frames already kept for this socket: it passed the checks below for the first of
+            # them, its transport's buffer cannot have grown since (anything else sent on the
+            # connection flushes them first), and the flush checks again that it is open.
+            if self._pending_size > WRITE_BUFFER_LIMIT:
+                return False
+            wire = frame.wire
+            pending.append(wire)
+            self._pending_size += len(wire)
+            return True
         if (
             not self._open()
-            or self._protocol.transport.get_write_buffer_size() + self._pending_size
-            > WRITE_BUFFER_LIMIT
+            or self._protocol.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT
         ):
             return False
         protocol = self._protocol
@@ -160,11 +170,10 @@ class FrameWriter:
                 if batches is not None:
                     batches.frames += 1
                     batches.writes += 1
-            else:
-                if not self._pending:
-                    batches.add(self)
-                self._pending.append(wire)
-                self._pending_size += len(wire)
+            else:  # the first frame kept for this socket
+                batches.add(self)
+                pending.append(wire)
+                self._pending_size = len(wire)
             return True
         self.flush()  # (nothing is kept for a compressed connection; kept frames go first)
         try:

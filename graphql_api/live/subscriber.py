@@ -141,12 +141,15 @@ class Subscriber:
         return isinstance(self._state, FellBehind)
 
     def offer(self, event: StoredEvent) -> None:
-        """Called by the feed for every event of the subscriber's entity, in log order."""
+        """Called for every event of the subscriber's entity, in log order."""
+        if self.selector.matches(event):
+            self.offer_matching(event, self._clock())
+
+    def offer_matching(self, event: StoredEvent, now: float) -> None:
+        """``offer`` of an event its selector matches, at ``now`` (what the feed calls: it
+        evaluates each distinct selector once per event, not once per subscriber)."""
         if self._state is not None or event.seq <= self.delivered_seq:
             return  # ended, or an event the subscriber has had already (it started ahead)
-        if not self.selector.matches(event):
-            return
-        now = self._clock()
         buffer = self._buffer
         if buffer is None:
             buffer = self._buffer = deque()
