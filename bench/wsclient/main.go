@@ -43,7 +43,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unicode/utf8"
 	"unsafe"
 )
 
@@ -133,10 +132,7 @@ type problems struct {
 
 func (p *problems) add(text string) {
 	if len(text) > errorTextMax {
-		text = text[:errorTextMax]
-		for len(text) > 0 && !utf8.ValidString(text) {
-			text = text[:len(text)-1] // not in the middle of a character
-		}
+		text = strings.ToValidUTF8(text[:errorTextMax], "") // no character cut in two
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
