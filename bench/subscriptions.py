@@ -35,6 +35,18 @@ what the goal states:
   1 s settled) minus its RSS before the first connection, per subscriber.
 - deliveries that did not arrive within ``--drain`` seconds (60) of the last change
   (``missing``), and errors (e.g. subscriptions ended as too slow), are counted.
+- client CPU: the client processes' user+sys from the reset after the warm-up to the report,
+  per delivery (``client_cpu_us_per_delivery``); ``client_cpu_s`` is their total.
+
+``--client go`` runs the Go client ``bench/wsclient`` in the client processes instead of this
+module's ``client_worker`` (same arguments, same lines on stdin and stdout): a Python client
+spends 35-45 µs of CPU per frame, so it cannot receive the 100,000 frames/s of 5,000
+subscribers at 20 changes/s on this machine, and the Go client spends a few. It is built with
+``go`` (>= 1.24) the first time and whenever its sources change, into
+``~/.cache/mltrain-bench/wsclient``:
+
+    .venv/bin/python -m bench.subscriptions -n 5000 --rate 20 --events 60 \
+        --client-processes 1 --client go
 
 ``--load SECONDS`` measures instead whether the control plane keeps its latency under
 subscriber overload (issue 10, item 4):
@@ -57,8 +69,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -315,7 +329,8 @@ async def client_worker(url: str, job_id: str, after: str, count: int) -> None:
         command = (await asyncio.to_thread(sys.stdin.readline)).strip()
         if command == "reset":
             latencies_ms.clear()
-            say({"reset": True})
+            usage = os.times()
+            say({"reset": True, "cpu_s": usage.user + usage.system})
         elif command in ("report", ""):
             break
     usage = os.times()
@@ -333,13 +348,64 @@ async def client_worker(url: str, job_id: str, after: str, count: int) -> None:
             await ws.close()
 
 
+GO_CLIENT = PROJECT / "bench" / "wsclient"
+
+
+def go_client() -> Path:
+    """The Go client (``bench/wsclient``), built once per version of its sources into
+    ``~/.cache/mltrain-bench/wsclient``."""
+    go = shutil.which("go")
+    if go is None and Path("/usr/local/go/bin/go").is_file():
+        go = "/usr/local/go/bin/go"
+    if go is None:
+        raise SystemExit(
+            "--client go: no `go` on PATH (nor /usr/local/go/bin/go); install Go >= 1.24 "
+            "to build bench/wsclient, or use --client python"
+        )
+    sources = sorted(
+        p
+        for p in GO_CLIENT.iterdir()
+        if p.name in ("go.mod", "go.sum") or (p.suffix == ".go" and not p.stem.endswith("_test"))
+    )
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    cache = cache / "mltrain-bench" / "wsclient"
+    binary = cache / f"wsclient-{digest.hexdigest()[:16]}"
+    if binary.is_file():
+        return binary
+    cache.mkdir(parents=True, exist_ok=True)
+    progress(f"building the Go client into {binary}")
+    partial = binary.with_suffix(f".{os.getpid()}.tmp")
+    built = subprocess.run(
+        [go, "build", "-o", str(partial), "."], cwd=GO_CLIENT, capture_output=True, text=True
+    )
+    if built.returncode != 0:
+        raise SystemExit(f"--client go: `go build` in {GO_CLIENT} failed:\n{built.stderr}")
+    partial.replace(binary)
+    for old in cache.glob("wsclient-*"):
+        if old != binary:
+            old.unlink(missing_ok=True)
+    return binary
+
+
 class ClientProcess:
     """A ``--worker`` child process and the lines it writes (read by one thread, so that a
-    wait that times out loses no line)."""
+    wait that times out loses no line): this module's ``client_worker``, or with ``go`` the
+    Go client, which takes the same arguments and speaks the same lines."""
 
-    def __init__(self, url: str, job_id: str, after: str, count: int, cpu: str | None) -> None:
-        command = [sys.executable, "-m", "bench.subscriptions", "--worker", url, job_id, after]
-        command += [str(count)]
+    def __init__(
+        self,
+        url: str,
+        job_id: str,
+        after: str,
+        count: int,
+        cpu: str | None,
+        go: Path | None = None,
+    ) -> None:
+        worker = [str(go)] if go else [sys.executable, "-m", "bench.subscriptions", "--worker"]
+        command = [*worker, url, job_id, after, str(count)]
         if cpu is not None:
             command = ["taskset", "-c", cpu, *command]
         self.count = count
@@ -385,8 +451,9 @@ class ClientProcess:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, go: Path | None = None) -> None:
         self.args = args
+        self.go = go  # the Go client's binary (--client go)
 
     async def gql(self, http: httpx.AsyncClient, query: str, **variables: Any) -> dict[str, Any]:
         response = await http.post("/graphql", json={"query": query, "variables": variables})
@@ -576,7 +643,7 @@ class Bench:
         k = args.client_processes
         counts = [n // k + (1 if i < n % k else 0) for i in range(k)]
         cpu = CLIENT_CPU if args.pin else None
-        clients = [ClientProcess(ws_url, job_id, after, c, cpu) for c in counts if c]
+        clients = [ClientProcess(ws_url, job_id, after, c, cpu, self.go) for c in counts if c]
         try:
             started = time.perf_counter()
             for client in clients:
@@ -594,9 +661,10 @@ class Bench:
                 progress("the warm-up event did not reach every subscriber")
             await asyncio.sleep(1.0)
             rss_idle = rss_bytes(pid)
+            client_cpu_before = 0.0
             for client in clients:
                 client.command("reset")
-                await client.read_until("reset", 60)
+                client_cpu_before += (await client.read_until("reset", 60)).get("cpu_s", 0.0)
 
             progress(f"idle RSS {rss_idle / 2**20:.0f} MiB; {args.events} changes at {args.rate}/s")
             cpu_before = cpu_seconds(pid)
@@ -652,7 +720,13 @@ class Bench:
             "server_cpu_cores": server_cpu / elapsed,
             "server_cpu_ms_per_delivery": server_cpu * 1000 / max(1, delivered),
             "server_writes_per_delivery": server_writes / max(1, delivered),
+            "client": "go" if self.go else "python",
             "client_cpu_s": sum(r["cpu_s"] for r in reports),
+            # The clients' CPU from the reset to the report (the changes' receipts, not the
+            # handshakes), per delivery counted.
+            "client_cpu_us_per_delivery": (sum(r["cpu_s"] for r in reports) - client_cpu_before)
+            * 1e6
+            / max(1, delivered),
             "kib_per_idle_subscriber": (rss_idle - rss_before) / n / 1024,
             "rss_before_mib": rss_before / 2**20,
             "rss_idle_mib": rss_idle / 2**20,
@@ -775,15 +849,24 @@ def main() -> None:
         default=60.0,
         help="with --client-processes: seconds to wait for the last change's deliveries",
     )
+    parser.add_argument(
+        "--client",
+        choices=["python", "go"],
+        default="python",
+        help="with --client-processes: the client processes' program (go: bench/wsclient)",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         url, job_id, after, count = sys.argv[2:6]
         asyncio.run(client_worker(url, job_id, after, int(count)))
         return
     args = parser.parse_args()
+    if args.client == "go" and not args.client_processes:
+        parser.error("--client go needs --client-processes K (the Go client is a client process)")
+    go = go_client() if args.client == "go" else None
     if args.pin:
         os.sched_setaffinity(0, {int(CLIENT_CPU)})
-    bench = Bench(args)
+    bench = Bench(args, go)
     if args.load or args.client_processes:
         load_rows = []
         for n in args.subscribers:

@@ -1,0 +1,3 @@
+module mltrain/bench/wsclient
+
+go 1.24
