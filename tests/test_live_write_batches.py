@@ -167,3 +167,18 @@ async def test_kept_bytes_count_against_the_socket_write_limit() -> None:
     # written to directly; its own path applies the lag limit.
     assert not writer.write(big)
     batches.end()
+
+
+async def test_frames_kept_for_a_paused_connection_are_written_not_dropped() -> None:
+    # uvicorn pauses writing (its flow control) while the socket's buffer is high: the frames
+    # were within the limit when kept, so the flush writes them; dropping them would leave a
+    # gap on a connection that stays open.
+    batches = WriteBatches(max_gap=10.0)
+    protocol, transport = connection()
+    writer = FrameWriter(protocol, batches)
+    batches._not_before = asyncio.get_running_loop().time() + 60
+    await fan_out(batches, [writer], "kept")
+    protocol.writable.clear()
+    assert writer.flush() == 1
+    assert transport.calls == [wire("kept")]
+    assert not writer.write(OutgoingFrame("next"))  # but nothing new is kept while paused

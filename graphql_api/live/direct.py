@@ -192,8 +192,17 @@ class FrameWriter:
             return 0
         self._pending = []
         self._pending_size = 0
-        if self._open():
-            self._protocol.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        protocol = self._protocol
+        transport = protocol.transport
+        # Paused (uvicorn's "writable" cleared) is no reason to hold them back: they were
+        # within the socket's limit when kept, and the transport buffers what it cannot send.
+        if not (
+            protocol.close_sent
+            or protocol.disconnected
+            or transport is None
+            or transport.is_closing()
+        ):
+            transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
         return len(pending)
 
 
@@ -219,6 +228,8 @@ class WriteBatches:
         #: Frames are being kept for the next flush, not written at once.
         self.holding = False
         self._dirty: deque[FrameWriter] = deque()
+        #: The sockets the flush under way has still to write.
+        self._flushing: deque[FrameWriter] = deque()
         self._handle: asyncio.Handle | None = None
         self._not_before = 0.0
         self._began = 0.0
@@ -251,22 +262,26 @@ class WriteBatches:
         loop = asyncio.get_running_loop()
         began = loop.time()
         if self._spent is None:
+            # A flush writes the sockets that had frames kept when it began. One that is
+            # given frames while it runs (after its turn) waits for the next, so that the
+            # frames of the events that come meanwhile share a call too.
             self._spent = 0.0
+            self._flushing, self._dirty = self._dirty, deque()
             self.flushes += 1
-        dirty = self._dirty
-        for _ in range(min(self.chunk, len(dirty))):
-            frames = dirty.popleft().flush()
+        flushing = self._flushing
+        for _ in range(min(self.chunk, len(flushing))):
+            frames = flushing.popleft().flush()
             if frames:
                 self.writes += 1
                 self.frames += frames
         ended = loop.time()
         self._spent += ended - began
-        if dirty:
+        if flushing:
             self._handle = loop.call_soon(self._flush)  # the rest on the next turn
             return
-        self._handle = None
         self._not_before = ended + min(self._spent, self.max_gap)
         self._spent = None
+        self._handle = loop.call_at(self._not_before, self._flush) if self._dirty else None
 
 
 class SharedFrames:
@@ -280,7 +295,7 @@ class SharedFrames:
         self._frames: dict[tuple[Callable[[str, str], str], str], OutgoingFrame] = {}
 
     def for_target(self, target: DirectTarget) -> OutgoingFrame:
-        key = (target.frame, target.operation_id)
+        key = target.frame_key
         frame = self._frames.get(key)
         if frame is None:
             text = target.frame(target.operation_id, self.encoded_data)
@@ -294,7 +309,7 @@ class DirectTarget:
     joined the live fan-out) the feed's subscriber behind it, and how to restart its operation
     once it was parked (``subscriber.Parked``; None: it is not parked, its consumer stays)."""
 
-    __slots__ = ("frame", "operation_id", "restart", "subscriber", "writer")
+    __slots__ = ("frame", "frame_key", "operation_id", "restart", "subscriber", "writer")
 
     def __init__(
         self,
@@ -306,6 +321,8 @@ class DirectTarget:
         self.writer = writer
         self.operation_id = operation_id
         self.frame = frame
+        #: What its frame for an event is the same for (``SharedFrames``).
+        self.frame_key = (frame, operation_id)
         self.restart = restart
         self.subscriber: Subscriber | None = None
 
