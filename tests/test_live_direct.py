@@ -334,7 +334,8 @@ async def test_frames_kept_while_the_server_is_busy_arrive_whole_and_in_order(
         assert [u["job"]["metrics"].get("step") for u in got] == [None, *range(6)]
     for client, op in slim:
         assert len(await client.take(op, 7)) == 7
-    frames, writes, flushes = (a - b for a, b in zip(await live.loop.peek(counts), before))
+    after = await live.loop.peek(counts)
+    frames, writes, flushes = (a - b for a, b in zip(after, before, strict=True))
     assert flushes >= 1
     assert frames == 7 * 2 * 3  # two operations of 4 subscribers: 3 followers each
     assert writes < frames  # kept frames shared a socket write

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 from websockets.protocol import OPEN
 
 if TYPE_CHECKING:
+    from graphql_api.domain.events import StoredEvent
+    from graphql_api.live.selectors import Selector
     from graphql_api.live.subscriber import Subscriber
 
 log = logging.getLogger("mltrain.live")
@@ -335,12 +337,39 @@ current_target: ContextVar[DirectTarget | None] = ContextVar("mltrain_direct_tar
 class DeliveryGroup:
     """The subscribers that get the same frame for an event, but for their ``id``."""
 
-    __slots__ = ("_batches", "_deferred", "_leaders", "_unled", "active", "key", "members")
+    __slots__ = (
+        "_batches",
+        "_deferred",
+        "_leaders",
+        "_resting",
+        "_resting_events",
+        "_unled",
+        "_with_resting",
+        "active",
+        "key",
+        "members",
+        "selector",
+    )
 
-    def __init__(self, key: GroupKey, batches: WriteBatches | None = None) -> None:
+    def __init__(
+        self,
+        key: GroupKey,
+        batches: WriteBatches | None = None,
+        with_resting: set[DeliveryGroup] | None = None,
+    ) -> None:
         self.key = key
         self._batches = WriteBatches() if batches is None else batches
+        #: The groups (of its feed) that have resting members.
+        self._with_resting: set[DeliveryGroup] = set() if with_resting is None else with_resting
         self.members = 0
+        #: The selector its resting members share (one object: the feed interns them).
+        self.selector: Selector | None = None
+        #: Resting members (``rest``): parked, idle, nothing buffered, deferred or led. The
+        #: feed offers each event once to all of them together (``offer_resting``), not to each.
+        self._resting: dict[Subscriber, None] = {}
+        #: The events offered to the resting members and not yet written to them, in order,
+        #: each with when it was offered; they wait for the first one's leader.
+        self._resting_events: deque[tuple[StoredEvent, float]] = deque()
         #: Members with a consumer (not parked): a member parks only while another one has one.
         self.active = 0
         #: Events that parked members wait for and no member leads yet (looked at once the
@@ -372,7 +401,8 @@ class DeliveryGroup:
         if seq in self._leaders:
             return
         followers = self._deferred.get(seq)
-        while followers:
+        while followers or self._wake_one_resting(seq):
+            followers = self._deferred[seq]
             follower = followers.pop(0)
             self._leaders[seq] = follower  # first: a restart that fails settles it at once
             if follower.lead_deferred(seq):
@@ -382,17 +412,20 @@ class DeliveryGroup:
         if not followers and self._deferred.get(seq) is followers:
             self._deferred.pop(seq, None)
 
-    def sent(self, seq: int, encoded_data: str, stats: DirectStats) -> None:
+    def sent(self, seq: int, encoded_data: str, stats: DirectStats, now: float) -> None:
         """A member sent event ``seq`` as a plain result: write it to the followers."""
         frames = SharedFrames(encoded_data)
         batches = self._batches
         batches.begin()
         try:
             for follower in self._deferred.pop(seq, ()):
-                if follower.take_direct(seq, frames):
+                if follower.take_direct(seq, frames, now):
                     stats.written += 1
                 else:
                     stats.fell_back += 1
+            events = self._resting_events
+            if events and events[0][0].seq == seq:
+                self._write_resting(seq, frames, stats, now)
         finally:
             batches.end()
 
@@ -401,9 +434,132 @@ class DeliveryGroup:
         deliver it themselves."""
         if self._leaders.get(seq) is leader:
             del self._leaders[seq]
+        events = self._resting_events
+        if events and events[0][0].seq == seq:
+            stats.fell_back += len(self._resting)
+            self._wake_all_resting()
         for follower in self._deferred.pop(seq, ()):
             stats.fell_back += 1
             follower.release()
+
+    # Resting members: one offer and one loop per event for all of them ---------------
+
+    def rest(self, member: Subscriber) -> bool:
+        """``member`` (parked, idle, nothing buffered, deferred or led) joins the resting
+        members, if it shares their selector."""
+        if self.selector is None:
+            self.selector = member.selector
+        elif member.selector is not self.selector:
+            return False
+        self._resting[member] = None
+        self._with_resting.add(self)
+        return True
+
+    def offer_resting(self, event: StoredEvent, now: float) -> None:
+        """The feed's event for every resting member (their selector matches it)."""
+        if not self._resting:
+            return
+        events = self._resting_events
+        member = next(iter(self._resting))
+        if len(events) >= member.capacity:
+            # They would fall behind: each goes its own way, which sheds it.
+            for member in self._wake_all_resting(wake=False):
+                member.offer_matching(event, now)
+            return
+        events.append((event, now))
+        if len(events) == 1:
+            self._await_leader(event.seq)
+
+    def _await_leader(self, seq: int) -> None:
+        """The resting members wait for event ``seq``'s leader; if none has come once the
+        feed is done offering, one of them leads (``_lead_unled``)."""
+        if seq not in self._leaders and seq not in self._unled:
+            self._unled.add(seq)
+            asyncio.get_running_loop().call_soon(self._lead_unled, seq)
+
+    def _write_resting(
+        self, seq: int, frames: SharedFrames, stats: DirectStats, now: float
+    ) -> None:
+        events = self._resting_events
+        head = events.popleft()
+        resting = self._resting
+        if now - head[1] > next(iter(resting)).max_lag:
+            events.appendleft(head)
+            stats.fell_back += len(resting)
+            self._wake_all_resting()  # each sheds itself: the lag limit, its resume cursor
+            return
+        refused = []
+        written = 0
+        for member in resting:
+            if member.delivered_seq >= seq:
+                continue  # it rested after it was given this event on its own
+            target = member.direct_target
+            if target is not None and target.writer.write(frames.for_target(target)):
+                member.delivered_seq = seq
+                written += 1
+            else:
+                refused.append(member)
+        stats.written += written
+        if refused:
+            # Each leaves with this event (put back for it) and the later ones; the last to
+            # leave takes the group's waiting events with it.
+            events.appendleft(head)
+            for member in refused:
+                stats.fell_back += 1
+                self._wake_resting(member)  # it delivers the event itself
+            if events and events[0] is head:
+                events.popleft()
+        if resting and events:
+            self._await_leader(events[0][0].seq)
+
+    def _wake_resting(self, member: Subscriber, *, defer: bool = False, wake: bool = True) -> None:
+        """``member`` leaves the resting ones with the events they wait for (those it has not
+        had) in its own buffer: deferred to the first one's leader, or woken to deliver them."""
+        del self._resting[member]
+        pending = [item for item in self._resting_events if item[0].seq > member.delivered_seq]
+        self._none_resting()
+        member.unrest(pending)
+        if pending and defer:
+            seq = pending[0][0].seq
+            self._deferred.setdefault(seq, []).append(member)
+            member.defer(seq)
+        elif wake:
+            member.release_rest()
+
+    def _wake_one_resting(self, seq: int) -> bool:
+        """The first resting member waiting for ``seq`` leaves them, deferred to it (to lead
+        it); False if there is none."""
+        events = self._resting_events
+        if not events or events[0][0].seq != seq:
+            return False
+        for member in self._resting:
+            if member.delivered_seq < seq:
+                self._wake_resting(member, defer=True)
+                return True
+        return False
+
+    def _wake_all_resting(self, *, wake: bool = True) -> list[Subscriber]:
+        members = list(self._resting)
+        for member in members:
+            self._wake_resting(member, wake=wake)
+        return members
+
+    def drop_resting(self, member: Subscriber) -> None:
+        """``member`` leaves the resting ones with nothing (it ends, or its events expired)."""
+        if self._resting.pop(member, 0) is None:
+            member.unrest([])
+            self._none_resting()
+
+    def _none_resting(self) -> None:
+        if not self._resting:
+            self._resting_events.clear()
+            self._with_resting.discard(self)
+
+    def wake_resting(self, member: Subscriber) -> None:
+        """``member`` must run its own chain (stopping, shed): it leaves the resting ones with
+        the events they wait for in its buffer."""
+        if member in self._resting:
+            self._wake_resting(member, wake=False)
 
 
 class DirectStats:
@@ -423,8 +579,12 @@ class DirectStats:
 class DeliveryGroups:
     """The groups of one feed, by key; a group lives while it has members."""
 
+
     def __init__(self) -> None:
         self._groups: dict[GroupKey, DeliveryGroup] = {}
+        #: The groups with resting members: the feed offers each event to each of them as a
+        #: whole, once (``DeliveryGroup.offer_resting``).
+        self.with_resting: set[DeliveryGroup] = set()
         self.stats = DirectStats()
         #: Where the feed's connections' direct frames wait for their socket's next write.
         self.batches = WriteBatches()
@@ -435,7 +595,7 @@ class DeliveryGroups:
     def join(self, key: GroupKey) -> DeliveryGroup:
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = DeliveryGroup(key, self.batches)
+            group = self._groups[key] = DeliveryGroup(key, self.batches, self.with_resting)
         group.members += 1
         return group
 

@@ -264,19 +264,30 @@ class ChangeFeed:
         for event in events:
             kinds = list(EntityKind) if event.entity is None else [event.entity]
             now = self._clock()
+            # Equal selectors are one object (``_intern``): each distinct one is evaluated once
+            # per event, not once per subscriber (with 5,000 subscribers of one job, the
+            # selector was a tenth of the server's CPU, py-spy). The ids are of live objects
+            # for the whole loop: no id is reused within it.
+            matched: dict[int, bool] = {}
             for kind in kinds:
-                # Equal selectors are one object (``_intern``): each distinct one is evaluated
-                # once per event, not once per subscriber (with 5,000 subscribers of one job,
-                # the selector was a tenth of the server's CPU, py-spy). The ids are of live
-                # objects for the whole loop: no id is reused within it.
-                matched: dict[int, bool] = {}
                 for subscriber in list(self._subscribers[kind]):
+                    if subscriber.resting:
+                        continue  # offered with its group's other resting members, below
                     selector = subscriber.selector
                     hit = matched.get(id(selector))
                     if hit is None:
                         hit = matched[id(selector)] = selector.matches(event)
                     if hit:
                         subscriber.offer_matching(event, now)
+            for group in list(self.groups.with_resting):
+                shared = group.selector
+                if shared is None or shared.entity not in kinds:
+                    continue
+                hit = matched.get(id(shared))
+                if hit is None:
+                    hit = matched[id(shared)] = shared.matches(event)
+                if hit:
+                    group.offer_resting(event, now)
 
     def _intern(self, selector: Selector) -> Selector:
         """The one live selector equal to ``selector`` (selectors are frozen dataclasses)."""

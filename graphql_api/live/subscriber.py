@@ -89,6 +89,7 @@ class Subscriber:
         "_waiting",
         "_wakeup",
         "delivered_seq",
+        "resting",
         "selector",
     )
 
@@ -126,6 +127,21 @@ class Subscriber:
         self._parked = False
         #: It may park (its events are the same for each member of its group: no key scope).
         self._parkable = False
+        #: Parked and idle, one of its group's resting members: the feed offers events to the
+        #: group for all of them (``DeliveryGroup.offer_resting``), not to it.
+        self.resting = False
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def max_lag(self) -> float:
+        return self._max_lag
+
+    @property
+    def direct_target(self) -> DirectTarget | None:
+        return None if self._direct is None else self._direct[1]
 
     @property
     def buffered(self) -> int:
@@ -186,6 +202,8 @@ class Subscriber:
         if self._direct is None:
             return None
         group = self._direct[0]
+        if self.resting:
+            group.drop_resting(self)
         self._settle_lead(self._leading)
         if not self._parked:
             group.active -= 1
@@ -198,7 +216,7 @@ class Subscriber:
         """Its consumer is sending the event last handed out as a plain result (``data`` only)."""
         if self._direct is not None and self._leading == self.delivered_seq:
             group, _, stats = self._direct
-            group.sent(self.delivered_seq, encoded_data, stats)
+            group.sent(self.delivered_seq, encoded_data, stats, self._clock())
 
     def moved_on(self, seq: int) -> None:
         """Its consumer is done with event ``seq`` (asks for the next one)."""
@@ -211,7 +229,7 @@ class Subscriber:
             group, _, stats = self._direct
             group.settle(seq, self, stats)
 
-    def take_direct(self, seq: int, frames: SharedFrames) -> bool:
+    def take_direct(self, seq: int, frames: SharedFrames, now: float) -> bool:
         """The leader sent deferred event ``seq``: write its frame to this subscriber's socket
         (True), or wake the subscriber to deliver it itself (False)."""
         if self._deferred != seq or self._direct is None:
@@ -223,7 +241,7 @@ class Subscriber:
             self._state is None
             and buffer
             and buffer[0][0].seq == seq
-            and self._clock() - buffer[0][1] <= self._max_lag
+            and now - buffer[0][1] <= self._max_lag
             and target.writer.write(frames.for_target(target))
         ):
             buffer.popleft()
@@ -234,6 +252,8 @@ class Subscriber:
                 self._join_delivery(buffer[0][0].seq)
             else:
                 self._buffer = None
+                if self._parked:
+                    self._rest()
             return True
         self._wake()
         return False
@@ -257,6 +277,32 @@ class Subscriber:
         self._leading = seq
         self._wake()
 
+    def _rest(self) -> None:
+        """Parked, idle, nothing buffered, deferred or led: join its group's resting members."""
+        if (
+            self._direct is not None
+            and self._state is None
+            and self._deferred is None
+            and self._leading is None
+            and self._direct[0].rest(self)
+        ):
+            self.resting = True
+
+    def unrest(self, pending: list[tuple[StoredEvent, float]]) -> None:
+        """It left its group's resting members, with the events they wait for that it has not
+        had (called by the group)."""
+        self.resting = False
+        if pending:
+            self._buffer = deque(pending)
+
+    def defer(self, seq: int) -> None:
+        """It waits for event ``seq``'s leader (called by the group, which listed it)."""
+        self._deferred = seq
+
+    def release_rest(self) -> None:
+        """Out of the resting members: deliver its events itself."""
+        self._wake()
+
     def release(self) -> None:
         """Deliver the deferred event itself: its leader sent no frame to share."""
         if self._deferred is not None:
@@ -272,6 +318,8 @@ class Subscriber:
     def expire(self) -> None:
         """Events this subscriber should have had are gone (deleted by retention): end it at
         once, with nothing more handed out (what is buffered comes after the loss)."""
+        if self.resting and self._direct is not None:
+            self._direct[0].drop_resting(self)
         self._state = CursorExpired(self.delivered_seq)
         self._buffer = None
         self._deferred = None
@@ -342,10 +390,13 @@ class Subscriber:
         self._parked = True
         self._waiting = True
         self._direct[0].active -= 1
+        self._rest()
 
     def _wake(self) -> None:
         """Wake its consumer if it waits in ``next`` (if not, ``next`` checks before waiting);
         restart it if it is parked."""
+        if self.resting and self._direct is not None:
+            self._direct[0].wake_resting(self)  # its events waiting with the group: its own
         if self._parked:
             assert self._direct is not None
             group, target, stats = self._direct
