@@ -89,6 +89,7 @@ class Subscriber:
         "_waiting",
         "_wakeup",
         "delivered_seq",
+        "direct_target",
         "resting",
         "selector",
     )
@@ -130,6 +131,9 @@ class Subscriber:
         #: Parked and idle, one of its group's resting members: the feed offers events to the
         #: group for all of them (``DeliveryGroup.offer_resting``), not to it.
         self.resting = False
+        #: Where its frames are written directly while it is in a group (an attribute, not a
+        #: property: the resting members' loop reads it for every member and event).
+        self.direct_target: DirectTarget | None = None
 
     @property
     def capacity(self) -> int:
@@ -138,10 +142,6 @@ class Subscriber:
     @property
     def max_lag(self) -> float:
         return self._max_lag
-
-    @property
-    def direct_target(self) -> DirectTarget | None:
-        return None if self._direct is None else self._direct[1]
 
     @property
     def buffered(self) -> int:
@@ -194,6 +194,7 @@ class Subscriber:
         parkable: bool = False,
     ) -> None:
         self._direct = (group, target, stats)
+        self.direct_target = target
         self._parkable = parkable
         group.active += 1
 
@@ -209,6 +210,7 @@ class Subscriber:
             group.active -= 1
         self._parked = False
         self._direct = None
+        self.direct_target = None
         self._deferred = None
         return group
 
