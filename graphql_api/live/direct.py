@@ -27,8 +27,14 @@ call. What keeps the guarantees of docs/subscriptions.md:
   is woken and delivers the event itself, through the whole chain: its lag limit
   (``SUBSCRIBER_TOO_SLOW`` with its resume cursor), its error masking, its end.
 - **Nothing waits on a follower, and no follower on the leader's socket**: a write is a copy
-  into the socket's buffer, done by the leader's task for the whole group before its own send
+  into the socket's buffer (or, while the server is busy, into the frames kept for its next
+  flush: ``WriteBatches``), done by the leader's task for the whole group before its own send
   (which may wait for a slow client's socket).
+
+Idle members whose operation was ended (parked, ``subscriber.Parked``) rest with their group:
+the feed offers each event once to all of them (``DeliveryGroup.offer_resting``) and the
+leader's frame is written to them in one loop; one that must deliver an event itself leaves
+them first, with the events they wait for in its own buffer.
 """
 
 from __future__ import annotations
