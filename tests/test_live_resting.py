@@ -11,13 +11,17 @@ its events itself (its operation restarted, as a parked member's is)."""
 from __future__ import annotations
 
 import asyncio
+import gc
+from typing import cast
 
 import pytest
 
 from graphql_api.domain.events import StoredEvent
 from graphql_api.live.direct import DeliveryGroups, DirectTarget
+from graphql_api.live.feed import ChangeFeed
 from graphql_api.live.selectors import JobSelector, Selector
 from graphql_api.live.subscriber import FeedStopped, FellBehind, Parked, Subscriber
+from graphql_api.storage.base import EventStore
 from tests.test_live_direct_unit import KEY, Member, Socket, frame, idle
 from tests.test_live_pacing import Clock, event
 
@@ -240,3 +244,16 @@ async def test_when_every_resting_member_refuses_each_delivers_the_event_itself(
         assert member.restarts == 1
         assert (await member.subscriber.next())[0].seq == 1
     assert leader.socket.frames == []  # (the leader sent its own frame by the ordinary path)
+
+
+def test_equal_selectors_are_one_object_and_none_is_kept_once_unused() -> None:
+    # What lets resting members share their group's selector and the feed evaluate each
+    # distinct one once per event; the table must not keep every job ever watched.
+    feed = ChangeFeed(cast(EventStore, object()))
+    first = feed._intern(JobSelector("job-1"))
+    assert feed._intern(JobSelector("job-1")) is first
+    other = feed._intern(JobSelector("job-2"))
+    assert other is not first and other == JobSelector("job-2")
+    del first, other
+    gc.collect()
+    assert len(feed._selectors) == 0

@@ -65,7 +65,7 @@ class ChangeFeed:
         self._stopped = False
         self._subscribers: dict[EntityKind, set[Subscriber]] = {kind: set() for kind in EntityKind}
         #: Equal selectors of live subscribers, as one object (``_fan_out``).
-        self._selectors: weakref.WeakValueDictionary[Selector, Selector] = (
+        self._selectors: weakref.WeakValueDictionary[tuple[type, int], Selector] = (
             weakref.WeakValueDictionary()
         )
 
@@ -290,8 +290,17 @@ class ChangeFeed:
                     group.offer_resting(event, now)
 
     def _intern(self, selector: Selector) -> Selector:
-        """The one live selector equal to ``selector`` (selectors are frozen dataclasses)."""
+        """The one live selector equal to ``selector`` (selectors are frozen dataclasses).
+
+        Keyed by its type and hash, not by itself: a weak-valued table keeps its keys, so a
+        selector as its own key would never be freed (one per job ever watched). Two unequal
+        selectors with one hash just stay two objects."""
         try:
-            return self._selectors.setdefault(selector, selector)
+            key = (type(selector), hash(selector))
+            found = self._selectors.get(key)
+            if found is not None:
+                return found if found == selector else selector
+            self._selectors[key] = selector
         except TypeError:  # not hashable or not weakly referable: its own object
-            return selector
+            pass
+        return selector
