@@ -257,3 +257,34 @@ def test_equal_selectors_are_one_object_and_none_is_kept_once_unused() -> None:
     del first, other
     gc.collect()
     assert len(feed._selectors) == 0
+
+
+async def test_a_leader_whose_operation_is_gone_settles_the_event_for_the_others() -> None:
+    # Parked members that do not rest (their selectors are not the group's object) and no
+    # member with a chain: the first waiting one is restarted to lead, but its operation is
+    # gone (the client completed it meanwhile), so its restart drops it from the group at once,
+    # which settles the event: the others deliver it themselves, nothing is lost.
+    groups, clock = DeliveryGroups(), Clock()
+    groups.join(KEY).selector = JobSelector()  # another object: none of them rests
+    keeper = Member(groups, clock, "keeper")  # lets the others park
+    members = [Resting(groups, clock, f"p{i}") for i in range(3)]
+    await idle(keeper)
+    for member in members:
+        with pytest.raises(Parked):
+            await member.subscriber.next()
+        assert not member.subscriber.resting
+    keeper.subscriber.leave_group()
+    keeper.waiting.cancel()
+    first = members[0]
+    def gone() -> None:  # its operation is no longer there: the handler drops the record
+        first.subscriber.leave_group()
+
+    first.target.restart = gone
+    for member in members:
+        member.subscriber.offer(event(1))
+    for _ in range(3):
+        await asyncio.sleep(0)  # the group looks for a leader once the feed is done
+
+    for other in members[1:]:
+        assert other.restarts == 1  # released: it delivers the event itself
+        assert (await other.subscriber.next())[0].seq == 1

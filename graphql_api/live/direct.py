@@ -408,7 +408,8 @@ class DeliveryGroup:
             return
         followers = self._deferred.get(seq)
         while followers or self._wake_one_resting(seq):
-            followers = self._deferred[seq]
+            if not followers:
+                followers = self._deferred[seq]  # the resting member just listed
             follower = followers.pop(0)
             self._leaders[seq] = follower  # first: a restart that fails settles it at once
             if follower.lead_deferred(seq):
