@@ -131,18 +131,25 @@ class FrameWriter:
             return None
         return cls(protocol, batches)
 
-    def _open(self) -> bool:
-        """The connection takes frames: open, not closing, not paused."""
+    def _closed(self) -> bool:
+        """No data frame may go out any more: closing, closed, or its close frame sent."""
         protocol = self._protocol
         transport = protocol.transport
-        return not (
+        return bool(
             protocol.close_sent
             or protocol.disconnected
-            or not protocol.handshake_complete
-            or protocol.initial_response is not None
-            or not protocol.writable.is_set()
             or transport is None
             or transport.is_closing()
+        )
+
+    def _open(self) -> bool:
+        """The connection takes frames: open (handshake done), not closing, not paused."""
+        protocol = self._protocol
+        return (
+            protocol.handshake_complete
+            and protocol.initial_response is None
+            and protocol.writable.is_set()
+            and not self._closed()
         )
 
     def write(self, frame: OutgoingFrame) -> bool:
@@ -200,17 +207,10 @@ class FrameWriter:
             return 0
         self._pending = []
         self._pending_size = 0
-        protocol = self._protocol
-        transport = protocol.transport
         # Paused (uvicorn's "writable" cleared) is no reason to hold them back: they were
         # within the socket's limit when kept, and the transport buffers what it cannot send.
-        if not (
-            protocol.close_sent
-            or protocol.disconnected
-            or transport is None
-            or transport.is_closing()
-        ):
-            transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        if not self._closed():
+            self._protocol.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
         return len(pending)
 
 
@@ -257,8 +257,13 @@ class WriteBatches:
     def end(self) -> None:
         if not self.holding:
             now = asyncio.get_running_loop().time()
-            self._not_before = now + min(now - self._began, self.max_gap)
+            self._gap_after(now, now - self._began)
         self.holding = False
+
+    def _gap_after(self, ended: float, took: float) -> None:
+        """Frames are kept, not written at once, for as long as the writing that ended at
+        ``ended`` took (at most ``max_gap``)."""
+        self._not_before = ended + min(took, self.max_gap)
 
     def add(self, writer: FrameWriter) -> None:
         """``writer`` has its first kept frame: write it at the next flush."""
@@ -287,7 +292,7 @@ class WriteBatches:
         if flushing:
             self._handle = loop.call_soon(self._flush)  # the rest on the next turn
             return
-        self._not_before = ended + min(self._spent, self.max_gap)
+        self._gap_after(ended, self._spent)
         self._spent = None
         self._handle = loop.call_at(self._not_before, self._flush) if self._dirty else None
 
@@ -585,7 +590,6 @@ class DirectStats:
 
 class DeliveryGroups:
     """The groups of one feed, by key; a group lives while it has members."""
-
 
     def __init__(self) -> None:
         self._groups: dict[GroupKey, DeliveryGroup] = {}
