@@ -124,11 +124,16 @@ def free_port() -> int:
         return port
 
 
+def proc_field(pid: int, file: str, name: str) -> int:
+    """The number after ``name:`` in ``/proc/PID/FILE`` (its first word)."""
+    for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {name} in /proc/{pid}/{file}")
+
+
 def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
+    return proc_field(pid, "status", "VmRSS") * 1024
 
 
 def cpu_seconds(pid: int) -> float:
@@ -139,10 +144,7 @@ def cpu_seconds(pid: int) -> float:
 def write_syscalls(pid: int) -> int:
     """The process's write system calls so far (``syscw``: uvloop writes a socket with
     write/writev, so this counts the frames' socket writes, plus a few log and pipe writes)."""
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        if line.startswith("syscw:"):
-            return int(line.split()[1])
-    raise RuntimeError("no syscw")
+    return proc_field(pid, "io", "syscw")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -698,6 +700,8 @@ class Bench:
                 if client.process.poll() is None:
                     client.process.kill()
         latencies = [v for report in reports for v in report["latencies_ms"]]
+        client_cpu = sum(r["cpu_s"] for r in reports)
+        receipts_cpu = client_cpu - client_cpu_before
         steps = range(args.events)
         delivered = sum(int(r["per_step"].get(str(s), 0)) for r in reports for s in steps)
 
@@ -721,12 +725,10 @@ class Bench:
             "server_cpu_ms_per_delivery": server_cpu * 1000 / max(1, delivered),
             "server_writes_per_delivery": server_writes / max(1, delivered),
             "client": "go" if self.go else "python",
-            "client_cpu_s": sum(r["cpu_s"] for r in reports),
+            "client_cpu_s": client_cpu,
             # The clients' CPU from the reset to the report (the changes' receipts, not the
             # handshakes), per delivery counted.
-            "client_cpu_us_per_delivery": (sum(r["cpu_s"] for r in reports) - client_cpu_before)
-            * 1e6
-            / max(1, delivered),
+            "client_cpu_us_per_delivery": receipts_cpu * 1e6 / max(1, delivered),
             "kib_per_idle_subscriber": (rss_idle - rss_before) / n / 1024,
             "rss_before_mib": rss_before / 2**20,
             "rss_idle_mib": rss_idle / 2**20,
