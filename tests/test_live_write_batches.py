@@ -57,6 +57,15 @@ def connection() -> tuple[Any, Transport]:
     return protocol, transport
 
 
+def busy_writer() -> tuple[WriteBatches, Any, Transport, FrameWriter]:
+    """Batches in a long gap (as after a fan-out that took a minute: frames are kept) and the
+    writer of one open connection."""
+    batches = WriteBatches(max_gap=10.0)
+    batches._not_before = asyncio.get_running_loop().time() + 60
+    protocol, transport = connection()
+    return batches, protocol, transport, FrameWriter(protocol, batches)
+
+
 def wire(text: str) -> bytes:
     return text_frame_header(len(text.encode())) + text.encode()
 
@@ -130,10 +139,7 @@ async def test_a_flush_writes_a_bounded_number_of_sockets_per_turn_of_the_loop()
 
 
 async def test_an_ordinary_send_flushes_the_kept_frames_first() -> None:
-    batches = WriteBatches(max_gap=10.0)
-    protocol, transport = connection()
-    writer = FrameWriter(protocol, batches)
-    batches._not_before = asyncio.get_running_loop().time() + 60  # busy: frames are kept
+    batches, _, transport, writer = busy_writer()  # frames are kept
     await fan_out(batches, [writer], "kept")
     assert transport.calls == []
     writer.flush()  # what the WebSocket handler does before any frame of its own
@@ -144,10 +150,7 @@ async def test_an_ordinary_send_flushes_the_kept_frames_first() -> None:
 
 
 async def test_frames_kept_for_a_connection_that_closed_are_dropped() -> None:
-    batches = WriteBatches(max_gap=10.0)
-    protocol, transport = connection()
-    writer = FrameWriter(protocol, batches)
-    batches._not_before = asyncio.get_running_loop().time() + 60
+    batches, protocol, transport, writer = busy_writer()  # frames are kept
     await fan_out(batches, [writer], "kept")
     protocol.close_sent = True  # a close frame went out meanwhile
     assert writer.flush() == 1
@@ -155,10 +158,7 @@ async def test_frames_kept_for_a_connection_that_closed_are_dropped() -> None:
 
 
 async def test_kept_bytes_count_against_the_socket_write_limit() -> None:
-    batches = WriteBatches(max_gap=10.0)
-    protocol, _ = connection()
-    writer = FrameWriter(protocol, batches)
-    batches._not_before = asyncio.get_running_loop().time() + 60
+    batches, _, _, writer = busy_writer()  # frames are kept
     big = OutgoingFrame("x" * 40_000)
     batches.begin()
     assert writer.write(big)
@@ -173,10 +173,7 @@ async def test_frames_kept_for_a_paused_connection_are_written_not_dropped() -> 
     # uvicorn pauses writing (its flow control) while the socket's buffer is high: the frames
     # were within the limit when kept, so the flush writes them; dropping them would leave a
     # gap on a connection that stays open.
-    batches = WriteBatches(max_gap=10.0)
-    protocol, transport = connection()
-    writer = FrameWriter(protocol, batches)
-    batches._not_before = asyncio.get_running_loop().time() + 60
+    batches, protocol, transport, writer = busy_writer()  # frames are kept
     await fan_out(batches, [writer], "kept")
     protocol.writable.clear()
     assert writer.flush() == 1
