@@ -23,7 +23,7 @@ from graphql_api.services.container import Services
 from graphql_api.settings import Settings
 from graphql_api.storage.mongo import MongoStorage
 from graphql_api.storage.mongo.collection import retry_transient
-from tests.live_servers import ServerLoop
+from tests.live_servers import REAL_SERVER_TIMEOUT, ServerLoop
 
 REAL_URI = os.environ.get("MLTRAIN_TEST_MONGODB_URI")
 BACKENDS = ["mock", *(["real"] if REAL_URI else [])]
@@ -85,7 +85,7 @@ _real_database: str | None = None
 @pytest.fixture(params=BACKENDS)
 async def storage(request: pytest.FixtureRequest) -> AsyncIterator[MongoStorage]:
     if request.param == "real":
-        store = MongoStorage.connect(REAL_URI, real_test_database())
+        store = MongoStorage.connect(REAL_URI, real_test_database(), timeout=REAL_SERVER_TIMEOUT)
     else:
         store = MongoStorage.connect(None, f"mltrain_test_{uuid.uuid4().hex[:12]}")
     try:

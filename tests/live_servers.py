@@ -298,6 +298,16 @@ class WSClient:
 ROOT = Path(__file__).resolve().parent.parent
 MLTRAIN = [sys.executable, "-m", "graphql_api.cli"]
 
+#: The storage operation bound (MLTRAIN_MONGODB_TIMEOUT) of every server and storage the
+#: suite opens on the real test server, unless a test sets its own. The default, 2.5 s, is
+#: for production; on CI's two cores, shared by two test processes, their server processes,
+#: PostgreSQL and FerretDB, an operation went past it about once in 15 full runs (a
+#: registration among ten concurrent ones; a subscription leader's read, so its followers
+#: delivered the event themselves), answered DATABASE_UNAVAILABLE as designed, and failed a
+#: test about something else. Tests of the bound itself set theirs (test_transport_database,
+#: test_socket_io) through a proxy that withholds answers.
+REAL_SERVER_TIMEOUT = 10.0
+
 
 #: Under pytest-xdist (``-n``), each worker hands out ports from a block of its own below
 #: the kernel's ephemeral range (32768+, where ``bind(0)`` and outgoing connections take
@@ -349,6 +359,8 @@ def serving_process(
     log.parent.mkdir(exist_ok=True)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIN_")}
     environment.update(env or {})
+    if environment.get("MLTRAIN_MONGODB_URI") == os.environ.get("MLTRAIN_TEST_MONGODB_URI"):
+        environment.setdefault("MLTRAIN_MONGODB_TIMEOUT", str(REAL_SERVER_TIMEOUT))
     with log.open("w") as out:
         process = subprocess.Popen(
             [*MLTRAIN, "serve", "--port", str(port), *args],

@@ -24,6 +24,7 @@ from tests.api_helpers import create_job_id, mutate, register_id, report
 from tests.conftest import BACKENDS, REAL_URI
 from tests.live_servers import (
     LEGACY_WS,
+    REAL_SERVER_TIMEOUT,
     TRANSPORT_WS,
     GraphQLHTTP,
     Server,
@@ -122,7 +123,7 @@ class Live:
         if self.storage is None or uri is not None:
 
             async def connect() -> MongoStorage:
-                return MongoStorage.connect(uri, self.database)
+                return MongoStorage.connect(uri, self.database, timeout=REAL_SERVER_TIMEOUT)
 
             storage = await self.loop.call(connect())
             self._storages.append(storage)
