@@ -36,8 +36,9 @@ async def half_way_cursor(uri: str, database: str) -> tuple[str, int, int]:
 
 async def walk_half_way(storage: Storage) -> tuple[str, int, int]:
     """``half_way_cursor`` through an open storage (bench.inprocess's mock too)."""
-    where = TrainingJobFilter(statuses=tuple(TrainingStatus(s)
-                                             for s in DASHBOARD["variables"]["statuses"]))
+    where = TrainingJobFilter(
+        statuses=tuple(TrainingStatus(s) for s in DASHBOARD["variables"]["statuses"])
+    )
     page_size = int(DASHBOARD["variables"]["first"])
     pages = -(-await storage.training_jobs.count(where) // page_size)
     cursor: str | None = None

@@ -176,9 +176,10 @@ def _check_floor(answer: dict[str, Any]) -> None:
 async def _measure(args: argparse.Namespace) -> dict[str, tuple[float, float]]:
     """Per operation: ms of CPU per request, and database round trips per request."""
     results = {}
-    async with _senders(
-        args.jobs, args.operations, args.uri, args.peers_dir, args.database
-    ) as (senders, stats):
+    async with _senders(args.jobs, args.operations, args.uri, args.peers_dir, args.database) as (
+        senders,
+        stats,
+    ):
         for op, send_one in senders.items():
             before = stats.round_trips
             ms = await _rounds(send_one, args.requests, args.rounds, args.profile)
@@ -191,9 +192,10 @@ async def _worker(args: argparse.Namespace) -> None:
     """For --compare: answer "<operation> <requests>" lines on stdin with ms per request."""
     import graphql_api
 
-    async with _senders(
-        args.jobs, args.operations, args.uri, args.peers_dir, args.database
-    ) as (senders, _):
+    async with _senders(args.jobs, args.operations, args.uri, args.peers_dir, args.database) as (
+        senders,
+        _,
+    ):
         print("ready", Path(graphql_api.__file__).parent.parent, flush=True)
         for line in sys.stdin:
             op, requests = line.split()
@@ -290,8 +292,12 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, help="another project tree to interleave with")
     parser.add_argument("--alternations", type=int, default=40, help="paired rounds (--compare)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--peers-dir", type=Path, default=PEERS_DIR,
-                        help=f"the peers' folder, for the floor app (default {PEERS_DIR})")
+    parser.add_argument(
+        "--peers-dir",
+        type=Path,
+        default=PEERS_DIR,
+        help=f"the peers' folder, for the floor app (default {PEERS_DIR})",
+    )
     args = parser.parse_args()
     args.operations = args.operations or list(OPERATIONS)
     if unknown := set(args.operations) - set(OPERATIONS):

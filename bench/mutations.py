@@ -56,12 +56,27 @@ def group_cpu(pgid: int) -> float:
 
 
 def run_wrk(offset: int, jobs: int, conc: int, duration: int) -> dict[str, Any]:
-    env = dict(os.environ, MUT_PREFIX="bench-pending-", MUT_OFFSET=str(offset),
-               MUT_JOBS=str(jobs))
+    env = dict(os.environ, MUT_PREFIX="bench-pending-", MUT_OFFSET=str(offset), MUT_JOBS=str(jobs))
     out = subprocess.run(
-        ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{conc}", f"-d{duration}s", "--timeout",
-         "10s", "-s", str(PROJECT / "bench" / "mutations.lua"), f"http://127.0.0.1:{PORT}/graphql"],
-        env=env, capture_output=True, text=True, check=True, timeout=duration + 60,
+        [
+            "taskset",
+            "-c",
+            LOAD_CPU,
+            "wrk",
+            "-t1",
+            f"-c{conc}",
+            f"-d{duration}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(PROJECT / "bench" / "mutations.lua"),
+            f"http://127.0.0.1:{PORT}/graphql",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + 60,
     ).stdout
     result: dict[str, Any] = json.loads(out.split("WRKJSON ", 1)[1].splitlines()[0])
     result["sample"] = out.split("SAMPLE ", 1)[1].strip() if "SAMPLE " in out else ""
@@ -69,12 +84,18 @@ def run_wrk(offset: int, jobs: int, conc: int, duration: int) -> dict[str, Any]:
 
 
 def measure(
-    label: str, env: dict[str, str], concs: list[int], duration: int, jobs: int,
-    offset: int = 0, app_dir: Path = PROJECT,
+    label: str,
+    env: dict[str, str],
+    concs: list[int],
+    duration: int,
+    jobs: int,
+    offset: int = 0,
+    app_dir: Path = PROJECT,
 ) -> list[str]:
     rows = []
-    server = start_server(dict(os.environ, MLTRAIN_GRAPHIQL="false", **env), PORT, SERVER_CPU,
-                          app_dir=app_dir)
+    server = start_server(
+        dict(os.environ, MLTRAIN_GRAPHIQL="false", **env), PORT, SERVER_CPU, app_dir=app_dir
+    )
     try:
         for conc in concs:
             # Each concurrency drives its own slice of the PENDING jobs.
@@ -84,10 +105,12 @@ def measure(
             offset += jobs
             seconds = r["duration_us"] / 1e6
             ok, bad = r["ok"], r["bad"]
-            rows.append(f"{label:<32} c={conc:<3} {ok / seconds:8.1f} ok/s  "
-                        f"p50 {r['p50_us'] / 1000:7.2f} ms  p99 {r['p99_us'] / 1000:7.2f} ms  "
-                        f"ok {ok:>6} failed {bad:>5}  "
-                        f"CPU {1000 * cpu / max(ok + bad, 1):6.2f} ms/req")
+            rows.append(
+                f"{label:<32} c={conc:<3} {ok / seconds:8.1f} ok/s  "
+                f"p50 {r['p50_us'] / 1000:7.2f} ms  p99 {r['p99_us'] / 1000:7.2f} ms  "
+                f"ok {ok:>6} failed {bad:>5}  "
+                f"CPU {1000 * cpu / max(ok + bad, 1):6.2f} ms/req"
+            )
             if bad:
                 rows.append(f"    first failure: {r['sample']}")
             print(rows[-1], flush=True)
@@ -104,10 +127,18 @@ def main() -> None:
     parser.add_argument("-c", "--conc", default="1,16")
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs besides the PENDING ones")
     parser.add_argument("--slice", type=int, help="PENDING jobs per point (default 1k mock, 10k)")
-    parser.add_argument("--offset", type=int, default=0,
-                        help="first PENDING job to drive at --uri (later runs: past the used ones)")
-    parser.add_argument("--app-dir", type=Path, default=PROJECT,
-                        help="the project tree whose code the server runs (default this one)")
+    parser.add_argument(
+        "--offset",
+        type=int,
+        default=0,
+        help="first PENDING job to drive at --uri (later runs: past the used ones)",
+    )
+    parser.add_argument(
+        "--app-dir",
+        type=Path,
+        default=PROJECT,
+        help="the project tree whose code the server runs (default this one)",
+    )
     args = parser.parse_args()
     mock_slice, slice_ = args.slice or MOCK_SLICE, args.slice or SLICE
     size = f"{args.jobs // 1000}k jobs" if args.jobs >= 1000 else f"{args.jobs} jobs"
@@ -115,18 +146,31 @@ def main() -> None:
     os.environ.setdefault("PEERS_ROOT", PEERS_ROOT)
     rows = []
     if not args.no_mock:
-        rows += measure(f"mutations (mock, {size})", {
-            "MLTRAIN_MONGODB_URI": "", "MLTRAIN_BENCH_SEED_JOBS": str(args.jobs),
-            "MLTRAIN_BENCH_SEED_PENDING": str(mock_slice * len(concs))}, concs, args.duration,
-            mock_slice)
+        rows += measure(
+            f"mutations (mock, {size})",
+            {
+                "MLTRAIN_MONGODB_URI": "",
+                "MLTRAIN_BENCH_SEED_JOBS": str(args.jobs),
+                "MLTRAIN_BENCH_SEED_PENDING": str(mock_slice * len(concs)),
+            },
+            concs,
+            args.duration,
+            mock_slice,
+        )
     if not args.no_real:
         started = not args.uri
         label = "server at --uri" if args.uri else f"{SERVERS[args.server]}, {size}"
         try:
             uri = args.uri or start_real(args.server, pending=slice_ * len(concs), jobs=args.jobs)
-            rows += measure(f"mutations ({label})", {
-                "MLTRAIN_MONGODB_URI": uri, "MLTRAIN_MONGODB_DATABASE": "mltrain_bench"},
-                concs, args.duration, slice_, args.offset, args.app_dir)
+            rows += measure(
+                f"mutations ({label})",
+                {"MLTRAIN_MONGODB_URI": uri, "MLTRAIN_MONGODB_DATABASE": "mltrain_bench"},
+                concs,
+                args.duration,
+                slice_,
+                args.offset,
+                args.app_dir,
+            )
         finally:
             if started:
                 stop_real(args.server)

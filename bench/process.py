@@ -24,16 +24,36 @@ def start_server(
     The bench app seeds its database in the lifespan, before it serves, so an answer means the
     data is there.
     """
-    cmd = ["taskset", "-c", cpu, str(UVICORN), "--app-dir", str(app_dir), "--factory",
-           "bench.server:create_app", "--port", str(port), "--workers", "1", "--no-access-log",
-           "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"]
+    cmd = [
+        "taskset",
+        "-c",
+        cpu,
+        str(UVICORN),
+        "--app-dir",
+        str(app_dir),
+        "--factory",
+        "bench.server:create_app",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+    ]
     server = subprocess.Popen(cmd, env=env, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/graphql", data=b'{"query": "{ __typename }"}',
-                headers={"Content-Type": "application/json"})
+                f"http://127.0.0.1:{port}/graphql",
+                data=b'{"query": "{ __typename }"}',
+                headers={"Content-Type": "application/json"},
+            )
             urllib.request.urlopen(request, timeout=5).read()
             return server
         except OSError:

@@ -93,36 +93,80 @@ def main() -> None:
     parser.add_argument("-c", "--connections", default="4")
     parser.add_argument("-d", "--duration", type=int, default=20)
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--peers-dir", type=Path, default=PEERS_DIR,
-                        help=f"the peers' folder, for wrk_report.lua (default {PEERS_DIR})")
+    parser.add_argument(
+        "--peers-dir",
+        type=Path,
+        default=PEERS_DIR,
+        help=f"the peers' folder, for wrk_report.lua (default {PEERS_DIR})",
+    )
     args = parser.parse_args()
 
     bodies = ROOT / "bodies"
     write_bodies(str(bodies))
     results = ROOT / "results"
     results.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, MLTRAIN_GRAPHIQL="false", MLTRAIN_LOG_LEVEL="warning",
-               MLTRAIN_MONGODB_URI=args.uri, MLTRAIN_MONGODB_DATABASE="mltrain_bench",
-               MLTRAIN_BENCH_SEED_JOBS="0" if args.uri else args.jobs,
-               MLTRAIN_BENCH_VARIANT=args.variant)
+    env = dict(
+        os.environ,
+        MLTRAIN_GRAPHIQL="false",
+        MLTRAIN_LOG_LEVEL="warning",
+        MLTRAIN_MONGODB_URI=args.uri,
+        MLTRAIN_MONGODB_DATABASE="mltrain_bench",
+        MLTRAIN_BENCH_SEED_JOBS="0" if args.uri else args.jobs,
+        MLTRAIN_BENCH_VARIANT=args.variant,
+    )
     server = start_server(env, PORT, "1")
     try:
         body = (bodies / args.body).read_bytes()
         request = urllib.request.Request(  # check the body's answer once before sampling
-            f"http://127.0.0.1:{PORT}/graphql", data=body,
-            headers={"Content-Type": "application/json"})
+            f"http://127.0.0.1:{PORT}/graphql",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
         urllib.request.urlopen(request, timeout=30).read()
         raw = results / f"profile-{Path(args.body).stem}-{time.strftime('%H%M%S')}.txt"
-        spy = subprocess.Popen([str(VENV / "py-spy"), "record", "-p", str(server.pid), "-d",
-                                str(args.duration), "-r", "250", "--gil", "--format", "raw", "-o",
-                                str(raw)], stdout=subprocess.DEVNULL)
-        wrk_env = dict(os.environ, WRK_METHOD="POST", WRK_BODY_FILE=str(bodies / args.body),
-                       WRK_LABEL="profile")
+        spy = subprocess.Popen(
+            [
+                str(VENV / "py-spy"),
+                "record",
+                "-p",
+                str(server.pid),
+                "-d",
+                str(args.duration),
+                "-r",
+                "250",
+                "--gil",
+                "--format",
+                "raw",
+                "-o",
+                str(raw),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        wrk_env = dict(
+            os.environ,
+            WRK_METHOD="POST",
+            WRK_BODY_FILE=str(bodies / args.body),
+            WRK_LABEL="profile",
+        )
         out = subprocess.run(
-            ["taskset", "-c", "0", "wrk", "-t1", f"-c{args.connections}",
-             f"-d{args.duration}s", "--timeout", "10s",
-             "-s", str(args.peers_dir / "wrk_report.lua"), f"http://127.0.0.1:{PORT}/graphql"],
-            env=wrk_env, capture_output=True, text=True, check=True,
+            [
+                "taskset",
+                "-c",
+                "0",
+                "wrk",
+                "-t1",
+                f"-c{args.connections}",
+                f"-d{args.duration}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(args.peers_dir / "wrk_report.lua"),
+                f"http://127.0.0.1:{PORT}/graphql",
+            ],
+            env=wrk_env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         print(next(line for line in out.stdout.splitlines() if line.startswith("WRKJSON")))
         spy.wait(timeout=args.duration + 60)

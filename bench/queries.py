@@ -44,22 +44,18 @@ DASHBOARD_COUNT = {
 }
 
 
-
 def dashboard_after(cursor: str) -> dict[str, Any]:
     """The dashboard's next page after ``cursor`` (a real ``endCursor``: bench.deep_page)."""
-    query = DASHBOARD["query"].replace(
-        "$statuses: [TrainingStatus!])", "$statuses: [TrainingStatus!], $after: String)"
-    ).replace("orderBy: CREATED_DATE_DESC)", "orderBy: CREATED_DATE_DESC, after: $after)")
-    return {**DASHBOARD, "query": query,
-            "variables": {**DASHBOARD["variables"], "after": cursor}}
+    query = (
+        DASHBOARD["query"]
+        .replace("$statuses: [TrainingStatus!])", "$statuses: [TrainingStatus!], $after: String)")
+        .replace("orderBy: CREATED_DATE_DESC)", "orderBy: CREATED_DATE_DESC, after: $after)")
+    )
+    return {**DASHBOARD, "query": query, "variables": {**DASHBOARD["variables"], "after": cursor}}
 
 
 JOB: dict[str, Any] = {
-    "query": (
-        "query Job($jobId: ID!) {\n"
-        f"  trainingJob(jobId: $jobId) {{ {JOB_FIELDS} }}\n"
-        "}"
-    ),
+    "query": (f"query Job($jobId: ID!) {{\n  trainingJob(jobId: $jobId) {{ {JOB_FIELDS} }}\n}}"),
     "operationName": "Job",
     "variables": {"jobId": job_id(42)},
 }

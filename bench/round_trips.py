@@ -110,8 +110,10 @@ async def run(uri: str, jobs: int) -> None:
                     await asyncio.gather(*(client(ids[n::clients]) for n in range(clients)))
                     return 3 * len(ids)
 
-                for clients, what in ((1, "mutations (start, report, complete)"),
-                                      (8, "mutations, 8 concurrent clients")):
+                for clients, what in (
+                    (1, "mutations (start, report, complete)"),
+                    (8, "mutations, 8 concurrent clients"),
+                ):
                     created = [
                         await gql(CREATE, m=model_id, q=f"m{clients}") for _ in range(jobs // 2)
                     ]

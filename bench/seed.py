@@ -50,9 +50,12 @@ async def seed_versions(services: Services) -> list[str]:
     for i in range(MODEL_NAMES * VERSIONS_PER_MODEL):
         name, minor = f"bench-model-{i // VERSIONS_PER_MODEL:02d}", i % VERSIONS_PER_MODEL
         record = await services.registry.register(
-            model_name=name, version=f"1.{minor}.0", model_type=ModelType.CLASSIFICATION,
+            model_name=name,
+            version=f"1.{minor}.0",
+            model_type=ModelType.CLASSIFICATION,
             metrics={"accuracy": 0.8 + minor / 100, "f1": 0.75 + minor / 100},
-            model_id=model_id(i), actor="bench",
+            model_id=model_id(i),
+            actor="bench",
         )
         if minor >= VERSIONS_PER_MODEL - 2:
             await services.registry.promote(record.model_id, ModelStatus.TESTING, actor="bench")
@@ -62,8 +65,9 @@ async def seed_versions(services: Services) -> list[str]:
     return ids
 
 
-def build_job(i: int, rng: random.Random, versions: list[str], status: TrainingStatus,
-              ident: str) -> TrainingJob:
+def build_job(
+    i: int, rng: random.Random, versions: list[str], status: TrainingStatus, ident: str
+) -> TrainingJob:
     created = T0 + timedelta(minutes=3 * i, milliseconds=rng.randrange(60_000))
     started = created + timedelta(seconds=rng.randrange(5, 600))
     ended = started + timedelta(minutes=rng.randrange(5, 240))
@@ -86,8 +90,10 @@ def build_job(i: int, rng: random.Random, versions: list[str], status: TrainingS
         if status is not TrainingStatus.CANCELLED or rng.random() < 0.5:
             fields["started_date"] = started
         fields["metrics"] = {
-            "loss": round(rng.uniform(0, 2), 5), "accuracy": round(rng.uniform(0.5, 1), 5),
-            "f1": round(rng.uniform(0.5, 1), 5), "val_loss": round(rng.uniform(0, 2), 5),
+            "loss": round(rng.uniform(0, 2), 5),
+            "accuracy": round(rng.uniform(0.5, 1), 5),
+            "f1": round(rng.uniform(0.5, 1), 5),
+            "val_loss": round(rng.uniform(0, 2), 5),
             "epoch": float(rng.randint(1, 100)),
         }
     if status in (TrainingStatus.COMPLETED, TrainingStatus.FAILED, TrainingStatus.CANCELLED):
@@ -113,10 +119,14 @@ async def seed(storage: MongoStorage, jobs: int, pending: int = 0, rng_seed: int
     versions = await seed_versions(services)
     rng = random.Random(rng_seed)
     statuses, weights = zip(*STATUS_MIX, strict=True)
-    records = [build_job(i, rng, versions, rng.choices(statuses, weights)[0], job_id(i))
-               for i in range(jobs)]
-    records += [build_job(jobs + i, rng, versions, TrainingStatus.PENDING, pending_job_id(i))
-                for i in range(pending)]
+    records = [
+        build_job(i, rng, versions, rng.choices(statuses, weights)[0], job_id(i))
+        for i in range(jobs)
+    ]
+    records += [
+        build_job(jobs + i, rng, versions, TrainingStatus.PENDING, pending_job_id(i))
+        for i in range(pending)
+    ]
     await insert_jobs(storage, records)
     return f"{len(versions)} model versions, {jobs} jobs, {pending} pending jobs for mutations"
 

@@ -15,8 +15,6 @@ ParserCache and ValidationCache, like the floor) and times ``schema.execute`` pl
 It answers "how close to the floor can this query get on this stack", apart from the database.
 """
 
-
-
 import argparse
 import datetime as dt
 import enum

@@ -29,20 +29,56 @@ _FAST = ["--loop", "uvloop", "--http", "httptools"]
 _DASH = ("dashboard", "mltrain_dashboard.json", check_dashboard)
 _COUNT = ("dashboard+totalCount", "mltrain_dashboard_count.json", check_dashboard_count)
 _JOB = ("trainingJob(jobId)", "mltrain_job.json", check_job)
-_DEEP = ("dashboard, half way down (after a cursor)", "mltrain_dashboard_deep.json",
-         check_dashboard)
+_DEEP = (
+    "dashboard, half way down (after a cursor)",
+    "mltrain_dashboard_deep.json",
+    check_dashboard,
+)
 
 
-def _server(name: str, port: int, label: str, env: dict, endpoints: list,
-            app_dir: str = PROJECT, flags: list = _FAST) -> dict:
-    cmd = [_UVICORN, "--app-dir", app_dir, "--factory", "bench.server:create_app",
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log",
-           "--log-level", "warning", *flags]
+def _server(
+    name: str,
+    port: int,
+    label: str,
+    env: dict,
+    endpoints: list,
+    app_dir: str = PROJECT,
+    flags: list = _FAST,
+) -> dict:
+    cmd = [
+        _UVICORN,
+        "--app-dir",
+        app_dir,
+        "--factory",
+        "bench.server:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        *flags,
+    ]
     return {
-        "name": name, "group": "mltrain", "cmd": cmd, "port": port, "startup_timeout": 180,
+        "name": name,
+        "group": "mltrain",
+        "cmd": cmd,
+        "port": port,
+        "startup_timeout": 180,
         "env": {"MLTRAIN_GRAPHIQL": "false", "MLTRAIN_LOG_LEVEL": "warning", **env},
-        "endpoints": [{"name": f"mltrain {what} ({label})", "method": "POST", "path": "/graphql",
-                       "body": body, "check": check} for what, body, check in endpoints],
+        "endpoints": [
+            {
+                "name": f"mltrain {what} ({label})",
+                "method": "POST",
+                "path": "/graphql",
+                "body": body,
+                "check": check,
+            }
+            for what, body, check in endpoints
+        ],
     }
 
 
@@ -54,8 +90,14 @@ _servers = [
     _server("mltrain-mock-100", 8200, "mock, 100 jobs", _mock(100), [_DASH, _JOB]),
     _server("mltrain-mock-1k", 8201, "mock, 1k jobs", _mock(1000), [_DASH]),
     _server("mltrain-mock", 8202, "mock, 10k jobs", _mock(10_000), [_DASH, _COUNT, _JOB]),
-    _server("mltrain-mock-100-h11", 8205, "mock, 100 jobs, asyncio+h11", _mock(100),
-            [_DASH, _JOB], flags=["--loop", "asyncio", "--http", "h11"]),
+    _server(
+        "mltrain-mock-100-h11",
+        8205,
+        "mock, 100 jobs, asyncio+h11",
+        _mock(100),
+        [_DASH, _JOB],
+        flags=["--loop", "asyncio", "--http", "h11"],
+    ),
 ]
 _uri = os.environ.get("MLTRAIN_BENCH_FERRETDB_URI")
 _label = os.environ.get("MLTRAIN_BENCH_REAL_LABEL", "FerretDB")  # which real server (bench.run)
@@ -63,24 +105,58 @@ if _uri:
     _real = {"MLTRAIN_MONGODB_URI": _uri, "MLTRAIN_MONGODB_DATABASE": "mltrain_bench"}
     _servers.append(_server("mltrain-ferretdb", 8203, f"{_label}, seeded", _real, [_JOB]))
     # The deep page's body holds a cursor into this database: walked before the servers start.
-    subprocess.run([os.path.join(PROJECT, ".venv", "bin", "python"), "-m", "bench.deep_page",
-                    "--uri", _uri, "--database", _real["MLTRAIN_MONGODB_DATABASE"],
-                    "--out", os.path.join(BODIES, _DEEP[1])],  # noqa: F821  (run.py's scope)
-                   cwd=PROJECT, check=True)
-    _servers.append(_server("mltrain-ferretdb-dashboard", 8204, f"{_label}, seeded", _real,
-                            [_DASH, _DEEP]))
+    subprocess.run(
+        [
+            os.path.join(PROJECT, ".venv", "bin", "python"),
+            "-m",
+            "bench.deep_page",
+            "--uri",
+            _uri,
+            "--database",
+            _real["MLTRAIN_MONGODB_DATABASE"],
+            "--out",
+            os.path.join(BODIES, _DEEP[1]),  # noqa: F821  (run.py's scope)
+        ],
+        cwd=PROJECT,
+        check=True,
+    )
+    _servers.append(
+        _server("mltrain-ferretdb-dashboard", 8204, f"{_label}, seeded", _real, [_DASH, _DEEP])
+    )
 _before = os.environ.get("MLTRAIN_BENCH_BEFORE_DIR")
 if _before:
-    _servers.append(_server("mltrain-mock-100-before", 8206, "mock, 100 jobs, BEFORE",
-                            _mock(100), [_DASH, _JOB], app_dir=_before))
+    _servers.append(
+        _server(
+            "mltrain-mock-100-before",
+            8206,
+            "mock, 100 jobs, BEFORE",
+            _mock(100),
+            [_DASH, _JOB],
+            app_dir=_before,
+        )
+    )
     if _uri:
-        _servers.append(_server("mltrain-ferretdb-before", 8207, f"{_label}, BEFORE",
-                                _real, [_JOB], app_dir=_before))
-        _servers.append(_server("mltrain-ferretdb-dashboard-before", 8208, f"{_label}, BEFORE",
-                                _real, [_DASH], app_dir=_before))
+        _servers.append(
+            _server(
+                "mltrain-ferretdb-before", 8207, f"{_label}, BEFORE", _real, [_JOB], app_dir=_before
+            )
+        )
+        _servers.append(
+            _server(
+                "mltrain-ferretdb-dashboard-before",
+                8208,
+                f"{_label}, BEFORE",
+                _real,
+                [_DASH],
+                app_dir=_before,
+            )
+        )
 _keep = set(filter(None, os.environ.get("MLTRAIN_BENCH_TARGETS", "").split(",")))
 # FerretDB v1 sorts every document itself (~2 s a page): its dashboard runs apart, with -c 1.
 _slow_sorts = _label in ("FerretDB", "FerretDB v1")
-EXTRA_SERVERS = [s for s in _servers if s["name"] in _keep
-                 or (not _keep and not (_slow_sorts and s["name"].startswith(
-                     "mltrain-ferretdb-dashboard")))]
+EXTRA_SERVERS = [
+    s
+    for s in _servers
+    if s["name"] in _keep
+    or (not _keep and not (_slow_sorts and s["name"].startswith("mltrain-ferretdb-dashboard")))
+]

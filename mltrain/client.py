@@ -268,8 +268,12 @@ class _Attempts:
         if time.monotonic() + wait > self.deadline:
             raise MltrainError(code, why)
         if not self.retries:  # once per call: a server away for long warns every retry_for
-            log.warning("mltrain: %s (%s); trying again for up to %.0f s", why,
-                        failure or code, self.deadline - time.monotonic())
+            log.warning(
+                "mltrain: %s (%s); trying again for up to %.0f s",
+                why,
+                failure or code,
+                self.deadline - time.monotonic(),
+            )
         self.retries += 1
         self.delay = min(self.delay * 2, 5.0)
         return None, wait

@@ -352,8 +352,11 @@ class JobRun:
 
     def _report_end(self, returncode: int, output: Path) -> None:
         if self.terminated_for == "lost":
-            log.info("%s: command ended (%s); the job is no longer this worker's",
-                     self.job.job_id, describe(returncode))
+            log.info(
+                "%s: command ended (%s); the job is no longer this worker's",
+                self.job.job_id,
+                describe(returncode),
+            )
             return  # the job is someone else's now (or over): nothing to report
         if self.terminated_for == "cancel":
             log.info("%s: stopped after a cancel (%s)", self.job.job_id, describe(returncode))
@@ -369,8 +372,13 @@ class JobRun:
             kind = failure_of(returncode)
         reason = f"{describe(returncode)}{_last_line(output)}"
         code = returncode if returncode >= 0 else 128 - returncode
-        log.info("%s: command ended (%s): FAILED, %s; output in %s",
-                 self.job.job_id, describe(returncode), kind.value, output)
+        log.info(
+            "%s: command ended (%s): FAILED, %s; output in %s",
+            self.job.job_id,
+            describe(returncode),
+            kind.value,
+            output,
+        )
         self._finish_call(lambda: self.client.fail(self.job, reason, kind, code))
 
     def _finish_call(self, call: Callable[[], None]) -> None:

@@ -276,6 +276,7 @@ async def test_a_leader_whose_operation_is_gone_settles_the_event_for_the_others
     keeper.subscriber.leave_group()
     keeper.waiting.cancel()
     first = members[0]
+
     def gone() -> None:  # its operation is no longer there: the handler drops the record
         first.subscriber.leave_group()
 

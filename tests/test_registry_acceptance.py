@@ -108,9 +108,9 @@ async def test_the_artifact_sent_again_as_stored_is_no_change_after_development(
     assert same["__typename"] == "ModelVersion", same
     assert same["artifactUri"] == stored["artifactUri"]
     assert await snapshot(storage) == before  # no write, no UPDATED event
-    described = (
-        await gql.data(UPDATE_VERSION, id=model_id, description="as sent", **stored)
-    )["updateModelVersion"]
+    described = (await gql.data(UPDATE_VERSION, id=model_id, description="as sent", **stored))[
+        "updateModelVersion"
+    ]
     assert (described["__typename"], described["description"]) == ("ModelVersion", "as sent")
     # One field as stored, the other not: refused, naming the one that differs.
     refused = (

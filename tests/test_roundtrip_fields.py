@@ -195,9 +195,9 @@ artifact_uris = st.one_of(
     ),
 )
 _tag_parts = st.text(string.ascii_letters + string.digits + "._-", min_size=1, max_size=20)
-tags = st.lists(
-    st.tuples(_tag_parts, _tag_parts), max_size=4, unique_by=lambda tag: tag[0]
-).map(lambda pairs: [{"key": key, "value": value} for key, value in pairs])
+tags = st.lists(st.tuples(_tag_parts, _tag_parts), max_size=4, unique_by=lambda tag: tag[0]).map(
+    lambda pairs: [{"key": key, "value": value} for key, value in pairs]
+)
 
 #: One generator per field of each model. A model field missing here fails the test below.
 MODEL_VERSION_FIELDS: dict[str, st.SearchStrategy[Any]] = {

@@ -126,6 +126,7 @@ async def test_changes_reach_the_receiver_signed_and_in_log_order(storage: Mongo
         # The secret is shown once: the list never has it.
         listed = await gql.execute("query { webhooks { id url } }")
         assert secret not in str(listed)
+
         # The receiver answers before the dispatcher records the delivery: wait for the last.
         async def four_recorded() -> bool:
             return [d["status"] for d in await deliveries(gql)] == ["DELIVERED"] * 4

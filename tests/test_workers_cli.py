@@ -163,8 +163,10 @@ def test_a_command_that_cannot_be_run_is_refused_before_any_claim(tmp_path: Path
         for program, problem in cases.items():
             with command_worker(url, queue, tmp_path, [program, "--epochs", "3"]) as process:
                 wait_for(
-                    lambda: process.poll() is not None
-                    or api.data(JOB, id=job_id)["trainingJob"]["status"] != "PENDING",
+                    lambda: (
+                        process.poll() is not None
+                        or api.data(JOB, id=job_id)["trainingJob"]["status"] != "PENDING"
+                    ),
                     "the worker to refuse the command",
                 )
                 output = (tmp_path / f"worker-{queue}.log").read_text()

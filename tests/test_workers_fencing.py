@@ -191,15 +191,11 @@ async def test_a_token_for_a_job_never_claimed_is_refused_without_saying_it_was_
     of "the job was taken from this worker" (a worker with a wrong id or a made-up token would
     otherwise look for who took it)."""
     job_id = await new_job(gql)
-    refused = (await gql.data(HEARTBEAT, id=job_id, token="made-up-token"))[
-        "heartbeatTrainingJob"
-    ]
+    refused = (await gql.data(HEARTBEAT, id=job_id, token="made-up-token"))["heartbeatTrainingJob"]
     assert refused["__typename"] == "LeaseLostError", refused
     assert "never claimed" in refused["message"] and "claimTrainingJob" in refused["message"]
     assert "taken from this worker" not in refused["message"]
     # A job that was claimed keeps the usual words for a token that is not its lease.
     claimed_id, _ = await claimed_job(gql)
-    lost = (await gql.data(HEARTBEAT, id=claimed_id, token="made-up-token"))[
-        "heartbeatTrainingJob"
-    ]
+    lost = (await gql.data(HEARTBEAT, id=claimed_id, token="made-up-token"))["heartbeatTrainingJob"]
     assert "taken from this worker" in lost["message"], lost

@@ -105,8 +105,7 @@ def test_the_readmes_training_script_runs_as_written(tmp_path: Path) -> None:
         api.http.close()
     # Every one of its 1,000 steps arrived, for both keys; `metrics` holds the last step's.
     assert sorted(
-        (s["key"], s["totalPoints"], s["firstStep"], s["lastStep"])
-        for s in series["metricSeries"]
+        (s["key"], s["totalPoints"], s["firstStep"], s["lastStep"]) for s in series["metricSeries"]
     ) == [("acc", 1000, 0, 999), ("loss", 1000, 0, 999)]
     last_loss = 2.718281828459045 ** (-0.001 * 999)
     assert abs(series["metrics"]["loss"] - last_loss) < 1e-9

@@ -296,6 +296,7 @@ class MongoCollection:
                 return await self._read_sorted(
                     q, sort, limit, hint=None if q == unbounded else index
                 )
+
             docs = await self.windows.read(
                 query, spec, after, page.first + 1, list_key(query), read
             )
