@@ -469,8 +469,13 @@ async def test_a_change_on_one_instance_reaches_a_subscriber_on_another(
 # Slow and dead clients ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "slow_first",
+    [True, False],
+    ids=["the slow one leads", "the slow one rests"],  # (the other's frame written to it)
+)
 async def test_a_client_that_stops_reading_is_ended_with_a_resume_cursor_and_loses_nothing(
-    live: Live,
+    live: Live, slow_first: bool
 ) -> None:
     server = await live.start(subscriber_buffer=4, send_buffer=16384)
     http = live.http(server)
@@ -489,8 +494,16 @@ async def test_a_client_that_stops_reading_is_ended_with_a_resume_cursor_and_los
         server, read=False, sock=sock, max_queue=1, max_size=None, compression=None
     )
     healthy = await live.ws(server)
-    slow_op = await slow.subscribe(BIG_JOB_UPDATES)
-    healthy_op = await healthy.subscribe(BIG_JOB_UPDATES)
+    # The two share a delivery group: the first to subscribe keeps its consumer (it leads each
+    # event), the second rests and is written the leader's frame (graphql_api/live/direct.py).
+    if slow_first:
+        slow_op = await slow.subscribe(BIG_JOB_UPDATES)
+        await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 1))
+        healthy_op = await healthy.subscribe(BIG_JOB_UPDATES)
+    else:
+        healthy_op = await healthy.subscribe(BIG_JOB_UPDATES)
+        await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 1))
+        slow_op = await slow.subscribe(BIG_JOB_UPDATES)
     await eventually(lambda: live.loop.peek(lambda: server.feed.subscriber_count == 2))
 
     steps = 30
@@ -501,6 +514,11 @@ async def test_a_client_that_stops_reading_is_ended_with_a_resume_cursor_and_los
     for step in range(steps):
         await report(http, job_id, step)
         assert len(await healthy.take(healthy_op, 1, within=10)) == 1
+    stats = server.feed.groups.stats
+    written, fell_back = await live.loop.peek(lambda: (stats.written, stats.fell_back))
+    assert written > 0  # the one resting was written the leader's frames
+    if not slow_first:
+        assert fell_back > 0  # until its socket refused: then it delivered them itself
 
     # The slow one reads again: some events, then the end, naming where to resume.
     slow.start_reading()
