@@ -11,6 +11,30 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 UVICORN = PROJECT / ".venv" / "bin" / "uvicorn"
+#: The event loop and HTTP parser a production server runs with.
+FAST = ["--loop", "uvloop", "--http", "httptools"]
+
+
+def uvicorn_command(app_dir: Path | str, port: int, flags: list[str] = FAST) -> list[str]:
+    """The command that serves ``bench.server:create_app`` from ``app_dir`` on 127.0.0.1:PORT
+    in one worker, quietly (also the peers' harness's, bench/targets.py)."""
+    return [
+        str(UVICORN),
+        "--app-dir",
+        str(app_dir),
+        "--factory",
+        "bench.server:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        *flags,
+    ]
 
 
 def start_server(
@@ -24,27 +48,7 @@ def start_server(
     The bench app seeds its database in the lifespan, before it serves, so an answer means the
     data is there.
     """
-    cmd = [
-        "taskset",
-        "-c",
-        cpu,
-        str(UVICORN),
-        "--app-dir",
-        str(app_dir),
-        "--factory",
-        "bench.server:create_app",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-    ]
+    cmd = ["taskset", "-c", cpu, *uvicorn_command(app_dir, port)]
     server = subprocess.Popen(cmd, env=env, start_new_session=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -16,6 +16,7 @@ import sys
 
 PROJECT = os.environ.get("MLTRAIN_ROOT", os.getcwd())
 sys.path.insert(0, PROJECT)
+from bench.process import FAST, uvicorn_command  # noqa: E402
 from bench.queries import (  # noqa: E402
     check_dashboard,
     check_dashboard_count,
@@ -24,8 +25,6 @@ from bench.queries import (  # noqa: E402
 )
 
 write_bodies(BODIES)  # noqa: F821  (run.py's scope)
-_UVICORN = os.path.join(PROJECT, ".venv", "bin", "uvicorn")
-_FAST = ["--loop", "uvloop", "--http", "httptools"]
 _DASH = ("dashboard", "mltrain_dashboard.json", check_dashboard)
 _COUNT = ("dashboard+totalCount", "mltrain_dashboard_count.json", check_dashboard_count)
 _JOB = ("trainingJob(jobId)", "mltrain_job.json", check_job)
@@ -43,25 +42,9 @@ def _server(
     env: dict,
     endpoints: list,
     app_dir: str = PROJECT,
-    flags: list = _FAST,
+    flags: list = FAST,
 ) -> dict:
-    cmd = [
-        _UVICORN,
-        "--app-dir",
-        app_dir,
-        "--factory",
-        "bench.server:create_app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        *flags,
-    ]
+    cmd = uvicorn_command(app_dir, port, flags)
     return {
         "name": name,
         "group": "mltrain",
