@@ -364,7 +364,8 @@ def serving_process(
     log.parent.mkdir(exist_ok=True)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MLTRAIN_")}
     environment.update(env or {})
-    if environment.get("MLTRAIN_MONGODB_URI") == os.environ.get("MLTRAIN_TEST_MONGODB_URI"):
+    uri = environment.get("MLTRAIN_MONGODB_URI")
+    if uri is not None and uri == os.environ.get("MLTRAIN_TEST_MONGODB_URI"):
         environment.setdefault("MLTRAIN_MONGODB_TIMEOUT", str(REAL_SERVER_TIMEOUT))
     with log.open("w") as out:
         process = subprocess.Popen(
